@@ -1,0 +1,148 @@
+"""Settings, read once from the environment (and `.env`) into one frozen dataclass.
+
+Nothing else in the project reads `os.environ`: tests and the demo build a `Config` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dotenv import dotenv_values
+
+REAL_PATREON_BASE_URL = "https://www.patreon.com"
+REAL_DISCORD_BASE_URL = "https://discord.com"
+DEFAULT_DATABASE_PATH = "data/patreon-roles.sqlite3"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+@dataclass(frozen=True)
+class Config:
+    discord_token: str
+    patreon_client_id: str
+    patreon_client_secret: str
+    patreon_redirect_uri: str
+    patreon_creator_access_token: str
+    patreon_creator_refresh_token: str
+    patreon_webhook_secret: str
+    patreon_campaign_id: str | None = None
+    database_path: Path = Path(DEFAULT_DATABASE_PATH)
+    web_host: str = "0.0.0.0"
+    port: int = 8080
+    patreon_base_url: str = REAL_PATREON_BASE_URL
+    discord_base_url: str = REAL_DISCORD_BASE_URL
+    #: Key for signing OAuth `state`; derived from the client secret when not set.
+    state_secret: str = ""
+    refresh_interval_minutes: float = 15.0
+    log_level: str = "INFO"
+    #: Guilds to sync commands to instantly (global sync can take an hour to show).
+    dev_guild_ids: tuple[int, ...] = ()
+
+    @property
+    def signing_key(self) -> bytes:
+        return (self.state_secret or f"state:{self.patreon_client_secret}").encode()
+
+    @property
+    def uses_real_discord(self) -> bool:
+        return self.discord_base_url == REAL_DISCORD_BASE_URL
+
+
+_REQUIRED = (
+    "DISCORD_TOKEN",
+    "PATREON_CLIENT_ID",
+    "PATREON_CLIENT_SECRET",
+    "PATREON_REDIRECT_URI",
+    "PATREON_CREATOR_ACCESS_TOKEN",
+    "PATREON_CREATOR_REFRESH_TOKEN",
+    "PATREON_WEBHOOK_SECRET",
+)
+
+
+def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Config:
+    """Build the config from `env` (default: the process environment) over the values in `env_file`.
+
+    Raises ConfigError naming the first missing or malformed setting.
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if env is None else env)
+
+    def text(name: str, default: str = "") -> str:
+        return values.get(name, default).strip()
+
+    for name in _REQUIRED:
+        if not text(name):
+            raise ConfigError(f"{name} is not set (see .env.example)")
+
+    redirect_uri = _url(text("PATREON_REDIRECT_URI"), "PATREON_REDIRECT_URI")
+    campaign_id = text("PATREON_CAMPAIGN_ID") or None
+    if campaign_id is not None and not campaign_id.isdigit():
+        raise ConfigError(f"PATREON_CAMPAIGN_ID must be a number, got {campaign_id!r}")
+
+    return Config(
+        discord_token=text("DISCORD_TOKEN"),
+        patreon_client_id=text("PATREON_CLIENT_ID"),
+        patreon_client_secret=text("PATREON_CLIENT_SECRET"),
+        patreon_redirect_uri=redirect_uri,
+        patreon_creator_access_token=text("PATREON_CREATOR_ACCESS_TOKEN"),
+        patreon_creator_refresh_token=text("PATREON_CREATOR_REFRESH_TOKEN"),
+        patreon_webhook_secret=text("PATREON_WEBHOOK_SECRET"),
+        patreon_campaign_id=campaign_id,
+        database_path=Path(text("DATABASE_PATH") or DEFAULT_DATABASE_PATH),
+        web_host=text("WEB_HOST") or "0.0.0.0",
+        port=_integer(text("PORT") or "8080", "PORT", low=1, high=65535),
+        patreon_base_url=_url(text("PATREON_BASE_URL") or REAL_PATREON_BASE_URL, "PATREON_BASE_URL"),
+        discord_base_url=_url(text("DISCORD_BASE_URL") or REAL_DISCORD_BASE_URL, "DISCORD_BASE_URL"),
+        state_secret=text("STATE_SECRET"),
+        refresh_interval_minutes=_number(text("REFRESH_INTERVAL_MINUTES") or "15", "REFRESH_INTERVAL_MINUTES"),
+        log_level=_log_level(text("LOG_LEVEL") or "INFO"),
+        dev_guild_ids=_id_list(text("DEV_GUILD_IDS"), "DEV_GUILD_IDS"),
+    )
+
+
+def _url(value: str, name: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _integer(value: str, name: str, *, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _number(value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be above zero, got {value!r}")
+    return number
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
+    return level
+
+
+def _id_list(value: str, name: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not all(part.isdigit() for part in parts):
+        raise ConfigError(f"{name} must be comma-separated Discord ids, got {value!r}")
+    return tuple(int(part) for part in parts)

@@ -1,0 +1,85 @@
+"""The discord.py Bot: builds the services, loads the cogs, syncs the slash commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Config
+from bot.discord_io.roles import DiscordRoleGateway
+from bot.reconcile import utc_now
+from bot.services import Services, build_services
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.web_server", "cogs.patron", "cogs.member_events")
+
+
+class PatronBot(commands.Bot):
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        session: aiohttp.ClientSession,
+        clock: Callable[[], datetime] = utc_now,
+        **options: object,
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.members = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,  # type: ignore[arg-type]
+        )
+        self.config = config
+        self.services: Services = build_services(config, store, session, DiscordRoleGateway(self), clock)
+        self.web_port: int | None = None
+        self.tree.on_error = self.on_app_command_error
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        for guild_id in self.config.dev_guild_ids:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        await self.tree.sync()
+        log.info("slash commands synced")
+        self._warm_up_task = asyncio.create_task(self._load_campaign_tiers())
+
+    async def _load_campaign_tiers(self) -> None:
+        """Tier titles and amounts for autocomplete, status and the policy; stale ones stay on failure."""
+        try:
+            tiers = await self.services.campaign.refresh_tiers()
+        except Exception as error:  # noqa: BLE001 - start-up must survive Patreon being down
+            log.warning("could not load campaign tiers at start-up: %s", error)
+        else:
+            log.info("campaign has %d tier(s)", len(tiers))
+
+    async def on_ready(self) -> None:
+        log.info("ready as %s in %d server(s)", self.user, len(self.guilds))
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """One friendly line to the user, the traceback to the log, never the other way round."""
+        if isinstance(error, app_commands.CheckFailure):
+            message = str(error) or "You can't use this command here."
+        else:
+            log.error("command %s failed", interaction.command and interaction.command.qualified_name,
+                      exc_info=error)
+            message = "Something went wrong on our side; nothing was changed. Please try again."
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True)
+        else:
+            await interaction.response.send_message(message, ephemeral=True)

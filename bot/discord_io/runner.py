@@ -1,0 +1,41 @@
+"""Run the real bot process: open the store and HTTP session, start discord.py, close it all cleanly."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime
+
+import aiohttp
+import discord
+
+from bot.config import Config
+from bot.discord_io.client import PatronBot
+from bot.discord_io.endpoint import point_discord_at
+from bot.reconcile import utc_now
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def setup_logging(level: str) -> None:
+    discord.utils.setup_logging(level=getattr(logging, level), root=True)
+
+
+async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> int:
+    """Returns the process exit code: 0 on a clean stop, 2 when Discord rejects the token."""
+    if not config.uses_real_discord:
+        point_discord_at(config.discord_base_url)
+    store = await Store.open(config.database_path)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            bot = PatronBot(config, store, session, clock)
+            async with bot:
+                await bot.start(config.discord_token)
+    except discord.LoginFailure:
+        print("error: Discord rejected DISCORD_TOKEN (check the bot token in .env)", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    return 0

@@ -1,0 +1,163 @@
+"""Linking a Discord user to their Patreon account: start, OAuth callback, unlink.
+
+The callback stores nothing until the state is proven genuine, fresh and unused and Patreon has
+accepted the code; roles are granted in the same request so the patron sees them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from bot.campaign import CampaignService, CampaignUnavailable
+from bot.models import MembershipSnapshot
+from bot.oauth_state import StateError, issue_state, verify_state
+from bot.patreon.client import PatreonClient
+from bot.patreon.errors import PatreonAuthError, PatreonError
+from bot.reconcile import ReconcileOutcome, ReconcileService
+from bot.store import Store, patron_subject
+
+log = logging.getLogger(__name__)
+
+PATRON_SCOPES = ("identity", "identity.memberships")
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """What the callback page shows."""
+
+    ok: bool
+    headline: str
+    detail: str
+    patreon_name: str | None = None
+    tier_titles: tuple[str, ...] = ()
+    roles_given: tuple[str, ...] = ()
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class UnlinkResult:
+    was_linked: bool
+    roles_removed: tuple[str, ...] = ()
+    outcomes: list[ReconcileOutcome] = field(default_factory=list)
+
+
+class LinkingService:
+    def __init__(
+        self,
+        signing_key: bytes,
+        client: PatreonClient,
+        store: Store,
+        campaign: CampaignService,
+        reconcile: ReconcileService,
+    ) -> None:
+        self._key = signing_key
+        self.client = client
+        self.store = store
+        self.campaign = campaign
+        self.reconcile = reconcile
+
+    def start_link(self, guild_id: int, discord_user_id: int) -> str:
+        """The Patreon authorize URL for this user, carrying a fresh signed state."""
+        token, _ = issue_state(self._key, guild_id, discord_user_id, self.reconcile.clock())
+        return self.client.authorize_url(token, PATRON_SCOPES)
+
+    async def complete_link(self, params: Mapping[str, str]) -> LinkResult:
+        state_token = params.get("state", "")
+        if not state_token:
+            return _failure("This link is missing its security token.", "Run /patreon link again in Discord.")
+        try:
+            state = verify_state(self._key, state_token, self.reconcile.clock())
+        except StateError as error:
+            return _failure("This link can't be used.", str(error))
+        if not await self.store.consume_state(state.nonce, state.expires_at):
+            return _failure(
+                "This link was already used.", "Each link works once. Run /patreon link again in Discord."
+            )
+        if params.get("error"):
+            return _failure(
+                "You didn't allow access on Patreon.",
+                "Nothing was linked. If that was a mistake, run /patreon link again and press Allow.",
+                status=200,
+            )
+        code = params.get("code", "")
+        if not code:
+            return _failure("Patreon didn't send an authorisation code.", "Run /patreon link again in Discord.")
+        try:
+            tokens = await self.client.exchange_code(code)
+            identity = await self.client.get_identity(tokens.access_token)
+            campaign_id = await self.campaign.campaign_id()
+        except PatreonAuthError as error:
+            log.warning("link for user=%s failed at Patreon: %s", state.discord_user_id, error)
+            return _failure(
+                "Patreon did not accept this sign-in.", "The code may have expired. Run /patreon link again."
+            )
+        except (PatreonError, CampaignUnavailable) as error:
+            log.warning("link for user=%s failed: Patreon unavailable: %s", state.discord_user_id, error)
+            return _failure(
+                "Patreon isn't answering right now.", "Nothing was changed. Please try again in a few minutes.", 502
+            )
+
+        membership = identity.membership_for(campaign_id)
+        await self.store.save_tokens(patron_subject(identity.user.id), tokens)
+        replaced = await self.store.save_link(state.discord_user_id, identity.user.id, state.guild_id, "oauth")
+        if membership is not None:
+            await self.store.save_membership(_with_user(membership, identity.user.id, self.reconcile.clock()))
+        else:
+            await self.store.delete_membership(identity.user.id)
+        log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
+        if replaced is not None:
+            await self.reconcile.reconcile_user_everywhere(replaced.discord_user_id, "Patreon account moved")
+        outcomes = await self.reconcile.reconcile_user_everywhere(state.discord_user_id, "linked")
+        patreon_name = identity.user.full_name or identity.user.id
+        await self.reconcile.log_event(state.guild_id, f"<@{state.discord_user_id}> linked Patreon account {patreon_name}")
+        tiers = await self.store.get_tiers()
+        tier_titles = tuple(
+            tiers[tier_id].title if tier_id in tiers else tier_id
+            for tier_id in (membership.entitled_tier_ids if membership else ())
+        )
+        roles_given = tuple(
+            self.reconcile.gateway.role_name(outcome.guild_id, role_id)
+            for outcome in outcomes
+            for role_id in sorted(outcome.added)
+        )
+        summary = outcomes[0].summary if outcomes else "You are not in the server any more."
+        return LinkResult(
+            ok=True,
+            headline="Your Patreon account is linked.",
+            detail=summary if membership else "You aren't a member of this creator's Patreon yet.",
+            patreon_name=identity.user.full_name,
+            tier_titles=tier_titles,
+            roles_given=roles_given,
+        )
+
+    async def unlink(self, discord_user_id: int) -> UnlinkResult:
+        """Forget the link and the tokens, then take back only the roles this bot granted."""
+        link = await self.store.delete_link(discord_user_id)
+        if link is None:
+            return UnlinkResult(was_linked=False)
+        await self.store.delete_tokens(patron_subject(link.patreon_user_id))
+        outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "unlinked")
+        removed = tuple(
+            self.reconcile.gateway.role_name(outcome.guild_id, role_id)
+            for outcome in outcomes
+            for role_id in sorted(outcome.removed)
+        )
+        if link.linked_in_guild_id is not None:
+            await self.reconcile.log_event(link.linked_in_guild_id, f"<@{discord_user_id}> unlinked their Patreon")
+        return UnlinkResult(was_linked=True, roles_removed=removed, outcomes=outcomes)
+
+
+def _failure(headline: str, detail: str, status: int = 400) -> LinkResult:
+    return LinkResult(ok=False, headline=headline, detail=detail, status=status)
+
+
+def _with_user(membership: MembershipSnapshot, patreon_user_id: str, now: datetime) -> MembershipSnapshot:
+    """Identity memberships may omit the user relationship; we know whose it is."""
+    return replace(
+        membership,
+        patreon_user_id=membership.patreon_user_id or patreon_user_id,
+        observed_at=membership.observed_at or now,
+    )

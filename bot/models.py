@@ -1,0 +1,178 @@
+"""Plain data shared by every layer: what Patreon told us and what a guild chose.
+
+Everything here is frozen and free of I/O so the policy can be a pure function of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class PatronStatus(StrEnum):
+    """Patreon's `patron_status`; `None` on a snapshot means "never pledged" (a free member)."""
+
+    ACTIVE = "active_patron"
+    DECLINED = "declined_patron"
+    FORMER = "former_patron"
+
+
+class RoleMode(StrEnum):
+    """How several entitled tiers turn into roles."""
+
+    STACK = "stack"
+    HIGHEST = "highest"
+
+
+@dataclass(frozen=True)
+class Tier:
+    id: str
+    title: str = ""
+    amount_cents: int = 0
+    patron_count: int | None = None
+    published: bool | None = None
+    discord_role_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    name: str = ""
+    vanity: str | None = None
+    url: str | None = None
+    patron_count: int | None = None
+    tiers: tuple[Tier, ...] = ()
+
+
+@dataclass(frozen=True)
+class PatreonUser:
+    id: str
+    full_name: str | None = None
+    #: `social_connections.discord.user_id`, present only when the patron linked Discord on Patreon.
+    social_discord_id: int | None = None
+
+
+@dataclass(frozen=True)
+class MembershipSnapshot:
+    """One member of the campaign as Patreon described it at `observed_at`.
+
+    `entitled_tier_ids` is what Patreon listed; it can be empty for a paying patron (billing-day gap),
+    so the policy also looks at the amounts and charge fields.
+    """
+
+    member_id: str | None
+    campaign_id: str | None
+    patreon_user_id: str | None
+    full_name: str | None = None
+    patron_status: PatronStatus | None = None
+    last_charge_status: str | None = None
+    last_charge_date: datetime | None = None
+    next_charge_date: datetime | None = None
+    pledge_relationship_start: datetime | None = None
+    pledge_cadence: int | None = None
+    currently_entitled_amount_cents: int = 0
+    will_pay_amount_cents: int = 0
+    campaign_lifetime_support_cents: int = 0
+    is_free_trial: bool = False
+    is_gifted: bool = False
+    entitled_tier_ids: tuple[str, ...] = ()
+    #: False when the document did not carry the `currently_entitled_tiers` relationship at all.
+    tiers_known: bool = True
+    social_discord_id: int | None = None
+    observed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The /identity answer: who authorised us, and their memberships we can see."""
+
+    user: PatreonUser
+    memberships: tuple[MembershipSnapshot, ...] = ()
+
+    def membership_for(self, campaign_id: str) -> MembershipSnapshot | None:
+        for membership in self.memberships:
+            if membership.campaign_id == campaign_id:
+                return membership
+        if len(self.memberships) == 1 and self.memberships[0].campaign_id is None:
+            # Without `identity.memberships` Patreon returns only the membership to our own campaign.
+            return self.memberships[0]
+        return None
+
+
+@dataclass(frozen=True)
+class MembersPage:
+    members: tuple[MembershipSnapshot, ...]
+    tiers: tuple[Tier, ...] = ()
+    next_cursor: str | None = None
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_at: datetime
+    scope: tuple[str, ...] = ()
+    token_type: str = "Bearer"
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """A server's role policy. Defaults are what a new server gets."""
+
+    guild_id: int
+    #: Days a declined payment keeps its roles (Patreon retries; most declines are fixed within a week).
+    decline_grace_days: int = 7
+    #: After a cancel, keep the roles until the period already paid for ends.
+    keep_until_paid_through: bool = True
+    role_mode: RoleMode = RoleMode.STACK
+    free_member_role_id: int | None = None
+    free_trial_role_id: int | None = None
+    #: Whether a free trial also earns the roles of the tiers it is trialling.
+    trial_gets_tier_roles: bool = True
+    gifted_role_id: int | None = None
+    former_patron_role_id: int | None = None
+    lifetime_role_id: int | None = None
+    lifetime_threshold_cents: int | None = None
+    log_channel_id: int | None = None
+    welcome_on_link: bool = False
+    auto_match_discord: bool = False
+
+    def special_role_ids(self) -> frozenset[int]:
+        """Roles the policy hands out that are not tied to a tier."""
+        ids = (
+            self.free_member_role_id,
+            self.free_trial_role_id,
+            self.gifted_role_id,
+            self.former_patron_role_id,
+            self.lifetime_role_id,
+        )
+        return frozenset(role_id for role_id in ids if role_id is not None)
+
+
+@dataclass(frozen=True)
+class TierRoleMap:
+    """tier id → the Discord roles that tier earns in one guild (a tier may carry several roles)."""
+
+    roles_by_tier: dict[str, frozenset[int]] = field(default_factory=dict)
+
+    def managed_role_ids(self) -> frozenset[int]:
+        result: set[int] = set()
+        for roles in self.roles_by_tier.values():
+            result |= roles
+        return frozenset(result)
+
+
+@dataclass(frozen=True)
+class RoleDecision:
+    """What the policy wants for one member in one guild, with a reason a human can read.
+
+    `hold` means "do not remove anything right now" (grace period, billing-day gap, paid-through time):
+    the reconcile engine may still add roles in `desired` but removes none.
+    """
+
+    desired: frozenset[int]
+    hold: bool
+    summary: str
+    reasons: dict[int, str] = field(default_factory=dict)

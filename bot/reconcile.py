@@ -1,0 +1,173 @@
+"""The one reconcile engine: policy decision → minimal role plan → one Discord call → ledger.
+
+Webhooks, the periodic refresh, linking, unlinking and admin syncs all come through here, so the
+rules for what may be changed live in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bot.models import MembershipSnapshot, RoleDecision
+from bot.policy import decide_roles, managed_role_ids
+from bot.role_plan import RolePlan, ledger_after, plan_roles
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class RoleChangeError(Exception):
+    """Discord refused or failed a role change; `permanent` says whether retrying can help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class RoleGateway(Protocol):
+    """What the engine needs from Discord; the discord.py adapter implements it."""
+
+    def guild_ids(self) -> list[int]: ...
+
+    async def member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None: ...
+
+    def unassignable_roles(self, guild_id: int, role_ids: frozenset[int]) -> dict[int, str]: ...
+
+    async def set_member_roles(
+        self, guild_id: int, user_id: int, add: frozenset[int], remove: frozenset[int], reason: str
+    ) -> None: ...
+
+    def role_name(self, guild_id: int, role_id: int) -> str: ...
+
+    async def post_log(self, channel_id: int, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    guild_id: int
+    user_id: int
+    membership: MembershipSnapshot | None
+    decision: RoleDecision
+    actual: frozenset[int]
+    granted: frozenset[int]
+    plan: RolePlan
+
+
+@dataclass
+class ReconcileOutcome:
+    guild_id: int
+    user_id: int
+    added: frozenset[int] = frozenset()
+    removed: frozenset[int] = frozenset()
+    blocked: dict[int, str] = field(default_factory=dict)
+    summary: str = ""
+    in_guild: bool = True
+    error: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ReconcileService:
+    def __init__(self, store: Store, gateway: RoleGateway, clock: Callable[[], datetime] = utc_now) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+
+    async def plan_member(self, guild_id: int, user_id: int) -> MemberPlan | None:
+        """What would change for this member now; None when they are not in the guild."""
+        actual = await self.gateway.member_roles(guild_id, user_id)
+        if actual is None:
+            return None
+        settings = await self.store.get_settings(guild_id)
+        tier_roles = await self.store.get_tier_roles(guild_id)
+        link = await self.store.get_link_by_discord(user_id)
+        membership = await self.store.get_membership(link.patreon_user_id) if link else None
+        granted = await self.store.granted_roles(guild_id, user_id)
+        decision = decide_roles(
+            membership,
+            settings,
+            tier_roles,
+            await self.store.get_tiers(),
+            self.clock(),
+            held_managed_roles=granted & actual,
+        )
+        touched = decision.desired | (granted & actual)
+        unassignable = self.gateway.unassignable_roles(guild_id, frozenset(touched))
+        plan = plan_roles(decision, actual, granted, unassignable)
+        return MemberPlan(guild_id, user_id, membership, decision, actual, granted, plan)
+
+    async def reconcile_member(self, guild_id: int, user_id: int, cause: str) -> ReconcileOutcome:
+        member_plan = await self.plan_member(guild_id, user_id)
+        if member_plan is None:
+            return ReconcileOutcome(guild_id, user_id, in_guild=False, summary="not in this server")
+        plan = member_plan.plan
+        outcome = ReconcileOutcome(guild_id, user_id, blocked=plan.blocked, summary=member_plan.decision.summary)
+        if not plan.is_empty:
+            reason = f"Patreon sync ({cause}): {member_plan.decision.summary}"[:500]
+            try:
+                await self.gateway.set_member_roles(guild_id, user_id, plan.add, plan.remove, reason)
+            except RoleChangeError as error:
+                outcome.error = str(error)
+                await self._log(guild_id, f"Could not update roles for <@{user_id}>: {error}")
+                return outcome
+            outcome.added, outcome.removed = plan.add, plan.remove
+        record, forget = ledger_after(plan, member_plan.actual, member_plan.granted)
+        if record:
+            await self.store.record_grants(guild_id, user_id, record, cause)
+        if forget:
+            await self.store.forget_grants(guild_id, user_id, forget)
+        await self._report(outcome, cause)
+        return outcome
+
+    async def reconcile_user_everywhere(self, user_id: int, cause: str) -> list[ReconcileOutcome]:
+        """Reconcile one Discord user in every guild the bot is in where they are a member."""
+        outcomes = []
+        for guild_id in self.gateway.guild_ids():
+            outcome = await self.reconcile_member(guild_id, user_id, cause)
+            if outcome.in_guild:
+                outcomes.append(outcome)
+        return outcomes
+
+    async def managed_roles(self, guild_id: int) -> frozenset[int]:
+        return managed_role_ids(await self.store.get_settings(guild_id), await self.store.get_tier_roles(guild_id))
+
+    async def _report(self, outcome: ReconcileOutcome, cause: str) -> None:
+        for role_id in sorted(outcome.added):
+            await self._log(
+                outcome.guild_id,
+                f"Gave {self._role(outcome.guild_id, role_id)} to <@{outcome.user_id}> ({cause}: {outcome.summary})",
+            )
+        for role_id in sorted(outcome.removed):
+            await self._log(
+                outcome.guild_id,
+                f"Removed {self._role(outcome.guild_id, role_id)} from <@{outcome.user_id}> "
+                f"({cause}: {outcome.summary})",
+            )
+        for role_id, why in sorted(outcome.blocked.items()):
+            await self._log(
+                outcome.guild_id,
+                f"Could not change {self._role(outcome.guild_id, role_id)} for <@{outcome.user_id}>: {why}",
+            )
+
+    def _role(self, guild_id: int, role_id: int) -> str:
+        return f"@{self.gateway.role_name(guild_id, role_id)}"
+
+    async def _log(self, guild_id: int, text: str) -> None:
+        """One readable line to the bot's log and, if the server chose one, its log channel."""
+        log.info("guild=%s %s", guild_id, text)
+        settings = await self.store.get_settings(guild_id)
+        if settings.log_channel_id is not None:
+            await self.gateway.post_log(settings.log_channel_id, text)
+
+    async def log_event(self, guild_id: int, text: str) -> None:
+        await self._log(guild_id, text)

@@ -1,0 +1,68 @@
+"""The SQLite schema as an ordered list of migrations; `PRAGMA user_version` says how many have run."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: links, tokens, memberships, per-guild settings and tier→role maps, the grant ledger, used OAuth states.
+    """
+    CREATE TABLE links (
+        discord_user_id INTEGER PRIMARY KEY,
+        patreon_user_id TEXT NOT NULL UNIQUE,
+        linked_in_guild_id INTEGER,
+        source TEXT NOT NULL,
+        linked_at TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        subject TEXT PRIMARY KEY,
+        access_token TEXT NOT NULL,
+        refresh_token TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE memberships (
+        patreon_user_id TEXT PRIMARY KEY,
+        member_id TEXT,
+        campaign_id TEXT,
+        social_discord_id INTEGER,
+        snapshot TEXT NOT NULL,
+        observed_at TEXT NOT NULL
+    );
+    CREATE INDEX memberships_by_social_discord ON memberships (social_discord_id);
+    CREATE TABLE guild_settings (
+        guild_id INTEGER PRIMARY KEY,
+        settings TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE tier_roles (
+        guild_id INTEGER NOT NULL,
+        tier_id TEXT NOT NULL,
+        role_id INTEGER NOT NULL,
+        PRIMARY KEY (guild_id, tier_id, role_id)
+    );
+    CREATE TABLE role_grants (
+        guild_id INTEGER NOT NULL,
+        discord_user_id INTEGER NOT NULL,
+        role_id INTEGER NOT NULL,
+        granted_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (guild_id, discord_user_id, role_id)
+    );
+    CREATE TABLE used_states (
+        nonce TEXT PRIMARY KEY,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE campaign_tiers (
+        tier_id TEXT PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        amount_cents INTEGER NOT NULL,
+        patron_count INTEGER,
+        published INTEGER
+    );
+    CREATE TABLE service_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)

@@ -1,0 +1,23 @@
+"""Linked users get their roles the moment they join a server."""
+
+from __future__ import annotations
+
+import discord
+from discord.ext import commands
+
+from bot.discord_io.client import PatronBot
+
+
+class MemberEvents(commands.Cog):
+    def __init__(self, bot: PatronBot) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_member_join(self, member: discord.Member) -> None:
+        if await self.bot.services.store.get_link_by_discord(member.id) is None:
+            return
+        await self.bot.services.reconcile.reconcile_member(member.guild.id, member.id, "joined the server")
+
+
+async def setup(bot: PatronBot) -> None:
+    await bot.add_cog(MemberEvents(bot))

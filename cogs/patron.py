@@ -1,0 +1,61 @@
+"""`/patreon link`, `/patreon unlink`, `/patreon status`: the patron's side, thin over bot.linking."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_io.client import PatronBot
+from bot.status_report import describe_status
+
+
+@app_commands.guild_only()
+class Patron(commands.GroupCog, group_name="patreon", group_description="Link your Patreon to get your roles"):
+    def __init__(self, bot: PatronBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(name="link", description="Link your Patreon account to get your patron roles")
+    async def link(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        url = self.bot.services.linking.start_link(interaction.guild_id, interaction.user.id)
+        view = discord.ui.View()
+        view.add_item(discord.ui.Button(label="Link Patreon", url=url, style=discord.ButtonStyle.link))
+        await interaction.response.send_message(
+            "Press the button to sign in with Patreon. The link is yours alone, works once and expires in "
+            "15 minutes. Your roles arrive as soon as you're back.",
+            view=view,
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="unlink", description="Unlink your Patreon account and remove the roles it gave")
+    async def unlink(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        result = await self.bot.services.linking.unlink(interaction.user.id)
+        if not result.was_linked:
+            await interaction.followup.send("Your Discord account isn't linked to Patreon.", ephemeral=True)
+            return
+        removed = ", ".join(f"@{name}" for name in result.roles_removed) or "none"
+        await interaction.followup.send(
+            f"Unlinked. Roles removed: {removed}. Roles you got any other way were left alone.", ephemeral=True
+        )
+
+    @app_commands.command(name="status", description="What's linked, your tier, and why you have each role")
+    async def status(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        services = self.bot.services
+        guild_id = interaction.guild_id
+        text = describe_status(
+            await services.store.get_link_by_discord(interaction.user.id),
+            await services.reconcile.plan_member(guild_id, interaction.user.id),
+            await services.store.get_tiers(),
+            await services.reconcile.managed_roles(guild_id),
+            lambda role_id: services.reconcile.gateway.role_name(guild_id, role_id),
+        )
+        await interaction.followup.send(text[:2000], ephemeral=True)
+
+
+async def setup(bot: PatronBot) -> None:
+    await bot.add_cog(Patron(bot))

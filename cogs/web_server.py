@@ -1,0 +1,37 @@
+"""Serves the bot's web app (OAuth callback, health, webhooks) on the bot's own event loop."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from discord.ext import commands
+
+from bot.discord_io.client import PatronBot
+from bot.web import create_web_app
+
+log = logging.getLogger(__name__)
+
+
+class WebServer(commands.Cog):
+    def __init__(self, bot: PatronBot) -> None:
+        self.bot = bot
+        self.runner: web.AppRunner | None = None
+
+    async def cog_load(self) -> None:
+        config = self.bot.config
+        self.runner = web.AppRunner(create_web_app(self.bot.services.linking), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, config.web_host, config.port)
+        await site.start()
+        port = self.runner.addresses[0][1] if self.runner.addresses else config.port
+        self.bot.web_port = port
+        log.info("web server listening on http://%s:%s", config.web_host, port)
+
+    async def cog_unload(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def setup(bot: PatronBot) -> None:
+    await bot.add_cog(WebServer(bot))
