@@ -73,9 +73,7 @@ class LinkingService:
         except StateError as error:
             return _failure("This link can't be used.", str(error))
         if not await self.store.consume_state(state.nonce, state.expires_at):
-            return _failure(
-                "This link was already used.", "Each link works once. Run /patreon link again in Discord."
-            )
+            return _failure("This link was already used.", "Each link works once. Run /patreon link again in Discord.")
         if params.get("error"):
             return _failure(
                 "You didn't allow access on Patreon.",
@@ -112,7 +110,9 @@ class LinkingService:
             await self.reconcile.reconcile_user_everywhere(replaced.discord_user_id, "Patreon account moved")
         outcomes = await self.reconcile.reconcile_user_everywhere(state.discord_user_id, "linked")
         patreon_name = identity.user.full_name or identity.user.id
-        await self.reconcile.log_event(state.guild_id, f"<@{state.discord_user_id}> linked Patreon account {patreon_name}")
+        await self.reconcile.log_event(
+            state.guild_id, f"<@{state.discord_user_id}> linked Patreon account {patreon_name}"
+        )
         tiers = await self.store.get_tiers()
         tier_titles = tuple(
             tiers[tier_id].title if tier_id in tiers else tier_id

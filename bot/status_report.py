@@ -29,9 +29,11 @@ def describe_status(
         else:
             status = membership.patron_status.value if membership.patron_status else "free member (never pledged)"
             titles = [tiers[tier].title if tier in tiers else tier for tier in membership.entitled_tier_ids]
-            lines.append(f"Patron status: **{status}**; tier: **{', '.join(titles) or 'none'}**; "
-                         f"last charge: {membership.last_charge_status or 'none'}"
-                         f"{f' on {membership.last_charge_date:%Y-%m-%d}' if membership.last_charge_date else ''}.")
+            lines.append(
+                f"Patron status: **{status}**; tier: **{', '.join(titles) or 'none'}**; "
+                f"last charge: {membership.last_charge_status or 'none'}"
+                f"{f' on {membership.last_charge_date:%Y-%m-%d}' if membership.last_charge_date else ''}."
+            )
     lines.append(f"Decision: {member_plan.decision.summary}")
     if not managed_roles:
         lines.append("This server hasn't mapped any Patreon tiers to roles yet.")

@@ -255,9 +255,7 @@ class Store:
     async def consume_state(self, nonce: str, expires_at: datetime) -> bool:
         """Mark a state used; False when it had been used before (a replay)."""
         await self._db.execute("DELETE FROM used_states WHERE expires_at < ?", (_now(),))
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO used_states VALUES (?, ?)", (nonce, _iso(expires_at))
-        )
+        cursor = await self._db.execute("INSERT OR IGNORE INTO used_states VALUES (?, ?)", (nonce, _iso(expires_at)))
         await self._db.commit()
         return cursor.rowcount > 0
 

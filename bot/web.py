@@ -32,7 +32,9 @@ async def oauth_callback(request: web.Request) -> web.Response:
         result = await request.app[LINKING_KEY].complete_link(params)
     except Exception:
         log.exception("OAuth callback failed unexpectedly")
-        result = LinkResult(False, "Something went wrong on our side.", "Nothing was linked. Please try again.", status=500)
+        result = LinkResult(
+            False, "Something went wrong on our side.", "Nothing was linked. Please try again.", status=500
+        )
     return web.Response(
         text=render_link_page(result),
         status=result.status,

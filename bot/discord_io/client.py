@@ -61,7 +61,7 @@ class PatronBot(commands.Bot):
         """Tier titles and amounts for autocomplete, status and the policy; stale ones stay on failure."""
         try:
             tiers = await self.services.campaign.refresh_tiers()
-        except Exception as error:  # noqa: BLE001 - start-up must survive Patreon being down
+        except Exception as error:  # start-up must survive Patreon being down
             log.warning("could not load campaign tiers at start-up: %s", error)
         else:
             log.info("campaign has %d tier(s)", len(tiers))
@@ -69,15 +69,12 @@ class PatronBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("ready as %s in %d server(s)", self.user, len(self.guilds))
 
-    async def on_app_command_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
+    async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One friendly line to the user, the traceback to the log, never the other way round."""
         if isinstance(error, app_commands.CheckFailure):
             message = str(error) or "You can't use this command here."
         else:
-            log.error("command %s failed", interaction.command and interaction.command.qualified_name,
-                      exc_info=error)
+            log.error("command %s failed", interaction.command and interaction.command.qualified_name, exc_info=error)
             message = "Something went wrong on our side; nothing was changed. Please try again."
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True)

@@ -55,11 +55,12 @@ class DiscordRoleGateway:
         try:
             await member.edit(roles=new_roles, reason=reason)
         except discord.Forbidden as error:
-            raise RoleChangeError(f"Discord refused the change ({error.text or 'missing permissions'})", permanent=True)
+            detail = error.text or "missing permissions"
+            raise RoleChangeError(f"Discord refused the change ({detail})", permanent=True) from error
         except discord.NotFound as error:
-            raise RoleChangeError(f"Discord could not find it ({error.text})", permanent=True)
+            raise RoleChangeError(f"Discord could not find it ({error.text})", permanent=True) from error
         except discord.HTTPException as error:
-            raise RoleChangeError(f"Discord failed ({error.status})", permanent=False)
+            raise RoleChangeError(f"Discord failed ({error.status})", permanent=False) from error
 
     def role_name(self, guild_id: int, role_id: int) -> str:
         guild = self.client.get_guild(guild_id)
