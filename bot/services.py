@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from bot.admin import AdminService
 from bot.campaign import CampaignService
 from bot.config import Config
 from bot.linking import LinkingService
@@ -27,6 +28,7 @@ class Services:
     campaign: CampaignService
     reconcile: ReconcileService
     linking: LinkingService
+    admin: AdminService
 
 
 def build_services(
@@ -53,4 +55,5 @@ def build_services(
     campaign = CampaignService(patreon, store, seed, clock, config.patreon_campaign_id)
     reconcile = ReconcileService(store, gateway, clock)
     linking = LinkingService(config.signing_key, patreon, store, campaign, reconcile)
-    return Services(config, store, patreon, campaign, reconcile, linking)
+    admin = AdminService(store, campaign, reconcile, linking)
+    return Services(config, store, patreon, campaign, reconcile, linking, admin)

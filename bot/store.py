@@ -250,6 +250,12 @@ class Store:
         ) as cursor:
             return frozenset([int(row[0]) async for row in cursor])
 
+    async def users_with_grants(self, guild_id: int) -> list[int]:
+        async with self._db.execute(
+            "SELECT DISTINCT discord_user_id FROM role_grants WHERE guild_id = ? ORDER BY 1", (guild_id,)
+        ) as cursor:
+            return [int(row[0]) async for row in cursor]
+
     # -- OAuth states, campaign tiers, service facts --------------------------------------------------
 
     async def consume_state(self, nonce: str, expires_at: datetime) -> bool:

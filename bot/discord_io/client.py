@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.admin import AdminError
 from bot.config import Config
 from bot.discord_io.roles import DiscordRoleGateway
 from bot.reconcile import utc_now
@@ -20,7 +21,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.web_server", "cogs.patron", "cogs.member_events")
+EXTENSIONS = ("cogs.web_server", "cogs.patron", "cogs.admin", "cogs.member_events")
 
 
 class PatronBot(commands.Bot):
@@ -71,7 +72,10 @@ class PatronBot(commands.Bot):
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One friendly line to the user, the traceback to the log, never the other way round."""
-        if isinstance(error, app_commands.CheckFailure):
+        original = getattr(error, "original", None)
+        if isinstance(original, AdminError):
+            message = f"❌ {original}"
+        elif isinstance(error, app_commands.CheckFailure):
             message = str(error) or "You can't use this command here."
         else:
             log.error("command %s failed", interaction.command and interaction.command.qualified_name, exc_info=error)

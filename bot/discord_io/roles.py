@@ -28,13 +28,19 @@ class DiscordRoleGateway:
             return None
         return frozenset(role.id for role in member.roles if not role.is_default())
 
-    def unassignable_roles(self, guild_id: int, role_ids: frozenset[int]) -> dict[int, str]:
+    def missing_permissions(self, guild_id: int) -> str | None:
         guild = self.client.get_guild(guild_id)
         if guild is None:
-            return {role_id: "the bot is not in this server" for role_id in role_ids}
-        me = guild.me
-        if not me.guild_permissions.manage_roles:
-            return {role_id: "the bot lacks the Manage Roles permission" for role_id in role_ids}
+            return "The bot is not in this server."
+        if not guild.me.guild_permissions.manage_roles:
+            return "The bot lacks the Manage Roles permission; give its role Manage Roles."
+        return None
+
+    def unassignable_roles(self, guild_id: int, role_ids: frozenset[int]) -> dict[int, str]:
+        problem = self.missing_permissions(guild_id)
+        guild = self.client.get_guild(guild_id)
+        if problem is not None or guild is None:
+            return {role_id: (problem or "").rstrip(".") for role_id in role_ids}
         refused: dict[int, str] = {}
         for role_id in role_ids:
             reason = role_refusal(guild, guild.get_role(role_id))

@@ -1,0 +1,194 @@
+"""What server admins do: map tiers to roles, set the policy, preview and run a sync, manual links.
+
+Every refusal is an AdminError whose message is a friendly sentence for an ephemeral reply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+from bot.campaign import CampaignService
+from bot.linking import LinkingService, UnlinkResult
+from bot.models import GuildSettings, Tier
+from bot.patreon.errors import PatreonError
+from bot.reconcile import MemberPlan, ReconcileService
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_GRACE_DAYS = 60
+ROLE_SETTINGS = (
+    "free_member_role_id",
+    "free_trial_role_id",
+    "gifted_role_id",
+    "former_patron_role_id",
+    "lifetime_role_id",
+)
+
+
+class AdminError(Exception):
+    """A refusal to show the admin as is."""
+
+
+@dataclass(frozen=True)
+class TierLine:
+    tier: Tier
+    role_ids: frozenset[int]
+
+
+@dataclass
+class SyncReport:
+    dry_run: bool
+    checked: int = 0
+    lines: list[str] = field(default_factory=list)
+    changed_members: int = 0
+    failures: int = 0
+
+
+class AdminService:
+    def __init__(
+        self, store: Store, campaign: CampaignService, reconcile: ReconcileService, linking: LinkingService
+    ) -> None:
+        self.store = store
+        self.campaign = campaign
+        self.reconcile = reconcile
+        self.linking = linking
+
+    async def campaign_tiers(self, refresh: bool) -> dict[str, Tier]:
+        """The campaign's tiers, fresh from Patreon when asked and possible, else the stored ones."""
+        if refresh:
+            try:
+                return await self.campaign.refresh_tiers()
+            except PatreonError as error:
+                log.warning("tier refresh failed, using stored tiers: %s", error)
+        return await self.store.get_tiers()
+
+    async def tier_overview(self, guild_id: int) -> list[TierLine]:
+        tiers = await self.campaign_tiers(refresh=True)
+        mapping = (await self.store.get_tier_roles(guild_id)).roles_by_tier
+        lines = [TierLine(tier, mapping.get(tier_id, frozenset())) for tier_id, tier in tiers.items()]
+        lines += [
+            TierLine(Tier(id=tier_id, title=f"unknown tier {tier_id}"), roles)
+            for tier_id, roles in mapping.items()
+            if tier_id not in tiers
+        ]
+        return lines
+
+    async def map_tier(self, guild_id: int, tier_id: str, role_id: int) -> Tier:
+        tier = await self._known_tier(tier_id)
+        self._assert_assignable(guild_id, role_id)
+        if not await self.store.map_tier_role(guild_id, tier.id, role_id):
+            raise AdminError(f"Tier **{tier.title}** already gives that role.")
+        await self.reconcile.log_event(guild_id, f"Tier {tier.title} now gives @{self._role(guild_id, role_id)}")
+        return tier
+
+    async def unmap_tier(self, guild_id: int, tier_id: str, role_id: int | None) -> int:
+        removed = await self.store.unmap_tier_role(guild_id, tier_id, role_id)
+        if removed == 0:
+            raise AdminError("That tier had no such mapping here; `/patreon-admin tiers` lists the mappings.")
+        await self.reconcile.log_event(guild_id, f"Removed {removed} mapping(s) from tier {tier_id}")
+        return removed
+
+    async def update_settings(self, guild_id: int, **changes: object) -> GuildSettings:
+        """Validate and save the changed fields; unknown or invalid values change nothing."""
+        current = await self.store.get_settings(guild_id)
+        known = {field.name for field in dataclasses.fields(GuildSettings)} - {"guild_id"}
+        unknown = set(changes) - known
+        if unknown:
+            raise AdminError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        grace = changes.get("decline_grace_days")
+        if grace is not None and not (isinstance(grace, int) and 0 <= grace <= MAX_GRACE_DAYS):
+            raise AdminError(f"Grace days must be between 0 and {MAX_GRACE_DAYS}.")
+        threshold = changes.get("lifetime_threshold_cents")
+        if threshold is not None and not (isinstance(threshold, int) and threshold >= 0):
+            raise AdminError("The lifetime support threshold can't be negative.")
+        for name in ROLE_SETTINGS:
+            role_id = changes.get(name)
+            if isinstance(role_id, int):
+                self._assert_assignable(guild_id, role_id)
+        updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
+        await self.store.save_settings(updated)
+        return updated
+
+    async def members_to_sync(self, guild_id: int) -> list[int]:
+        """Linked users plus anyone holding a role this bot granted here (they may need it taken back)."""
+        linked = {link.discord_user_id for link in await self.store.all_links()}
+        return sorted(linked | set(await self.store.users_with_grants(guild_id)))
+
+    async def sync(self, guild_id: int, dry_run: bool) -> SyncReport:
+        report = SyncReport(dry_run=dry_run)
+        for user_id in await self.members_to_sync(guild_id):
+            if dry_run:
+                plan = await self.reconcile.plan_member(guild_id, user_id)
+                if plan is None:
+                    continue
+                report.checked += 1
+                if line := self._describe_plan(plan):
+                    report.lines.append(line)
+                    report.changed_members += 1
+                continue
+            outcome = await self.reconcile.reconcile_member(guild_id, user_id, "admin sync")
+            if not outcome.in_guild:
+                continue
+            report.checked += 1
+            if outcome.error:
+                report.failures += 1
+                report.lines.append(f"<@{user_id}>: failed: {outcome.error}")
+            elif outcome.changed:
+                report.changed_members += 1
+                report.lines.append(self._describe(guild_id, user_id, outcome.added, outcome.removed, {}))
+        return report
+
+    async def link_user(self, guild_id: int, discord_user_id: int, patreon_user_id: str) -> str:
+        patreon_user_id = patreon_user_id.strip()
+        if not patreon_user_id.isdigit() and not patreon_user_id.replace("-", "").isalnum():
+            raise AdminError("That doesn't look like a Patreon user id (the number in their profile URL).")
+        replaced = await self.store.save_link(discord_user_id, patreon_user_id, guild_id, "admin")
+        if replaced is not None:
+            await self.reconcile.reconcile_user_everywhere(replaced.discord_user_id, "Patreon account moved")
+        await self.reconcile.reconcile_user_everywhere(discord_user_id, "linked by an admin")
+        await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")
+        membership = await self.store.get_membership(patreon_user_id)
+        if membership is None:
+            return "Linked. Their membership isn't known yet; roles follow at the next refresh."
+        return "Linked; their roles are up to date."
+
+    async def unlink_user(self, guild_id: int, discord_user_id: int) -> UnlinkResult:
+        result = await self.linking.unlink(discord_user_id)
+        if not result.was_linked:
+            raise AdminError("That member isn't linked.")
+        return result
+
+    async def _known_tier(self, tier_id: str) -> Tier:
+        tiers = await self.store.get_tiers()
+        if tier_id not in tiers:
+            tiers = await self.campaign_tiers(refresh=True)
+        if tier_id not in tiers:
+            raise AdminError(
+                f"`{tier_id}` isn't one of this campaign's tiers. Pick one from the list, or run "
+                "`/patreon-admin tiers` to see them."
+            )
+        return tiers[tier_id]
+
+    def _assert_assignable(self, guild_id: int, role_id: int) -> None:
+        refusal = self.reconcile.gateway.unassignable_roles(guild_id, frozenset({role_id}))
+        if role_id in refusal:
+            raise AdminError(f"I can't manage that role: {refusal[role_id]}.")
+
+    def _role(self, guild_id: int, role_id: int) -> str:
+        return self.reconcile.gateway.role_name(guild_id, role_id)
+
+    def _describe_plan(self, plan: MemberPlan) -> str:
+        if plan.plan.is_empty and not plan.plan.blocked:
+            return ""
+        return self._describe(plan.guild_id, plan.user_id, plan.plan.add, plan.plan.remove, plan.plan.blocked)
+
+    def _describe(
+        self, guild_id: int, user_id: int, add: frozenset[int], remove: frozenset[int], blocked: dict[int, str]
+    ) -> str:
+        parts = [f"+@{self._role(guild_id, role)}" for role in sorted(add)]
+        parts += [f"−@{self._role(guild_id, role)}" for role in sorted(remove)]
+        parts += [f"⚠️@{self._role(guild_id, role)} ({why})" for role, why in sorted(blocked.items())]
+        return f"<@{user_id}>: {' '.join(parts)}"
