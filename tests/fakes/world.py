@@ -129,7 +129,7 @@ class FakeWorld:
         point_discord_at(self.discord.base_url)
         self.store = await Store.open(self.db_path)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        bot = PatronBot(self.config, self.store, self._session, self.clock)
+        bot = PatronBot(self.config, self.store, self._session, self.clock, guild_ready_timeout=0.05)
         await bot.login(BOT_TOKEN)
         self._bot_task = asyncio.create_task(bot.connect(reconnect=False))
         await asyncio.wait_for(bot.wait_until_ready(), timeout=15)

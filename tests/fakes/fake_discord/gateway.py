@@ -1,0 +1,298 @@
+"""The gateway websocket: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats, RESUME, member chunks, dispatches.
+
+Why: discord.py only fills its cache and fires events (on_ready, on_member_join, member updates after
+role edits, interactions) from the gateway, so the fake speaks the protocol discord.py expects, with
+plain-text JSON frames and per-session sequence numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .guild import FakeGuild
+from .permissions import EVENT_INTENTS, INTENT_GUILD_MEMBERS
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_MS = 41250
+HISTORY_LIMIT = 2000
+CHUNK_SIZE = 1000
+
+OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_PRESENCE, OP_VOICE = 0, 1, 2, 3, 4
+OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 6, 7, 8, 9, 10, 11
+
+
+class GatewaySession:
+    """One identified bot session; it outlives a dropped socket so the bot can RESUME it."""
+
+    def __init__(self, intents: int, shard: list[int] | None) -> None:
+        self.session_id = secrets.token_hex(16)
+        self.intents = intents
+        self.shard = shard
+        self.sequence = 0
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LIMIT)
+        self.connection: GatewayConnection | None = None
+        self.ended = False
+
+    def wants(self, event: str) -> bool:
+        """Whether the session's intents cover this event."""
+        needed = EVENT_INTENTS.get(event)
+        return needed is None or bool(self.intents & needed)
+
+    def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Number the event, keep it for RESUME, and send it if a socket is attached."""
+        self.sequence += 1
+        frame = {"op": OP_DISPATCH, "t": event, "s": self.sequence, "d": data}
+        self.history.append(frame)
+        if self.connection is not None:
+            self.connection.send(frame)
+
+
+class GatewayConnection:
+    """One websocket; frames go through a queue so synchronous code can dispatch in order."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.session: GatewaySession | None = None
+        self.writer = asyncio.create_task(self._write())
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue a frame (never blocks)."""
+        self.queue.put_nowait(frame)
+
+    async def _write(self) -> None:
+        while (frame := await self.queue.get()) is not None:
+            if self.ws.closed:
+                return
+            try:
+                await self.ws.send_str(json.dumps(frame))
+            except ConnectionError:
+                return
+
+    async def stop(self) -> None:
+        """Flush queued frames, then end the writer."""
+        self.queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer, timeout=2)
+
+
+class GatewayHub:
+    """All sessions; guild changes and interactions fan out from here."""
+
+    def __init__(
+        self,
+        *,
+        bot_token: str,
+        application_id: int,
+        bot_user: Callable[[], dict[str, Any]],
+        guilds: Callable[[], list[FakeGuild]],
+        resume_url: Callable[[], str],
+    ) -> None:
+        self._bot_token = bot_token
+        self._application_id = application_id
+        self._bot_user = bot_user
+        self._guilds = guilds
+        self._resume_url = resume_url
+        self.sessions: dict[str, GatewaySession] = {}
+        self.connections: set[GatewayConnection] = set()
+        self.identify_count = 0
+        self.resume_count = 0
+        self._ready_changed = asyncio.Event()
+
+    # ---- fan-out -------------------------------------------------------------------------------
+
+    def live_sessions(self) -> list[GatewaySession]:
+        """Sessions still able to receive events (attached, or detached but resumable)."""
+        return [s for s in self.sessions.values() if not s.ended]
+
+    def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event to every live session whose intents ask for it."""
+        for session in self.live_sessions():
+            if session.wants(event):
+                session.dispatch(event, data)
+
+    def announce_guild(self, guild: FakeGuild) -> None:
+        """GUILD_CREATE for a guild the bot joined while connected."""
+        for session in self.live_sessions():
+            session.dispatch("GUILD_CREATE", self._guild_create(session, guild))
+
+    def dispatch_interaction(self, data: dict[str, Any]) -> None:
+        """Interactions go to one session only: the most recently identified connected one."""
+        attached = [s for s in self.live_sessions() if s.connection is not None]
+        if not attached:
+            raise RuntimeError("no bot is connected to the fake gateway; cannot deliver the interaction")
+        attached[-1].dispatch("INTERACTION_CREATE", data)
+
+    @property
+    def connected(self) -> bool:
+        """True when at least one bot has identified and holds an open socket."""
+        return any(s.connection is not None for s in self.live_sessions())
+
+    async def wait_for_ready(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Wait until `count` sessions are connected (IDENTIFY answered with READY + GUILD_CREATEs)."""
+        async with asyncio.timeout(timeout):
+            while sum(1 for s in self.live_sessions() if s.connection is not None) < count:
+                self._ready_changed.clear()
+                await self._ready_changed.wait()
+
+    def request_reconnect(self) -> None:
+        """Send op 7 RECONNECT: discord.py closes at once and RESUMEs with no back-off delay."""
+        for session in self.live_sessions():
+            if session.connection is not None:
+                session.connection.send({"op": OP_RECONNECT, "d": None, "s": None, "t": None})
+
+    async def drop_connections(self, code: int = 4000) -> None:
+        """Close every socket without ending sessions, so discord.py reconnects and RESUMEs."""
+        for connection in list(self.connections):
+            await connection.ws.close(code=code, message=b"fake gateway drop")
+
+    async def close(self) -> None:
+        """End all sessions and sockets (server shutdown)."""
+        for session in self.sessions.values():
+            session.ended = True
+        for connection in list(self.connections):
+            await connection.stop()
+            await connection.ws.close(code=1001, message=b"fake discord shutting down")
+
+    # ---- protocol ------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        """The /gateway endpoint: any query string (v, encoding, compress) is accepted."""
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        connection = GatewayConnection(ws)
+        self.connections.add(connection)
+        connection.send({"op": OP_HELLO, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                await self._on_frame(connection, json.loads(message.data))
+        finally:
+            self.connections.discard(connection)
+            await connection.stop()
+            session = connection.session
+            if session is not None and session.connection is connection:
+                session.connection = None
+                if ws.close_code in (1000, 1001):
+                    session.ended = True
+            self._ready_changed.set()
+        return ws
+
+    async def _on_frame(self, connection: GatewayConnection, frame: dict[str, Any]) -> None:
+        op, data = frame.get("op"), frame.get("d")
+        if op == OP_HEARTBEAT:
+            connection.send({"op": OP_HEARTBEAT_ACK, "d": None, "s": None, "t": None})
+        elif op == OP_IDENTIFY:
+            await self._identify(connection, data or {})
+        elif op == OP_RESUME:
+            await self._resume(connection, data or {})
+        elif op == OP_REQUEST_MEMBERS:
+            self._request_members(connection, data or {})
+        elif op in (OP_PRESENCE, OP_VOICE):
+            return
+        else:
+            log.debug("fake gateway ignoring op %s", op)
+
+    async def _identify(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
+        if connection.session is not None:
+            await connection.stop()
+            await connection.ws.close(code=4005, message=b"Already authenticated.")
+            return
+        if data.get("token") != self._bot_token:
+            await connection.stop()
+            await connection.ws.close(code=4004, message=b"Authentication failed.")
+            return
+        self.identify_count += 1
+        session = GatewaySession(int(data.get("intents", 0)), data.get("shard"))
+        self.sessions[session.session_id] = session
+        connection.session = session
+        session.connection = connection
+        guilds = self._guilds()
+        ready: dict[str, Any] = {
+            "v": 10,
+            "user": self._bot_user(),
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
+            "session_id": session.session_id,
+            "session_type": "normal",
+            "resume_gateway_url": self._resume_url(),
+            "application": {"id": str(self._application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "user_settings": {},
+            "geo_ordered_rtc_regions": [],
+            "guild_join_requests": [],
+            "_trace": ["fake-discord"],
+        }
+        if session.shard is not None:
+            ready["shard"] = session.shard
+        session.dispatch("READY", ready)
+        for guild in guilds:
+            session.dispatch("GUILD_CREATE", self._guild_create(session, guild))
+        self._ready_changed.set()
+
+    def _guild_create(self, session: GatewaySession, guild: FakeGuild) -> dict[str, Any]:
+        """Without the members intent Discord only sends the bot's own member."""
+        payload = guild.to_payload(with_state=True)
+        if not session.intents & INTENT_GUILD_MEMBERS:
+            payload["members"] = [guild.bot_member.to_payload()]
+        return payload
+
+    async def _resume(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
+        session = self.sessions.get(str(data.get("session_id")))
+        if data.get("token") != self._bot_token or session is None or session.ended:
+            connection.send({"op": OP_INVALID_SESSION, "d": False, "s": None, "t": None})
+            return
+        if session.connection is not None and session.connection is not connection:
+            old = session.connection
+            await old.ws.close(code=4000, message=b"session resumed elsewhere")
+        session.connection = connection
+        connection.session = session
+        self.resume_count += 1
+        last_seen = int(data.get("seq") or 0)
+        for frame in session.history:
+            if frame["s"] > last_seen:
+                connection.send(frame)
+        session.dispatch("RESUMED", {"_trace": ["fake-discord"]})
+        self._ready_changed.set()
+
+    def _request_members(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
+        session = connection.session
+        guild = next((g for g in self._guilds() if str(g.id) == str(data.get("guild_id"))), None)
+        if session is None or guild is None:
+            return
+        members = list(guild.members.values())
+        not_found: list[str] = []
+        if data.get("user_ids"):
+            wanted = {int(u) for u in data["user_ids"]}
+            not_found = [str(u) for u in wanted if u not in guild.members]
+            members = [m for m in members if m.user_id in wanted]
+        else:
+            query = (data.get("query") or "").lower()
+            members = [m for m in members if m.username.lower().startswith(query)]
+            if int(data.get("limit") or 0):
+                members = members[: int(data["limit"])]
+        chunks = [members[i : i + CHUNK_SIZE] for i in range(0, len(members), CHUNK_SIZE)] or [[]]
+        for index, chunk in enumerate(chunks):
+            payload: dict[str, Any] = {
+                "guild_id": str(guild.id),
+                "members": [m.to_payload() for m in chunk],
+                "chunk_index": index,
+                "chunk_count": len(chunks),
+                "not_found": not_found if index == 0 else [],
+                "nonce": data.get("nonce"),
+            }
+            if data.get("presences"):
+                payload["presences"] = []
+            session.dispatch("GUILD_MEMBERS_CHUNK", payload)

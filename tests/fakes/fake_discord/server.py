@@ -1,0 +1,319 @@
+"""FakeDiscord: a loopback Discord (REST + gateway) that the real, unpatched discord.py talks to.
+
+Why: the bot's tests, benchmarks and demo need Discord's behaviour (permissions, hierarchy, rate
+limits, interactions) without the network. Point discord.py at `base_url` by setting
+`discord.http.Route.BASE` and `discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`, then log in.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from . import errors
+from .commands import CommandRegistry
+from .gateway import GatewayHub
+from .guild import FakeGuild
+from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
+from .rest_app import AppRoutes
+from .rest_guilds import GuildRoutes
+from .snowflake import SnowflakeFactory
+from .transport import API_PREFIX, RecordedCall, RestGate, failure_rule, rate_limited_rule
+
+DEFAULT_OWNER_ID = 800000000000000009
+
+
+class FakeDiscord:
+    """The whole fake platform: state, control API for tests, and the HTTP/websocket server."""
+
+    def __init__(
+        self,
+        application_id: int = 900000000000000001,
+        bot_user_id: int | None = None,
+        bot_token: str = "fake-bot-token",
+        *,
+        bot_username: str = "FakeBot",
+        interaction_ack_timeout: float = 3.0,
+    ) -> None:
+        self.application_id = application_id
+        self.bot_user_id = bot_user_id if bot_user_id is not None else application_id
+        self.bot_token = bot_token
+        self.bot_username = bot_username
+        self.interaction_ack_timeout = interaction_ack_timeout
+        self.ids = SnowflakeFactory()
+        self.guilds: dict[int, FakeGuild] = {}
+        self.commands = CommandRegistry(application_id, self.ids)
+        self.channel_messages: dict[int, list[dict[str, Any]]] = {}
+        self.interactions: list[InteractionRecord] = []
+        self.interactions_by_token: dict[str, InteractionRecord] = {}
+        self._gate = RestGate(bot_token)
+        self._gateway = GatewayHub(
+            bot_token=bot_token,
+            application_id=application_id,
+            bot_user=self.bot_user_payload,
+            guilds=lambda: list(self.guilds.values()),
+            resume_url=lambda: self.gateway_url,
+        )
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, port: int = 0) -> None:
+        """Serve on 127.0.0.1 (`port` 0 picks a free one)."""
+        app = web.Application(middlewares=[self._gate.middleware])
+        AppRoutes(self).register(app, API_PREFIX)
+        GuildRoutes(self).register(app, API_PREFIX)
+        app.router.add_get("/gateway", self._gateway.handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        """Close every gateway socket and stop serving."""
+        await self._gateway.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT (REST lives under /api/v10)."""
+        if self._port is None:
+            raise RuntimeError("FakeDiscord.start() has not been awaited")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """ws://127.0.0.1:PORT/gateway."""
+        return self.base_url.replace("http://", "ws://", 1) + "/gateway"
+
+    # ---- state set-up --------------------------------------------------------------------------
+
+    def add_guild(self, guild_id: int, name: str = "Test Guild", owner_id: int = DEFAULT_OWNER_ID) -> FakeGuild:
+        """Create a guild the bot is in (bot member + managed bot role at position 50 with Manage Roles)."""
+        if guild_id in self.guilds:
+            raise ValueError(f"guild {guild_id} already exists")
+        guild = FakeGuild(
+            guild_id,
+            name=name,
+            owner_id=owner_id,
+            bot_user_id=self.bot_user_id,
+            bot_username=self.bot_username,
+            bot_role_id=self.ids.next(),
+            emit=self.dispatch,
+        )
+        self.guilds[guild_id] = guild
+        self._gateway.announce_guild(guild)
+        return guild
+
+    def guild(self, guild_id: int) -> FakeGuild:
+        """The guild, or KeyError."""
+        return self.guilds[guild_id]
+
+    def bot_user_payload(self) -> dict[str, Any]:
+        """The bot's user object (GET /users/@me, READY, message authors)."""
+        return {
+            "id": str(self.bot_user_id),
+            "username": self.bot_username,
+            "discriminator": "0",
+            "global_name": None,
+            "avatar": None,
+            "bot": True,
+            "verified": True,
+            "mfa_enabled": False,
+            "flags": 0,
+            "public_flags": 0,
+            "email": None,
+        }
+
+    def find_channel(self, channel_id: int) -> tuple[FakeGuild, int]:
+        """The guild owning a channel, or 404 Unknown Channel."""
+        for guild in self.guilds.values():
+            if channel_id in guild.channels:
+                return guild, channel_id
+        raise errors.unknown_channel()
+
+    # ---- gateway -------------------------------------------------------------------------------
+
+    def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a gateway event to every connected bot whose intents cover it."""
+        self._gateway.dispatch(event, data)
+
+    @property
+    def connected(self) -> bool:
+        """True once a bot has IDENTIFYed, got READY and still holds its socket."""
+        return self._gateway.connected
+
+    @property
+    def identify_count(self) -> int:
+        """How many IDENTIFYs were answered (a restarted bot identifies again)."""
+        return self._gateway.identify_count
+
+    @property
+    def resume_count(self) -> int:
+        """How many RESUMEs were accepted."""
+        return self._gateway.resume_count
+
+    async def wait_for_ready_bots(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Wait until `count` bots are connected and have been sent READY + GUILD_CREATEs."""
+        await self._gateway.wait_for_ready(count, timeout)
+
+    def request_reconnect(self) -> None:
+        """Ask connected bots to reconnect (op 7); they RESUME and get the events they missed."""
+        self._gateway.request_reconnect()
+
+    async def drop_gateway_connections(self, code: int = 4000) -> None:
+        """Close the sockets but keep sessions: discord.py RESUMEs after its 0-2 s back-off."""
+        await self._gateway.drop_connections(code)
+
+    # ---- recorded REST traffic -----------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[RecordedCall]:
+        """Every REST call in arrival order (including refused and injected ones)."""
+        return list(self._gate.calls)
+
+    def calls_matching(self, method: str, path_regex: str) -> list[RecordedCall]:
+        """Calls with this method whose path (no query string) `re.search`es `path_regex`; anchor with `$`."""
+        pattern = re.compile(path_regex)
+        return [c for c in self._gate.calls if c.method == method.upper() and pattern.search(c.path)]
+
+    def clear_calls(self) -> None:
+        """Forget recorded calls (e.g. after start-up traffic)."""
+        self._gate.calls.clear()
+
+    def messages(self, channel_id: int) -> list[dict[str, Any]]:
+        """Messages the bot posted to a channel via POST /channels/{c}/messages."""
+        return list(self.channel_messages.get(channel_id, []))
+
+    def registered_commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
+        """Commands synced globally (None) or to one guild."""
+        return self.commands.list(guild_id)
+
+    # ---- fault injection -----------------------------------------------------------------------
+
+    def inject_rate_limit(
+        self, method: str, path_regex: str, count: int = 1, retry_after: float = 0.05, global_: bool = False
+    ) -> None:
+        """The next `count` calls with this method whose path `re.search`es `path_regex` get a real 429."""
+        self._gate.faults.append(rate_limited_rule(method, path_regex, count, retry_after, global_))
+
+    def fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int = 500,
+        count: int = 1,
+        *,
+        code: int = 0,
+        message: str | None = None,
+    ) -> None:
+        """The next `count` matching calls fail with `status` and Discord's error body.
+
+        discord.py retries 500/502/504/524 itself after 1 s, 3 s, ...; use 503 or 4xx for an immediate error.
+        """
+        self._gate.faults.append(failure_rule(method, path_regex, status, count, code, message))
+
+    # ---- interactions --------------------------------------------------------------------------
+
+    async def invoke_slash(
+        self,
+        guild_id: int,
+        user_id: int,
+        name: str,
+        path: Sequence[str] = (),
+        options: Mapping[str, Any] | None = None,
+        *,
+        channel_id: int | None = None,
+        locale: str = "en-US",
+        bypass_default_permissions: bool = False,
+    ) -> InteractionRecord:
+        """Send a slash command (type 2) as `user_id` would; options are typed from the synced schema."""
+        return self._send_interaction(
+            2, guild_id, user_id, name, path, options or {}, None, channel_id, locale, bypass_default_permissions
+        )
+
+    async def autocomplete(
+        self,
+        guild_id: int,
+        user_id: int,
+        name: str,
+        path: Sequence[str] = (),
+        *,
+        focused: str,
+        options: Mapping[str, Any] | None = None,
+        timeout: float = 5.0,
+    ) -> list[dict[str, Any]]:
+        """Send an autocomplete interaction (type 4) and return the bot's choices."""
+        record = self._send_interaction(4, guild_id, user_id, name, path, options or {}, focused, None, "en-US", True)
+        body = await record.wait_response(timeout)
+        if body.get("type") != 8:
+            raise AssertionError(f"autocomplete answered with callback type {body.get('type')}")
+        return list((body.get("data") or {}).get("choices") or [])
+
+    def _send_interaction(
+        self,
+        interaction_type: int,
+        guild_id: int,
+        user_id: int,
+        name: str,
+        path: Sequence[str],
+        options: Mapping[str, Any],
+        focused: str | None,
+        channel_id: int | None,
+        locale: str,
+        bypass_default_permissions: bool,
+    ) -> InteractionRecord:
+        guild = self.guild(guild_id)
+        member = guild.member(user_id)
+        command = self.commands.find(name, guild_id)
+        if command is None:
+            raise LookupError(f"/{name} is not synced globally or to guild {guild_id}")
+        required = command.get("default_member_permissions")
+        hidden = required is not None and guild.permissions_of(user_id) & int(required) != int(required)
+        if hidden and not bypass_default_permissions:
+            raise PermissionError(f"user {user_id} cannot see /{name} (default_member_permissions={required})")
+        builder = OptionBuilder(guild)
+        built_options = builder.build(command, path, options, focused)
+        interaction_id = self.ids.next()
+        token = f"aW50ZXJhY3Rpb246{interaction_id}:{secrets.token_urlsafe(24)}"
+        payload = build_interaction_payload(
+            interaction_id=interaction_id,
+            token=token,
+            interaction_type=interaction_type,
+            application_id=self.application_id,
+            guild=guild,
+            member=member,
+            channel=self._interaction_channel(guild, channel_id),
+            command=command,
+            options=built_options,
+            resolved=builder.resolved,
+            locale=locale,
+        )
+        record = InteractionRecord(interaction_id, token, payload)
+        self.interactions.append(record)
+        self.interactions_by_token[token] = record
+        self._gateway.dispatch_interaction(payload)
+        return record
+
+    def _interaction_channel(self, guild: FakeGuild, channel_id: int | None) -> dict[str, Any]:
+        """The channel the command is typed in: given, else the guild's first, else a stand-in."""
+        if channel_id is not None:
+            return guild.channels[channel_id].to_payload()
+        if guild.channels:
+            return next(iter(guild.channels.values())).to_payload()
+        return {"id": str(guild.id), "type": 0, "guild_id": str(guild.id), "name": "general", "position": 0}
