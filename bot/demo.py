@@ -19,7 +19,7 @@ def _say(text: str = "") -> None:
 
 async def run_demo(web_port: int = 8080, once: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    logging.getLogger("discord").setLevel(logging.WARNING)
+    logging.getLogger("discord").setLevel(logging.ERROR)  # voice-library notices are noise here
     with tempfile.TemporaryDirectory(prefix="patreon-demo-") as folder:
         world = FakeWorld(Path(folder) / "demo.sqlite3", web_port=web_port)
         await world.start()

@@ -231,4 +231,5 @@ def button_url(components: list[dict]) -> str:
 
 def page_text(html: str) -> str:
     """The visible text of a page, for assertions that read like what a person sees."""
+    html = re.sub(r"<(style|title)>.*?</\1>", " ", html, flags=re.S)
     return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()

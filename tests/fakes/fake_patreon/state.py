@@ -1,0 +1,400 @@
+"""The fake's world: one campaign, its tiers, users and members, kept ready to render quickly.
+
+Members and users are plain slotted objects that keep their last rendered JSON fragment (see `pages.py`) until
+they change, and the campaign/tier patron counts are kept incrementally, so serving 100,000 members never
+rescans or re-renders them.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+PAID_STATUSES = ("active_patron",)
+SOCIAL_PROVIDERS = (
+    "deviantart",
+    "facebook",
+    "google",
+    "instagram",
+    "reddit",
+    "spotify",
+    "twitch",
+    "twitter",
+    "vimeo",
+    "youtube",
+)
+
+
+class _Default(Enum):
+    TOKEN = 0
+
+
+#: "Work it out from the other arguments" for `set_membership` parameters where None is a real value.
+DEFAULT = _Default.TOKEN
+
+
+def iso(value: datetime | None) -> str | None:
+    """Patreon's timestamp style: `2023-12-29T05:26:19.000+00:00`."""
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class FakeTier:
+    id: str
+    title: str
+    amount_cents: int
+    discord_role_ids: list[str] | None = None
+    published: bool = True
+    description: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime(2023, 1, 1, tzinfo=UTC))
+    patron_count: int = 0
+
+
+@dataclass(slots=True)
+class FakeUser:
+    id: str
+    full_name: str
+    discord_id: int | None = None
+    email: str | None = None
+    created: datetime = field(default_factory=lambda: datetime(2023, 1, 1, tzinfo=UTC))
+    #: Raw `social_connections` from an imported document; None → built from `discord_id`.
+    social_connections: dict[str, Any] | None = None
+    #: Other raw attributes from an imported document, rendered as they were.
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: A rendered JSON fragment and the (fields, include) key it was rendered for; see `pages.py`.
+    fragment: str | None = None
+    fragment_key: Any = None
+
+    def attributes(self) -> dict[str, Any]:
+        social = self.social_connections
+        if social is None:
+            social = dict.fromkeys(SOCIAL_PROVIDERS)
+            social["discord"] = None if self.discord_id is None else {"url": None, "user_id": str(self.discord_id)}
+        first, _, last = self.full_name.partition(" ")
+        return {
+            "about": None,
+            "created": iso(self.created),
+            "email": self.email,
+            "first_name": first,
+            "full_name": self.full_name,
+            "hide_pledges": True,
+            "image_url": f"https://c10.patreonusercontent.com/fake/user/{self.id}.png",
+            "is_creator": False,
+            "last_name": last,
+            "like_count": 0,
+            "thumb_url": f"https://c10.patreonusercontent.com/fake/user/{self.id}-thumb.png",
+            "url": f"https://www.patreon.com/user?u={self.id}",
+            "vanity": None,
+            **self.extra,
+            "social_connections": social,
+        }
+
+
+@dataclass(slots=True)
+class FakeMember:
+    id: str
+    user_id: str
+    patron_status: str | None = None
+    last_charge_status: str | None = None
+    last_charge_date: datetime | None = None
+    next_charge_date: datetime | None = None
+    pledge_relationship_start: datetime | None = None
+    pledge_cadence: int | None = None
+    currently_entitled_amount_cents: int = 0
+    will_pay_amount_cents: int = 0
+    campaign_lifetime_support_cents: int = 0
+    is_free_trial: bool = False
+    is_gifted: bool = False
+    tier_ids: tuple[str, ...] = ()
+    deleted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    fragment: str | None = None
+    fragment_key: Any = None
+
+    def attributes(self, user: FakeUser | None) -> dict[str, Any]:
+        """Every member attribute, as a real webhook delivery carries them."""
+        return {
+            "campaign_lifetime_support_cents": self.campaign_lifetime_support_cents,
+            "currently_entitled_amount_cents": self.currently_entitled_amount_cents,
+            "email": user.email if user else None,
+            "full_name": user.full_name if user else None,
+            "is_follower": False,
+            "is_free_trial": self.is_free_trial,
+            "is_gifted": self.is_gifted,
+            "last_charge_date": iso(self.last_charge_date),
+            "last_charge_status": self.last_charge_status,
+            "lifetime_support_cents": self.campaign_lifetime_support_cents,
+            "next_charge_date": iso(self.next_charge_date),
+            "note": "",
+            "patron_status": self.patron_status,
+            "pledge_cadence": self.pledge_cadence,
+            "pledge_relationship_start": iso(self.pledge_relationship_start),
+            "will_pay_amount_cents": self.will_pay_amount_cents,
+            **self.extra,
+        }
+
+
+class CampaignState:
+    """One creator, one campaign, its tiers, users and members."""
+
+    def __init__(self, campaign_id: str, *, vanity: str = "fakecreator", now: datetime | None = None) -> None:
+        #: Same as `campaign_id`, so `fake.campaign.id` reads naturally.
+        self.id = campaign_id
+        self.campaign_id = campaign_id
+        self.vanity = vanity
+        self.now = now or datetime.now(UTC).replace(microsecond=0)
+        self.created_at = datetime(2023, 1, 1, tzinfo=UTC)
+        self.tiers: dict[str, FakeTier] = {}
+        self.users: dict[str, FakeUser] = {}
+        self.members: dict[str, FakeMember] = {}
+        self.member_by_user: dict[str, str] = {}
+        #: Append-only listing order; removed members stay as tombstones so cursors (indexes) stay valid.
+        self.order: list[str] = []
+        self.patron_count = 0
+        self.live_count = 0
+        self._seed_counter = 0
+        self.creator = self.add_user("1000001", "Fake Creator", None)
+        self.free_tier = self.add_tier("100000", "Free", 0)
+
+    # ---------------------------------------------------------------- tiers and users
+
+    def add_tier(
+        self,
+        tier_id: str,
+        title: str,
+        amount_cents: int,
+        *,
+        discord_role_ids: Iterable[str] | None = None,
+        published: bool = True,
+    ) -> FakeTier:
+        tier = self.tiers.get(tier_id)
+        roles = list(discord_role_ids) if discord_role_ids is not None else None
+        if tier is None:
+            tier = FakeTier(tier_id, title, amount_cents, roles, published, created_at=self.created_at)
+            self.tiers[tier_id] = tier
+        else:
+            tier.title, tier.amount_cents, tier.discord_role_ids, tier.published = title, amount_cents, roles, published
+        return tier
+
+    def add_user(self, user_id: str, full_name: str, discord_id: int | None, email: str | None = None) -> FakeUser:
+        user = self.users.get(user_id)
+        if user is None:
+            user = FakeUser(user_id, full_name, discord_id, email or f"user{user_id}@example.test")
+            self.users[user_id] = user
+        else:
+            user.full_name, user.discord_id, user.social_connections, user.fragment_key = (
+                full_name,
+                discord_id,
+                None,
+                None,
+            )
+            if email is not None:
+                user.email = email
+            member_id = self.member_by_user.get(user_id)
+            if member_id is not None:
+                self.members[member_id].fragment_key = None
+        return user
+
+    # ---------------------------------------------------------------- members
+
+    def live_member_for(self, user_id: str) -> FakeMember | None:
+        member_id = self.member_by_user.get(user_id)
+        member = self.members.get(member_id) if member_id else None
+        return member if member is not None and not member.deleted else None
+
+    def adjust_counts(self, member: FakeMember, sign: int) -> None:
+        if member.deleted or member.patron_status not in PAID_STATUSES:
+            return
+        self.patron_count += sign
+        for tier_id in member.tier_ids:
+            tier = self.tiers.get(tier_id)
+            if tier is not None:
+                tier.patron_count += sign
+
+    def new_member(self, user_id: str, member_id: str | None = None) -> FakeMember:
+        member = FakeMember(id=member_id or str(uuid.uuid4()), user_id=user_id)
+        self.members[member.id] = member
+        self.member_by_user[user_id] = member.id
+        self.order.append(member.id)
+        self.live_count += 1
+        return member
+
+    def set_membership(
+        self,
+        user_id: str,
+        *,
+        patron_status: str | None = "active_patron",
+        tier_ids: Iterable[str] | None = None,
+        last_charge_status: str | _Default | None = DEFAULT,
+        amount_cents: int | None = None,
+        is_free_trial: bool = False,
+        is_gifted: bool = False,
+        last_charge_date: datetime | _Default | None = DEFAULT,
+        next_charge_date: datetime | _Default | None = DEFAULT,
+        lifetime_cents: int | None = None,
+        pledge_cadence: int | _Default | None = DEFAULT,
+    ) -> FakeMember:
+        """Create or replace the user's membership; DEFAULT fields follow from the status like Patreon's do."""
+        if user_id not in self.users:
+            raise KeyError(f"unknown fake Patreon user {user_id!r}; add_user first")
+        tiers = tuple(tier_ids or ())
+        unknown = [tier_id for tier_id in tiers if tier_id not in self.tiers]
+        if unknown:
+            raise KeyError(f"unknown fake tier ids {unknown}")
+        member = self.live_member_for(user_id)
+        if member is None:
+            member = self.new_member(user_id)
+            member.pledge_relationship_start = self.now - timedelta(days=10)
+        self.adjust_counts(member, -1)
+        paying = patron_status == "active_patron" and not is_free_trial
+        if last_charge_status is DEFAULT:
+            last_charge_status = {
+                "active_patron": None if is_free_trial else "Paid",
+                "declined_patron": "Declined",
+                "former_patron": "Deleted",
+            }.get(patron_status or "")
+        if last_charge_date is DEFAULT:
+            last_charge_date = self.now - timedelta(days=3) if last_charge_status is not None else None
+        if next_charge_date is DEFAULT:
+            next_charge_date = self.now + timedelta(days=27) if paying else None
+        if pledge_cadence is DEFAULT:
+            pledge_cadence = 1 if last_charge_status is not None else None
+        amount = sum(self.tiers[t].amount_cents for t in tiers) if amount_cents is None else amount_cents
+        if patron_status == "former_patron" and amount_cents is None and not tiers:
+            amount = 0
+        member.patron_status = patron_status
+        member.last_charge_status = last_charge_status
+        member.last_charge_date = last_charge_date
+        member.next_charge_date = next_charge_date
+        member.pledge_cadence = pledge_cadence
+        member.currently_entitled_amount_cents = amount
+        member.will_pay_amount_cents = amount if patron_status == "active_patron" else 0
+        if lifetime_cents is not None:
+            member.campaign_lifetime_support_cents = lifetime_cents
+        elif last_charge_status == "Paid" and member.campaign_lifetime_support_cents == 0:
+            member.campaign_lifetime_support_cents = amount
+        member.is_free_trial, member.is_gifted, member.tier_ids = is_free_trial, is_gifted, tiers
+        member.fragment_key = None
+        self.adjust_counts(member, +1)
+        return member
+
+    def remove_membership(self, user_id: str) -> FakeMember | None:
+        """`members:delete`: the member disappears from listings and /members/{id} (404)."""
+        member = self.live_member_for(user_id)
+        if member is not None:
+            self.adjust_counts(member, -1)
+            member.deleted = True
+            self.live_count -= 1
+        return member
+
+    def seed_members(self, n: int, tier_ids: Iterable[str] | None = None, rng_seed: int = 0) -> list[str]:
+        """`n` users with memberships (85% paying, 8% declined, 7% former), deterministic for a seed."""
+        rng = random.Random(rng_seed)
+        choices = list(tier_ids) if tier_ids is not None else [t.id for t in self.tiers.values() if t.amount_cents]
+        if not choices:
+            choices = [self.free_tier.id]
+        tiers = [self.tiers[t] for t in choices]
+        now = self.now
+        last_paid, next_paid, start = now - timedelta(days=3), now + timedelta(days=27), now - timedelta(days=60)
+        user_ids: list[str] = []
+        for _ in range(n):
+            self._seed_counter += 1
+            user_id = f"seed{rng_seed}-{self._seed_counter}"
+            discord_id = 10**17 + rng_seed * 10**7 + self._seed_counter if rng.random() < 0.9 else None
+            user = FakeUser(user_id, f"Seeded Patron {self._seed_counter}", discord_id, f"{user_id}@example.test")
+            self.users[user_id] = user
+            tier = tiers[rng.randrange(len(tiers))]
+            roll = rng.random()
+            member = self.new_member(user_id, str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+            member.pledge_relationship_start = start
+            member.last_charge_date = last_paid
+            member.pledge_cadence = 1
+            member.campaign_lifetime_support_cents = tier.amount_cents * 2
+            if roll < 0.85:
+                member.patron_status, member.last_charge_status = "active_patron", "Paid"
+                member.next_charge_date = next_paid
+                member.tier_ids = (tier.id,)
+                member.currently_entitled_amount_cents = member.will_pay_amount_cents = tier.amount_cents
+            elif roll < 0.93:
+                member.patron_status, member.last_charge_status = "declined_patron", "Declined"
+            else:
+                member.patron_status, member.last_charge_status = "former_patron", "Deleted"
+            self.adjust_counts(member, +1)
+            user_ids.append(user_id)
+        return user_ids
+
+    def listing(self, start: int, count: int) -> tuple[list[FakeMember], int | None]:
+        """Up to `count` live members from order index `start`, and the index to continue from (None: done)."""
+        page: list[FakeMember] = []
+        index, order, members = start, self.order, self.members
+        while index < len(order) and len(page) < count:
+            member = members[order[index]]
+            index += 1
+            if not member.deleted:
+                page.append(member)
+        while index < len(order) and members[order[index]].deleted:
+            index += 1
+        return page, (index if index < len(order) else None)
+
+    def campaign_attributes(self) -> dict[str, Any]:
+        return {
+            "created_at": iso(self.created_at),
+            "creation_name": "fake things",
+            "discord_server_id": None,
+            "google_analytics_id": None,
+            "has_rss": False,
+            "has_sent_rss_notify": False,
+            "image_small_url": f"https://c10.patreonusercontent.com/fake/campaign/{self.campaign_id}-small.png",
+            "image_url": f"https://c10.patreonusercontent.com/fake/campaign/{self.campaign_id}.png",
+            "is_charged_immediately": True,
+            "is_monthly": True,
+            "is_nsfw": False,
+            "main_video_embed": None,
+            "main_video_url": None,
+            "one_liner": None,
+            "patron_count": self.patron_count,
+            "pay_per_name": "month",
+            "pledge_url": f"/checkout/{self.campaign_id}",
+            "published_at": iso(self.created_at),
+            "rss_artwork_url": None,
+            "rss_feed_title": None,
+            "show_earnings": False,
+            "summary": None,
+            "thanks_embed": None,
+            "thanks_msg": None,
+            "thanks_video_url": None,
+            "url": f"https://www.patreon.com/{self.vanity}",
+            "vanity": self.vanity,
+        }
+
+    def tier_attributes(self, tier: FakeTier) -> dict[str, Any]:
+        return {
+            "amount_cents": tier.amount_cents,
+            "created_at": iso(tier.created_at),
+            "description": tier.description,
+            "discord_role_ids": tier.discord_role_ids,
+            "edited_at": iso(tier.created_at),
+            "image_url": None,
+            "patron_count": tier.patron_count,
+            "post_count": 0,
+            "published": tier.published,
+            "published_at": iso(tier.created_at) if tier.published else None,
+            "remaining": None,
+            "requires_shipping": False,
+            "title": tier.title,
+            "unpublished_at": None if tier.published else iso(tier.created_at),
+            "url": f"/checkout/{self.campaign_id}?rid={tier.id}",
+            "user_limit": None,
+        }
