@@ -29,6 +29,8 @@ OBSERVED = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def sample(name: str) -> Any:
+    if not SAMPLES.is_dir():
+        pytest.skip(f"sample directory {SAMPLES} is absent")
     return json.loads((SAMPLES / name).read_text())
 
 
@@ -351,6 +353,8 @@ async def test_failed_deliveries_queue_pause_and_flush_on_unpause(fake, http) ->
 
 @needs_samples
 async def test_the_portal_send_test_body_is_delivered_untouched(fake) -> None:
+    if not SAMPLES.is_dir():
+        pytest.skip(f"sample directory {SAMPLES} is absent")
     raw = (SAMPLES / "webhook_portal_send_test_members_create.json").read_bytes()
     hook = fake.add_webhook("http://placeholder", ["members:create"])
     async with Receiver(hook.secret) as receiver:
