@@ -1,0 +1,213 @@
+"""The admin's experience end to end: /patreon-admin against the fake Discord with the real bot."""
+
+import asyncio
+
+import pytest
+
+from tests.fakes.world import SEED
+
+MANAGE_ROLES = 1 << 28
+MOD_ROLE = 730000000000000010
+MOD_USER = 760000000000000001
+
+
+async def settle(predicate, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def admin(world, path, options=None, user=SEED.owner_id, **kwargs) -> str:
+    """Run an admin command and return all the text it answered with."""
+    interaction = await world.discord.invoke_slash(
+        SEED.guild_id, user, "patreon-admin", path, options=options or {}, **kwargs
+    )
+    await interaction.wait_response(timeout=5)
+    await settle(lambda: any(text_of(response) for response in interaction.responses))
+    await asyncio.sleep(0.05)  # let multi-part answers arrive
+    assert interaction.ephemeral, "admin answers are only for the admin"
+    return "\n".join(text_of(response) for response in interaction.responses)
+
+
+def text_of(response: dict) -> str:
+    """Callbacks carry their message under `data`; followups and edits carry it at the top."""
+    return response.get("content") or (response.get("data") or {}).get("content") or ""
+
+
+async def test_admin_group_is_registered_with_manage_roles_default(world):
+    commands = {command["name"]: command for command in world.discord.registered_commands()}
+    assert "patreon" in commands and "patreon-admin" in commands
+    assert int(commands["patreon-admin"]["default_member_permissions"]) == MANAGE_ROLES
+    assert commands["patreon"].get("default_member_permissions") is None
+    subcommands = {option["name"] for option in commands["patreon-admin"]["options"]}
+    assert subcommands == {"tiers", "map", "unmap", "settings", "sync", "link-user", "unlink-user", "check"}
+
+
+async def test_member_without_manage_roles_is_refused_server_side(world):
+    with pytest.raises(PermissionError):
+        await world.discord.invoke_slash(SEED.guild_id, SEED.bob, "patreon-admin", ["tiers"])
+    text = await admin(world, ["tiers"], user=SEED.bob, bypass_default_permissions=True)
+    assert "Manage Roles" in text
+
+
+async def test_tiers_lists_campaign_tiers_with_their_roles(world):
+    text = await admin(world, ["tiers"])
+    assert "**Gold** (`2001`, $10.00" in text and f"<@&{SEED.gold_role}>" in text
+    assert "**Bronze** (`2002`, $5.00" in text and f"<@&{SEED.bronze_role}>" in text
+    assert "Free" in text and "no role" in text
+
+
+async def test_tier_autocomplete_offers_the_campaign_tiers(world):
+    choices = await world.discord.autocomplete(
+        SEED.guild_id, SEED.owner_id, "patreon-admin", ["map"], focused="tier", options={"tier": "go"}
+    )
+    assert choices == [{"name": "Gold ($10.00)", "value": "2001"}]
+
+
+async def test_map_then_sync_preview_then_apply(world):
+    await world.link(SEED.bob)
+    assert world.roles_of(SEED.bob) == {SEED.bronze_role}
+    extra = 730000000000000020
+    world.guild.add_role(extra, "Supporters", position=7)
+    text = await admin(world, ["map"], {"tier": SEED.bronze_tier, "role": extra})
+    assert "now get" in text and f"<@&{extra}>" in text
+    calls_before = len(world.discord.calls_matching("PATCH", r"/members/\d+$"))
+
+    preview = await admin(world, ["sync"])
+    assert f"<@{SEED.bob}>: +@Supporters" in preview
+    assert "would change" in preview
+    assert world.roles_of(SEED.bob) == {SEED.bronze_role}, "a preview changes nothing"
+    assert len(world.discord.calls_matching("PATCH", r"/members/\d+$")) == calls_before
+
+    applied = await admin(world, ["sync"], {"dry_run": False})
+    assert "1 changed" in applied
+    assert world.roles_of(SEED.bob) == {SEED.bronze_role, extra}
+    again = await admin(world, ["sync"], {"dry_run": False})
+    assert "0 changed" in again
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        (SEED.above_bot_role, "above the bot's highest role"),
+        (SEED.managed_role, "managed by an integration"),
+        (SEED.guild_id, "@everyone"),
+    ],
+)
+async def test_map_refuses_roles_the_bot_cannot_manage(world, role, expected):
+    text = await admin(world, ["map"], {"tier": SEED.gold_tier, "role": role})
+    assert expected in text
+    assert role not in (await world.store.get_tier_roles(SEED.guild_id)).roles_by_tier[SEED.gold_tier]
+
+
+async def test_map_refuses_unknown_tier(world):
+    text = await admin(world, ["map"], {"tier": "999999", "role": SEED.vip_role})
+    assert "isn't one of this campaign's tiers" in text
+    assert "999999" not in (await world.store.get_tier_roles(SEED.guild_id)).roles_by_tier
+
+
+async def test_map_refused_when_bot_lacks_manage_roles(world):
+    world.guild.set_bot_permissions(manage_roles=False)
+    text = await admin(world, ["map"], {"tier": SEED.gold_tier, "role": SEED.vip_role})
+    assert "Manage Roles" in text
+
+
+async def test_unmap_takes_back_bot_granted_roles_but_not_hand_given(world):
+    world.guild.member(SEED.alice).role_ids.add(SEED.gold_role)  # hand-given before linking
+    await world.link(SEED.bob)
+    assert SEED.bronze_role in world.roles_of(SEED.bob)
+    world.guild.member(SEED.carol).role_ids.add(SEED.bronze_role)  # a moderator gives Carol Bronze by hand
+    text = await admin(world, ["unmap"], {"tier": SEED.bronze_tier})
+    assert "Removed 1 mapping" in text
+    await admin(world, ["sync"], {"dry_run": False})
+    assert SEED.bronze_role not in world.roles_of(SEED.bob), "bot-granted role taken back"
+    assert SEED.bronze_role in world.roles_of(SEED.carol), "hand-given role survives the unmap"
+    assert SEED.gold_role in world.roles_of(SEED.alice)
+
+
+async def test_unmap_of_nothing_says_so(world):
+    text = await admin(world, ["unmap"], {"tier": "424242"})
+    assert "no such mapping" in text
+
+
+async def test_settings_view_and_change(world):
+    text = await admin(world, ["settings"])
+    assert "Grace days after a declined payment: 7" in text
+    assert f"Log channel: <#{SEED.log_channel}>" in text
+    text = await admin(
+        world,
+        ["settings"],
+        {"grace_days": 3, "role_mode": "highest", "former_role": SEED.vip_role, "lifetime_dollars": 50},
+    )
+    assert "Saved" in text and "Grace days after a declined payment: 3" in text
+    settings = await world.store.get_settings(SEED.guild_id)
+    assert settings.decline_grace_days == 3
+    assert settings.role_mode.value == "highest"
+    assert settings.former_patron_role_id == SEED.vip_role
+    assert settings.lifetime_threshold_cents == 5000
+    await admin(world, ["settings"], {"clear": "former_role"})
+    assert (await world.store.get_settings(SEED.guild_id)).former_patron_role_id is None
+
+
+async def test_settings_refuse_a_role_above_the_bot(world):
+    text = await admin(world, ["settings"], {"free_role": SEED.above_bot_role})
+    assert "above the bot's highest role" in text
+    assert (await world.store.get_settings(SEED.guild_id)).free_member_role_id is None
+
+
+async def test_former_patron_role_from_settings_reaches_a_former_patron(world):
+    await admin(world, ["settings"], {"former_role": SEED.vip_role})
+    await world.link(SEED.carol)
+    assert world.roles_of(SEED.carol) == {SEED.vip_role}
+
+
+async def test_check_reports_hierarchy_and_unmapped_tiers(world):
+    healthy = await admin(world, ["check"])
+    assert "✅ The bot has Manage Roles." in healthy
+    assert "⚠️ Tiers without a role: Free." in healthy
+    world.guild.update_role(SEED.gold_role, position=99)  # someone drags Gold above the bot
+    await settle(lambda: True)
+    text = await admin(world, ["check"])
+    assert "Gold Patron is above the bot's highest role" in text
+
+
+async def test_link_user_and_unlink_user_by_admin(world):
+    await world.link(SEED.alice)
+    text = await admin(world, ["unlink-user"], {"member": SEED.alice})
+    assert "Unlinked" in text and "@Gold Patron" in text
+    assert world.roles_of(SEED.alice) == {SEED.vip_role}
+    text = await admin(world, ["link-user"], {"member": SEED.alice, "patreon_user_id": "p-alice"})
+    assert "roles are up to date" in text
+    assert world.roles_of(SEED.alice) == {SEED.vip_role, SEED.gold_role}
+    link = await world.store.get_link_by_discord(SEED.alice)
+    assert link is not None and link.source == "admin"
+    text = await admin(world, ["unlink-user"], {"member": SEED.dave})
+    assert "isn't linked" in text
+
+
+async def test_a_role_manager_who_is_not_owner_can_administer(world):
+    world.guild.add_role(MOD_ROLE, "Mods", position=20, permissions=MANAGE_ROLES)
+    world.guild.add_member(MOD_USER, username="mod", roles=[MOD_ROLE])
+    text = await admin(world, ["tiers"], user=MOD_USER)
+    assert "**Gold**" in text
+
+
+async def test_log_channel_gets_a_line_for_link_and_mapping(world):
+    await world.link(SEED.bob)
+    await admin(world, ["map"], {"tier": SEED.gold_tier, "role": SEED.vip_role})
+    await settle(lambda: len(world.discord.messages(SEED.log_channel)) >= 3)
+    lines = [message["content"] for message in world.discord.messages(SEED.log_channel)]
+    assert any("Gave @Bronze Patron" in line and f"<@{SEED.bob}>" in line for line in lines)
+    assert any("linked Patreon account Bob" in line for line in lines)
+    assert any("Tier Gold now gives @VIP" in line for line in lines)
+
+
+async def test_linked_member_who_rejoins_gets_roles_at_once(world):
+    await world.link(SEED.bob)
+    world.guild.remove_member(SEED.bob)
+    await asyncio.sleep(0.05)
+    world.guild.add_member(SEED.bob, username="bob")
+    await settle(lambda: SEED.bronze_role in world.roles_of(SEED.bob))
