@@ -118,6 +118,7 @@ class LinkingService:
             tiers[tier_id].title if tier_id in tiers else tier_id
             for tier_id in (membership.entitled_tier_ids if membership else ())
         )
+        await self._welcome(state.guild_id, state.discord_user_id, tier_titles)
         roles_given = tuple(
             self.reconcile.gateway.role_name(outcome.guild_id, role_id)
             for outcome in outcomes
@@ -148,6 +149,17 @@ class LinkingService:
         if link.linked_in_guild_id is not None:
             await self.reconcile.log_event(link.linked_in_guild_id, f"<@{discord_user_id}> unlinked their Patreon")
         return UnlinkResult(was_linked=True, roles_removed=removed, outcomes=outcomes)
+
+    async def _welcome(self, guild_id: int, discord_user_id: int, tier_titles: tuple[str, ...]) -> None:
+        """The optional public thank-you, off unless the server turned it on."""
+        settings = await self.store.get_settings(guild_id)
+        channel_id = settings.welcome_channel_id or settings.log_channel_id
+        if not settings.welcome_on_link or channel_id is None:
+            return
+        tier = f" as **{', '.join(tier_titles)}**" if tier_titles else ""
+        await self.reconcile.gateway.post_log(
+            channel_id, f"🎉 Welcome <@{discord_user_id}>, and thank you for supporting us on Patreon{tier}!"
+        )
 
 
 def _failure(headline: str, detail: str, status: int = 400) -> LinkResult:

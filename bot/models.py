@@ -137,6 +137,8 @@ class GuildSettings:
     lifetime_threshold_cents: int | None = None
     log_channel_id: int | None = None
     welcome_on_link: bool = False
+    #: Where the welcome goes; the log channel when unset.
+    welcome_channel_id: int | None = None
     auto_match_discord: bool = False
 
     def special_role_ids(self) -> frozenset[int]:

@@ -30,10 +30,13 @@ SETTING_LABELS = {
     "lifetime_threshold_cents": "Lifetime-support threshold",
     "log_channel_id": "Log channel",
     "welcome_on_link": "Welcome message on a new link",
+    "welcome_channel_id": "Welcome channel (the log channel when not set)",
     "auto_match_discord": "Auto-match patrons by the Discord account on their Patreon",
 }
 
-Clearable = Literal["free_role", "trial_role", "gifted_role", "former_role", "lifetime_role", "log_channel"]
+Clearable = Literal[
+    "free_role", "trial_role", "gifted_role", "former_role", "lifetime_role", "log_channel", "welcome_channel"
+]
 CLEARABLE_FIELDS = {
     "free_role": "free_member_role_id",
     "trial_role": "free_trial_role_id",
@@ -41,6 +44,7 @@ CLEARABLE_FIELDS = {
     "former_role": "former_patron_role_id",
     "lifetime_role": "lifetime_role_id",
     "log_channel": "log_channel_id",
+    "welcome_channel": "welcome_channel_id",
 }
 
 
@@ -120,6 +124,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         lifetime_dollars="Lifetime support (in dollars) that earns the lifetime role",
         log_channel="Channel for one line per role change, link and failure",
         welcome="Post a welcome message when someone links",
+        welcome_channel="Channel for the welcome message (default: the log channel)",
         auto_match="Also match patrons by the Discord account linked on their Patreon",
         clear="Unset one of the roles or the log channel",
     )
@@ -138,6 +143,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         lifetime_dollars: app_commands.Range[int, 0, 1_000_000] | None = None,
         log_channel: discord.TextChannel | None = None,
         welcome: bool | None = None,
+        welcome_channel: discord.TextChannel | None = None,
         auto_match: bool | None = None,
         clear: Clearable | None = None,
     ) -> None:
@@ -155,6 +161,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
             "lifetime_threshold_cents": lifetime_dollars * 100 if lifetime_dollars is not None else None,
             "log_channel_id": log_channel.id if log_channel else None,
             "welcome_on_link": welcome,
+            "welcome_channel_id": welcome_channel.id if welcome_channel else None,
             "auto_match_discord": auto_match,
         }
         changes = {name: value for name, value in changes.items() if value is not None}
@@ -219,7 +226,7 @@ def describe_settings(settings: GuildSettings) -> str:
             shown = "not set"
         elif name.endswith("role_id"):
             shown = f"<@&{value}>"
-        elif name == "log_channel_id":
+        elif name.endswith("channel_id"):
             shown = f"<#{value}>"
         elif name == "lifetime_threshold_cents":
             shown = f"${value / 100:.2f}"

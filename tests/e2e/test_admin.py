@@ -211,3 +211,16 @@ async def test_linked_member_who_rejoins_gets_roles_at_once(world):
     await asyncio.sleep(0.05)
     world.guild.add_member(SEED.bob, username="bob")
     await settle(lambda: SEED.bronze_role in world.roles_of(SEED.bob))
+
+
+async def test_welcome_message_is_off_by_default_and_posted_when_on(world):
+    welcome_channel = 740000000000000002
+    world.guild.add_text_channel(welcome_channel, name="welcome")
+    await world.link(SEED.bob)
+    await asyncio.sleep(0.1)
+    assert not any("Welcome" in m["content"] for m in world.discord.messages(SEED.log_channel))
+    await admin(world, ["settings"], {"welcome": True, "welcome_channel": welcome_channel})
+    await world.link(SEED.alice)
+    await settle(lambda: len(world.discord.messages(welcome_channel)) == 1)
+    message = world.discord.messages(welcome_channel)[0]["content"]
+    assert f"<@{SEED.alice}>" in message and "**Gold**" in message
