@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +33,11 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             bot = PatronBot(config, store, session, clock)
+            stopping = set()
+            # Hosts stop processes with SIGTERM: close the Discord session and the web server cleanly.
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGTERM, lambda: stopping.add(asyncio.create_task(bot.close()))
+            )
             async with bot:
                 await bot.start(config.discord_token)
     except discord.LoginFailure:

@@ -1,0 +1,109 @@
+"""`python -m bot` as a person runs it: a clear line on bad config, the demo, the real process on the fakes."""
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.fakes.world import BOT_TOKEN, CLIENT_ID, CLIENT_SECRET, SEED, WEBHOOK_SECRET, FakeWorld, free_port, page_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, "PYTHONPATH": str(REPO), **extra}
+
+
+async def run(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_missing_setting_stops_startup_with_one_clear_line(tmp_path):
+    code, stdout, stderr = await run(env=clean_env(), cwd=tmp_path)
+    assert code == 2
+    assert stderr.strip() == "config error: DISCORD_TOKEN is not set (see .env.example)"
+    assert "Traceback" not in stderr + stdout
+
+
+async def test_malformed_setting_is_named(tmp_path):
+    (tmp_path / ".env").write_text(
+        "DISCORD_TOKEN=x\nPATREON_CLIENT_ID=x\nPATREON_CLIENT_SECRET=x\nPATREON_REDIRECT_URI=https://a.example/cb\n"
+        "PATREON_CREATOR_ACCESS_TOKEN=x\nPATREON_CREATOR_REFRESH_TOKEN=x\nPATREON_WEBHOOK_SECRET=x\nPORT=http\n"
+    )
+    code, _, stderr = await run(env=clean_env(), cwd=tmp_path)
+    assert code == 2
+    assert "PORT must be a whole number" in stderr and "Traceback" not in stderr
+
+
+async def test_demo_walkthrough_runs_with_no_accounts(tmp_path):
+    code, stdout, stderr = await run("demo", "--once", "--port", str(free_port()), env=clean_env(), cwd=tmp_path)
+    assert code == 0, stderr
+    assert "Your Patreon account is linked" in stdout
+    assert "Her roles in the server now: @Gold Patron, @VIP" in stdout
+    assert "✅ @Gold Patron: held" in stdout
+    assert "Gave @Gold Patron" in stderr  # the role change is logged
+
+
+async def test_real_bot_process_links_a_patron_against_the_fakes(tmp_path):
+    world = FakeWorld(tmp_path / "bot.sqlite3")
+    await world.start(start_bot=False)
+    await world.seed_store()
+    env = clean_env(
+        DISCORD_TOKEN=BOT_TOKEN,
+        PATREON_CLIENT_ID=CLIENT_ID,
+        PATREON_CLIENT_SECRET=CLIENT_SECRET,
+        PATREON_REDIRECT_URI=world.redirect_uri,
+        PATREON_CREATOR_ACCESS_TOKEN=world.patreon.creator_access_token,
+        PATREON_CREATOR_REFRESH_TOKEN=world.patreon.creator_refresh_token,
+        PATREON_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DATABASE_PATH=str(world.db_path),
+        WEB_HOST="127.0.0.1",
+        PORT=str(world.web_port),
+        PATREON_BASE_URL=world.patreon.base_url,
+        DISCORD_BASE_URL=world.discord.base_url,
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await world.discord.wait_for_ready_bots(timeout=30)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"http://127.0.0.1:{world.web_port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+        names = {command["name"] for command in world.discord.registered_commands()}
+        assert {"patreon", "patreon-admin"} <= names
+        status, html = await world.link(SEED.alice)
+        assert status == 200, page_text(html)
+        assert world.roles_of(SEED.alice) == {SEED.vip_role, SEED.gold_role}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+        await world.close()
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert "Traceback" not in stderr.decode()
