@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fakes.world import BOT_TOKEN, CLIENT_ID, CLIENT_SECRET, SEED, WEBHOOK_SECRET, FakeWorld, free_port, page_text
+from tests.fakes.world import SEED, FakeWorld, free_port, page_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,20 +63,7 @@ async def test_real_bot_process_links_a_patron_against_the_fakes(tmp_path):
     world = FakeWorld(tmp_path / "bot.sqlite3")
     await world.start(start_bot=False)
     await world.seed_store()
-    env = clean_env(
-        DISCORD_TOKEN=BOT_TOKEN,
-        PATREON_CLIENT_ID=CLIENT_ID,
-        PATREON_CLIENT_SECRET=CLIENT_SECRET,
-        PATREON_REDIRECT_URI=world.redirect_uri,
-        PATREON_CREATOR_ACCESS_TOKEN=world.patreon.creator_access_token,
-        PATREON_CREATOR_REFRESH_TOKEN=world.patreon.creator_refresh_token,
-        PATREON_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        DATABASE_PATH=str(world.db_path),
-        WEB_HOST="127.0.0.1",
-        PORT=str(world.web_port),
-        PATREON_BASE_URL=world.patreon.base_url,
-        DISCORD_BASE_URL=world.discord.base_url,
-    )
+    env = clean_env(**world.environment())
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

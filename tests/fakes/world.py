@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.config import Config
+from bot.config import Config, load_config
 from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
 from bot.store import Store
@@ -107,23 +107,26 @@ class FakeWorld:
         await self.patreon.close()
         await self.discord.close()
 
+    def environment(self) -> dict[str, str]:
+        """The settings a deployment would put in .env, pointing at the fakes."""
+        return {
+            "DISCORD_TOKEN": BOT_TOKEN,
+            "PATREON_CLIENT_ID": CLIENT_ID,
+            "PATREON_CLIENT_SECRET": CLIENT_SECRET,
+            "PATREON_REDIRECT_URI": self.redirect_uri,
+            "PATREON_CREATOR_ACCESS_TOKEN": self.patreon.creator_access_token,
+            "PATREON_CREATOR_REFRESH_TOKEN": self.patreon.creator_refresh_token,
+            "PATREON_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "DATABASE_PATH": str(self.db_path),
+            "WEB_HOST": "127.0.0.1",
+            "PORT": str(self.web_port),
+            "PATREON_BASE_URL": self.patreon.base_url,
+            "DISCORD_BASE_URL": self.discord.base_url,
+        }
+
     @property
     def config(self) -> Config:
-        return Config(
-            discord_token=BOT_TOKEN,
-            patreon_client_id=CLIENT_ID,
-            patreon_client_secret=CLIENT_SECRET,
-            patreon_redirect_uri=self.redirect_uri,
-            patreon_creator_access_token=self.patreon.creator_access_token,
-            patreon_creator_refresh_token=self.patreon.creator_refresh_token,
-            patreon_webhook_secret=WEBHOOK_SECRET,
-            patreon_campaign_id=None,
-            database_path=self.db_path,
-            web_host="127.0.0.1",
-            port=self.web_port,
-            patreon_base_url=self.patreon.base_url,
-            discord_base_url=self.discord.base_url,
-        )
+        return load_config(self.environment(), env_file=None)
 
     async def start_bot(self) -> PatronBot:
         point_discord_at(self.discord.base_url)
