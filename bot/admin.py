@@ -5,11 +5,12 @@ Every refusal is an AdminError whose message is a friendly sentence for an ephem
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-from bot.campaign import CampaignService
+from bot.campaign import CampaignService, CampaignUnavailable
 from bot.linking import LinkingService, UnlinkResult
 from bot.models import GuildSettings, Tier
 from bot.patreon.errors import PatreonError
@@ -55,13 +56,14 @@ class AdminService:
         self.campaign = campaign
         self.reconcile = reconcile
         self.linking = linking
+        self._sync_locks: dict[int, asyncio.Lock] = {}
 
     async def campaign_tiers(self, refresh: bool) -> dict[str, Tier]:
         """The campaign's tiers, fresh from Patreon when asked and possible, else the stored ones."""
         if refresh:
             try:
                 return await self.campaign.refresh_tiers()
-            except PatreonError as error:
+            except (PatreonError, CampaignUnavailable) as error:
                 log.warning("tier refresh failed, using stored tiers: %s", error)
         return await self.store.get_tiers()
 
@@ -85,6 +87,7 @@ class AdminService:
         return tier
 
     async def unmap_tier(self, guild_id: int, tier_id: str, role_id: int | None) -> int:
+        self._assert_can_manage(guild_id)
         removed = await self.store.unmap_tier_role(guild_id, tier_id, role_id)
         if removed == 0:
             raise AdminError("That tier had no such mapping here; `/patreon-admin tiers` lists the mappings.")
@@ -93,6 +96,8 @@ class AdminService:
 
     async def update_settings(self, guild_id: int, **changes: object) -> GuildSettings:
         """Validate and save the changed fields; unknown or invalid values change nothing."""
+        if changes:
+            self._assert_can_manage(guild_id)
         current = await self.store.get_settings(guild_id)
         known = {field.name for field in dataclasses.fields(GuildSettings)} - {"guild_id"}
         unknown = set(changes) - known
@@ -118,6 +123,13 @@ class AdminService:
         return sorted(linked | set(await self.store.users_with_grants(guild_id)))
 
     async def sync(self, guild_id: int, dry_run: bool) -> SyncReport:
+        lock = self._sync_locks.setdefault(guild_id, asyncio.Lock())
+        if lock.locked():
+            raise AdminError("A sync is already running in this server; wait for it to finish.")
+        async with lock:
+            return await self._sync(guild_id, dry_run)
+
+    async def _sync(self, guild_id: int, dry_run: bool) -> SyncReport:
         report = SyncReport(dry_run=dry_run)
         for user_id in await self.members_to_sync(guild_id):
             if dry_run:
@@ -142,24 +154,41 @@ class AdminService:
         return report
 
     async def link_user(self, guild_id: int, discord_user_id: int, patreon_user_id: str) -> str:
+        """Link by hand; never takes a Patreon account from someone else (unlink them first)."""
         patreon_user_id = patreon_user_id.strip()
-        if not patreon_user_id.isdigit() and not patreon_user_id.replace("-", "").isalnum():
+        if not patreon_user_id.replace("-", "").isalnum():
             raise AdminError("That doesn't look like a Patreon user id (the number in their profile URL).")
-        replaced = await self.store.save_link(discord_user_id, patreon_user_id, guild_id, "admin")
-        if replaced is not None:
-            await self.reconcile.reconcile_user_everywhere(replaced.discord_user_id, "Patreon account moved")
-        await self.reconcile.reconcile_user_everywhere(discord_user_id, "linked by an admin")
+        self._assert_can_manage(guild_id)
+        owner = await self.store.get_link_by_patreon(patreon_user_id)
+        if owner is not None and owner.discord_user_id != discord_user_id:
+            raise AdminError(
+                f"That Patreon account is already linked to <@{owner.discord_user_id}>; unlink them first."
+            )
+        previous = await self.store.get_link_by_discord(discord_user_id)
+        if previous is not None and previous.linked_in_guild_id not in (None, guild_id):
+            raise AdminError("That member was linked in another server; only that server's admins can change it.")
+        await self.store.save_link(discord_user_id, patreon_user_id, guild_id, "admin")
+        outcome = await self.reconcile.reconcile_member(guild_id, discord_user_id, "linked by an admin")
         await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")
-        membership = await self.store.get_membership(patreon_user_id)
-        if membership is None:
+        if await self.store.get_membership(patreon_user_id) is None:
             return "Linked. Their membership isn't known yet; roles follow at the next refresh."
+        if outcome.error or outcome.blocked:
+            why = outcome.error or "; ".join(outcome.blocked.values())
+            return f"Linked, but some roles couldn't be changed: {why}."
         return "Linked; their roles are up to date."
 
     async def unlink_user(self, guild_id: int, discord_user_id: int) -> UnlinkResult:
-        result = await self.linking.unlink(discord_user_id)
-        if not result.was_linked:
+        link = await self.store.get_link_by_discord(discord_user_id)
+        if link is None:
             raise AdminError("That member isn't linked.")
-        return result
+        if link.linked_in_guild_id not in (None, guild_id):
+            raise AdminError("That member linked in another server; they can run `/patreon unlink` themselves.")
+        return await self.linking.unlink(discord_user_id)
+
+    def _assert_can_manage(self, guild_id: int) -> None:
+        problem = self.reconcile.gateway.missing_permissions(guild_id)
+        if problem is not None:
+            raise AdminError(problem)
 
     async def _known_tier(self, tier_id: str) -> Tier:
         tiers = await self.store.get_tiers()

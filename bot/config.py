@@ -5,6 +5,7 @@ Nothing else in the project reads `os.environ`: tests and the demo build a `Conf
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,7 +82,11 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
         if not text(name):
             raise ConfigError(f"{name} is not set (see .env.example)")
 
-    redirect_uri = _url(text("PATREON_REDIRECT_URI"), "PATREON_REDIRECT_URI")
+    # Patreon compares the redirect URI exactly, so it is kept as written (no trailing-slash trimming).
+    redirect_uri = text("PATREON_REDIRECT_URI")
+    _url(redirect_uri, "PATREON_REDIRECT_URI")
+    if not urlparse(redirect_uri).path.endswith("/patreon/callback"):
+        raise ConfigError(f"PATREON_REDIRECT_URI must end in /patreon/callback, got {redirect_uri!r}")
     campaign_id = text("PATREON_CAMPAIGN_ID") or None
     if campaign_id is not None and not campaign_id.isdigit():
         raise ConfigError(f"PATREON_CAMPAIGN_ID must be a number, got {campaign_id!r}")
@@ -129,8 +134,8 @@ def _number(value: str, name: str) -> float:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(f"{name} must be above zero, got {value!r}")
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name} must be a number above zero, got {value!r}")
     return number
 
 

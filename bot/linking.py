@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.campaign import CampaignService, CampaignUnavailable
-from bot.models import MembershipSnapshot
+from bot.models import MembershipSnapshot, PatreonUser, PatronStatus
 from bot.oauth_state import StateError, issue_state, verify_state
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonError
@@ -21,7 +21,8 @@ from bot.store import Store, patron_subject
 
 log = logging.getLogger(__name__)
 
-PATRON_SCOPES = ("identity", "identity.memberships")
+#: `identity` alone: with it, /identity still includes the patron's membership of our own campaign.
+PATRON_SCOPES = ("identity",)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,16 @@ class LinkResult:
 class UnlinkResult:
     was_linked: bool
     roles_removed: tuple[str, ...] = ()
+    #: Roles the bot gave but could not take back, each with the reason ("@Gold: above the bot's role").
+    roles_kept: tuple[str, ...] = ()
     outcomes: list[ReconcileOutcome] = field(default_factory=list)
+
+    def describe(self) -> str:
+        removed = ", ".join(f"@{name}" for name in self.roles_removed) or "none"
+        text = f"Roles removed: {removed}."
+        if self.roles_kept:
+            text += f" Couldn't remove: {'; '.join(self.roles_kept)}. A server admin can fix that."
+        return text
 
 
 class LinkingService:
@@ -95,41 +105,101 @@ class LinkingService:
         except (PatreonError, CampaignUnavailable) as error:
             log.warning("link for user=%s failed: Patreon unavailable: %s", state.discord_user_id, error)
             return _failure(
-                "Patreon isn't answering right now.", "Nothing was changed. Please try again in a few minutes.", 502
+                "Patreon isn't answering right now.",
+                "Nothing was changed. Please run /patreon link again in a few minutes.",
+                502,
             )
 
+        refusal = await self._ownership_refusal(
+            identity.user.id, identity.user.social_discord_id, state.discord_user_id
+        )
+        if refusal is not None:
+            return refusal
         membership = identity.membership_for(campaign_id)
+        previous = await self.store.get_link_by_discord(state.discord_user_id)
         await self.store.save_tokens(patron_subject(identity.user.id), tokens)
-        replaced = await self.store.save_link(state.discord_user_id, identity.user.id, state.guild_id, "oauth")
+        await self.store.save_link(state.discord_user_id, identity.user.id, state.guild_id, "oauth")
+        if previous is not None and previous.patreon_user_id != identity.user.id:
+            await self.store.delete_tokens(patron_subject(previous.patreon_user_id))
         if membership is not None:
             await self.store.save_membership(_with_user(membership, identity.user.id, self.reconcile.clock()))
         else:
             await self.store.delete_membership(identity.user.id)
         log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
-        if replaced is not None:
-            await self.reconcile.reconcile_user_everywhere(replaced.discord_user_id, "Patreon account moved")
-        outcomes = await self.reconcile.reconcile_user_everywhere(state.discord_user_id, "linked")
-        patreon_name = identity.user.full_name or identity.user.id
-        await self.reconcile.log_event(
-            state.guild_id, f"<@{state.discord_user_id}> linked Patreon account {patreon_name}"
+        is_new_link = previous is None or previous.patreon_user_id != identity.user.id
+        return await self._grant_after_link(
+            state.guild_id, state.discord_user_id, identity.user, membership, is_new_link
         )
+
+    async def _ownership_refusal(
+        self, patreon_user_id: str, social_discord_id: int | None, discord_user_id: int
+    ) -> LinkResult | None:
+        """Refuse a sign-in that would hand someone else's Patreon to this Discord user.
+
+        The button can be forwarded: whoever signs in decides the Patreon side. An account already
+        linked to another Discord user, or one Patreon says belongs to another Discord user, is refused.
+        """
+        existing = await self.store.get_link_by_patreon(patreon_user_id)
+        if existing is not None and existing.discord_user_id != discord_user_id:
+            return _failure(
+                "This Patreon account is already linked to another Discord account.",
+                "Nothing was changed. If that account is yours, run /patreon unlink there first; otherwise ask a "
+                "server admin.",
+                409,
+            )
+        if social_discord_id is not None and social_discord_id != discord_user_id:
+            return _failure(
+                "This Patreon account is connected to a different Discord account.",
+                "Nothing was changed. Sign in to Patreon with your own account, or ask a server admin.",
+                409,
+            )
+        return None
+
+    async def _grant_after_link(
+        self,
+        guild_id: int,
+        discord_user_id: int,
+        user: PatreonUser,
+        membership: MembershipSnapshot | None,
+        is_new_link: bool,
+    ) -> LinkResult:
+        """The link is stored; a Discord hiccup now must not turn the page into a failure."""
         tiers = await self.store.get_tiers()
         tier_titles = tuple(
             tiers[tier_id].title if tier_id in tiers else tier_id
             for tier_id in (membership.entitled_tier_ids if membership else ())
         )
-        await self._welcome(state.guild_id, state.discord_user_id, tier_titles)
+        try:
+            outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "linked")
+            await self.reconcile.log_event(
+                guild_id, f"<@{discord_user_id}> linked Patreon account {user.full_name or user.id}"
+            )
+            if is_new_link and membership is not None and membership.patron_status is PatronStatus.ACTIVE:
+                await self._welcome(guild_id, discord_user_id, tier_titles)
+        except Exception:
+            log.exception("link stored for discord=%s but the roles could not be applied yet", discord_user_id)
+            return LinkResult(
+                ok=True,
+                headline="Your Patreon account is linked.",
+                detail="Discord didn't answer just now; your roles will follow within a few minutes.",
+                patreon_name=user.full_name,
+                tier_titles=tier_titles,
+            )
+        problems = [why for outcome in outcomes for why in [*outcome.blocked.values(), outcome.error] if why]
         roles_given = tuple(
             self.reconcile.gateway.role_name(outcome.guild_id, role_id)
             for outcome in outcomes
             for role_id in sorted(outcome.added)
         )
         summary = outcomes[0].summary if outcomes else "You are not in the server any more."
+        detail = summary if membership else "You aren't a member of this creator's Patreon yet."
+        if problems:
+            detail += f" Some roles couldn't be given ({problems[0]}); the server's admins can see why."
         return LinkResult(
             ok=True,
             headline="Your Patreon account is linked.",
-            detail=summary if membership else "You aren't a member of this creator's Patreon yet.",
-            patreon_name=identity.user.full_name,
+            detail=detail,
+            patreon_name=user.full_name,
             tier_titles=tier_titles,
             roles_given=roles_given,
         )
@@ -146,9 +216,15 @@ class LinkingService:
             for outcome in outcomes
             for role_id in sorted(outcome.removed)
         )
+        gateway = self.reconcile.gateway
+        kept = tuple(
+            f"@{gateway.role_name(outcome.guild_id, role_id)}: {why}"
+            for outcome in outcomes
+            for role_id, why in sorted(outcome.blocked.items())
+        ) + tuple(f"{outcome.error}" for outcome in outcomes if outcome.error)
         if link.linked_in_guild_id is not None:
             await self.reconcile.log_event(link.linked_in_guild_id, f"<@{discord_user_id}> unlinked their Patreon")
-        return UnlinkResult(was_linked=True, roles_removed=removed, outcomes=outcomes)
+        return UnlinkResult(was_linked=True, roles_removed=removed, roles_kept=kept, outcomes=outcomes)
 
     async def _welcome(self, guild_id: int, discord_user_id: int, tier_titles: tuple[str, ...]) -> None:
         """The optional public thank-you, off unless the server turned it on."""

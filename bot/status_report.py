@@ -54,5 +54,5 @@ def _role_line(plan: MemberPlan, role_id: int, name: str) -> str:
     if holds:
         return f"✅ @{name}: held ({reason})" if reason else f"✅ @{name}: held"
     if role_id in plan.decision.desired:
-        return f"⏳ @{name}: due, being given now ({reason})"
+        return f"⏳ @{name}: due, the bot gives it at the next sync ({reason})"
     return f"❌ @{name}: not held ({reason})" if reason else f"❌ @{name}: not held"

@@ -194,8 +194,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     async def unlink_user(self, interaction: discord.Interaction, member: discord.Member) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         result = await self.admin.unlink_user(guild_id(interaction), member.id)
-        removed = ", ".join(f"@{name}" for name in result.roles_removed) or "none"
-        await reply(interaction, f"✅ Unlinked {member.mention}. Roles removed: {removed}.")
+        await reply(interaction, f"✅ Unlinked {member.mention}. {result.describe()}")
 
     @app_commands.command(name="check", description="Check permissions, role order, mappings, webhooks and refreshes")
     async def check(self, interaction: discord.Interaction) -> None:

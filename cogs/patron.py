@@ -36,9 +36,8 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
         if not result.was_linked:
             await interaction.followup.send("Your Discord account isn't linked to Patreon.", ephemeral=True)
             return
-        removed = ", ".join(f"@{name}" for name in result.roles_removed) or "none"
         await interaction.followup.send(
-            f"Unlinked. Roles removed: {removed}. Roles you got any other way were left alone.", ephemeral=True
+            f"Unlinked. {result.describe()} Roles you got any other way were left alone.", ephemeral=True
         )
 
     @app_commands.command(name="status", description="What's linked, your tier, and why you have each role")

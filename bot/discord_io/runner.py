@@ -43,6 +43,12 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
     except discord.LoginFailure:
         print("error: Discord rejected DISCORD_TOKEN (check the bot token in .env)", file=sys.stderr)
         return 2
+    except discord.PrivilegedIntentsRequired:
+        print(
+            "error: enable Server Members Intent for the bot (Developer Portal → Bot → Privileged Gateway Intents)",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         await store.close()
     return 0

@@ -109,23 +109,36 @@ async def test_map_refuses_unknown_tier(world):
     assert "999999" not in (await world.store.get_tier_roles(SEED.guild_id)).roles_by_tier
 
 
-async def test_map_refused_when_bot_lacks_manage_roles(world):
+async def test_changes_refused_when_bot_lacks_manage_roles(world):
     world.guild.set_bot_permissions(manage_roles=False)
     text = await admin(world, ["map"], {"tier": SEED.gold_tier, "role": SEED.vip_role})
     assert "Manage Roles" in text
+    assert SEED.vip_role not in (await world.store.get_tier_roles(SEED.guild_id)).roles_by_tier[SEED.gold_tier]
+    text = await admin(world, ["settings"], {"grace_days": 2})
+    assert "Manage Roles" in text
+    assert (await world.store.get_settings(SEED.guild_id)).decline_grace_days == 7
 
 
-async def test_unmap_takes_back_bot_granted_roles_but_not_hand_given(world):
-    world.guild.member(SEED.alice).role_ids.add(SEED.gold_role)  # hand-given before linking
-    await world.link(SEED.bob)
-    assert SEED.bronze_role in world.roles_of(SEED.bob)
-    world.guild.member(SEED.carol).role_ids.add(SEED.bronze_role)  # a moderator gives Carol Bronze by hand
-    text = await admin(world, ["unmap"], {"tier": SEED.bronze_tier})
+async def test_unmap_and_sync_take_back_only_bot_granted_roles(world):
+    extra = 730000000000000020
+    world.guild.add_role(extra, "Supporters", position=7)
+    await admin(world, ["map"], {"tier": SEED.bronze_tier, "role": extra})
+    await admin(world, ["map"], {"tier": SEED.gold_tier, "role": extra})
+    world.guild.member(SEED.alice).role_ids.add(extra)  # a moderator gave Alice Supporters by hand
+    await world.link(SEED.alice)  # Gold: Supporters is desired but already held, so not ours
+    await world.link(SEED.bob)  # Bronze: the bot grants Supporters to Bob
+    assert extra in world.roles_of(SEED.bob) and extra in world.roles_of(SEED.alice)
+
+    await admin(world, ["unmap"], {"tier": SEED.bronze_tier, "role": extra})
+    text = await admin(world, ["unmap"], {"tier": SEED.gold_tier, "role": extra})
     assert "Removed 1 mapping" in text
+    preview = await admin(world, ["sync"])
+    assert f"<@{SEED.bob}>: −@Supporters" in preview
+    assert f"<@{SEED.alice}>" not in preview, "Alice's hand-given Supporters is not the bot's to take"
     await admin(world, ["sync"], {"dry_run": False})
-    assert SEED.bronze_role not in world.roles_of(SEED.bob), "bot-granted role taken back"
-    assert SEED.bronze_role in world.roles_of(SEED.carol), "hand-given role survives the unmap"
-    assert SEED.gold_role in world.roles_of(SEED.alice)
+    assert extra not in world.roles_of(SEED.bob), "bot-granted role taken back"
+    assert extra in world.roles_of(SEED.alice), "hand-given role survives unmap and sync"
+    assert world.roles_of(SEED.alice) == {SEED.vip_role, SEED.gold_role, extra}
 
 
 async def test_unmap_of_nothing_says_so(world):
@@ -169,7 +182,8 @@ async def test_check_reports_hierarchy_and_unmapped_tiers(world):
     assert "✅ The bot has Manage Roles." in healthy
     assert "⚠️ Tiers without a role: Free." in healthy
     world.guild.update_role(SEED.gold_role, position=99)  # someone drags Gold above the bot
-    await settle(lambda: True)
+    gateway = world.bot.services.reconcile.gateway
+    await settle(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
     text = await admin(world, ["check"])
     assert "Gold Patron is above the bot's highest role" in text
 
@@ -186,6 +200,24 @@ async def test_link_user_and_unlink_user_by_admin(world):
     assert link is not None and link.source == "admin"
     text = await admin(world, ["unlink-user"], {"member": SEED.dave})
     assert "isn't linked" in text
+
+
+async def test_link_user_never_takes_a_patreon_account_from_its_owner(world):
+    await world.link(SEED.alice)
+    text = await admin(world, ["link-user"], {"member": SEED.bob, "patreon_user_id": "p-alice"})
+    assert f"already linked to <@{SEED.alice}>" in text
+    assert (await world.store.get_link_by_patreon("p-alice")).discord_user_id == SEED.alice
+    assert SEED.gold_role in world.roles_of(SEED.alice) and SEED.gold_role not in world.roles_of(SEED.bob)
+
+
+async def test_sync_reports_roles_it_cannot_change(world):
+    await world.link(SEED.alice)
+    world.guild.member(SEED.alice).role_ids.discard(SEED.gold_role)
+    world.guild.update_role(SEED.gold_role, position=99)
+    gateway = world.bot.services.reconcile.gateway
+    await settle(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
+    text = await admin(world, ["sync"])
+    assert f"<@{SEED.alice}>: ⚠️@Gold Patron (@Gold Patron is above the bot's highest role" in text
 
 
 async def test_a_role_manager_who_is_not_owner_can_administer(world):
@@ -224,3 +256,7 @@ async def test_welcome_message_is_off_by_default_and_posted_when_on(world):
     await settle(lambda: len(world.discord.messages(welcome_channel)) == 1)
     message = world.discord.messages(welcome_channel)[0]["content"]
     assert f"<@{SEED.alice}>" in message and "**Gold**" in message
+    await world.link(SEED.alice)  # linking the same account again is not new
+    await world.link(SEED.carol)  # a former patron is not thanked for supporting
+    await asyncio.sleep(0.2)
+    assert len(world.discord.messages(welcome_channel)) == 1

@@ -42,7 +42,7 @@ async def test_missing_setting_stops_startup_with_one_clear_line(tmp_path):
 
 async def test_malformed_setting_is_named(tmp_path):
     (tmp_path / ".env").write_text(
-        "DISCORD_TOKEN=x\nPATREON_CLIENT_ID=x\nPATREON_CLIENT_SECRET=x\nPATREON_REDIRECT_URI=https://a.example/cb\n"
+        "DISCORD_TOKEN=x\nPATREON_CLIENT_ID=x\nPATREON_CLIENT_SECRET=x\nPATREON_REDIRECT_URI=https://a.example/patreon/callback\n"
         "PATREON_CREATOR_ACCESS_TOKEN=x\nPATREON_CREATOR_REFRESH_TOKEN=x\nPATREON_WEBHOOK_SECRET=x\nPORT=http\n"
     )
     code, _, stderr = await run(env=clean_env(), cwd=tmp_path)

@@ -38,7 +38,7 @@ async def test_authorize_url_asks_patreon_for_identity_with_our_client_and_redir
     assert query["client_id"] == ["fake-client"]
     assert query["redirect_uri"] == [world.redirect_uri]
     assert query["response_type"] == ["code"]
-    assert "identity" in query["scope"][0].split(" ")
+    assert query["scope"] == ["identity"], "a patron grants only what the bot needs"
     assert query["state"][0].count(".") == 1
 
 
@@ -168,3 +168,47 @@ async def test_former_patron_links_but_gets_no_tier_role(world):
 async def test_healthz(world):
     status, body = await world.open_in_browser(f"http://127.0.0.1:{world.web_port}/healthz")
     assert status == 200 and '"ok"' in body
+
+
+async def test_forwarded_link_cannot_take_over_a_linked_patreon_account(world):
+    await world.link(SEED.alice)
+    world.patreon.next_authorizing_user = "p-alice"  # Bob sends Alice his button and she signs in
+    url = await world.run_link_command(SEED.bob)
+    status, html = await world.open_in_browser(url)
+    assert status == 409
+    assert "already linked to another Discord account" in page_text(html)
+    assert (await world.store.get_link_by_patreon("p-alice")).discord_user_id == SEED.alice
+    assert await world.store.get_link_by_discord(SEED.bob) is None
+    assert SEED.gold_role in world.roles_of(SEED.alice) and SEED.gold_role not in world.roles_of(SEED.bob)
+
+
+async def test_patreon_account_connected_to_another_discord_user_is_refused(world):
+    world.patreon.add_user(user_id="p-eve", full_name="Eve", discord_id=SEED.dave)
+    world.patreon.set_membership("p-eve", patron_status="active_patron", tier_ids=[SEED.gold_tier])
+    world.patreon.next_authorizing_user = "p-eve"
+    url = await world.run_link_command(SEED.bob)
+    status, html = await world.open_in_browser(url)
+    assert status == 409
+    assert "connected to a different Discord account" in page_text(html)
+    await assert_nothing_stored(world, SEED.bob)
+
+
+async def test_relinking_to_another_patreon_account_forgets_the_old_tokens(world):
+    await world.link(SEED.bob)
+    world.patreon.next_authorizing_user = "p-dave"
+    status, _ = await world.open_in_browser(await world.run_link_command(SEED.bob))
+    assert status == 200
+    assert (await world.store.get_link_by_discord(SEED.bob)).patreon_user_id == "p-dave"
+    assert await world.store.get_tokens(patron_subject("p-bob")) is None
+    assert SEED.bronze_role not in world.roles_of(SEED.bob), "Dave's free membership earns no Bronze"
+
+
+async def test_unlink_says_which_roles_it_could_not_take_back(world):
+    await world.link(SEED.alice)
+    world.guild.update_role(SEED.gold_role, position=99)
+    gateway = world.bot.services.reconcile.gateway
+    await wait_for(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
+    interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["unlink"])
+    await interaction.wait_response(timeout=5)
+    await wait_for(lambda: "Unlinked" in (interaction.content or ""))
+    assert "Couldn't remove: @Gold Patron" in interaction.content

@@ -45,6 +45,9 @@ def test_each_missing_required_setting_is_named(name):
         ("PORT", "70000"),
         ("PATREON_CAMPAIGN_ID", "abc"),
         ("PATREON_REDIRECT_URI", "not a url"),
+        ("PATREON_REDIRECT_URI", "https://bot.example.com/oauth"),
+        ("REFRESH_INTERVAL_MINUTES", "nan"),
+        ("REFRESH_INTERVAL_MINUTES", "inf"),
         ("PATREON_BASE_URL", "ftp://example.com"),
         ("DISCORD_BASE_URL", "localhost:9000"),
         ("REFRESH_INTERVAL_MINUTES", "0"),
@@ -92,3 +95,10 @@ def test_signing_key_differs_when_state_secret_set():
     keyed = load_config({**VALID, "STATE_SECRET": "s3cret"}, env_file=None)
     assert plain.signing_key != keyed.signing_key
     assert keyed.signing_key == b"s3cret"
+
+
+def test_redirect_uri_is_kept_exactly_as_registered():
+    uri = "https://bot.example.com/prefix/patreon/callback"
+    assert load_config({**VALID, "PATREON_REDIRECT_URI": uri}, env_file=None).patreon_redirect_uri == uri
+    with pytest.raises(ConfigError, match="/patreon/callback"):
+        load_config({**VALID, "PATREON_REDIRECT_URI": uri + "/"}, env_file=None)
