@@ -12,6 +12,8 @@ import aiosqlite
 
 from bot.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap, TokenPair
 from bot.snapshot_codec import decode_settings, decode_snapshot, encode_settings, encode_snapshot
+from bot.store_bulk import BulkStore
+from bot.store_queues import QueueStore, iso_utc
 from bot.store_schema import MIGRATIONS
 
 CREATOR_SUBJECT = "creator"
@@ -30,8 +32,12 @@ class Link:
     linked_at: datetime
 
 
-class Store:
-    """All persistence goes through here; methods commit before they return."""
+class Store(QueueStore, BulkStore):
+    """All persistence goes through here; methods commit before they return.
+
+    The durable queues (`QueueStore`) and the refresh's bulk reads and writes (`BulkStore`) live in their own
+    modules but share this one connection.
+    """
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -309,9 +315,7 @@ def _link(row: aiosqlite.Row) -> Link:
     )
 
 
-def _iso(moment: datetime) -> str:
-    """UTC, fixed width, so that text comparison in SQL orders correctly."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_iso = iso_utc
 
 
 def _now() -> str:

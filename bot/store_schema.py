@@ -65,4 +65,38 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 2: the durable queues. Webhook events are recorded before the answer and applied afterwards; role jobs hold
+    # one pending reconcile per (guild, member), coalesced, until Discord has applied it.
+    """
+    CREATE TABLE webhook_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        resource_type TEXT,
+        member_id TEXT,
+        patreon_user_id TEXT,
+        campaign_id TEXT,
+        body_sha256 TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        finished_at TEXT
+    );
+    CREATE INDEX webhook_events_due ON webhook_events (state, next_attempt_at);
+    CREATE TABLE role_jobs (
+        guild_id INTEGER NOT NULL,
+        discord_user_id INTEGER NOT NULL,
+        cause TEXT NOT NULL,
+        state TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        enqueued_at TEXT NOT NULL,
+        last_error TEXT,
+        reported INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (guild_id, discord_user_id)
+    );
+    CREATE INDEX role_jobs_due ON role_jobs (state, next_attempt_at);
+    """,
 )

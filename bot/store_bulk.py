@@ -1,0 +1,130 @@
+"""Whole-campaign reads and writes for the periodic refresh: one query or one transaction, not one per member.
+
+A refresh of 100,000 members must not cost 100,000 round trips to SQLite, so these load a guild's inputs once
+and save snapshots with one `executemany`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import aiosqlite
+
+from bot.models import MembershipSnapshot, TokenPair
+from bot.snapshot_codec import encode_snapshot
+from bot.store_queues import iso_utc
+
+_UPSERT_MEMBERSHIP = """
+    INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (patreon_user_id) DO UPDATE SET
+        member_id = excluded.member_id, campaign_id = excluded.campaign_id,
+        social_discord_id = excluded.social_discord_id, snapshot = excluded.snapshot,
+        observed_at = excluded.observed_at
+    WHERE excluded.observed_at >= memberships.observed_at
+"""
+
+
+class BulkStore:
+    """Mixed into `Store`; every method commits before it returns."""
+
+    _db: aiosqlite.Connection
+
+    async def save_memberships(self, snapshots: Iterable[MembershipSnapshot]) -> int:
+        """Store many snapshots in one transaction, each only if newer than the stored one; return how many."""
+        fallback = datetime.now(UTC)
+        rows = [
+            (
+                snapshot.patreon_user_id,
+                snapshot.member_id,
+                snapshot.campaign_id,
+                snapshot.social_discord_id,
+                encode_snapshot(snapshot),
+                iso_utc(snapshot.observed_at or fallback),
+            )
+            for snapshot in snapshots
+            if snapshot.patreon_user_id is not None
+        ]
+        cursor = await self._db.executemany(_UPSERT_MEMBERSHIP, rows)
+        await self._db.commit()
+        return max(cursor.rowcount, 0)
+
+    async def delete_memberships_except(self, keep: set[str], observed_before: datetime) -> list[str]:
+        """Forget members a complete listing no longer shows, unless seen since it started (a webhook re-fetch)."""
+        async with self._db.execute(
+            "SELECT patreon_user_id FROM memberships WHERE observed_at < ?", (iso_utc(observed_before),)
+        ) as cursor:
+            gone = [row[0] async for row in cursor if row[0] not in keep]
+        await self._db.executemany(
+            "DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ?",
+            [(patreon_user_id, iso_utc(observed_before)) for patreon_user_id in gone],
+        )
+        await self._db.commit()
+        return gone
+
+    async def delete_membership_observed_before(
+        self, patreon_user_id: str, observed_before: datetime, member_id: str | None = None
+    ) -> bool:
+        """Forget a membership Patreon says is gone, unless a newer look has been stored meanwhile.
+
+        With `member_id`, only that membership goes: after a delete-and-renew the user has a new member id,
+        and a late 404 for the old one must not erase the new one.
+        """
+        cursor = await self._db.execute(
+            "DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ?"
+            " AND (? IS NULL OR member_id IS NULL OR member_id = ?)",
+            (patreon_user_id, iso_utc(observed_before), member_id, member_id),
+        )
+        await self._db.commit()
+        return cursor.rowcount > 0
+
+    async def link_map(self) -> dict[int, str]:
+        """Every link as Discord user id → Patreon user id."""
+        async with self._db.execute("SELECT discord_user_id, patreon_user_id FROM links") as cursor:
+            return {int(row[0]): row[1] async for row in cursor}
+
+    async def add_links(self, rows: Iterable[tuple[int, str, int | None, str]], linked_at: datetime) -> int:
+        """Insert (discord id, patreon id, guild id, source) links where neither side is linked yet."""
+        cursor = await self._db.executemany(
+            "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?, ?)",
+            [(*row, iso_utc(linked_at)) for row in rows],
+        )
+        await self._db.commit()
+        return max(cursor.rowcount, 0)
+
+    async def grants_in_guild(self, guild_id: int) -> dict[int, frozenset[int]]:
+        """The ledger of one guild: member → roles this bot granted them."""
+        grants: dict[int, set[int]] = {}
+        async with self._db.execute(
+            "SELECT discord_user_id, role_id FROM role_grants WHERE guild_id = ?", (guild_id,)
+        ) as cursor:
+            async for row in cursor:
+                grants.setdefault(int(row[0]), set()).add(int(row[1]))
+        return {user: frozenset(roles) for user, roles in grants.items()}
+
+    async def forget_grants_many(self, guild_id: int, pairs: Iterable[tuple[int, int]]) -> None:
+        """Drop (member, role) ledger rows in one transaction."""
+        await self._db.executemany(
+            "DELETE FROM role_grants WHERE guild_id = ? AND discord_user_id = ? AND role_id = ?",
+            [(guild_id, user_id, role_id) for user_id, role_id in pairs],
+        )
+        await self._db.commit()
+
+    async def tokens_expiring(self, subject_prefix: str, before: datetime) -> list[tuple[str, TokenPair]]:
+        """Token pairs under `subject_prefix` whose access token expires before `before`."""
+        async with self._db.execute(
+            "SELECT * FROM tokens WHERE subject LIKE ? ORDER BY subject", (subject_prefix.replace("%", "") + "%",)
+        ) as cursor:
+            rows = [row async for row in cursor]
+        found = []
+        for row in rows:
+            expires_at = datetime.fromisoformat(row["expires_at"])
+            pair = TokenPair(
+                access_token=row["access_token"],
+                refresh_token=row["refresh_token"],
+                expires_at=expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC),
+                scope=tuple(row["scope"].split()),
+            )
+            if pair.expires_at < before:
+                found.append((row["subject"], pair))
+        return found

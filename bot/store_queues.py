@@ -1,0 +1,268 @@
+"""The two durable queues in the store: recorded webhook events and pending role jobs.
+
+Both outlive a crash: a webhook is recorded before Patreon gets its answer, and a role job stays in the table
+until Discord has applied it, so a restart resumes whatever was left. Times are passed in by the caller (the
+services' clock) and stored as fixed-width UTC text so SQL can compare them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiosqlite
+
+PENDING = "pending"
+DONE = "done"
+IGNORED = "ignored"
+FAILED = "failed"
+SUPERSEDED = "superseded"
+
+
+def iso_utc(moment: datetime) -> str:
+    """UTC, fixed width, so that text comparison in SQL orders correctly."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) if text else None
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    id: int
+    trigger: str
+    member_id: str | None
+    patreon_user_id: str | None
+    campaign_id: str | None
+    attempts: int
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class RoleJob:
+    guild_id: int
+    user_id: int
+    cause: str
+    state: str
+    #: Bumped by every enqueue, so finishing a job never swallows a request that arrived while it ran.
+    seq: int
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    reported: bool
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.guild_id, self.user_id)
+
+
+class QueueStore:
+    """Mixed into `Store`; every method commits before it returns."""
+
+    _db: aiosqlite.Connection
+
+    # -- webhook events ------------------------------------------------------------------------------
+
+    async def record_webhook_event(
+        self,
+        *,
+        received_at: datetime,
+        trigger: str,
+        resource_type: str | None,
+        member_id: str | None,
+        patreon_user_id: str | None,
+        campaign_id: str | None,
+        body_sha256: str,
+        applicable: bool,
+        seen_fact: tuple[str, object] | None = None,
+    ) -> int:
+        """Record one delivery (pending when there is something to apply) and, in the same commit, a fact."""
+        when = iso_utc(received_at)
+        cursor = await self._db.execute(
+            "INSERT INTO webhook_events (received_at, trigger, resource_type, member_id, patreon_user_id,"
+            " campaign_id, body_sha256, state, next_attempt_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                when,
+                trigger,
+                resource_type,
+                member_id,
+                patreon_user_id,
+                campaign_id,
+                body_sha256,
+                PENDING if applicable else IGNORED,
+                when,
+                None if applicable else when,
+            ),
+        )
+        if seen_fact is not None:
+            await self._db.execute(
+                "INSERT OR REPLACE INTO service_state VALUES (?, ?)", (seen_fact[0], json.dumps(seen_fact[1]))
+            )
+        await self._db.commit()
+        return int(cursor.lastrowid or 0)
+
+    async def due_webhook_events(self, now: datetime, limit: int = 500) -> list[WebhookEvent]:
+        async with self._db.execute(
+            "SELECT * FROM webhook_events WHERE state = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (PENDING, iso_utc(now), limit),
+        ) as cursor:
+            return [
+                WebhookEvent(
+                    id=int(row["id"]),
+                    trigger=row["trigger"],
+                    member_id=row["member_id"],
+                    patreon_user_id=row["patreon_user_id"],
+                    campaign_id=row["campaign_id"],
+                    attempts=int(row["attempts"]),
+                    received_at=_parse(row["received_at"]) or now,
+                )
+                async for row in cursor
+            ]
+
+    async def finish_webhook_events(
+        self, ids: Sequence[int], state: str, now: datetime, error: str | None = None
+    ) -> None:
+        await self._db.executemany(
+            "UPDATE webhook_events SET state = ?, finished_at = ?, last_error = ? WHERE id = ?",
+            [(state, iso_utc(now), error, event_id) for event_id in ids],
+        )
+        await self._db.commit()
+
+    async def retry_webhook_events(self, ids: Sequence[int], next_attempt_at: datetime, error: str) -> None:
+        await self._db.executemany(
+            "UPDATE webhook_events SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            [(iso_utc(next_attempt_at), error, event_id) for event_id in ids],
+        )
+        await self._db.commit()
+
+    async def supersede_webhook_events(self, received_before: datetime, now: datetime) -> int:
+        """A complete listing that started after these events arrived already knows what they would fetch."""
+        cursor = await self._db.execute(
+            "UPDATE webhook_events SET state = ?, finished_at = ? WHERE state = ? AND received_at < ?",
+            (SUPERSEDED, iso_utc(now), PENDING, iso_utc(received_before)),
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def prune_webhook_events(self, finished_before: datetime) -> int:
+        cursor = await self._db.execute(
+            "DELETE FROM webhook_events WHERE state != ? AND received_at < ?", (PENDING, iso_utc(finished_before))
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def webhook_event_counts(self) -> dict[str, int]:
+        async with self._db.execute("SELECT state, COUNT(*) FROM webhook_events GROUP BY state") as cursor:
+            return {row[0]: int(row[1]) async for row in cursor}
+
+    async def next_webhook_event_due(self) -> datetime | None:
+        async with self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM webhook_events WHERE state = ?", (PENDING,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _parse(row[0]) if row else None
+
+    # -- role jobs -----------------------------------------------------------------------------------
+
+    async def enqueue_role_jobs(self, keys: Iterable[tuple[int, int]], cause: str, now: datetime) -> int:
+        """One pending job per (guild, member), coalescing with any job already there.
+
+        A job waiting out a back-off keeps its schedule (a new request doesn't make Discord healthier); a failed
+        job is revived with fresh attempts but remembers that its failure was already reported.
+        """
+        when = iso_utc(now)
+        cursor = await self._db.executemany(
+            """
+            INSERT INTO role_jobs (guild_id, discord_user_id, cause, state, seq, attempts, next_attempt_at,
+                                   enqueued_at, last_error, reported)
+            VALUES (?, ?, ?, 'pending', 1, 0, ?, ?, NULL, 0)
+            ON CONFLICT (guild_id, discord_user_id) DO UPDATE SET
+                cause = excluded.cause,
+                seq = role_jobs.seq + 1,
+                attempts = CASE WHEN role_jobs.state = 'failed' THEN 0 ELSE role_jobs.attempts END,
+                next_attempt_at = CASE WHEN role_jobs.state = 'failed' OR role_jobs.attempts = 0
+                                       THEN excluded.next_attempt_at ELSE role_jobs.next_attempt_at END,
+                state = 'pending'
+            """,
+            [(guild_id, user_id, cause[:200], when, when) for guild_id, user_id in keys],
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def due_role_jobs(self, now: datetime, limit: int) -> list[RoleJob]:
+        return await self._role_jobs(
+            "state = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?", (PENDING, iso_utc(now), limit)
+        )
+
+    async def failed_role_jobs(self, guild_id: int | None = None) -> list[RoleJob]:
+        """Members whose roles could not be put right (for `/patreon-admin check`)."""
+        if guild_id is None:
+            return await self._role_jobs("state = ? ORDER BY guild_id, discord_user_id", (FAILED,))
+        return await self._role_jobs("state = ? AND guild_id = ? ORDER BY discord_user_id", (FAILED, guild_id))
+
+    async def pending_role_jobs(self) -> list[RoleJob]:
+        return await self._role_jobs("state = ? ORDER BY next_attempt_at", (PENDING,))
+
+    async def role_job_counts(self) -> dict[str, int]:
+        async with self._db.execute("SELECT state, COUNT(*) FROM role_jobs GROUP BY state") as cursor:
+            return {row[0]: int(row[1]) async for row in cursor}
+
+    async def next_role_job_due(self) -> datetime | None:
+        async with self._db.execute("SELECT MIN(next_attempt_at) FROM role_jobs WHERE state = ?", (PENDING,)) as cur:
+            row = await cur.fetchone()
+        return _parse(row[0]) if row else None
+
+    async def finish_role_job(self, job: RoleJob) -> bool:
+        """Delete the job unless it was enqueued again while it ran; say whether it went."""
+        cursor = await self._db.execute(
+            "DELETE FROM role_jobs WHERE guild_id = ? AND discord_user_id = ? AND seq = ?",
+            (job.guild_id, job.user_id, job.seq),
+        )
+        await self._db.commit()
+        return cursor.rowcount > 0
+
+    async def retry_role_job(self, job: RoleJob, next_attempt_at: datetime, error: str) -> None:
+        await self._db.execute(
+            "UPDATE role_jobs SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+            " WHERE guild_id = ? AND discord_user_id = ?",
+            (iso_utc(next_attempt_at), error[:500], job.guild_id, job.user_id),
+        )
+        await self._db.commit()
+
+    async def fail_role_job(self, job: RoleJob, error: str) -> None:
+        """Park the job as failed (unless a new request arrived meanwhile) and mark its failure reported."""
+        await self._db.execute(
+            "UPDATE role_jobs SET state = ?, last_error = ?, reported = 1, attempts = attempts + 1"
+            " WHERE guild_id = ? AND discord_user_id = ? AND seq = ?",
+            (FAILED, error[:500], job.guild_id, job.user_id, job.seq),
+        )
+        await self._db.commit()
+
+    async def reschedule_role_jobs(self, now: datetime) -> int:
+        """At start-up every pending job is due at once: whatever it waited for may be over."""
+        cursor = await self._db.execute(
+            "UPDATE role_jobs SET next_attempt_at = ? WHERE state = ? AND next_attempt_at > ?",
+            (iso_utc(now), PENDING, iso_utc(now)),
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def _role_jobs(self, where: str, params: tuple[object, ...]) -> list[RoleJob]:
+        async with self._db.execute(f"SELECT * FROM role_jobs WHERE {where}", params) as cursor:
+            return [
+                RoleJob(
+                    guild_id=int(row["guild_id"]),
+                    user_id=int(row["discord_user_id"]),
+                    cause=row["cause"],
+                    state=row["state"],
+                    seq=int(row["seq"]),
+                    attempts=int(row["attempts"]),
+                    next_attempt_at=_parse(row["next_attempt_at"]) or datetime.now(UTC),
+                    last_error=row["last_error"],
+                    reported=bool(row["reported"]),
+                )
+                async for row in cursor
+            ]
