@@ -6,18 +6,25 @@ rules for what may be changed live in one place.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from bot.models import MembershipSnapshot, RoleDecision
+from bot.channel_log import ChannelLog
+from bot.models import GuildSettings, MembershipSnapshot, RoleDecision, Tier, TierRoleMap
 from bot.policy import decide_roles, managed_role_ids
 from bot.role_plan import RolePlan, ledger_after, plan_roles
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class RateLimiter(Protocol):
+    async def acquire(self) -> None: ...
 
 
 class RoleChangeError(Exception):
@@ -34,6 +41,14 @@ class RoleGateway(Protocol):
     def guild_ids(self) -> list[int]: ...
 
     async def member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None: ...
+
+    def cached_member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None:
+        """The member's roles from memory without any request; None when not cached (or not a member)."""
+        ...
+
+    def knows_all_members(self, guild_id: int) -> bool:
+        """True when every member is cached, so "not cached" means "not a member"."""
+        ...
 
     def unassignable_roles(self, guild_id: int, role_ids: frozenset[int]) -> dict[int, str]: ...
 
@@ -69,6 +84,8 @@ class ReconcileOutcome:
     summary: str = ""
     in_guild: bool = True
     error: str | None = None
+    #: Set with `error`: True when retrying cannot help (missing permission, member gone).
+    permanent: bool = False
 
     @property
     def changed(self) -> bool:
@@ -79,11 +96,36 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def plan_member_roles(
+    membership: MembershipSnapshot | None,
+    settings: GuildSettings,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    now: datetime,
+    actual: frozenset[int],
+    granted: frozenset[int],
+    unassignable: Callable[[frozenset[int]], Mapping[int, str]],
+) -> tuple[RoleDecision, RolePlan]:
+    """The policy's decision and the minimal plan for one member: the one rule both the one-member path and
+    the refresh's batch path use, so they can't disagree. `unassignable(roles)` says which of `roles` the bot
+    may not touch, and why.
+    """
+    decision = decide_roles(membership, settings, tier_roles, tiers, now, held_managed_roles=granted & actual)
+    touched = frozenset(decision.desired | (granted & actual))
+    return decision, plan_roles(decision, actual, granted, dict(unassignable(touched)))
+
+
 class ReconcileService:
     def __init__(self, store: Store, gateway: RoleGateway, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
         self.gateway = gateway
         self.clock = clock
+        #: Shared by every role change, whoever asks: Discord allows 50 requests/s per bot and discord.py
+        #: does not pace a bot below that on its own.
+        self.limiter: RateLimiter | None = None
+        #: Where queued (background) reconciles write their log-channel lines; None → post at once.
+        self.channel_log: ChannelLog | None = None
+        self._locks: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
 
     async def plan_member(self, guild_id: int, user_id: int) -> MemberPlan | None:
         """What would change for this member now; None when they are not in the guild."""
@@ -95,41 +137,83 @@ class ReconcileService:
         link = await self.store.get_link_by_discord(user_id)
         membership = await self.store.get_membership(link.patreon_user_id) if link else None
         granted = await self.store.granted_roles(guild_id, user_id)
-        decision = decide_roles(
+        decision, plan = plan_member_roles(
             membership,
             settings,
             tier_roles,
             await self.store.get_tiers(),
             self.clock(),
-            held_managed_roles=granted & actual,
+            actual,
+            granted,
+            lambda roles: self.gateway.unassignable_roles(guild_id, roles),
         )
-        touched = decision.desired | (granted & actual)
-        unassignable = self.gateway.unassignable_roles(guild_id, frozenset(touched))
-        plan = plan_roles(decision, actual, granted, unassignable)
         return MemberPlan(guild_id, user_id, membership, decision, actual, granted, plan)
 
-    async def reconcile_member(self, guild_id: int, user_id: int, cause: str) -> ReconcileOutcome:
+    async def reconcile_member(
+        self, guild_id: int, user_id: int, cause: str, *, queued: bool = False
+    ) -> ReconcileOutcome:
+        """Bring one member's managed roles in line with the policy with at most one Discord call.
+
+        One member is reconciled by one caller at a time (a webhook job and a link can't race into two calls).
+        Grants are recorded before the call, so a crash between call and ledger can never leave a role this bot
+        gave that it does not know to take back. `queued` (the background queue): failures are left to the
+        queue to report, and log lines go through the buffered channel log.
+        """
+        async with self._member_lock(guild_id, user_id):
+            return await self._reconcile(guild_id, user_id, cause, queued)
+
+    async def _reconcile(self, guild_id: int, user_id: int, cause: str, queued: bool) -> ReconcileOutcome:
         member_plan = await self.plan_member(guild_id, user_id)
         if member_plan is None:
             return ReconcileOutcome(guild_id, user_id, in_guild=False, summary="not in this server")
         plan = member_plan.plan
         outcome = ReconcileOutcome(guild_id, user_id, blocked=plan.blocked, summary=member_plan.decision.summary)
         if not plan.is_empty:
+            if plan.add:
+                await self.store.record_grants(guild_id, user_id, plan.add, cause)
             reason = f"Patreon sync ({cause}): {member_plan.decision.summary}"[:500]
             try:
+                if self.limiter is not None:
+                    await self.limiter.acquire()
                 await self.gateway.set_member_roles(guild_id, user_id, plan.add, plan.remove, reason)
             except RoleChangeError as error:
-                outcome.error = str(error)
-                await self._log(guild_id, f"Could not update roles for <@{user_id}>: {error}")
+                unheld = plan.add - member_plan.actual
+                if unheld:
+                    await self.store.forget_grants(guild_id, user_id, unheld)
+                outcome.error, outcome.permanent = str(error), error.permanent
+                if not queued:
+                    await self._log(guild_id, f"Could not update roles for <@{user_id}>: {error}")
                 return outcome
             outcome.added, outcome.removed = plan.add, plan.remove
-        record, forget = ledger_after(plan, member_plan.actual, member_plan.granted)
-        if record:
-            await self.store.record_grants(guild_id, user_id, record, cause)
+        _record, forget = ledger_after(plan, member_plan.actual, member_plan.granted)
         if forget:
             await self.store.forget_grants(guild_id, user_id, forget)
-        await self._report(outcome, cause)
+        await self._report(outcome, cause, queued)
         return outcome
+
+    def member_guilds(self, user_id: int) -> list[int]:
+        """Guilds the user may be in: every guild whose member list is not fully cached, else only theirs."""
+        return [
+            guild_id
+            for guild_id in self.gateway.guild_ids()
+            if not self.gateway.knows_all_members(guild_id)
+            or self.gateway.cached_member_roles(guild_id, user_id) is not None
+        ]
+
+    @contextlib.asynccontextmanager
+    async def _member_lock(self, guild_id: int, user_id: int) -> AsyncIterator[None]:
+        key = (guild_id, user_id)
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     async def reconcile_user_everywhere(self, user_id: int, cause: str) -> list[ReconcileOutcome]:
         """Reconcile one Discord user in every guild the bot is in where they are a member."""
@@ -143,33 +227,40 @@ class ReconcileService:
     async def managed_roles(self, guild_id: int) -> frozenset[int]:
         return managed_role_ids(await self.store.get_settings(guild_id), await self.store.get_tier_roles(guild_id))
 
-    async def _report(self, outcome: ReconcileOutcome, cause: str) -> None:
+    async def _report(self, outcome: ReconcileOutcome, cause: str, queued: bool = False) -> None:
         for role_id in sorted(outcome.added):
             await self._log(
                 outcome.guild_id,
                 f"Gave {self._role(outcome.guild_id, role_id)} to <@{outcome.user_id}> ({cause}: {outcome.summary})",
+                queued,
             )
         for role_id in sorted(outcome.removed):
             await self._log(
                 outcome.guild_id,
                 f"Removed {self._role(outcome.guild_id, role_id)} from <@{outcome.user_id}> "
                 f"({cause}: {outcome.summary})",
+                queued,
             )
         for role_id, why in sorted(outcome.blocked.items()):
             await self._log(
                 outcome.guild_id,
                 f"Could not change {self._role(outcome.guild_id, role_id)} for <@{outcome.user_id}>: {why}",
+                queued,
             )
 
     def _role(self, guild_id: int, role_id: int) -> str:
         return f"@{self.gateway.role_name(guild_id, role_id)}"
 
-    async def _log(self, guild_id: int, text: str) -> None:
+    async def _log(self, guild_id: int, text: str, queued: bool = False) -> None:
         """One readable line to the bot's log and, if the server chose one, its log channel."""
         log.info("guild=%s %s", guild_id, text)
         settings = await self.store.get_settings(guild_id)
-        if settings.log_channel_id is not None:
+        if settings.log_channel_id is None:
+            return
+        if queued and self.channel_log is not None:
+            self.channel_log.add(settings.log_channel_id, text)
+        else:
             await self.gateway.post_log(settings.log_channel_id, text)
 
-    async def log_event(self, guild_id: int, text: str) -> None:
-        await self._log(guild_id, text)
+    async def log_event(self, guild_id: int, text: str, *, queued: bool = False) -> None:
+        await self._log(guild_id, text, queued)

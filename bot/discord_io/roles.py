@@ -28,6 +28,17 @@ class DiscordRoleGateway:
             return None
         return frozenset(role.id for role in member.roles if not role.is_default())
 
+    def cached_member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None:
+        guild = self.client.get_guild(guild_id)
+        member = guild.get_member(user_id) if guild is not None else None
+        if member is None:
+            return None
+        return frozenset(role.id for role in member.roles if not role.is_default())
+
+    def knows_all_members(self, guild_id: int) -> bool:
+        guild = self.client.get_guild(guild_id)
+        return guild is not None and guild.chunked
+
     def missing_permissions(self, guild_id: int) -> str | None:
         guild = self.client.get_guild(guild_id)
         if guild is None:
