@@ -10,12 +10,17 @@ import aiohttp
 
 from bot.admin import AdminService
 from bot.campaign import CampaignService
+from bot.channel_log import ChannelLog
 from bot.config import Config
+from bot.jobs import RoleJobs, TokenBucket
 from bot.linking import LinkingService
 from bot.models import TokenPair
 from bot.patreon.client import PatreonClient
 from bot.reconcile import ReconcileService, RoleGateway
+from bot.refresh import RefreshScheduler, RefreshService
 from bot.store import Store
+from bot.webhook_apply import WebhookApplier
+from bot.webhooks import WebhookReceiver
 
 USER_AGENT = "patreon-role-sync/0.1 (+https://github.com/patreon-role-sync/patreon-role-sync)"
 
@@ -29,6 +34,12 @@ class Services:
     reconcile: ReconcileService
     linking: LinkingService
     admin: AdminService
+    jobs: RoleJobs
+    webhooks: WebhookReceiver
+    webhook_applier: WebhookApplier
+    refresh: RefreshService
+    scheduler: RefreshScheduler
+    channel_log: ChannelLog
 
 
 def build_services(
@@ -45,6 +56,7 @@ def build_services(
         client_secret=config.patreon_client_secret,
         redirect_uri=config.patreon_redirect_uri,
         user_agent=USER_AGENT,
+        clock=clock,
     )
     # The portal shows the creator pair without an expiry: treat it as due for refresh in a week.
     seed = TokenPair(
@@ -54,6 +66,34 @@ def build_services(
     )
     campaign = CampaignService(patreon, store, seed, clock, config.patreon_campaign_id)
     reconcile = ReconcileService(store, gateway, clock)
+    reconcile.limiter = TokenBucket()
+    channel_log = ChannelLog(gateway.post_log)
+    reconcile.channel_log = channel_log
     linking = LinkingService(config.signing_key, patreon, store, campaign, reconcile)
     admin = AdminService(store, campaign, reconcile, linking)
-    return Services(config, store, patreon, campaign, reconcile, linking, admin)
+    jobs = RoleJobs(store, reconcile, clock)
+    applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, clock)
+    webhooks = WebhookReceiver(config.patreon_webhook_secret, store, clock, on_recorded=applier.wake)
+    refresh = RefreshService(patreon, store, campaign, reconcile, jobs, clock)
+    scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
+
+    async def alert_every_server(text: str) -> None:
+        for guild_id in sorted(set(gateway.guild_ids()) | set(await store.configured_guild_ids())):
+            await reconcile.log_event(guild_id, text)
+
+    campaign.on_token_rejected = alert_every_server
+    return Services(
+        config,
+        store,
+        patreon,
+        campaign,
+        reconcile,
+        linking,
+        admin,
+        jobs,
+        webhooks,
+        applier,
+        refresh,
+        scheduler,
+        channel_log,
+    )

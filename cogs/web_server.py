@@ -20,7 +20,9 @@ class WebServer(commands.Cog):
 
     async def cog_load(self) -> None:
         config = self.bot.config
-        self.runner = web.AppRunner(create_web_app(self.bot.services.linking), access_log=None)
+        self.runner = web.AppRunner(
+            create_web_app(self.bot.services.linking, self.bot.services.webhooks), access_log=None
+        )
         await self.runner.setup()
         site = web.TCPSite(self.runner, config.web_host, config.port)
         await site.start()

@@ -21,7 +21,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.web_server", "cogs.patron", "cogs.admin", "cogs.member_events")
+EXTENSIONS = ("cogs.web_server", "cogs.patron", "cogs.admin", "cogs.member_events", "cogs.sync_tasks")
 
 
 class PatronBot(commands.Bot):

@@ -18,7 +18,9 @@ import aiohttp
 from bot.config import Config, load_config
 from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
+from bot.refresh import RefreshReport
 from bot.store import Store
+from bot.webhooks import MEMBER_TRIGGERS
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_patreon import FakePatreon
 
@@ -86,6 +88,10 @@ class FakeWorld:
         self._session: aiohttp.ClientSession | None = None
         self._bot_task: asyncio.Task[None] | None = None
         self.browser: aiohttp.ClientSession | None = None
+        #: Patreon and queue retries back off in milliseconds instead of seconds, so failure tests stay fast.
+        self.fast_retries = True
+        #: `start_bot` returns once the start-up refresh and the jobs it queued are done.
+        self.wait_for_startup_refresh = True
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -137,6 +143,13 @@ class FakeWorld:
         self._bot_task = asyncio.create_task(bot.connect(reconnect=False))
         await asyncio.wait_for(bot.wait_until_ready(), timeout=15)
         self.bot = bot
+        if self.fast_retries:
+            bot.services.patreon.retry_base_delay = 0.01
+            bot.services.jobs.retry_base = 0.05
+            bot.services.webhook_applier.retry_base = 0.05
+        if self.wait_for_startup_refresh:
+            await asyncio.wait_for(bot.services.scheduler.first_run_done.wait(), timeout=15)
+            await self.settle()
         return bot
 
     async def stop_bot(self) -> None:
@@ -169,8 +182,13 @@ class FakeWorld:
         guild.add_member(SEED.carol, username="carol")
         guild.add_member(SEED.dave, username="dave")
 
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/patreon/webhook"
+
     def _seed_patreon(self) -> None:
         now = datetime.now(UTC)
+        self.webhook = self.patreon.add_webhook(self.webhook_url, sorted(MEMBER_TRIGGERS), secret=WEBHOOK_SECRET)
         self.patreon.add_tier(tier_id=SEED.gold_tier, title="Gold", amount_cents=1000)
         self.patreon.add_tier(tier_id=SEED.bronze_tier, title="Bronze", amount_cents=500)
         for discord_id, name in ((SEED.alice, "Alice"), (SEED.bob, "Bob"), (SEED.carol, "Carol"), (SEED.dave, "Dave")):
@@ -222,6 +240,27 @@ class FakeWorld:
 
     def roles_of(self, discord_id: int) -> set[int]:
         return set(self.guild.member(discord_id).role_ids)
+
+    # -- the background sync ---------------------------------------------------------------------------
+
+    async def send_webhook(self, trigger: str, patreon_user_id: str, **options: object) -> tuple[int, str]:
+        """Fake Patreon delivers `trigger` for this user's membership to the bot, signed with the secret."""
+        return await self.patreon.send_webhook(trigger, patreon_user_id, **options)  # type: ignore[arg-type]
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until no webhook event or role job is due or running (back-offs still waiting don't count)."""
+        assert self.bot is not None
+        services = self.bot.services
+        for _ in range(3):  # applying events queues jobs; jobs never queue events
+            await services.webhook_applier.wait_idle(timeout)
+            await services.jobs.wait_idle(timeout)
+
+    async def refresh(self, cause: str = "test") -> RefreshReport:
+        """Run one full refresh now and wait for the role jobs it queued."""
+        assert self.bot is not None
+        report = await self.bot.services.refresh.run(cause)
+        await self.settle()
+        return report
 
 
 def button_url(components: list[dict]) -> str:

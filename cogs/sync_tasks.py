@@ -1,0 +1,56 @@
+"""Starts and stops the background work: the role-job worker, the webhook applier and the periodic refresh.
+
+They start only once discord.py is ready: before that the bot sees no guilds, and a job run then would look
+like "member not in the server" and be dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from discord.ext import commands
+
+from bot.discord_io.client import PatronBot
+
+log = logging.getLogger(__name__)
+
+
+class SyncTasks(commands.Cog):
+    def __init__(self, bot: PatronBot) -> None:
+        self.bot = bot
+        self._starter: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def cog_load(self) -> None:
+        self._starter = asyncio.create_task(self._start_when_ready())
+
+    async def _start_when_ready(self) -> None:
+        await self.bot.wait_until_ready()
+        services = self.bot.services
+        self._tasks = [
+            asyncio.create_task(services.jobs.run(), name="role-jobs"),
+            asyncio.create_task(services.webhook_applier.run(), name="webhook-applier"),
+            asyncio.create_task(services.scheduler.run(), name="refresh-scheduler"),
+        ]
+        log.info("background sync started (refresh every %g min)", services.scheduler.interval_minutes)
+
+    async def cog_unload(self) -> None:
+        """Stop taking work, let running role jobs finish briefly; whatever is left stays queued in SQLite."""
+        services = self.bot.services
+        if self._starter is not None and not self._starter.done():
+            self._starter.cancel()
+        services.scheduler.stop()
+        await services.webhook_applier.stop()
+        await services.jobs.stop(timeout=5.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await services.channel_log.close()
+
+
+async def setup(bot: PatronBot) -> None:
+    await bot.add_cog(SyncTasks(bot))
