@@ -1,0 +1,180 @@
+"""The periodic refresh end to end: complete listings change roles, failed or partial ones change nothing."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from bot.campaign import CREATOR_REJECTED_FACT
+from bot.health import LAST_REFRESH
+from bot.store import patron_subject
+from tests.fakes.world import SEED
+
+TOKEN_PATH = "/api/oauth2/token"
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def check_text(world) -> str:
+    """`/patreon-admin check` as the owner: what an admin reads."""
+    interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["check"])
+    await interaction.wait_response(timeout=5)
+
+    def text() -> str:
+        parts = [r.get("content") or (r.get("data") or {}).get("content") or "" for r in interaction.responses]
+        return "\n".join(parts)
+
+    await wait_for(lambda: "refresh" in text())
+    return text()
+
+
+def member_patches(world, user_id: int | None = None) -> list:
+    target = str(user_id) if user_id is not None else r"\d+"
+    return world.discord.calls_matching("PATCH", rf"/guilds/{SEED.guild_id}/members/{target}$")
+
+
+async def linked_world(world):
+    """Alice (Gold) and Bob (Bronze) linked; then both stop paying at Patreon without any webhook."""
+    await world.link(SEED.alice)
+    await world.link(SEED.bob)
+    world.patreon.set_membership("p-alice", "former_patron", tier_ids=[])
+    world.patreon.remove_membership("p-bob")
+    world.discord.clear_calls()
+    return world
+
+
+# Each trouble returns how many pages still arrive before it strikes.
+def break_with_500(world) -> int:
+    world.patreon.fail_next(r"/members", status=500, count=100)
+    return 0
+
+
+def break_second_page(world) -> int:
+    world.bot.services.refresh.page_size = 2
+    world.patreon.delay_next(r"/members", 0, count=1)  # faults fire in order: the first page is fine
+    world.patreon.fail_next(r"/members", status=503, count=100)
+    return 1
+
+
+def expire_the_cursor(world) -> int:
+    world.bot.services.refresh.page_size = 2
+    world.patreon.expire_cursor_after(1)
+    return 1
+
+
+def rate_limit_for_long(world) -> int:
+    world.patreon.rate_limit_next(r"/members", retry_after=3600, count=5)
+    return 0
+
+
+def time_out(world) -> int:
+    world.bot.services.patreon._timeout = aiohttp.ClientTimeout(total=0.1)
+    world.patreon.delay_next(r"/members", 2.0, count=10)
+    return 0
+
+
+@pytest.mark.parametrize(
+    "trouble", [break_with_500, break_second_page, expire_the_cursor, rate_limit_for_long, time_out]
+)
+async def test_a_failed_or_partial_listing_removes_nothing_and_says_so(world, trouble):
+    await linked_world(world)
+    before = await world.store.get_membership("p-bob")
+    pages_before_failure = trouble(world)
+    report = await world.refresh()
+    assert not report.ok, report
+    assert report.pages == pages_before_failure
+    assert world.roles_of(SEED.alice) == {SEED.vip_role, SEED.gold_role}
+    assert world.roles_of(SEED.bob) == {SEED.bronze_role}
+    assert member_patches(world) == []
+    assert await world.store.get_membership("p-bob") == before, "old snapshots are kept"
+    fact = await world.store.get_fact(LAST_REFRESH)
+    assert isinstance(fact, dict) and fact["ok"] is False and "nothing was removed" in fact["detail"]
+    text = await check_text(world)
+    assert "⚠️ Last refresh" in text and "nothing was removed" in text
+
+
+async def test_the_next_complete_refresh_applies_what_changed(world):
+    await linked_world(world)
+    break_with_500(world)
+    assert not (await world.refresh()).ok
+    world.patreon.faults.clear()
+    report = await world.refresh()
+    assert report.ok and report.roles_differ == 2 and report.snapshots_forgotten == 1
+    assert world.roles_of(SEED.alice) == {SEED.vip_role}, "hand-given VIP stays"
+    assert world.roles_of(SEED.bob) == set()
+    assert len(member_patches(world, SEED.alice)) == 1 and len(member_patches(world, SEED.bob)) == 1
+    assert await world.store.get_membership("p-bob") is None
+    assert "✅ Last refresh" in await check_text(world)
+
+
+async def test_refresh_calls_discord_only_for_members_whose_roles_differ(world):
+    await world.link(SEED.alice)
+    await world.link(SEED.bob)
+    await world.link(SEED.carol)
+    world.patreon.set_membership("p-bob", "active_patron", tier_ids=[SEED.gold_tier])  # upgrade, no webhook
+    world.discord.clear_calls()
+    patreon_calls = len(world.patreon.calls)
+    report = await world.refresh()
+    assert report.ok and report.members_checked == 3 and report.roles_differ == 1
+    assert report.patreon_requests == 1 and len(world.patreon.calls) - patreon_calls == 1, "one page of members"
+    assert [call.path.rsplit("/", 1)[1] for call in member_patches(world)] == [str(SEED.bob)]
+    assert world.roles_of(SEED.bob) == {SEED.gold_role}
+    again = await world.refresh()
+    assert again.ok and again.roles_differ == 0 and len(member_patches(world)) == 1
+
+
+async def test_auto_match_during_refresh_links_members_in_the_guild(world):
+    await world.bot.services.admin.update_settings(SEED.guild_id, auto_match_discord=True)
+    world.patreon.add_user("p-bob", "Bob", discord_id=SEED.bob)
+    world.patreon.add_user("p-stranger", "Stranger", discord_id=799999999999999999)  # not in the server
+    world.patreon.set_membership("p-stranger", "active_patron", tier_ids=[SEED.gold_tier])
+    report = await world.refresh()
+    assert report.auto_linked == 1
+    link = await world.store.get_link_by_discord(SEED.bob)
+    assert link is not None and link.source == "auto"
+    assert await world.store.get_link_by_patreon("p-stranger") is None
+    assert world.roles_of(SEED.bob) == {SEED.bronze_role}
+
+
+async def test_a_refused_creator_token_alerts_once_and_stops_asking(world):
+    world.patreon.tokens.rotate(world.patreon.creator_refresh_token)  # rotated elsewhere: ours is dead
+    world.clock.advance(days=2)  # the stored pair is now due for refresh
+    report = await world.refresh()
+    assert not report.ok
+    assert (await world.store.get_fact(CREATOR_REJECTED_FACT)) is not None
+    await wait_for(
+        lambda: any("refused the creator token" in m["content"] for m in world.discord.messages(SEED.log_channel))
+    )
+    token_calls = world.patreon.count(TOKEN_PATH)
+    assert not (await world.refresh()).ok
+    assert world.patreon.count(TOKEN_PATH) == token_calls, "a refused token is not tried again"
+    await asyncio.sleep(0.4)
+    alerts = [m for m in world.discord.messages(SEED.log_channel) if "refused the creator token" in m["content"]]
+    assert len(alerts) == 1
+
+
+async def test_a_401_on_the_listing_refreshes_the_creator_token_once(world):
+    world.patreon.expire_token(world.patreon.creator_access_token)
+    report = await world.refresh()
+    assert report.ok, report.detail
+    assert world.patreon.count(TOKEN_PATH) == 1
+
+
+async def test_patron_tokens_close_to_expiry_are_refreshed(world):
+    await world.link(SEED.alice)
+    before = await world.store.get_tokens(patron_subject("p-alice"))
+    assert before is not None
+    world.clock.advance(seconds=(before.expires_at - datetime.now(UTC) - timedelta(days=6)).total_seconds())
+    report = await world.refresh()
+    assert report.ok and report.patron_tokens_refreshed == 1
+    after = await world.store.get_tokens(patron_subject("p-alice"))
+    assert after is not None and after.refresh_token != before.refresh_token
+    assert world.patreon.tokens.lookup(after.access_token) is not None
