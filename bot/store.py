@@ -49,10 +49,10 @@ class Store(QueueStore, BulkStore):
             path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
         db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA busy_timeout=5000")
         store = cls(db)
+        await store._run("PRAGMA journal_mode=WAL")
+        await store._run("PRAGMA synchronous=NORMAL")
+        await store._run("PRAGMA busy_timeout=5000")
         await store._migrate()
         return store
 
@@ -67,7 +67,7 @@ class Store(QueueStore, BulkStore):
     async def _migrate(self) -> None:
         current = await self.schema_version()
         for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+            await self._run_script(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
 
     # -- links -------------------------------------------------------------------------------------
 
@@ -76,8 +76,8 @@ class Store(QueueStore, BulkStore):
     ) -> Link | None:
         """Link the two accounts; return the link this replaced for another Discord user, if any."""
         previous = await self.get_link_by_patreon(patreon_user_id)
-        await self._db.execute("DELETE FROM links WHERE patreon_user_id = ?", (patreon_user_id,))
-        await self._db.execute(
+        await self._run("DELETE FROM links WHERE patreon_user_id = ?", (patreon_user_id,))
+        await self._run(
             "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?)",
             (discord_user_id, patreon_user_id, guild_id, source, _now()),
         )
@@ -95,7 +95,7 @@ class Store(QueueStore, BulkStore):
     async def delete_link(self, discord_user_id: int) -> Link | None:
         link = await self.get_link_by_discord(discord_user_id)
         if link is not None:
-            await self._db.execute("DELETE FROM links WHERE discord_user_id = ?", (discord_user_id,))
+            await self._run("DELETE FROM links WHERE discord_user_id = ?", (discord_user_id,))
             await self._db.commit()
         return link
 
@@ -111,7 +111,7 @@ class Store(QueueStore, BulkStore):
     # -- tokens ------------------------------------------------------------------------------------
 
     async def save_tokens(self, subject: str, tokens: TokenPair) -> None:
-        await self._db.execute(
+        await self._run(
             "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
             (
                 subject,
@@ -137,7 +137,7 @@ class Store(QueueStore, BulkStore):
         )
 
     async def delete_tokens(self, subject: str) -> None:
-        await self._db.execute("DELETE FROM tokens WHERE subject = ?", (subject,))
+        await self._run("DELETE FROM tokens WHERE subject = ?", (subject,))
         await self._db.commit()
 
     # -- membership snapshots ----------------------------------------------------------------------
@@ -150,7 +150,7 @@ class Store(QueueStore, BulkStore):
         if snapshot.patreon_user_id is None:
             raise ValueError("a membership without a Patreon user id cannot be stored")
         observed = snapshot.observed_at or datetime.now(UTC)
-        cursor = await self._db.execute(
+        result = await self._run(
             """
             INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?)
             ON CONFLICT (patreon_user_id) DO UPDATE SET
@@ -169,7 +169,7 @@ class Store(QueueStore, BulkStore):
             ),
         )
         await self._db.commit()
-        return cursor.rowcount > 0
+        return result.rowcount > 0
 
     async def get_membership(self, patreon_user_id: str) -> MembershipSnapshot | None:
         async with self._db.execute(
@@ -179,7 +179,7 @@ class Store(QueueStore, BulkStore):
         return decode_snapshot(row["snapshot"]) if row else None
 
     async def delete_membership(self, patreon_user_id: str) -> None:
-        await self._db.execute("DELETE FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,))
+        await self._run("DELETE FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,))
         await self._db.commit()
 
     # -- guild settings and tier maps --------------------------------------------------------------
@@ -190,32 +190,28 @@ class Store(QueueStore, BulkStore):
         return decode_settings(guild_id, row["settings"]) if row else GuildSettings(guild_id=guild_id)
 
     async def save_settings(self, settings: GuildSettings) -> None:
-        await self._db.execute(
+        await self._run(
             "INSERT OR REPLACE INTO guild_settings VALUES (?, ?, ?)",
             (settings.guild_id, encode_settings(settings), _now()),
         )
         await self._db.commit()
 
     async def map_tier_role(self, guild_id: int, tier_id: str, role_id: int) -> bool:
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO tier_roles VALUES (?, ?, ?)", (guild_id, tier_id, role_id)
-        )
+        result = await self._run("INSERT OR IGNORE INTO tier_roles VALUES (?, ?, ?)", (guild_id, tier_id, role_id))
         await self._db.commit()
-        return cursor.rowcount > 0
+        return result.rowcount > 0
 
     async def unmap_tier_role(self, guild_id: int, tier_id: str, role_id: int | None = None) -> int:
         """Remove one mapping, or all of a tier's when `role_id` is None; return how many went."""
         if role_id is None:
-            cursor = await self._db.execute(
-                "DELETE FROM tier_roles WHERE guild_id = ? AND tier_id = ?", (guild_id, tier_id)
-            )
+            result = await self._run("DELETE FROM tier_roles WHERE guild_id = ? AND tier_id = ?", (guild_id, tier_id))
         else:
-            cursor = await self._db.execute(
+            result = await self._run(
                 "DELETE FROM tier_roles WHERE guild_id = ? AND tier_id = ? AND role_id = ?",
                 (guild_id, tier_id, role_id),
             )
         await self._db.commit()
-        return cursor.rowcount
+        return result.rowcount
 
     async def get_tier_roles(self, guild_id: int) -> TierRoleMap:
         roles: dict[str, set[int]] = {}
@@ -236,14 +232,14 @@ class Store(QueueStore, BulkStore):
 
     async def record_grants(self, guild_id: int, discord_user_id: int, role_ids: Iterable[int], reason: str) -> None:
         now = _now()
-        await self._db.executemany(
+        await self._run_many(
             "INSERT OR IGNORE INTO role_grants VALUES (?, ?, ?, ?, ?)",
             [(guild_id, discord_user_id, role_id, now, reason) for role_id in role_ids],
         )
         await self._db.commit()
 
     async def forget_grants(self, guild_id: int, discord_user_id: int, role_ids: Iterable[int]) -> None:
-        await self._db.executemany(
+        await self._run_many(
             "DELETE FROM role_grants WHERE guild_id = ? AND discord_user_id = ? AND role_id = ?",
             [(guild_id, discord_user_id, role_id) for role_id in role_ids],
         )
@@ -266,14 +262,14 @@ class Store(QueueStore, BulkStore):
 
     async def consume_state(self, nonce: str, expires_at: datetime) -> bool:
         """Mark a state used; False when it had been used before (a replay)."""
-        await self._db.execute("DELETE FROM used_states WHERE expires_at < ?", (_now(),))
-        cursor = await self._db.execute("INSERT OR IGNORE INTO used_states VALUES (?, ?)", (nonce, _iso(expires_at)))
+        await self._run("DELETE FROM used_states WHERE expires_at < ?", (_now(),))
+        result = await self._run("INSERT OR IGNORE INTO used_states VALUES (?, ?)", (nonce, _iso(expires_at)))
         await self._db.commit()
-        return cursor.rowcount > 0
+        return result.rowcount > 0
 
     async def save_tiers(self, campaign_id: str, tiers: Iterable[Tier]) -> None:
-        await self._db.execute("DELETE FROM campaign_tiers")
-        await self._db.executemany(
+        await self._run("DELETE FROM campaign_tiers")
+        await self._run_many(
             "INSERT INTO campaign_tiers VALUES (?, ?, ?, ?, ?, ?)",
             [
                 (tier.id, campaign_id, tier.title, tier.amount_cents, tier.patron_count, tier.published)
@@ -296,7 +292,7 @@ class Store(QueueStore, BulkStore):
             }
 
     async def set_fact(self, key: str, value: object) -> None:
-        await self._db.execute("INSERT OR REPLACE INTO service_state VALUES (?, ?)", (key, json.dumps(value)))
+        await self._run("INSERT OR REPLACE INTO service_state VALUES (?, ?)", (key, json.dumps(value)))
         await self._db.commit()
 
     async def get_fact(self, key: str) -> object | None:

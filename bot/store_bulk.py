@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-import aiosqlite
-
 from bot.models import MembershipSnapshot, TokenPair
 from bot.snapshot_codec import encode_snapshot
-from bot.store_queues import iso_utc
+from bot.store_queues import SqlRunner, iso_utc
 
 _UPSERT_MEMBERSHIP = """
     INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?)
@@ -25,10 +23,8 @@ _UPSERT_MEMBERSHIP = """
 """
 
 
-class BulkStore:
+class BulkStore(SqlRunner):
     """Mixed into `Store`; every method commits before it returns."""
-
-    _db: aiosqlite.Connection
 
     async def save_memberships(self, snapshots: Iterable[MembershipSnapshot]) -> int:
         """Store many snapshots in one transaction, each only if newer than the stored one; return how many."""
@@ -45,9 +41,9 @@ class BulkStore:
             for snapshot in snapshots
             if snapshot.patreon_user_id is not None
         ]
-        cursor = await self._db.executemany(_UPSERT_MEMBERSHIP, rows)
+        result = await self._run_many(_UPSERT_MEMBERSHIP, rows)
         await self._db.commit()
-        return max(cursor.rowcount, 0)
+        return max(result.rowcount, 0)
 
     async def delete_memberships_except(self, keep: set[str], observed_before: datetime) -> list[str]:
         """Forget members a complete listing no longer shows, unless seen since it started (a webhook re-fetch)."""
@@ -55,7 +51,7 @@ class BulkStore:
             "SELECT patreon_user_id FROM memberships WHERE observed_at < ?", (iso_utc(observed_before),)
         ) as cursor:
             gone = [row[0] async for row in cursor if row[0] not in keep]
-        await self._db.executemany(
+        await self._run_many(
             "DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ?",
             [(patreon_user_id, iso_utc(observed_before)) for patreon_user_id in gone],
         )
@@ -70,13 +66,13 @@ class BulkStore:
         With `member_id`, only that membership goes: after a delete-and-renew the user has a new member id,
         and a late 404 for the old one must not erase the new one.
         """
-        cursor = await self._db.execute(
+        result = await self._run(
             "DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ?"
             " AND (? IS NULL OR member_id IS NULL OR member_id = ?)",
             (patreon_user_id, iso_utc(observed_before), member_id, member_id),
         )
         await self._db.commit()
-        return cursor.rowcount > 0
+        return result.rowcount > 0
 
     async def link_map(self) -> dict[int, str]:
         """Every link as Discord user id → Patreon user id."""
@@ -85,12 +81,12 @@ class BulkStore:
 
     async def add_links(self, rows: Iterable[tuple[int, str, int | None, str]], linked_at: datetime) -> int:
         """Insert (discord id, patreon id, guild id, source) links where neither side is linked yet."""
-        cursor = await self._db.executemany(
+        result = await self._run_many(
             "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?, ?)",
             [(*row, iso_utc(linked_at)) for row in rows],
         )
         await self._db.commit()
-        return max(cursor.rowcount, 0)
+        return max(result.rowcount, 0)
 
     async def grants_in_guild(self, guild_id: int) -> dict[int, frozenset[int]]:
         """The ledger of one guild: member → roles this bot granted them."""
@@ -104,7 +100,7 @@ class BulkStore:
 
     async def forget_grants_many(self, guild_id: int, pairs: Iterable[tuple[int, int]]) -> None:
         """Drop (member, role) ledger rows in one transaction."""
-        await self._db.executemany(
+        await self._run_many(
             "DELETE FROM role_grants WHERE guild_id = ? AND discord_user_id = ? AND role_id = ?",
             [(guild_id, user_id, role_id) for user_id, role_id in pairs],
         )

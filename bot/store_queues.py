@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -59,10 +60,36 @@ class RoleJob:
         return (self.guild_id, self.user_id)
 
 
-class QueueStore:
-    """Mixed into `Store`; every method commits before it returns."""
+class Written(NamedTuple):
+    rowcount: int
+    lastrowid: int | None
+
+
+class SqlRunner:
+    """Writes that close their cursor on the database thread.
+
+    An aiosqlite cursor that is merely dropped is finalised by the garbage collector on the event-loop thread,
+    racing the database thread: under load SQLite then answers "bad parameter or other API misuse". Every write
+    goes through these helpers, and every read uses `async with`.
+    """
 
     _db: aiosqlite.Connection
+
+    async def _run(self, sql: str, parameters: Sequence[Any] = ()) -> Written:
+        async with self._db.execute(sql, parameters) as cursor:
+            return Written(cursor.rowcount, cursor.lastrowid)
+
+    async def _run_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> Written:
+        async with self._db.executemany(sql, rows) as cursor:
+            return Written(cursor.rowcount, cursor.lastrowid)
+
+    async def _run_script(self, script: str) -> None:
+        async with self._db.executescript(script):
+            pass
+
+
+class QueueStore(SqlRunner):
+    """Mixed into `Store`; every method commits before it returns."""
 
     # -- webhook events ------------------------------------------------------------------------------
 
@@ -81,7 +108,7 @@ class QueueStore:
     ) -> int:
         """Record one delivery (pending when there is something to apply) and, in the same commit, a fact."""
         when = iso_utc(received_at)
-        cursor = await self._db.execute(
+        result = await self._run(
             "INSERT INTO webhook_events (received_at, trigger, resource_type, member_id, patreon_user_id,"
             " campaign_id, body_sha256, state, next_attempt_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -98,11 +125,11 @@ class QueueStore:
             ),
         )
         if seen_fact is not None:
-            await self._db.execute(
+            await self._run(
                 "INSERT OR REPLACE INTO service_state VALUES (?, ?)", (seen_fact[0], json.dumps(seen_fact[1]))
             )
         await self._db.commit()
-        return int(cursor.lastrowid or 0)
+        return int(result.lastrowid or 0)
 
     async def due_webhook_events(self, now: datetime, limit: int = 500) -> list[WebhookEvent]:
         async with self._db.execute(
@@ -125,14 +152,14 @@ class QueueStore:
     async def finish_webhook_events(
         self, ids: Sequence[int], state: str, now: datetime, error: str | None = None
     ) -> None:
-        await self._db.executemany(
+        await self._run_many(
             "UPDATE webhook_events SET state = ?, finished_at = ?, last_error = ? WHERE id = ?",
             [(state, iso_utc(now), error, event_id) for event_id in ids],
         )
         await self._db.commit()
 
     async def retry_webhook_events(self, ids: Sequence[int], next_attempt_at: datetime, error: str) -> None:
-        await self._db.executemany(
+        await self._run_many(
             "UPDATE webhook_events SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
             [(iso_utc(next_attempt_at), error, event_id) for event_id in ids],
         )
@@ -140,19 +167,19 @@ class QueueStore:
 
     async def supersede_webhook_events(self, received_before: datetime, now: datetime) -> int:
         """A complete listing that started after these events arrived already knows what they would fetch."""
-        cursor = await self._db.execute(
+        result = await self._run(
             "UPDATE webhook_events SET state = ?, finished_at = ? WHERE state = ? AND received_at < ?",
             (SUPERSEDED, iso_utc(now), PENDING, iso_utc(received_before)),
         )
         await self._db.commit()
-        return cursor.rowcount
+        return result.rowcount
 
     async def prune_webhook_events(self, finished_before: datetime) -> int:
-        cursor = await self._db.execute(
+        result = await self._run(
             "DELETE FROM webhook_events WHERE state != ? AND received_at < ?", (PENDING, iso_utc(finished_before))
         )
         await self._db.commit()
-        return cursor.rowcount
+        return result.rowcount
 
     async def webhook_event_counts(self) -> dict[str, int]:
         async with self._db.execute("SELECT state, COUNT(*) FROM webhook_events GROUP BY state") as cursor:
@@ -174,7 +201,7 @@ class QueueStore:
         job is revived with fresh attempts but remembers that its failure was already reported.
         """
         when = iso_utc(now)
-        cursor = await self._db.executemany(
+        result = await self._run_many(
             """
             INSERT INTO role_jobs (guild_id, discord_user_id, cause, state, seq, attempts, next_attempt_at,
                                    enqueued_at, last_error, reported)
@@ -190,7 +217,7 @@ class QueueStore:
             [(guild_id, user_id, cause[:200], when, when) for guild_id, user_id in keys],
         )
         await self._db.commit()
-        return cursor.rowcount
+        return result.rowcount
 
     async def due_role_jobs(self, now: datetime, limit: int) -> list[RoleJob]:
         return await self._role_jobs(
@@ -217,15 +244,15 @@ class QueueStore:
 
     async def finish_role_job(self, job: RoleJob) -> bool:
         """Delete the job unless it was enqueued again while it ran; say whether it went."""
-        cursor = await self._db.execute(
+        result = await self._run(
             "DELETE FROM role_jobs WHERE guild_id = ? AND discord_user_id = ? AND seq = ?",
             (job.guild_id, job.user_id, job.seq),
         )
         await self._db.commit()
-        return cursor.rowcount > 0
+        return result.rowcount > 0
 
     async def retry_role_job(self, job: RoleJob, next_attempt_at: datetime, error: str) -> None:
-        await self._db.execute(
+        await self._run(
             "UPDATE role_jobs SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
             " WHERE guild_id = ? AND discord_user_id = ?",
             (iso_utc(next_attempt_at), error[:500], job.guild_id, job.user_id),
@@ -234,7 +261,7 @@ class QueueStore:
 
     async def fail_role_job(self, job: RoleJob, error: str) -> None:
         """Park the job as failed (unless a new request arrived meanwhile) and mark its failure reported."""
-        await self._db.execute(
+        await self._run(
             "UPDATE role_jobs SET state = ?, last_error = ?, reported = 1, attempts = attempts + 1"
             " WHERE guild_id = ? AND discord_user_id = ? AND seq = ?",
             (FAILED, error[:500], job.guild_id, job.user_id, job.seq),
@@ -243,12 +270,12 @@ class QueueStore:
 
     async def reschedule_role_jobs(self, now: datetime) -> int:
         """At start-up every pending job is due at once: whatever it waited for may be over."""
-        cursor = await self._db.execute(
+        result = await self._run(
             "UPDATE role_jobs SET next_attempt_at = ? WHERE state = ? AND next_attempt_at > ?",
             (iso_utc(now), PENDING, iso_utc(now)),
         )
         await self._db.commit()
-        return cursor.rowcount
+        return result.rowcount
 
     async def _role_jobs(self, where: str, params: tuple[object, ...]) -> list[RoleJob]:
         async with self._db.execute(f"SELECT * FROM role_jobs WHERE {where}", params) as cursor:
