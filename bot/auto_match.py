@@ -16,6 +16,8 @@ from bot.reconcile import ReconcileService
 log = logging.getLogger(__name__)
 
 AUTO_SOURCE = "auto"
+#: Up to this many snapshots (a webhook), links are looked up one by one instead of loading them all.
+FEW = 20
 
 
 async def auto_match(reconcile: ReconcileService, snapshots: Iterable[MembershipSnapshot]) -> list[tuple[int, str]]:
@@ -24,10 +26,12 @@ async def auto_match(reconcile: ReconcileService, snapshots: Iterable[Membership
     guilds = [guild_id for guild_id in gateway.guild_ids() if (await store.get_settings(guild_id)).auto_match_discord]
     if not guilds:
         return []
-    links = await store.link_map()
-    linked_patreon = set(links.values())
+    candidates = [s for s in snapshots if s.social_discord_id is not None and s.patreon_user_id is not None]
+    if not candidates:
+        return []
+    links, linked_patreon = await _known_links(reconcile, candidates)
     rows: list[tuple[int, str, int | None, str]] = []
-    for snapshot in snapshots:
+    for snapshot in candidates:
         discord_id, patreon_id = snapshot.social_discord_id, snapshot.patreon_user_id
         if discord_id is None or patreon_id is None or discord_id in links or patreon_id in linked_patreon:
             continue
@@ -40,10 +44,15 @@ async def auto_match(reconcile: ReconcileService, snapshots: Iterable[Membership
     if not rows:
         return []
     await store.add_links(rows, reconcile.clock())
-    stored = await store.link_map()
-    made = [(discord_id, patreon_id) for discord_id, patreon_id, _, _ in rows if stored.get(discord_id) == patreon_id]
+    # INSERT OR IGNORE: a link made meanwhile by OAuth or an admin wins; read back which of ours went in.
+    stored = await store.link_map() if len(rows) > FEW else {}
+    made: list[tuple[int, str]] = []
     for discord_id, patreon_id, guild_id, _ in rows:
+        if len(rows) <= FEW:
+            link = await store.get_link_by_discord(discord_id)
+            stored[discord_id] = link.patreon_user_id if link is not None else ""
         if stored.get(discord_id) == patreon_id and guild_id is not None:
+            made.append((discord_id, patreon_id))
             log.info("auto-matched discord=%s to patreon=%s in guild=%s", discord_id, patreon_id, guild_id)
             await reconcile.log_event(
                 guild_id,
@@ -51,6 +60,26 @@ async def auto_match(reconcile: ReconcileService, snapshots: Iterable[Membership
                 queued=True,
             )
     return made
+
+
+async def _known_links(
+    reconcile: ReconcileService, snapshots: list[MembershipSnapshot]
+) -> tuple[dict[int, str], set[str]]:
+    """Links that matter for these snapshots: all of them for a refresh, a few lookups for one webhook."""
+    store = reconcile.store
+    if len(snapshots) > FEW:
+        every = await store.link_map()
+        return every, set(every.values())
+    links: dict[int, str] = {}
+    linked_patreon: set[str] = set()
+    for snapshot in snapshots:
+        assert snapshot.social_discord_id is not None and snapshot.patreon_user_id is not None
+        by_discord = await store.get_link_by_discord(snapshot.social_discord_id)
+        if by_discord is not None:
+            links[by_discord.discord_user_id] = by_discord.patreon_user_id
+        if await store.get_link_by_patreon(snapshot.patreon_user_id) is not None:
+            linked_patreon.add(snapshot.patreon_user_id)
+    return links, linked_patreon
 
 
 async def _guild_with_member(reconcile: ReconcileService, guilds: list[int], discord_id: int) -> int | None:

@@ -6,6 +6,7 @@ and save snapshots with one `executemany`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -26,21 +27,37 @@ _UPSERT_MEMBERSHIP = """
 class BulkStore(SqlRunner):
     """Mixed into `Store`; every method commits before it returns."""
 
-    async def save_memberships(self, snapshots: Iterable[MembershipSnapshot]) -> int:
-        """Store many snapshots in one transaction, each only if newer than the stored one; return how many."""
+    async def save_memberships(self, snapshots: Iterable[MembershipSnapshot], chunk: int = 2000) -> int:
+        """Store many snapshots, each only if newer than the stored one; return how many were stored.
+
+        Written in transactions of `chunk` rows with a pause between them, so a webhook arriving during a
+        100,000-member refresh is recorded in milliseconds rather than after the whole write.
+        """
         fallback = datetime.now(UTC)
-        rows = [
-            (
-                snapshot.patreon_user_id,
-                snapshot.member_id,
-                snapshot.campaign_id,
-                snapshot.social_discord_id,
-                encode_snapshot(snapshot),
-                iso_utc(snapshot.observed_at or fallback),
+        stored = 0
+        batch: list[tuple[object, ...]] = []
+        for snapshot in snapshots:
+            if snapshot.patreon_user_id is None:
+                continue
+            batch.append(
+                (
+                    snapshot.patreon_user_id,
+                    snapshot.member_id,
+                    snapshot.campaign_id,
+                    snapshot.social_discord_id,
+                    encode_snapshot(snapshot),
+                    iso_utc(snapshot.observed_at or fallback),
+                )
             )
-            for snapshot in snapshots
-            if snapshot.patreon_user_id is not None
-        ]
+            if len(batch) >= chunk:
+                stored += await self._save_membership_rows(batch)
+                batch = []
+                await asyncio.sleep(0)
+        if batch:
+            stored += await self._save_membership_rows(batch)
+        return stored
+
+    async def _save_membership_rows(self, rows: list[tuple[object, ...]]) -> int:
         result = await self._run_many(_UPSERT_MEMBERSHIP, rows)
         await self._db.commit()
         return max(result.rowcount, 0)
