@@ -178,3 +178,18 @@ async def test_patron_tokens_close_to_expiry_are_refreshed(world):
     after = await world.store.get_tokens(patron_subject("p-alice"))
     assert after is not None and after.refresh_token != before.refresh_token
     assert world.patreon.tokens.lookup(after.access_token) is not None
+
+
+async def test_auto_match_of_many_members_at_once(world):
+    await world.bot.services.admin.update_settings(SEED.guild_id, auto_match_discord=True)
+    fans = [780000000000000000 + n for n in range(30)]  # more than a webhook's few: the bulk path
+    for n, discord_id in enumerate(fans):
+        world.guild.add_member(discord_id, username=f"fan{n}")
+        world.patreon.add_user(f"p-fan{n}", f"Fan {n}", discord_id=discord_id)
+        world.patreon.set_membership(f"p-fan{n}", "active_patron", tier_ids=[SEED.gold_tier])
+    await world.store.save_link(fans[0], "p-someone-else", SEED.guild_id, "oauth")  # taken: never overridden
+    report = await world.refresh()
+    assert report.auto_linked == 29
+    assert (await world.store.get_link_by_discord(fans[0])).patreon_user_id == "p-someone-else"
+    assert all(SEED.gold_role in world.roles_of(discord_id) for discord_id in fans[1:])
+    assert SEED.gold_role not in world.roles_of(fans[0])
