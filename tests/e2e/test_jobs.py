@@ -14,46 +14,43 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def member_patches(world, user_id: int) -> list:
-    return world.discord.calls_matching("PATCH", rf"/guilds/{SEED.guild_id}/members/{user_id}$")
-
-
 async def test_a_bot_killed_with_jobs_pending_finishes_them_after_restart(world):
-    await world.link(SEED.bob)
-    await world.link(SEED.dave)
+    await world.link(SEED.carol)  # a former patron: no role yet
+    await world.link(SEED.dave)  # a free member: no role yet
     world.discord.clear_calls()
     world.bot.services.jobs.retry_base = 60  # after one failure, a job would wait a minute
-    world.discord.fail_next("PATCH", rf"/members/({SEED.bob}|{SEED.dave})$", status=503, count=2)
-    world.patreon.set_membership("p-bob", "active_patron", tier_ids=[SEED.gold_tier])
+    world.fail_role_changes(SEED.carol, status=503)
+    world.fail_role_changes(SEED.dave, status=503)
+    world.patreon.set_membership("p-carol", "active_patron", tier_ids=[SEED.gold_tier])
     world.patreon.set_membership("p-dave", "active_patron", tier_ids=[SEED.bronze_tier])
-    await world.send_webhook("members:pledge:update", "p-bob")
+    await world.send_webhook("members:pledge:create", "p-carol")
     await world.send_webhook("members:pledge:create", "p-dave")
-    await wait_for(lambda: len(member_patches(world, SEED.bob)) == 1 and len(member_patches(world, SEED.dave)) == 1)
+    await wait_for(lambda: len(world.role_calls(SEED.carol)) == 1 and len(world.role_calls(SEED.dave)) == 1)
     await wait_for(lambda: world.bot.services.jobs._in_flight == {})
     pending = await world.store.pending_role_jobs()
-    assert {(job.user_id, job.attempts) for job in pending} == {(SEED.bob, 1), (SEED.dave, 1)}
-    assert world.roles_of(SEED.bob) == {SEED.bronze_role} and world.roles_of(SEED.dave) == set()
+    assert {(job.user_id, job.attempts) for job in pending} == {(SEED.carol, 1), (SEED.dave, 1)}
+    assert world.roles_of(SEED.carol) == set() and world.roles_of(SEED.dave) == set()
 
     await world.stop_bot()
     # The restart's own refresh fails, so only the queue that survived in SQLite can finish the work.
     world.patreon.fail_next(r"/members", status=500, count=100)
     await world.start_bot()
-    await wait_for(lambda: world.roles_of(SEED.bob) == {SEED.gold_role})
+    await wait_for(lambda: world.roles_of(SEED.carol) == {SEED.gold_role})
     await wait_for(lambda: world.roles_of(SEED.dave) == {SEED.bronze_role})
     await world.settle()
     assert await world.store.pending_role_jobs() == []
     last = world.bot.services.refresh.last_report
     assert last is not None and not last.ok, "the work was finished by the queue, not by a refresh"
-    assert await world.store.granted_roles(SEED.guild_id, SEED.bob) == frozenset({SEED.gold_role})
+    assert await world.store.granted_roles(SEED.guild_id, SEED.carol) == frozenset({SEED.gold_role})
 
 
 async def test_a_discord_outage_is_retried_with_backoff_until_it_works(world):
     await world.link(SEED.dave)
-    world.discord.fail_next("PATCH", rf"/members/{SEED.dave}$", status=503, count=3)
+    world.fail_role_changes(SEED.dave, status=503, count=3)
     world.patreon.set_membership("p-dave", "active_patron", tier_ids=[SEED.gold_tier])
     await world.send_webhook("members:pledge:create", "p-dave")
     await wait_for(lambda: world.roles_of(SEED.dave) == {SEED.gold_role})
-    assert len(member_patches(world, SEED.dave)) == 4
+    assert len(world.role_calls(SEED.dave)) == 4
     await world.settle()
     assert await world.store.pending_role_jobs() == []
     assert await world.store.failed_role_jobs() == []
@@ -61,9 +58,7 @@ async def test_a_discord_outage_is_retried_with_backoff_until_it_works(world):
 
 async def test_a_permanent_failure_is_recorded_reported_once_and_not_retried(world):
     await world.link(SEED.dave)
-    world.discord.fail_next(
-        "PATCH", rf"/members/{SEED.dave}$", status=403, count=10, code=50013, message="Missing Permissions"
-    )
+    world.fail_role_changes(SEED.dave, status=403, count=10, code=50013, message="Missing Permissions")
     world.patreon.set_membership("p-dave", "active_patron", tier_ids=[SEED.gold_tier])
     await world.send_webhook("members:pledge:create", "p-dave")
 
@@ -77,13 +72,13 @@ async def test_a_permanent_failure_is_recorded_reported_once_and_not_retried(wor
     assert [(job.user_id, job.state) for job in failed] == [(SEED.dave, "failed")]
     assert "Missing Permissions" in (failed[0].last_error or "")
     await asyncio.sleep(0.3)
-    assert len(member_patches(world, SEED.dave)) == 1, "not retried"
+    assert len(world.role_calls(SEED.dave)) == 1, "not retried"
     assert world.roles_of(SEED.dave) == set()
     assert await world.store.granted_roles(SEED.guild_id, SEED.dave) == frozenset(), "no grant without the role"
 
     await world.refresh()  # a refresh asks again; the same failure is not reported twice
     await asyncio.sleep(0.4)
-    assert len(member_patches(world, SEED.dave)) == 2
+    assert len(world.role_calls(SEED.dave)) == 2
     assert len(reports()) == 1
 
 
@@ -96,8 +91,8 @@ async def test_a_role_above_the_bot_is_reported_not_sent(world):
     await world.settle()
     await wait_for(lambda: world.roles_of(SEED.dave) == {SEED.bronze_role})
     assert SEED.above_bot_role not in world.roles_of(SEED.dave)
-    patches = member_patches(world, SEED.dave)
-    assert len(patches) == 1 and str(SEED.above_bot_role) not in str(patches[0].json)
+    calls = world.role_calls(SEED.dave)
+    assert len(calls) == 1 and str(SEED.above_bot_role) not in calls[0].path + str(calls[0].json)
     await wait_for(
         lambda: any("above the bot's highest role" in m["content"] for m in world.discord.messages(SEED.log_channel))
     )
@@ -115,7 +110,7 @@ async def test_role_changes_respect_the_global_rate_budget(world):
     world.discord.clear_calls()
     report = await world.refresh()
     assert report.roles_differ == 60
-    patches = [call for call in world.discord.calls if call.method == "PATCH"]
+    patches = world.role_calls()
     assert len(patches) == 60
     assert all(SEED.bronze_role in world.roles_of(user_id) for user_id in user_ids)
     times = sorted(call.at for call in patches)

@@ -18,10 +18,6 @@ async def wait_for(predicate, timeout: float = 5.0) -> float:
     return loop.time() - start
 
 
-def member_patches(world, user_id: int) -> list:
-    return world.discord.calls_matching("PATCH", rf"/guilds/{SEED.guild_id}/members/{user_id}$")
-
-
 async def test_a_pledge_webhook_grants_the_role_within_a_second(world):
     await world.link(SEED.dave)  # a free member, linked, no role yet
     assert world.roles_of(SEED.dave) == set()
@@ -31,8 +27,8 @@ async def test_a_pledge_webhook_grants_the_role_within_a_second(world):
     took = await wait_for(lambda: SEED.gold_role in world.roles_of(SEED.dave), timeout=1.0)
     assert took < 1.0
     assert world.roles_of(SEED.dave) == {SEED.gold_role}
-    patches = member_patches(world, SEED.dave)
-    assert len(patches) == 1 and "webhook members:pledge:create" in (patches[0].reason or "")
+    calls = world.role_calls(SEED.dave)
+    assert len(calls) == 1 and "webhook members:pledge:create" in (calls[0].reason or "")
     assert await world.store.get_fact(WEBHOOK_LAST_SEEN)
     await wait_for(lambda: any("Gave @Gold Patron" in m["content"] for m in world.discord.messages(SEED.log_channel)))
 
@@ -75,7 +71,7 @@ async def test_duplicate_deliveries_cost_one_discord_call(world):
     assert all(status == 202 for status, _ in results)
     await world.settle()
     assert world.roles_of(SEED.dave) == {SEED.bronze_role}
-    assert len(member_patches(world, SEED.dave)) == 1
+    assert len(world.role_calls(SEED.dave)) == 1
     counts = await world.store.webhook_event_counts()
     assert counts.get("done") == 5 and not counts.get("pending")
 
@@ -101,7 +97,7 @@ async def test_send_test_delivery_is_accepted_and_changes_nothing(world):
     status, text = await world.patreon.send_webhook("members:create", None, body_override=body)
     assert status == 200 and "ignored" in text
     await world.settle()
-    assert member_patches(world, SEED.alice) == []
+    assert world.role_calls(SEED.alice) == []
     assert await world.store.get_fact(WEBHOOK_LAST_SEEN)
 
 

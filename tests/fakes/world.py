@@ -21,7 +21,7 @@ from bot.discord_io.endpoint import point_discord_at
 from bot.refresh import RefreshReport
 from bot.store import Store
 from bot.webhooks import MEMBER_TRIGGERS
-from tests.fakes.fake_discord import FakeDiscord
+from tests.fakes.fake_discord import FakeDiscord, RecordedCall
 from tests.fakes.fake_patreon import FakePatreon
 
 BOT_TOKEN = "fake-bot-token"
@@ -242,6 +242,25 @@ class FakeWorld:
         return set(self.guild.member(discord_id).role_ids)
 
     # -- the background sync ---------------------------------------------------------------------------
+
+    def role_calls(self, user_id: int | None = None) -> list[RecordedCall]:
+        """Every role-change call to Discord for this member (or anyone), whichever form the gateway uses:
+        a PATCH of the member's role list, or a PUT/DELETE of one member role."""
+        member = str(user_id) if user_id is not None else r"\d+"
+        whole = self.discord.calls_matching("PATCH", rf"/guilds/{SEED.guild_id}/members/{member}$")
+        single = [
+            call
+            for method in ("PUT", "DELETE")
+            for call in self.discord.calls_matching(method, rf"/guilds/{SEED.guild_id}/members/{member}/roles/\d+$")
+        ]
+        return sorted(whole + single, key=lambda call: call.at)
+
+    def fail_role_changes(
+        self, user_id: int, status: int = 503, count: int = 1, *, code: int = 0, message: str | None = None
+    ) -> None:
+        """The next `count` attempts to give this member a role fail, whichever form the gateway uses."""
+        for method, path in (("PATCH", rf"/members/{user_id}$"), ("PUT", rf"/members/{user_id}/roles/\d+$")):
+            self.discord.fail_next(method, path, status=status, count=count, code=code, message=message)
 
     async def send_webhook(self, trigger: str, patreon_user_id: str, **options: object) -> tuple[int, str]:
         """Fake Patreon delivers `trigger` for this user's membership to the bot, signed with the secret."""
