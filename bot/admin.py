@@ -14,7 +14,7 @@ from bot.campaign import CampaignService, CampaignUnavailable
 from bot.linking import LinkingService, UnlinkResult
 from bot.models import GuildSettings, Tier
 from bot.patreon.errors import PatreonError
-from bot.reconcile import MemberPlan, ReconcileService
+from bot.reconcile import MemberPlan, ReconcileService, RoleChangeError
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,12 @@ class AdminService:
         report = SyncReport(dry_run=dry_run)
         for user_id in await self.members_to_sync(guild_id):
             if dry_run:
-                plan = await self.reconcile.plan_member(guild_id, user_id)
+                try:
+                    plan = await self.reconcile.plan_member(guild_id, user_id)
+                except RoleChangeError as error:
+                    report.failures += 1
+                    report.lines.append(f"<@{user_id}>: couldn't check: {error}")
+                    continue
                 if plan is None:
                     continue
                 report.checked += 1
@@ -141,7 +146,12 @@ class AdminService:
                     report.lines.append(line)
                     report.changed_members += 1
                 continue
-            outcome = await self.reconcile.reconcile_member(guild_id, user_id, "admin sync")
+            try:
+                outcome = await self.reconcile.reconcile_member(guild_id, user_id, "admin sync")
+            except RoleChangeError as error:
+                report.failures += 1
+                report.lines.append(f"<@{user_id}>: failed: {error}")
+                continue
             if not outcome.in_guild:
                 continue
             report.checked += 1

@@ -30,9 +30,11 @@ class RateLimiter(Protocol):
 class RoleChangeError(Exception):
     """Discord refused or failed a role change; `permanent` says whether retrying can help."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, added: frozenset[int] = frozenset()) -> None:
         super().__init__(message)
         self.permanent = permanent
+        #: Roles that were given before the failure (they stay in the ledger: they are ours).
+        self.added = added
 
 
 class RoleGateway(Protocol):
@@ -174,10 +176,11 @@ class ReconcileService:
             reason = f"Patreon sync ({cause}): {member_plan.decision.summary}"[:500]
             try:
                 if self.limiter is not None:
-                    await self.limiter.acquire()
+                    for _call in range(len(plan.add) + len(plan.remove)):  # one Discord call per changed role
+                        await self.limiter.acquire()
                 await self.gateway.set_member_roles(guild_id, user_id, plan.add, plan.remove, reason)
             except RoleChangeError as error:
-                unheld = plan.add - member_plan.actual
+                unheld = plan.add - member_plan.actual - error.added
                 if unheld:
                     await self.store.forget_grants(guild_id, user_id, unheld)
                 outcome.error, outcome.permanent = str(error), error.permanent
@@ -219,7 +222,10 @@ class ReconcileService:
         """Reconcile one Discord user in every guild the bot is in where they are a member."""
         outcomes = []
         for guild_id in self.gateway.guild_ids():
-            outcome = await self.reconcile_member(guild_id, user_id, cause)
+            try:
+                outcome = await self.reconcile_member(guild_id, user_id, cause)
+            except RoleChangeError as error:  # one server failing must not stop the others
+                outcome = ReconcileOutcome(guild_id, user_id, error=str(error), permanent=error.permanent)
             if outcome.in_guild:
                 outcomes.append(outcome)
         return outcomes

@@ -62,22 +62,37 @@ class DiscordRoleGateway:
     async def set_member_roles(
         self, guild_id: int, user_id: int, add: frozenset[int], remove: frozenset[int], reason: str
     ) -> None:
-        """One PATCH with the member's whole role list, so a member costs one call whatever changes."""
+        """One atomic call per changed role (PUT or DELETE of that role), adds first.
+
+        Not one PATCH of the whole role list: that list would come from discord.py's cache, which lags
+        behind Discord (a moderator's edit, or our own previous write, arrives later by gateway), and a
+        PATCH from a stale list would silently drop a hand-given role. A member whose roles are right
+        costs no call at all; the usual change (one tier role) costs one.
+        """
         guild = self.client.get_guild(guild_id)
         member = await self._member(guild_id, user_id)
         if guild is None or member is None:
             raise RoleChangeError("the member is no longer in the server", permanent=True)
-        keep = [role for role in member.roles if not role.is_default() and role.id not in remove]
-        new_roles = keep + [role for role_id in add if (role := guild.get_role(role_id)) is not None]
+        applied: set[int] = set()
         try:
-            await member.edit(roles=new_roles, reason=reason)
+            for role_id in sorted(add):
+                await member.add_roles(discord.Object(role_id), reason=reason, atomic=True)
+                applied.add(role_id)
+            for role_id in sorted(remove):
+                await member.remove_roles(discord.Object(role_id), reason=reason, atomic=True)
         except discord.Forbidden as error:
             detail = error.text or "missing permissions"
-            raise RoleChangeError(f"Discord refused the change ({detail})", permanent=True) from error
+            raise RoleChangeError(
+                f"Discord refused the change ({detail})", permanent=True, added=frozenset(applied)
+            ) from error
         except discord.NotFound as error:
-            raise RoleChangeError(f"Discord could not find it ({error.text})", permanent=True) from error
+            raise RoleChangeError(
+                f"Discord could not find it ({error.text})", permanent=True, added=frozenset(applied)
+            ) from error
         except discord.HTTPException as error:
-            raise RoleChangeError(f"Discord failed ({error.status})", permanent=False) from error
+            raise RoleChangeError(
+                f"Discord failed ({error.status})", permanent=False, added=frozenset(applied)
+            ) from error
 
     def role_name(self, guild_id: int, role_id: int) -> str:
         guild = self.client.get_guild(guild_id)
@@ -105,6 +120,8 @@ class DiscordRoleGateway:
             return await guild.fetch_member(user_id)
         except discord.NotFound:
             return None
+        except discord.HTTPException as error:
+            raise RoleChangeError(f"Discord failed to look the member up ({error.status})", permanent=False) from error
 
 
 def role_refusal(guild: discord.Guild, role: discord.Role | None) -> str | None:

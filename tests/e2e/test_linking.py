@@ -22,9 +22,11 @@ async def test_link_grants_the_tier_role_at_once_and_keeps_hand_given_roles(worl
     assert "Your Patreon account is linked" in text
     assert "Gold" in text and "@Gold Patron" in text
     assert world.roles_of(SEED.alice) == {SEED.vip_role, SEED.gold_role}
-    patches = world.discord.calls_matching("PATCH", rf"/guilds/{SEED.guild_id}/members/{SEED.alice}$")
-    assert len(patches) == 1, "one Discord call per member whose roles differ"
-    assert "Patreon sync (linked)" in (patches[0].reason or "")
+    calls = world.role_calls(SEED.alice)
+    assert [(call.method, call.path) for call in calls] == [
+        ("PUT", f"/guilds/{SEED.guild_id}/members/{SEED.alice}/roles/{SEED.gold_role}")
+    ], "one atomic call for the one role that differs"
+    assert "Patreon sync (linked)" in (calls[0].reason or "")
     link = await world.store.get_link_by_discord(SEED.alice)
     assert link is not None and link.patreon_user_id == "p-alice" and link.linked_in_guild_id == SEED.guild_id
     assert await world.store.get_tokens(patron_subject("p-alice")) is not None
@@ -212,3 +214,11 @@ async def test_unlink_says_which_roles_it_could_not_take_back(world):
     await interaction.wait_response(timeout=5)
     await wait_for(lambda: "Unlinked" in (interaction.content or ""))
     assert "Couldn't remove: @Gold Patron" in interaction.content
+
+
+async def test_a_role_given_moments_ago_survives_even_before_the_bot_hears_of_it(world):
+    # A moderator gives Bob VIP; Discord has it, but the gateway event hasn't reached the bot's cache yet.
+    set.add(world.guild.member(SEED.bob).role_ids, SEED.vip_role)  # the fake's plain set: no event sent
+    status, _ = await world.link(SEED.bob)
+    assert status == 200
+    assert world.roles_of(SEED.bob) == {SEED.vip_role, SEED.bronze_role}
