@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.models import GuildSettings, Tier, TierRoleMap
@@ -28,7 +28,9 @@ def health_report(
     tier_roles: TierRoleMap,
     tiers: Mapping[str, Tier],
     facts: Mapping[str, object],
+    failed_jobs: Sequence[tuple[int, str | None]] = (),
 ) -> list[HealthLine]:
+    """`failed_jobs`: (Discord user id, last error) of members whose roles could not be put right."""
     lines: list[HealthLine] = []
     problem = gateway.missing_permissions(guild_id)
     lines.append(HealthLine(problem is None, problem or "The bot has Manage Roles."))
@@ -62,6 +64,12 @@ def health_report(
         lines.append(HealthLine(bool(refresh.get("ok")), f"Last refresh {refresh.get('at')}: {refresh.get('detail')}."))
     else:
         lines.append(HealthLine(False, "No full refresh has run yet."))
+    if failed_jobs:
+        shown = "; ".join(f"<@{user_id}>: {error or 'unknown error'}" for user_id, error in failed_jobs[:5])
+        more = f" and {len(failed_jobs) - 5} more" if len(failed_jobs) > 5 else ""
+        lines.append(HealthLine(False, f"{len(failed_jobs)} member(s) whose roles couldn't be set: {shown}{more}."))
+    else:
+        lines.append(HealthLine(True, "No member is stuck with roles the bot couldn't set."))
     if settings.log_channel_id is None:
         lines.append(HealthLine(True, "No log channel set (optional: `/patreon-admin settings log_channel:`)."))
     return lines

@@ -181,6 +181,7 @@ async def test_check_reports_hierarchy_and_unmapped_tiers(world):
     healthy = await admin(world, ["check"])
     assert "✅ The bot has Manage Roles." in healthy
     assert "⚠️ Tiers without a role: Free." in healthy
+    assert "✅ No member is stuck" in healthy
     world.guild.update_role(SEED.gold_role, position=99)  # someone drags Gold above the bot
     gateway = world.bot.services.reconcile.gateway
     await settle(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
@@ -260,3 +261,14 @@ async def test_welcome_message_is_off_by_default_and_posted_when_on(world):
     await world.link(SEED.carol)  # a former patron is not thanked for supporting
     await asyncio.sleep(0.2)
     assert len(world.discord.messages(welcome_channel)) == 1
+
+
+async def test_check_lists_members_whose_roles_could_not_be_set(world):
+    await world.link(SEED.dave)
+    world.fail_role_changes(SEED.dave, status=403, count=10, code=50013, message="Missing Permissions")
+    world.patreon.set_membership("p-dave", "active_patron", tier_ids=[SEED.gold_tier])
+    await world.send_webhook("members:pledge:create", "p-dave")
+    await settle(lambda: any("Could not update" in m["content"] for m in world.discord.messages(SEED.log_channel)))
+    text = await admin(world, ["check"])
+    assert f"⚠️ 1 member(s) whose roles couldn't be set: <@{SEED.dave}>:" in text
+    assert "Missing Permissions" in text
