@@ -125,8 +125,11 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print("      fixed calls expected: none (campaign id configured, tiers stored, creator token fresh,")
     print("      no patron tokens to refresh)")
     differ = change["differ"]
-    print(f"  Discord role calls:                {ratio(len(role_calls), differ)}  (members whose roles differ)")
-    print(f"      distinct members called: {len(role_members):,}; refused/failed: {len(failed)}")
+    changes = change["role_changes"]
+    print(f"  Discord role calls:                {ratio(len(role_calls), changes)}  (roles to change: one atomic")
+    print("      PUT/DELETE per changed role, so a hand-given role is never overwritten from a stale cache)")
+    print(f"  members called:                    {ratio(len(role_members), differ)}  (members whose roles differ)")
+    print(f"      refused/failed calls: {len(failed)}")
     print(f"      bot's own count: roles_differ={report.roles_differ}, jobs_queued={report.jobs_queued}")
     for call, count in sorted(other_discord.items()):
         print(f"      other Discord call: {count} x {call}")

@@ -190,7 +190,7 @@ class World:
                 kinds["deleted"] += 1
         listing, now, guild = await self._listing(), utc_now(), self.discord.guild(GUILD_ID)
         ledger = read_ledger(self.db_path, GUILD_ID)
-        differ = 0
+        differ = role_changes = 0
         for patreon_id, discord_id in self.links.items():
             actual = frozenset(guild.member(discord_id).role_ids)
             _decision, plan = plan_member_roles(
@@ -198,8 +198,9 @@ class World:
                 actual, ledger.get(discord_id, frozenset()), _nothing_refused,
             )  # fmt: skip
             differ += not plan.is_empty
+            role_changes += len(plan.add) + len(plan.remove)
             self.expected[discord_id] = plan.final_roles(actual)
-        return {"changed": len(picked), "kinds": dict(kinds), "differ": differ}
+        return {"changed": len(picked), "kinds": dict(kinds), "differ": differ, "role_changes": role_changes}
 
     async def verify(self) -> dict[str, Any]:
         """Members whose Discord roles are not what the policy gives (after `change`): should be none."""

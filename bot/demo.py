@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.fakes.world import SEED, FakeWorld, page_text
@@ -54,7 +56,22 @@ async def _walkthrough(world: FakeWorld) -> None:
     _say("4) /patreon status tells her why:")
     for line in (interaction.content or "").splitlines():
         _say(f"   {line}")
+    _say("5) Alice moves to the Bronze tier on Patreon; Patreon sends the bot a signed webhook:")
+    world.patreon.set_membership("p-alice", patron_status="active_patron", tier_ids=[SEED.bronze_tier])
+    status, _ = await world.send_webhook("members:pledge:update", "p-alice")
+    await world.settle()
+    _say(f"   webhook answered {status}; her roles now: {_role_names(world, SEED.alice)}")
     _say()
+
+
+PATRONS = {"alice": (SEED.alice, "p-alice"), "bob": (SEED.bob, "p-bob"), "carol": (SEED.carol, "p-carol")}
+TIERS = {"gold": SEED.gold_tier, "bronze": SEED.bronze_tier}
+HELP = """Type a command (then Enter):
+   gold NAME | bronze NAME   the patron pledges to that tier (Patreon sends a signed webhook)
+   cancel NAME               the patron cancels (former patron; roles follow the server's policy)
+   roles NAME                show the patron's roles in the server
+   quit
+ NAME is alice, bob or carol."""
 
 
 async def _stay_up(world: FakeWorld) -> None:
@@ -62,9 +79,35 @@ async def _stay_up(world: FakeWorld) -> None:
     url = await world.run_link_command(SEED.bob)
     _say("Your turn: open this link in a browser to link Bob (a Bronze patron) yourself:")
     _say(f"   {url}")
-    _say("Role changes are logged below. Press Ctrl+C to stop.")
+    _say(HELP)
     while True:
-        await asyncio.sleep(3600)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line or line.strip() == "quit":  # end of input, or asked to stop
+            return
+        _say(await _command(world, line.split()))
+
+
+async def _command(world: FakeWorld, words: list[str]) -> str:
+    if len(words) != 2 or words[1] not in PATRONS or words[0] not in (*TIERS, "cancel", "roles"):
+        return HELP
+    verb, name = words
+    discord_id, patreon_id = PATRONS[name]
+    if verb == "roles":
+        return f"{name}: {_role_names(world, discord_id)}"
+    if verb == "cancel":  # the month already paid for runs on for 20 days
+        paid_until = datetime.now(UTC) + timedelta(days=20)
+        world.patreon.set_membership(
+            patreon_id, patron_status="former_patron", tier_ids=[], next_charge_date=paid_until
+        )
+        trigger = "members:pledge:delete"
+    else:
+        world.patreon.set_membership(patreon_id, patron_status="active_patron", tier_ids=[TIERS[verb]])
+        trigger = "members:pledge:update"
+    status, _ = await world.send_webhook(trigger, patreon_id)
+    await world.settle()
+    linked = world.store is not None and await world.store.get_link_by_discord(discord_id) is not None
+    note = "" if linked else f" ({name} isn't linked yet, so the server can't know it's them)"
+    return f"webhook {trigger} answered {status}; {name} now has: {_role_names(world, discord_id)}{note}"
 
 
 async def _settle(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -56,6 +56,7 @@ async def test_demo_walkthrough_runs_with_no_accounts(tmp_path):
     assert "Your Patreon account is linked" in stdout
     assert "Her roles in the server now: @Gold Patron, @VIP" in stdout
     assert "✅ @Gold Patron: held" in stdout
+    assert "webhook answered 202; her roles now: @Bronze Patron, @VIP" in stdout
     assert "Gave @Gold Patron" in stderr  # the role change is logged
 
 
