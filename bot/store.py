@@ -12,7 +12,7 @@ import aiosqlite
 
 from bot.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap, TokenPair
 from bot.snapshot_codec import decode_settings, decode_snapshot, encode_settings, encode_snapshot
-from bot.store_bulk import BulkStore
+from bot.store_bulk import UPSERT_MEMBERSHIP, BulkStore
 from bot.store_queues import QueueStore, iso_utc
 from bot.store_schema import MIGRATIONS
 
@@ -151,14 +151,7 @@ class Store(QueueStore, BulkStore):
             raise ValueError("a membership without a Patreon user id cannot be stored")
         observed = snapshot.observed_at or datetime.now(UTC)
         result = await self._run(
-            """
-            INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (patreon_user_id) DO UPDATE SET
-                member_id = excluded.member_id, campaign_id = excluded.campaign_id,
-                social_discord_id = excluded.social_discord_id, snapshot = excluded.snapshot,
-                observed_at = excluded.observed_at
-            WHERE excluded.observed_at >= memberships.observed_at
-            """,
+            UPSERT_MEMBERSHIP,
             (
                 snapshot.patreon_user_id,
                 snapshot.member_id,

@@ -14,7 +14,7 @@ from bot.models import MembershipSnapshot, TokenPair
 from bot.snapshot_codec import encode_snapshot
 from bot.store_queues import SqlRunner, iso_utc
 
-_UPSERT_MEMBERSHIP = """
+UPSERT_MEMBERSHIP = """
     INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (patreon_user_id) DO UPDATE SET
         member_id = excluded.member_id, campaign_id = excluded.campaign_id,
@@ -58,7 +58,7 @@ class BulkStore(SqlRunner):
         return stored
 
     async def _save_membership_rows(self, rows: list[tuple[object, ...]]) -> int:
-        result = await self._run_many(_UPSERT_MEMBERSHIP, rows)
+        result = await self._run_many(UPSERT_MEMBERSHIP, rows)
         await self._db.commit()
         return max(result.rowcount, 0)
 

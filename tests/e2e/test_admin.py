@@ -4,20 +4,12 @@ import asyncio
 
 import pytest
 
+from tests.e2e.polling import wait_for
 from tests.fakes.world import SEED
 
 MANAGE_ROLES = 1 << 28
 MOD_ROLE = 730000000000000010
 MOD_USER = 760000000000000001
-
-
-async def settle(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def admin(world, path, options=None, user=SEED.owner_id, **kwargs) -> str:
@@ -26,7 +18,7 @@ async def admin(world, path, options=None, user=SEED.owner_id, **kwargs) -> str:
         SEED.guild_id, user, "patreon-admin", path, options=options or {}, **kwargs
     )
     await interaction.wait_response(timeout=5)
-    await settle(lambda: any(text_of(response) for response in interaction.responses))
+    await wait_for(lambda: any(text_of(response) for response in interaction.responses))
     await asyncio.sleep(0.05)  # let multi-part answers arrive
     assert interaction.ephemeral, "admin answers are only for the admin"
     return "\n".join(text_of(response) for response in interaction.responses)
@@ -184,7 +176,7 @@ async def test_check_reports_hierarchy_and_unmapped_tiers(world):
     assert "✅ No member is stuck" in healthy
     world.guild.update_role(SEED.gold_role, position=99)  # someone drags Gold above the bot
     gateway = world.bot.services.reconcile.gateway
-    await settle(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
+    await wait_for(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
     text = await admin(world, ["check"])
     assert "Gold Patron is above the bot's highest role" in text
 
@@ -216,7 +208,7 @@ async def test_sync_reports_roles_it_cannot_change(world):
     world.guild.member(SEED.alice).role_ids.discard(SEED.gold_role)
     world.guild.update_role(SEED.gold_role, position=99)
     gateway = world.bot.services.reconcile.gateway
-    await settle(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
+    await wait_for(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
     text = await admin(world, ["sync"])
     assert f"<@{SEED.alice}>: ⚠️@Gold Patron (@Gold Patron is above the bot's highest role" in text
 
@@ -231,7 +223,7 @@ async def test_a_role_manager_who_is_not_owner_can_administer(world):
 async def test_log_channel_gets_a_line_for_link_and_mapping(world):
     await world.link(SEED.bob)
     await admin(world, ["map"], {"tier": SEED.gold_tier, "role": SEED.vip_role})
-    await settle(lambda: len(world.discord.messages(SEED.log_channel)) >= 3)
+    await wait_for(lambda: len(world.discord.messages(SEED.log_channel)) >= 3)
     lines = [message["content"] for message in world.discord.messages(SEED.log_channel)]
     assert any("Gave @Bronze Patron" in line and f"<@{SEED.bob}>" in line for line in lines)
     assert any("linked Patreon account Bob" in line for line in lines)
@@ -243,7 +235,7 @@ async def test_linked_member_who_rejoins_gets_roles_at_once(world):
     world.guild.remove_member(SEED.bob)
     await asyncio.sleep(0.05)
     world.guild.add_member(SEED.bob, username="bob")
-    await settle(lambda: SEED.bronze_role in world.roles_of(SEED.bob))
+    await wait_for(lambda: SEED.bronze_role in world.roles_of(SEED.bob))
 
 
 async def test_welcome_message_is_off_by_default_and_posted_when_on(world):
@@ -254,7 +246,7 @@ async def test_welcome_message_is_off_by_default_and_posted_when_on(world):
     assert not any("Welcome" in m["content"] for m in world.discord.messages(SEED.log_channel))
     await admin(world, ["settings"], {"welcome": True, "welcome_channel": welcome_channel})
     await world.link(SEED.alice)
-    await settle(lambda: len(world.discord.messages(welcome_channel)) == 1)
+    await wait_for(lambda: len(world.discord.messages(welcome_channel)) == 1)
     message = world.discord.messages(welcome_channel)[0]["content"]
     assert f"<@{SEED.alice}>" in message and "**Gold**" in message
     await world.link(SEED.alice)  # linking the same account again is not new
@@ -268,7 +260,7 @@ async def test_check_lists_members_whose_roles_could_not_be_set(world):
     world.fail_role_changes(SEED.dave, status=403, count=10, code=50013, message="Missing Permissions")
     world.patreon.set_membership("p-dave", "active_patron", tier_ids=[SEED.gold_tier])
     await world.send_webhook("members:pledge:create", "p-dave")
-    await settle(lambda: any("Could not update" in m["content"] for m in world.discord.messages(SEED.log_channel)))
+    await wait_for(lambda: any("Could not update" in m["content"] for m in world.discord.messages(SEED.log_channel)))
     text = await admin(world, ["check"])
     assert f"⚠️ 1 member(s) whose roles couldn't be set: <@{SEED.dave}>:" in text
     assert "Missing Permissions" in text

@@ -2,16 +2,8 @@
 
 import asyncio
 
+from tests.e2e.polling import wait_for
 from tests.fakes.world import SEED
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_a_bot_killed_with_jobs_pending_finishes_them_after_restart(world):

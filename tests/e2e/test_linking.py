@@ -1,18 +1,10 @@
 """The linking flow end to end: real bot, real discord.py, real Patreon client, loopback fakes."""
 
-import asyncio
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from bot.store import patron_subject
+from tests.e2e.polling import wait_for
 from tests.fakes.world import PATREON_IDS, SEED, page_text
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_link_grants_the_tier_role_at_once_and_keeps_hand_given_roles(world):

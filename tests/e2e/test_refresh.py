@@ -9,18 +9,10 @@ import pytest
 from bot.campaign import CREATOR_REJECTED_FACT
 from bot.health import LAST_REFRESH
 from bot.store import patron_subject
+from tests.e2e.polling import wait_for
 from tests.fakes.world import SEED
 
 TOKEN_PATH = "/api/oauth2/token"
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def check_text(world) -> str:

@@ -4,18 +4,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from bot.health import WEBHOOK_LAST_SEEN
+from tests.e2e.polling import wait_for
 from tests.fakes.world import SEED
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> float:
-    """Poll until `predicate()` holds; return the seconds it took."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while not predicate():
-        if loop.time() - start > timeout:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-    return loop.time() - start
 
 
 async def test_a_pledge_webhook_grants_the_role_within_a_second(world):
