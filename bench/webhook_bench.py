@@ -93,7 +93,8 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)):
         print(f"      {label}: {percentile(latencies, q) * 1000:8.0f} ms")
     print(f"  all role calls done {fired['settle_seconds']:.1f}s after the first delivery was sent")
-    print(f"  Discord role calls: {ratio(len(role_calls), sent)}  (one per member whose roles changed)")
+    expected = 2 * sent  # each delivery moves a member to another tier: PUT the new role, DELETE the old
+    print(f"  Discord role calls: {ratio(len(role_calls), expected)}  (a tier change is one PUT and one DELETE)")
     print(f"  role jobs applied: {jobs_applied:,}")
     for path, count in sorted(refetches.items()):
         print(f"  Patreon calls: {ratio(count, sent)}  {path}/…  (the re-fetch each delivery triggers)")
