@@ -8,10 +8,9 @@ one thing that means "this is not what we asked for at all": a document without 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,12 +20,19 @@ from bot.models import (
     MembershipSnapshot,
     MembersPage,
     PatreonUser,
-    PatronStatus,
     Tier,
     TokenPair,
 )
-
-log = logging.getLogger(__name__)
+from bot.patreon.values import (
+    as_bool,
+    as_datetime,
+    as_int,
+    as_optional_bool,
+    as_optional_int,
+    as_str,
+    discord_id,
+    patron_status,
+)
 
 Resource = Mapping[str, Any]
 ResourceIndex = dict[tuple[str, str], Resource]
@@ -66,89 +72,6 @@ class Webhook:
 # ---------------------------------------------------------------- small, forgiving readers
 
 
-def _as_optional_int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _as_int(value: Any, default: int = 0) -> int:
-    result = _as_optional_int(value)
-    return default if result is None else result
-
-
-def _as_bool(value: Any, default: bool = False) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return default
-
-
-def _as_optional_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return None
-
-
-def _as_str(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    """ISO 8601 with or without offset; naive values are taken as UTC (Patreon always sends +00:00)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _patron_status(value: Any) -> PatronStatus | None:
-    if value is None:
-        return None
-    try:
-        return PatronStatus(value)
-    except ValueError:
-        log.warning("unknown patron_status %r treated as unknown (None)", value)
-        return None
-
-
-def _discord_id(social_connections: Any) -> int | None:
-    """`social_connections.discord.user_id` as an int snowflake; any null or junk on the way gives None."""
-    if not isinstance(social_connections, Mapping):
-        return None
-    discord = social_connections.get("discord")
-    if not isinstance(discord, Mapping):
-        return None
-    raw = discord.get("user_id")
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw if raw > 0 else None
-    if isinstance(raw, str) and raw.strip().isdigit():
-        value = int(raw.strip())
-        return value if value > 0 else None
-    return None
-
-
 def _attributes(resource: Resource) -> Mapping[str, Any]:
     attributes = resource.get("attributes")
     return attributes if isinstance(attributes, Mapping) else {}
@@ -168,7 +91,7 @@ def _relationship(resource: Resource, name: str) -> tuple[bool, Any]:
 def _to_one_id(resource: Resource, name: str) -> str | None:
     _present, data = _relationship(resource, name)
     if isinstance(data, Mapping):
-        return _as_str(data.get("id"))
+        return as_str(data.get("id"))
     return None
 
 
@@ -178,7 +101,7 @@ def _to_many_ids(data: Any) -> tuple[str, ...]:
     ids: list[str] = []
     for item in data:
         if isinstance(item, Mapping):
-            item_id = _as_str(item.get("id"))
+            item_id = as_str(item.get("id"))
             if item_id is not None and item_id not in ids:
                 ids.append(item_id)
     return tuple(ids)
@@ -219,7 +142,7 @@ def _index_included(doc: Mapping[str, Any]) -> ResourceIndex:
     for item in included:
         if not isinstance(item, Mapping):
             continue
-        key_type, key_id = _as_str(item.get("type")), _as_str(item.get("id"))
+        key_type, key_id = as_str(item.get("type")), as_str(item.get("id"))
         if key_type is None or key_id is None:
             continue
         previous = index.get((key_type, key_id))
@@ -240,13 +163,13 @@ def _index_included(doc: Mapping[str, Any]) -> ResourceIndex:
 def _tier(resource: Resource) -> Tier:
     attributes = _attributes(resource)
     role_ids = attributes.get("discord_role_ids")
-    roles = tuple(str(r) for r in role_ids if _as_str(r) is not None) if isinstance(role_ids, list) else ()
+    roles = tuple(str(r) for r in role_ids if as_str(r) is not None) if isinstance(role_ids, list) else ()
     return Tier(
-        id=_as_str(resource.get("id")) or "",
-        title=_as_str(attributes.get("title")) or "",
-        amount_cents=_as_int(attributes.get("amount_cents")),
-        patron_count=_as_optional_int(attributes.get("patron_count")),
-        published=_as_optional_bool(attributes.get("published")),
+        id=as_str(resource.get("id")) or "",
+        title=as_str(attributes.get("title")) or "",
+        amount_cents=as_int(attributes.get("amount_cents")),
+        patron_count=as_optional_int(attributes.get("patron_count")),
+        published=as_optional_bool(attributes.get("published")),
         discord_role_ids=roles,
     )
 
@@ -254,9 +177,9 @@ def _tier(resource: Resource) -> Tier:
 def _user(resource: Resource) -> PatreonUser:
     attributes = _attributes(resource)
     return PatreonUser(
-        id=_as_str(resource.get("id")) or "",
-        full_name=_as_str(attributes.get("full_name")),
-        social_discord_id=_discord_id(attributes.get("social_connections")),
+        id=as_str(resource.get("id")) or "",
+        full_name=as_str(attributes.get("full_name")),
+        social_discord_id=discord_id(attributes.get("social_connections")),
     )
 
 
@@ -276,25 +199,25 @@ def _membership(
         user = _user(included_user) if included_user is not None else None
     elif owner is not None:
         user_id, user = owner.id, owner
-    full_name = _as_str(attributes.get("full_name"))
+    full_name = as_str(attributes.get("full_name"))
     if full_name is None and user is not None:
         full_name = user.full_name
     return MembershipSnapshot(
-        member_id=_as_str(resource.get("id")),
+        member_id=as_str(resource.get("id")),
         campaign_id=_to_one_id(resource, "campaign"),
         patreon_user_id=user_id,
         full_name=full_name,
-        patron_status=_patron_status(attributes.get("patron_status")),
-        last_charge_status=_as_str(attributes.get("last_charge_status")),
-        last_charge_date=_as_datetime(attributes.get("last_charge_date")),
-        next_charge_date=_as_datetime(attributes.get("next_charge_date")),
-        pledge_relationship_start=_as_datetime(attributes.get("pledge_relationship_start")),
-        pledge_cadence=_as_optional_int(attributes.get("pledge_cadence")),
-        currently_entitled_amount_cents=_as_int(attributes.get("currently_entitled_amount_cents")),
-        will_pay_amount_cents=_as_int(attributes.get("will_pay_amount_cents")),
-        campaign_lifetime_support_cents=_as_int(attributes.get("campaign_lifetime_support_cents")),
-        is_free_trial=_as_bool(attributes.get("is_free_trial")),
-        is_gifted=_as_bool(attributes.get("is_gifted")),
+        patron_status=patron_status(attributes.get("patron_status")),
+        last_charge_status=as_str(attributes.get("last_charge_status")),
+        last_charge_date=as_datetime(attributes.get("last_charge_date")),
+        next_charge_date=as_datetime(attributes.get("next_charge_date")),
+        pledge_relationship_start=as_datetime(attributes.get("pledge_relationship_start")),
+        pledge_cadence=as_optional_int(attributes.get("pledge_cadence")),
+        currently_entitled_amount_cents=as_int(attributes.get("currently_entitled_amount_cents")),
+        will_pay_amount_cents=as_int(attributes.get("will_pay_amount_cents")),
+        campaign_lifetime_support_cents=as_int(attributes.get("campaign_lifetime_support_cents")),
+        is_free_trial=as_bool(attributes.get("is_free_trial")),
+        is_gifted=as_bool(attributes.get("is_gifted")),
         entitled_tier_ids=_to_many_ids(tier_data),
         tiers_known=tiers_known,
         social_discord_id=user.social_discord_id if user is not None else None,
@@ -310,14 +233,14 @@ def _campaign(resource: Resource, index: ResourceIndex, fallback_tiers: Iterable
         tier_resources = [index.get(("tier", tier_id), {"id": tier_id}) for tier_id in _to_many_ids(tier_data)]
     else:
         tier_resources = list(fallback_tiers)
-    vanity = _as_str(attributes.get("vanity"))
+    vanity = as_str(attributes.get("vanity"))
     return Campaign(
-        id=_as_str(resource.get("id")) or "",
+        id=as_str(resource.get("id")) or "",
         # v2 campaigns have no `name`; the v1-era `name` (Send Test payloads) or the vanity is the best label.
-        name=_as_str(attributes.get("name")) or vanity or "",
+        name=as_str(attributes.get("name")) or vanity or "",
         vanity=vanity,
-        url=_as_str(attributes.get("url")),
-        patron_count=_as_optional_int(attributes.get("patron_count")),
+        url=as_str(attributes.get("url")),
+        patron_count=as_optional_int(attributes.get("patron_count")),
         tiers=tuple(_tier(tier) for tier in tier_resources),
     )
 
@@ -360,7 +283,7 @@ def _next_cursor(document: Mapping[str, Any]) -> str | None:
     pagination = meta.get("pagination") if isinstance(meta, Mapping) else None
     cursors = pagination.get("cursors") if isinstance(pagination, Mapping) else None
     if isinstance(cursors, Mapping) and "next" in cursors:
-        return _as_str(cursors.get("next")) or None
+        return as_str(cursors.get("next")) or None
     links = document.get("links")
     next_link = links.get("next") if isinstance(links, Mapping) else None
     if isinstance(next_link, str) and next_link:
@@ -373,7 +296,7 @@ def _next_cursor(document: Mapping[str, Any]) -> str | None:
 def _total(document: Mapping[str, Any]) -> int | None:
     meta = document.get("meta")
     pagination = meta.get("pagination") if isinstance(meta, Mapping) else None
-    return _as_optional_int(pagination.get("total")) if isinstance(pagination, Mapping) else None
+    return as_optional_int(pagination.get("total")) if isinstance(pagination, Mapping) else None
 
 
 def parse_members_page(doc: dict[str, Any], observed_at: datetime | None = None) -> MembersPage:
@@ -409,10 +332,10 @@ def parse_token_response(body: dict[str, Any], now: datetime) -> TokenPair:
     """The token endpoint's answer. The lifetime comes from `expires_in`, never a hard-coded month."""
     if not isinstance(body, Mapping):
         raise JsonApiError(f"token response is not a JSON object: {type(body).__name__}")
-    access_token, refresh_token = _as_str(body.get("access_token")), _as_str(body.get("refresh_token"))
+    access_token, refresh_token = as_str(body.get("access_token")), as_str(body.get("refresh_token"))
     if not access_token or not refresh_token:
         raise JsonApiError(f"token response lacks access_token/refresh_token (keys: {sorted(body)})")
-    expires_in = _as_optional_int(body.get("expires_in"))
+    expires_in = as_optional_int(body.get("expires_in"))
     if expires_in is None or expires_in < 0:
         raise JsonApiError(f"token response has no usable expires_in: {body.get('expires_in')!r}")
     scope = body.get("scope")
@@ -421,7 +344,7 @@ def parse_token_response(body: dict[str, Any], now: datetime) -> TokenPair:
         refresh_token=refresh_token,
         expires_at=now + timedelta(seconds=expires_in),
         scope=tuple(scope.split()) if isinstance(scope, str) else (),
-        token_type=_as_str(body.get("token_type")) or "Bearer",
+        token_type=as_str(body.get("token_type")) or "Bearer",
     )
 
 
@@ -446,7 +369,7 @@ def parse_api_errors(body: Any) -> list[dict[str, Any]]:
         return items
     error = body.get("error")
     if isinstance(error, str):
-        description = _as_str(body.get("error_description"))
+        description = as_str(body.get("error_description"))
         return [
             {
                 "error": error,
@@ -464,13 +387,13 @@ def _webhook(resource: Resource) -> Webhook:
     attributes = _attributes(resource)
     triggers = attributes.get("triggers")
     return Webhook(
-        id=_as_str(resource.get("id")) or "",
-        uri=_as_str(attributes.get("uri")) or "",
+        id=as_str(resource.get("id")) or "",
+        uri=as_str(attributes.get("uri")) or "",
         triggers=tuple(t for t in triggers if isinstance(t, str)) if isinstance(triggers, list) else (),
-        paused=_as_bool(attributes.get("paused")),
-        secret=_as_str(attributes.get("secret")),
-        num_consecutive_times_failed=_as_int(attributes.get("num_consecutive_times_failed")),
-        last_attempted_at=_as_datetime(attributes.get("last_attempted_at")),
+        paused=as_bool(attributes.get("paused")),
+        secret=as_str(attributes.get("secret")),
+        num_consecutive_times_failed=as_int(attributes.get("num_consecutive_times_failed")),
+        last_attempted_at=as_datetime(attributes.get("last_attempted_at")),
     )
 
 
