@@ -33,6 +33,8 @@ class LinkResult:
     headline: str
     detail: str
     patreon_name: str | None = None
+    #: The Discord account that was linked: shown so that someone who followed a forwarded button notices.
+    discord_name: str | None = None
     tier_titles: tuple[str, ...] = ()
     roles_given: tuple[str, ...] = ()
     status: int = 200
@@ -183,6 +185,7 @@ class LinkingService:
                 headline="Your Patreon account is linked.",
                 detail="Discord didn't answer just now; your roles will follow within a few minutes.",
                 patreon_name=user.full_name,
+                discord_name=self.reconcile.gateway.user_name(discord_user_id),
                 tier_titles=tier_titles,
             )
         problems = [why for outcome in outcomes for why in [*outcome.blocked.values(), outcome.error] if why]
@@ -200,6 +203,7 @@ class LinkingService:
             headline="Your Patreon account is linked.",
             detail=detail,
             patreon_name=user.full_name,
+            discord_name=self.reconcile.gateway.user_name(discord_user_id),
             tier_titles=tier_titles,
             roles_given=roles_given,
         )

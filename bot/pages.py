@@ -17,6 +17,12 @@ h1{{font-size:1.4rem}} .ok{{color:#17803d}} .bad{{color:#b3261e}} li{{margin:.2r
 def render_link_page(result: LinkResult) -> str:
     parts = [f"<p>{escape(result.detail)}</p>"]
     if result.ok:
+        if result.discord_name:
+            parts.insert(
+                0,
+                f"<p>Discord account: <strong>@{escape(result.discord_name)}</strong>. Not you? Someone shared "
+                "their link: run <code>/patreon unlink</code> in Discord and tell the server's admins.</p>",
+            )
         if result.patreon_name:
             parts.insert(0, f"<p>Patreon account: <strong>{escape(result.patreon_name)}</strong></p>")
         if result.tier_titles:

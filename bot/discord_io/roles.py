@@ -99,6 +99,10 @@ class DiscordRoleGateway:
         role = guild.get_role(role_id) if guild else None
         return role.name if role else f"deleted-role-{role_id}"
 
+    def user_name(self, user_id: int) -> str:
+        user = self.client.get_user(user_id)
+        return user.name if user else str(user_id)
+
     async def post_log(self, channel_id: int, text: str) -> None:
         channel = self.client.get_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable):

@@ -13,6 +13,7 @@ async def test_link_grants_the_tier_role_at_once_and_keeps_hand_given_roles(worl
     assert status == 200, text
     assert "Your Patreon account is linked" in text
     assert "Gold" in text and "@Gold Patron" in text
+    assert "Patreon account: Alice" in text and "Discord account: @alice" in text
     assert world.roles_of(SEED.alice) == {SEED.vip_role, SEED.gold_role}
     calls = world.role_calls(SEED.alice)
     assert [(call.method, call.path) for call in calls] == [

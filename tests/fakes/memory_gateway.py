@@ -69,5 +69,8 @@ class MemoryGateway:
     def role_name(self, guild_id: int, role_id: int) -> str:
         return self.guilds[guild_id].role_names.get(role_id, str(role_id))
 
+    def user_name(self, user_id: int) -> str:
+        return str(user_id)
+
     async def post_log(self, channel_id: int, text: str) -> None:
         self.logs.append((channel_id, text))
