@@ -110,20 +110,27 @@ class RoleJobs:
             log.info("role queue: resuming %d pending job(s) (%d were waiting out a back-off)", pending, resumed)
         while not self._stopping:
             self._wake.clear()
-            room = self.max_in_flight - len(self._in_flight)
-            started = 0
-            if room > 0:
-                epoch = self._epoch
-                due = await self.store.due_role_jobs(self.clock(), limit=room + len(self._in_flight))
-                for job in due:
-                    # A job that finished while the query ran may show up as due from before its update.
-                    if job.key in self._in_flight or self._finished.get(job.key, -1) > epoch or started >= room:
-                        continue
-                    self._start(job)
-                    started += 1
-                self._finished = {key: at for key, at in self._finished.items() if at > epoch}
-            if started == 0:
-                await self._sleep_until_due()
+            try:
+                if await self._start_due_jobs() == 0:
+                    await self._sleep_until_due()
+            except Exception:  # a store hiccup must not kill the worker while webhooks keep arriving
+                log.exception("role queue: could not read due jobs; trying again shortly")
+                await asyncio.sleep(1.0)
+
+    async def _start_due_jobs(self) -> int:
+        room = self.max_in_flight - len(self._in_flight)
+        started = 0
+        if room > 0:
+            epoch = self._epoch
+            due = await self.store.due_role_jobs(self.clock(), limit=room + len(self._in_flight))
+            for job in due:
+                # A job that finished while the query ran may show up as due from before its update.
+                if job.key in self._in_flight or self._finished.get(job.key, -1) > epoch or started >= room:
+                    continue
+                self._start(job)
+                started += 1
+            self._finished = {key: at for key, at in self._finished.items() if at > epoch}
+        return started
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Take no new jobs; give those running `timeout` seconds, then cancel them (they stay queued)."""

@@ -65,6 +65,8 @@ def read_hint(body: bytes) -> WebhookHint:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise NotJsonApi(f"body is not JSON ({error})") from None
+    except RecursionError:  # nesting deeper than Python's parser goes: not a Patreon document
+        raise NotJsonApi("body is nested too deeply to be a JSON:API document") from None
     if not isinstance(doc, dict) or "data" not in doc:
         raise NotJsonApi("body is not a JSON:API document (no top-level data)")
     data = doc["data"]

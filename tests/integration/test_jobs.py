@@ -188,3 +188,22 @@ async def test_channel_log_caps_a_flood_and_says_so():
     await log.close()
     text = "\n".join(message for _, message in posted)
     assert "change 4" in text and "change 5" not in text and "7 more change(s)" in text
+
+
+async def test_the_worker_survives_a_store_error_and_finishes_the_work(store):
+    jobs, gateway = await queue_with(store)
+    await jobs.enqueue_many([(GUILD, 1)], "test")
+    real_due = store.due_role_jobs
+    failures = []
+
+    async def flaky_due(*args, **kwargs):
+        if not failures:
+            failures.append("once")
+            raise RuntimeError("database is locked")
+        return await real_due(*args, **kwargs)
+
+    store.due_role_jobs = flaky_due
+    await run_until_idle(jobs, settle=1.2)
+    assert failures == ["once"]
+    assert gateway.guilds[GUILD].members[1] == set(), "the job ran after the error"
+    assert await store.pending_role_jobs() == []

@@ -135,7 +135,14 @@ async def test_oversize_chunked_body_without_length_is_413(harness):
     assert status == 413
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'{"meta": {}}', b'{"data": 5}'])
+DEEPLY_NESTED = b'{"data": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'{"meta": {}}', b'{"data": 5}', DEEPLY_NESTED],
+    ids=["broken", "empty", "not-utf8", "list", "no-data", "data-number", "deeply-nested"],
+)
 async def test_broken_or_non_jsonapi_body_is_400(harness, body):
     status, _ = await harness.post(body)
     assert status == 400
