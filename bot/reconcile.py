@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.channel_log import ChannelLog
@@ -21,6 +21,9 @@ from bot.role_plan import RolePlan, ledger_after, plan_roles
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+#: How long a fresh grant may be missing from discord.py's cache before we believe someone removed it.
+GRANT_SETTLE_TIME = timedelta(seconds=60)
 
 
 class RateLimiter(Protocol):
@@ -191,10 +194,23 @@ class ReconcileService:
                 return outcome
             outcome.added, outcome.removed = plan.add, plan.remove
         _record, forget = ledger_after(plan, member_plan.actual, member_plan.granted)
+        forget = await self._settled_forgets(guild_id, user_id, forget - plan.remove) | (forget & plan.remove)
         if forget:
             await self.store.forget_grants(guild_id, user_id, forget)
         await self._report(outcome, cause, queued)
         return outcome
+
+    async def _settled_forgets(self, guild_id: int, user_id: int, vanished: set[int]) -> set[int]:
+        """Grants the member seems not to hold, old enough that the cache can be believed.
+
+        discord.py's member cache learns of our own role change only when Discord's gateway event arrives,
+        so a grant made moments ago can look missing; forgetting it would leave a role nobody takes back.
+        """
+        if not vanished:
+            return set()
+        cutoff = utc_now() - GRANT_SETTLE_TIME
+        granted_at = await self.store.grant_times(guild_id, user_id)
+        return {role for role in vanished if granted_at.get(role, cutoff) <= cutoff}
 
     def member_guilds(self, user_id: int) -> list[int]:
         """Guilds the user may be in: every guild whose member list is not fully cached, else only theirs."""

@@ -245,6 +245,14 @@ class Store(QueueStore, BulkStore):
         ) as cursor:
             return frozenset([int(row[0]) async for row in cursor])
 
+    async def grant_times(self, guild_id: int, discord_user_id: int) -> dict[int, datetime]:
+        """When each of this member's grants was recorded (UTC)."""
+        async with self._db.execute(
+            "SELECT role_id, granted_at FROM role_grants WHERE guild_id = ? AND discord_user_id = ?",
+            (guild_id, discord_user_id),
+        ) as cursor:
+            return {int(row[0]): datetime.fromisoformat(row[1]) async for row in cursor}
+
     async def users_with_grants(self, guild_id: int) -> list[int]:
         async with self._db.execute(
             "SELECT DISTINCT discord_user_id FROM role_grants WHERE guild_id = ? ORDER BY 1", (guild_id,)
