@@ -2,7 +2,9 @@
 
 Patreon reports `social_connections.discord.user_id` for such patrons. A match is made only when neither the
 Discord user nor the Patreon user is linked yet, so an OAuth or admin link is never overridden, and only for a
-Discord user who is a member of a server with `auto_match_discord` enabled.
+Discord user who is a member of a server with `auto_match_discord` enabled. A pair whose link was removed on
+purpose (`/patreon unlink`, an admin's unlink-user) is never matched again: the unlink records an opt-out that
+only an explicit OAuth or admin link of that pair lifts.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ async def auto_match(reconcile: ReconcileService, snapshots: Iterable[Membership
     if not candidates:
         return []
     links, linked_patreon = await _known_links(reconcile, candidates)
+    opted_out = await store.auto_match_optouts()
     rows: list[tuple[int, str, int | None, str]] = []
     for snapshot in candidates:
         discord_id, patreon_id = snapshot.social_discord_id, snapshot.patreon_user_id
         if discord_id is None or patreon_id is None or discord_id in links or patreon_id in linked_patreon:
+            continue
+        if (discord_id, patreon_id) in opted_out:
             continue
         guild_id = await _guild_with_member(reconcile, guilds, discord_id)
         if guild_id is None:
@@ -43,8 +48,9 @@ async def auto_match(reconcile: ReconcileService, snapshots: Iterable[Membership
         linked_patreon.add(patreon_id)
     if not rows:
         return []
-    await store.add_links(rows, reconcile.clock())
-    # INSERT OR IGNORE: a link made meanwhile by OAuth or an admin wins; read back which of ours went in.
+    await store.add_auto_links(rows, reconcile.clock())
+    # INSERT OR IGNORE: a link made (or an unlink recorded) meanwhile by OAuth or an admin wins; read back which
+    # of ours went in.
     stored = await store.link_map() if len(rows) > FEW else {}
     made: list[tuple[int, str]] = []
     for discord_id, patreon_id, guild_id, _ in rows:

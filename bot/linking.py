@@ -209,8 +209,12 @@ class LinkingService:
         )
 
     async def unlink(self, discord_user_id: int) -> UnlinkResult:
-        """Forget the link and the tokens, then take back only the roles this bot granted."""
-        link = await self.store.delete_link(discord_user_id)
+        """Forget the link and the tokens, then take back only the roles this bot granted.
+
+        The pair is also opted out of auto-match, or the next refresh would link it again from the patron's
+        Discord connection on Patreon; linking it explicitly again (OAuth, an admin) lifts the opt-out.
+        """
+        link = await self.store.delete_link(discord_user_id, opt_out_at=self.reconcile.clock())
         if link is None:
             return UnlinkResult(was_linked=False)
         await self.store.delete_tokens(patron_subject(link.patreon_user_id))

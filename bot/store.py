@@ -74,12 +74,20 @@ class Store(QueueStore, BulkStore):
     async def save_link(
         self, discord_user_id: int, patreon_user_id: str, guild_id: int | None, source: str
     ) -> Link | None:
-        """Link the two accounts; return the link this replaced for another Discord user, if any."""
+        """Link the two accounts; return the link this replaced for another Discord user, if any.
+
+        This is the explicit path (OAuth, an admin): it also lifts an auto-match opt-out for this pair, in the
+        same commit. Auto-match itself inserts through `add_auto_links`, which respects opt-outs.
+        """
         previous = await self.get_link_by_patreon(patreon_user_id)
         await self._run("DELETE FROM links WHERE patreon_user_id = ?", (patreon_user_id,))
         await self._run(
             "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?)",
             (discord_user_id, patreon_user_id, guild_id, source, _now()),
+        )
+        await self._run(
+            "DELETE FROM auto_match_optouts WHERE discord_user_id = ? AND patreon_user_id = ?",
+            (discord_user_id, patreon_user_id),
         )
         await self._db.commit()
         if previous is not None and previous.discord_user_id != discord_user_id:
@@ -92,12 +100,24 @@ class Store(QueueStore, BulkStore):
     async def get_link_by_patreon(self, patreon_user_id: str) -> Link | None:
         return await self._one_link("patreon_user_id = ?", patreon_user_id)
 
-    async def delete_link(self, discord_user_id: int) -> Link | None:
+    async def delete_link(self, discord_user_id: int, *, opt_out_at: datetime | None = None) -> Link | None:
+        """Remove the link; with `opt_out_at` (an unlink), also record in the same commit that auto-match must
+        not link this pair again (`auto_match_optouts`)."""
         link = await self.get_link_by_discord(discord_user_id)
         if link is not None:
             await self._run("DELETE FROM links WHERE discord_user_id = ?", (discord_user_id,))
+            if opt_out_at is not None:
+                await self._run(
+                    "INSERT OR REPLACE INTO auto_match_optouts VALUES (?, ?, ?)",
+                    (discord_user_id, link.patreon_user_id, _iso(opt_out_at)),
+                )
             await self._db.commit()
         return link
+
+    async def auto_match_optouts(self) -> set[tuple[int, str]]:
+        """Every (Discord user id, Patreon user id) pair auto-match must skip (a few rows: one per unlink)."""
+        async with self._db.execute("SELECT discord_user_id, patreon_user_id FROM auto_match_optouts") as cursor:
+            return {(int(row[0]), row[1]) async for row in cursor}
 
     async def all_links(self) -> list[Link]:
         async with self._db.execute("SELECT * FROM links ORDER BY discord_user_id") as cursor:

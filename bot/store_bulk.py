@@ -105,6 +105,17 @@ class BulkStore(SqlRunner):
         await self._db.commit()
         return max(result.rowcount, 0)
 
+    async def add_auto_links(self, rows: Iterable[tuple[int, str, int | None, str]], linked_at: datetime) -> int:
+        """`add_links` for auto-match: a pair with an opt-out (the user unlinked it) is skipped in the same
+        statement, so an unlink that lands while auto-match runs is not undone."""
+        result = await self._run_many(
+            "INSERT OR IGNORE INTO links SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS"
+            " (SELECT 1 FROM auto_match_optouts WHERE discord_user_id = ? AND patreon_user_id = ?)",
+            [(*row, iso_utc(linked_at), row[0], row[1]) for row in rows],
+        )
+        await self._db.commit()
+        return max(result.rowcount, 0)
+
     async def grants_in_guild(self, guild_id: int) -> dict[int, frozenset[int]]:
         """The ledger of one guild: member → roles this bot granted them."""
         grants: dict[int, set[int]] = {}

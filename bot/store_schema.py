@@ -1,4 +1,7 @@
-"""The SQLite schema as an ordered list of migrations; `PRAGMA user_version` says how many have run."""
+"""The SQLite schema as an ordered list of migrations; `PRAGMA user_version` says how many have run.
+
+Append only: a migration that has shipped is never edited, since databases out there already ran it.
+"""
 
 from __future__ import annotations
 
@@ -98,5 +101,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (guild_id, discord_user_id)
     );
     CREATE INDEX role_jobs_due ON role_jobs (state, next_attempt_at);
+    """,
+    # 3: pairs auto-match must leave alone because the link was removed on purpose (`/patreon unlink`, or an admin's
+    # unlink-user). An explicit OAuth or admin link of the same pair deletes the row again.
+    """
+    CREATE TABLE auto_match_optouts (
+        discord_user_id INTEGER NOT NULL,
+        patreon_user_id TEXT NOT NULL,
+        opted_out_at TEXT NOT NULL,
+        PRIMARY KEY (discord_user_id, patreon_user_id)
+    );
     """,
 )
