@@ -6,6 +6,15 @@ snapshots stay, and the LAST_REFRESH fact and the log say why. A complete listin
 transaction, forgets members who are no longer listed (unless a webhook re-fetch stored them after the listing
 began), auto-matches where enabled, and queues one job per member whose roles differ. Patron tokens close to
 expiry are refreshed on the way.
+
+A listing that ended without error is still refused as incomplete (`IncompleteListing`, nothing saved or
+forgotten) when:
+
+- it holds fewer distinct members than the smallest `meta.pagination.total` any of its pages reported (a page
+  that lost its cursor looks like the last page; the smallest total allows for members who left mid-listing);
+- any member in it lacks its user (it could be stored under no key, and its user would be forgotten);
+- no page reported a total and it would forget more than `MAX_UNCONFIRMED_FORGET` of the stored memberships
+  (without a total nothing confirms that so many left; Patreon does report the total, so this is a backstop).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from bot.health import LAST_REFRESH
 from bot.jobs import RoleJobs
 from bot.models import MembershipSnapshot
 from bot.patreon.client import MAX_PAGE_SIZE, PatreonClient
-from bot.patreon.errors import PatreonAuthError, PatreonError
+from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonError
 from bot.reconcile import ReconcileService
 from bot.store import Store
 
@@ -32,6 +41,12 @@ log = logging.getLogger(__name__)
 
 PATRON_TOKEN_MARGIN = timedelta(days=7)
 KEEP_WEBHOOK_EVENTS = timedelta(days=7)
+#: Without a reported total, a refresh may forget at most this fraction of the stored memberships.
+MAX_UNCONFIRMED_FORGET = 0.5
+
+
+class IncompleteListing(PatreonBadResponse):
+    """The listing ended without error but cannot be the whole campaign; the refresh changes nothing."""
 
 
 @dataclass
@@ -110,7 +125,9 @@ class RefreshService:
                 await self.campaign.refresh_tiers()
             except (PatreonError, CampaignUnavailable) as error:
                 log.warning("refresh: no tier catalogue yet and could not load it: %s", error)
-        memberships = await self._list_members(report)
+        memberships, total = await self._list_members(report)
+        if total is None:
+            await self._check_unconfirmed_forget(memberships, report.started_at)
         # The listing is complete: from here on the refresh may change state.
         report.snapshots_saved = await self.store.save_memberships(memberships.values())
         gone = await self.store.delete_memberships_except(set(memberships), report.started_at)
@@ -129,26 +146,47 @@ class RefreshService:
             f"need a role change; {report.snapshots_forgotten} gone; {report.auto_linked} auto-linked"
         )
 
-    async def _list_members(self, report: RefreshReport) -> dict[str, MembershipSnapshot]:
-        """Every member by Patreon user id, or an exception: a partial listing is never returned."""
+    async def _list_members(self, report: RefreshReport) -> tuple[dict[str, MembershipSnapshot], int | None]:
+        """Every member by Patreon user id and the listing's total (None when no page said), or an exception:
+        a partial listing is never returned."""
         campaign_id = await self.campaign.campaign_id()
         token = await self.campaign.creator_access_token()
         for attempt in (1, 2):
             memberships: dict[str, MembershipSnapshot] = {}
+            total: int | None = None
             report.pages = report.members_listed = 0
             try:
                 async for page in self.client.iter_member_pages(token, campaign_id, self.page_size):
                     report.pages += 1
                     report.members_listed += len(page.members)
+                    if page.total is not None:
+                        total = page.total if total is None else min(total, page.total)
                     for member in page.members:
-                        if member.patreon_user_id is not None:
-                            memberships[member.patreon_user_id] = member
-                return memberships
+                        if member.patreon_user_id is None:
+                            raise IncompleteListing(
+                                f"member {member.member_id} was listed without its user, so it can't be stored"
+                            )
+                        memberships[member.patreon_user_id] = member
+                if total is not None and len(memberships) < total:
+                    raise IncompleteListing(
+                        f"the listing ended after {len(memberships)} member(s) in {report.pages} page(s), but "
+                        f"Patreon reported {total}"
+                    )
+                return memberships, total
             except PatreonAuthError as error:
                 if attempt == 2 or error.status != 401 or isinstance(error, CreatorTokenRejected):
                     raise
                 token = await self.campaign.creator_access_token(stale=token)
         raise AssertionError("unreachable")
+
+    async def _check_unconfirmed_forget(self, memberships: dict[str, MembershipSnapshot], started: datetime) -> None:
+        """Without a total, refuse a listing that would forget more than `MAX_UNCONFIRMED_FORGET` of the stored."""
+        stored = await self.store.membership_count()
+        gone = len(await self.store.memberships_not_listed(set(memberships), started))
+        if gone > stored * MAX_UNCONFIRMED_FORGET:
+            raise IncompleteListing(
+                f"the listing reported no total and would forget {gone} of {stored} stored member(s)"
+            )
 
     async def _refresh_patron_tokens(self) -> int:
         """Refresh linked patrons' tokens that expire within a week; a refused one is dropped (the link stays)."""

@@ -75,6 +75,18 @@ class BulkStore(SqlRunner):
         await self._db.commit()
         return gone
 
+    async def membership_count(self) -> int:
+        async with self._db.execute("SELECT COUNT(*) FROM memberships") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def memberships_not_listed(self, keep: set[str], observed_before: datetime) -> list[str]:
+        """What `delete_memberships_except(keep, observed_before)` would forget now, without forgetting it."""
+        async with self._db.execute(
+            "SELECT patreon_user_id FROM memberships WHERE observed_at < ?", (iso_utc(observed_before),)
+        ) as cursor:
+            return [row[0] async for row in cursor if row[0] not in keep]
+
     async def delete_membership_observed_before(
         self, patreon_user_id: str, observed_before: datetime, member_id: str | None = None
     ) -> bool:

@@ -1,0 +1,125 @@
+"""The refresh fails safe: listings that cannot be complete, token-endpoint hiccups, Discord failing mid-plan.
+
+Each test is a scenario from a review: before the fix, a paying patron lost a role, a token was thrown away, or
+a refresh crashed without saying so.
+"""
+
+import pytest
+
+from bot.health import LAST_REFRESH
+from tests.fakes.sync_harness import GUILD, SyncHarness
+
+GOLD, VIP = 630000000000000001, 630000000000000003
+ANN, BEN, CAT = 650000000000000001, 650000000000000002, 650000000000000003
+
+
+@pytest.fixture
+async def h(tmp_path):
+    """Ann, Ben and Cat pay for Gold and are linked; a first refresh has stored and applied everything."""
+    h = await SyncHarness(tmp_path / "bot.sqlite3").start()
+    h.patreon.add_tier("2001", "Gold", 1000)
+    for pid, name, discord_id in (("p-ann", "Ann", ANN), ("p-ben", "Ben", BEN), ("p-cat", "Cat", CAT)):
+        h.patreon.add_user(pid, name)
+        h.patreon.set_membership(pid, "active_patron", tier_ids=["2001"])
+        h.link_member(discord_id, {VIP} if discord_id == ANN else set())
+        await h.store.save_link(discord_id, pid, GUILD, "oauth")
+    await h.store.map_tier_role(GUILD, "2001", GOLD)
+    try:
+        first = await h.services.refresh.run("setup")
+        await h.services.jobs.wait_idle(5)
+        assert first.ok and all(GOLD in h.guild.members[user] for user in (ANN, BEN, CAT))
+        yield h
+    finally:
+        await h.close()
+
+
+def rewrite_member_pages(h, rewrite):
+    """Pass every members-listing body through `rewrite(body, first_page)` before the client parses it."""
+    client = h.services.patreon
+    original = client._request
+
+    async def request(method, path, **kw):
+        body = await original(method, path, **kw)
+        if path.endswith("/members"):
+            body = rewrite(body, "page[cursor]" not in (kw.get("params") or {}))
+        return body
+
+    client._request = request
+
+
+async def assert_nothing_changed(h, report):
+    await h.services.jobs.wait_idle(5)
+    assert not report.ok
+    assert report.snapshots_forgotten == 0 and report.jobs_queued == 0
+    for pid in ("p-ann", "p-ben", "p-cat"):
+        assert await h.store.get_membership(pid) is not None, f"{pid} was forgotten"
+    assert all(GOLD in h.guild.members[user] for user in (ANN, BEN, CAT)), "a paying patron lost Gold"
+    fact = await h.store.get_fact(LAST_REFRESH)
+    assert isinstance(fact, dict) and fact["ok"] is False and fact["detail"] == report.detail
+
+
+# -- 1. a listing that cannot be complete ------------------------------------------------------------------
+
+
+async def test_a_first_page_without_cursor_short_of_the_total_is_not_the_whole_listing(h):
+    h.services.refresh.page_size = 1
+
+    def drop_cursor(body, first_page):
+        if first_page:  # 200, one member, `total` still 3, but no cursor and no links.next
+            body = {**body, "meta": {"pagination": {"total": body["meta"]["pagination"]["total"]}}}
+            body.pop("links", None)
+        return body
+
+    rewrite_member_pages(h, drop_cursor)
+    report = await h.services.refresh.run("glitch")
+    await assert_nothing_changed(h, report)
+    assert report.members_listed == 1
+    assert "Patreon reported 3" in report.detail
+
+
+async def test_a_member_listed_without_its_user_fails_the_refresh(h):
+    def drop_user(body, first_page):
+        body["data"][0].get("relationships", {}).pop("user", None)
+        return body
+
+    rewrite_member_pages(h, drop_user)
+    report = await h.services.refresh.run("glitch")
+    await assert_nothing_changed(h, report)
+    assert "without its user" in report.detail
+
+
+async def test_without_a_total_a_listing_may_not_forget_most_members(h):
+    def one_member_no_meta(body, first_page):
+        return {**body, "data": body["data"][:1], "meta": {}, "links": {}}
+
+    rewrite_member_pages(h, one_member_no_meta)
+    report = await h.services.refresh.run("glitch")
+    await assert_nothing_changed(h, report)
+    assert "no total" in report.detail
+
+
+async def test_without_a_total_an_ordinary_departure_is_still_forgotten(h):
+    h.patreon.remove_membership("p-cat")
+    rewrite_member_pages(h, lambda body, first_page: {**body, "meta": {}})
+    report = await h.services.refresh.run("cat left")
+    await h.services.jobs.wait_idle(5)
+    assert report.ok, report.detail
+    assert report.snapshots_forgotten == 1 and h.guild.members[CAT] == set()
+
+
+async def test_a_member_leaving_mid_listing_does_not_fail_the_refresh(h):
+    """The total shrinks between pages; the listing is complete against the smaller total."""
+    h.services.refresh.page_size = 1
+    pages = {"n": 0}
+
+    def leave_after_first_page(body, first_page):
+        pages["n"] += 1
+        if pages["n"] == 1:
+            h.patreon.remove_membership("p-cat")
+        return body
+
+    rewrite_member_pages(h, leave_after_first_page)
+    report = await h.services.refresh.run("mid-listing departure")
+    await h.services.jobs.wait_idle(5)
+    assert report.ok, report.detail
+    assert report.members_listed == 2 and h.guild.members[CAT] == set()
