@@ -4,6 +4,10 @@ Refresh tokens are single-use, so every refreshed pair is stored before it is us
 refresh token (someone rotated it in the portal, or signed in to the client as the creator), the bot alerts the
 servers' log channels once and stops asking Patreon until the configured tokens change: repeated 4xx answers
 get a client blocked at Patreon's edge.
+
+Only an OAuth refusal counts (`invalid_grant`, or `invalid_client`; see `grant_refused`). Any other answer from
+the token endpoint (a 403 from the edge, a 400 without that error, 5xx) is a failure for now: the current token
+is used while it is valid and the refresh is tried again next time.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TypeVar
 
 from bot.models import Tier, TokenPair
 from bot.patreon.client import PatreonClient
-from bot.patreon.errors import PatreonAuthError, PatreonError
+from bot.patreon.errors import PatreonAuthError, PatreonError, PatreonUnavailable
 from bot.store import CREATOR_SUBJECT, Store
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,18 @@ REFRESH_MARGIN = timedelta(days=7)
 CREATOR_SEED_FACT = "creator_token_seed"
 #: Set when Patreon refused the creator refresh token: {"seed": fingerprint, "at": iso, "detail": text}.
 CREATOR_REJECTED_FACT = "creator_token_rejected"
+
+
+#: OAuth `error` codes with which the token endpoint refuses the grant itself (RFC 6749 §5.2).
+REFUSED_GRANT = "invalid_grant"
+REFUSED_CLIENT = "invalid_client"
+
+
+def grant_refused(error: PatreonError, *, client_too: bool = True) -> bool:
+    """Whether the token endpoint refused for good: `invalid_grant` (the refresh token is dead), or with
+    `client_too` `invalid_client` (our client credentials). Anything else from it is transient."""
+    codes = (REFUSED_GRANT, REFUSED_CLIENT) if client_too else (REFUSED_GRANT,)
+    return isinstance(error, PatreonAuthError) and error.error in codes
 
 
 class CampaignUnavailable(Exception):
@@ -82,11 +98,15 @@ class CampaignService:
             log.info("refreshing the creator token: %s", why)
             try:
                 fresh = await self.client.refresh(tokens.refresh_token)
-            except PatreonAuthError as error:
-                await self._rejected(error)
-                raise CreatorTokenRejected(str(error), status=error.status, error=error.error) from error
             except PatreonError as error:
+                if isinstance(error, PatreonAuthError) and grant_refused(error):
+                    await self._rejected(error)
+                    raise CreatorTokenRejected(str(error), status=error.status, error=error.error) from error
                 if forced or tokens.expires_at <= self._clock():
+                    if isinstance(error, PatreonAuthError):  # not a refusal: callers must not treat it as one
+                        raise PatreonUnavailable(
+                            f"the creator token could not be refreshed for now: {error}", status=error.status
+                        ) from error
                     raise
                 log.warning(
                     "creator token refresh failed (%s); the current token is valid until %s",

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from bot.auto_match import auto_match
 from bot.batch_plan import plan_all_guilds
-from bot.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected
+from bot.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected, grant_refused
 from bot.health import LAST_REFRESH
 from bot.jobs import RoleJobs
 from bot.models import MembershipSnapshot
@@ -189,17 +189,21 @@ class RefreshService:
             )
 
     async def _refresh_patron_tokens(self) -> int:
-        """Refresh linked patrons' tokens that expire within a week; a refused one is dropped (the link stays)."""
+        """Refresh linked patrons' tokens that expire within a week; a refused one is dropped (the link stays).
+
+        Refused means `invalid_grant` only: `invalid_client` says our client credentials are wrong, not the
+        patron's token, and any other failure (a 403 from the edge, 5xx) is tried again next refresh.
+        """
         refreshed = 0
         due = await self.store.tokens_expiring("patron:", self.clock() + PATRON_TOKEN_MARGIN)
         for subject, tokens in due:
             try:
                 fresh = await self.client.refresh(tokens.refresh_token)
-            except PatreonAuthError as error:
-                log.warning("patron token %s was refused (%s); dropped, the link stays", subject, error)
-                await self.store.delete_tokens(subject)
-                continue
             except PatreonError as error:
+                if grant_refused(error, client_too=False):
+                    log.warning("patron token %s was refused (%s); dropped, the link stays", subject, error)
+                    await self.store.delete_tokens(subject)
+                    continue
                 log.info("patron token %s: refresh failed for now (%s)", subject, error)
                 continue
             if await self.store.get_tokens(subject) is not None:  # not unlinked meanwhile

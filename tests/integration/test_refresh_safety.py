@@ -4,13 +4,19 @@ Each test is a scenario from a review: before the fix, a paying patron lost a ro
 a refresh crashed without saying so.
 """
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from bot.campaign import CREATOR_REJECTED_FACT
 from bot.health import LAST_REFRESH
+from bot.models import TokenPair
+from bot.store import patron_subject
 from tests.fakes.sync_harness import GUILD, SyncHarness
 
 GOLD, VIP = 630000000000000001, 630000000000000003
 ANN, BEN, CAT = 650000000000000001, 650000000000000002, 650000000000000003
+TOKEN_PATH = "/api/oauth2/token"
 
 
 @pytest.fixture
@@ -123,3 +129,49 @@ async def test_a_member_leaving_mid_listing_does_not_fail_the_refresh(h):
     await h.services.jobs.wait_idle(5)
     assert report.ok, report.detail
     assert report.members_listed == 2 and h.guild.members[CAT] == set()
+
+
+# -- 3. the token endpoint: only an OAuth refusal is a refusal --------------------------------------------
+
+
+async def test_a_403_from_the_token_endpoint_does_not_kill_the_creator_token(h):
+    h.clock.advance(days=2)  # the stored creator pair is due for refresh, still valid for days
+    h.patreon.fail_next(TOKEN_PATH, status=403, count=1)  # an edge/WAF hiccup
+    report = await h.services.refresh.run("scheduled")
+    assert report.ok, report.detail
+    assert await h.store.get_fact(CREATOR_REJECTED_FACT) is None
+    calls = h.patreon.count(TOKEN_PATH)
+    assert (await h.services.refresh.run("later")).ok
+    assert h.patreon.count(TOKEN_PATH) == calls + 1, "the refresh is tried again, and works"
+
+
+async def test_a_failed_refresh_of_an_expired_creator_token_fails_the_run_but_not_for_good(h):
+    h.clock.advance(days=9)  # past the stored pair's expiry: it can't be used as it is
+    h.patreon.fail_next(TOKEN_PATH, status=400, count=1)  # 400 without `invalid_grant`
+    report = await h.services.refresh.run("scheduled")
+    assert not report.ok and "could not be refreshed for now" in report.detail
+    assert await h.store.get_fact(CREATOR_REJECTED_FACT) is None
+    assert (await h.services.refresh.run("later")).ok
+
+
+async def test_invalid_grant_still_stops_asking_for_the_creator_token(h):
+    h.patreon.tokens.rotate(h.patreon.creator_refresh_token)  # rotated elsewhere: ours is dead
+    h.clock.advance(days=2)
+    assert not (await h.services.refresh.run("scheduled")).ok
+    assert await h.store.get_fact(CREATOR_REJECTED_FACT) is not None
+
+
+async def test_a_403_from_the_token_endpoint_keeps_a_patron_token(h):
+    far = datetime.now(UTC) + timedelta(days=3)
+    await h.store.save_tokens(patron_subject("p-ann"), TokenPair("a", "r", far))
+    h.patreon.fail_next(TOKEN_PATH, status=403, count=1)
+    assert (await h.services.refresh.run("scheduled")).ok
+    assert await h.store.get_tokens(patron_subject("p-ann")) == TokenPair("a", "r", far)
+
+
+async def test_invalid_grant_drops_a_patron_token(h):
+    far = datetime.now(UTC) + timedelta(days=3)
+    await h.store.save_tokens(patron_subject("p-ann"), TokenPair("a", "not-a-refresh-token", far))
+    assert (await h.services.refresh.run("scheduled")).ok
+    assert await h.store.get_tokens(patron_subject("p-ann")) is None
+    assert await h.store.get_link_by_discord(ANN) is not None, "the link stays"
