@@ -4,7 +4,8 @@ Patreon reports `social_connections.discord.user_id` for such patrons. A match i
 Discord user nor the Patreon user is linked yet, so an OAuth or admin link is never overridden, and only for a
 Discord user who is a member of a server with `auto_match_discord` enabled. A pair whose link was removed on
 purpose (`/patreon unlink`, an admin's unlink-user) is never matched again: the unlink records an opt-out that
-only an explicit OAuth or admin link of that pair lifts.
+only an explicit OAuth or admin link of that pair lifts. A member lookup Discord fails (5xx) skips that guild
+for now; the next refresh or webhook tries again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Iterable
 
 from bot.models import MembershipSnapshot
-from bot.reconcile import ReconcileService
+from bot.reconcile import ReconcileService, RoleChangeError
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,11 @@ async def _guild_with_member(reconcile: ReconcileService, guilds: list[int], dis
     for guild_id in guilds:
         if gateway.cached_member_roles(guild_id, discord_id) is not None:
             return guild_id
-        if not gateway.knows_all_members(guild_id) and await gateway.member_roles(guild_id, discord_id) is not None:
-            return guild_id
+        if gateway.knows_all_members(guild_id):
+            continue
+        try:
+            if await gateway.member_roles(guild_id, discord_id) is not None:
+                return guild_id
+        except RoleChangeError as error:
+            log.info("auto-match: no lookup of discord=%s in guild=%s (%s); trying later", discord_id, guild_id, error)
     return None

@@ -3,19 +3,23 @@
 Each guild's inputs (settings, tier map, tier catalogue, ledger, links) are loaded once and every candidate is
 planned with the same pure rule the one-member path uses (`plan_member_roles`). Only members whose plan changes
 something, or whose ledger is stale, become jobs; the job recomputes the plan when it runs, so a change that
-arrives meanwhile is never overwritten by this older view.
+arrives meanwhile is never overwritten by this older view. A member Discord fails to look up (5xx, timeout)
+becomes a job as well: the job looks again when it runs, and retries within its own bounds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.models import MembershipSnapshot
 from bot.policy import managed_role_ids
-from bot.reconcile import ReconcileService, plan_member_roles
+from bot.reconcile import ReconcileService, RoleChangeError, plan_member_roles
+
+log = logging.getLogger(__name__)
 
 #: Members planned between two yields to the event loop (planning 100,000 takes seconds of CPU).
 YIELD_EVERY = 500
@@ -29,6 +33,8 @@ class BatchPlan:
     changes: int = 0
     #: Candidates who are members of the guild and were planned.
     checked: int = 0
+    #: Candidates Discord failed to look up; each is in `jobs` so the job plans them later.
+    unchecked: int = 0
 
 
 async def plan_all_guilds(
@@ -60,7 +66,13 @@ async def plan_all_guilds(
                 await asyncio.sleep(0)  # let webhooks and the gateway heartbeat through
             actual = gateway.cached_member_roles(guild_id, user_id)
             if actual is None and not complete:
-                actual = await gateway.member_roles(guild_id, user_id)
+                try:
+                    actual = await gateway.member_roles(guild_id, user_id)
+                except RoleChangeError as error:
+                    log.info("refresh: could not look up user=%s in guild=%s (%s); queued", user_id, guild_id, error)
+                    result.unchecked += 1
+                    result.jobs.append((guild_id, user_id))
+                    continue
             if actual is None:
                 continue
             result.checked += 1

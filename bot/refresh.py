@@ -15,6 +15,10 @@ forgotten) when:
 - any member in it lacks its user (it could be stored under no key, and its user would be forgotten);
 - no page reported a total and it would forget more than `MAX_UNCONFIRMED_FORGET` of the stored memberships
   (without a total nothing confirms that so many left; Patreon does report the total, so this is a backstop).
+
+Anything unexpected (a bug, a store error) also ends the refresh with ok=False and a LAST_REFRESH that says so.
+Pending webhook events are marked superseded only once the refresh's jobs are queued: a refresh that fails
+before that leaves them to the webhook applier.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class RefreshReport:
     snapshots_forgotten: int = 0
     auto_linked: int = 0
     members_checked: int = 0
+    #: Members Discord failed to look up while planning; each was queued as a job that looks again.
+    members_unchecked: int = 0
     roles_differ: int = 0
     jobs_queued: int = 0
     patron_tokens_refreshed: int = 0
@@ -109,6 +115,10 @@ class RefreshService:
                 report.ok = False
                 report.detail = f"failed, nothing was removed: {error}"
                 log.warning("refresh (%s) %s", cause, report.detail)
+            except Exception as error:
+                report.ok = False
+                report.detail = f"failed unexpectedly ({type(error).__name__}: {error}); the next refresh tries again"
+                log.exception("refresh (%s) failed unexpectedly", cause)
             else:
                 report.ok = True
             report.finished_at = self.clock()
@@ -132,13 +142,15 @@ class RefreshService:
         report.snapshots_saved = await self.store.save_memberships(memberships.values())
         gone = await self.store.delete_memberships_except(set(memberships), report.started_at)
         report.snapshots_forgotten = len(gone)
-        await self.store.supersede_webhook_events(report.started_at, self.clock())
         report.auto_linked = len(await auto_match(self.reconcile, memberships.values()))
         plan = await plan_all_guilds(self.reconcile, memberships, self.clock())
         report.members_checked, report.roles_differ = plan.checked, plan.changes
+        report.members_unchecked = plan.unchecked
         if plan.jobs:
             await self.jobs.enqueue_many(plan.jobs, "refresh")
         report.jobs_queued = len(plan.jobs)
+        # Only now do the pending webhook events have nothing left to do: their members' jobs are queued.
+        await self.store.supersede_webhook_events(report.started_at, self.clock())
         report.patron_tokens_refreshed = await self._refresh_patron_tokens()
         await self.store.prune_webhook_events(self.clock() - KEEP_WEBHOOK_EVENTS)
         report.detail = (

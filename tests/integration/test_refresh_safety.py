@@ -11,6 +11,7 @@ import pytest
 from bot.campaign import CREATOR_REJECTED_FACT
 from bot.health import LAST_REFRESH
 from bot.models import TokenPair
+from bot.reconcile import RoleChangeError
 from bot.store import patron_subject
 from tests.fakes.sync_harness import GUILD, SyncHarness
 
@@ -175,3 +176,51 @@ async def test_invalid_grant_drops_a_patron_token(h):
     assert (await h.services.refresh.run("scheduled")).ok
     assert await h.store.get_tokens(patron_subject("p-ann")) is None
     assert await h.store.get_link_by_discord(ANN) is not None, "the link stays"
+
+
+# -- 4. Discord failing while the refresh plans --------------------------------------------------------------
+
+
+async def test_a_discord_failure_while_planning_queues_the_member_instead_of_crashing(h):
+    h.patreon.set_membership("p-ben", "former_patron", tier_ids=[])
+    await h.deliver("members:pledge:delete", "p-ben")  # recorded, not applied yet
+    gateway = h.gateway
+    gateway.complete = False  # a guild not fully chunked: the planner asks Discord
+    failed = []
+
+    async def lookup(guild_id, user_id):
+        if user_id == BEN and not failed:
+            failed.append(user_id)
+            raise RoleChangeError("Discord failed to look the member up (503)", permanent=False)
+        return frozenset(h.guild.members[user_id])
+
+    gateway.member_roles = lookup
+    gateway.cached_member_roles = lambda guild_id, user_id: None
+    report = await h.services.refresh.run("scheduled")
+    assert report.ok, report.detail
+    assert failed == [BEN] and report.members_unchecked == 1 and report.jobs_queued >= 1
+    fact = await h.store.get_fact(LAST_REFRESH)
+    assert isinstance(fact, dict) and fact["cause"] == "scheduled" and fact["members_unchecked"] == 1
+    assert (await h.store.webhook_event_counts()).get("superseded") == 1
+    await h.services.jobs.wait_idle(5)
+    assert h.guild.members[BEN] == set(), "the queued job planned Ben again and took Gold"
+
+
+async def test_an_unexpected_error_is_recorded_and_leaves_webhook_events_pending(h):
+    h.patreon.set_membership("p-ben", "former_patron", tier_ids=[])
+    await h.deliver("members:pledge:delete", "p-ben")
+    real = h.store.grants_in_guild
+
+    async def broken(guild_id):
+        raise RuntimeError("disk I/O error")
+
+    h.store.grants_in_guild = broken
+    report = await h.services.refresh.run("scheduled")
+    h.store.grants_in_guild = real
+    assert not report.ok and "RuntimeError: disk I/O error" in report.detail
+    fact = await h.store.get_fact(LAST_REFRESH)
+    assert isinstance(fact, dict) and fact["ok"] is False and fact["cause"] == "scheduled"
+    counts = await h.store.webhook_event_counts()
+    assert counts.get("superseded") is None and counts.get("pending") == 1, "the event still has work to do"
+    await h.apply()
+    assert h.guild.members[BEN] == set()
