@@ -99,3 +99,39 @@ async def test_any_webhook_history_then_one_refresh_gives_exactly_the_policy_rol
     await world.settle()
     for discord_id in MEMBERS:
         assert world.roles_of(discord_id) == await expected_roles(world, discord_id), steps
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_webhooks_alone_converge_when_each_member_gets_a_delivery_after_its_last_change(world, data):
+    """No refresh: duplicated and reordered deliveries of old states can't win over a later one, because the bot
+    re-reads the member from Patreon; so one delivery after each member's last change is enough."""
+    for discord_id in MEMBERS:
+        if await world.store.get_link_by_discord(discord_id) is None:
+            await world.store.save_link(discord_id, PATREON_IDS[discord_id], SEED.guild_id, "admin")
+    steps = data.draw(
+        st.lists(st.tuples(st.sampled_from(MEMBERS), st.sampled_from(STATES)), min_size=1, max_size=6), label="steps"
+    )
+    stale: list[tuple[str, bytes]] = []
+    for discord_id, state in steps:
+        apply_state(world, PATREON_IDS[discord_id], state)
+        trigger = TRIGGERS[state]
+        stale.append((trigger, world.patreon.render_member_webhook_body(trigger, PATREON_IDS[discord_id])))
+    last_state = {discord_id: state for discord_id, state in steps}
+    final = [
+        (TRIGGERS[state], world.patreon.render_member_webhook_body(TRIGGERS[state], PATREON_IDS[discord_id]))
+        for discord_id, state in last_state.items()
+    ]
+    replays = data.draw(st.lists(st.sampled_from(stale), max_size=6), label="replays of old deliveries")
+    order = data.draw(st.permutations(final + replays), label="delivery order")
+    for trigger, body in [*order, *final]:  # old states replayed in any order, then one current delivery each
+        status, _ = await world.patreon.send_webhook(trigger, None, body_override=body)
+        assert 200 <= status < 300
+    await world.settle()
+    for discord_id in last_state:
+        assert world.roles_of(discord_id) == await expected_roles(world, discord_id), steps
