@@ -90,12 +90,12 @@ class RoleJobs:
 
     # -- producers -------------------------------------------------------------------------------------
 
-    async def enqueue(self, guild_id: int, user_id: int, cause: str) -> None:
-        await self.enqueue_many([(guild_id, user_id)], cause)
+    async def enqueue(self, guild_id: int, user_id: int, cause: str, *, urgent: bool = False) -> None:
+        await self.enqueue_many([(guild_id, user_id)], cause, urgent=urgent)
 
-    async def enqueue_many(self, keys: Iterable[tuple[int, int]], cause: str) -> int:
+    async def enqueue_many(self, keys: Iterable[tuple[int, int]], cause: str, *, urgent: bool = False) -> int:
         """Persist the jobs first, then wake the worker; return how many rows were written."""
-        written = await self.store.enqueue_role_jobs(list(keys), cause, self.clock())
+        written = await self.store.enqueue_role_jobs(list(keys), cause, self.clock(), urgent=urgent)
         self._wake.set()
         return written
 

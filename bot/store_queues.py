@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import aiosqlite
 
+#: How far before `now` an urgent job is dated, so it sorts ahead of a refresh's whole batch.
+URGENT_HEAD_START = timedelta(days=1)
 PENDING = "pending"
 DONE = "done"
 IGNORED = "ignored"
@@ -194,13 +196,17 @@ class QueueStore(SqlRunner):
 
     # -- role jobs -----------------------------------------------------------------------------------
 
-    async def enqueue_role_jobs(self, keys: Iterable[tuple[int, int]], cause: str, now: datetime) -> int:
+    async def enqueue_role_jobs(
+        self, keys: Iterable[tuple[int, int]], cause: str, now: datetime, *, urgent: bool = False
+    ) -> int:
         """One pending job per (guild, member), coalescing with any job already there.
 
         A job waiting out a back-off keeps its schedule (a new request doesn't make Discord healthier); a failed
-        job is revived with fresh attempts but remembers that its failure was already reported.
+        job is revived with fresh attempts but remembers that its failure was already reported. An `urgent` job
+        (a patron just changed their pledge) is dated before everything already due, so it doesn't wait behind
+        a refresh's batch.
         """
-        when = iso_utc(now)
+        when = iso_utc(now - URGENT_HEAD_START if urgent else now)
         result = await self._run_many(
             """
             INSERT INTO role_jobs (guild_id, discord_user_id, cause, state, seq, attempts, next_attempt_at,
@@ -210,11 +216,13 @@ class QueueStore(SqlRunner):
                 cause = excluded.cause,
                 seq = role_jobs.seq + 1,
                 attempts = CASE WHEN role_jobs.state = 'failed' THEN 0 ELSE role_jobs.attempts END,
-                next_attempt_at = CASE WHEN role_jobs.state = 'failed' OR role_jobs.attempts = 0
-                                       THEN excluded.next_attempt_at ELSE role_jobs.next_attempt_at END,
+                next_attempt_at = CASE WHEN role_jobs.state = 'failed' THEN excluded.next_attempt_at
+                                       WHEN role_jobs.attempts = 0
+                                       THEN MIN(role_jobs.next_attempt_at, excluded.next_attempt_at)
+                                       ELSE role_jobs.next_attempt_at END,
                 state = 'pending'
             """,
-            [(guild_id, user_id, cause[:200], when, when) for guild_id, user_id in keys],
+            [(guild_id, user_id, cause[:200], when, iso_utc(now)) for guild_id, user_id in keys],
         )
         await self._db.commit()
         return result.rowcount

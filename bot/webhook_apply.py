@@ -175,7 +175,7 @@ class WebhookApplier:
                     (guild_id, link.discord_user_id) for guild_id in self.reconcile.member_guilds(link.discord_user_id)
                 ]
         if keys:
-            await self.jobs.enqueue_many(keys, f"webhook {trigger}")
+            await self.jobs.enqueue_many(keys, f"webhook {trigger}", urgent=True)
         await self.store.finish_webhook_events(ids, DONE, self.clock())
 
     async def _retry_later(self, member_id: str, events: list[WebhookEvent], error: str) -> None:

@@ -207,3 +207,16 @@ async def test_the_worker_survives_a_store_error_and_finishes_the_work(store):
     assert failures == ["once"]
     assert gateway.guilds[GUILD].members[1] == set(), "the job ran after the error"
     assert await store.pending_role_jobs() == []
+
+
+async def test_an_urgent_job_goes_ahead_of_a_refresh_batch(store):
+    await store.enqueue_role_jobs([(GUILD, user) for user in range(100, 150)], "refresh", T0)
+    await store.enqueue_role_jobs([(GUILD, 7)], "webhook", T0 + timedelta(seconds=5), urgent=True)
+    (first,) = await store.due_role_jobs(T0 + timedelta(seconds=5), 1)
+    assert first.user_id == 7
+    await store.enqueue_role_jobs([(GUILD, 149)], "webhook", T0 + timedelta(seconds=6), urgent=True)
+    ahead = await store.due_role_jobs(T0 + timedelta(seconds=6), 2)
+    assert {job.user_id for job in ahead} == {7, 149}, "an urgent request also moves a queued job to the front"
+    await store.enqueue_role_jobs([(GUILD, 7)], "refresh", T0 + timedelta(seconds=7))
+    (still_first,) = await store.due_role_jobs(T0 + timedelta(seconds=7), 1)
+    assert still_first.user_id in (7, 149), "a later ordinary request doesn't push an urgent job back"
