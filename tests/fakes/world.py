@@ -79,7 +79,10 @@ class FakeWorld:
         self.web_port = web_port or free_port()
         self.redirect_uri = f"http://127.0.0.1:{self.web_port}/patreon/callback"
         self.discord = FakeDiscord(
-            application_id=900000000000000001, bot_user_id=900000000000000001, bot_token=BOT_TOKEN
+            application_id=900000000000000001,
+            bot_user_id=900000000000000001,
+            bot_token=BOT_TOKEN,
+            interaction_ack_timeout=15.0,  # Discord allows 3 s; a busy CI machine must not turn that into a flake
         )
         self.patreon = FakePatreon(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=(self.redirect_uri,))
         self.clock = Clock()
