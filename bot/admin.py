@@ -11,15 +11,18 @@ import logging
 from dataclasses import dataclass, field
 
 from bot.campaign import CampaignService, CampaignUnavailable
+from bot.jobs import RoleJobs
 from bot.linking import LinkingService, UnlinkResult
 from bot.models import GuildSettings, Tier
 from bot.patreon.errors import PatreonError
-from bot.reconcile import MemberPlan, ReconcileService, RoleChangeError
+from bot.reconcile import MemberPlan, ReconcileOutcome, ReconcileService, RoleChangeError
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_GRACE_DAYS = 60
+#: A real sync changing more members than this queues them (paced, durable) instead of changing them inline.
+INLINE_SYNC_LIMIT = 25
 ROLE_SETTINGS = (
     "free_member_role_id",
     "free_trial_role_id",
@@ -46,16 +49,24 @@ class SyncReport:
     lines: list[str] = field(default_factory=list)
     changed_members: int = 0
     failures: int = 0
+    #: Members handed to the durable queue instead of changed while the command waited.
+    queued: int = 0
 
 
 class AdminService:
     def __init__(
-        self, store: Store, campaign: CampaignService, reconcile: ReconcileService, linking: LinkingService
+        self,
+        store: Store,
+        campaign: CampaignService,
+        reconcile: ReconcileService,
+        linking: LinkingService,
+        jobs: RoleJobs,
     ) -> None:
         self.store = store
         self.campaign = campaign
         self.reconcile = reconcile
         self.linking = linking
+        self.jobs = jobs
         self._sync_locks: dict[int, asyncio.Lock] = {}
 
     async def campaign_tiers(self, refresh: bool) -> dict[str, Tier]:
@@ -130,38 +141,47 @@ class AdminService:
             return await self._sync(guild_id, dry_run)
 
     async def _sync(self, guild_id: int, dry_run: bool) -> SyncReport:
+        """Plan every member; a preview stops there. A real sync applies a few changes at once and hands a
+        larger batch to the durable queue, which paces it under Discord's limits and outlives the command."""
         report = SyncReport(dry_run=dry_run)
+        changed: list[int] = []
         for user_id in await self.members_to_sync(guild_id):
-            if dry_run:
-                try:
-                    plan = await self.reconcile.plan_member(guild_id, user_id)
-                except RoleChangeError as error:
-                    report.failures += 1
-                    report.lines.append(f"<@{user_id}>: couldn't check: {error}")
-                    continue
-                if plan is None:
-                    continue
-                report.checked += 1
-                if line := self._describe_plan(plan):
-                    report.lines.append(line)
-                    report.changed_members += 1
-                continue
             try:
-                outcome = await self.reconcile.reconcile_member(guild_id, user_id, "admin sync")
+                plan = await self.reconcile.plan_member(guild_id, user_id)
             except RoleChangeError as error:
                 report.failures += 1
-                report.lines.append(f"<@{user_id}>: failed: {error}")
+                report.lines.append(f"<@{user_id}>: couldn't check: {error}")
                 continue
-            if not outcome.in_guild:
+            if plan is None:
                 continue
             report.checked += 1
-            if outcome.error:
+            if line := self._describe_plan(plan):
+                report.lines.append(line)
+                report.changed_members += 1
+                changed.append(user_id)
+        if dry_run or not changed:
+            return report
+        if len(changed) > INLINE_SYNC_LIMIT:
+            await self.jobs.enqueue_many([(guild_id, user_id) for user_id in changed], "admin sync")
+            report.queued = len(changed)
+            return report
+        report.lines, report.changed_members = [], 0
+        for user_id in changed:
+            outcome = await self._apply(guild_id, user_id)
+            if outcome is not None and outcome.error:
                 report.failures += 1
                 report.lines.append(f"<@{user_id}>: failed: {outcome.error}")
-            elif outcome.changed:
+            elif outcome is not None and outcome.changed:
                 report.changed_members += 1
                 report.lines.append(self._describe(guild_id, user_id, outcome.added, outcome.removed, {}))
         return report
+
+    async def _apply(self, guild_id: int, user_id: int) -> ReconcileOutcome | None:
+        try:
+            outcome = await self.reconcile.reconcile_member(guild_id, user_id, "admin sync")
+        except RoleChangeError as error:
+            return ReconcileOutcome(guild_id, user_id, error=str(error))
+        return outcome if outcome.in_guild else None
 
     async def link_user(self, guild_id: int, discord_user_id: int, patreon_user_id: str) -> str:
         """Link by hand; never takes a Patreon account from someone else (unlink them first)."""

@@ -70,8 +70,8 @@ def build_services(
     channel_log = ChannelLog(gateway.post_log)
     reconcile.channel_log = channel_log
     linking = LinkingService(config.signing_key, patreon, store, campaign, reconcile)
-    admin = AdminService(store, campaign, reconcile, linking)
     jobs = RoleJobs(store, reconcile, clock)
+    admin = AdminService(store, campaign, reconcile, linking, jobs)
     applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, clock)
     webhooks = WebhookReceiver(config.patreon_webhook_secret, store, clock, on_recorded=applier.wake)
     refresh = RefreshService(patreon, store, campaign, reconcile, jobs, clock)

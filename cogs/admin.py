@@ -176,6 +176,14 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     async def sync(self, interaction: discord.Interaction, dry_run: bool = True) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         report = await self.admin.sync(guild_id(interaction), dry_run)
+        if report.queued:
+            minutes = max(1, round(report.queued / 40 / 60))
+            await reply(
+                interaction,
+                f"Checked {report.checked} member(s); queued {report.queued} for role changes. They're applied "
+                f"at Discord's pace (about {minutes} min) and survive a restart; the log channel shows each change.",
+            )
+            return
         verb = "would change" if dry_run else "changed"
         head = f"Checked {report.checked} member(s); {report.changed_members} {verb}"
         head += f", {report.failures} failed." if report.failures else "."

@@ -264,3 +264,18 @@ async def test_check_lists_members_whose_roles_could_not_be_set(world):
     text = await admin(world, ["check"])
     assert f"⚠️ 1 member(s) whose roles couldn't be set: <@{SEED.dave}>:" in text
     assert "Missing Permissions" in text
+
+
+async def test_a_large_sync_is_handed_to_the_durable_queue(world, monkeypatch):
+    monkeypatch.setattr("bot.admin.INLINE_SYNC_LIMIT", 1)  # stands in for a server with thousands of changes
+    await world.link(SEED.alice)
+    await world.link(SEED.bob)
+    extra = 730000000000000020
+    world.guild.add_role(extra, "Supporters", position=7)
+    await admin(world, ["map"], {"tier": SEED.gold_tier, "role": extra})
+    await admin(world, ["map"], {"tier": SEED.bronze_tier, "role": extra})
+    text = await admin(world, ["sync"], {"dry_run": False})
+    assert "queued 2 for role changes" in text
+    await world.settle()
+    assert extra in world.roles_of(SEED.alice) and extra in world.roles_of(SEED.bob)
+    assert await world.store.pending_role_jobs() == []
