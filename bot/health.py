@@ -29,6 +29,7 @@ def health_report(
     tiers: Mapping[str, Tier],
     facts: Mapping[str, object],
     failed_jobs: Sequence[tuple[int, str | None]] = (),
+    queued_jobs: int = 0,
 ) -> list[HealthLine]:
     """`failed_jobs`: (Discord user id, last error) of members whose roles could not be put right."""
     lines: list[HealthLine] = []
@@ -70,6 +71,8 @@ def health_report(
         lines.append(HealthLine(False, f"{len(failed_jobs)} member(s) whose roles couldn't be set: {shown}{more}."))
     else:
         lines.append(HealthLine(True, "No member is stuck with roles the bot couldn't set."))
+    if queued_jobs:
+        lines.append(HealthLine(True, f"{queued_jobs} role change(s) queued, applied at Discord's pace."))
     if settings.log_channel_id is None:
         lines.append(HealthLine(True, "No log channel set (optional: `/patreon-admin settings log_channel:`)."))
     return lines

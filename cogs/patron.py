@@ -22,9 +22,16 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
         url = self.bot.services.linking.start_link(interaction.guild_id, interaction.user.id)
         view = discord.ui.View()
         view.add_item(discord.ui.Button(label="Link Patreon", url=url, style=discord.ButtonStyle.link))
+        existing = await self.bot.services.store.get_link_by_discord(interaction.user.id)
+        already = (
+            f"You're already linked (Patreon user `{existing.patreon_user_id}`); signing in again refreshes it, "
+            "or switches to another Patreon account. "
+            if existing
+            else ""
+        )
         await interaction.response.send_message(
-            "Press the button to sign in with Patreon. The link is yours alone, works once and expires in "
-            "15 minutes. Your roles arrive as soon as you're back.",
+            f"{already}Press the button to sign in with Patreon. Don't share it: the link is for you alone, works "
+            "once and expires in 15 minutes. Your roles arrive as soon as you're back.",
             view=view,
             ephemeral=True,
         )

@@ -215,3 +215,11 @@ async def test_a_role_given_moments_ago_survives_even_before_the_bot_hears_of_it
     status, _ = await world.link(SEED.bob)
     assert status == 200
     assert world.roles_of(SEED.bob) == {SEED.vip_role, SEED.bronze_role}
+
+
+async def test_link_again_says_you_are_already_linked(world):
+    await world.link(SEED.bob)
+    interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.bob, "patreon", ["link"])
+    await interaction.wait_response(timeout=5)
+    assert "already linked (Patreon user `p-bob`)" in (interaction.content or "")
+    assert interaction.link_buttons()
