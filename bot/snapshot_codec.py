@@ -10,21 +10,26 @@ from typing import Any
 from bot.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode
 
 _SNAPSHOT_DATES = ("last_charge_date", "next_charge_date", "pledge_relationship_start", "observed_at")
-_SNAPSHOT_FIELDS = tuple(field.name for field in dataclasses.fields(MembershipSnapshot))
+#: `observed_at` is kept in its own column, so that an unchanged member encodes to the same text at every refresh.
+_SNAPSHOT_FIELDS = tuple(field.name for field in dataclasses.fields(MembershipSnapshot) if field.name != "observed_at")
 
 
 def encode_snapshot(snapshot: MembershipSnapshot) -> str:
+    """What Patreon said, without when: equal text means an unchanged member (the refresh skips rewriting it)."""
     # A shallow copy: every field is immutable, and `dataclasses.asdict` (a deep copy) costs a full refresh seconds.
     data = {name: getattr(snapshot, name) for name in _SNAPSHOT_FIELDS}
     for name in _SNAPSHOT_DATES:
-        if data[name] is not None:
+        if data.get(name) is not None:
             data[name] = data[name].isoformat()
     data["entitled_tier_ids"] = list(snapshot.entitled_tier_ids)
     return json.dumps(data, separators=(",", ":"))
 
 
-def decode_snapshot(text: str) -> MembershipSnapshot:
+def decode_snapshot(text: str, observed_at: datetime | None = None) -> MembershipSnapshot:
+    """`observed_at` comes from its column; rows written before it moved there carry it in the text."""
     data: dict[str, Any] = json.loads(text)
+    if observed_at is not None and data.get("observed_at") is None:
+        data["observed_at"] = observed_at.isoformat()
     known = {field.name for field in dataclasses.fields(MembershipSnapshot)}
     data = {key: value for key, value in data.items() if key in known}
     for name in _SNAPSHOT_DATES:

@@ -186,10 +186,10 @@ class Store(QueueStore, BulkStore):
 
     async def get_membership(self, patreon_user_id: str) -> MembershipSnapshot | None:
         async with self._db.execute(
-            "SELECT snapshot FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,)
+            "SELECT snapshot, observed_at FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,)
         ) as cursor:
             row = await cursor.fetchone()
-        return decode_snapshot(row["snapshot"]) if row else None
+        return decode_snapshot(row["snapshot"], datetime.fromisoformat(row["observed_at"])) if row else None
 
     async def delete_membership(self, patreon_user_id: str) -> None:
         await self._run("DELETE FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,))

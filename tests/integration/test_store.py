@@ -145,3 +145,21 @@ async def test_tiers_and_facts(store):
     await store.set_fact("campaign_id", "c1")
     assert await store.get_fact("campaign_id") == "c1"
     assert await store.get_fact("missing") is None
+
+
+async def test_refresh_save_skips_members_patreon_describes_unchanged(store):
+    first = [
+        MembershipSnapshot(f"m{i}", "c1", f"p{i}", patron_status=PatronStatus.ACTIVE, observed_at=T0) for i in range(5)
+    ]
+    assert await store.save_memberships(first) == 5
+    later = T0 + timedelta(minutes=15)
+    again = [
+        MembershipSnapshot(f"m{i}", "c1", f"p{i}", patron_status=PatronStatus.ACTIVE, observed_at=later)
+        for i in range(5)
+    ]
+    changed = MembershipSnapshot("m2", "c1", "p2", patron_status=PatronStatus.FORMER, observed_at=later)
+    again[2] = changed
+    assert await store.save_memberships(again) == 1, "only the changed member is rewritten"
+    assert await store.get_membership("p2") == changed
+    unchanged = await store.get_membership("p1")
+    assert unchanged.patron_status is PatronStatus.ACTIVE and unchanged.observed_at == T0
