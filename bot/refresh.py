@@ -37,7 +37,7 @@ from bot.health import LAST_REFRESH
 from bot.jobs import RoleJobs
 from bot.models import MembershipSnapshot
 from bot.patreon.client import MAX_PAGE_SIZE, PatreonClient
-from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonError
+from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonCursorExpired, PatreonError
 from bot.reconcile import ReconcileService
 from bot.store import Store
 
@@ -185,6 +185,10 @@ class RefreshService:
                         f"Patreon reported {total}"
                     )
                 return memberships, total
+            except PatreonCursorExpired:
+                if attempt == 2:
+                    raise
+                log.info("refresh: Patreon expired the listing's cursor after %d page(s); starting over", report.pages)
             except PatreonAuthError as error:
                 if attempt == 2 or error.status != 401 or isinstance(error, CreatorTokenRejected):
                     raise

@@ -53,7 +53,7 @@ def break_second_page(world) -> int:
 
 def expire_the_cursor(world) -> int:
     world.bot.services.refresh.page_size = 2
-    world.patreon.expire_cursor_after(1)
+    world.patreon.expire_cursor_after(1, listings=2)  # the listing is started over once, and expires again
     return 1
 
 
@@ -180,3 +180,15 @@ async def test_auto_match_of_many_members_at_once(world):
     assert (await world.store.get_link_by_discord(fans[0])).patreon_user_id == "p-someone-else"
     assert all(SEED.gold_role in world.roles_of(discord_id) for discord_id in fans[1:])
     assert SEED.gold_role not in world.roles_of(fans[0])
+
+
+async def test_an_expired_cursor_starts_the_listing_over_once(world):
+    await linked_world(world)
+    world.bot.services.refresh.page_size = 2
+    world.patreon.expire_cursor_after(1)
+    listing = f"/api/oauth2/v2/campaigns/{world.patreon.campaign.id}/members"
+    before = world.patreon.count(listing)
+    report = await world.refresh("cursor")
+    assert report.ok, report.detail
+    assert world.patreon.count(listing) - before == 2 + report.pages, "one page, the expired cursor, then a new walk"
+    assert SEED.gold_role not in world.roles_of(SEED.alice) and SEED.bronze_role not in world.roles_of(SEED.bob)

@@ -65,6 +65,7 @@ class FakePatreon:
         self.creator_refresh_token = creator.refresh_token
         self._deny_next = False
         self._cursor_expiry: int | None = None
+        self._cursor_expiry_listings = 0
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -232,13 +233,16 @@ class FakePatreon:
     def delay_next(self, path_regex: str, seconds: float, count: int = 1) -> None:
         self.faults.add(Fault("delay", re.compile(path_regex), count, seconds=seconds))
 
-    def expire_cursor_after(self, n_pages: int) -> None:
-        """The next members listing's cursor is rejected (400, code 3) when asked for page `n_pages + 1`."""
-        self._cursor_expiry = n_pages
+    def expire_cursor_after(self, n_pages: int, listings: int = 1) -> None:
+        """The next `listings` members listings' cursors are rejected (400, code 3) when asked for page
+        `n_pages + 1`."""
+        self._cursor_expiry, self._cursor_expiry_listings = n_pages, listings
 
     def take_cursor_expiry(self) -> int | None:
-        expiry, self._cursor_expiry = self._cursor_expiry, None
-        return expiry
+        if self._cursor_expiry_listings <= 0:
+            return None
+        self._cursor_expiry_listings -= 1
+        return self._cursor_expiry
 
     async def sleep_unless_closing(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
