@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.models import MembershipSnapshot, TokenPair
 from bot.snapshot_codec import encode_snapshot
 from bot.store_queues import SqlRunner, iso_utc
+
+#: How long "Patreon said this membership is gone" is remembered against late listing pages.
+TOMBSTONE_LIFETIME = timedelta(days=1)
 
 UPSERT_MEMBERSHIP = """
     INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?)
@@ -37,11 +40,15 @@ class BulkStore(SqlRunner):
         100,000-member refresh is recorded in milliseconds rather than after the whole write.
         """
         fallback = datetime.now(UTC)
+        gone = await self._recent_tombstones(fallback)
         stored = 0
         batch: list[tuple[object, ...]] = []
         for snapshot in snapshots:
             if snapshot.patreon_user_id is None:
                 continue
+            gone_at = gone.get(snapshot.patreon_user_id)
+            if gone_at is not None and (snapshot.observed_at or fallback) < gone_at:
+                continue  # a page read before Patreon said this membership was gone
             batch.append(
                 (
                     snapshot.patreon_user_id,
@@ -59,6 +66,12 @@ class BulkStore(SqlRunner):
         if batch:
             stored += await self._save_membership_rows(batch)
         return stored
+
+    async def _recent_tombstones(self, now: datetime) -> dict[str, datetime]:
+        """Memberships Patreon called gone in the last day (older ones can't race a listing any more)."""
+        await self._run("DELETE FROM membership_tombstones WHERE gone_at < ?", (iso_utc(now - TOMBSTONE_LIFETIME),))
+        async with self._db.execute("SELECT patreon_user_id, gone_at FROM membership_tombstones") as cursor:
+            return {row[0]: datetime.fromisoformat(row[1]) async for row in cursor}
 
     async def _save_membership_rows(self, rows: list[tuple[object, ...]]) -> int:
         result = await self._run_many(UPSERT_CHANGED_MEMBERSHIP, rows)
@@ -103,6 +116,12 @@ class BulkStore(SqlRunner):
             " AND (? IS NULL OR member_id IS NULL OR member_id = ?)",
             (patreon_user_id, iso_utc(observed_before), member_id, member_id),
         )
+        if result.rowcount > 0:
+            await self._run(
+                "INSERT INTO membership_tombstones VALUES (?, ?) ON CONFLICT (patreon_user_id) DO UPDATE SET"
+                " gone_at = MAX(gone_at, excluded.gone_at)",
+                (patreon_user_id, iso_utc(observed_before)),
+            )
         await self._db.commit()
         return result.rowcount > 0
 

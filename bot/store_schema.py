@@ -112,4 +112,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (discord_user_id, patreon_user_id)
     );
     """,
+    # 4: when Patreon last said a membership was gone, so a listing page fetched before that can't bring it back.
+    """
+    CREATE TABLE membership_tombstones (
+        patreon_user_id TEXT PRIMARY KEY,
+        gone_at TEXT NOT NULL
+    );
+    """,
 )

@@ -163,3 +163,21 @@ async def test_refresh_save_skips_members_patreon_describes_unchanged(store):
     assert await store.get_membership("p2") == changed
     unchanged = await store.get_membership("p1")
     assert unchanged.patron_status is PatronStatus.ACTIVE and unchanged.observed_at == T0
+
+
+async def test_a_listing_page_read_before_a_404_cannot_bring_the_membership_back(store):
+    now = datetime.now(UTC)  # tombstones are kept for a day of real time
+    await store.save_membership(
+        MembershipSnapshot("m1", "c1", "p1", patron_status=PatronStatus.ACTIVE, observed_at=now)
+    )
+    assert await store.delete_membership_observed_before("p1", now + timedelta(minutes=2), "m1")
+    late_page = MembershipSnapshot(
+        "m1", "c1", "p1", patron_status=PatronStatus.ACTIVE, observed_at=now + timedelta(minutes=1)
+    )
+    assert await store.save_memberships([late_page]) == 0
+    assert await store.get_membership("p1") is None
+    renewed = MembershipSnapshot(
+        "m2", "c1", "p1", patron_status=PatronStatus.ACTIVE, observed_at=now + timedelta(minutes=3)
+    )
+    assert await store.save_memberships([renewed]) == 1, "a look after the 404 (a renewal) is stored"
+    assert (await store.get_membership("p1")).member_id == "m2"
