@@ -223,3 +223,22 @@ async def test_link_again_says_you_are_already_linked(world):
     await interaction.wait_response(timeout=5)
     assert "already linked (Patreon user `p-bob`)" in (interaction.content or "")
     assert interaction.link_buttons()
+
+
+async def test_no_token_or_secret_ever_reaches_the_log(world, caplog):
+    caplog.set_level("DEBUG")
+    await world.link(SEED.alice)
+    await world.refresh("log check")
+    patron = await world.store.get_tokens(patron_subject("p-alice"))
+    secrets = {
+        patron.access_token,
+        patron.refresh_token,
+        world.patreon.creator_access_token,
+        world.patreon.creator_refresh_token,
+        world.config.patreon_client_secret,
+        world.config.patreon_webhook_secret,
+        world.config.discord_token,
+    }
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "linked discord=" in logged, "the flow was logged at all"
+    assert not [secret for secret in secrets if secret in logged]
