@@ -145,12 +145,14 @@ class AdminService:
         larger batch to the durable queue, which paces it under Discord's limits and outlives the command."""
         report = SyncReport(dry_run=dry_run)
         changed: list[int] = []
+        unchecked: list[str] = []
         for user_id in await self.members_to_sync(guild_id):
             try:
                 plan = await self.reconcile.plan_member(guild_id, user_id)
             except RoleChangeError as error:
                 report.failures += 1
-                report.lines.append(f"<@{user_id}>: couldn't check: {error}")
+                unchecked.append(f"<@{user_id}>: couldn't check: {error}")
+                report.lines.append(unchecked[-1])
                 continue
             if plan is None:
                 continue
@@ -165,7 +167,8 @@ class AdminService:
             await self.jobs.enqueue_many([(guild_id, user_id) for user_id in changed], "admin sync")
             report.queued = len(changed)
             return report
-        report.lines, report.changed_members = [], 0
+        report.lines = unchecked  # the planned changes are replaced by what actually happened
+        report.changed_members = 0
         for user_id in changed:
             outcome = await self._apply(guild_id, user_id)
             if outcome is not None and outcome.error:

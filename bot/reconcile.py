@@ -185,7 +185,8 @@ class ReconcileService:
                         await self.limiter.acquire()
                 await self.gateway.set_member_roles(guild_id, user_id, plan.add, plan.remove, reason)
             except RoleChangeError as error:
-                unheld = plan.add - member_plan.actual - error.added
+                # Forget only grants made for this attempt: an older grant may be held already (the cache lags).
+                unheld = plan.add - member_plan.actual - error.added - member_plan.granted
                 if unheld:
                     await self.store.forget_grants(guild_id, user_id, unheld)
                 outcome.error, outcome.permanent = str(error), error.permanent

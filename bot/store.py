@@ -249,7 +249,9 @@ class Store(QueueStore, BulkStore):
     async def record_grants(self, guild_id: int, discord_user_id: int, role_ids: Iterable[int], reason: str) -> None:
         now = _now()
         await self._run_many(
-            "INSERT OR IGNORE INTO role_grants VALUES (?, ?, ?, ?, ?)",
+            # A re-grant restarts the clock: `_settled_forgets` trusts the cache only for grants older than a minute.
+            "INSERT INTO role_grants VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, discord_user_id, role_id)"
+            " DO UPDATE SET granted_at = excluded.granted_at, reason = excluded.reason",
             [(guild_id, discord_user_id, role_id, now, reason) for role_id in role_ids],
         )
         await self._db.commit()

@@ -46,9 +46,11 @@ class BulkStore(SqlRunner):
         for snapshot in snapshots:
             if snapshot.patreon_user_id is None:
                 continue
-            gone_at = gone.get(snapshot.patreon_user_id)
-            if gone_at is not None and (snapshot.observed_at or fallback) < gone_at:
-                continue  # a page read before Patreon said this membership was gone
+            tombstone = gone.get(snapshot.patreon_user_id)
+            if tombstone is not None and (snapshot.observed_at or fallback) < tombstone[1]:
+                gone_member, _ = tombstone
+                if gone_member is None or snapshot.member_id in (None, gone_member):
+                    continue  # a page read before Patreon said this membership was gone (a renewal is kept)
             batch.append(
                 (
                     snapshot.patreon_user_id,
@@ -67,11 +69,12 @@ class BulkStore(SqlRunner):
             stored += await self._save_membership_rows(batch)
         return stored
 
-    async def _recent_tombstones(self, now: datetime) -> dict[str, datetime]:
-        """Memberships Patreon called gone in the last day (older ones can't race a listing any more)."""
+    async def _recent_tombstones(self, now: datetime) -> dict[str, tuple[str | None, datetime]]:
+        """Patreon user → (the membership Patreon called gone, when), for the last day (older ones can't race a
+        listing any more)."""
         await self._run("DELETE FROM membership_tombstones WHERE gone_at < ?", (iso_utc(now - TOMBSTONE_LIFETIME),))
-        async with self._db.execute("SELECT patreon_user_id, gone_at FROM membership_tombstones") as cursor:
-            return {row[0]: datetime.fromisoformat(row[1]) async for row in cursor}
+        async with self._db.execute("SELECT patreon_user_id, member_id, gone_at FROM membership_tombstones") as cursor:
+            return {row[0]: (row[1], datetime.fromisoformat(row[2])) async for row in cursor}
 
     async def _save_membership_rows(self, rows: list[tuple[object, ...]]) -> int:
         result = await self._run_many(UPSERT_CHANGED_MEMBERSHIP, rows)
@@ -118,9 +121,9 @@ class BulkStore(SqlRunner):
         )
         if result.rowcount > 0:
             await self._run(
-                "INSERT INTO membership_tombstones VALUES (?, ?) ON CONFLICT (patreon_user_id) DO UPDATE SET"
-                " gone_at = MAX(gone_at, excluded.gone_at)",
-                (patreon_user_id, iso_utc(observed_before)),
+                "INSERT INTO membership_tombstones VALUES (?, ?, ?) ON CONFLICT (patreon_user_id) DO UPDATE SET"
+                " member_id = excluded.member_id, gone_at = MAX(gone_at, excluded.gone_at)",
+                (patreon_user_id, member_id, iso_utc(observed_before)),
             )
         await self._db.commit()
         return result.rowcount > 0

@@ -116,6 +116,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE membership_tombstones (
         patreon_user_id TEXT PRIMARY KEY,
+        member_id TEXT,
         gone_at TEXT NOT NULL
     );
     """,

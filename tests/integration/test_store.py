@@ -181,3 +181,16 @@ async def test_a_listing_page_read_before_a_404_cannot_bring_the_membership_back
     )
     assert await store.save_memberships([renewed]) == 1, "a look after the 404 (a renewal) is stored"
     assert (await store.get_membership("p1")).member_id == "m2"
+
+
+async def test_a_404_for_an_old_membership_does_not_drop_the_renewed_one_from_a_listing(store):
+    now = datetime.now(UTC)
+    await store.save_membership(
+        MembershipSnapshot("m1", "c1", "p1", patron_status=PatronStatus.ACTIVE, observed_at=now)
+    )
+    renewed = MembershipSnapshot(
+        "m2", "c1", "p1", patron_status=PatronStatus.ACTIVE, observed_at=now + timedelta(minutes=1)
+    )
+    assert await store.delete_membership_observed_before("p1", now + timedelta(minutes=2), "m1")
+    assert await store.save_memberships([renewed]) == 1
+    assert (await store.get_membership("p1")).member_id == "m2"
