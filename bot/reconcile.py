@@ -1,4 +1,4 @@
-"""The one reconcile engine: policy decision → minimal role plan → one Discord call → ledger.
+"""The one reconcile engine: policy decision → minimal role plan → one Discord call per changed role → ledger.
 
 Webhooks, the periodic refresh, linking, unlinking and admin syncs all come through here, so the
 rules for what may be changed live in one place.
@@ -159,7 +159,8 @@ class ReconcileService:
     async def reconcile_member(
         self, guild_id: int, user_id: int, cause: str, *, queued: bool = False
     ) -> ReconcileOutcome:
-        """Bring one member's managed roles in line with the policy with at most one Discord call.
+        """Bring one member's managed roles in line with the policy: no Discord call when they are right, one per
+        changed role otherwise.
 
         One member is reconciled by one caller at a time (a webhook job and a link can't race into two calls).
         Grants are recorded before the call, so a crash between call and ledger can never leave a role this bot

@@ -27,6 +27,26 @@ TRIGGERS = {
 }
 
 
+def shared_world_property(max_examples: int) -> settings:
+    """Hypothesis settings for properties that reuse one started world across examples."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+#: A short history of Patreon changes: which member moves to which state, in order.
+STEPS = st.lists(st.tuples(st.sampled_from(MEMBERS), st.sampled_from(STATES)), min_size=1, max_size=6)
+
+
+async def link_everyone(world) -> None:
+    for discord_id in MEMBERS:
+        if await world.store.get_link_by_discord(discord_id) is None:
+            await world.store.save_link(discord_id, PATREON_IDS[discord_id], SEED.guild_id, "admin")
+
+
 def apply_state(world, patreon_id: str, state: str) -> None:
     """Change the member at fake Patreon; every state here is one the policy doesn't hold roles for."""
     fake = world.patreon
@@ -66,20 +86,11 @@ async def expected_roles(world, discord_id: int) -> set[int]:
     return set(decision.desired) | HAND_GIVEN.get(discord_id, set())
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@shared_world_property(max_examples=25)
 @given(data=st.data())
 async def test_any_webhook_history_then_one_refresh_gives_exactly_the_policy_roles(world, data):
-    for discord_id in MEMBERS:
-        if await world.store.get_link_by_discord(discord_id) is None:
-            await world.store.save_link(discord_id, PATREON_IDS[discord_id], SEED.guild_id, "admin")
-    steps = data.draw(
-        st.lists(st.tuples(st.sampled_from(MEMBERS), st.sampled_from(STATES)), min_size=1, max_size=6), label="steps"
-    )
+    await link_everyone(world)
+    steps = data.draw(STEPS, label="steps")
     deliveries: list[tuple[str, bytes]] = []
     for discord_id, state in steps:
         patreon_id = PATREON_IDS[discord_id]
@@ -101,22 +112,13 @@ async def test_any_webhook_history_then_one_refresh_gives_exactly_the_policy_rol
         assert world.roles_of(discord_id) == await expected_roles(world, discord_id), steps
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@shared_world_property(max_examples=20)
 @given(data=st.data())
 async def test_webhooks_alone_converge_when_each_member_gets_a_delivery_after_its_last_change(world, data):
     """No refresh: duplicated and reordered deliveries of old states can't win over a later one, because the bot
     re-reads the member from Patreon; so one delivery after each member's last change is enough."""
-    for discord_id in MEMBERS:
-        if await world.store.get_link_by_discord(discord_id) is None:
-            await world.store.save_link(discord_id, PATREON_IDS[discord_id], SEED.guild_id, "admin")
-    steps = data.draw(
-        st.lists(st.tuples(st.sampled_from(MEMBERS), st.sampled_from(STATES)), min_size=1, max_size=6), label="steps"
-    )
+    await link_everyone(world)
+    steps = data.draw(STEPS, label="steps")
     stale: list[tuple[str, bytes]] = []
     for discord_id, state in steps:
         apply_state(world, PATREON_IDS[discord_id], state)

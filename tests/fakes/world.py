@@ -247,8 +247,8 @@ class FakeWorld:
     # -- the background sync ---------------------------------------------------------------------------
 
     def role_calls(self, user_id: int | None = None) -> list[RecordedCall]:
-        """Every role-change call to Discord for this member (or anyone), whichever form the gateway uses:
-        a PATCH of the member's role list, or a PUT/DELETE of one member role."""
+        """Every role-change call to Discord for this member (or anyone): the PUT/DELETE of one member role the
+        gateway sends, and any PATCH of the whole role list, so a regression to whole-list writes is counted too."""
         member = str(user_id) if user_id is not None else r"\d+"
         whole = self.discord.calls_matching("PATCH", rf"/guilds/{SEED.guild_id}/members/{member}$")
         single = [
