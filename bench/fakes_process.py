@@ -36,7 +36,7 @@ def _lean_guild_create(original: Callable[..., dict[str, Any]]) -> Callable[...,
 
 def serve(conn: Connection) -> None:
     """The child's main: answer (command, kwargs) requests until "stop"."""
-    from tests.fakes.fake_discord.gateway import GatewayHub
+    from fakes.discord.gateway import GatewayHub
 
     GatewayHub._guild_create = _lean_guild_create(GatewayHub._guild_create)  # type: ignore[method-assign]
     asyncio.run(_serve(conn))

@@ -38,7 +38,7 @@ from bench.bot_runner import (
 )
 from bench.fakes_process import FakesProcess
 from bench.seeding import role_call_user
-from bot import refresh as refresh_module
+from bot.sync import refresh as refresh_module
 
 MEMBERS_PATH = "/api/oauth2/v2/campaigns/"
 

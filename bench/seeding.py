@@ -19,12 +19,12 @@ from typing import Any
 
 import aiohttp
 
-from bot.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
+from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
 from bot.patreon.client import PatreonClient
-from bot.reconcile import plan_member_roles, utc_now
 from bot.store import Store
-from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_patreon import FakePatreon, sign
+from bot.sync.reconcile import plan_member_roles, utc_now
+from fakes.discord import FakeDiscord
+from fakes.patreon import FakePatreon, sign
 
 GUILD_ID = 710000000000000001
 OWNER_ID = 720000000000000001

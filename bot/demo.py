@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.fakes.world import SEED, FakeWorld, page_text
+from fakes.world import SEED, FakeWorld, page_text
 
 log = logging.getLogger("demo")
 

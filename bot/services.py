@@ -8,19 +8,19 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
-from bot.admin import AdminService
-from bot.campaign import CampaignService
-from bot.channel_log import ChannelLog
+from bot.accounts.linking import LinkingService
 from bot.config import Config
-from bot.jobs import RoleJobs, TokenBucket
-from bot.linking import LinkingService
-from bot.models import TokenPair
+from bot.domain.models import TokenPair
+from bot.guild_admin.service import AdminService
 from bot.patreon.client import PatreonClient
-from bot.reconcile import ReconcileService, RoleGateway
-from bot.refresh import RefreshScheduler, RefreshService
 from bot.store import Store
-from bot.webhook_apply import WebhookApplier
-from bot.webhooks import WebhookReceiver
+from bot.sync.campaign import CampaignService
+from bot.sync.channel_log import ChannelLog
+from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.refresh import RefreshScheduler, RefreshService
+from bot.sync.role_jobs import RoleJobs, TokenBucket
+from bot.sync.webhook_apply import WebhookApplier
+from bot.web.webhook_receiver import WebhookReceiver
 
 USER_AGENT = "patreon-role-sync/0.1 (+https://github.com/patreon-role-sync/patreon-role-sync)"
 

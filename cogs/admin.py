@@ -1,4 +1,4 @@
-"""`/patreon-admin ...`: the server admin's commands, thin over bot.admin.
+"""`/patreon-admin ...`: the server admin's commands, thin over bot.guild_admin.service.
 
 A separate top-level group because Discord only lets a top-level command carry default permissions:
 patrons must see `/patreon link`, only role managers should see these.
@@ -12,10 +12,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin import AdminService
 from bot.discord_io.client import PatronBot
-from bot.health import LAST_REFRESH, WEBHOOK_LAST_SEEN, health_report
-from bot.models import GuildSettings, RoleMode
+from bot.domain.models import GuildSettings, RoleMode
+from bot.guild_admin.health import health_report
+from bot.guild_admin.service import AdminService
+from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 
 SETTING_LABELS = {
     "decline_grace_days": "Grace days after a declined payment",

@@ -1,4 +1,4 @@
-"""`/patreon link`, `/patreon unlink`, `/patreon status`: the patron's side, thin over bot.linking."""
+"""`/patreon link`, `/patreon unlink`, `/patreon status`: the patron's side, thin over bot.accounts.linking."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.accounts.status_report import describe_status
 from bot.discord_io.client import PatronBot
-from bot.status_report import describe_status
 
 
 @app_commands.guild_only()

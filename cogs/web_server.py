@@ -8,7 +8,7 @@ from aiohttp import web
 from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
-from bot.web import create_web_app
+from bot.web.app import create_web_app
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin import AdminError
 from bot.config import Config
 from bot.discord_io.roles import DiscordRoleGateway
-from bot.reconcile import utc_now
+from bot.guild_admin.service import AdminError
 from bot.services import Services, build_services
 from bot.store import Store
+from bot.sync.reconcile import utc_now
 
 log = logging.getLogger(__name__)
 

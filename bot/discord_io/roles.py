@@ -10,7 +10,7 @@ import logging
 
 import discord
 
-from bot.reconcile import RoleChangeError
+from bot.sync.reconcile import RoleChangeError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import discord
 from bot.config import Config
 from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
-from bot.reconcile import utc_now
 from bot.store import Store
+from bot.sync.reconcile import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The one Patreon client: OAuth, identity, campaign, members and webhooks, with retries in one place.
 
-Callers get typed results (`bot.models`) or one of the `bot.patreon.errors` exceptions; they never see aiohttp.
+Callers get typed results (`bot.domain.models`) or one of the `bot.patreon.errors` exceptions; they never see aiohttp.
 The client keeps no tokens: whoever owns a token passes it in, and decides what a `PatreonAuthError` means
 (refresh once, or ask the user to link again). Tokens never reach a log line.
 """
@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from yarl import URL
 
-from bot.models import Campaign, Identity, MembershipSnapshot, MembersPage, TokenPair
+from bot.domain.models import Campaign, Identity, MembershipSnapshot, MembersPage, TokenPair
 from bot.patreon import jsonapi
 from bot.patreon.errors import (
     PatreonAuthError,

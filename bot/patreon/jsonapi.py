@@ -1,4 +1,4 @@
-"""Turn Patreon's JSON:API documents into `bot.models` dataclasses. Pure: no I/O, no clock.
+"""Turn Patreon's JSON:API documents into `bot.domain.models` dataclasses. Pure: no I/O, no clock.
 
 Patreon v2 only returns the attributes and relationships that were asked for, real captures disagree with the
 docs in small ways, and nulls turn up at every level. So every reader here is forgiving about *shape* (missing
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bot.models import (
+from bot.domain.models import (
     Campaign,
     Identity,
     MembershipSnapshot,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.models import PatronStatus
+from bot.domain.models import PatronStatus
 
 log = logging.getLogger(__name__)
 

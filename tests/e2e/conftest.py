@@ -1,6 +1,6 @@
 import pytest
 
-from tests.fakes.world import FakeWorld
+from fakes.world import FakeWorld
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
+from fakes.world import SEED
 from tests.e2e.polling import wait_for
-from tests.fakes.world import SEED
 
 MANAGE_ROLES = 1 << 28
 MOD_ROLE = 730000000000000010
@@ -267,7 +267,8 @@ async def test_check_lists_members_whose_roles_could_not_be_set(world):
 
 
 async def test_a_large_sync_is_handed_to_the_durable_queue(world, monkeypatch):
-    monkeypatch.setattr("bot.admin.INLINE_SYNC_LIMIT", 1)  # stands in for a server with thousands of changes
+    # stands in for a server with thousands of changes
+    monkeypatch.setattr("bot.guild_admin.service.INLINE_SYNC_LIMIT", 1)
     await world.link(SEED.alice)
     await world.link(SEED.bob)
     extra = 730000000000000020

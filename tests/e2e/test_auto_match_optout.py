@@ -3,9 +3,9 @@ or an admin links it on purpose."""
 
 import asyncio
 
+from fakes.world import SEED
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
-from tests.fakes.world import SEED
 
 
 async def auto_linked_bob(world):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fakes.world import SEED, FakeWorld, free_port, page_text
+from fakes.world import SEED, FakeWorld, free_port, page_text
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,8 +2,8 @@
 
 import asyncio
 
+from fakes.world import SEED
 from tests.e2e.polling import wait_for
-from tests.fakes.world import SEED
 
 
 async def test_a_bot_killed_with_jobs_pending_finishes_them_after_restart(world):

@@ -3,8 +3,8 @@
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from bot.store import patron_subject
+from fakes.world import PATREON_IDS, SEED, page_text
 from tests.e2e.polling import wait_for
-from tests.fakes.world import PATREON_IDS, SEED, page_text
 
 
 async def test_link_grants_the_tier_role_at_once_and_keeps_hand_given_roles(world):

@@ -6,11 +6,10 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from bot.campaign import CREATOR_REJECTED_FACT
-from bot.health import LAST_REFRESH
-from bot.store import patron_subject
+from bot.store import LAST_REFRESH, patron_subject
+from bot.sync.campaign import CREATOR_REJECTED_FACT
+from fakes.world import SEED
 from tests.e2e.polling import wait_for
-from tests.fakes.world import SEED
 
 TOKEN_PATH = "/api/oauth2/token"
 

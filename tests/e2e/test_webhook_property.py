@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.policy import decide_roles
-from bot.reconcile import plan_member_roles
-from tests.fakes.world import PATREON_IDS, SEED
+from bot.domain.policy import decide_roles
+from bot.sync.reconcile import plan_member_roles
+from fakes.world import PATREON_IDS, SEED
 
 MEMBERS = (SEED.alice, SEED.bob, SEED.carol, SEED.dave)
 HAND_GIVEN = {SEED.alice: {SEED.vip_role}}

@@ -3,9 +3,9 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from bot.health import WEBHOOK_LAST_SEEN
+from bot.store import WEBHOOK_LAST_SEEN
+from fakes.world import SEED
 from tests.e2e.polling import wait_for
-from tests.fakes.world import SEED
 
 
 async def test_a_pledge_webhook_grants_the_role_within_a_second(world):

@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from bot.campaign import CampaignService
-from bot.models import TokenPair
+from bot.domain.models import TokenPair
 from bot.patreon.client import PatreonClient
 from bot.store import CREATOR_SUBJECT, Store
-from tests.fakes.fake_patreon import FakePatreon
+from bot.sync.campaign import CampaignService
+from fakes.patreon import FakePatreon
 
 
 class Clock:

@@ -20,7 +20,7 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from tests.fakes.fake_discord import FakeDiscord, FakeGuild
+from fakes.discord import FakeDiscord, FakeGuild
 
 APP_ID = 900000000000000001
 TOKEN = "fake-bot-token"

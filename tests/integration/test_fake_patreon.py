@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from bot.patreon.jsonapi import parse_member_document, parse_members_page
-from tests.fakes.fake_patreon import FakePatreon
+from fakes.patreon import FakePatreon
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "patreon-samples"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"sample directory {SAMPLES} is absent")

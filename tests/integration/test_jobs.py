@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.channel_log import ChannelLog, pack_messages
-from bot.jobs import RoleJobs, TokenBucket
-from bot.models import GuildSettings
-from bot.reconcile import ReconcileService
+from bot.domain.models import GuildSettings
 from bot.store import Store
-from tests.fakes.memory_gateway import MemoryGateway
+from bot.sync.channel_log import ChannelLog, pack_messages
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_jobs import RoleJobs, TokenBucket
+from fakes.memory_gateway import MemoryGateway
 
 GUILD, ROLE, LOG = 1, 11, 21
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.models import PatronStatus
+from bot.domain.models import PatronStatus
 from bot.patreon import (
     PatreonAuthError,
     PatreonBadResponse,
@@ -21,7 +21,7 @@ from bot.patreon import (
     PatreonRequestError,
     PatreonUnavailable,
 )
-from tests.fakes.fake_patreon import FakePatreon
+from fakes.patreon import FakePatreon
 
 REDIRECT = "http://127.0.0.1:8080/patreon/callback"
 USER_AGENT = "patreon-role-sync-tests/1.0 (+https://example.test)"

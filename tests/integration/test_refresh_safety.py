@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.campaign import CREATOR_REJECTED_FACT
-from bot.health import LAST_REFRESH
-from bot.models import TokenPair
-from bot.reconcile import RoleChangeError
-from bot.store import patron_subject
-from tests.fakes.sync_harness import GUILD, SyncHarness
+from bot.domain.models import TokenPair
+from bot.store import LAST_REFRESH, patron_subject
+from bot.sync.campaign import CREATOR_REJECTED_FACT
+from bot.sync.reconcile import RoleChangeError
+from fakes.sync_harness import GUILD, SyncHarness
 
 GOLD, VIP = 630000000000000001, 630000000000000003
 ANN, BEN, CAT = 650000000000000001, 650000000000000002, 650000000000000003

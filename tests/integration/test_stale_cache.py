@@ -2,8 +2,8 @@
 
 import pytest
 
-from bot.reconcile import RoleChangeError
-from tests.fakes.sync_harness import GUILD, SyncHarness
+from bot.sync.reconcile import RoleChangeError
+from fakes.sync_harness import GUILD, SyncHarness
 
 GOLD = 630000000000000001
 DAN = 650000000000000009

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode, Tier, TokenPair
+from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode, Tier, TokenPair
 from bot.store import CREATOR_SUBJECT, Store, patron_subject
-from bot.store_schema import MIGRATIONS
+from bot.store.schema import MIGRATIONS
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

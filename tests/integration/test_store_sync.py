@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.models import MembershipSnapshot, PatronStatus, TokenPair
+from bot.domain.models import MembershipSnapshot, PatronStatus, TokenPair
 from bot.store import Store, patron_subject
-from bot.store_schema import MIGRATIONS
+from bot.store.schema import MIGRATIONS
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

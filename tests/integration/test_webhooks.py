@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.health import WEBHOOK_LAST_SEEN
-from bot.webhooks import MAX_BODY_BYTES, sign
-from tests.fakes.sync_harness import GUILD, SyncHarness
+from bot.store import WEBHOOK_LAST_SEEN
+from bot.web.webhook_receiver import MAX_BODY_BYTES, sign
+from fakes.sync_harness import GUILD, SyncHarness
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "patreon-samples"
 WEBHOOK_SAMPLES = sorted(path.name for path in SAMPLES.glob("webhook_*")) if SAMPLES.is_dir() else []

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import billing
-from bot.models import MembershipSnapshot, PatronStatus
+from bot.domain import billing
+from bot.domain.models import MembershipSnapshot, PatronStatus
 
 NOW = datetime(2026, 11, 15, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.models import PatronStatus
+from bot.domain.models import PatronStatus
 from bot.patreon.jsonapi import (
     JsonApiError,
     parse_api_errors,

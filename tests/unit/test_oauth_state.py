@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.oauth_state import STATE_LIFETIME, StateError, issue_state, verify_state
+from bot.accounts.oauth_state import STATE_LIFETIME, StateError, issue_state, verify_state
 
 KEY = b"test-signing-key"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.billing import DOCUMENTED_CHARGE_STATUSES
-from bot.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleDecision, RoleMode, Tier, TierRoleMap
-from bot.policy import decide_roles, managed_role_ids
+from bot.domain.billing import DOCUMENTED_CHARGE_STATUSES
+from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleDecision, RoleMode, Tier, TierRoleMap
+from bot.domain.policy import decide_roles, managed_role_ids
 
 # --- A small campaign: Free (0), Silver (5.00), Gold (10.00), and an unpublished Platinum (12.00). ---
 FREE, SILVER, GOLD, PLATINUM = "t0", "t5", "t10", "t12"

@@ -1,7 +1,7 @@
 """The minimal change: add what's missing, remove only what this bot granted, nothing during a hold."""
 
-from bot.models import RoleDecision
-from bot.role_plan import ledger_after, plan_roles
+from bot.domain.models import RoleDecision
+from bot.domain.role_plan import ledger_after, plan_roles
 
 
 def decision(desired, hold=False):

@@ -1,0 +1,259 @@
+"""Linking a Discord user to their Patreon account: start, OAuth callback, unlink.
+
+The callback stores nothing until the state is proven genuine, fresh and unused and Patreon has
+accepted the code; roles are granted in the same request so the patron sees them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from bot.accounts.oauth_state import StateError, issue_state, verify_state
+from bot.domain.models import MembershipSnapshot, PatreonUser, PatronStatus
+from bot.patreon.client import PatreonClient
+from bot.patreon.errors import PatreonAuthError, PatreonError
+from bot.store import Store, patron_subject
+from bot.sync.campaign import CampaignService, CampaignUnavailable
+from bot.sync.reconcile import ReconcileOutcome, ReconcileService
+
+log = logging.getLogger(__name__)
+
+#: `identity` alone: with it, /identity still includes the patron's membership of our own campaign.
+PATRON_SCOPES = ("identity",)
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """What the callback page shows."""
+
+    ok: bool
+    headline: str
+    detail: str
+    patreon_name: str | None = None
+    #: The Discord account that was linked: shown so that someone who followed a forwarded button notices.
+    discord_name: str | None = None
+    tier_titles: tuple[str, ...] = ()
+    roles_given: tuple[str, ...] = ()
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class UnlinkResult:
+    was_linked: bool
+    roles_removed: tuple[str, ...] = ()
+    #: Roles the bot gave but could not take back, each with the reason ("@Gold: above the bot's role").
+    roles_kept: tuple[str, ...] = ()
+    outcomes: list[ReconcileOutcome] = field(default_factory=list)
+
+    def describe(self) -> str:
+        removed = ", ".join(f"@{name}" for name in self.roles_removed) or "none"
+        text = f"Roles removed: {removed}."
+        if self.roles_kept:
+            text += f" Couldn't remove: {'; '.join(self.roles_kept)}. A server admin can fix that."
+        return text
+
+
+class LinkingService:
+    def __init__(
+        self,
+        signing_key: bytes,
+        client: PatreonClient,
+        store: Store,
+        campaign: CampaignService,
+        reconcile: ReconcileService,
+    ) -> None:
+        self._key = signing_key
+        self.client = client
+        self.store = store
+        self.campaign = campaign
+        self.reconcile = reconcile
+
+    def start_link(self, guild_id: int, discord_user_id: int) -> str:
+        """The Patreon authorize URL for this user, carrying a fresh signed state."""
+        token, _ = issue_state(self._key, guild_id, discord_user_id, self.reconcile.clock())
+        return self.client.authorize_url(token, PATRON_SCOPES)
+
+    async def complete_link(self, params: Mapping[str, str]) -> LinkResult:
+        state_token = params.get("state", "")
+        if not state_token:
+            return _failure("This link is missing its security token.", "Run /patreon link again in Discord.")
+        try:
+            state = verify_state(self._key, state_token, self.reconcile.clock())
+        except StateError as error:
+            return _failure("This link can't be used.", str(error))
+        if not await self.store.consume_state(state.nonce, state.expires_at):
+            return _failure("This link was already used.", "Each link works once. Run /patreon link again in Discord.")
+        if params.get("error"):
+            return _failure(
+                "You didn't allow access on Patreon.",
+                "Nothing was linked. If that was a mistake, run /patreon link again and press Allow.",
+                status=200,
+            )
+        code = params.get("code", "")
+        if not code:
+            return _failure("Patreon didn't send an authorisation code.", "Run /patreon link again in Discord.")
+        try:
+            tokens = await self.client.exchange_code(code)
+            identity = await self.client.get_identity(tokens.access_token)
+            campaign_id = await self.campaign.campaign_id()
+        except PatreonAuthError as error:
+            log.warning("link for user=%s failed at Patreon: %s", state.discord_user_id, error)
+            return _failure(
+                "Patreon did not accept this sign-in.", "The code may have expired. Run /patreon link again."
+            )
+        except (PatreonError, CampaignUnavailable) as error:
+            log.warning("link for user=%s failed: Patreon unavailable: %s", state.discord_user_id, error)
+            return _failure(
+                "Patreon isn't answering right now.",
+                "Nothing was changed. Please run /patreon link again in a few minutes.",
+                502,
+            )
+
+        refusal = await self._ownership_refusal(
+            identity.user.id, identity.user.social_discord_id, state.discord_user_id
+        )
+        if refusal is not None:
+            return refusal
+        membership = identity.membership_for(campaign_id)
+        previous = await self.store.get_link_by_discord(state.discord_user_id)
+        await self.store.save_tokens(patron_subject(identity.user.id), tokens)
+        await self.store.save_link(state.discord_user_id, identity.user.id, state.guild_id, "oauth")
+        if previous is not None and previous.patreon_user_id != identity.user.id:
+            await self.store.delete_tokens(patron_subject(previous.patreon_user_id))
+        if membership is not None:
+            await self.store.save_membership(_with_user(membership, identity.user.id, self.reconcile.clock()))
+        else:
+            await self.store.delete_membership(identity.user.id)
+        log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
+        is_new_link = previous is None or previous.patreon_user_id != identity.user.id
+        return await self._grant_after_link(
+            state.guild_id, state.discord_user_id, identity.user, membership, is_new_link
+        )
+
+    async def _ownership_refusal(
+        self, patreon_user_id: str, social_discord_id: int | None, discord_user_id: int
+    ) -> LinkResult | None:
+        """Refuse a sign-in that would hand someone else's Patreon to this Discord user.
+
+        The button can be forwarded: whoever signs in decides the Patreon side. An account already
+        linked to another Discord user, or one Patreon says belongs to another Discord user, is refused.
+        """
+        existing = await self.store.get_link_by_patreon(patreon_user_id)
+        if existing is not None and existing.discord_user_id != discord_user_id:
+            return _failure(
+                "This Patreon account is already linked to another Discord account.",
+                "Nothing was changed. If that account is yours, run /patreon unlink there first; otherwise ask a "
+                "server admin.",
+                409,
+            )
+        if social_discord_id is not None and social_discord_id != discord_user_id:
+            return _failure(
+                "This Patreon account is connected to a different Discord account.",
+                "Nothing was changed. Sign in to Patreon with your own account, or ask a server admin.",
+                409,
+            )
+        return None
+
+    async def _grant_after_link(
+        self,
+        guild_id: int,
+        discord_user_id: int,
+        user: PatreonUser,
+        membership: MembershipSnapshot | None,
+        is_new_link: bool,
+    ) -> LinkResult:
+        """The link is stored; a Discord hiccup now must not turn the page into a failure."""
+        tiers = await self.store.get_tiers()
+        tier_titles = tuple(
+            tiers[tier_id].title if tier_id in tiers else tier_id
+            for tier_id in (membership.entitled_tier_ids if membership else ())
+        )
+        try:
+            outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "linked")
+            await self.reconcile.log_event(
+                guild_id, f"<@{discord_user_id}> linked Patreon account {user.full_name or user.id}"
+            )
+            if is_new_link and membership is not None and membership.patron_status is PatronStatus.ACTIVE:
+                await self._welcome(guild_id, discord_user_id, tier_titles)
+        except Exception:
+            log.exception("link stored for discord=%s but the roles could not be applied yet", discord_user_id)
+            return LinkResult(
+                ok=True,
+                headline="Your Patreon account is linked.",
+                detail="Discord didn't answer just now; your roles will follow within a few minutes.",
+                patreon_name=user.full_name,
+                discord_name=self.reconcile.gateway.user_name(discord_user_id),
+                tier_titles=tier_titles,
+            )
+        problems = [why for outcome in outcomes for why in [*outcome.blocked.values(), outcome.error] if why]
+        roles_given = tuple(
+            self.reconcile.gateway.role_name(outcome.guild_id, role_id)
+            for outcome in outcomes
+            for role_id in sorted(outcome.added)
+        )
+        summary = outcomes[0].summary if outcomes else "You are not in the server any more."
+        detail = summary if membership else "You aren't a member of this creator's Patreon yet."
+        if problems:
+            detail += f" Some roles couldn't be given ({problems[0]}); the server's admins can see why."
+        return LinkResult(
+            ok=True,
+            headline="Your Patreon account is linked.",
+            detail=detail,
+            patreon_name=user.full_name,
+            discord_name=self.reconcile.gateway.user_name(discord_user_id),
+            tier_titles=tier_titles,
+            roles_given=roles_given,
+        )
+
+    async def unlink(self, discord_user_id: int) -> UnlinkResult:
+        """Forget the link and the tokens, then take back only the roles this bot granted.
+
+        The pair is also opted out of auto-match, or the next refresh would link it again from the patron's
+        Discord connection on Patreon; linking it explicitly again (OAuth, an admin) lifts the opt-out.
+        """
+        link = await self.store.delete_link(discord_user_id, opt_out_at=self.reconcile.clock())
+        if link is None:
+            return UnlinkResult(was_linked=False)
+        await self.store.delete_tokens(patron_subject(link.patreon_user_id))
+        outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "unlinked")
+        removed = tuple(
+            self.reconcile.gateway.role_name(outcome.guild_id, role_id)
+            for outcome in outcomes
+            for role_id in sorted(outcome.removed)
+        )
+        gateway = self.reconcile.gateway
+        kept = tuple(
+            f"@{gateway.role_name(outcome.guild_id, role_id)}: {why}"
+            for outcome in outcomes
+            for role_id, why in sorted(outcome.blocked.items())
+        ) + tuple(f"{outcome.error}" for outcome in outcomes if outcome.error)
+        if link.linked_in_guild_id is not None:
+            await self.reconcile.log_event(link.linked_in_guild_id, f"<@{discord_user_id}> unlinked their Patreon")
+        return UnlinkResult(was_linked=True, roles_removed=removed, roles_kept=kept, outcomes=outcomes)
+
+    async def _welcome(self, guild_id: int, discord_user_id: int, tier_titles: tuple[str, ...]) -> None:
+        """The optional public thank-you, off unless the server turned it on."""
+        settings = await self.store.get_settings(guild_id)
+        channel_id = settings.welcome_channel_id or settings.log_channel_id
+        if not settings.welcome_on_link or channel_id is None:
+            return
+        tier = f" as **{', '.join(tier_titles)}**" if tier_titles else ""
+        await self.reconcile.gateway.post_log(
+            channel_id, f"🎉 Welcome <@{discord_user_id}>, and thank you for supporting us on Patreon{tier}!"
+        )
+
+
+def _failure(headline: str, detail: str, status: int = 400) -> LinkResult:
+    return LinkResult(ok=False, headline=headline, detail=detail, status=status)
+
+
+def _with_user(membership: MembershipSnapshot, patreon_user_id: str, now: datetime) -> MembershipSnapshot:
+    """Identity memberships may omit the user relationship; we know whose it is."""
+    return replace(
+        membership,
+        patreon_user_id=membership.patreon_user_id or patreon_user_id,
+        observed_at=membership.observed_at or now,
+    )

@@ -1,0 +1,414 @@
+"""Which managed Discord roles one campaign member should hold in one guild: a pure function.
+
+`decide_roles` reads only its arguments (no I/O, no clock, no Discord). Its promises:
+
+* `desired` is a subset of `managed_role_ids(settings, tier_roles)`, and `reasons` has an entry for
+  every one of those roles, saying why it is or isn't desired.
+* `hold=True` means "remove nothing now" (decline grace, paid-through time, Patreon's billing-day
+  gap, a charge status we can't read). The engine may still add `desired`.
+* A member who never pledged (`patron_status` None) or is unknown is never on hold.
+* The result depends on values only, never on the order of `entitled_tier_ids` or of mappings.
+
+How a member stands (the first matching line wins):
+
+1. Not in the campaign (`membership is None`): nothing.
+2. Never pledged (`patron_status` None): the free-member role, plus the roles of listed tiers we
+   know are the Free tier (`amount_cents == 0`). Trial/gift flags and charge fields are ignored:
+   Patreon marks trials and gifts `active_patron`.
+3. `former_patron`: with `keep_until_paid_through`, roles are kept and held until `billing.paid_through`
+   (none after a refund or fraud); afterwards, or without that setting, the former-patron role.
+4. Last charge Refunded, Fraud or Refunded by Patreon on an active or declined patron: not paying.
+   No tier roles and no grace (the money went back); no former-patron role either (not cancelled).
+5. `declined_patron`, or `active_patron` whose last charge is Declined (the status lags the charge):
+   within `decline_grace_days` of `last_charge_date` (or with no date known) the roles are kept and
+   held; afterwards nothing. `decline_grace_days <= 0` switches the grace off, even with no date.
+   A declined patron is not a former one: no former-patron role.
+6. `active_patron`:
+   * charge Paid, Pending, Free Trial or none yet: the entitled tiers' roles (see `_entitlement`
+     for tiers inferred from the amount). A free trial (`is_free_trial`, or charge "Free Trial")
+     gets paid tiers' roles only with `trial_gets_tier_roles` (its listed Free tier always counts),
+     plus the free-trial role; a gift gets its tiers plus the gifted role.
+   * billing-day gap (no paid tier listed, entitled amount 0, charge Paid or Pending): hold, add no
+     tier role.
+   * any other charge (Deleted, Other, Partially Refunded, unknown text), or paying with no tier
+     listed and no tier catalogue to infer from: hold, grant what Patreon says is entitled (and,
+     in the no-catalogue case, keep the held tier roles too).
+7. Any other `patron_status` value: hold and add nothing.
+
+"Kept" means: the roles of the tiers the member is still entitled to, or, when that gives none
+(Patreon blanks the tiers), the tier roles this bot granted and the member still holds.
+
+`RoleMode.HIGHEST` keeps only the roles of the single highest-amount entitled tier that has roles
+(a tier missing from `tiers` ranks above the Free tier but below every priced one; ties go to the
+smaller tier id, compared as numbers when both are digits). `STACK` unites all entitled tiers'
+roles. The lifetime role is independent of all of the above: support >= `lifetime_threshold_cents`
+(no threshold: any support > 0). A role that is both a tier role and a special role is desired if
+either rule wants it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from bot.domain import billing
+from bot.domain.models import (
+    GuildSettings,
+    MembershipSnapshot,
+    PatronStatus,
+    RoleDecision,
+    RoleMode,
+    Tier,
+    TierRoleMap,
+)
+
+__all__ = ["decide_roles", "managed_role_ids"]
+
+
+class _Standing(Enum):
+    NOT_MEMBER = "not a member of the campaign"
+    FREE = "free member"
+    ACTIVE = "active patron"
+    BILLING_GAP = "billing-day gap"
+    UNSETTLED = "unsettled charge"
+    DECLINE_GRACE = "decline grace"
+    PAID_THROUGH = "paid-through period"
+    LAPSED = "not paying"
+    FORMER = "former patron"
+
+
+_SETTLED_ACTIVE_CHARGES = frozenset({None, billing.PAID, billing.PENDING, billing.FREE_TRIAL})
+
+
+@dataclass(frozen=True)
+class _Entitlement:
+    tier_ids: tuple[str, ...]
+    inferred: str | None = None
+    #: Paying, no tier listed, and no tier catalogue to infer one from.
+    unknowable: bool = False
+
+
+@dataclass
+class _Verdict:
+    standing: _Standing
+    hold: bool
+    summary: str
+    #: tier role → why it is desired.
+    granted: dict[int, str] = field(default_factory=dict)
+    #: tier role → why it is not desired, where more specific than "tier X not entitled".
+    denied: dict[int, str] = field(default_factory=dict)
+    #: Reason for every other undesired tier role; None means "tier X not entitled".
+    denial: str | None = None
+    #: Set only while Patreon calls the member active: these earn the free-trial / gifted roles.
+    trial: bool = False
+    gifted: bool = False
+
+
+def managed_role_ids(settings: GuildSettings, tier_roles: TierRoleMap) -> frozenset[int]:
+    """Every role this policy decides about: all tier roles and the guild's special roles."""
+    return tier_roles.managed_role_ids() | settings.special_role_ids()
+
+
+def decide_roles(
+    membership: MembershipSnapshot | None,
+    settings: GuildSettings,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    now: datetime,
+    held_managed_roles: frozenset[int] = frozenset(),
+) -> RoleDecision:
+    """The managed roles `membership` should hold in the guild of `settings` (rules: module docstring).
+
+    `tiers` is the campaign's tier catalogue by id (may be empty), `now` the decision time (naive is
+    read as UTC) and `held_managed_roles` the managed roles the member holds that this bot granted.
+    """
+    now = billing.as_utc(now)
+    held_tier_roles = frozenset(held_managed_roles) & tier_roles.managed_role_ids()
+    verdict = _judge(membership, settings, tier_roles, tiers, now, held_tier_roles)
+    special = _special_roles(membership, settings, verdict)
+    desired: set[int] = set()
+    reasons: dict[int, str] = {}
+    for role in sorted(managed_role_ids(settings, tier_roles)):
+        wants = [reason for wanted, reason in special.get(role, []) if wanted]
+        refusals = [reason for wanted, reason in special.get(role, []) if not wanted]
+        if role in verdict.granted:
+            wants.insert(0, verdict.granted[role])
+        elif role in tier_roles.managed_role_ids():
+            refusals.insert(0, _tier_denial(role, verdict, tier_roles, tiers))
+        if wants:
+            desired.add(role)
+        reasons[role] = "; ".join(wants or refusals)
+    return RoleDecision(frozenset(desired), verdict.hold, verdict.summary, reasons)
+
+
+def _judge(
+    membership: MembershipSnapshot | None,
+    settings: GuildSettings,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    now: datetime,
+    held: frozenset[int],
+) -> _Verdict:
+    if membership is None:
+        return _Verdict(_Standing.NOT_MEMBER, False, "Not a member of the campaign", denial="not a member")
+    status = membership.patron_status
+    charge = membership.last_charge_status
+    entitlement = _entitlement(membership, tiers)
+    mode = settings.role_mode
+    if status is None:
+        free_tiers = [t for t in entitlement.tier_ids if _known_free(t, tiers)]
+        granted, denied = _grant(free_tiers, None, tier_roles, tiers, mode)
+        return _Verdict(_Standing.FREE, False, "Free member (never pledged)", granted, denied)
+    if status == PatronStatus.FORMER:
+        return _judge_former(membership, settings, entitlement, tier_roles, tiers, now, held)
+    if charge in billing.NON_PAYING_CHARGES:
+        lapsed = f"last charge {charge}: not paying"
+        return _Verdict(_Standing.LAPSED, False, f"Last charge {charge}; treated as not paying", denial=lapsed)
+    if status == PatronStatus.DECLINED or (status == PatronStatus.ACTIVE and charge == billing.DECLINED):
+        return _judge_declined(membership, settings, entitlement, tier_roles, tiers, now, held)
+    if status != PatronStatus.ACTIVE:
+        verdict = _Verdict(_Standing.UNSETTLED, True, f"Unknown patron status {status!r}; roles kept")
+        return _kept(verdict, {}, {}, held)
+    return _judge_active(membership, settings, entitlement, tier_roles, tiers, held)
+
+
+def _judge_active(
+    membership: MembershipSnapshot,
+    settings: GuildSettings,
+    entitlement: _Entitlement,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    held: frozenset[int],
+) -> _Verdict:
+    charge = membership.last_charge_status
+    trial = membership.is_free_trial or charge == billing.FREE_TRIAL
+    gifted = membership.is_gifted
+    eligible = entitlement.tier_ids
+    if trial and not settings.trial_gets_tier_roles:
+        eligible = tuple(t for t in eligible if _known_free(t, tiers))
+    granted, denied = _grant(eligible, entitlement.inferred, tier_roles, tiers, settings.role_mode)
+    if trial and not settings.trial_gets_tier_roles:
+        for tier_id in entitlement.tier_ids:
+            for role in tier_roles.roles_by_tier.get(tier_id, frozenset()) - granted.keys():
+                denied.setdefault(role, "free trial: this server gives trials no tier roles")
+    listed_paid = any(not _known_free(t, tiers) for t in entitlement.tier_ids)
+    amount = membership.currently_entitled_amount_cents
+    if not listed_paid and amount <= 0 and charge in (billing.PAID, billing.PENDING):
+        when = _day(membership.last_charge_date)
+        summary = f"Billing day: Patreon shows no tier and no amount (last charge {charge}{when}); roles kept"
+        verdict = _Verdict(_Standing.BILLING_GAP, True, summary, trial=trial, gifted=gifted)
+        return _kept(verdict, {}, {}, held)
+    if charge not in _SETTLED_ACTIVE_CHARGES:
+        summary = f"Active patron, last charge {charge!r}; roles kept until Patreon settles it"
+        verdict = _Verdict(_Standing.UNSETTLED, True, summary, trial=trial, gifted=gifted)
+        return _kept(verdict, granted, denied, held)
+    if entitlement.unknowable:
+        summary = f"Active patron entitled to {_money(amount)} but no tier is known; roles kept"
+        verdict = _Verdict(_Standing.UNSETTLED, True, summary, trial=trial, gifted=gifted)
+        return _kept(verdict, granted, denied, held, also_held=True)
+    kind = "Free-trial patron" if trial else "Gifted patron" if gifted else "Active patron"
+    summary = f"{kind} of {_tier_list(entitlement.tier_ids, tiers)}"
+    if entitlement.inferred is not None:
+        summary += f" (tier inferred from {_money(amount)} entitled)"
+    elif charge == billing.PAID and membership.last_charge_date is not None:
+        summary += f" (paid {billing.as_utc(membership.last_charge_date):%Y-%m-%d})"
+    elif charge == billing.PENDING:
+        summary += " (payment pending)"
+    return _Verdict(_Standing.ACTIVE, False, summary, granted, denied, trial=trial, gifted=gifted)
+
+
+def _judge_declined(
+    membership: MembershipSnapshot,
+    settings: GuildSettings,
+    entitlement: _Entitlement,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    now: datetime,
+    held: frozenset[int],
+) -> _Verdict:
+    days = settings.decline_grace_days
+    declined = f"Payment declined{_day(membership.last_charge_date)}"
+    ends = billing.decline_grace_ends(membership, days)
+    if days <= 0:
+        return _Verdict(_Standing.LAPSED, False, f"{declined}; no grace period set", denial="payment declined")
+    if ends is not None and now >= ends:
+        over = f"payment declined; grace ended{_day(ends)}"
+        return _Verdict(_Standing.LAPSED, False, f"{declined}; grace ended{_day(ends)}", denial=over)
+    until = f"until {ends:%Y-%m-%d}" if ends is not None else "while no charge date is known"
+    summary = f"{declined}; roles kept {until} ({days}-day grace)"
+    granted, denied = _grant(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, settings.role_mode)
+    return _kept(_Verdict(_Standing.DECLINE_GRACE, True, summary), granted, denied, held)
+
+
+def _judge_former(
+    membership: MembershipSnapshot,
+    settings: GuildSettings,
+    entitlement: _Entitlement,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    now: datetime,
+    held: frozenset[int],
+) -> _Verdict:
+    through = billing.paid_through(membership, now)
+    if settings.keep_until_paid_through and through is not None and now < through:
+        summary = f"Pledge cancelled; roles kept until {through:%Y-%m-%d} (paid through)"
+        granted, denied = _grant(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, settings.role_mode)
+        return _kept(_Verdict(_Standing.PAID_THROUGH, True, summary), granted, denied, held)
+    ended = f"; paid period ended{_day(through)}" if through is not None and now >= through else ""
+    return _Verdict(_Standing.FORMER, False, f"Former patron{ended}", denial=f"former patron{ended}")
+
+
+def _kept(
+    verdict: _Verdict,
+    granted: dict[int, str],
+    denied: dict[int, str],
+    held: frozenset[int],
+    also_held: bool = False,
+) -> _Verdict:
+    """Fill a held verdict: the entitled tiers' roles, or else (or also) the tier roles the member holds."""
+    label = verdict.standing.value
+    verdict.granted = {role: f"{reason}; kept during {label}" for role, reason in granted.items()}
+    verdict.denied = denied
+    if also_held or not granted:
+        for role in sorted(held - granted.keys()):
+            verdict.granted[role] = f"held; kept during {label}"
+            verdict.denied.pop(role, None)
+        verdict.denial = f"not held; nothing is added during {label}"
+    return verdict
+
+
+def _entitlement(membership: MembershipSnapshot, tiers: Mapping[str, Tier]) -> _Entitlement:
+    """The tiers `membership` is entitled to, repairing Patreon's blank-tier gap.
+
+    Patreon's `currently_entitled_tiers` is trusted when it lists a paid tier (or one missing from the
+    catalogue). When it lists none, or was absent (`tiers_known` False), but the member pays (status
+    active, or last charge Paid) and `currently_entitled_amount_cents > 0`, the tier is inferred: the
+    highest-amount tier with 0 < amount <= the entitled amount that is not known to be unpublished
+    (ties: smaller id). Free tiers that were listed stay. With no catalogue at all the entitlement is
+    `unknowable`; with a catalogue but no tier that cheap, the member simply has no paid tier.
+    """
+    listed = tuple(dict.fromkeys(membership.entitled_tier_ids)) if membership.tiers_known else ()
+    amount = membership.currently_entitled_amount_cents
+    paying = membership.patron_status == PatronStatus.ACTIVE or membership.last_charge_status == billing.PAID
+    if any(not _known_free(t, tiers) for t in listed) or not paying or amount <= 0:
+        return _Entitlement(listed)
+    candidates = [
+        tier_id for tier_id, tier in tiers.items() if 0 < tier.amount_cents <= amount and tier.published is not False
+    ]
+    if not candidates:
+        return _Entitlement(listed, unknowable=not tiers)
+    inferred = min(candidates, key=lambda t: _rank_key(t, tiers))
+    return _Entitlement((*listed, inferred), inferred=inferred)
+
+
+def _grant(
+    tier_ids: Iterable[str],
+    inferred: str | None,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    mode: RoleMode,
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Roles earned by `tier_ids` under `mode`, with reasons; and the roles HIGHEST mode passed over."""
+    mapped = sorted((t for t in set(tier_ids) if tier_roles.roles_by_tier.get(t)), key=lambda t: _rank_key(t, tiers))
+    chosen = mapped[:1] if mode == RoleMode.HIGHEST else mapped
+    granted: dict[int, str] = {}
+    for tier_id in chosen:
+        how = "inferred from the entitled amount (Patreon listed no tier)" if tier_id == inferred else "is entitled"
+        for role in sorted(tier_roles.roles_by_tier[tier_id]):
+            granted.setdefault(role, f"tier {_tier_name(tier_id, tiers)} {how}")
+    denied: dict[int, str] = {}
+    for tier_id in mapped[len(chosen) :]:
+        outranks = f"highest-only: {_tier_name(mapped[0], tiers)} outranks {_tier_name(tier_id, tiers)}"
+        for role in sorted(tier_roles.roles_by_tier[tier_id] - granted.keys()):
+            denied.setdefault(role, outranks)
+    return granted, denied
+
+
+def _tier_denial(role: int, verdict: _Verdict, tier_roles: TierRoleMap, tiers: Mapping[str, Tier]) -> str:
+    if role in verdict.denied:
+        return verdict.denied[role]
+    if verdict.denial is not None:
+        return verdict.denial
+    owners = [t for t, roles in tier_roles.roles_by_tier.items() if role in roles]
+    return f"tier {_tier_list(owners, tiers, keep_free=True)} not entitled"
+
+
+def _special_roles(
+    membership: MembershipSnapshot | None, settings: GuildSettings, verdict: _Verdict
+) -> dict[int, list[tuple[bool, str]]]:
+    """Each special role's (wanted, reason) entries; one role id may fill several slots."""
+    standing = verdict.standing
+    entries: dict[int, list[tuple[bool, str]]] = {}
+
+    def rule(role_id: int | None, wanted: bool, yes: str, no: str) -> None:
+        if role_id is not None:
+            entries.setdefault(role_id, []).append((wanted, yes if wanted else no))
+
+    what = standing.value
+    rule(
+        settings.free_member_role_id,
+        standing is _Standing.FREE,
+        "free-member role: never pledged",
+        f"free-member role: not a free member ({what})",
+    )
+    rule(
+        settings.free_trial_role_id,
+        verdict.trial,
+        "free-trial role: on a free trial",
+        "free-trial role: not on an active free trial",
+    )
+    rule(settings.gifted_role_id, verdict.gifted, "gifted role: gifted membership", "gifted role: no active gift")
+    rule(
+        settings.former_patron_role_id,
+        standing is _Standing.FORMER,
+        "former-patron role: pledge ended",
+        f"former-patron role: not a former patron ({what})",
+    )
+    threshold = settings.lifetime_threshold_cents if settings.lifetime_threshold_cents is not None else 1
+    support = membership.campaign_lifetime_support_cents if membership is not None else 0
+    rule(
+        settings.lifetime_role_id,
+        membership is not None and support >= threshold,
+        f"lifetime role: {_money(support)} lifetime support >= {_money(threshold)}",
+        f"lifetime role: {_money(support)} lifetime support < {_money(threshold)}"
+        if membership is not None
+        else "lifetime role: not a member of the campaign",
+    )
+    return entries
+
+
+def _rank_key(tier_id: str, tiers: Mapping[str, Tier]) -> tuple[int, int, tuple[int, int, str]]:
+    """Sort key, best first: higher amount, then unknown above Free, then smaller id (numeric if digits)."""
+    tier = tiers.get(tier_id)
+    amount = tier.amount_cents if tier is not None else 0
+    known_free = tier is not None and tier.amount_cents <= 0
+    numeric = tier_id.isascii() and tier_id.isdigit()
+    return (-amount, 1 if known_free else 0, (0, int(tier_id), tier_id) if numeric else (1, 0, tier_id))
+
+
+def _known_free(tier_id: str, tiers: Mapping[str, Tier]) -> bool:
+    tier = tiers.get(tier_id)
+    return tier is not None and tier.amount_cents <= 0
+
+
+def _tier_name(tier_id: str, tiers: Mapping[str, Tier]) -> str:
+    tier = tiers.get(tier_id)
+    return tier.title if tier is not None and tier.title else tier_id
+
+
+def _tier_list(tier_ids: Iterable[str], tiers: Mapping[str, Tier], keep_free: bool = False) -> str:
+    """Tier names best first; the Free tier is left out when a paid one is named (unless keep_free)."""
+    ordered = sorted(set(tier_ids), key=lambda t: _rank_key(t, tiers))
+    shown = ordered if keep_free else [t for t in ordered if not _known_free(t, tiers)] or ordered
+    return ", ".join(_tier_name(t, tiers) for t in shown) or "no tier"
+
+
+def _day(moment: datetime | None) -> str:
+    return f" on {billing.as_utc(moment):%Y-%m-%d}" if moment is not None else ""
+
+
+def _money(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"

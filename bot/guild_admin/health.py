@@ -1,0 +1,76 @@
+"""`/patreon-admin check`: everything that would stop roles from flowing, in one list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bot.domain.models import GuildSettings, Tier, TierRoleMap
+from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
+from bot.sync.reconcile import RoleGateway
+
+
+@dataclass(frozen=True)
+class HealthLine:
+    ok: bool
+    text: str
+
+    def render(self) -> str:
+        return f"{'✅' if self.ok else '⚠️'} {self.text}"
+
+
+def health_report(
+    guild_id: int,
+    gateway: RoleGateway,
+    settings: GuildSettings,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    facts: Mapping[str, object],
+    failed_jobs: Sequence[tuple[int, str | None]] = (),
+    queued_jobs: int = 0,
+) -> list[HealthLine]:
+    """`failed_jobs`: (Discord user id, last error) of members whose roles could not be put right."""
+    lines: list[HealthLine] = []
+    problem = gateway.missing_permissions(guild_id)
+    lines.append(HealthLine(problem is None, problem or "The bot has Manage Roles."))
+
+    roles = tier_roles.managed_role_ids() | settings.special_role_ids()
+    refused = gateway.unassignable_roles(guild_id, frozenset(roles)) if problem is None else {}
+    for role_id, why in sorted(refused.items()):
+        lines.append(HealthLine(False, f"Role {role_id} (@{gateway.role_name(guild_id, role_id)}): {why}."))
+    if roles and not refused and problem is None:
+        lines.append(HealthLine(True, f"All {len(roles)} managed role(s) exist and sit below the bot's role."))
+
+    unknown = sorted(set(tier_roles.roles_by_tier) - set(tiers)) if tiers else []
+    for tier_id in unknown:
+        lines.append(HealthLine(False, f"Tier {tier_id} is mapped but isn't in the campaign any more."))
+    unmapped = [tier.title or tier.id for tier in tiers.values() if tier.id not in tier_roles.roles_by_tier]
+    if unmapped:
+        lines.append(HealthLine(False, f"Tiers without a role: {', '.join(unmapped)}."))
+    elif tiers:
+        lines.append(HealthLine(True, "Every tier has a role."))
+    if not tiers:
+        lines.append(HealthLine(False, "The campaign's tiers couldn't be loaded from Patreon yet."))
+
+    seen = facts.get(WEBHOOK_LAST_SEEN)
+    lines.append(
+        HealthLine(True, f"Last Patreon webhook: {seen}.")
+        if seen
+        else HealthLine(False, "No Patreon webhook received yet; check the webhook URL and secret.")
+    )
+    refresh = facts.get(LAST_REFRESH)
+    if isinstance(refresh, dict):
+        lines.append(HealthLine(bool(refresh.get("ok")), f"Last refresh {refresh.get('at')}: {refresh.get('detail')}."))
+    else:
+        lines.append(HealthLine(False, "No full refresh has run yet."))
+    if failed_jobs:
+        shown = "; ".join(f"<@{user_id}>: {error or 'unknown error'}" for user_id, error in failed_jobs[:5])
+        more = f" and {len(failed_jobs) - 5} more" if len(failed_jobs) > 5 else ""
+        lines.append(HealthLine(False, f"{len(failed_jobs)} member(s) whose roles couldn't be set: {shown}{more}."))
+    else:
+        lines.append(HealthLine(True, "No member is stuck with roles the bot couldn't set."))
+    if queued_jobs:
+        lines.append(HealthLine(True, f"{queued_jobs} role change(s) queued, applied at Discord's pace."))
+    if settings.log_channel_id is None:
+        lines.append(HealthLine(True, "No log channel set (optional: `/patreon-admin settings log_channel:`)."))
+    return lines

@@ -1,0 +1,5 @@
+"""The one store: SQLite behind the `Store` facade, migrations by version, the durable queues and bulk writes."""
+
+from bot.store.facade import CREATOR_SUBJECT, LAST_REFRESH, WEBHOOK_LAST_SEEN, Link, Store, patron_subject
+
+__all__ = ["CREATOR_SUBJECT", "LAST_REFRESH", "WEBHOOK_LAST_SEEN", "Link", "Store", "patron_subject"]

@@ -1,0 +1,57 @@
+"""JSON round-trips for the dataclasses the store keeps as documents (snapshots and guild settings)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode
+
+_SNAPSHOT_DATES = ("last_charge_date", "next_charge_date", "pledge_relationship_start", "observed_at")
+#: `observed_at` is kept in its own column, so that an unchanged member encodes to the same text at every refresh.
+_SNAPSHOT_FIELDS = tuple(field.name for field in dataclasses.fields(MembershipSnapshot) if field.name != "observed_at")
+
+
+def encode_snapshot(snapshot: MembershipSnapshot) -> str:
+    """What Patreon said, without when: equal text means an unchanged member (the refresh skips rewriting it)."""
+    # A shallow copy: every field is immutable, and `dataclasses.asdict` (a deep copy) costs a full refresh seconds.
+    data = {name: getattr(snapshot, name) for name in _SNAPSHOT_FIELDS}
+    for name in _SNAPSHOT_DATES:
+        if data.get(name) is not None:
+            data[name] = data[name].isoformat()
+    data["entitled_tier_ids"] = list(snapshot.entitled_tier_ids)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode_snapshot(text: str, observed_at: datetime | None = None) -> MembershipSnapshot:
+    """`observed_at` comes from its column; rows written before it moved there carry it in the text."""
+    data: dict[str, Any] = json.loads(text)
+    if observed_at is not None and data.get("observed_at") is None:
+        data["observed_at"] = observed_at.isoformat()
+    known = {field.name for field in dataclasses.fields(MembershipSnapshot)}
+    data = {key: value for key, value in data.items() if key in known}
+    for name in _SNAPSHOT_DATES:
+        if data.get(name) is not None:
+            data[name] = datetime.fromisoformat(data[name])
+    if data.get("patron_status") is not None:
+        data["patron_status"] = PatronStatus(data["patron_status"])
+    data["entitled_tier_ids"] = tuple(data.get("entitled_tier_ids") or ())
+    return MembershipSnapshot(**data)
+
+
+def encode_settings(settings: GuildSettings) -> str:
+    data = dataclasses.asdict(settings)
+    data.pop("guild_id")
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode_settings(guild_id: int, text: str) -> GuildSettings:
+    """Unknown keys (from a newer version) are dropped; missing ones take today's defaults."""
+    data: dict[str, Any] = json.loads(text)
+    known = {field.name for field in dataclasses.fields(GuildSettings)} - {"guild_id"}
+    data = {key: value for key, value in data.items() if key in known}
+    if "role_mode" in data:
+        data["role_mode"] = RoleMode(data["role_mode"])
+    return GuildSettings(guild_id=guild_id, **data)

@@ -1,0 +1,347 @@
+"""The one store: a SQLite file (WAL) behind aiosqlite, keyed so many guilds share one campaign."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap, TokenPair
+from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore
+from bot.store.codec import decode_settings, decode_snapshot, encode_settings, encode_snapshot
+from bot.store.queues import QueueStore, iso_utc
+from bot.store.schema import MIGRATIONS
+
+CREATOR_SUBJECT = "creator"
+#: Facts (`set_fact`) that `/patreon-admin check` reads: when a webhook last arrived, how the last refresh went.
+WEBHOOK_LAST_SEEN = "webhook_last_seen"
+LAST_REFRESH = "last_refresh"
+
+
+def patron_subject(patreon_user_id: str) -> str:
+    return f"patron:{patreon_user_id}"
+
+
+@dataclass(frozen=True)
+class Link:
+    discord_user_id: int
+    patreon_user_id: str
+    linked_in_guild_id: int | None
+    source: str
+    linked_at: datetime
+
+
+class Store(QueueStore, BulkStore):
+    """All persistence goes through here; methods commit before they return.
+
+    The durable queues (`QueueStore`) and the refresh's bulk reads and writes (`BulkStore`) live in their own
+    modules but share this one connection.
+    """
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Store:
+        # aiosqlite logs every statement with its parameters at DEBUG, tokens included: never let it.
+        logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger("aiosqlite").level))
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        db.row_factory = aiosqlite.Row
+        store = cls(db)
+        await store._run("PRAGMA journal_mode=WAL")
+        await store._run("PRAGMA synchronous=NORMAL")
+        await store._run("PRAGMA busy_timeout=5000")
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        current = await self.schema_version()
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            await self._run_script(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+
+    # -- links -------------------------------------------------------------------------------------
+
+    async def save_link(
+        self, discord_user_id: int, patreon_user_id: str, guild_id: int | None, source: str
+    ) -> Link | None:
+        """Link the two accounts; return the link this replaced for another Discord user, if any.
+
+        This is the explicit path (OAuth, an admin): it also lifts an auto-match opt-out for this pair, in the
+        same commit. Auto-match itself inserts through `add_auto_links`, which respects opt-outs.
+        """
+        previous = await self.get_link_by_patreon(patreon_user_id)
+        await self._run("DELETE FROM links WHERE patreon_user_id = ?", (patreon_user_id,))
+        await self._run(
+            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?)",
+            (discord_user_id, patreon_user_id, guild_id, source, _now()),
+        )
+        await self._run(
+            "DELETE FROM auto_match_optouts WHERE discord_user_id = ? AND patreon_user_id = ?",
+            (discord_user_id, patreon_user_id),
+        )
+        await self._db.commit()
+        if previous is not None and previous.discord_user_id != discord_user_id:
+            return previous
+        return None
+
+    async def get_link_by_discord(self, discord_user_id: int) -> Link | None:
+        return await self._one_link("discord_user_id = ?", discord_user_id)
+
+    async def get_link_by_patreon(self, patreon_user_id: str) -> Link | None:
+        return await self._one_link("patreon_user_id = ?", patreon_user_id)
+
+    async def delete_link(self, discord_user_id: int, *, opt_out_at: datetime | None = None) -> Link | None:
+        """Remove the link; with `opt_out_at` (an unlink), also record in the same commit that auto-match must
+        not link this pair again (`auto_match_optouts`)."""
+        link = await self.get_link_by_discord(discord_user_id)
+        if link is not None:
+            await self._run("DELETE FROM links WHERE discord_user_id = ?", (discord_user_id,))
+            if opt_out_at is not None:
+                await self._run(
+                    "INSERT OR REPLACE INTO auto_match_optouts VALUES (?, ?, ?)",
+                    (discord_user_id, link.patreon_user_id, _iso(opt_out_at)),
+                )
+            await self._db.commit()
+        return link
+
+    async def auto_match_optouts(self) -> set[tuple[int, str]]:
+        """Every (Discord user id, Patreon user id) pair auto-match must skip (a few rows: one per unlink)."""
+        async with self._db.execute("SELECT discord_user_id, patreon_user_id FROM auto_match_optouts") as cursor:
+            return {(int(row[0]), row[1]) async for row in cursor}
+
+    async def all_links(self) -> list[Link]:
+        async with self._db.execute("SELECT * FROM links ORDER BY discord_user_id") as cursor:
+            return [_link(row) async for row in cursor]
+
+    async def _one_link(self, where: str, value: object) -> Link | None:
+        async with self._db.execute(f"SELECT * FROM links WHERE {where}", (value,)) as cursor:
+            row = await cursor.fetchone()
+        return _link(row) if row else None
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    async def save_tokens(self, subject: str, tokens: TokenPair) -> None:
+        await self._run(
+            "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                subject,
+                tokens.access_token,
+                tokens.refresh_token,
+                tokens.expires_at.isoformat(),
+                " ".join(tokens.scope),
+                _now(),
+            ),
+        )
+        await self._db.commit()
+
+    async def get_tokens(self, subject: str) -> TokenPair | None:
+        async with self._db.execute("SELECT * FROM tokens WHERE subject = ?", (subject,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return TokenPair(
+            access_token=row["access_token"],
+            refresh_token=row["refresh_token"],
+            expires_at=datetime.fromisoformat(row["expires_at"]),
+            scope=tuple(row["scope"].split()),
+        )
+
+    async def delete_tokens(self, subject: str) -> None:
+        await self._run("DELETE FROM tokens WHERE subject = ?", (subject,))
+        await self._db.commit()
+
+    # -- membership snapshots ----------------------------------------------------------------------
+
+    async def save_membership(self, snapshot: MembershipSnapshot) -> bool:
+        """Store the snapshot unless a newer one is already stored; say whether it was stored.
+
+        This is what keeps an old webhook, arriving late, from rolling state back.
+        """
+        if snapshot.patreon_user_id is None:
+            raise ValueError("a membership without a Patreon user id cannot be stored")
+        observed = snapshot.observed_at or datetime.now(UTC)
+        result = await self._run(
+            UPSERT_MEMBERSHIP,
+            (
+                snapshot.patreon_user_id,
+                snapshot.member_id,
+                snapshot.campaign_id,
+                snapshot.social_discord_id,
+                encode_snapshot(snapshot),
+                _iso(observed),
+            ),
+        )
+        await self._db.commit()
+        return result.rowcount > 0
+
+    async def get_membership(self, patreon_user_id: str) -> MembershipSnapshot | None:
+        async with self._db.execute(
+            "SELECT snapshot, observed_at FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return decode_snapshot(row["snapshot"], datetime.fromisoformat(row["observed_at"])) if row else None
+
+    async def delete_membership(self, patreon_user_id: str) -> None:
+        await self._run("DELETE FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,))
+        await self._db.commit()
+
+    # -- guild settings and tier maps --------------------------------------------------------------
+
+    async def get_settings(self, guild_id: int) -> GuildSettings:
+        async with self._db.execute("SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)) as cursor:
+            row = await cursor.fetchone()
+        return decode_settings(guild_id, row["settings"]) if row else GuildSettings(guild_id=guild_id)
+
+    async def save_settings(self, settings: GuildSettings) -> None:
+        await self._run(
+            "INSERT OR REPLACE INTO guild_settings VALUES (?, ?, ?)",
+            (settings.guild_id, encode_settings(settings), _now()),
+        )
+        await self._db.commit()
+
+    async def map_tier_role(self, guild_id: int, tier_id: str, role_id: int) -> bool:
+        result = await self._run("INSERT OR IGNORE INTO tier_roles VALUES (?, ?, ?)", (guild_id, tier_id, role_id))
+        await self._db.commit()
+        return result.rowcount > 0
+
+    async def unmap_tier_role(self, guild_id: int, tier_id: str, role_id: int | None = None) -> int:
+        """Remove one mapping, or all of a tier's when `role_id` is None; return how many went."""
+        if role_id is None:
+            result = await self._run("DELETE FROM tier_roles WHERE guild_id = ? AND tier_id = ?", (guild_id, tier_id))
+        else:
+            result = await self._run(
+                "DELETE FROM tier_roles WHERE guild_id = ? AND tier_id = ? AND role_id = ?",
+                (guild_id, tier_id, role_id),
+            )
+        await self._db.commit()
+        return result.rowcount
+
+    async def get_tier_roles(self, guild_id: int) -> TierRoleMap:
+        roles: dict[str, set[int]] = {}
+        async with self._db.execute(
+            "SELECT tier_id, role_id FROM tier_roles WHERE guild_id = ?", (guild_id,)
+        ) as cursor:
+            async for row in cursor:
+                roles.setdefault(row["tier_id"], set()).add(int(row["role_id"]))
+        return TierRoleMap({tier: frozenset(ids) for tier, ids in roles.items()})
+
+    async def configured_guild_ids(self) -> list[int]:
+        async with self._db.execute(
+            "SELECT guild_id FROM tier_roles UNION SELECT guild_id FROM guild_settings ORDER BY 1"
+        ) as cursor:
+            return [int(row[0]) async for row in cursor]
+
+    # -- the ledger of roles this bot granted --------------------------------------------------------
+
+    async def record_grants(self, guild_id: int, discord_user_id: int, role_ids: Iterable[int], reason: str) -> None:
+        now = _now()
+        await self._run_many(
+            # A re-grant restarts the clock: `_settled_forgets` trusts the cache only for grants older than a minute.
+            "INSERT INTO role_grants VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, discord_user_id, role_id)"
+            " DO UPDATE SET granted_at = excluded.granted_at, reason = excluded.reason",
+            [(guild_id, discord_user_id, role_id, now, reason) for role_id in role_ids],
+        )
+        await self._db.commit()
+
+    async def forget_grants(self, guild_id: int, discord_user_id: int, role_ids: Iterable[int]) -> None:
+        await self._run_many(
+            "DELETE FROM role_grants WHERE guild_id = ? AND discord_user_id = ? AND role_id = ?",
+            [(guild_id, discord_user_id, role_id) for role_id in role_ids],
+        )
+        await self._db.commit()
+
+    async def granted_roles(self, guild_id: int, discord_user_id: int) -> frozenset[int]:
+        async with self._db.execute(
+            "SELECT role_id FROM role_grants WHERE guild_id = ? AND discord_user_id = ?",
+            (guild_id, discord_user_id),
+        ) as cursor:
+            return frozenset([int(row[0]) async for row in cursor])
+
+    async def grant_times(self, guild_id: int, discord_user_id: int) -> dict[int, datetime]:
+        """When each of this member's grants was recorded (UTC)."""
+        async with self._db.execute(
+            "SELECT role_id, granted_at FROM role_grants WHERE guild_id = ? AND discord_user_id = ?",
+            (guild_id, discord_user_id),
+        ) as cursor:
+            return {int(row[0]): datetime.fromisoformat(row[1]) async for row in cursor}
+
+    async def users_with_grants(self, guild_id: int) -> list[int]:
+        async with self._db.execute(
+            "SELECT DISTINCT discord_user_id FROM role_grants WHERE guild_id = ? ORDER BY 1", (guild_id,)
+        ) as cursor:
+            return [int(row[0]) async for row in cursor]
+
+    # -- OAuth states, campaign tiers, service facts --------------------------------------------------
+
+    async def consume_state(self, nonce: str, expires_at: datetime) -> bool:
+        """Mark a state used; False when it had been used before (a replay)."""
+        await self._run("DELETE FROM used_states WHERE expires_at < ?", (_now(),))
+        result = await self._run("INSERT OR IGNORE INTO used_states VALUES (?, ?)", (nonce, _iso(expires_at)))
+        await self._db.commit()
+        return result.rowcount > 0
+
+    async def save_tiers(self, campaign_id: str, tiers: Iterable[Tier]) -> None:
+        await self._run("DELETE FROM campaign_tiers")
+        await self._run_many(
+            "INSERT INTO campaign_tiers VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (tier.id, campaign_id, tier.title, tier.amount_cents, tier.patron_count, tier.published)
+                for tier in tiers
+            ],
+        )
+        await self._db.commit()
+
+    async def get_tiers(self) -> dict[str, Tier]:
+        async with self._db.execute("SELECT * FROM campaign_tiers ORDER BY amount_cents, tier_id") as cursor:
+            return {
+                row["tier_id"]: Tier(
+                    id=row["tier_id"],
+                    title=row["title"],
+                    amount_cents=int(row["amount_cents"]),
+                    patron_count=row["patron_count"],
+                    published=None if row["published"] is None else bool(row["published"]),
+                )
+                async for row in cursor
+            }
+
+    async def set_fact(self, key: str, value: object) -> None:
+        await self._run("INSERT OR REPLACE INTO service_state VALUES (?, ?)", (key, json.dumps(value)))
+        await self._db.commit()
+
+    async def get_fact(self, key: str) -> object | None:
+        async with self._db.execute("SELECT value FROM service_state WHERE key = ?", (key,)) as cursor:
+            row = await cursor.fetchone()
+        return json.loads(row[0]) if row else None
+
+
+def _link(row: aiosqlite.Row) -> Link:
+    return Link(
+        discord_user_id=int(row["discord_user_id"]),
+        patreon_user_id=row["patreon_user_id"],
+        linked_in_guild_id=row["linked_in_guild_id"],
+        source=row["source"],
+        linked_at=datetime.fromisoformat(row["linked_at"]),
+    )
+
+
+_iso = iso_utc
+
+
+def _now() -> str:
+    return _iso(datetime.now(UTC))

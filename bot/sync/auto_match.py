@@ -1,0 +1,104 @@
+"""Auto-match: link patrons who connected Discord on Patreon, in servers whose admin turned it on.
+
+Patreon reports `social_connections.discord.user_id` for such patrons. A match is made only when neither the
+Discord user nor the Patreon user is linked yet, so an OAuth or admin link is never overridden, and only for a
+Discord user who is a member of a server with `auto_match_discord` enabled. A pair whose link was removed on
+purpose (`/patreon unlink`, an admin's unlink-user) is never matched again: the unlink records an opt-out that
+only an explicit OAuth or admin link of that pair lifts. A member lookup Discord fails (5xx) skips that guild
+for now; the next refresh or webhook tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from bot.domain.models import MembershipSnapshot
+from bot.sync.reconcile import ReconcileService, RoleChangeError
+
+log = logging.getLogger(__name__)
+
+AUTO_SOURCE = "auto"
+#: Up to this many snapshots (a webhook), links are looked up one by one instead of loading them all.
+FEW = 20
+
+
+async def auto_match(reconcile: ReconcileService, snapshots: Iterable[MembershipSnapshot]) -> list[tuple[int, str]]:
+    """Link what can be linked; return the new (discord id, patreon id) pairs."""
+    store, gateway = reconcile.store, reconcile.gateway
+    guilds = [guild_id for guild_id in gateway.guild_ids() if (await store.get_settings(guild_id)).auto_match_discord]
+    if not guilds:
+        return []
+    candidates = [s for s in snapshots if s.social_discord_id is not None and s.patreon_user_id is not None]
+    if not candidates:
+        return []
+    links, linked_patreon = await _known_links(reconcile, candidates)
+    opted_out = await store.auto_match_optouts()
+    rows: list[tuple[int, str, int | None, str]] = []
+    for snapshot in candidates:
+        discord_id, patreon_id = snapshot.social_discord_id, snapshot.patreon_user_id
+        if discord_id is None or patreon_id is None or discord_id in links or patreon_id in linked_patreon:
+            continue
+        if (discord_id, patreon_id) in opted_out:
+            continue
+        guild_id = await _guild_with_member(reconcile, guilds, discord_id)
+        if guild_id is None:
+            continue
+        rows.append((discord_id, patreon_id, guild_id, AUTO_SOURCE))
+        links[discord_id] = patreon_id
+        linked_patreon.add(patreon_id)
+    if not rows:
+        return []
+    await store.add_auto_links(rows, reconcile.clock())
+    # INSERT OR IGNORE: a link made (or an unlink recorded) meanwhile by OAuth or an admin wins; read back which
+    # of ours went in.
+    stored = await store.link_map() if len(rows) > FEW else {}
+    made: list[tuple[int, str]] = []
+    for discord_id, patreon_id, guild_id, _ in rows:
+        if len(rows) <= FEW:
+            link = await store.get_link_by_discord(discord_id)
+            stored[discord_id] = link.patreon_user_id if link is not None else ""
+        if stored.get(discord_id) == patreon_id and guild_id is not None:
+            made.append((discord_id, patreon_id))
+            log.info("auto-matched discord=%s to patreon=%s in guild=%s", discord_id, patreon_id, guild_id)
+            await reconcile.log_event(
+                guild_id,
+                f"Linked <@{discord_id}> to Patreon {patreon_id} automatically (Discord is connected on Patreon)",
+                queued=True,
+            )
+    return made
+
+
+async def _known_links(
+    reconcile: ReconcileService, snapshots: list[MembershipSnapshot]
+) -> tuple[dict[int, str], set[str]]:
+    """Links that matter for these snapshots: all of them for a refresh, a few lookups for one webhook."""
+    store = reconcile.store
+    if len(snapshots) > FEW:
+        every = await store.link_map()
+        return every, set(every.values())
+    links: dict[int, str] = {}
+    linked_patreon: set[str] = set()
+    for snapshot in snapshots:
+        assert snapshot.social_discord_id is not None and snapshot.patreon_user_id is not None
+        by_discord = await store.get_link_by_discord(snapshot.social_discord_id)
+        if by_discord is not None:
+            links[by_discord.discord_user_id] = by_discord.patreon_user_id
+        if await store.get_link_by_patreon(snapshot.patreon_user_id) is not None:
+            linked_patreon.add(snapshot.patreon_user_id)
+    return links, linked_patreon
+
+
+async def _guild_with_member(reconcile: ReconcileService, guilds: list[int], discord_id: int) -> int | None:
+    gateway = reconcile.gateway
+    for guild_id in guilds:
+        if gateway.cached_member_roles(guild_id, discord_id) is not None:
+            return guild_id
+        if gateway.knows_all_members(guild_id):
+            continue
+        try:
+            if await gateway.member_roles(guild_id, discord_id) is not None:
+                return guild_id
+        except RoleChangeError as error:
+            log.info("auto-match: no lookup of discord=%s in guild=%s (%s); trying later", discord_id, guild_id, error)
+    return None

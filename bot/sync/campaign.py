@@ -1,0 +1,182 @@
+"""The creator's side of Patreon: which campaign, its tiers, and a creator token that stays fresh.
+
+Refresh tokens are single-use, so every refreshed pair is stored before it is used. When Patreon refuses the
+refresh token (someone rotated it in the portal, or signed in to the client as the creator), the bot alerts the
+servers' log channels once and stops asking Patreon until the configured tokens change: repeated 4xx answers
+get a client blocked at Patreon's edge.
+
+Only an OAuth refusal counts (`invalid_grant`, or `invalid_client`; see `grant_refused`). Any other answer from
+the token endpoint (a 403 from the edge, a 400 without that error, 5xx) is a failure for now: the current token
+is used while it is valid and the refresh is tried again next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from bot.domain.models import Tier, TokenPair
+from bot.patreon.client import PatreonClient
+from bot.patreon.errors import PatreonAuthError, PatreonError, PatreonUnavailable
+from bot.store import CREATOR_SUBJECT, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Refresh this long before expiry: real tokens have died well before their advertised lifetime.
+REFRESH_MARGIN = timedelta(days=7)
+#: Which configured pair the stored creator tokens descend from (a fingerprint, never the tokens).
+CREATOR_SEED_FACT = "creator_token_seed"
+#: Set when Patreon refused the creator refresh token: {"seed": fingerprint, "at": iso, "detail": text}.
+CREATOR_REJECTED_FACT = "creator_token_rejected"
+
+
+#: OAuth `error` codes with which the token endpoint refuses the grant itself (RFC 6749 §5.2).
+REFUSED_GRANT = "invalid_grant"
+REFUSED_CLIENT = "invalid_client"
+
+
+def grant_refused(error: PatreonError, *, client_too: bool = True) -> bool:
+    """Whether the token endpoint refused for good: `invalid_grant` (the refresh token is dead), or with
+    `client_too` `invalid_client` (our client credentials). Anything else from it is transient."""
+    codes = (REFUSED_GRANT, REFUSED_CLIENT) if client_too else (REFUSED_GRANT,)
+    return isinstance(error, PatreonAuthError) and error.error in codes
+
+
+class CampaignUnavailable(Exception):
+    """The campaign could not be determined (no campaign on the creator token, or Patreon failed)."""
+
+
+class CreatorTokenRejected(PatreonAuthError):
+    """Patreon refused the creator's refresh token; nothing works until new tokens are configured."""
+
+
+def token_fingerprint(tokens: TokenPair) -> str:
+    return hashlib.sha256(f"{tokens.access_token}\0{tokens.refresh_token}".encode()).hexdigest()[:16]
+
+
+class CampaignService:
+    def __init__(
+        self,
+        client: PatreonClient,
+        store: Store,
+        seed_tokens: TokenPair,
+        clock: Callable[[], datetime],
+        campaign_id: str | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self._seed_tokens = seed_tokens
+        self._seed = token_fingerprint(seed_tokens)
+        self._clock = clock
+        self._campaign_id = campaign_id
+        self._token_lock = asyncio.Lock()
+        #: Called once with a readable line when Patreon refuses the creator token (the wiring alerts servers).
+        self.on_token_rejected: Callable[[str], Awaitable[None]] | None = None
+
+    async def creator_access_token(self, *, stale: str | None = None) -> str:
+        """The creator token, refreshed first when close to expiry, or when `stale` (a token Patreon just
+        answered 401 to) is still the current one.
+
+        A refresh that fails because Patreon is down keeps using the current token while it is still valid.
+        Raises `CreatorTokenRejected` without calling Patreon once the configured pair has been refused.
+        """
+        async with self._token_lock:
+            rejected = await self.store.get_fact(CREATOR_REJECTED_FACT)
+            if isinstance(rejected, dict) and rejected.get("seed") == self._seed:
+                raise CreatorTokenRejected(f"the creator token was refused at {rejected.get('at')}; set new tokens")
+            tokens = await self._current_tokens()
+            forced = stale is not None and stale == tokens.access_token
+            if not forced and tokens.expires_at - self._clock() >= REFRESH_MARGIN:
+                return tokens.access_token
+            why = "Patreon answered 401" if forced else f"it expires {tokens.expires_at.isoformat()}"
+            log.info("refreshing the creator token: %s", why)
+            try:
+                fresh = await self.client.refresh(tokens.refresh_token)
+            except PatreonError as error:
+                if isinstance(error, PatreonAuthError) and grant_refused(error):
+                    await self._rejected(error)
+                    raise CreatorTokenRejected(str(error), status=error.status, error=error.error) from error
+                if forced or tokens.expires_at <= self._clock():
+                    if isinstance(error, PatreonAuthError):  # not a refusal: callers must not treat it as one
+                        raise PatreonUnavailable(
+                            f"the creator token could not be refreshed for now: {error}", status=error.status
+                        ) from error
+                    raise
+                log.warning(
+                    "creator token refresh failed (%s); the current token is valid until %s",
+                    error,
+                    tokens.expires_at.isoformat(),
+                )
+                return tokens.access_token
+            await self.store.save_tokens(CREATOR_SUBJECT, fresh)
+            return fresh.access_token
+
+    async def with_creator_token(self, operation: Callable[[str], Awaitable[T]]) -> T:
+        """Run `operation(token)`; on a 401 refresh the token once and run it again."""
+        token = await self.creator_access_token()
+        try:
+            return await operation(token)
+        except CreatorTokenRejected:
+            raise
+        except PatreonAuthError as error:
+            if error.status != 401:
+                raise
+            return await operation(await self.creator_access_token(stale=token))
+
+    async def _current_tokens(self) -> TokenPair:
+        """The stored pair, unless the configured pair changed since it was stored (the admin's new tokens win)."""
+        stored = await self.store.get_tokens(CREATOR_SUBJECT)
+        seed_fact = await self.store.get_fact(CREATOR_SEED_FACT)
+        if stored is not None and seed_fact in (self._seed, None):
+            if seed_fact is None:  # stored before seeds were tracked: keep the rotated pair
+                await self.store.set_fact(CREATOR_SEED_FACT, self._seed)
+            return stored
+        if stored is not None:
+            log.info("the configured creator tokens changed; using them instead of the stored pair")
+        await self.store.save_tokens(CREATOR_SUBJECT, self._seed_tokens)
+        await self.store.set_fact(CREATOR_SEED_FACT, self._seed)
+        return self._seed_tokens
+
+    async def _rejected(self, error: PatreonAuthError) -> None:
+        at = self._clock().isoformat(timespec="seconds")
+        await self.store.set_fact(CREATOR_REJECTED_FACT, {"seed": self._seed, "at": at, "detail": str(error)})
+        log.error("Patreon refused the creator refresh token (%s); stopping until new tokens are configured", error)
+        if self.on_token_rejected is not None:
+            try:
+                await self.on_token_rejected(
+                    "⚠️ Patreon refused the creator token, so roles can't follow pledges any more. Copy a fresh "
+                    "Creator's Access Token and Refresh Token from the Patreon client page into the bot's settings "
+                    "and restart it."
+                )
+            except Exception:
+                log.exception("could not deliver the creator-token alert")
+
+    async def campaign_id(self) -> str:
+        if self._campaign_id is None:
+            stored = await self.store.get_fact("campaign_id")
+            if isinstance(stored, str):
+                self._campaign_id = stored
+        if self._campaign_id is None:
+            try:
+                campaigns = await self.with_creator_token(self.client.get_campaigns)
+            except PatreonError as error:
+                raise CampaignUnavailable(f"could not list the creator's campaigns: {error}") from error
+            if not campaigns:
+                raise CampaignUnavailable("the creator token owns no campaign; set PATREON_CAMPAIGN_ID")
+            self._campaign_id = campaigns[0].id
+            await self.store.set_fact("campaign_id", self._campaign_id)
+            log.info("discovered campaign %s from the creator token", self._campaign_id)
+        return self._campaign_id
+
+    async def refresh_tiers(self) -> dict[str, Tier]:
+        """Fetch the campaign's tiers into the store; on failure keep the stored ones."""
+        campaign_id = await self.campaign_id()
+        campaign = await self.with_creator_token(lambda token: self.client.get_campaign(token, campaign_id))
+        await self.store.save_tiers(campaign_id, campaign.tiers)
+        return {tier.id: tier for tier in campaign.tiers}

@@ -1,0 +1,292 @@
+"""The one reconcile engine: policy decision → minimal role plan → one Discord call per changed role → ledger.
+
+Webhooks, the periodic refresh, linking, unlinking and admin syncs all come through here, so the
+rules for what may be changed live in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from bot.domain.models import GuildSettings, MembershipSnapshot, RoleDecision, Tier, TierRoleMap
+from bot.domain.policy import decide_roles, managed_role_ids
+from bot.domain.role_plan import RolePlan, ledger_after, plan_roles
+from bot.store import Store
+from bot.sync.channel_log import ChannelLog
+
+log = logging.getLogger(__name__)
+
+#: How long a fresh grant may be missing from discord.py's cache before we believe someone removed it.
+GRANT_SETTLE_TIME = timedelta(seconds=60)
+
+
+class RateLimiter(Protocol):
+    async def acquire(self) -> None: ...
+
+
+class RoleChangeError(Exception):
+    """Discord refused or failed a role change; `permanent` says whether retrying can help."""
+
+    def __init__(self, message: str, *, permanent: bool, added: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        #: Roles that were given before the failure (they stay in the ledger: they are ours).
+        self.added = added
+
+
+class RoleGateway(Protocol):
+    """What the engine needs from Discord; the discord.py adapter implements it."""
+
+    def guild_ids(self) -> list[int]: ...
+
+    async def member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None: ...
+
+    def cached_member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None:
+        """The member's roles from memory without any request; None when not cached (or not a member)."""
+        ...
+
+    def knows_all_members(self, guild_id: int) -> bool:
+        """True when every member is cached, so "not cached" means "not a member"."""
+        ...
+
+    def unassignable_roles(self, guild_id: int, role_ids: frozenset[int]) -> dict[int, str]: ...
+
+    def missing_permissions(self, guild_id: int) -> str | None: ...
+
+    async def set_member_roles(
+        self, guild_id: int, user_id: int, add: frozenset[int], remove: frozenset[int], reason: str
+    ) -> None: ...
+
+    def role_name(self, guild_id: int, role_id: int) -> str: ...
+
+    def user_name(self, user_id: int) -> str: ...
+
+    async def post_log(self, channel_id: int, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    guild_id: int
+    user_id: int
+    membership: MembershipSnapshot | None
+    decision: RoleDecision
+    actual: frozenset[int]
+    granted: frozenset[int]
+    plan: RolePlan
+
+
+@dataclass
+class ReconcileOutcome:
+    guild_id: int
+    user_id: int
+    added: frozenset[int] = frozenset()
+    removed: frozenset[int] = frozenset()
+    blocked: dict[int, str] = field(default_factory=dict)
+    summary: str = ""
+    in_guild: bool = True
+    error: str | None = None
+    #: Set with `error`: True when retrying cannot help (missing permission, member gone).
+    permanent: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def plan_member_roles(
+    membership: MembershipSnapshot | None,
+    settings: GuildSettings,
+    tier_roles: TierRoleMap,
+    tiers: Mapping[str, Tier],
+    now: datetime,
+    actual: frozenset[int],
+    granted: frozenset[int],
+    unassignable: Callable[[frozenset[int]], Mapping[int, str]],
+) -> tuple[RoleDecision, RolePlan]:
+    """The policy's decision and the minimal plan for one member: the one rule both the one-member path and
+    the refresh's batch path use, so they can't disagree. `unassignable(roles)` says which of `roles` the bot
+    may not touch, and why.
+    """
+    decision = decide_roles(membership, settings, tier_roles, tiers, now, held_managed_roles=granted & actual)
+    touched = frozenset(decision.desired | (granted & actual))
+    return decision, plan_roles(decision, actual, granted, dict(unassignable(touched)))
+
+
+class ReconcileService:
+    def __init__(self, store: Store, gateway: RoleGateway, clock: Callable[[], datetime] = utc_now) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+        #: Shared by every role change, whoever asks: Discord allows 50 requests/s per bot and discord.py
+        #: does not pace a bot below that on its own.
+        self.limiter: RateLimiter | None = None
+        #: Where queued (background) reconciles write their log-channel lines; None → post at once.
+        self.channel_log: ChannelLog | None = None
+        self._locks: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
+
+    async def plan_member(self, guild_id: int, user_id: int) -> MemberPlan | None:
+        """What would change for this member now; None when they are not in the guild."""
+        actual = await self.gateway.member_roles(guild_id, user_id)
+        if actual is None:
+            return None
+        settings = await self.store.get_settings(guild_id)
+        tier_roles = await self.store.get_tier_roles(guild_id)
+        link = await self.store.get_link_by_discord(user_id)
+        membership = await self.store.get_membership(link.patreon_user_id) if link else None
+        granted = await self.store.granted_roles(guild_id, user_id)
+        decision, plan = plan_member_roles(
+            membership,
+            settings,
+            tier_roles,
+            await self.store.get_tiers(),
+            self.clock(),
+            actual,
+            granted,
+            lambda roles: self.gateway.unassignable_roles(guild_id, roles),
+        )
+        return MemberPlan(guild_id, user_id, membership, decision, actual, granted, plan)
+
+    async def reconcile_member(
+        self, guild_id: int, user_id: int, cause: str, *, queued: bool = False
+    ) -> ReconcileOutcome:
+        """Bring one member's managed roles in line with the policy: no Discord call when they are right, one per
+        changed role otherwise.
+
+        One member is reconciled by one caller at a time (a webhook job and a link can't race into two calls).
+        Grants are recorded before the call, so a crash between call and ledger can never leave a role this bot
+        gave that it does not know to take back. `queued` (the background queue): failures are left to the
+        queue to report, and log lines go through the buffered channel log.
+        """
+        async with self._member_lock(guild_id, user_id):
+            return await self._reconcile(guild_id, user_id, cause, queued)
+
+    async def _reconcile(self, guild_id: int, user_id: int, cause: str, queued: bool) -> ReconcileOutcome:
+        member_plan = await self.plan_member(guild_id, user_id)
+        if member_plan is None:
+            return ReconcileOutcome(guild_id, user_id, in_guild=False, summary="not in this server")
+        plan = member_plan.plan
+        outcome = ReconcileOutcome(guild_id, user_id, blocked=plan.blocked, summary=member_plan.decision.summary)
+        if not plan.is_empty:
+            if plan.add:
+                await self.store.record_grants(guild_id, user_id, plan.add, cause)
+            reason = f"Patreon sync ({cause}): {member_plan.decision.summary}"[:500]
+            try:
+                if self.limiter is not None:
+                    for _call in range(len(plan.add) + len(plan.remove)):  # one Discord call per changed role
+                        await self.limiter.acquire()
+                await self.gateway.set_member_roles(guild_id, user_id, plan.add, plan.remove, reason)
+            except RoleChangeError as error:
+                # Forget only grants made for this attempt: an older grant may be held already (the cache lags).
+                unheld = plan.add - member_plan.actual - error.added - member_plan.granted
+                if unheld:
+                    await self.store.forget_grants(guild_id, user_id, unheld)
+                outcome.error, outcome.permanent = str(error), error.permanent
+                if not queued:
+                    await self._log(guild_id, f"Could not update roles for <@{user_id}>: {error}")
+                return outcome
+            outcome.added, outcome.removed = plan.add, plan.remove
+        _record, forget = ledger_after(plan, member_plan.actual, member_plan.granted)
+        forget = await self._settled_forgets(guild_id, user_id, forget - plan.remove) | (forget & plan.remove)
+        if forget:
+            await self.store.forget_grants(guild_id, user_id, forget)
+        await self._report(outcome, cause, queued)
+        return outcome
+
+    async def _settled_forgets(self, guild_id: int, user_id: int, vanished: set[int]) -> set[int]:
+        """Grants the member seems not to hold, old enough that the cache can be believed.
+
+        discord.py's member cache learns of our own role change only when Discord's gateway event arrives,
+        so a grant made moments ago can look missing; forgetting it would leave a role nobody takes back.
+        """
+        if not vanished:
+            return set()
+        cutoff = utc_now() - GRANT_SETTLE_TIME
+        granted_at = await self.store.grant_times(guild_id, user_id)
+        return {role for role in vanished if granted_at.get(role, cutoff) <= cutoff}
+
+    def member_guilds(self, user_id: int) -> list[int]:
+        """Guilds the user may be in: every guild whose member list is not fully cached, else only theirs."""
+        return [
+            guild_id
+            for guild_id in self.gateway.guild_ids()
+            if not self.gateway.knows_all_members(guild_id)
+            or self.gateway.cached_member_roles(guild_id, user_id) is not None
+        ]
+
+    @contextlib.asynccontextmanager
+    async def _member_lock(self, guild_id: int, user_id: int) -> AsyncIterator[None]:
+        key = (guild_id, user_id)
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def reconcile_user_everywhere(self, user_id: int, cause: str) -> list[ReconcileOutcome]:
+        """Reconcile one Discord user in every guild the bot is in where they are a member."""
+        outcomes = []
+        for guild_id in self.gateway.guild_ids():
+            try:
+                outcome = await self.reconcile_member(guild_id, user_id, cause)
+            except RoleChangeError as error:  # one server failing must not stop the others
+                outcome = ReconcileOutcome(guild_id, user_id, error=str(error), permanent=error.permanent)
+            if outcome.in_guild:
+                outcomes.append(outcome)
+        return outcomes
+
+    async def managed_roles(self, guild_id: int) -> frozenset[int]:
+        return managed_role_ids(await self.store.get_settings(guild_id), await self.store.get_tier_roles(guild_id))
+
+    async def _report(self, outcome: ReconcileOutcome, cause: str, queued: bool = False) -> None:
+        for role_id in sorted(outcome.added):
+            await self._log(
+                outcome.guild_id,
+                f"Gave {self._role(outcome.guild_id, role_id)} to <@{outcome.user_id}> ({cause}: {outcome.summary})",
+                queued,
+            )
+        for role_id in sorted(outcome.removed):
+            await self._log(
+                outcome.guild_id,
+                f"Removed {self._role(outcome.guild_id, role_id)} from <@{outcome.user_id}> "
+                f"({cause}: {outcome.summary})",
+                queued,
+            )
+        for role_id, why in sorted(outcome.blocked.items()):
+            await self._log(
+                outcome.guild_id,
+                f"Could not change {self._role(outcome.guild_id, role_id)} for <@{outcome.user_id}>: {why}",
+                queued,
+            )
+
+    def _role(self, guild_id: int, role_id: int) -> str:
+        return f"@{self.gateway.role_name(guild_id, role_id)}"
+
+    async def _log(self, guild_id: int, text: str, queued: bool = False) -> None:
+        """One readable line to the bot's log and, if the server chose one, its log channel."""
+        log.info("guild=%s %s", guild_id, text)
+        settings = await self.store.get_settings(guild_id)
+        if settings.log_channel_id is None:
+            return
+        if queued and self.channel_log is not None:
+            self.channel_log.add(settings.log_channel_id, text)
+        else:
+            await self.gateway.post_log(settings.log_channel_id, text)
+
+    async def log_event(self, guild_id: int, text: str, *, queued: bool = False) -> None:
+        await self._log(guild_id, text, queued)

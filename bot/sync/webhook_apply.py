@@ -1,0 +1,195 @@
+"""Applying recorded webhook events: re-fetch the member, store what Patreon says now, queue the role jobs.
+
+The payload only says which member changed. Re-fetching and storing the snapshot with the fetch time means a
+duplicated, reordered or late delivery can never roll state back. A 404 means the membership is gone. When
+Patreon can't be reached the events stay pending and are retried with back-off (nothing is removed meanwhile);
+after `max_attempts` they are given up, and the next complete refresh covers them anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from bot.domain.models import MembershipSnapshot
+from bot.patreon.client import PatreonClient
+from bot.patreon.errors import PatreonError, PatreonNotFound, PatreonRequestError
+from bot.store import Store
+from bot.store.queues import DONE, FAILED, IGNORED, WebhookEvent
+from bot.sync.auto_match import auto_match
+from bot.sync.campaign import CampaignService, CampaignUnavailable
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_jobs import RoleJobs
+
+log = logging.getLogger(__name__)
+
+
+class WebhookApplier:
+    def __init__(
+        self,
+        store: Store,
+        client: PatreonClient,
+        campaign: CampaignService,
+        reconcile: ReconcileService,
+        jobs: RoleJobs,
+        clock: Callable[[], datetime],
+        *,
+        concurrency: int = 4,
+        batch: int = 200,
+        max_attempts: int = 12,
+        retry_base: float = 5.0,
+        retry_cap: float = 900.0,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.campaign = campaign
+        self.reconcile = reconcile
+        self.jobs = jobs
+        self.clock = clock
+        self.concurrency = concurrency
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._busy = False
+        self._pass_lock = asyncio.Lock()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Apply due events until `stop()`; the receiver's `wake()` cuts the wait short."""
+        self._stopping = False
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                handled = await self.apply_due()
+            except Exception:
+                log.exception("applying webhook events failed; trying again shortly")
+                handled = 0
+                await asyncio.sleep(1.0)
+            if handled:
+                continue
+            due = await self.store.next_webhook_event_due()
+            timeout = 60.0 if due is None else min(60.0, max(0.0, (due - self.clock()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no event is due or being applied (events waiting out a back-off don't count)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._busy or await self.store.due_webhook_events(self.clock(), limit=1):
+            if loop.time() > deadline:
+                raise TimeoutError("webhook events did not settle in time")
+            await asyncio.sleep(0.01)
+
+    async def apply_due(self) -> int:
+        """One pass over the due events, one fetch per member; return how many events were handled."""
+        async with self._pass_lock:  # two passes at once could fetch and apply the same events twice
+            self._busy = True
+            try:
+                return await self._apply_batch()
+            finally:
+                self._busy = False
+
+    async def _apply_batch(self) -> int:
+        events = await self.store.due_webhook_events(self.clock(), limit=self.batch)
+        by_member: dict[str, list[WebhookEvent]] = {}
+        for event in events:
+            by_member.setdefault(event.member_id or "", []).append(event)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(member_id: str, group: list[WebhookEvent]) -> None:
+            async with gate:
+                try:
+                    await self._apply_member(member_id, group)
+                except Exception as error:  # one bad member must not stall the others; bounded retries
+                    log.exception("webhook member=%s: applying failed", member_id)
+                    await self._retry_later(member_id, group, f"{type(error).__name__}: {error}")
+
+        await asyncio.gather(*(one(member_id, group) for member_id, group in by_member.items()))
+        return len(events)
+
+    async def _apply_member(self, member_id: str, events: list[WebhookEvent]) -> None:
+        ids = [event.id for event in events]
+        trigger = events[-1].trigger
+        hint_user = next((event.patreon_user_id for event in reversed(events) if event.patreon_user_id), None)
+        fetched_at = self.clock()
+        try:
+            campaign_id = await self.campaign.campaign_id()
+            snapshot: MembershipSnapshot | None = await self.campaign.with_creator_token(
+                lambda token: self.client.get_member(token, member_id)
+            )
+        except PatreonNotFound:
+            snapshot = None
+        except PatreonRequestError as error:
+            log.warning("webhook member=%s: Patreon refused the re-fetch (%s); events %s failed", member_id, error, ids)
+            await self.store.finish_webhook_events(ids, FAILED, self.clock(), str(error)[:500])
+            return
+        except (PatreonError, CampaignUnavailable) as error:
+            await self._retry_later(member_id, events, str(error))
+            return
+        patreon_ids: set[str] = set()
+        if snapshot is None:
+            if hint_user is not None:
+                await self.store.delete_membership_observed_before(hint_user, fetched_at, member_id)
+                patreon_ids.add(hint_user)
+            log.info("webhook %s member=%s: gone at Patreon (404); membership forgotten", trigger, member_id)
+        else:
+            if snapshot.campaign_id is not None and snapshot.campaign_id != campaign_id:
+                log.warning("webhook member=%s belongs to campaign %s, not ours; ignored", member_id, campaign_id)
+                await self.store.finish_webhook_events(ids, IGNORED, self.clock(), "another campaign")
+                return
+            if snapshot.patreon_user_id is None:
+                snapshot = dataclasses.replace(snapshot, patreon_user_id=hint_user)
+            if snapshot.patreon_user_id is None:
+                await self.store.finish_webhook_events(ids, FAILED, self.clock(), "member has no Patreon user")
+                return
+            stored = await self.store.save_membership(snapshot)
+            await auto_match(self.reconcile, [snapshot])
+            patreon_ids.add(snapshot.patreon_user_id)
+            log.info(
+                "webhook %s member=%s user=%s: %s (%s)",
+                trigger,
+                member_id,
+                snapshot.patreon_user_id,
+                snapshot.patron_status or "no pledge",
+                "stored" if stored else "a newer snapshot was already stored",
+            )
+        keys: list[tuple[int, int]] = []
+        for patreon_id in patreon_ids:
+            link = await self.store.get_link_by_patreon(patreon_id)
+            if link is not None:
+                keys += [
+                    (guild_id, link.discord_user_id) for guild_id in self.reconcile.member_guilds(link.discord_user_id)
+                ]
+        if keys:
+            await self.jobs.enqueue_many(keys, f"webhook {trigger}", urgent=True)
+        await self.store.finish_webhook_events(ids, DONE, self.clock())
+
+    async def _retry_later(self, member_id: str, events: list[WebhookEvent], error: str) -> None:
+        ids = [event.id for event in events]
+        attempts = max(event.attempts for event in events) + 1
+        if attempts >= self.max_attempts:
+            log.warning(
+                "webhook member=%s: giving up after %d attempts (%s); the next refresh covers it",
+                member_id,
+                attempts,
+                error,
+            )
+            await self.store.finish_webhook_events(ids, FAILED, self.clock(), error[:500])
+            return
+        delay = min(self.retry_cap, self.retry_base * 2 ** (attempts - 1))
+        log.info("webhook member=%s: Patreon unavailable (%s); retry %d in %.0fs", member_id, error, attempts, delay)
+        await self.store.retry_webhook_events(ids, self.clock() + timedelta(seconds=delay), error[:500])

@@ -1,0 +1,148 @@
+"""Patreon webhooks, the receiving side: check the signature, record the event, answer.
+
+A delivery is only a hint of *which* member changed. The signature is checked over the raw bytes, in constant
+time, before anything is parsed; the hint is recorded in SQLite and Patreon gets its answer at once. Applying
+it (re-fetching the member) is `bot.sync.webhook_apply`'s job, in the background.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.store import WEBHOOK_LAST_SEEN, Store
+from bot.store.queues import IGNORED
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+MEMBER_TRIGGERS = frozenset(
+    {
+        "members:create",
+        "members:update",
+        "members:delete",
+        "members:pledge:create",
+        "members:pledge:update",
+        "members:pledge:delete",
+    }
+)
+
+
+def sign(body: bytes, secret: str) -> str:
+    """Patreon's `X-Patreon-Signature`: lowercase hex HMAC-MD5 of the raw body, keyed with the webhook secret."""
+    return hmac.new(secret.encode(), body, hashlib.md5).hexdigest()
+
+
+def signature_matches(body: bytes, header: str | None, secret: str) -> bool:
+    if not header or not secret:
+        return False
+    return hmac.compare_digest(sign(body, secret).encode(), header.strip().lower().encode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class WebhookHint:
+    """What a delivery says about which member changed; never trusted for the member's state."""
+
+    resource_type: str | None = None
+    member_id: str | None = None
+    patreon_user_id: str | None = None
+    campaign_id: str | None = None
+
+
+class NotJsonApi(ValueError):
+    """The body is not JSON, or not a JSON:API document (an object with `data`)."""
+
+
+def read_hint(body: bytes) -> WebhookHint:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise NotJsonApi(f"body is not JSON ({error})") from None
+    except RecursionError:  # nesting deeper than Python's parser goes: not a Patreon document
+        raise NotJsonApi("body is nested too deeply to be a JSON:API document") from None
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise NotJsonApi("body is not a JSON:API document (no top-level data)")
+    data = doc["data"]
+    if data is None or isinstance(data, list):
+        return WebhookHint()
+    if not isinstance(data, dict):
+        raise NotJsonApi("data is neither a resource, a list nor null")
+    return WebhookHint(
+        resource_type=_text(data.get("type")),
+        member_id=_text(data.get("id")),
+        patreon_user_id=_related_id(data, "user"),
+        campaign_id=_related_id(data, "campaign"),
+    )
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _related_id(resource: Mapping[str, Any], name: str) -> str | None:
+    relationships = resource.get("relationships")
+    related = relationships.get(name) if isinstance(relationships, Mapping) else None
+    linkage = related.get("data") if isinstance(related, Mapping) else None
+    return _text(linkage.get("id")) if isinstance(linkage, Mapping) else None
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+class WebhookReceiver:
+    """The HTTP side: what to answer to one delivery. Records before answering; applies nothing itself."""
+
+    def __init__(
+        self,
+        secret: str,
+        store: Store,
+        clock: Callable[[], datetime],
+        on_recorded: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._secret = secret
+        self.store = store
+        self.clock = clock
+        self.on_recorded = on_recorded
+
+    async def receive(self, trigger: str | None, signature: str | None, body: bytes) -> WebhookAnswer:
+        if not signature_matches(body, signature, self._secret):
+            log.warning("webhook refused: %s signature (%d bytes)", "bad" if signature else "missing", len(body))
+            return WebhookAnswer(401, {"error": "bad or missing X-Patreon-Signature"})
+        try:
+            hint = read_hint(body)
+        except NotJsonApi as error:
+            log.warning("webhook refused: %s", error)
+            return WebhookAnswer(400, {"error": str(error)})
+        trigger = (trigger or "").strip() or "(none)"
+        applicable = trigger in MEMBER_TRIGGERS and hint.resource_type == "member" and hint.member_id is not None
+        now = self.clock()
+        event_id = await self.store.record_webhook_event(
+            received_at=now,
+            trigger=trigger[:100],
+            resource_type=hint.resource_type,
+            member_id=hint.member_id,
+            patreon_user_id=hint.patreon_user_id,
+            campaign_id=hint.campaign_id,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            applicable=applicable,
+            seen_fact=(WEBHOOK_LAST_SEEN, now.isoformat(timespec="seconds")),
+        )
+        if applicable:
+            log.info("webhook %s member=%s recorded as event %d", trigger, hint.member_id, event_id)
+            self.on_recorded()
+            return WebhookAnswer(202, {"status": "accepted", "event": event_id})
+        why = "unknown trigger" if trigger not in MEMBER_TRIGGERS else "no member to apply (a test delivery?)"
+        log.info("webhook %s recorded as event %d and ignored: %s", trigger, event_id, why)
+        return WebhookAnswer(200, {"status": IGNORED, "event": event_id, "reason": why})

@@ -1,0 +1,192 @@
+"""The fake's aiohttp app: request log, User-Agent check, scripted faults, and the read-only API resources."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from fakes.patreon.documents import DocumentBuilder, RequestError, parse_fields, parse_include
+from fakes.patreon.faults import seconds_text
+from fakes.patreon.oauth import oauth_routes
+from fakes.patreon.pages import render_members_page
+from fakes.patreon.responses import ApiFailure, api_error, json_response
+from fakes.patreon.webhooks import webhook_routes
+
+if TYPE_CHECKING:
+    from fakes.patreon.fake import FakePatreon
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API = "/api/oauth2/v2"
+DEFAULT_PAGE_COUNT = 20
+MAX_PAGE_COUNT = 1000
+MAX_PAGE_COUNT_WITH_PLEDGE_HISTORY = 500
+THROTTLED = "You have made too many attempts. Please try again later."
+
+
+@dataclass(slots=True)
+class Listing:
+    """One walk through the members list; `expire_after` pages in, its cursor stops working."""
+
+    expire_after: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class CursorEntry:
+    listing: Listing
+    index: int
+    page_number: int
+
+
+def _cursor_error() -> ApiFailure:
+    return ApiFailure(
+        api_error(
+            400,
+            "Invalid parameter",
+            "Cursor is invalid or has expired.",
+            code=3,
+            code_name="ParameterInvalid",
+            parameter="page[cursor]",
+        )
+    )
+
+
+def build_app(fake: FakePatreon) -> web.Application:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        fake.calls.append((request.method, request.path, dict(request.query)))
+        fake.user_agents.append(request.headers.get("User-Agent"))
+        fake.raw_paths.append(request.raw_path)
+        if request.path.startswith("/api/") and not request.headers.get("User-Agent"):
+            return api_error(403, "Forbidden", "Requests must send a User-Agent header.", code=None)
+        fault = fake.faults.take(request.path)
+        if fault is not None and fault.kind == "delay":
+            await fake.sleep_unless_closing(fault.seconds)
+        elif fault is not None and fault.kind == "rate_limit":
+            return api_error(
+                429,
+                THROTTLED,
+                THROTTLED,
+                code=None,
+                code_name="RequestThrottled",
+                headers={"Retry-After": seconds_text(fault.retry_after)},
+                retry_after_seconds=fault.retry_after,
+            )
+        elif fault is not None:
+            return api_error(fault.status, "Internal Server Error", "Injected failure.", code=None)
+        try:
+            return await handler(request)
+        except ApiFailure as failure:
+            return failure.response
+        except RequestError as error:
+            return api_error(
+                error.status,
+                "Invalid parameter",
+                error.detail,
+                code=error.code,
+                code_name="ParameterInvalid",
+                parameter=error.parameter,
+            )
+        except web.HTTPNotFound:
+            return api_error(404, "Not Found", f"No route for {request.method} {request.path}", code=None)
+
+    app = web.Application(middlewares=[middleware])
+    app.add_routes(oauth_routes(fake))
+    app.add_routes(webhook_routes(fake))
+    app.add_routes(api_routes(fake))
+    return app
+
+
+def api_routes(fake: FakePatreon) -> list[web.RouteDef]:
+    state = fake.state
+
+    def builder(request: web.Request, root_type: str) -> tuple[DocumentBuilder, dict[str, dict]]:
+        tree = parse_include(request.query.get("include"), root_type)
+        build = DocumentBuilder(state, fake.api_base, parse_fields(request.query))
+        build.include_requested = bool(tree)
+        return build, tree
+
+    def owned_campaign(request: web.Request, user_id: str) -> None:
+        if request.match_info["campaign_id"] != state.campaign_id:
+            raise ApiFailure(api_error(404, "Not Found", "Campaign not found", code=None))
+        if user_id != state.creator.id:
+            raise ApiFailure(api_error(403, "Forbidden", "You do not own this campaign", code=None))
+
+    async def identity(request: web.Request) -> web.Response:
+        token = fake.require_token(request, "identity")
+        user = state.users[token.user_id]
+        build, tree = builder(request, "user")
+        data = build.user(user, tree)
+        return json_response(build.document(data, links={"self": f"{fake.api_base}/user/{user.id}"}))
+
+    async def campaigns(request: web.Request) -> web.Response:
+        token = fake.require_token(request, "campaigns")
+        build, tree = builder(request, "campaign")
+        data = [build.campaign(tree)] if token.user_id == state.creator.id else []
+        return json_response(build.document(data, meta={"pagination": {"total": len(data)}}))
+
+    async def campaign(request: web.Request) -> web.Response:
+        token = fake.require_token(request, "campaigns")
+        owned_campaign(request, token.user_id)
+        build, tree = builder(request, "campaign")
+        links = {"self": f"{fake.api_base}/campaigns/{state.campaign_id}"}
+        return json_response(build.document(build.campaign(tree), links=links))
+
+    async def members(request: web.Request) -> web.Response:
+        token = fake.require_token(request, "campaigns.members")
+        owned_campaign(request, token.user_id)
+        tree = parse_include(request.query.get("include"), "member")
+        fields = parse_fields(request.query)
+        count_text = request.query.get("page[count]")
+        try:
+            count = DEFAULT_PAGE_COUNT if count_text is None else int(count_text)
+        except ValueError:
+            raise RequestError("page[count] must be an integer", "page[count]") from None
+        if count < 1:
+            raise RequestError("page[count] must be positive", "page[count]")
+        count = min(count, MAX_PAGE_COUNT_WITH_PLEDGE_HISTORY if "pledge_history" in tree else MAX_PAGE_COUNT)
+        cursor = request.query.get("page[cursor]")
+        if cursor is None:
+            listing, start, page_number = Listing(fake.take_cursor_expiry()), 0, 1
+        else:
+            entry = fake.cursors.get(cursor)
+            if entry is None:
+                raise _cursor_error()
+            if entry.listing.expire_after is not None and entry.page_number > entry.listing.expire_after:
+                raise _cursor_error()
+            listing, start, page_number = entry.listing, entry.index, entry.page_number
+        page, next_index = state.listing(start, count)
+        next_cursor: str | None = None
+        links: dict[str, str] | None = None
+        if next_index is not None:
+            next_cursor = secrets.token_urlsafe(12)
+            fake.cursors[next_cursor] = CursorEntry(listing, next_index, page_number + 1)
+            query = {**request.query, "page[cursor]": next_cursor}
+            links = {"next": f"{fake.base_url}{request.path}?{urlencode(query, quote_via=quote, safe=',')}"}
+        meta = {"pagination": {"cursors": {"next": next_cursor}, "total": state.live_count}}
+        body = render_members_page(state, fake.api_base, fields, tree, page, links=links, meta=meta)
+        return web.Response(body=body, content_type="application/json")
+
+    async def member(request: web.Request) -> web.Response:
+        token = fake.require_token(request, "campaigns.members")
+        found = state.members.get(request.match_info["member_id"])
+        if found is None or found.deleted:
+            raise ApiFailure(api_error(404, "Not Found", "Member not found", code=None))
+        if token.user_id != state.creator.id:
+            raise ApiFailure(api_error(403, "Forbidden", "You do not own this member's campaign", code=None))
+        build, tree = builder(request, "member")
+        data = build.member(found, tree)
+        return json_response(build.document(data, links={"self": f"{fake.api_base}/members/{found.id}"}))
+
+    return [
+        web.get(f"{API}/identity", identity),
+        web.get(f"{API}/campaigns", campaigns),
+        web.get(f"{API}/campaigns/{{campaign_id}}", campaign),
+        web.get(f"{API}/campaigns/{{campaign_id}}/members", members),
+        web.get(f"{API}/members/{{member_id}}", member),
+    ]

@@ -1,0 +1,210 @@
+"""Webhooks: the /webhooks API (server-generated secret, `paused` as bool or "false") and signed deliveries.
+
+Deliveries are signed like Patreon's: `X-Patreon-Signature = hex(HMAC-MD5(webhook secret, raw body))`.
+A failed delivery is queued; after `pause_after_failures` failures in a row the hook pauses, and PATCHing
+`paused: false` sends the queue in order, as the v2 docs describe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from fakes.patreon.documents import DocumentBuilder, RequestError, parse_fields
+from fakes.patreon.responses import ApiFailure, api_error, json_response
+from fakes.patreon.state import iso
+
+if TYPE_CHECKING:
+    from fakes.patreon.fake import FakePatreon
+
+SCOPE = "w:campaigns.webhook"
+
+
+def sign(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.md5).hexdigest()
+
+
+@dataclass(slots=True)
+class FakeWebhook:
+    id: str
+    uri: str
+    triggers: list[str]
+    secret: str
+    campaign_id: str
+    paused: bool = False
+    num_consecutive_times_failed: int = 0
+    last_attempted_at: datetime | None = None
+    #: Deliveries that failed, oldest first: (trigger, raw body).
+    queue: list[tuple[str, bytes]] = field(default_factory=list)
+    #: Every delivery attempt: (trigger, status or 0 for a connection error).
+    attempts: list[tuple[str, int]] = field(default_factory=list)
+
+    def attributes(self) -> dict[str, Any]:
+        return {
+            "last_attempted_at": iso(self.last_attempted_at),
+            "num_consecutive_times_failed": self.num_consecutive_times_failed,
+            "paused": self.paused,
+            "secret": self.secret,
+            "triggers": list(self.triggers),
+            "uri": self.uri,
+        }
+
+    def resource(self, builder: DocumentBuilder | None = None) -> dict[str, Any]:
+        full = self.attributes()
+        attributes = full if builder is None else builder._attributes("webhook", full)
+        return {"attributes": attributes, "id": self.id, "type": "webhook"}
+
+
+class WebhookRegistry:
+    def __init__(self) -> None:
+        self.hooks: dict[str, FakeWebhook] = {}
+        self._next_id = 3955
+        self.pause_after_failures = 3
+
+    def add(self, uri: str, triggers: list[str], campaign_id: str, secret: str | None = None) -> FakeWebhook:
+        hook = FakeWebhook(str(self._next_id), uri, list(triggers), secret or secrets.token_urlsafe(48), campaign_id)
+        self._next_id += 1
+        self.hooks[hook.id] = hook
+        return hook
+
+    def for_trigger(self, trigger: str) -> list[FakeWebhook]:
+        return [hook for hook in self.hooks.values() if trigger in hook.triggers]
+
+
+def _paused_value(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ApiFailure(
+        api_error(400, "Invalid parameter", f"paused must be a boolean, got {value!r}", parameter="paused")
+    )
+
+
+async def _read_document(request: web.Request) -> dict[str, Any]:
+    """Lenient like the real server: no Content-Type needed, the body just has to be a JSON:API object."""
+    try:
+        doc = json.loads(await request.text())
+    except ValueError:
+        raise ApiFailure(api_error(400, "Bad Request", "Request body is not valid JSON")) from None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict) or data.get("type") != "webhook":
+        raise ApiFailure(api_error(400, "Bad Request", "Expected a 'webhook' resource in 'data'"))
+    return data
+
+
+def _triggers(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(t, str) for t in value):
+        raise ApiFailure(
+            api_error(400, "Invalid parameter", "triggers must be a non-empty list of strings", parameter="triggers")
+        )
+    return list(value)
+
+
+def webhook_routes(fake: FakePatreon) -> list[web.RouteDef]:
+    registry = fake.webhooks
+    base = "/api/oauth2/v2/webhooks"
+
+    def find(request: web.Request) -> FakeWebhook:
+        hook = registry.hooks.get(request.match_info["webhook_id"])
+        if hook is None:
+            raise ApiFailure(api_error(404, "Not Found", "Webhook not found", code=None))
+        return hook
+
+    def builder(request: web.Request) -> DocumentBuilder:
+        try:
+            return DocumentBuilder(fake.state, fake.api_base, parse_fields(request.query))
+        except RequestError as error:
+            raise ApiFailure(api_error(400, "Invalid parameter", error.detail, parameter=error.parameter)) from None
+
+    async def list_hooks(request: web.Request) -> web.Response:
+        fake.require_token(request, SCOPE)
+        build = builder(request)
+        data = [hook.resource(build) for hook in registry.hooks.values()]
+        return json_response({"data": data, "meta": {"pagination": {"total": len(data)}}})
+
+    async def get_hook(request: web.Request) -> web.Response:
+        fake.require_token(request, SCOPE)
+        return json_response({"data": find(request).resource(builder(request))})
+
+    async def create_hook(request: web.Request) -> web.Response:
+        fake.require_token(request, SCOPE)
+        data = await _read_document(request)
+        attributes = data.get("attributes") or {}
+        uri = attributes.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise ApiFailure(api_error(400, "Invalid parameter", "uri is required", parameter="uri"))
+        campaign = ((data.get("relationships") or {}).get("campaign") or {}).get("data") or {}
+        if campaign.get("id") != fake.state.campaign_id:
+            raise ApiFailure(api_error(403, "Forbidden", "You do not own that campaign", code=None))
+        hook = registry.add(uri, _triggers(attributes.get("triggers")), fake.state.campaign_id)
+        return json_response({"data": hook.resource()}, status=201)
+
+    async def patch_hook(request: web.Request) -> web.Response:
+        fake.require_token(request, SCOPE)
+        hook = find(request)
+        attributes = (await _read_document(request)).get("attributes") or {}
+        if "uri" in attributes:
+            hook.uri = str(attributes["uri"])
+        if "triggers" in attributes:
+            hook.triggers = _triggers(attributes["triggers"])
+        if "paused" in attributes:
+            hook.paused = _paused_value(attributes["paused"])
+            if not hook.paused and hook.queue:
+                fake.schedule_flush(hook)
+        return json_response({"data": hook.resource()})
+
+    async def delete_hook(request: web.Request) -> web.Response:
+        fake.require_token(request, SCOPE)
+        del registry.hooks[find(request).id]
+        return web.Response(status=204)
+
+    return [
+        web.get(base, list_hooks),
+        web.post(base, create_hook),
+        web.get(base + "/{webhook_id}", get_hook),
+        web.patch(base + "/{webhook_id}", patch_hook),
+        web.delete(base + "/{webhook_id}", delete_hook),
+    ]
+
+
+async def deliver(
+    session: aiohttp.ClientSession,
+    hook: FakeWebhook,
+    trigger: str,
+    body: bytes,
+    *,
+    uri: str | None = None,
+    signature: str | None = None,
+    pause_after_failures: int = 3,
+) -> tuple[int, str]:
+    """POST one delivery; failures are queued on the hook. Returns (status, text), status 0 if unreachable."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Patreon-Webhooks (fake)",
+        "X-Patreon-Event": trigger,
+        "X-Patreon-Signature": signature if signature is not None else sign(body, hook.secret),
+    }
+    hook.last_attempted_at = datetime.now(UTC)
+    try:
+        async with session.post(uri or hook.uri, data=body, headers=headers) as response:
+            status, text = response.status, await response.text()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        status, text = 0, f"{type(error).__name__}: {error}"
+    hook.attempts.append((trigger, status))
+    if 200 <= status < 300:
+        hook.num_consecutive_times_failed = 0
+    else:
+        hook.num_consecutive_times_failed += 1
+        hook.queue.append((trigger, body))
+        if hook.num_consecutive_times_failed >= pause_after_failures:
+            hook.paused = True
+    return status, text

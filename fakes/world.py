@@ -1,0 +1,299 @@
+"""A whole loopback world: fake Discord, fake Patreon and the real bot, seeded with a campaign and a server.
+
+Shared by the e2e tests, the demo and the benchmarks so they all exercise the same wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from pathlib import Path
+
+import aiohttp
+
+from bot.config import Config, load_config
+from bot.discord_io.client import PatronBot
+from bot.discord_io.endpoint import point_discord_at
+from bot.store import Store
+from bot.sync.refresh import RefreshReport
+from bot.web.webhook_receiver import MEMBER_TRIGGERS
+from fakes.discord import FakeDiscord, RecordedCall
+from fakes.patreon import FakePatreon
+
+BOT_TOKEN = "fake-bot-token"
+CLIENT_ID = "fake-client"
+CLIENT_SECRET = "fake-secret"
+WEBHOOK_SECRET = "fake-webhook-secret"
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Ids of everything the world seeds, so tests read as prose."""
+
+    guild_id: int = 710000000000000001
+    owner_id: int = 720000000000000001
+    gold_role: int = 730000000000000001
+    bronze_role: int = 730000000000000002
+    vip_role: int = 730000000000000003  # hand-given by a moderator, never ours to touch
+    above_bot_role: int = 730000000000000004
+    managed_role: int = 730000000000000005
+    log_channel: int = 740000000000000001
+    alice: int = 750000000000000001  # Gold patron
+    bob: int = 750000000000000002  # Bronze patron
+    carol: int = 750000000000000003  # former patron
+    dave: int = 750000000000000004  # free member
+    gold_tier: str = "2001"
+    bronze_tier: str = "2002"
+
+
+SEED = Seed()
+PATREON_IDS = {SEED.alice: "p-alice", SEED.bob: "p-bob", SEED.carol: "p-carol", SEED.dave: "p-dave"}
+
+
+class Clock:
+    """A clock tests can move; by default it follows real time."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeWorld:
+    def __init__(self, db_path: Path, web_port: int | None = None) -> None:
+        self.db_path = db_path
+        self.web_port = web_port or free_port()
+        self.redirect_uri = f"http://127.0.0.1:{self.web_port}/patreon/callback"
+        self.discord = FakeDiscord(
+            application_id=900000000000000001,
+            bot_user_id=900000000000000001,
+            bot_token=BOT_TOKEN,
+            interaction_ack_timeout=15.0,  # Discord allows 3 s; a busy CI machine must not turn that into a flake
+        )
+        self.patreon = FakePatreon(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=(self.redirect_uri,))
+        self.clock = Clock()
+        self.bot: PatronBot | None = None
+        self.store: Store | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._bot_task: asyncio.Task[None] | None = None
+        self.browser: aiohttp.ClientSession | None = None
+        #: Patreon and queue retries back off in milliseconds instead of seconds, so failure tests stay fast.
+        self.fast_retries = True
+        #: `start_bot` returns once the start-up refresh and the jobs it queued are done.
+        self.wait_for_startup_refresh = True
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self, *, start_bot: bool = True) -> FakeWorld:
+        await self.discord.start()
+        await self.patreon.start()
+        self._seed_discord()
+        self._seed_patreon()
+        self.browser = aiohttp.ClientSession()
+        if start_bot:
+            await self.seed_store()
+            await self.start_bot()
+        return self
+
+    async def close(self) -> None:
+        await self.stop_bot()
+        if self.browser is not None:
+            await self.browser.close()
+        await self.patreon.close()
+        await self.discord.close()
+
+    def environment(self) -> dict[str, str]:
+        """The settings a deployment would put in .env, pointing at the fakes."""
+        return {
+            "DISCORD_TOKEN": BOT_TOKEN,
+            "PATREON_CLIENT_ID": CLIENT_ID,
+            "PATREON_CLIENT_SECRET": CLIENT_SECRET,
+            "PATREON_REDIRECT_URI": self.redirect_uri,
+            "PATREON_CREATOR_ACCESS_TOKEN": self.patreon.creator_access_token,
+            "PATREON_CREATOR_REFRESH_TOKEN": self.patreon.creator_refresh_token,
+            "PATREON_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "DATABASE_PATH": str(self.db_path),
+            "WEB_HOST": "127.0.0.1",
+            "PORT": str(self.web_port),
+            "PATREON_BASE_URL": self.patreon.base_url,
+            "DISCORD_BASE_URL": self.discord.base_url,
+        }
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.environment(), env_file=None)
+
+    async def start_bot(self) -> PatronBot:
+        point_discord_at(self.discord.base_url)
+        self.store = await Store.open(self.db_path)
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        bot = PatronBot(self.config, self.store, self._session, self.clock, guild_ready_timeout=0.05)
+        await bot.login(BOT_TOKEN)
+        self._bot_task = asyncio.create_task(bot.connect(reconnect=False))
+        await asyncio.wait_for(bot.wait_until_ready(), timeout=15)
+        self.bot = bot
+        if self.fast_retries:
+            bot.services.patreon.retry_base_delay = 0.01
+            bot.services.jobs.retry_base = 0.05
+            bot.services.webhook_applier.retry_base = 0.05
+        if self.wait_for_startup_refresh:
+            await asyncio.wait_for(bot.services.scheduler.first_run_done.wait(), timeout=15)
+            await self.settle()
+        return bot
+
+    async def stop_bot(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+            self.bot = None
+        if self._bot_task is not None:
+            await asyncio.gather(self._bot_task, return_exceptions=True)
+            self._bot_task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    # -- seeding ---------------------------------------------------------------------------------------
+
+    def _seed_discord(self) -> None:
+        guild = self.guild = self.discord.add_guild(SEED.guild_id, name="Creator's Server", owner_id=SEED.owner_id)
+        guild.add_role(SEED.gold_role, "Gold Patron", position=10)
+        guild.add_role(SEED.bronze_role, "Bronze Patron", position=9)
+        guild.add_role(SEED.vip_role, "VIP", position=8)
+        guild.add_role(SEED.above_bot_role, "Moderator", position=60)
+        guild.add_role(SEED.managed_role, "Server Booster", position=5, managed=True)
+        guild.add_text_channel(SEED.log_channel, name="patreon-log")
+        guild.add_member(SEED.owner_id, username="creator")
+        guild.add_member(SEED.alice, username="alice", roles=[SEED.vip_role])
+        guild.add_member(SEED.bob, username="bob")
+        guild.add_member(SEED.carol, username="carol")
+        guild.add_member(SEED.dave, username="dave")
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/patreon/webhook"
+
+    def _seed_patreon(self) -> None:
+        now = datetime.now(UTC)
+        self.webhook = self.patreon.add_webhook(self.webhook_url, sorted(MEMBER_TRIGGERS), secret=WEBHOOK_SECRET)
+        self.patreon.add_tier(tier_id=SEED.gold_tier, title="Gold", amount_cents=1000)
+        self.patreon.add_tier(tier_id=SEED.bronze_tier, title="Bronze", amount_cents=500)
+        for discord_id, name in ((SEED.alice, "Alice"), (SEED.bob, "Bob"), (SEED.carol, "Carol"), (SEED.dave, "Dave")):
+            self.patreon.add_user(user_id=PATREON_IDS[discord_id], full_name=name, discord_id=None)
+        paid = {"last_charge_status": "Paid", "last_charge_date": now - timedelta(days=3)}
+        self.patreon.set_membership("p-alice", patron_status="active_patron", tier_ids=[SEED.gold_tier], **paid)
+        self.patreon.set_membership("p-bob", patron_status="active_patron", tier_ids=[SEED.bronze_tier], **paid)
+        self.patreon.set_membership(
+            "p-carol",
+            patron_status="former_patron",
+            tier_ids=[],
+            last_charge_status="Paid",
+            last_charge_date=now - timedelta(days=90),
+        )
+        self.patreon.set_membership("p-dave", patron_status=None, tier_ids=[], last_charge_status=None)
+
+    async def seed_store(self) -> None:
+        """The admin's choices (tier→role map, log channel) as if made with the admin commands."""
+        from bot.domain.models import GuildSettings
+
+        store = await Store.open(self.db_path)
+        try:
+            await store.map_tier_role(SEED.guild_id, SEED.gold_tier, SEED.gold_role)
+            await store.map_tier_role(SEED.guild_id, SEED.bronze_tier, SEED.bronze_role)
+            await store.save_settings(GuildSettings(guild_id=SEED.guild_id, log_channel_id=SEED.log_channel))
+        finally:
+            await store.close()
+
+    # -- what a person does ------------------------------------------------------------------------------
+
+    async def run_link_command(self, discord_id: int) -> str:
+        """Run `/patreon link` as this user and return the URL behind the button."""
+        interaction = await self.discord.invoke_slash(SEED.guild_id, discord_id, "patreon", ["link"])
+        await interaction.wait_response(timeout=5)
+        assert interaction.ephemeral, "the link must be shown only to the user who asked"
+        return button_url(interaction.components)
+
+    async def open_in_browser(self, url: str) -> tuple[int, str]:
+        """Follow redirects like a browser would (fake Patreon authorize → the bot's callback)."""
+        assert self.browser is not None
+        async with self.browser.get(url, allow_redirects=True) as response:
+            return response.status, await response.text()
+
+    async def link(self, discord_id: int) -> tuple[int, str]:
+        """The whole flow: `/patreon link`, sign in on (fake) Patreon as the matching user, land on the bot."""
+        self.patreon.next_authorizing_user = PATREON_IDS[discord_id]
+        url = await self.run_link_command(discord_id)
+        return await self.open_in_browser(url)
+
+    def roles_of(self, discord_id: int) -> set[int]:
+        return set(self.guild.member(discord_id).role_ids)
+
+    # -- the background sync ---------------------------------------------------------------------------
+
+    def role_calls(self, user_id: int | None = None) -> list[RecordedCall]:
+        """Every role-change call to Discord for this member (or anyone): the PUT/DELETE of one member role the
+        gateway sends, and any PATCH of the whole role list, so a regression to whole-list writes is counted too."""
+        member = str(user_id) if user_id is not None else r"\d+"
+        whole = self.discord.calls_matching("PATCH", rf"/guilds/{SEED.guild_id}/members/{member}$")
+        single = [
+            call
+            for method in ("PUT", "DELETE")
+            for call in self.discord.calls_matching(method, rf"/guilds/{SEED.guild_id}/members/{member}/roles/\d+$")
+        ]
+        return sorted(whole + single, key=lambda call: call.at)
+
+    def fail_role_changes(
+        self, user_id: int, status: int = 503, count: int = 1, *, code: int = 0, message: str | None = None
+    ) -> None:
+        """The next `count` attempts to give this member a role fail, whichever form the gateway uses."""
+        for method, path in (("PATCH", rf"/members/{user_id}$"), ("PUT", rf"/members/{user_id}/roles/\d+$")):
+            self.discord.fail_next(method, path, status=status, count=count, code=code, message=message)
+
+    async def send_webhook(self, trigger: str, patreon_user_id: str, **options: object) -> tuple[int, str]:
+        """Fake Patreon delivers `trigger` for this user's membership to the bot, signed with the secret."""
+        return await self.patreon.send_webhook(trigger, patreon_user_id, **options)  # type: ignore[arg-type]
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until no webhook event or role job is due or running (back-offs still waiting don't count)."""
+        assert self.bot is not None
+        services = self.bot.services
+        for _ in range(3):  # applying events queues jobs; jobs never queue events
+            await services.webhook_applier.wait_idle(timeout)
+            await services.jobs.wait_idle(timeout)
+
+    async def refresh(self, cause: str = "test") -> RefreshReport:
+        """Run one full refresh now and wait for the role jobs it queued."""
+        assert self.bot is not None
+        report = await self.bot.services.refresh.run(cause)
+        await self.settle()
+        return report
+
+
+def button_url(components: list[dict]) -> str:
+    for row in components:
+        for component in row.get("components", []):
+            if component.get("url"):
+                return str(component["url"])
+    raise AssertionError(f"no link button in {components!r}")
+
+
+def page_text(html: str) -> str:
+    """The visible text of a page, for assertions that read like what a person sees."""
+    html = re.sub(r"<(style|title)>.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
