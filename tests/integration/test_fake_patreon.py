@@ -9,7 +9,6 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,19 +18,12 @@ from aiohttp import web
 
 from bot.patreon.jsonapi import parse_member_document, parse_members_page
 from fakes.patreon import FakePatreon
+from tests.samples import sample, sample_bytes, sample_paths
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "patreon-samples"
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"sample directory {SAMPLES} is absent")
 REDIRECT = "http://127.0.0.1:8080/patreon/callback"
 UA = {"User-Agent": "fake-patreon-tests/1.0"}
 API = "/api/oauth2/v2"
 OBSERVED = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def sample(name: str) -> Any:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"sample directory {SAMPLES} is absent")
-    return json.loads((SAMPLES / name).read_text())
 
 
 @pytest.fixture
@@ -351,11 +343,8 @@ async def test_failed_deliveries_queue_pause_and_flush_on_unpause(fake, http) ->
         assert (hook.queue, hook.num_consecutive_times_failed, hook.paused) == ([], 0, False)
 
 
-@needs_samples
 async def test_the_portal_send_test_body_is_delivered_untouched(fake) -> None:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"sample directory {SAMPLES} is absent")
-    raw = (SAMPLES / "webhook_portal_send_test_members_create.json").read_bytes()
+    raw = sample_bytes("webhook_portal_send_test_members_create.json")
     hook = fake.add_webhook("http://placeholder", ["members:create"])
     async with Receiver(hook.secret) as receiver:
         hook.uri = receiver.url
@@ -367,11 +356,7 @@ async def test_the_portal_send_test_body_is_delivered_untouched(fake) -> None:
 
 # ---------------------------------------------------------------- the samples round-trip through the fake
 
-MEMBER_SAMPLES = sorted(
-    p.name
-    for p in (SAMPLES.glob("*.json") if SAMPLES.is_dir() else [])
-    if p.name.startswith(("webhook_member", "member_by_id", "members_page"))
-)
+MEMBER_SAMPLES = [p.name for p in sample_paths(("webhook_member", "member_by_id", "members_page"))]
 
 
 def _sparse_query(member: dict[str, Any], included: list[dict[str, Any]]) -> dict[str, str]:
@@ -384,7 +369,6 @@ def _sparse_query(member: dict[str, Any], included: list[dict[str, Any]]) -> dic
     return query
 
 
-@needs_samples
 @pytest.mark.parametrize("name", MEMBER_SAMPLES)
 async def test_each_member_sample_round_trips_through_the_fake(name: str) -> None:
     doc = sample(name)

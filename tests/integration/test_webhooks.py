@@ -2,24 +2,21 @@
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from bot.store import WEBHOOK_LAST_SEEN
 from bot.web.webhook_receiver import MAX_BODY_BYTES, sign
 from fakes.sync_harness import GUILD, SyncHarness
+from tests.samples import sample_bytes, sample_paths
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "patreon-samples"
-WEBHOOK_SAMPLES = sorted(path.name for path in SAMPLES.glob("webhook_*")) if SAMPLES.is_dir() else []
-needs_samples = pytest.mark.skipif(not WEBHOOK_SAMPLES, reason=f"no webhook_* samples in {SAMPLES}")
-SAMPLE_PARAMS = WEBHOOK_SAMPLES or ["(samples absent)"]
+SAMPLE_PARAMS = [path.name for path in sample_paths(("webhook_",))]
 GOLD_ROLE, BRONZE_ROLE, VIP_ROLE = 630000000000000001, 630000000000000002, 630000000000000003
 ANN = 650000000000000001
 
 
 def load(name: str) -> tuple[bytes, dict]:
-    raw = (SAMPLES / name).read_bytes()
+    raw = sample_bytes(name)
     return raw, json.loads(raw)
 
 
@@ -59,7 +56,6 @@ def member_fetches(h: SyncHarness) -> int:
 # ------------------------------------------------------------------ every real sample
 
 
-@needs_samples
 @pytest.mark.parametrize("name", SAMPLE_PARAMS)
 async def test_every_sample_signed_right_is_accepted_and_applied(tmp_path, name):
     raw, doc = load(name)
@@ -91,7 +87,6 @@ async def test_every_sample_signed_right_is_accepted_and_applied(tmp_path, name)
         await h.close()
 
 
-@needs_samples
 @pytest.mark.parametrize("name", SAMPLE_PARAMS)
 async def test_every_sample_signed_wrong_is_refused_and_not_recorded(harness, name):
     raw, _ = load(name)

@@ -1,7 +1,7 @@
 """Every real/documented Patreon sample parses, with the values a human reads off the JSON.
 
-The samples live beside the repo (`../shared/patreon-samples/`). A new sample without a check here fails the
-suite on purpose: each capture is evidence about Patreon's real shape and deserves an assertion.
+The samples are vendored in `tests/data/patreon/` (origins in its SOURCES.md). A new sample without a check here
+fails the suite on purpose: each capture is evidence about Patreon's real shape and deserves an assertion.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from bot.patreon.jsonapi import (
     parse_webhook,
     parse_webhooks,
 )
+from tests.samples import sample_paths
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "patreon-samples"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 OBSERVED = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
 
@@ -272,16 +272,16 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "webhooks_list_docs_sample.json": _webhooks_list,
 }
 
-SAMPLE_FILES = sorted(SAMPLES.glob("*.json")) if SAMPLES.is_dir() else []
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"sample directory {SAMPLES} is absent")
+SAMPLE_FILES = sample_paths()
 
 
-@needs_samples
-def test_the_sample_directory_is_not_empty() -> None:
-    assert len(SAMPLE_FILES) >= len(CHECKS)
+def test_every_checked_sample_is_vendored_and_every_vendored_sample_has_its_source() -> None:
+    vendored = {path.name for path in SAMPLE_FILES}
+    assert vendored == set(CHECKS), "a sample without a check, or a check whose sample is missing"
+    sources = (SAMPLE_FILES[0].parent / "SOURCES.md").read_text()
+    assert [name for name in sorted(vendored) if f"| {name} |" not in sources] == []
 
 
-@needs_samples
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
 def test_every_sample_parses_to_the_values_it_shows(path: Path) -> None:
     assert path.name in CHECKS, f"new sample {path.name}: add a check for it"
