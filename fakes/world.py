@@ -196,9 +196,12 @@ class FakeWorld:
         self.patreon.add_tier(tier_id=SEED.bronze_tier, title="Bronze", amount_cents=500)
         for discord_id, name in ((SEED.alice, "Alice"), (SEED.bob, "Bob"), (SEED.carol, "Carol"), (SEED.dave, "Dave")):
             self.patreon.add_user(user_id=PATREON_IDS[discord_id], full_name=name, discord_id=None)
-        paid = {"last_charge_status": "Paid", "last_charge_date": now - timedelta(days=3)}
-        self.patreon.set_membership("p-alice", patron_status="active_patron", tier_ids=[SEED.gold_tier], **paid)
-        self.patreon.set_membership("p-bob", patron_status="active_patron", tier_ids=[SEED.bronze_tier], **paid)
+        paid_at = now - timedelta(days=3)
+        for user_id, tier_id in (("p-alice", SEED.gold_tier), ("p-bob", SEED.bronze_tier)):
+            self.patreon.set_membership(
+                user_id, patron_status="active_patron", tier_ids=[tier_id], last_charge_status="Paid",
+                last_charge_date=paid_at,
+            )
         self.patreon.set_membership(
             "p-carol",
             patron_status="former_patron",

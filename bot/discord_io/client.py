@@ -45,7 +45,7 @@ class PatronBot(commands.Bot):
         self.config = config
         self.services: Services = build_services(config, store, session, DiscordRoleGateway(self), clock)
         self.web_port: int | None = None
-        self.tree.on_error = self.on_app_command_error
+        self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
