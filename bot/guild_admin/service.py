@@ -90,6 +90,7 @@ class AdminService:
         return lines
 
     async def map_tier(self, guild_id: int, tier_id: str, role_id: int) -> Tier:
+        self._assert_can_manage(guild_id)
         tier = await self._known_tier(tier_id)
         self._assert_assignable(guild_id, role_id)
         if not await self.store.map_tier_role(guild_id, tier.id, role_id):
@@ -134,6 +135,9 @@ class AdminService:
         return sorted(linked | set(await self.store.users_with_grants(guild_id)))
 
     async def sync(self, guild_id: int, dry_run: bool) -> SyncReport:
+        """A preview works without Manage Roles (it shows what is blocked); a real sync is refused."""
+        if not dry_run:
+            self._assert_can_manage(guild_id)
         lock = self._sync_locks.setdefault(guild_id, asyncio.Lock())
         if lock.locked():
             raise AdminError("A sync is already running in this server; wait for it to finish.")
@@ -211,6 +215,7 @@ class AdminService:
         return "Linked; their roles are up to date."
 
     async def unlink_user(self, guild_id: int, discord_user_id: int) -> UnlinkResult:
+        self._assert_can_manage(guild_id)
         link = await self.store.get_link_by_discord(discord_user_id)
         if link is None:
             raise AdminError("That member isn't linked.")
@@ -219,6 +224,8 @@ class AdminService:
         return await self.linking.unlink(discord_user_id)
 
     def _assert_can_manage(self, guild_id: int) -> None:
+        """Every command that changes roles, links or the policy refuses, changing nothing, while the bot
+        lacks Manage Roles: otherwise it would half-happen (a link without roles, a sync that changes nobody)."""
         problem = self.reconcile.gateway.missing_permissions(guild_id)
         if problem is not None:
             raise AdminError(problem)

@@ -101,14 +101,56 @@ async def test_map_refuses_unknown_tier(world):
     assert "999999" not in (await world.store.get_tier_roles(SEED.guild_id)).roles_by_tier
 
 
-async def test_changes_refused_when_bot_lacks_manage_roles(world):
+async def bot_loses_manage_roles(world) -> None:
+    """Someone takes Manage Roles from the bot's role; wait until the bot has seen it."""
     world.guild.set_bot_permissions(manage_roles=False)
+    gateway = world.bot.services.reconcile.gateway
+    await wait_for(lambda: gateway.missing_permissions(SEED.guild_id) is not None)
+
+
+async def test_changes_refused_when_bot_lacks_manage_roles(world):
+    await bot_loses_manage_roles(world)
     text = await admin(world, ["map"], {"tier": SEED.gold_tier, "role": SEED.vip_role})
     assert "Manage Roles" in text
     assert SEED.vip_role not in (await world.store.get_tier_roles(SEED.guild_id)).roles_by_tier[SEED.gold_tier]
     text = await admin(world, ["settings"], {"grace_days": 2})
     assert "Manage Roles" in text
     assert (await world.store.get_settings(SEED.guild_id)).decline_grace_days == 7
+
+
+@pytest.mark.parametrize("inline_limit", [25, 0], ids=["inline", "queued"])
+async def test_real_sync_refused_when_bot_lacks_manage_roles(world, monkeypatch, inline_limit):
+    monkeypatch.setattr("bot.guild_admin.service.INLINE_SYNC_LIMIT", inline_limit)
+    await world.link(SEED.bob)
+    extra = 730000000000000020
+    world.guild.add_role(extra, "Supporters", position=7)
+    await admin(world, ["map"], {"tier": SEED.bronze_tier, "role": extra})
+    assert "1 would change" in await admin(world, ["sync"])
+    await bot_loses_manage_roles(world)
+    calls_before = len(world.role_calls())
+
+    text = await admin(world, ["sync"], {"dry_run": False})
+    assert text.strip() == "❌ The bot lacks the Manage Roles permission; give its role Manage Roles."
+    await world.settle()
+    assert await world.store.pending_role_jobs() == [], "nothing handed to the queue either"
+    assert len(world.role_calls()) == calls_before
+    assert world.roles_of(SEED.bob) == {SEED.bronze_role}
+
+
+async def test_links_unchanged_when_bot_lacks_manage_roles(world):
+    await world.link(SEED.alice)
+    await bot_loses_manage_roles(world)
+    text = await admin(world, ["unlink-user"], {"member": SEED.alice})
+    assert text.strip() == "❌ The bot lacks the Manage Roles permission; give its role Manage Roles."
+    link = await world.store.get_link_by_discord(SEED.alice)
+    assert link is not None and link.patreon_user_id == "p-alice", "the link survives a refused unlink"
+    assert world.roles_of(SEED.alice) == {SEED.vip_role, SEED.gold_role}
+    text = await admin(world, ["link-user"], {"member": SEED.bob, "patreon_user_id": "p-bob"})
+    assert text.strip() == "❌ The bot lacks the Manage Roles permission; give its role Manage Roles."
+    assert await world.store.get_link_by_discord(SEED.bob) is None
+    text = await admin(world, ["unmap"], {"tier": SEED.gold_tier})
+    assert "Manage Roles" in text
+    assert SEED.gold_role in (await world.store.get_tier_roles(SEED.guild_id)).roles_by_tier[SEED.gold_tier]
 
 
 async def test_unmap_and_sync_take_back_only_bot_granted_roles(world):
