@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from dotenv import dotenv_values
+
+from bot.domain.models import SECRET, redacted_repr
 
 REAL_PATREON_BASE_URL = "https://www.patreon.com"
 REAL_DISCORD_BASE_URL = "https://discord.com"
@@ -25,13 +27,15 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
-    discord_token: str
+    """Secrets show as `'***'` in repr(), so a logged or printed config leaks nothing."""
+
+    discord_token: str = field(metadata=SECRET)
     patreon_client_id: str
-    patreon_client_secret: str
+    patreon_client_secret: str = field(metadata=SECRET)
     patreon_redirect_uri: str
-    patreon_creator_access_token: str
-    patreon_creator_refresh_token: str
-    patreon_webhook_secret: str
+    patreon_creator_access_token: str = field(metadata=SECRET)
+    patreon_creator_refresh_token: str = field(metadata=SECRET)
+    patreon_webhook_secret: str = field(metadata=SECRET)
     patreon_campaign_id: str | None = None
     database_path: Path = Path(DEFAULT_DATABASE_PATH)
     web_host: str = "0.0.0.0"
@@ -39,11 +43,14 @@ class Config:
     patreon_base_url: str = REAL_PATREON_BASE_URL
     discord_base_url: str = REAL_DISCORD_BASE_URL
     #: Key for signing OAuth `state`; derived from the client secret when not set.
-    state_secret: str = ""
+    state_secret: str = field(default="", metadata=SECRET)
     refresh_interval_minutes: float = 15.0
     log_level: str = "INFO"
     #: Guilds to sync commands to instantly (global sync can take an hour to show).
     dev_guild_ids: tuple[int, ...] = ()
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     @property
     def signing_key(self) -> bytes:

@@ -5,9 +5,27 @@ Everything here is frozen and free of I/O so the policy can be a pure function o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+#: Field metadata (`field(metadata=SECRET)`) for tokens and secrets, which `redacted_repr` shows as `'***'`.
+SECRET: Mapping[str, bool] = MappingProxyType({"secret": True})
+
+
+def redacted_repr(instance: Any) -> str:
+    """The dataclass repr (repr() lands in logs), with every SECRET field that holds a value shown as `'***'`."""
+    parts = []
+    for item in fields(instance):
+        if not item.repr:
+            continue
+        value = getattr(instance, item.name)
+        shown = "'***'" if item.metadata.get("secret") and value else repr(value)
+        parts.append(f"{item.name}={shown}")
+    return f"{type(instance).__qualname__}({', '.join(parts)})"
 
 
 class PatronStatus(StrEnum):
@@ -110,11 +128,14 @@ class MembersPage:
 
 @dataclass(frozen=True)
 class TokenPair:
-    access_token: str
-    refresh_token: str
+    access_token: str = field(metadata=SECRET)
+    refresh_token: str = field(metadata=SECRET)
     expires_at: datetime
     scope: tuple[str, ...] = ()
     token_type: str = "Bearer"
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
 
 @dataclass(frozen=True)

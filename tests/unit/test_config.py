@@ -102,3 +102,19 @@ def test_redirect_uri_is_kept_exactly_as_registered():
     assert load_config({**VALID, "PATREON_REDIRECT_URI": uri}, env_file=None).patreon_redirect_uri == uri
     with pytest.raises(ConfigError, match="/patreon/callback"):
         load_config({**VALID, "PATREON_REDIRECT_URI": uri + "/"}, env_file=None)
+
+
+def test_repr_shows_no_secret():
+    config = load_config(VALID | {"STATE_SECRET": "state-secret"}, env_file=None)
+    secrets = [
+        "discord-token",
+        "client-secret",
+        "creator-access",
+        "creator-refresh",
+        "webhook-secret",
+        "state-secret",
+    ]
+    for shown in (repr(config), str(config), f"{config!r}", repr([config])):
+        assert not [secret for secret in secrets if secret in shown], shown
+    assert "https://bot.example.com/patreon/callback" in repr(config), "the rest is still shown"
+    assert "discord_token='***'" in repr(config)
