@@ -1,55 +1,20 @@
 """Which managed Discord roles one campaign member should hold in one guild: a pure function.
 
-`decide_roles` reads only its arguments (no I/O, no clock, no Discord). Its promises:
+`decide_roles` reads only its arguments (no I/O, no clock, no Discord), so any decision can be replayed and tested.
+It promises:
 
-* `desired` is a subset of `managed_role_ids(settings, tier_roles)`, and `reasons` has an entry for
-  every one of those roles, saying why it is or isn't desired.
-* `hold=True` means "remove nothing now" (decline grace, paid-through time, Patreon's billing-day
-  gap, a charge status we can't read). The engine may still add `desired`.
-* A member who never pledged (`patron_status` None) or is unknown is never on hold.
-* The result depends on values only, never on the order of `entitled_tier_ids` or of mappings.
+* `desired` is a subset of `managed_role_ids(settings, tier_roles)`, and `reasons` explains every one of those roles;
+* `hold=True` means "remove nothing now" (the engine may still add `desired`);
+* a member who never pledged, or is not in the campaign, is never on hold;
+* the result depends on values only, never on the order of tiers or of mappings.
 
-How a member stands (the first matching line wins):
-
-1. Not in the campaign (`membership is None`): nothing.
-2. Never pledged (`patron_status` None): the free-member role, plus the roles of listed tiers we
-   know are the Free tier (`amount_cents == 0`). Trial/gift flags and charge fields are ignored:
-   Patreon marks trials and gifts `active_patron`.
-3. `former_patron`: with `keep_until_paid_through`, roles are kept and held until `billing.paid_through`
-   (none after a refund or fraud); afterwards, or without that setting, the former-patron role.
-4. Last charge Refunded, Fraud or Refunded by Patreon on an active or declined patron: not paying.
-   No tier roles and no grace (the money went back); no former-patron role either (not cancelled).
-5. `declined_patron`, or `active_patron` whose last charge is Declined (the status lags the charge):
-   within `decline_grace_days` of `last_charge_date` (or with no date known) the roles are kept and
-   held; afterwards nothing. `decline_grace_days <= 0` switches the grace off, even with no date.
-   A declined patron is not a former one: no former-patron role.
-6. `active_patron`:
-   * charge Paid, Pending, Free Trial or none yet: the entitled tiers' roles (see `_entitlement`
-     for tiers inferred from the amount). A free trial (`is_free_trial`, or charge "Free Trial")
-     gets paid tiers' roles only with `trial_gets_tier_roles` (its listed Free tier always counts),
-     plus the free-trial role; a gift gets its tiers plus the gifted role.
-   * billing-day gap (no paid tier listed, entitled amount 0, charge Paid or Pending): hold, add no
-     tier role.
-   * any other charge (Deleted, Other, Partially Refunded, unknown text), or paying with no tier
-     listed and no tier catalogue to infer from: hold, grant what Patreon says is entitled (and,
-     in the no-catalogue case, keep the held tier roles too).
-7. Any other `patron_status` value: hold and add nothing.
-
-"Kept" means: the roles of the tiers the member is still entitled to, or, when that gives none
-(Patreon blanks the tiers), the tier roles this bot granted and the member still holds.
-
-`RoleMode.HIGHEST` keeps only the roles of the single highest-amount entitled tier that has roles
-(a tier missing from `tiers` ranks above the Free tier but below every priced one; ties go to the
-smaller tier id, compared as numbers when both are digits). `STACK` unites all entitled tiers'
-roles. The lifetime role is independent of all of the above: support >= `lifetime_threshold_cents`
-(no threshold: any support > 0). A role that is both a tier role and a special role is desired if
-either rule wants it.
+The rules, row by row, are in docs/policy.md; tests/unit/test_policy.py checks them against an independent oracle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
@@ -119,7 +84,7 @@ def decide_roles(
     now: datetime,
     held_managed_roles: frozenset[int] = frozenset(),
 ) -> RoleDecision:
-    """The managed roles `membership` should hold in the guild of `settings` (rules: module docstring).
+    """The managed roles `membership` should hold in the guild of `settings` (rules: docs/policy.md).
 
     `tiers` is the campaign's tier catalogue by id (may be empty), `now` the decision time (naive is
     read as UTC) and `held_managed_roles` the managed roles the member holds that this bot granted.
@@ -262,21 +227,25 @@ def _judge_former(
 
 def _kept(
     verdict: _Verdict,
-    granted: dict[int, str],
-    denied: dict[int, str],
+    granted: Mapping[int, str],
+    denied: Mapping[int, str],
     held: frozenset[int],
     also_held: bool = False,
 ) -> _Verdict:
-    """Fill a held verdict: the entitled tiers' roles, or else (or also) the tier roles the member holds."""
+    """A filled copy of a held verdict: the entitled tiers' roles, or else (or also) the tier roles the member holds.
+
+    Pure: `verdict`, `granted` and `denied` are left as they were.
+    """
     label = verdict.standing.value
-    verdict.granted = {role: f"{reason}; kept during {label}" for role, reason in granted.items()}
-    verdict.denied = denied
+    kept = {role: f"{reason}; kept during {label}" for role, reason in granted.items()}
+    refused = dict(denied)
+    denial = verdict.denial
     if also_held or not granted:
         for role in sorted(held - granted.keys()):
-            verdict.granted[role] = f"held; kept during {label}"
-            verdict.denied.pop(role, None)
-        verdict.denial = f"not held; nothing is added during {label}"
-    return verdict
+            kept[role] = f"held; kept during {label}"
+            refused.pop(role, None)
+        denial = f"not held; nothing is added during {label}"
+    return replace(verdict, granted=kept, denied=refused, denial=denial)
 
 
 def _entitlement(membership: MembershipSnapshot, tiers: Mapping[str, Tier]) -> _Entitlement:

@@ -2,6 +2,7 @@
 
 Why: the machine has no network and mocks of discord.py would hide its real HTTP and cache
 behaviour; this fake lets the unpatched client run end to end against Discord's rules.
+Which rules, and what discord.py needs from a server: docs/discord-api.md.
 """
 
 from .errors import DiscordAPIError

@@ -1,6 +1,6 @@
 """A loopback Patreon API v2 (OAuth, identity, campaigns, members, webhooks) that behaves like the real one.
 
-See /work/shared/PATREON_API.md section 8 for what it reproduces and why.
+What it reproduces, and the Patreon behaviour behind it: docs/patreon-api.md, "What the fake Patreon reproduces".
 """
 
 from fakes.patreon.fake import FakePatreon

@@ -59,5 +59,5 @@ def api_error(
 
 
 def unauthorized() -> web.Response:
-    """Byte-for-byte the shape of the real 401 (SAMPLES/error_401_unauthorized.json)."""
+    """Byte-for-byte the shape of the real 401 (tests/data/patreon/error_401_unauthorized.json)."""
     return api_error(401, "Unauthorized", UNAUTHORIZED_DETAIL, code=1, code_name="Unauthorized")

@@ -1,4 +1,4 @@
-"""FakePatreon behaves like the Patreon that PATREON_API.md section 8 describes, and accepts every real sample."""
+"""FakePatreon does what docs/patreon-api.md ("What the fake Patreon reproduces") says; it accepts every real sample."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The role policy: an exhaustive matrix against an independent oracle table, targeted cases, properties."""
+"""The role policy of docs/policy.md: an exhaustive matrix against an independent oracle, targeted cases, properties."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bot.domain.billing import DOCUMENTED_CHARGE_STATUSES
 from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleDecision, RoleMode, Tier, TierRoleMap
-from bot.domain.policy import decide_roles, managed_role_ids
+from bot.domain.policy import _kept, _Standing, _Verdict, decide_roles, managed_role_ids
 
 # --- A small campaign: Free (0), Silver (5.00), Gold (10.00), and an unpublished Platinum (12.00). ---
 FREE, SILVER, GOLD, PLATINUM = "t0", "t5", "t10", "t12"
@@ -96,7 +96,7 @@ CHARGES = [
 #: How Patreon listed the entitlement: ([Free, Silver, Gold], 15.00), ([], 15.00) or ([], 0).
 ENTITLEMENTS = {"listed": ((FREE, SILVER, GOLD), 1500), "blank+amount": ((), 1500), "blank+zero": ((), 0)}
 
-# The oracle. One letter per (status, charge), read off the rules in the brief, column by column:
+# The oracle: one letter per (status, charge), read off the rules in docs/policy.md ("The whole grid" shows it too):
 #   g = paid up: grant   k = unsettled: keep + hold   d = decline grace   x = money went back: nothing
 #   t = free trial charge: grant + trial role          f = former: paid-through then former role
 #   F = former after a refund: former role at once     n = never pledged: free-member role
@@ -177,6 +177,7 @@ def test_matrix_is_exhaustive() -> None:
 
 
 # --- Patreon's gaps ---------------------------------------------------------------------------------------
+# SAMPLES/ is tests/data/patreon/ (see tests/samples.py).
 def test_real_pledge_create_webhook_with_no_tiers_infers_silver() -> None:
     # SAMPLES/webhook_members_pledge_create.json: active_patron, Paid, entitled 500, currently_entitled_tiers [].
     m = member(entitled_tier_ids=(), currently_entitled_amount_cents=500, will_pay_amount_cents=500)
@@ -404,6 +405,27 @@ def test_naive_now_is_read_as_utc() -> None:
     edge = CHARGED + timedelta(days=7)
     assert decide(m, now=edge.replace(tzinfo=None)) == decide(m, now=edge)
     assert decide(m, now=edge.replace(tzinfo=None) - timedelta(seconds=1)).hold is True
+
+
+def test_kept_returns_a_new_verdict_and_leaves_its_arguments_alone() -> None:
+    # `_kept` is private, but no public input reaches it: decide_roles builds all of its arguments itself.
+    def arguments() -> tuple[_Verdict, dict[int, str], dict[int, str]]:
+        verdict = _Verdict(_Standing.DECLINE_GRACE, True, "summary", {1: "old"}, {2: "x"}, trial=True)
+        return verdict, {3: "tier Gold is entitled"}, {4: "highest-only", 5: "other"}
+
+    verdict, granted, denied = arguments()
+    result = _kept(verdict, granted, denied, frozenset({4, 6}), also_held=True)
+    assert (verdict, granted, denied) == arguments()
+    assert result is not verdict
+    assert result.granted == {
+        3: "tier Gold is entitled; kept during decline grace",
+        4: "held; kept during decline grace",
+        6: "held; kept during decline grace",
+    }
+    assert result.denied == {5: "other"}
+    assert result.denial == "not held; nothing is added during decline grace"
+    assert (result.standing, result.hold, result.summary) == (_Standing.DECLINE_GRACE, True, "summary")
+    assert result.trial is True
 
 
 # --- Properties -------------------------------------------------------------------------------------------
