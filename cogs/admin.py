@@ -13,39 +13,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
-from bot.domain.models import GuildSettings, RoleMode
+from bot.domain.models import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKind, SettingSpec
 from bot.guild_admin.health import health_report
 from bot.guild_admin.service import AdminService
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 
-SETTING_LABELS = {
-    "decline_grace_days": "Grace days after a declined payment",
-    "keep_until_paid_through": "Keep roles until the paid-through date after a cancel",
-    "role_mode": "Several tiers give",
-    "free_member_role_id": "Free-member role",
-    "free_trial_role_id": "Free-trial role",
-    "trial_gets_tier_roles": "Free trials also get their tier's roles",
-    "gifted_role_id": "Gifted-membership role",
-    "former_patron_role_id": "Former-patron role",
-    "lifetime_role_id": "Lifetime-support role",
-    "lifetime_threshold_cents": "Lifetime-support threshold",
-    "log_channel_id": "Log channel",
-    "welcome_on_link": "Welcome message on a new link",
-    "welcome_channel_id": "Welcome channel (the log channel when not set)",
-    "auto_match_discord": "Auto-match patrons by the Discord account on their Patreon",
-}
-
-Clearable = Literal[
-    "free_role", "trial_role", "gifted_role", "former_role", "lifetime_role", "log_channel", "welcome_channel"
-]
+#: `clear:` choice → the setting it unsets: every role and channel setting, by its option name.
 CLEARABLE_FIELDS = {
-    "free_role": "free_member_role_id",
-    "trial_role": "free_trial_role_id",
-    "gifted_role": "gifted_role_id",
-    "former_role": "former_patron_role_id",
-    "lifetime_role": "lifetime_role_id",
-    "log_channel": "log_channel_id",
-    "welcome_channel": "welcome_channel_id",
+    spec.option: spec.name for spec in GUILD_SETTINGS if spec.kind in (SettingKind.ROLE, SettingKind.CHANNEL)
 }
 
 
@@ -113,25 +88,13 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
 
     @app_commands.command(name="settings", description="View or change the role policy for this server")
     @app_commands.describe(
-        grace_days="Days a declined payment keeps its roles (default 7)",
-        keep_until_paid_through="After a cancel, keep roles until the paid period ends",
-        role_mode="stack: every entitled tier's roles; highest: only the top tier's",
-        free_role="Role for free members (never pledged)",
-        trial_role="Role for free trials",
-        trial_gets_tier_roles="Free trials also get their tier's roles",
-        gifted_role="Role for gifted memberships",
-        former_role="Role for former patrons",
-        lifetime_role="Role for lifetime support above a threshold",
-        lifetime_dollars="Lifetime support (in dollars) that earns the lifetime role",
-        log_channel="Channel for one line per role change, link and failure",
-        welcome="Post a welcome message when someone links",
-        welcome_channel="Channel for the welcome message (default: the log channel)",
-        auto_match="Also match patrons by the Discord account linked on their Patreon",
-        clear="Unset one of the roles or the log channel",
+        **{spec.option: spec.help for spec in GUILD_SETTINGS}, clear="Unset one of the roles or channels"
     )
+    @app_commands.choices(clear=[app_commands.Choice(name=option, value=option) for option in CLEARABLE_FIELDS])
     async def settings(
         self,
         interaction: discord.Interaction,
+        # One option per GuildSettings field, named by its SettingSpec (tests/unit/test_settings_fields.py checks).
         grace_days: app_commands.Range[int, 0, 60] | None = None,
         keep_until_paid_through: bool | None = None,
         role_mode: Literal["stack", "highest"] | None = None,
@@ -146,26 +109,15 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         welcome: bool | None = None,
         welcome_channel: discord.TextChannel | None = None,
         auto_match: bool | None = None,
-        clear: Clearable | None = None,
+        clear: str | None = None,
     ) -> None:
+        given = dict(locals())  # the options by name, as discord.py converted them: read before any other local
         await interaction.response.defer(ephemeral=True, thinking=True)
-        changes: dict[str, object] = {
-            "decline_grace_days": grace_days,
-            "keep_until_paid_through": keep_until_paid_through,
-            "role_mode": RoleMode(role_mode) if role_mode else None,
-            "free_member_role_id": free_role.id if free_role else None,
-            "free_trial_role_id": trial_role.id if trial_role else None,
-            "trial_gets_tier_roles": trial_gets_tier_roles,
-            "gifted_role_id": gifted_role.id if gifted_role else None,
-            "former_patron_role_id": former_role.id if former_role else None,
-            "lifetime_role_id": lifetime_role.id if lifetime_role else None,
-            "lifetime_threshold_cents": lifetime_dollars * 100 if lifetime_dollars is not None else None,
-            "log_channel_id": log_channel.id if log_channel else None,
-            "welcome_on_link": welcome,
-            "welcome_channel_id": welcome_channel.id if welcome_channel else None,
-            "auto_match_discord": auto_match,
+        changes = {
+            spec.name: stored_value(spec, given[spec.option])
+            for spec in GUILD_SETTINGS
+            if given[spec.option] is not None
         }
-        changes = {name: value for name, value in changes.items() if value is not None}
         if clear:
             changes[CLEARABLE_FIELDS[clear]] = None
         settings = await self.admin.update_settings(guild_id(interaction), **changes)
@@ -228,25 +180,36 @@ def guild_id(interaction: discord.Interaction) -> int:
     return interaction.guild_id
 
 
+def stored_value(spec: SettingSpec, value: object) -> object:
+    """An option's value as GuildSettings keeps it."""
+    if spec.kind in (SettingKind.ROLE, SettingKind.CHANNEL):
+        return value.id if isinstance(value, discord.abc.Snowflake) else value
+    if spec.kind is SettingKind.DOLLARS and isinstance(value, int):
+        return value * 100
+    if spec.kind is SettingKind.MODE and isinstance(value, str):
+        return RoleMode(value)
+    return value
+
+
 def describe_settings(settings: GuildSettings) -> str:
     lines = ["**Patreon role policy for this server**"]
-    for name, label in SETTING_LABELS.items():
-        value = getattr(settings, name)
+    for spec in GUILD_SETTINGS:
+        value = getattr(settings, spec.name)
         if value is None:
             shown = "not set"
-        elif name.endswith("role_id"):
+        elif spec.kind is SettingKind.ROLE:
             shown = f"<@&{value}>"
-        elif name.endswith("channel_id"):
+        elif spec.kind is SettingKind.CHANNEL:
             shown = f"<#{value}>"
-        elif name == "lifetime_threshold_cents":
+        elif spec.kind is SettingKind.DOLLARS:
             shown = f"${value / 100:.2f}"
-        elif name == "role_mode":
+        elif spec.kind is SettingKind.MODE:
             shown = "every entitled tier's roles" if value is RoleMode.STACK else "only the highest tier's roles"
-        elif isinstance(value, bool):
+        elif spec.kind is SettingKind.SWITCH:
             shown = "on" if value else "off"
         else:
             shown = str(value)
-        lines.append(f"{label}: {shown}")
+        lines.append(f"{spec.label}: {shown}")
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ Everything here is frozen and free of I/O so the policy can be a pure function o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -138,40 +138,167 @@ class TokenPair:
         return redacted_repr(self)
 
 
+class SettingKind(StrEnum):
+    """What a guild setting holds, which decides how an admin enters it and how it is shown."""
+
+    DAYS = "days"
+    SWITCH = "switch"
+    MODE = "mode"
+    ROLE = "role"
+    CHANNEL = "channel"
+    #: Stored in cents, entered and shown in dollars.
+    DOLLARS = "dollars"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One field of GuildSettings as an admin sees it: the option of `/patreon-admin settings` that sets it,
+    the label of its line in the settings view, and the option's description in Discord."""
+
+    option: str
+    kind: SettingKind
+    label: str
+    help: str
+    #: The GuildSettings field (filled in by GUILD_SETTINGS).
+    name: str = ""
+
+
+def _admin(option: str, kind: SettingKind, label: str, help: str) -> dict[str, SettingSpec]:
+    """A GuildSettings field's metadata: how an admin sets and sees it."""
+    return {"setting": SettingSpec(option, kind, label, help)}
+
+
 @dataclass(frozen=True)
 class GuildSettings:
-    """A server's role policy. Defaults are what a new server gets."""
+    """A server's role policy. Defaults are what a new server gets.
+
+    Every field but `guild_id` carries its SettingSpec: the admin commands, their validation and the policy's
+    special roles all come from `GUILD_SETTINGS`, so a new field is exposed everywhere at once.
+    """
 
     guild_id: int
     #: Days a declined payment keeps its roles (Patreon retries; most declines are fixed within a week).
-    decline_grace_days: int = 7
+    decline_grace_days: int = field(
+        default=7,
+        metadata=_admin(
+            "grace_days",
+            SettingKind.DAYS,
+            "Grace days after a declined payment",
+            "Days a declined payment keeps its roles (default 7)",
+        ),
+    )
     #: After a cancel, keep the roles until the period already paid for ends.
-    keep_until_paid_through: bool = True
-    role_mode: RoleMode = RoleMode.STACK
-    free_member_role_id: int | None = None
-    free_trial_role_id: int | None = None
+    keep_until_paid_through: bool = field(
+        default=True,
+        metadata=_admin(
+            "keep_until_paid_through",
+            SettingKind.SWITCH,
+            "Keep roles until the paid-through date after a cancel",
+            "After a cancel, keep roles until the paid period ends",
+        ),
+    )
+    role_mode: RoleMode = field(
+        default=RoleMode.STACK,
+        metadata=_admin(
+            "role_mode",
+            SettingKind.MODE,
+            "Several tiers give",
+            "stack: every entitled tier's roles; highest: only the top tier's",
+        ),
+    )
+    free_member_role_id: int | None = field(
+        default=None,
+        metadata=_admin("free_role", SettingKind.ROLE, "Free-member role", "Role for free members (never pledged)"),
+    )
+    free_trial_role_id: int | None = field(
+        default=None, metadata=_admin("trial_role", SettingKind.ROLE, "Free-trial role", "Role for free trials")
+    )
     #: Whether a free trial also earns the roles of the tiers it is trialling.
-    trial_gets_tier_roles: bool = True
-    gifted_role_id: int | None = None
-    former_patron_role_id: int | None = None
-    lifetime_role_id: int | None = None
-    lifetime_threshold_cents: int | None = None
-    log_channel_id: int | None = None
-    welcome_on_link: bool = False
+    trial_gets_tier_roles: bool = field(
+        default=True,
+        metadata=_admin(
+            "trial_gets_tier_roles",
+            SettingKind.SWITCH,
+            "Free trials also get their tier's roles",
+            "Free trials also get their tier's roles",
+        ),
+    )
+    gifted_role_id: int | None = field(
+        default=None,
+        metadata=_admin("gifted_role", SettingKind.ROLE, "Gifted-membership role", "Role for gifted memberships"),
+    )
+    former_patron_role_id: int | None = field(
+        default=None,
+        metadata=_admin("former_role", SettingKind.ROLE, "Former-patron role", "Role for former patrons"),
+    )
+    lifetime_role_id: int | None = field(
+        default=None,
+        metadata=_admin(
+            "lifetime_role", SettingKind.ROLE, "Lifetime-support role", "Role for lifetime support above a threshold"
+        ),
+    )
+    lifetime_threshold_cents: int | None = field(
+        default=None,
+        metadata=_admin(
+            "lifetime_dollars",
+            SettingKind.DOLLARS,
+            "Lifetime-support threshold",
+            "Lifetime support (in dollars) that earns the lifetime role",
+        ),
+    )
+    log_channel_id: int | None = field(
+        default=None,
+        metadata=_admin(
+            "log_channel", SettingKind.CHANNEL, "Log channel", "Channel for one line per role change, link and failure"
+        ),
+    )
+    welcome_on_link: bool = field(
+        default=False,
+        metadata=_admin(
+            "welcome", SettingKind.SWITCH, "Welcome message on a new link", "Post a welcome message when someone links"
+        ),
+    )
     #: Where the welcome goes; the log channel when unset.
-    welcome_channel_id: int | None = None
-    auto_match_discord: bool = False
+    welcome_channel_id: int | None = field(
+        default=None,
+        metadata=_admin(
+            "welcome_channel",
+            SettingKind.CHANNEL,
+            "Welcome channel (the log channel when not set)",
+            "Channel for the welcome message (default: the log channel)",
+        ),
+    )
+    auto_match_discord: bool = field(
+        default=False,
+        metadata=_admin(
+            "auto_match",
+            SettingKind.SWITCH,
+            "Auto-match patrons by the Discord account on their Patreon",
+            "Also match patrons by the Discord account linked on their Patreon",
+        ),
+    )
 
     def special_role_ids(self) -> frozenset[int]:
         """Roles the policy hands out that are not tied to a tier."""
-        ids = (
-            self.free_member_role_id,
-            self.free_trial_role_id,
-            self.gifted_role_id,
-            self.former_patron_role_id,
-            self.lifetime_role_id,
-        )
+        ids = (getattr(self, name) for name in ROLE_SETTINGS)
         return frozenset(role_id for role_id in ids if role_id is not None)
+
+
+def _setting_specs() -> tuple[SettingSpec, ...]:
+    specs = []
+    for item in fields(GuildSettings):
+        if item.name == "guild_id":
+            continue
+        if "setting" not in item.metadata:
+            raise TypeError(f"GuildSettings.{item.name} needs its SettingSpec: `field(..., metadata=_admin(...))`")
+        specs.append(replace(item.metadata["setting"], name=item.name))
+    return tuple(specs)
+
+
+#: Every guild setting in declaration order: the one list the admin commands, their checks and the policy use.
+GUILD_SETTINGS: tuple[SettingSpec, ...] = _setting_specs()
+#: The settings that name a role the policy hands out (not tied to a tier).
+ROLE_SETTINGS: tuple[str, ...] = tuple(spec.name for spec in GUILD_SETTINGS if spec.kind is SettingKind.ROLE)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from bot.accounts.linking import LinkingService, UnlinkResult
-from bot.domain.models import GuildSettings, Tier
+from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, Tier
 from bot.patreon.errors import PatreonError
 from bot.store import Store
 from bot.sync.campaign import CampaignService, CampaignUnavailable
@@ -23,13 +23,6 @@ log = logging.getLogger(__name__)
 MAX_GRACE_DAYS = 60
 #: A real sync changing more members than this queues them (paced, durable) instead of changing them inline.
 INLINE_SYNC_LIMIT = 25
-ROLE_SETTINGS = (
-    "free_member_role_id",
-    "free_trial_role_id",
-    "gifted_role_id",
-    "former_patron_role_id",
-    "lifetime_role_id",
-)
 
 
 class AdminError(Exception):
@@ -111,7 +104,7 @@ class AdminService:
         if changes:
             self._assert_can_manage(guild_id)
         current = await self.store.get_settings(guild_id)
-        known = {field.name for field in dataclasses.fields(GuildSettings)} - {"guild_id"}
+        known = {spec.name for spec in GUILD_SETTINGS}
         unknown = set(changes) - known
         if unknown:
             raise AdminError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from bot.domain.models import GUILD_SETTINGS, SettingKind
 from fakes.world import SEED
 from tests.e2e.polling import wait_for
 
@@ -199,10 +200,14 @@ async def test_settings_view_and_change(world):
     assert (await world.store.get_settings(SEED.guild_id)).former_patron_role_id is None
 
 
-async def test_settings_refuse_a_role_above_the_bot(world):
-    text = await admin(world, ["settings"], {"free_role": SEED.above_bot_role})
+ROLE_SPECS = [spec for spec in GUILD_SETTINGS if spec.kind is SettingKind.ROLE]
+
+
+@pytest.mark.parametrize("spec", ROLE_SPECS, ids=[spec.option for spec in ROLE_SPECS])
+async def test_settings_refuse_a_role_above_the_bot(world, spec):
+    text = await admin(world, ["settings"], {spec.option: SEED.above_bot_role})
     assert "above the bot's highest role" in text
-    assert (await world.store.get_settings(SEED.guild_id)).free_member_role_id is None
+    assert getattr(await world.store.get_settings(SEED.guild_id), spec.name) is None
 
 
 async def test_former_patron_role_from_settings_reaches_a_former_patron(world):
