@@ -170,7 +170,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
             await self.admin.campaign_tiers(refresh=True),
             {key: await services.store.get_fact(key) for key in (WEBHOOK_LAST_SEEN, LAST_REFRESH)},
             [(job.user_id, job.last_error) for job in await services.store.failed_role_jobs(guild)],
-            sum(1 for job in await services.store.pending_role_jobs() if job.guild_id == guild),
+            await services.store.count_pending_role_jobs(guild),
         )
         await reply(interaction, "\n".join(line.render() for line in lines))
 

@@ -241,6 +241,14 @@ class QueueStore(SqlRunner):
     async def pending_role_jobs(self) -> list[RoleJob]:
         return await self._role_jobs("state = ? ORDER BY next_attempt_at", (PENDING,))
 
+    async def count_pending_role_jobs(self, guild_id: int) -> int:
+        """How many of one guild's members wait for a role change (for `/patreon-admin check`)."""
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM role_jobs WHERE guild_id = ? AND state = ?", (guild_id, PENDING)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def role_job_counts(self) -> dict[str, int]:
         async with self._db.execute("SELECT state, COUNT(*) FROM role_jobs GROUP BY state") as cursor:
             return {row[0]: int(row[1]) async for row in cursor}

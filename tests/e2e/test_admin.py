@@ -1,6 +1,7 @@
 """The admin's experience end to end: /patreon-admin against the fake Discord with the real bot."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -226,6 +227,15 @@ async def test_check_reports_hierarchy_and_unmapped_tiers(world):
     await wait_for(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
     text = await admin(world, ["check"])
     assert "Gold Patron is above the bot's highest role" in text
+
+
+async def test_check_counts_this_servers_queued_role_changes(world):
+    later = datetime.now(UTC) + timedelta(days=1)  # not due yet, so they stay queued while the check runs
+    other_guild = 710000000000000099
+    await world.store.enqueue_role_jobs([(SEED.guild_id, SEED.carol), (SEED.guild_id, SEED.dave)], "test", later)
+    await world.store.enqueue_role_jobs([(other_guild, SEED.carol)], "test", later)
+    text = await admin(world, ["check"])
+    assert "✅ 2 role change(s) queued, applied at Discord's pace." in text
 
 
 async def test_link_user_and_unlink_user_by_admin(world):

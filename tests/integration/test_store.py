@@ -194,3 +194,17 @@ async def test_a_404_for_an_old_membership_does_not_drop_the_renewed_one_from_a_
     assert await store.delete_membership_observed_before("p1", now + timedelta(minutes=2), "m1")
     assert await store.save_memberships([renewed]) == 1
     assert (await store.get_membership("p1")).member_id == "m2"
+
+
+async def test_pending_role_jobs_are_counted_per_guild(store):
+    assert await store.count_pending_role_jobs(10) == 0
+    await store.enqueue_role_jobs([(10, 1), (10, 2), (10, 3), (20, 1)], "refresh", T0)
+    await store.enqueue_role_jobs([(10, 1)], "webhook", T0)  # coalesces with the job already there
+    assert await store.count_pending_role_jobs(10) == 3
+    assert await store.count_pending_role_jobs(20) == 1
+    assert await store.count_pending_role_jobs(30) == 0
+    jobs = {job.key: job for job in await store.due_role_jobs(T0, limit=10)}
+    await store.fail_role_job(jobs[(10, 2)], "Missing Permissions")  # failed is not pending
+    assert await store.finish_role_job(jobs[(10, 3)])
+    assert await store.count_pending_role_jobs(10) == 1
+    assert await store.count_pending_role_jobs(20) == 1
