@@ -163,14 +163,6 @@ class BulkStore(SqlRunner):
                 grants.setdefault(int(row[0]), set()).add(int(row[1]))
         return {user: frozenset(roles) for user, roles in grants.items()}
 
-    async def forget_grants_many(self, guild_id: int, pairs: Iterable[tuple[int, int]]) -> None:
-        """Drop (member, role) ledger rows in one transaction."""
-        await self._run_many(
-            "DELETE FROM role_grants WHERE guild_id = ? AND discord_user_id = ? AND role_id = ?",
-            [(guild_id, user_id, role_id) for user_id, role_id in pairs],
-        )
-        await self._db.commit()
-
     async def tokens_expiring(self, subject_prefix: str, before: datetime) -> list[tuple[str, TokenPair]]:
         """Token pairs under `subject_prefix` whose access token expires before `before`."""
         async with self._db.execute(
