@@ -5,9 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 
 from bot.config import ConfigError, load_config
+
+#: Loggers whose DEBUG lines would carry secrets, and the level they are capped at: aiosqlite logs every
+#: statement with its parameters at DEBUG, stored tokens included.
+SECRET_BEARING_LOGGERS = {"aiosqlite": logging.INFO}
+
+
+def keep_secrets_out_of_logs() -> None:
+    """Part of the process's logging set-up, whatever LOG_LEVEL says; a stricter level already set is kept.
+
+    Whoever runs the bot without `main` must call it too (tests/conftest.py does, for the test session).
+    """
+    for name, floor in SECRET_BEARING_LOGGERS.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(max(floor, logger.level))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="demo: run the scripted walkthrough, then exit")
     parser.add_argument("--port", type=int, default=8080, help="demo: port for the bot's web server")
     args = parser.parse_args(argv)
+    keep_secrets_out_of_logs()
 
     if args.mode == "demo":
         from bot.demo import run_demo

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,8 +47,6 @@ class Store(QueueStore, BulkStore):
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
-        # aiosqlite logs every statement with its parameters at DEBUG, tokens included: never let it.
-        logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger("aiosqlite").level))
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)

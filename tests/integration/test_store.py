@@ -1,5 +1,6 @@
 """The store on a real SQLite file: migrations, links, tokens, ordering of snapshots, ledger, states."""
 
+import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -208,3 +209,16 @@ async def test_pending_role_jobs_are_counted_per_guild(store):
     assert await store.finish_role_job(jobs[(10, 3)])
     assert await store.count_pending_role_jobs(10) == 1
     assert await store.count_pending_role_jobs(20) == 1
+
+
+async def test_opening_the_store_leaves_logging_alone(tmp_path):
+    """Capping aiosqlite's logger is the entry point's logging set-up, not a side effect of opening a database."""
+    logger = logging.getLogger("aiosqlite")
+    before = logger.level
+    logger.setLevel(logging.NOTSET)
+    try:
+        opened = await Store.open(tmp_path / "quiet.sqlite3")
+        await opened.close()
+        assert logger.level == logging.NOTSET
+    finally:
+        logger.setLevel(before)
