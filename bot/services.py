@@ -64,24 +64,18 @@ def build_services(
         refresh_token=config.patreon_creator_refresh_token,
         expires_at=clock() + timedelta(days=8),
     )
-    campaign = CampaignService(patreon, store, seed, clock, config.patreon_campaign_id)
-    reconcile = ReconcileService(store, gateway, clock)
-    reconcile.limiter = TokenBucket()
     channel_log = ChannelLog(gateway.post_log)
-    reconcile.channel_log = channel_log
+    reconcile = ReconcileService(store, gateway, clock, limiter=TokenBucket(), channel_log=channel_log)
+    campaign = CampaignService(
+        patreon, store, seed, clock, config.patreon_campaign_id, on_token_rejected=reconcile.alert_every_server
+    )
     linking = LinkingService(config.signing_key, patreon, store, campaign, reconcile)
-    jobs = RoleJobs(store, reconcile, clock)
+    jobs = RoleJobs(store, reconcile, gateway, clock)
     admin = AdminService(store, campaign, reconcile, linking, jobs)
     applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, clock)
     webhooks = WebhookReceiver(config.patreon_webhook_secret, store, clock, on_recorded=applier.wake)
     refresh = RefreshService(patreon, store, campaign, reconcile, jobs, clock)
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
-
-    async def alert_every_server(text: str) -> None:
-        for guild_id in sorted(set(gateway.guild_ids()) | set(await store.configured_guild_ids())):
-            await reconcile.log_event(guild_id, text)
-
-    campaign.on_token_rejected = alert_every_server
     return Services(
         config,
         store,

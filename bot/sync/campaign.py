@@ -68,7 +68,11 @@ class CampaignService:
         seed_tokens: TokenPair,
         clock: Callable[[], datetime],
         campaign_id: str | None = None,
+        *,
+        on_token_rejected: Callable[[str], Awaitable[None]] | None,
     ) -> None:
+        """`on_token_rejected` is called once with a readable line when Patreon refuses the creator token (the
+        wiring alerts every server); None: the log line is all."""
         self.client = client
         self.store = store
         self._seed_tokens = seed_tokens
@@ -76,8 +80,7 @@ class CampaignService:
         self._clock = clock
         self._campaign_id = campaign_id
         self._token_lock = asyncio.Lock()
-        #: Called once with a readable line when Patreon refuses the creator token (the wiring alerts servers).
-        self.on_token_rejected: Callable[[str], Awaitable[None]] | None = None
+        self._on_token_rejected = on_token_rejected
 
     async def creator_access_token(self, *, stale: str | None = None) -> str:
         """The creator token, refreshed first when close to expiry, or when `stale` (a token Patreon just
@@ -147,9 +150,9 @@ class CampaignService:
         at = self._clock().isoformat(timespec="seconds")
         await self.store.set_fact(CREATOR_REJECTED_FACT, {"seed": self._seed, "at": at, "detail": str(error)})
         log.error("Patreon refused the creator refresh token (%s); stopping until new tokens are configured", error)
-        if self.on_token_rejected is not None:
+        if self._on_token_rejected is not None:
             try:
-                await self.on_token_rejected(
+                await self._on_token_rejected(
                     "⚠️ Patreon refused the creator token, so roles can't follow pledges any more. Copy a fresh "
                     "Creator's Access Token and Refresh Token from the Patreon client page into the bot's settings "
                     "and restart it."

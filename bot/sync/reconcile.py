@@ -123,15 +123,23 @@ def plan_member_roles(
 
 
 class ReconcileService:
-    def __init__(self, store: Store, gateway: RoleGateway, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        store: Store,
+        gateway: RoleGateway,
+        clock: Callable[[], datetime],
+        *,
+        limiter: RateLimiter | None,
+        channel_log: ChannelLog | None,
+    ) -> None:
+        """`limiter` paces every role change, whoever asks: Discord allows 50 requests/s per bot and discord.py
+        does not pace a bot below that on its own (None: no pacing). `channel_log` buffers the log-channel lines
+        of queued (background) reconciles (None: post at once)."""
         self.store = store
         self.gateway = gateway
         self.clock = clock
-        #: Shared by every role change, whoever asks: Discord allows 50 requests/s per bot and discord.py
-        #: does not pace a bot below that on its own.
-        self.limiter: RateLimiter | None = None
-        #: Where queued (background) reconciles write their log-channel lines; None → post at once.
-        self.channel_log: ChannelLog | None = None
+        self.limiter = limiter
+        self.channel_log = channel_log
         self._locks: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
 
     async def plan_member(self, guild_id: int, user_id: int) -> MemberPlan | None:
@@ -290,3 +298,8 @@ class ReconcileService:
 
     async def log_event(self, guild_id: int, text: str, *, queued: bool = False) -> None:
         await self._log(guild_id, text, queued)
+
+    async def alert_every_server(self, text: str) -> None:
+        """One line to every server the bot is in or has settings for (the creator-token alert)."""
+        for guild_id in sorted(set(self.gateway.guild_ids()) | set(await self.store.configured_guild_ids())):
+            await self._log(guild_id, text)

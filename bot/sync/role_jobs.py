@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 
 from bot.store import Store
 from bot.store.queues import RoleJob
-from bot.sync.reconcile import ReconcileService
+from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.worker import BackgroundWorker, log_crash
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,16 @@ class TokenBucket:
                 await self._sleep((1 - self._tokens) / self.rate)
 
 
-class RoleJobs:
-    """Producers call `enqueue`/`enqueue_many`; `run()` is the worker (one per process, started by a cog)."""
+class RoleJobs(BackgroundWorker):
+    """Producers call `enqueue`/`enqueue_many`; the worker (one per process) is `start()`ed by a cog."""
+
+    name = "role queue"
 
     def __init__(
         self,
         store: Store,
         reconcile: ReconcileService,
+        gateway: RoleGateway,
         clock: Callable[[], datetime],
         *,
         per_guild: int = 4,
@@ -69,19 +73,18 @@ class RoleJobs:
         retry_base: float = 2.0,
         retry_cap: float = 600.0,
     ) -> None:
+        super().__init__(clock)
         self.store = store
         self.reconcile = reconcile
-        self.clock = clock
+        self.gateway = gateway
         self.per_guild = per_guild
         self.max_in_flight = max_in_flight
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.retry_cap = retry_cap
-        self._wake = asyncio.Event()
-        self._stopping = False
         self._in_flight: dict[tuple[int, int], asyncio.Task[None]] = {}
         self._guild_gates: dict[int, asyncio.Semaphore] = {}
-        #: Completion counter, and when each recently finished job finished (see `run`).
+        #: Completion counter, and when each recently finished job finished (see `work`).
         self._epoch = 0
         self._finished: dict[tuple[int, int], int] = {}
         #: Jobs finished since start (tests and benchmarks read these).
@@ -96,28 +99,20 @@ class RoleJobs:
     async def enqueue_many(self, keys: Iterable[tuple[int, int]], cause: str, *, urgent: bool = False) -> int:
         """Persist the jobs first, then wake the worker; return how many rows were written."""
         written = await self.store.enqueue_role_jobs(list(keys), cause, self.clock(), urgent=urgent)
-        self._wake.set()
+        self.wake()
         return written
 
     # -- the worker --------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Apply due jobs until `stop()`; jobs left pending at the last stop or crash are due at once."""
-        self._stopping = False
+    async def resume(self) -> None:
+        """Jobs left pending at the last stop or crash are due at once."""
         resumed = await self.store.reschedule_role_jobs(self.clock())
         pending = len(await self.store.pending_role_jobs())
         if pending:
             log.info("role queue: resuming %d pending job(s) (%d were waiting out a back-off)", pending, resumed)
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                if await self._start_due_jobs() == 0:
-                    await self._sleep_until_due()
-            except Exception:  # a store hiccup must not kill the worker while webhooks keep arriving
-                log.exception("role queue: could not read due jobs; trying again shortly")
-                await asyncio.sleep(1.0)
 
-    async def _start_due_jobs(self) -> int:
+    async def work(self) -> bool:
+        """Start the due jobs there is room for; each runs in a task of its own."""
         room = self.max_in_flight - len(self._in_flight)
         started = 0
         if room > 0:
@@ -130,12 +125,17 @@ class RoleJobs:
                 self._start(job)
                 started += 1
             self._finished = {key: at for key, at in self._finished.items() if at > epoch}
-        return started
+        return started > 0
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Take no new jobs; give those running `timeout` seconds, then cancel them (they stay queued)."""
-        self._stopping = True
-        self._wake.set()
+    async def next_due(self) -> datetime | None:
+        # While jobs run, each one's end wakes the loop; otherwise sleep until the earliest back-off ends.
+        return None if self._in_flight else await self.store.next_role_job_due()
+
+    async def busy(self) -> bool:
+        return bool(self._in_flight) or bool(await self.store.due_role_jobs(self.clock(), limit=1))
+
+    async def drain(self, timeout: float) -> None:
+        """Give running jobs `timeout` seconds, then cancel them (they stay queued)."""
         running = list(self._in_flight.values())
         if running:
             _done, late = await asyncio.wait(running, timeout=timeout)
@@ -145,40 +145,24 @@ class RoleJobs:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def wait_idle(self, timeout: float = 10.0) -> None:
-        """Wait until no job is due or running (jobs waiting out a back-off don't count)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._in_flight or await self.store.due_role_jobs(self.clock(), limit=1):
-            if loop.time() > deadline:
-                raise TimeoutError("the role queue did not settle in time")
-            await asyncio.sleep(0.01)
-
     def _start(self, job: RoleJob) -> None:
-        task = asyncio.get_running_loop().create_task(self._execute(job))
+        name = f"role job guild={job.guild_id} user={job.user_id}"
+        task = asyncio.get_running_loop().create_task(self._execute(job), name=name)
         self._in_flight[job.key] = task
 
         def done(_: asyncio.Task[None]) -> None:
+            log_crash(task)  # e.g. the store failed while recording the outcome: the job stays queued
             self._in_flight.pop(job.key, None)
             self._epoch += 1
             self._finished[job.key] = self._epoch
-            self._wake.set()
+            self.wake()
 
         task.add_done_callback(done)
-
-    async def _sleep_until_due(self) -> None:
-        timeout = 60.0
-        if not self._in_flight:
-            due = await self.store.next_role_job_due()
-            if due is not None:
-                timeout = min(timeout, max(0.0, (due - self.clock()).total_seconds()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
 
     async def _execute(self, job: RoleJob) -> None:
         gate = self._guild_gates.setdefault(job.guild_id, asyncio.Semaphore(self.per_guild))
         async with gate:
-            if job.guild_id not in self.reconcile.gateway.guild_ids():
+            if job.guild_id not in self.gateway.guild_ids():
                 log.info("role queue: dropping job for user=%s: the bot is not in guild=%s", job.user_id, job.guild_id)
                 await self.store.finish_role_job(job)
                 return

@@ -9,7 +9,6 @@ after `max_attempts` they are given up, and the next complete refresh covers the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -24,11 +23,16 @@ from bot.sync.auto_match import auto_match
 from bot.sync.campaign import CampaignService, CampaignUnavailable
 from bot.sync.reconcile import ReconcileService
 from bot.sync.role_jobs import RoleJobs
+from bot.sync.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
 
-class WebhookApplier:
+class WebhookApplier(BackgroundWorker):
+    """The receiver records events and calls `wake()`; the worker (one per process) is `start()`ed by a cog."""
+
+    name = "webhook applier"
+
     def __init__(
         self,
         store: Store,
@@ -44,55 +48,28 @@ class WebhookApplier:
         retry_base: float = 5.0,
         retry_cap: float = 900.0,
     ) -> None:
+        super().__init__(clock)
         self.store = store
         self.client = client
         self.campaign = campaign
         self.reconcile = reconcile
         self.jobs = jobs
-        self.clock = clock
         self.concurrency = concurrency
         self.batch = batch
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.retry_cap = retry_cap
-        self._wake = asyncio.Event()
-        self._stopping = False
         self._busy = False
         self._pass_lock = asyncio.Lock()
 
-    def wake(self) -> None:
-        self._wake.set()
+    async def work(self) -> bool:
+        return await self.apply_due() > 0
 
-    async def run(self) -> None:
-        """Apply due events until `stop()`; the receiver's `wake()` cuts the wait short."""
-        self._stopping = False
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                handled = await self.apply_due()
-            except Exception:
-                log.exception("applying webhook events failed; trying again shortly")
-                handled = 0
-                await asyncio.sleep(1.0)
-            if handled:
-                continue
-            due = await self.store.next_webhook_event_due()
-            timeout = 60.0 if due is None else min(60.0, max(0.0, (due - self.clock()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
+    async def next_due(self) -> datetime | None:
+        return await self.store.next_webhook_event_due()
 
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    async def wait_idle(self, timeout: float = 10.0) -> None:
-        """Wait until no event is due or being applied (events waiting out a back-off don't count)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._busy or await self.store.due_webhook_events(self.clock(), limit=1):
-            if loop.time() > deadline:
-                raise TimeoutError("webhook events did not settle in time")
-            await asyncio.sleep(0.01)
+    async def busy(self) -> bool:
+        return self._busy or bool(await self.store.due_webhook_events(self.clock(), limit=1))
 
     async def apply_due(self) -> int:
         """One pass over the due events, one fetch per member; return how many events were handled."""

@@ -40,7 +40,7 @@ async def setup(tmp_path):
 
 def service(fake, store, client, clock, expires_in: timedelta) -> CampaignService:
     seed = TokenPair(fake.creator_access_token, fake.creator_refresh_token, clock() + expires_in)
-    return CampaignService(client, store, seed, clock)
+    return CampaignService(client, store, seed, clock, on_token_rejected=None)
 
 
 def token_calls(fake) -> int:

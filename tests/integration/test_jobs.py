@@ -23,7 +23,7 @@ async def store(tmp_path):
     await opened.close()
 
 
-async def queue_with(store, gateway=None, **options) -> tuple[RoleJobs, MemoryGateway]:
+async def queue_with(store, gateway=None, *, channel_log=False, **options) -> tuple[RoleJobs, MemoryGateway]:
     """A worker whose members 1..3 lack a free-member role the policy wants for unlinked... via a grant to take."""
     gateway = gateway or MemoryGateway()
     guild = gateway.add_guild(GUILD)
@@ -31,8 +31,9 @@ async def queue_with(store, gateway=None, **options) -> tuple[RoleJobs, MemoryGa
         guild.members.setdefault(user, {ROLE})
         await store.record_grants(GUILD, user, [ROLE], "earlier")  # not linked any more: the role must go
     await store.save_settings(GuildSettings(guild_id=GUILD, log_channel_id=LOG))
-    reconcile = ReconcileService(store, gateway)
-    jobs = RoleJobs(store, reconcile, lambda: datetime.now(UTC), retry_base=0.01, **options)
+    buffered = ChannelLog(gateway.post_log, linger=0) if channel_log else None
+    reconcile = ReconcileService(store, gateway, lambda: datetime.now(UTC), limiter=None, channel_log=buffered)
+    jobs = RoleJobs(store, reconcile, gateway, lambda: datetime.now(UTC), retry_base=0.01, **options)
     return jobs, gateway
 
 
@@ -83,8 +84,7 @@ async def test_transient_failures_retry_then_succeed(store):
 
 
 async def test_transient_failures_are_bounded_then_parked_and_reported_once(store):
-    jobs, gateway = await queue_with(store, max_attempts=3)
-    jobs.reconcile.channel_log = ChannelLog(gateway.post_log, linger=0)
+    jobs, gateway = await queue_with(store, channel_log=True, max_attempts=3)
     gateway.fail_next(100)
     await jobs.enqueue(GUILD, 1, "test")
     await run_until_idle(jobs, settle=0.3)
