@@ -40,6 +40,9 @@ class Services:
     refresh: RefreshService
     scheduler: RefreshScheduler
     channel_log: ChannelLog
+    #: Handed to whoever needs Discord or the time directly, so nothing reaches through another service.
+    gateway: RoleGateway
+    clock: Callable[[], datetime]
 
 
 def build_services(
@@ -77,17 +80,19 @@ def build_services(
     refresh = RefreshService(patreon, store, campaign, reconcile, jobs, clock)
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
     return Services(
-        config,
-        store,
-        patreon,
-        campaign,
-        reconcile,
-        linking,
-        admin,
-        jobs,
-        webhooks,
-        applier,
-        refresh,
-        scheduler,
-        channel_log,
+        config=config,
+        store=store,
+        patreon=patreon,
+        campaign=campaign,
+        reconcile=reconcile,
+        linking=linking,
+        admin=admin,
+        jobs=jobs,
+        webhooks=webhooks,
+        webhook_applier=applier,
+        refresh=refresh,
+        scheduler=scheduler,
+        channel_log=channel_log,
+        gateway=gateway,
+        clock=clock,
     )
