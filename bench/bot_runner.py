@@ -18,6 +18,7 @@ import aiohttp
 import discord
 
 from bench.fakes_process import FakesProcess
+from bot.__main__ import keep_secrets_out_of_logs
 from bot.config import load_config
 from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
@@ -60,6 +61,7 @@ def add_log_option(parser: argparse.ArgumentParser) -> None:
 
 def setup_logging(level: str) -> None:
     discord.utils.setup_logging(level=getattr(logging, level.upper()), root=True)
+    keep_secrets_out_of_logs()
 
 
 @dataclass

@@ -72,12 +72,12 @@ def build_services(
     campaign = CampaignService(
         patreon, store, seed, clock, config.patreon_campaign_id, on_token_rejected=reconcile.alert_every_server
     )
-    linking = LinkingService(config.signing_key, patreon, store, campaign, reconcile)
+    linking = LinkingService(config.signing_key, patreon, store, campaign, reconcile, gateway, clock)
     jobs = RoleJobs(store, reconcile, gateway, clock)
-    admin = AdminService(store, campaign, reconcile, linking, jobs)
-    applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, clock)
+    admin = AdminService(store, campaign, reconcile, linking, jobs, gateway)
+    applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, gateway, clock)
     webhooks = WebhookReceiver(config.patreon_webhook_secret, store, clock, on_recorded=applier.wake)
-    refresh = RefreshService(patreon, store, campaign, reconcile, jobs, clock)
+    refresh = RefreshService(patreon, store, campaign, reconcile, jobs, gateway, clock)
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
     return Services(
         config=config,

@@ -17,6 +17,7 @@ from bot.domain.models import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKi
 from bot.guild_admin.health import health_report
 from bot.guild_admin.service import AdminService
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
+from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
 
 #: `clear:` choice → the setting it unsets: every role and channel setting, by its option name.
 CLEARABLE_FIELDS = {
@@ -130,7 +131,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         await interaction.response.defer(ephemeral=True, thinking=True)
         report = await self.admin.sync(guild_id(interaction), dry_run)
         if report.queued:
-            minutes = max(1, round(report.queued / 40 / 60))
+            minutes = max(1, round(report.queued / ROLE_CALLS_PER_SECOND / 60))
             await reply(
                 interaction,
                 f"Checked {report.checked} member(s); queued {report.queued} for role changes. They're applied "
@@ -164,7 +165,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         guild = guild_id(interaction)
         lines = health_report(
             guild,
-            services.reconcile.gateway,
+            services.gateway,
             await services.store.get_settings(guild),
             await services.store.get_tier_roles(guild),
             await self.admin.campaign_tiers(refresh=True),

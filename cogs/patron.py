@@ -58,7 +58,7 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
             await services.reconcile.plan_member(guild_id, interaction.user.id),
             await services.store.get_tiers(),
             await services.reconcile.managed_roles(guild_id),
-            lambda role_id: services.reconcile.gateway.role_name(guild_id, role_id),
+            lambda role_id: services.gateway.role_name(guild_id, role_id),
         )
         await interaction.followup.send(text[:2000], ephemeral=True)
 

@@ -7,12 +7,12 @@ like "member not in the server" and be dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
+from bot.sync.worker import log_crash
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class SyncTasks(commands.Cog):
     def __init__(self, bot: PatronBot) -> None:
         self.bot = bot
         self._starter: asyncio.Task[None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._scheduler: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
         self._starter = asyncio.create_task(self._start_when_ready())
@@ -29,11 +29,10 @@ class SyncTasks(commands.Cog):
     async def _start_when_ready(self) -> None:
         await self.bot.wait_until_ready()
         services = self.bot.services
-        self._tasks = [
-            asyncio.create_task(services.jobs.run(), name="role-jobs"),
-            asyncio.create_task(services.webhook_applier.run(), name="webhook-applier"),
-            asyncio.create_task(services.scheduler.run(), name="refresh-scheduler"),
-        ]
+        services.jobs.start()
+        services.webhook_applier.start()
+        self._scheduler = asyncio.create_task(services.scheduler.run(), name="refresh scheduler")
+        self._scheduler.add_done_callback(log_crash)
         log.info("background sync started (refresh every %g min)", services.scheduler.interval_minutes)
 
     async def cog_unload(self) -> None:
@@ -42,13 +41,11 @@ class SyncTasks(commands.Cog):
         if self._starter is not None and not self._starter.done():
             self._starter.cancel()
         services.scheduler.stop()
-        await services.webhook_applier.stop()
-        await services.jobs.stop(timeout=5.0)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Side by side, so shutdown still takes at most about five seconds.
+        await asyncio.gather(services.webhook_applier.stop(timeout=5.0), services.jobs.stop(timeout=5.0))
+        if self._scheduler is not None:
+            self._scheduler.cancel()  # a refresh in progress stops here; it changed nothing it had not finished
+            await asyncio.wait([self._scheduler])  # a crash was logged by its done-callback
         await services.channel_log.close()
 
 

@@ -7,7 +7,7 @@ accepted the code; roles are granted in the same request so the patron sees them
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -17,7 +17,7 @@ from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonError
 from bot.store import Store, patron_subject
 from bot.sync.campaign import CampaignService, CampaignUnavailable
-from bot.sync.reconcile import ReconcileOutcome, ReconcileService
+from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,20 @@ class LinkingService:
         store: Store,
         campaign: CampaignService,
         reconcile: ReconcileService,
+        gateway: RoleGateway,
+        clock: Callable[[], datetime],
     ) -> None:
         self._key = signing_key
         self.client = client
         self.store = store
         self.campaign = campaign
         self.reconcile = reconcile
+        self.gateway = gateway
+        self.clock = clock
 
     def start_link(self, guild_id: int, discord_user_id: int) -> str:
         """The Patreon authorize URL for this user, carrying a fresh signed state."""
-        token, _ = issue_state(self._key, guild_id, discord_user_id, self.reconcile.clock())
+        token, _ = issue_state(self._key, guild_id, discord_user_id, self.clock())
         return self.client.authorize_url(token, PATRON_SCOPES)
 
     async def complete_link(self, params: Mapping[str, str]) -> LinkResult:
@@ -81,7 +85,7 @@ class LinkingService:
         if not state_token:
             return _failure("This link is missing its security token.", "Run /patreon link again in Discord.")
         try:
-            state = verify_state(self._key, state_token, self.reconcile.clock())
+            state = verify_state(self._key, state_token, self.clock())
         except StateError as error:
             return _failure("This link can't be used.", str(error))
         if not await self.store.consume_state(state.nonce, state.expires_at):
@@ -124,7 +128,7 @@ class LinkingService:
         if previous is not None and previous.patreon_user_id != identity.user.id:
             await self.store.delete_tokens(patron_subject(previous.patreon_user_id))
         if membership is not None:
-            await self.store.save_membership(_with_user(membership, identity.user.id, self.reconcile.clock()))
+            await self.store.save_membership(_with_user(membership, identity.user.id, self.clock()))
         else:
             await self.store.delete_membership(identity.user.id)
         log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
@@ -185,12 +189,12 @@ class LinkingService:
                 headline="Your Patreon account is linked.",
                 detail="Discord didn't answer just now; your roles will follow within a few minutes.",
                 patreon_name=user.full_name,
-                discord_name=self.reconcile.gateway.user_name(discord_user_id),
+                discord_name=self.gateway.user_name(discord_user_id),
                 tier_titles=tier_titles,
             )
         problems = [why for outcome in outcomes for why in [*outcome.blocked.values(), outcome.error] if why]
         roles_given = tuple(
-            self.reconcile.gateway.role_name(outcome.guild_id, role_id)
+            self.gateway.role_name(outcome.guild_id, role_id)
             for outcome in outcomes
             for role_id in sorted(outcome.added)
         )
@@ -203,7 +207,7 @@ class LinkingService:
             headline="Your Patreon account is linked.",
             detail=detail,
             patreon_name=user.full_name,
-            discord_name=self.reconcile.gateway.user_name(discord_user_id),
+            discord_name=self.gateway.user_name(discord_user_id),
             tier_titles=tier_titles,
             roles_given=roles_given,
         )
@@ -214,19 +218,18 @@ class LinkingService:
         The pair is also opted out of auto-match, or the next refresh would link it again from the patron's
         Discord connection on Patreon; linking it explicitly again (OAuth, an admin) lifts the opt-out.
         """
-        link = await self.store.delete_link(discord_user_id, opt_out_at=self.reconcile.clock())
+        link = await self.store.delete_link(discord_user_id, opt_out_at=self.clock())
         if link is None:
             return UnlinkResult(was_linked=False)
         await self.store.delete_tokens(patron_subject(link.patreon_user_id))
         outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "unlinked")
         removed = tuple(
-            self.reconcile.gateway.role_name(outcome.guild_id, role_id)
+            self.gateway.role_name(outcome.guild_id, role_id)
             for outcome in outcomes
             for role_id in sorted(outcome.removed)
         )
-        gateway = self.reconcile.gateway
         kept = tuple(
-            f"@{gateway.role_name(outcome.guild_id, role_id)}: {why}"
+            f"@{self.gateway.role_name(outcome.guild_id, role_id)}: {why}"
             for outcome in outcomes
             for role_id, why in sorted(outcome.blocked.items())
         ) + tuple(f"{outcome.error}" for outcome in outcomes if outcome.error)
@@ -241,7 +244,7 @@ class LinkingService:
         if not settings.welcome_on_link or channel_id is None:
             return
         tier = f" as **{', '.join(tier_titles)}**" if tier_titles else ""
-        await self.reconcile.gateway.post_log(
+        await self.gateway.post_log(
             channel_id, f"🎉 Welcome <@{discord_user_id}>, and thank you for supporting us on Patreon{tier}!"
         )
 

@@ -43,12 +43,10 @@ def plan_roles(
     return RolePlan(add=add - blocked.keys(), remove=remove - blocked.keys(), blocked=blocked)
 
 
-def ledger_after(plan: RolePlan, actual: frozenset[int], granted_by_bot: frozenset[int]) -> tuple[set[int], set[int]]:
-    """Which grants to record and which to forget once the plan has been applied.
+def grants_to_forget(plan: RolePlan, actual: frozenset[int], granted_by_bot: frozenset[int]) -> set[int]:
+    """Which grants to forget once the plan has been applied (its additions are recorded as they are made).
 
     Grants for roles the member no longer holds (someone removed them by hand) are forgotten too, so a
     role later given by hand is not mistaken for ours.
     """
-    record = set(plan.add)
-    forget = set(plan.remove) | {role for role in granted_by_bot if role not in actual and role not in plan.add}
-    return record, forget
+    return set(plan.remove) | {role for role in granted_by_bot if role not in actual and role not in plan.add}

@@ -15,7 +15,7 @@ from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, Tier
 from bot.patreon.errors import PatreonError
 from bot.store import Store
 from bot.sync.campaign import CampaignService, CampaignUnavailable
-from bot.sync.reconcile import MemberPlan, ReconcileOutcome, ReconcileService, RoleChangeError
+from bot.sync.reconcile import MemberPlan, ReconcileOutcome, ReconcileService, RoleChangeError, RoleGateway
 from bot.sync.role_jobs import RoleJobs
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,14 @@ class AdminService:
         reconcile: ReconcileService,
         linking: LinkingService,
         jobs: RoleJobs,
+        gateway: RoleGateway,
     ) -> None:
         self.store = store
         self.campaign = campaign
         self.reconcile = reconcile
         self.linking = linking
         self.jobs = jobs
+        self.gateway = gateway
         self._sync_locks: dict[int, asyncio.Lock] = {}
 
     async def campaign_tiers(self, refresh: bool) -> dict[str, Tier]:
@@ -219,7 +221,7 @@ class AdminService:
     def _assert_can_manage(self, guild_id: int) -> None:
         """Every command that changes roles, links or the policy refuses, changing nothing, while the bot
         lacks Manage Roles: otherwise it would half-happen (a link without roles, a sync that changes nobody)."""
-        problem = self.reconcile.gateway.missing_permissions(guild_id)
+        problem = self.gateway.missing_permissions(guild_id)
         if problem is not None:
             raise AdminError(problem)
 
@@ -235,12 +237,12 @@ class AdminService:
         return tiers[tier_id]
 
     def _assert_assignable(self, guild_id: int, role_id: int) -> None:
-        refusal = self.reconcile.gateway.unassignable_roles(guild_id, frozenset({role_id}))
+        refusal = self.gateway.unassignable_roles(guild_id, frozenset({role_id}))
         if role_id in refusal:
             raise AdminError(f"I can't manage that role: {refusal[role_id]}.")
 
     def _role(self, guild_id: int, role_id: int) -> str:
-        return self.reconcile.gateway.role_name(guild_id, role_id)
+        return self.gateway.role_name(guild_id, role_id)
 
     def _describe_plan(self, plan: MemberPlan) -> str:
         if plan.plan.is_empty and not plan.plan.blocked:

@@ -246,8 +246,11 @@ class Store(QueueStore, BulkStore):
 
     # -- the ledger of roles this bot granted --------------------------------------------------------
 
-    async def record_grants(self, guild_id: int, discord_user_id: int, role_ids: Iterable[int], reason: str) -> None:
-        now = _now()
+    async def record_grants(
+        self, guild_id: int, discord_user_id: int, role_ids: Iterable[int], reason: str, *, at: datetime | None = None
+    ) -> None:
+        """`at` is the engine's clock (the settle check compares against it); the wall clock when not given."""
+        now = _iso(at) if at is not None else _now()
         await self._run_many(
             # A re-grant restarts the clock: `_settled_forgets` trusts the cache only for grants older than a minute.
             "INSERT INTO role_grants VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, discord_user_id, role_id)"

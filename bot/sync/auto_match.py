@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 
 from bot.domain.models import MembershipSnapshot
-from bot.sync.reconcile import ReconcileService, RoleChangeError
+from bot.store import Store
+from bot.sync.reconcile import ReconcileService, RoleChangeError, RoleGateway
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +25,21 @@ AUTO_SOURCE = "auto"
 FEW = 20
 
 
-async def auto_match(reconcile: ReconcileService, snapshots: Iterable[MembershipSnapshot]) -> list[tuple[int, str]]:
-    """Link what can be linked; return the new (discord id, patreon id) pairs."""
-    store, gateway = reconcile.store, reconcile.gateway
+async def auto_match(
+    store: Store,
+    gateway: RoleGateway,
+    reconcile: ReconcileService,
+    snapshots: Iterable[MembershipSnapshot],
+    now: datetime,
+) -> list[tuple[int, str]]:
+    """Link what can be linked at `now`; return the new (discord id, patreon id) pairs (`reconcile` logs them)."""
     guilds = [guild_id for guild_id in gateway.guild_ids() if (await store.get_settings(guild_id)).auto_match_discord]
     if not guilds:
         return []
     candidates = [s for s in snapshots if s.social_discord_id is not None and s.patreon_user_id is not None]
     if not candidates:
         return []
-    links, linked_patreon = await _known_links(reconcile, candidates)
+    links, linked_patreon = await _known_links(store, candidates)
     opted_out = await store.auto_match_optouts()
     rows: list[tuple[int, str, int | None, str]] = []
     for snapshot in candidates:
@@ -41,7 +48,7 @@ async def auto_match(reconcile: ReconcileService, snapshots: Iterable[Membership
             continue
         if (discord_id, patreon_id) in opted_out:
             continue
-        guild_id = await _guild_with_member(reconcile, guilds, discord_id)
+        guild_id = await _guild_with_member(gateway, guilds, discord_id)
         if guild_id is None:
             continue
         rows.append((discord_id, patreon_id, guild_id, AUTO_SOURCE))
@@ -49,7 +56,7 @@ async def auto_match(reconcile: ReconcileService, snapshots: Iterable[Membership
         linked_patreon.add(patreon_id)
     if not rows:
         return []
-    await store.add_auto_links(rows, reconcile.clock())
+    await store.add_auto_links(rows, now)
     # INSERT OR IGNORE: a link made (or an unlink recorded) meanwhile by OAuth or an admin wins; read back which
     # of ours went in.
     stored = await store.link_map() if len(rows) > FEW else {}
@@ -69,11 +76,8 @@ async def auto_match(reconcile: ReconcileService, snapshots: Iterable[Membership
     return made
 
 
-async def _known_links(
-    reconcile: ReconcileService, snapshots: list[MembershipSnapshot]
-) -> tuple[dict[int, str], set[str]]:
+async def _known_links(store: Store, snapshots: list[MembershipSnapshot]) -> tuple[dict[int, str], set[str]]:
     """Links that matter for these snapshots: all of them for a refresh, a few lookups for one webhook."""
-    store = reconcile.store
     if len(snapshots) > FEW:
         every = await store.link_map()
         return every, set(every.values())
@@ -89,8 +93,7 @@ async def _known_links(
     return links, linked_patreon
 
 
-async def _guild_with_member(reconcile: ReconcileService, guilds: list[int], discord_id: int) -> int | None:
-    gateway = reconcile.gateway
+async def _guild_with_member(gateway: RoleGateway, guilds: list[int], discord_id: int) -> int | None:
     for guild_id in guilds:
         if gateway.cached_member_roles(guild_id, discord_id) is not None:
             return guild_id

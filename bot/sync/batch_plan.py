@@ -17,7 +17,8 @@ from datetime import datetime
 
 from bot.domain.models import MembershipSnapshot
 from bot.domain.policy import managed_role_ids
-from bot.sync.reconcile import ReconcileService, RoleChangeError, plan_member_roles
+from bot.store import Store
+from bot.sync.reconcile import RoleChangeError, RoleGateway, plan_member_roles
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class BatchPlan:
 
 
 async def plan_all_guilds(
-    reconcile: ReconcileService,
+    store: Store,
+    gateway: RoleGateway,
     memberships: Mapping[str, MembershipSnapshot],
     now: datetime,
 ) -> BatchPlan:
@@ -46,7 +48,6 @@ async def plan_all_guilds(
 
     `memberships` is the complete listing by Patreon user id: a linked user missing from it is not a member.
     """
-    store, gateway = reconcile.store, reconcile.gateway
     links = await store.link_map()
     tiers = await store.get_tiers()
     result = BatchPlan()

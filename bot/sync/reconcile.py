@@ -16,7 +16,7 @@ from typing import Protocol
 
 from bot.domain.models import GuildSettings, MembershipSnapshot, RoleDecision, Tier, TierRoleMap
 from bot.domain.policy import decide_roles, managed_role_ids
-from bot.domain.role_plan import RolePlan, ledger_after, plan_roles
+from bot.domain.role_plan import RolePlan, grants_to_forget, plan_roles
 from bot.store import Store
 from bot.sync.channel_log import ChannelLog
 
@@ -186,7 +186,7 @@ class ReconcileService:
         outcome = ReconcileOutcome(guild_id, user_id, blocked=plan.blocked, summary=member_plan.decision.summary)
         if not plan.is_empty:
             if plan.add:
-                await self.store.record_grants(guild_id, user_id, plan.add, cause)
+                await self.store.record_grants(guild_id, user_id, plan.add, cause, at=self.clock())
             reason = f"Patreon sync ({cause}): {member_plan.decision.summary}"[:500]
             try:
                 if self.limiter is not None:
@@ -203,7 +203,7 @@ class ReconcileService:
                     await self._log(guild_id, f"Could not update roles for <@{user_id}>: {error}")
                 return outcome
             outcome.added, outcome.removed = plan.add, plan.remove
-        _record, forget = ledger_after(plan, member_plan.actual, member_plan.granted)
+        forget = grants_to_forget(plan, member_plan.actual, member_plan.granted)
         forget = await self._settled_forgets(guild_id, user_id, forget - plan.remove) | (forget & plan.remove)
         if forget:
             await self.store.forget_grants(guild_id, user_id, forget)
@@ -218,7 +218,7 @@ class ReconcileService:
         """
         if not vanished:
             return set()
-        cutoff = utc_now() - GRANT_SETTLE_TIME
+        cutoff = self.clock() - GRANT_SETTLE_TIME
         granted_at = await self.store.grant_times(guild_id, user_id)
         return {role for role in vanished if granted_at.get(role, cutoff) <= cutoff}
 

@@ -37,7 +37,7 @@ from bot.store import LAST_REFRESH, Store
 from bot.sync.auto_match import auto_match
 from bot.sync.batch_plan import plan_all_guilds
 from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected, grant_refused
-from bot.sync.reconcile import ReconcileService
+from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.role_jobs import RoleJobs
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class RefreshService:
         campaign: CampaignService,
         reconcile: ReconcileService,
         jobs: RoleJobs,
+        gateway: RoleGateway,
         clock: Callable[[], datetime],
         page_size: int = MAX_PAGE_SIZE,
     ) -> None:
@@ -98,6 +99,7 @@ class RefreshService:
         self.campaign = campaign
         self.reconcile = reconcile
         self.jobs = jobs
+        self.gateway = gateway
         self.clock = clock
         self.page_size = page_size
         self._lock = asyncio.Lock()
@@ -141,8 +143,9 @@ class RefreshService:
         report.snapshots_saved = await self.store.save_memberships(memberships.values())
         gone = await self.store.delete_memberships_except(set(memberships), report.started_at)
         report.snapshots_forgotten = len(gone)
-        report.auto_linked = len(await auto_match(self.reconcile, memberships.values()))
-        plan = await plan_all_guilds(self.reconcile, memberships, self.clock())
+        matched = await auto_match(self.store, self.gateway, self.reconcile, memberships.values(), self.clock())
+        report.auto_linked = len(matched)
+        plan = await plan_all_guilds(self.store, self.gateway, memberships, self.clock())
         report.members_checked, report.roles_differ = plan.checked, plan.changes
         report.members_unchecked = plan.unchecked
         if plan.jobs:

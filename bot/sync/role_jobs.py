@@ -25,12 +25,16 @@ from bot.sync.worker import BackgroundWorker, log_crash
 log = logging.getLogger(__name__)
 
 
+#: Role calls per second across all servers: under Discord's global 50/s, with room for commands and the log.
+ROLE_CALLS_PER_SECOND = 40.0
+
+
 class TokenBucket:
     """At most `capacity` requests at once and `rate` per second after that (so ≤ capacity + rate in any second)."""
 
     def __init__(
         self,
-        rate: float = 40.0,
+        rate: float = ROLE_CALLS_PER_SECOND,
         capacity: float = 10.0,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,

@@ -21,7 +21,7 @@ from bot.store import Store
 from bot.store.queues import DONE, FAILED, IGNORED, WebhookEvent
 from bot.sync.auto_match import auto_match
 from bot.sync.campaign import CampaignService, CampaignUnavailable
-from bot.sync.reconcile import ReconcileService
+from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.role_jobs import RoleJobs
 from bot.sync.worker import BackgroundWorker
 
@@ -40,6 +40,7 @@ class WebhookApplier(BackgroundWorker):
         campaign: CampaignService,
         reconcile: ReconcileService,
         jobs: RoleJobs,
+        gateway: RoleGateway,
         clock: Callable[[], datetime],
         *,
         concurrency: int = 4,
@@ -54,6 +55,7 @@ class WebhookApplier(BackgroundWorker):
         self.campaign = campaign
         self.reconcile = reconcile
         self.jobs = jobs
+        self.gateway = gateway
         self.concurrency = concurrency
         self.batch = batch
         self.max_attempts = max_attempts
@@ -134,7 +136,7 @@ class WebhookApplier(BackgroundWorker):
                 await self.store.finish_webhook_events(ids, FAILED, self.clock(), "member has no Patreon user")
                 return
             stored = await self.store.save_membership(snapshot)
-            await auto_match(self.reconcile, [snapshot])
+            await auto_match(self.store, self.gateway, self.reconcile, [snapshot], self.clock())
             patreon_ids.add(snapshot.patreon_user_id)
             log.info(
                 "webhook %s member=%s user=%s: %s (%s)",

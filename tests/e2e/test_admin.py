@@ -106,7 +106,7 @@ async def test_map_refuses_unknown_tier(world):
 async def bot_loses_manage_roles(world) -> None:
     """Someone takes Manage Roles from the bot's role; wait until the bot has seen it."""
     world.guild.set_bot_permissions(manage_roles=False)
-    gateway = world.bot.services.reconcile.gateway
+    gateway = world.bot.services.gateway
     await wait_for(lambda: gateway.missing_permissions(SEED.guild_id) is not None)
 
 
@@ -223,7 +223,7 @@ async def test_check_reports_hierarchy_and_unmapped_tiers(world):
     assert "⚠️ Tiers without a role: Free." in healthy
     assert "✅ No member is stuck" in healthy
     world.guild.update_role(SEED.gold_role, position=99)  # someone drags Gold above the bot
-    gateway = world.bot.services.reconcile.gateway
+    gateway = world.bot.services.gateway
     await wait_for(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
     text = await admin(world, ["check"])
     assert "Gold Patron is above the bot's highest role" in text
@@ -264,7 +264,7 @@ async def test_sync_reports_roles_it_cannot_change(world):
     await world.link(SEED.alice)
     world.guild.member(SEED.alice).role_ids.discard(SEED.gold_role)
     world.guild.update_role(SEED.gold_role, position=99)
-    gateway = world.bot.services.reconcile.gateway
+    gateway = world.bot.services.gateway
     await wait_for(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
     text = await admin(world, ["sync"])
     assert f"<@{SEED.alice}>: ⚠️@Gold Patron (@Gold Patron is above the bot's highest role" in text

@@ -201,7 +201,7 @@ async def test_relinking_to_another_patreon_account_forgets_the_old_tokens(world
 async def test_unlink_says_which_roles_it_could_not_take_back(world):
     await world.link(SEED.alice)
     world.guild.update_role(SEED.gold_role, position=99)
-    gateway = world.bot.services.reconcile.gateway
+    gateway = world.bot.services.gateway
     await wait_for(lambda: SEED.gold_role in gateway.unassignable_roles(SEED.guild_id, frozenset({SEED.gold_role})))
     interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["unlink"])
     await interaction.wait_response(timeout=5)

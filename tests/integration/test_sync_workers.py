@@ -106,7 +106,7 @@ async def test_the_webhook_applier_logs_a_failing_pass_and_keeps_running(
         campaign = CampaignService(client, closed, TokenPair("a", "r", now()), now, "1", on_token_rejected=None)
         reconcile = ReconcileService(closed, gateway, now, limiter=None, channel_log=None)
         jobs = RoleJobs(closed, reconcile, gateway, now)
-        applier = WebhookApplier(closed, client, campaign, reconcile, jobs, now)
+        applier = WebhookApplier(closed, client, campaign, reconcile, jobs, gateway, now)
         applier.error_pause = 0.01
         task = applier.start()
         await asyncio.wait_for(error_signal.seen.wait(), timeout=5)

@@ -1,7 +1,7 @@
 """The minimal change: add what's missing, remove only what this bot granted, nothing during a hold."""
 
 from bot.domain.models import RoleDecision
-from bot.domain.role_plan import ledger_after, plan_roles
+from bot.domain.role_plan import grants_to_forget, plan_roles
 
 
 def decision(desired, hold=False):
@@ -40,8 +40,7 @@ def test_unassignable_roles_are_blocked_not_sent():
     assert plan.blocked == {2: "above", 3: "managed"}
 
 
-def test_ledger_records_adds_forgets_removes_and_vanished_grants():
+def test_the_ledger_forgets_removed_and_vanished_grants_but_not_new_ones():
     plan = plan_roles(decision({1}), actual=frozenset({2}), granted_by_bot=frozenset({2, 7}))
-    record, forget = ledger_after(plan, frozenset({2}), frozenset({2, 7}))
-    assert record == {1}
+    forget = grants_to_forget(plan, frozenset({2}), frozenset({2, 7}))
     assert forget == {2, 7}  # 2 removed by us, 7 taken away by someone else meanwhile
