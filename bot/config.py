@@ -48,6 +48,15 @@ class Config:
     log_level: str = "INFO"
     #: Guilds to sync commands to instantly (global sync can take an hour to show).
     dev_guild_ids: tuple[int, ...] = ()
+    #: Servers that may act for the campaign; empty means "the bot's only server, if it is in just one".
+    allowed_guild_ids: tuple[int, ...] = ()
+    #: The bot's own Discord application, for the Discord sign-in step of linking (OAuth2 `identify`).
+    discord_client_id: str = ""
+    discord_client_secret: str = field(default="", metadata=SECRET)
+    #: Where people reach the bot's web server, e.g. `https://roles.example.com`; from the redirect URI when unset.
+    public_url: str = ""
+    #: Key for encrypting stored tokens; a key file beside the database is made when unset.
+    token_encryption_key: str = field(default="", metadata=SECRET)
 
     def __repr__(self) -> str:
         return redacted_repr(self)
@@ -55,6 +64,14 @@ class Config:
     @property
     def signing_key(self) -> bytes:
         return (self.state_secret or f"state:{self.patreon_client_secret}").encode()
+
+    @property
+    def public_base_url(self) -> str:
+        """The bot's public origin: `PUBLIC_URL`, else the Patreon redirect URI without its path."""
+        if self.public_url:
+            return self.public_url
+        parsed = urlparse(self.patreon_redirect_uri)
+        return f"{parsed.scheme}://{parsed.netloc}"
 
     @property
     def uses_real_discord(self) -> bool:
@@ -116,6 +133,11 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
         refresh_interval_minutes=_number(text("REFRESH_INTERVAL_MINUTES") or "15", "REFRESH_INTERVAL_MINUTES"),
         log_level=_log_level(text("LOG_LEVEL") or "INFO"),
         dev_guild_ids=_id_list(text("DEV_GUILD_IDS"), "DEV_GUILD_IDS"),
+        allowed_guild_ids=_id_list(text("ALLOWED_GUILD_IDS"), "ALLOWED_GUILD_IDS"),
+        discord_client_id=_digits(text("DISCORD_CLIENT_ID"), "DISCORD_CLIENT_ID"),
+        discord_client_secret=text("DISCORD_CLIENT_SECRET"),
+        public_url=_url(text("PUBLIC_URL"), "PUBLIC_URL") if text("PUBLIC_URL") else "",
+        token_encryption_key=text("TOKEN_ENCRYPTION_KEY"),
     )
 
 
@@ -151,6 +173,12 @@ def _log_level(value: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
     return level
+
+
+def _digits(value: str, name: str) -> str:
+    if value and not value.isdigit():
+        raise ConfigError(f"{name} must be a Discord id (digits only), got {value!r}")
+    return value
 
 
 def _id_list(value: str, name: str) -> tuple[int, ...]:

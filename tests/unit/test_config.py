@@ -54,6 +54,9 @@ def test_each_missing_required_setting_is_named(name):
         ("REFRESH_INTERVAL_MINUTES", "soon"),
         ("LOG_LEVEL", "LOUD"),
         ("DEV_GUILD_IDS", "12,abc"),
+        ("ALLOWED_GUILD_IDS", "1;2"),
+        ("DISCORD_CLIENT_ID", "my-app"),
+        ("PUBLIC_URL", "roles.example.com"),
     ],
 )
 def test_malformed_settings_are_rejected_by_name(name, value):
@@ -105,8 +108,11 @@ def test_redirect_uri_is_kept_exactly_as_registered():
 
 
 def test_repr_shows_no_secret():
-    config = load_config(VALID | {"STATE_SECRET": "state-secret"}, env_file=None)
+    extra = {"STATE_SECRET": "state-secret", "DISCORD_CLIENT_SECRET": "app-secret", "TOKEN_ENCRYPTION_KEY": "tek"}
+    config = load_config(VALID | extra, env_file=None)
     secrets = [
+        "app-secret",
+        "tek",
         "discord-token",
         "client-secret",
         "creator-access",
@@ -118,3 +124,16 @@ def test_repr_shows_no_secret():
         assert not [secret for secret in secrets if secret in shown], shown
     assert "https://bot.example.com/patreon/callback" in repr(config), "the rest is still shown"
     assert "discord_token='***'" in repr(config)
+
+
+def test_trust_settings_are_read_and_the_public_url_defaults_to_the_redirect_origin():
+    config = load_config(VALID, env_file=None)
+    assert (config.allowed_guild_ids, config.discord_client_id, config.public_url) == ((), "", "")
+    assert config.public_base_url == "https://bot.example.com"
+    config = load_config(
+        VALID | {"ALLOWED_GUILD_IDS": "11, 22", "DISCORD_CLIENT_ID": "123", "PUBLIC_URL": "https://roles.example.org/"},
+        env_file=None,
+    )
+    assert config.allowed_guild_ids == (11, 22)
+    assert config.discord_client_id == "123"
+    assert config.public_base_url == "https://roles.example.org"
