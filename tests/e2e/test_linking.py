@@ -1,9 +1,9 @@
 """The linking flow end to end: real bot, real discord.py, real Patreon client, loopback fakes."""
 
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 from bot.store import patron_subject
-from fakes.world import PATREON_IDS, SEED, page_text
+from fakes.world import PATREON_IDS, SEED, FakeWorld, page_text
 from tests.e2e.polling import wait_for
 
 
@@ -225,20 +225,38 @@ async def test_link_again_says_you_are_already_linked(world):
     assert interaction.link_buttons()
 
 
-async def test_no_token_or_secret_ever_reaches_the_log(world, caplog):
+async def test_no_token_or_secret_ever_reaches_the_log(tmp_path, caplog):
+    """From start-up on, at DEBUG, discord.py's own loggers included: a link (with its OAuth code), slash commands
+    (each with an interaction token), a webhook and a refresh leave no token or secret in any line or traceback."""
     caplog.set_level("DEBUG")
-    await world.link(SEED.alice)
-    await world.refresh("log check")
-    patron = await world.store.get_tokens(patron_subject("p-alice"))
-    secrets = {
-        patron.access_token,
-        patron.refresh_token,
-        world.patreon.creator_access_token,
-        world.patreon.creator_refresh_token,
-        world.config.patreon_client_secret,
-        world.config.patreon_webhook_secret,
-        world.config.discord_token,
-    }
-    logged = "\n".join(record.getMessage() for record in caplog.records)
+    world = await FakeWorld(tmp_path / "bot.sqlite3").start()
+    try:
+        world.patreon.next_authorizing_user = PATREON_IDS[SEED.alice]
+        assert world.browser is not None
+        async with world.browser.get(await world.run_link_command(SEED.alice), allow_redirects=False) as response:
+            callback = response.headers["Location"]
+        async with world.browser.get(callback) as response:
+            assert response.status == 200
+        status = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["status"])
+        await status.wait_response(timeout=5)
+        assert (await world.send_webhook("members:pledge:update", "p-alice"))[0] < 300
+        await world.settle()
+        await world.refresh("log check")
+        secrets = {
+            parse_qs(urlparse(callback).query)["code"][0],
+            world.config.patreon_client_secret,
+            world.config.patreon_webhook_secret,
+            world.config.discord_token,
+            *(record.token for record in world.discord.interactions),
+        }
+        for token in world.patreon.tokens.by_access.values():  # every pair fake Patreon issued: creator and patron
+            secrets |= {token.access_token, token.refresh_token}
+    finally:
+        await world.close()
+    logged = caplog.text + "\n".join(record.getMessage() for record in caplog.records)
     assert "linked discord=" in logged, "the flow was logged at all"
-    assert not [secret for secret in secrets if secret in logged]
+    debug_loggers = {record.name for record in caplog.records if record.levelname == "DEBUG"}
+    assert {"discord.http", "discord.gateway", "discord.client"} <= debug_loggers, "discord.py's DEBUG was captured"
+    assert len(world.discord.interactions) >= 2
+    shown = {secret for secret in secrets if secret in logged or quote(secret, safe="") in logged}
+    assert shown == set()
