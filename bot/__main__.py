@@ -7,19 +7,24 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Iterable
 
 from bot.config import ConfigError, load_config
+from bot.discord_io.log_redaction import install_log_redaction, remember_secrets, secrets_of
 
 #: Loggers whose DEBUG lines would carry secrets, and the level they are capped at: aiosqlite logs every
 #: statement with its parameters at DEBUG, stored tokens included.
 SECRET_BEARING_LOGGERS = {"aiosqlite": logging.INFO}
 
 
-def keep_secrets_out_of_logs() -> None:
+def keep_secrets_out_of_logs(secrets: Iterable[str] = ()) -> None:
     """Part of the process's logging set-up, whatever LOG_LEVEL says; a stricter level already set is kept.
 
-    Whoever runs the bot without `main` must call it too (tests/conftest.py does, for the test session).
+    Every record is redacted as it is made (tokens in discord.py's DEBUG lines, OAuth codes, the config's
+    `secrets` once known). Whoever runs the bot without `main` must call it too (tests/conftest.py does).
     """
+    install_log_redaction()
+    remember_secrets(secrets)
     for name, floor in SECRET_BEARING_LOGGERS.items():
         logger = logging.getLogger(name)
         logger.setLevel(max(floor, logger.level))
@@ -45,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
+    keep_secrets_out_of_logs(secrets_of(config))
     from bot.discord_io.runner import run_bot, setup_logging
 
     setup_logging(config.log_level)
