@@ -19,10 +19,11 @@ from .commands import CommandRegistry
 from .gateway import GatewayHub
 from .guild import FakeGuild
 from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
+from .oauth import DiscordOAuth
 from .rest_app import AppRoutes
 from .rest_guilds import GuildRoutes
 from .snowflake import SnowflakeFactory
-from .transport import API_PREFIX, RecordedCall, RestGate, failure_rule, rate_limited_rule
+from .transport import API_PREFIX, HoldRule, RecordedCall, RestGate, failure_rule, rate_limited_rule
 
 DEFAULT_OWNER_ID = 800000000000000009
 
@@ -51,6 +52,8 @@ class FakeDiscord:
         self.interactions: list[InteractionRecord] = []
         self.interactions_by_token: dict[str, InteractionRecord] = {}
         self._gate = RestGate(bot_token)
+        #: The OAuth2 side (authorize, token, Bearer `/users/@me`): the bot's Discord sign-in step of linking.
+        self.oauth = DiscordOAuth(self)
         self._gateway = GatewayHub(
             bot_token=bot_token,
             application_id=application_id,
@@ -65,7 +68,8 @@ class FakeDiscord:
 
     async def start(self, port: int = 0) -> None:
         """Serve on 127.0.0.1 (`port` 0 picks a free one)."""
-        app = web.Application(middlewares=[self._gate.middleware])
+        app = web.Application(middlewares=[self.oauth.middleware, self._gate.middleware])
+        self.oauth.add_routes(app)
         AppRoutes(self).register(app, API_PREFIX)
         GuildRoutes(self).register(app, API_PREFIX)
         app.router.add_get("/gateway", self._gateway.handle)
@@ -76,7 +80,8 @@ class FakeDiscord:
         self._port = self._runner.addresses[0][1]
 
     async def close(self) -> None:
-        """Close every gateway socket and stop serving."""
+        """Close every gateway socket and stop serving (held calls are let through first)."""
+        self._gate.release_holds()
         await self._gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -227,6 +232,16 @@ class FakeDiscord:
         discord.py retries 500/502/504/524 itself after 1 s, 3 s, ...; use 503 or 4xx for an immediate error.
         """
         self._gate.faults.append(failure_rule(method, path_regex, status, count, code, message))
+
+    def hold_next(self, method: str, path_regex: str, *, seconds: float, count: int = 1) -> HoldRule:
+        """The next `count` matching calls wait before Discord handles them: at most `seconds`, or until the
+        returned rule's `release()`. Its `arrived`/`held` counters say when a call is being held.
+
+        Use it to make Discord slow for one call, so that what happens meanwhile is arranged rather than timed.
+        """
+        rule = HoldRule(method.upper(), re.compile(path_regex), count, seconds)
+        self._gate.holds.append(rule)
+        return rule
 
     # ---- interactions --------------------------------------------------------------------------
 

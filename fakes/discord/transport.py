@@ -7,6 +7,8 @@ Why: discord.py's HTTP layer is picky. It parses JSON only when Content-Type is 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -56,6 +58,46 @@ class FaultRule:
             return False
         self.remaining -= 1
         return True
+
+
+@dataclass
+class HoldRule:
+    """Keep the next `remaining` calls whose method matches and whose path `re.search`es waiting before Discord
+    looks at them: until `release()`, or at most `seconds` (a slow Discord). Nothing changes while a call is
+    held, and no gateway event is sent; then it is handled as usual.
+
+    `arrived` counts the calls caught so far and `held` those still waiting, so a test can wait for a call to be
+    in Discord's hands before it arranges what should happen meanwhile.
+    """
+
+    method: str
+    pattern: re.Pattern[str]
+    remaining: int
+    seconds: float
+    arrived: int = 0
+    held: int = 0
+    _released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def take(self, method: str, path: str) -> bool:
+        """Consume one use if this rule applies to the call."""
+        if self.remaining <= 0 or method != self.method or not self.pattern.search(path):
+            return False
+        self.remaining -= 1
+        self.arrived += 1
+        return True
+
+    async def hold(self) -> None:
+        """Wait until released or for `seconds`, whichever comes first."""
+        self.held += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), timeout=self.seconds)
+        finally:
+            self.held -= 1
+
+    def release(self) -> None:
+        """Let every held call (and any later one this rule catches) through now."""
+        self._released.set()
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -133,10 +175,22 @@ class RestGate:
         self.bot_token = bot_token
         self.calls: list[RecordedCall] = []
         self.faults: list[FaultRule] = []
+        self.holds: list[HoldRule] = []
 
     def _needs_bot_auth(self, path: str) -> bool:
         """Interaction and webhook-token routes authenticate by their token in the URL instead."""
         return not (path.startswith("/interactions/") or re.match(r"^/webhooks/\d+/[^/]+", path))
+
+    def _take_hold(self, method: str, path: str) -> HoldRule | None:
+        for rule in self.holds:
+            if rule.take(method, path):
+                return rule
+        return None
+
+    def release_holds(self) -> None:
+        """Let every held call through (the fake is closing: nothing may stay stuck)."""
+        for rule in self.holds:
+            rule.release()
 
     def _take_fault(self, method: str, path: str) -> FaultRule | None:
         for rule in self.faults:
@@ -154,6 +208,9 @@ class RestGate:
         request[REQUEST_BODY] = body
         raw_reason = request.headers.get("X-Audit-Log-Reason")
         reason = unquote(raw_reason) if raw_reason is not None else None
+        hold = self._take_hold(request.method, path)
+        if hold is not None:
+            await hold.hold()
         fault = self._take_fault(request.method, path)
         response: web.StreamResponse
         if fault is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from fakes.patreon.documents import DocumentBuilder, RequestError, parse_fields, parse_include
-from fakes.patreon.faults import seconds_text
+from fakes.patreon.faults import EDGE_TIMEOUT_PAGE, seconds_text
 from fakes.patreon.oauth import oauth_routes
 from fakes.patreon.pages import render_members_page
 from fakes.patreon.responses import ApiFailure, api_error, json_response
@@ -67,6 +68,16 @@ def build_app(fake: FakePatreon) -> web.Application:
         fault = fake.faults.take(request.path)
         if fault is not None and fault.kind == "delay":
             await fake.sleep_unless_closing(fault.seconds)
+        elif fault is not None and fault.kind == "hang":
+            await fake.wait_closing()
+            return api_error(503, "Service Unavailable", "The fake is shutting down.", code=None)
+        elif fault is not None and fault.kind == "edge_timeout":
+            await fake.sleep_unless_closing(fault.seconds)
+            return web.Response(status=524, text=EDGE_TIMEOUT_PAGE, content_type="text/html")
+        elif fault is not None and fault.kind == "cut":
+            return await cut_connection(request)
+        elif fault is not None and fault.kind == "malformed":
+            return web.Response(status=200, body=fault.body, content_type="application/json")
         elif fault is not None and fault.kind == "rate_limit":
             return api_error(
                 429,
@@ -80,7 +91,7 @@ def build_app(fake: FakePatreon) -> web.Application:
         elif fault is not None:
             return api_error(fault.status, "Internal Server Error", "Injected failure.", code=None)
         try:
-            return await handler(request)
+            return rewritten(request, await handler(request))
         except ApiFailure as failure:
             return failure.response
         except RequestError as error:
@@ -95,11 +106,36 @@ def build_app(fake: FakePatreon) -> web.Application:
         except web.HTTPNotFound:
             return api_error(404, "Not Found", f"No route for {request.method} {request.path}", code=None)
 
+    def rewritten(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        """A successful JSON answer passed through the first matching `FakePatreon.rewrite_responses`."""
+        if not (isinstance(response, web.Response) and 200 <= response.status < 300):
+            return response
+        if response.content_type != "application/json" or not isinstance(response.body, bytes):
+            return response
+        rewrite = fake.faults.take_rewrite(request.path)
+        if rewrite is None:
+            return response
+        document = rewrite.rewrite(json.loads(response.body), request.query)
+        response.body = json.dumps(document, separators=(",", ":")).encode()
+        return response
+
     app = web.Application(middlewares=[middleware])
     app.add_routes(oauth_routes(fake))
     app.add_routes(webhook_routes(fake))
     app.add_routes(api_routes(fake))
     return app
+
+
+async def cut_connection(request: web.Request) -> web.StreamResponse:
+    """A 200's headers and the first bytes of its body, then the connection is closed under it: the client reads
+    a body that ends early (aiohttp: `ClientPayloadError`), as when a proxy between it and Patreon goes away."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.content_length = 4096
+    await response.prepare(request)
+    await response.write(b'{"data": [')
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 def api_routes(fake: FakePatreon) -> list[web.RouteDef]:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from fakes.patreon.app import CursorEntry, build_app
 from fakes.patreon.documents import member_delivery_document
-from fakes.patreon.faults import Fault, FaultPlan
+from fakes.patreon.faults import TRUNCATED_JSON, BodyRewrite, Fault, FaultPlan, Rewrite
 from fakes.patreon.oauth import ALL_SCOPES, DEFAULT_TOKEN_LIFETIME, FakeToken, TokenStore
 from fakes.patreon.responses import ApiFailure, unauthorized
 from fakes.patreon.samples import import_member_document
@@ -231,7 +231,29 @@ class FakePatreon:
         self.faults.add(Fault("rate_limit", re.compile(path_regex), count, retry_after=retry_after))
 
     def delay_next(self, path_regex: str, seconds: float, count: int = 1) -> None:
+        """Answer normally, but only after `seconds` (a slow Patreon)."""
         self.faults.add(Fault("delay", re.compile(path_regex), count, seconds=seconds))
+
+    def hang_next(self, path_regex: str, count: int = 1) -> None:
+        """Accept the request and never answer (until the fake closes): only the client's own timeout ends it."""
+        self.faults.add(Fault("hang", re.compile(path_regex), count))
+
+    def time_out_next(self, path_regex: str, seconds: float, count: int = 1) -> None:
+        """Patreon does not answer in time: after `seconds` its edge (Cloudflare) gives up and sends its 524 page."""
+        self.faults.add(Fault("edge_timeout", re.compile(path_regex), count, seconds=seconds))
+
+    def cut_next(self, path_regex: str, count: int = 1) -> None:
+        """Send a 200's headers and the start of its body, then close the connection (a dropped proxy)."""
+        self.faults.add(Fault("cut", re.compile(path_regex), count))
+
+    def malformed_next(self, path_regex: str, count: int = 1, body: bytes = TRUNCATED_JSON) -> None:
+        """Answer 200 `application/json` with `body`, which is not JSON (by default a document cut off part way)."""
+        self.faults.add(Fault("malformed", re.compile(path_regex), count, body=body))
+
+    def rewrite_responses(self, path_regex: str, rewrite: Rewrite, count: int | None = None) -> None:
+        """Pass the next `count` (None: every) successful JSON answers on matching paths through
+        `rewrite(document, query)` before they are sent; `faults.clear()` ends it."""
+        self.faults.add_rewrite(BodyRewrite(re.compile(path_regex), rewrite, count))
 
     def expire_cursor_after(self, n_pages: int, listings: int = 1) -> None:
         """The next `listings` members listings' cursors are rejected (400, code 3) when asked for page
@@ -247,6 +269,10 @@ class FakePatreon:
     async def sleep_unless_closing(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+
+    async def wait_closing(self) -> None:
+        """Return when `close()` begins (how a hung request ends)."""
+        await self._closing.wait()
 
     # ---------------------------------------------------------------- webhooks
 
