@@ -1,7 +1,5 @@
 """The durable role queue end to end: Discord outages, a bot killed mid-queue, failures that can't be retried."""
 
-import asyncio
-
 from fakes.world import SEED
 from tests.e2e.polling import wait_for
 
@@ -18,9 +16,12 @@ async def test_a_bot_killed_with_jobs_pending_finishes_them_after_restart(world)
     await world.send_webhook("members:pledge:create", "p-carol")
     await world.send_webhook("members:pledge:create", "p-dave")
     await wait_for(lambda: len(world.role_calls(SEED.carol)) == 1 and len(world.role_calls(SEED.dave)) == 1)
-    await wait_for(lambda: world.bot.services.jobs._in_flight == {})
-    pending = await world.store.pending_role_jobs()
-    assert {(job.user_id, job.attempts) for job in pending} == {(SEED.carol, 1), (SEED.dave, 1)}
+
+    async def both_failed_once() -> bool:  # each job's failure is recorded: it waits out its minute
+        pending = await world.store.pending_role_jobs()
+        return {(job.user_id, job.attempts) for job in pending} == {(SEED.carol, 1), (SEED.dave, 1)}
+
+    await wait_for(both_failed_once)
     assert world.roles_of(SEED.carol) == set() and world.roles_of(SEED.dave) == set()
 
     await world.stop_bot()
@@ -63,14 +64,18 @@ async def test_a_permanent_failure_is_recorded_reported_once_and_not_retried(wor
     failed = await world.store.failed_role_jobs(SEED.guild_id)
     assert [(job.user_id, job.state) for job in failed] == [(SEED.dave, "failed")]
     assert "Missing Permissions" in (failed[0].last_error or "")
-    await asyncio.sleep(0.3)
+    await world.settle()
+    assert await world.store.pending_role_jobs() == [], "parked as failed, not waiting for a retry"
     assert len(world.role_calls(SEED.dave)) == 1, "not retried"
     assert world.roles_of(SEED.dave) == set()
     assert await world.store.granted_roles(SEED.guild_id, SEED.dave) == frozenset(), "no grant without the role"
 
     await world.refresh()  # a refresh asks again; the same failure is not reported twice
-    await asyncio.sleep(0.4)
     assert len(world.role_calls(SEED.dave)) == 2
+    failed_again = await world.store.failed_role_jobs(SEED.guild_id)
+    assert [(job.user_id, job.seq) for job in failed_again] == [(SEED.dave, 2)], "the refresh's job failed too"
+    assert await world.store.pending_role_jobs() == []
+    await world.bot.services.channel_log.flush()  # the queue's log lines are buffered: post what waits
     assert len(reports()) == 1
 
 

@@ -68,12 +68,20 @@ async def test_duplicate_deliveries_cost_one_discord_call(world):
 
 async def test_patreon_down_keeps_the_event_pending_and_removes_nothing(world):
     await world.link(SEED.bob)
+    world.discord.clear_calls()
     world.patreon.set_membership("p-bob", "former_patron", tier_ids=[])
     world.patreon.fail_next(r"/members/", status=503, count=1000)
     status, _ = await world.send_webhook("members:pledge:delete", "p-bob")
     assert status == 202, "Patreon is answered at once even though the re-fetch fails"
-    await asyncio.sleep(0.3)
+
+    async def refetch_failed() -> bool:  # the applier tried (and its client retried), and put the event back
+        events = await world.store.due_webhook_events(datetime.now(UTC) + timedelta(days=1))
+        return len(events) == 1 and events[0].attempts >= 1
+
+    await wait_for(refetch_failed)
+    await world.settle()
     assert world.roles_of(SEED.bob) == {SEED.bronze_role}
+    assert world.role_calls(SEED.bob) == []
     assert (await world.store.webhook_event_counts()).get("pending") == 1
     world.patreon.faults.clear()
     world.bot.services.webhook_applier.wake()

@@ -4,7 +4,11 @@ Each test is a scenario from a review: before the fix, a paying patron lost a ro
 a refresh crashed without saying so.
 """
 
+import contextlib
+import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -40,17 +44,23 @@ async def h(tmp_path):
 
 
 def rewrite_member_pages(h, rewrite):
-    """Pass every members-listing body through `rewrite(body, first_page)` before the client parses it."""
-    client = h.services.patreon
-    original = client._request
+    """Fake Patreon passes every members-listing page it serves through `rewrite(body, first_page)`."""
+    h.patreon.rewrite_responses(r"/members$", lambda body, query: rewrite(body, "page[cursor]" not in query))
 
-    async def request(method, path, **kw):
-        body = await original(method, path, **kw)
-        if path.endswith("/members"):
-            body = rewrite(body, "page[cursor]" not in (kw.get("params") or {}))
-        return body
 
-    client._request = request
+@contextlib.contextmanager
+def table_gone(db_path: Path, table: str) -> Iterator[None]:
+    """While inside, the bot's database has no `table` (renamed away by another connection, as a bad restore or a
+    stray tool would), so the bot's next query of it fails for real; the table is put back on the way out."""
+    aside = f"{table}_aside"
+    with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as db:
+        db.execute(f"ALTER TABLE {table} RENAME TO {aside}")
+        db.commit()
+        try:
+            yield
+        finally:
+            db.execute(f"ALTER TABLE {aside} RENAME TO {table}")
+            db.commit()
 
 
 async def assert_nothing_changed(h, report):
@@ -208,15 +218,9 @@ async def test_a_discord_failure_while_planning_queues_the_member_instead_of_cra
 async def test_an_unexpected_error_is_recorded_and_leaves_webhook_events_pending(h):
     h.patreon.set_membership("p-ben", "former_patron", tier_ids=[])
     await h.deliver("members:pledge:delete", "p-ben")
-    real = h.store.grants_in_guild
-
-    async def broken(guild_id):
-        raise RuntimeError("disk I/O error")
-
-    h.store.grants_in_guild = broken
-    report = await h.services.refresh.run("scheduled")
-    h.store.grants_in_guild = real
-    assert not report.ok and "RuntimeError: disk I/O error" in report.detail
+    with table_gone(h.db_path, "role_grants"):  # the database fails under the running bot, mid-refresh
+        report = await h.services.refresh.run("scheduled")
+    assert not report.ok and "OperationalError: no such table: role_grants" in report.detail
     fact = await h.store.get_fact(LAST_REFRESH)
     assert isinstance(fact, dict) and fact["ok"] is False and fact["cause"] == "scheduled"
     counts = await h.store.webhook_event_counts()

@@ -232,12 +232,24 @@ async def test_patreon_unavailable_keeps_events_pending_with_backoff(harness):
     assert event.attempts == 1
 
 
+def in_campaign(document: dict, campaign_id: str) -> dict:
+    """A member document moved to another campaign: its relationship and any included campaign resource."""
+    data = document["data"]
+    data.setdefault("relationships", {})["campaign"] = {"data": {"id": campaign_id, "type": "campaign"}}
+    for resource in document.get("included") or []:
+        if resource.get("type") == "campaign":
+            resource["id"] = campaign_id
+    return document
+
+
 async def test_events_of_another_campaign_are_ignored(harness):
     foreign = json.loads(harness.patreon.render_member_webhook_body("members:update", "p-ann"))
     harness.patreon.campaign.members[foreign["data"]["id"]].tier_ids = ("2001",)
-    body = json.dumps(foreign).encode()
-    harness.services.campaign._campaign_id = "999"  # as if our campaign were another one
+    body = json.dumps(in_campaign(foreign, "999")).encode()
+    # Patreon, asked again, also says the member belongs to campaign 999, not to the one the bot serves.
+    harness.patreon.rewrite_responses(r"^/api/oauth2/v2/members/", lambda document, query: in_campaign(document, "999"))
     await harness.post(body)
     await harness.apply()
+    assert member_fetches(harness) == 1, "the payload is only a hint: the member is fetched again"
     assert await harness.store.webhook_event_counts() == {"ignored": 1}
     assert harness.gateway.calls == []
