@@ -1,4 +1,5 @@
-"""`python -m bot` runs the bot from .env; `python -m bot demo` runs it against the bundled fakes."""
+"""`python -m bot` runs the bot from .env; `python -m bot demo` runs it against the bundled fakes;
+`python -m bot rotate-key` re-encrypts the stored tokens under a new key; `python -m bot new-key` prints a key."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from bot.config import ConfigError, load_config
+from bot.config import Config, ConfigError, load_config
 from bot.discord_io.log_redaction import install_log_redaction, remember_secrets, secrets_of
 
 #: Loggers whose DEBUG lines would carry secrets, and the level they are capped at: aiosqlite logs every
@@ -32,7 +33,7 @@ def keep_secrets_out_of_logs(secrets: Iterable[str] = ()) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Patreon → Discord role sync bot")
-    parser.add_argument("mode", nargs="?", choices=("run", "demo"), default="run")
+    parser.add_argument("mode", nargs="?", choices=("run", "demo", "rotate-key", "new-key"), default="run")
     parser.add_argument("--once", action="store_true", help="demo: run the scripted walkthrough, then exit")
     parser.add_argument("--port", type=int, default=8080, help="demo: port for the bot's web server")
     args = parser.parse_args(argv)
@@ -44,18 +45,41 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(run_demo(web_port=args.port, once=args.once))
         return 0
+    if args.mode == "new-key":
+        from bot.store.token_cipher import new_key
+
+        print(new_key())
+        return 0
 
     try:
         config = load_config()
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
+    if args.mode == "rotate-key":
+        return asyncio.run(_rotate_key(config))
     keep_secrets_out_of_logs(secrets_of(config))
     from bot.discord_io.runner import run_bot, setup_logging
 
     setup_logging(config.log_level)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run_bot(config))
+    return 0
+
+
+async def _rotate_key(config: Config) -> int:
+    from bot.store.files import StoreUnusable
+    from bot.store.key_rotation import rotate_token_key
+    from bot.store.token_cipher import TokenKeyError
+
+    try:
+        print(await rotate_token_key(config.database_path, config.token_encryption_key))
+    except StoreUnusable as error:
+        print(f"error: DATABASE_PATH {error}", file=sys.stderr)
+        return 2
+    except TokenKeyError as error:
+        print(f"error: {error}; no stored token was changed", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from bot.domain.models import SECRET, redacted_repr
+from bot.store.token_cipher import parse_keys
 
 REAL_PATREON_BASE_URL = "https://www.patreon.com"
 REAL_DISCORD_BASE_URL = "https://discord.com"
@@ -55,8 +56,13 @@ class Config:
     discord_client_secret: str = field(default="", metadata=SECRET)
     #: Where people reach the bot's web server, e.g. `https://roles.example.com`; from the redirect URI when unset.
     public_url: str = ""
-    #: Key for encrypting stored tokens; a key file beside the database is made when unset.
+    #: Keys for encrypting stored tokens (comma-separated, the first encrypts); a key file beside the database is
+    #: made when unset.
     token_encryption_key: str = field(default="", metadata=SECRET)
+    #: Open connections the web server allows at once (0: the open-files limit less a reserve), and per address
+    #: (0: no per-address cap, for a server behind a proxy where every connection comes from the proxy).
+    web_max_connections: int = 0
+    web_max_connections_per_ip: int = 64
 
     def __repr__(self) -> str:
         return redacted_repr(self)
@@ -137,7 +143,11 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
         discord_client_id=_digits(text("DISCORD_CLIENT_ID"), "DISCORD_CLIENT_ID"),
         discord_client_secret=text("DISCORD_CLIENT_SECRET"),
         public_url=_url(text("PUBLIC_URL"), "PUBLIC_URL") if text("PUBLIC_URL") else "",
-        token_encryption_key=text("TOKEN_ENCRYPTION_KEY"),
+        token_encryption_key=_token_keys(text("TOKEN_ENCRYPTION_KEY")),
+        web_max_connections=_integer(text("WEB_MAX_CONNECTIONS") or "0", "WEB_MAX_CONNECTIONS", low=0, high=1_000_000),
+        web_max_connections_per_ip=_integer(
+            text("WEB_MAX_CONNECTIONS_PER_IP") or "64", "WEB_MAX_CONNECTIONS_PER_IP", low=0, high=1_000_000
+        ),
     )
 
 
@@ -178,6 +188,16 @@ def _log_level(value: str) -> str:
 def _digits(value: str, name: str) -> str:
     if value and not value.isdigit():
         raise ConfigError(f"{name} must be a Discord id (digits only), got {value!r}")
+    return value
+
+
+def _token_keys(value: str) -> str:
+    """One or more comma-separated Fernet keys (the first encrypts); the message never repeats the value."""
+    if value:
+        try:
+            parse_keys(value)
+        except ValueError as error:
+            raise ConfigError(f"TOKEN_ENCRYPTION_KEY {error}; make one with: python -m bot new-key") from None
     return value
 
 

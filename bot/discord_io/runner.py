@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
 import discord
+from discord.ext import commands
 
 from bot.config import Config
 from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
 from bot.store import Store
+from bot.store.files import StoreUnusable, exclusive_use
+from bot.store.token_cipher import TokenCipher, TokenKeyError
 from bot.sync.reconcile import utc_now
 
 log = logging.getLogger(__name__)
@@ -26,10 +31,56 @@ def setup_logging(level: str) -> None:
 
 
 async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> int:
-    """Returns the process exit code: 0 on a clean stop, 2 when Discord rejects the token."""
+    """Returns the process exit code: 0 on a clean stop, 2 when Discord rejects the token or the database, the
+    token key or the port can't be used (one line on stderr naming the setting, never a traceback)."""
+    try:
+        with exclusive_use(config.database_path):
+            problem = listen_problem(config.web_host, config.port)
+            if problem is not None:
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
+            cipher = TokenCipher.from_setting(config.token_encryption_key) if config.token_encryption_key else None
+            store = await Store.open(config.database_path, cipher)
+            return await _serve(config, store, clock)
+    except StoreUnusable as error:
+        print(f"error: DATABASE_PATH {error}", file=sys.stderr)
+    except TokenKeyError as error:
+        print(f"error: {error}; the stored tokens were left as they are", file=sys.stderr)
+    return 2
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the web server couldn't listen on host:port, checked before Discord is contacted; None when it can.
+
+    Binds the way aiohttp will (SO_REUSEADDR, every address the host resolves to) and lets go at once.
+    """
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        return f"WEB_HOST {host!r} can't be resolved ({error.strerror})"
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                return _listen_error(host, port, error)
+    return None
+
+
+def _listen_error(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"PORT {port} is already in use (WEB_HOST {host})"
+    if error.errno == errno.EACCES:
+        return f"PORT {port} needs privileges this process doesn't have (use a port above 1023)"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"WEB_HOST {host} is not an address of this machine"
+    return f"WEB_HOST {host} PORT {port}: can't listen ({error.strerror})"
+
+
+async def _serve(config: Config, store: Store, clock: Callable[[], datetime]) -> int:
     if not config.uses_real_discord:
         point_discord_at(config.discord_base_url)
-    store = await Store.open(config.database_path)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             bot = PatronBot(config, store, session, clock)
@@ -48,6 +99,12 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
             "error: enable Server Members Intent for the bot (Developer Portal → Bot → Privileged Gateway Intents)",
             file=sys.stderr,
         )
+        return 2
+    except commands.ExtensionFailed as error:
+        if not isinstance(error.original, OSError):
+            raise
+        # Someone took the port between the check above and the web server's start.
+        print(f"error: {_listen_error(config.web_host, config.port, error.original)}", file=sys.stderr)
         return 2
     finally:
         await store.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,16 +12,26 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap, TokenPair
+from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
 from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore
 from bot.store.codec import decode_settings, decode_snapshot, encode_settings, encode_snapshot
+from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
+from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher
 from bot.store.queues import QueueStore, iso_utc
 from bot.store.schema import MIGRATIONS
+from bot.store.token_cipher import TokenCipher
+from bot.store.tokens import TokenStore
+
+log = logging.getLogger(__name__)
 
 CREATOR_SUBJECT = "creator"
 #: Facts (`set_fact`) that `/patreon-admin check` reads: when a webhook last arrived, how the last refresh went.
 WEBHOOK_LAST_SEEN = "webhook_last_seen"
 LAST_REFRESH = "last_refresh"
+
+
+#: `links.source` of a link an admin made by hand (`link-user`); "oauth" and "auto" links are proven by Patreon.
+ADMIN_SOURCE = "admin"
 
 
 def patron_subject(patreon_user_id: str) -> str:
@@ -34,29 +46,60 @@ class Link:
     source: str
     linked_at: datetime
 
+    @property
+    def by_hand(self) -> bool:
+        """Made by an admin: nothing but that admin's word ties the two accounts together."""
+        return self.source == ADMIN_SOURCE
 
-class Store(QueueStore, BulkStore):
+    def counts_in(self, guild_id: int) -> bool:
+        """Whether this link may give roles in `guild_id`: a link proven by Patreon (OAuth, auto-match) counts in
+        every server; a link by hand only in the server whose admin made it, so another server's admin can't hand
+        out this server's roles. `Store.links_counting_in` is the same rule in SQL."""
+        return not self.by_hand or self.linked_in_guild_id == guild_id
+
+
+class Store(TokenStore, QueueStore, BulkStore):
     """All persistence goes through here; methods commit before they return.
 
-    The durable queues (`QueueStore`) and the refresh's bulk reads and writes (`BulkStore`) live in their own
-    modules but share this one connection.
+    The encrypted tokens (`TokenStore`), the durable queues (`QueueStore`) and the refresh's bulk reads and writes
+    (`BulkStore`) live in their own modules but share this one connection.
     """
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, cipher: TokenCipher) -> None:
         self._db = db
+        self._cipher = cipher
 
     @classmethod
-    async def open(cls, path: str | Path) -> Store:
+    async def open(cls, path: str | Path, cipher: TokenCipher | None = None) -> Store:
+        """Open and migrate the database (created 0600), sealing tokens with `cipher`; None means the key file
+        beside the database, made on first start (what the bot does when TOKEN_ENCRYPTION_KEY is unset).
+
+        Raises StoreUnusable or TokenKeyError, one line each, and leaves no connection (nor its thread) open.
+        """
         path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
-        db.row_factory = aiosqlite.Row
-        store = cls(db)
-        await store._run("PRAGMA journal_mode=WAL")
-        await store._run("PRAGMA synchronous=NORMAL")
-        await store._run("PRAGMA busy_timeout=5000")
-        await store._migrate()
+        prepare_database_file(path)
+        try:
+            db = await aiosqlite.connect(path)
+        except (sqlite3.Error, OSError) as error:
+            raise StoreUnusable(explain(error, path)) from None
+        try:
+            db.row_factory = aiosqlite.Row
+            for pragma in PRAGMAS:
+                await execute(db, pragma)
+            await check_writable(db)
+            store = cls(db, cipher or await key_file_cipher(db, path))
+            await store._migrate()
+            await store._check_token_key()
+            sealed = await store._seal_plain_tokens()
+            keep_private(path)
+        except (sqlite3.Error, OSError) as error:
+            await db.close()
+            raise StoreUnusable(explain(error, path)) from None
+        except BaseException:
+            await db.close()
+            raise
+        if sealed:
+            log.info("encrypted %d stored token pair(s) that were plain text", sealed)
         return store
 
     async def close(self) -> None:
@@ -122,6 +165,14 @@ class Store(QueueStore, BulkStore):
         async with self._db.execute("SELECT discord_user_id, patreon_user_id FROM auto_match_optouts") as cursor:
             return {(int(row[0]), row[1]) async for row in cursor}
 
+    async def links_counting_in(self, guild_id: int) -> dict[int, str]:
+        """Discord user id → Patreon user id of every link that counts in this guild (`Link.counts_in`)."""
+        async with self._db.execute(
+            "SELECT discord_user_id, patreon_user_id FROM links WHERE source != ? OR linked_in_guild_id = ?",
+            (ADMIN_SOURCE, guild_id),
+        ) as cursor:
+            return {int(row[0]): row[1] async for row in cursor}
+
     async def all_links(self) -> list[Link]:
         async with self._db.execute("SELECT * FROM links ORDER BY discord_user_id") as cursor:
             return [_link(row) async for row in cursor]
@@ -130,38 +181,6 @@ class Store(QueueStore, BulkStore):
         async with self._db.execute(f"SELECT * FROM links WHERE {where}", (value,)) as cursor:
             row = await cursor.fetchone()
         return _link(row) if row else None
-
-    # -- tokens ------------------------------------------------------------------------------------
-
-    async def save_tokens(self, subject: str, tokens: TokenPair) -> None:
-        await self._run(
-            "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                subject,
-                tokens.access_token,
-                tokens.refresh_token,
-                tokens.expires_at.isoformat(),
-                " ".join(tokens.scope),
-                _now(),
-            ),
-        )
-        await self._db.commit()
-
-    async def get_tokens(self, subject: str) -> TokenPair | None:
-        async with self._db.execute("SELECT * FROM tokens WHERE subject = ?", (subject,)) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        return TokenPair(
-            access_token=row["access_token"],
-            refresh_token=row["refresh_token"],
-            expires_at=datetime.fromisoformat(row["expires_at"]),
-            scope=tuple(row["scope"].split()),
-        )
-
-    async def delete_tokens(self, subject: str) -> None:
-        await self._run("DELETE FROM tokens WHERE subject = ?", (subject,))
-        await self._db.commit()
 
     # -- membership snapshots ----------------------------------------------------------------------
 
