@@ -1,7 +1,9 @@
 """The linking flow end to end: real bot, real discord.py, real Patreon client, loopback fakes."""
 
+import re
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
+from bot.discord_io.log_redaction import secrets_of
 from bot.store import patron_subject
 from fakes.world import PATREON_IDS, SEED, FakeWorld, page_text
 from tests.e2e.polling import wait_for
@@ -26,15 +28,30 @@ async def test_link_grants_the_tier_role_at_once_and_keeps_hand_given_roles(worl
     await wait_for(lambda: any("Gave @Gold Patron" in m["content"] for m in world.discord.messages(SEED.log_channel)))
 
 
-async def test_authorize_url_asks_patreon_for_identity_with_our_client_and_redirect(world):
+async def patreon_authorize_url(world, discord_id: int) -> str:
+    """`/patreon link`, then through the bot's start page and Discord in that person's browser, up to Patreon."""
+    url = await world.run_link_command(discord_id)
+    return await world.browser_of(discord_id).url_before(url, world.patreon.base_url)
+
+
+async def test_the_button_goes_to_the_bot_then_discord_identify_then_patreon_identity(world):
     url = await world.run_link_command(SEED.bob)
-    query = parse_qs(urlparse(url).query)
-    assert url.startswith(world.patreon.base_url + "/oauth2/authorize?")
+    assert url.startswith(f"{world.bot_url}/link/start?state="), "first the bot's own page, which sets the cookie"
+    browser = world.browser_of(SEED.bob)
+    discord_url = await browser.url_before(url, world.discord.base_url)
+    query = parse_qs(urlparse(discord_url).query)
+    assert discord_url.startswith(world.discord.base_url + "/oauth2/authorize?")
+    assert query["client_id"] == [str(world.discord.application_id)]
+    assert query["redirect_uri"] == [f"{world.bot_url}/discord/callback"]
+    assert query["scope"] == ["identify"] and query["response_type"] == ["code"]
+    assert query["prompt"] == ["none"], "a returning user skips Discord's consent screen"
+    patreon_url = await browser.url_before(discord_url, world.patreon.base_url)
+    query = parse_qs(urlparse(patreon_url).query)
+    assert patreon_url.startswith(world.patreon.base_url + "/oauth2/authorize?")
     assert query["client_id"] == ["fake-client"]
     assert query["redirect_uri"] == [world.redirect_uri]
     assert query["response_type"] == ["code"]
     assert query["scope"] == ["identity"], "a patron grants only what the bot needs"
-    assert query["state"][0].count(".") == 1
 
 
 async def test_unlink_removes_only_roles_the_bot_granted(world):
@@ -85,8 +102,7 @@ async def assert_nothing_stored(world, discord_id: int) -> None:
 
 
 async def test_forged_state_is_refused_and_nothing_stored(world):
-    url = await world.run_link_command(SEED.bob)
-    state = parse_qs(urlparse(url).query)["state"][0]
+    state = parse_qs(urlparse(await patreon_authorize_url(world, SEED.bob)).query)["state"][0]
     body, signature = state.split(".")
     forged = body[:-2] + ("AA" if not body.endswith("AA") else "BB") + "." + signature
     code = world.patreon.issue_code("p-bob")
@@ -106,9 +122,18 @@ async def test_expired_state_is_refused(world):
     await assert_nothing_stored(world, SEED.bob)
 
 
+async def test_the_start_state_is_no_good_at_patreons_callback(world):
+    """Skipping the Discord step: the button's own state sent straight to the Patreon callback is refused."""
+    state = parse_qs(urlparse(await world.run_link_command(SEED.bob)).query)["state"][0]
+    code = world.patreon.issue_code("p-bob")
+    status, html = await world.open_in_browser(f"{world.redirect_uri}?{urlencode({'code': code, 'state': state})}")
+    assert status == 400 and "/patreon link" in page_text(html)
+    await assert_nothing_stored(world, SEED.bob)
+
+
 async def test_reused_state_is_refused_the_second_time(world):
     world.patreon.next_authorizing_user = "p-bob"
-    url = await world.run_link_command(SEED.bob)
+    url = await patreon_authorize_url(world, SEED.bob)
     state = parse_qs(urlparse(url).query)["state"][0]
     status, _ = await world.open_in_browser(url)
     assert status == 200
@@ -130,8 +155,7 @@ async def test_denied_consent_shows_a_plain_page_and_stores_nothing(world):
 
 
 async def test_failed_code_exchange_stores_nothing(world):
-    url = await world.run_link_command(SEED.bob)
-    state = parse_qs(urlparse(url).query)["state"][0]
+    state = parse_qs(urlparse(await patreon_authorize_url(world, SEED.bob)).query)["state"][0]
     status, html = await world.open_in_browser(f"{world.redirect_uri}?{urlencode({'code': 'bogus', 'state': state})}")
     assert status == 400
     assert "did not accept" in page_text(html)
@@ -231,24 +255,14 @@ async def test_no_token_or_secret_ever_reaches_the_log(tmp_path, caplog):
     caplog.set_level("DEBUG")
     world = await FakeWorld(tmp_path / "bot.sqlite3").start()
     try:
-        world.patreon.next_authorizing_user = PATREON_IDS[SEED.alice]
-        assert world.browser is not None
-        async with world.browser.get(await world.run_link_command(SEED.alice), allow_redirects=False) as response:
-            callback = response.headers["Location"]
-        async with world.browser.get(callback) as response:
-            assert response.status == 200
+        status_code, _ = await world.link(SEED.alice)
+        assert status_code == 200
         status = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["status"])
         await status.wait_response(timeout=5)
         assert (await world.send_webhook("members:pledge:update", "p-alice"))[0] < 300
         await world.settle()
         await world.refresh("log check")
-        secrets = {
-            parse_qs(urlparse(callback).query)["code"][0],
-            world.config.patreon_client_secret,
-            world.config.patreon_webhook_secret,
-            world.config.discord_token,
-            *(record.token for record in world.discord.interactions),
-        }
+        secrets = {*secrets_of(world.config), *(record.token for record in world.discord.interactions)}
         for token in world.patreon.tokens.by_access.values():  # every pair fake Patreon issued: creator and patron
             secrets |= {token.access_token, token.refresh_token}
     finally:
@@ -260,3 +274,5 @@ async def test_no_token_or_secret_ever_reaches_the_log(tmp_path, caplog):
     assert len(world.discord.interactions) >= 2
     shown = {secret for secret in secrets if secret in logged or quote(secret, safe="") in logged}
     assert shown == set()
+    oauth_codes = re.findall(r"[?&]code=([^&\s'\"]+)", logged)
+    assert set(oauth_codes) <= {"[redacted]"}, "every OAuth code in a logged URL is hidden"
