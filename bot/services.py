@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from bot.accounts.link_flow import LinkFlow
 from bot.accounts.linking import LinkingService
 from bot.config import Config
 from bot.domain.models import TokenPair
@@ -20,6 +21,7 @@ from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshScheduler, RefreshService
 from bot.sync.role_jobs import RoleJobs, TokenBucket
 from bot.sync.webhook_apply import WebhookApplier
+from bot.web.discord_sign_in import DISCORD_CALLBACK_PATH, DiscordSignInClient
 from bot.web.webhook_receiver import WebhookReceiver
 
 USER_AGENT = "patreon-role-sync/0.1 (+https://github.com/patreon-role-sync/patreon-role-sync)"
@@ -33,6 +35,7 @@ class Services:
     campaign: CampaignService
     reconcile: ReconcileService
     linking: LinkingService
+    link_flow: LinkFlow
     admin: AdminService
     jobs: RoleJobs
     webhooks: WebhookReceiver
@@ -72,7 +75,15 @@ def build_services(
     campaign = CampaignService(
         patreon, store, seed, clock, config.patreon_campaign_id, on_token_rejected=reconcile.alert_every_server
     )
-    linking = LinkingService(config.signing_key, patreon, store, campaign, reconcile, gateway, clock)
+    linking = LinkingService(patreon, store, campaign, reconcile, gateway, clock)
+    discord_sign_in = DiscordSignInClient(
+        session,
+        base_url=config.discord_base_url,
+        client_id=config.discord_client_id,
+        client_secret=config.discord_client_secret,
+        redirect_uri=config.public_base_url + DISCORD_CALLBACK_PATH,
+    )
+    link_flow = LinkFlow(config.signing_key, config.public_base_url, discord_sign_in, patreon, linking, store, clock)
     jobs = RoleJobs(store, reconcile, gateway, clock)
     admin = AdminService(store, campaign, reconcile, linking, jobs, gateway)
     applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, gateway, clock)
@@ -86,6 +97,7 @@ def build_services(
         campaign=campaign,
         reconcile=reconcile,
         linking=linking,
+        link_flow=link_flow,
         admin=admin,
         jobs=jobs,
         webhooks=webhooks,

@@ -19,7 +19,13 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
     @app_commands.command(name="link", description="Link your Patreon account to get your patron roles")
     async def link(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        url = self.bot.services.linking.start_link(interaction.guild_id, interaction.user.id)
+        url = self.bot.services.link_flow.button_url(interaction.guild_id, interaction.user.id)
+        if url is None:
+            await interaction.response.send_message(
+                "Linking isn't set up yet: the bot's owner must set DISCORD_CLIENT_ID and DISCORD_CLIENT_SECRET.",
+                ephemeral=True,
+            )
+            return
         view = discord.ui.View()
         view.add_item(discord.ui.Button(label="Link Patreon", url=url, style=discord.ButtonStyle.link))
         existing = await self.bot.services.store.get_link_by_discord(interaction.user.id)
@@ -30,8 +36,8 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
             else ""
         )
         await interaction.response.send_message(
-            f"{already}Press the button to sign in with Patreon. Don't share it: the link is for you alone, works "
-            "once and expires in 15 minutes. Your roles arrive as soon as you're back.",
+            f"{already}Press the button to sign in with Discord, then Patreon. It works only for you, in one "
+            "browser, once, for 15 minutes. Your roles arrive as soon as you're back.",
             view=view,
             ephemeral=True,
         )

@@ -9,6 +9,7 @@ from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
 from bot.web.app import create_web_app
+from bot.web.link_routes import add_link_routes
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +21,9 @@ class WebServer(commands.Cog):
 
     async def cog_load(self) -> None:
         config = self.bot.config
-        self.runner = web.AppRunner(
-            create_web_app(self.bot.services.linking, self.bot.services.webhooks), access_log=None
-        )
+        app = create_web_app(self.bot.services.linking, self.bot.services.webhooks)
+        add_link_routes(app, self.bot.services.link_flow)
+        self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, config.web_host, config.port)
         await site.start()

@@ -21,6 +21,7 @@ from bot.discord_io.endpoint import point_discord_at
 from bot.store import Store
 from bot.sync.refresh import RefreshReport
 from bot.web.webhook_receiver import MEMBER_TRIGGERS
+from fakes.browser import Browser
 from fakes.discord import FakeDiscord, RecordedCall
 from fakes.patreon import FakePatreon
 
@@ -28,6 +29,7 @@ BOT_TOKEN = "fake-bot-token"
 CLIENT_ID = "fake-client"
 CLIENT_SECRET = "fake-secret"
 WEBHOOK_SECRET = "fake-webhook-secret"
+DISCORD_CLIENT_SECRET = "fake-discord-client-secret"
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,12 @@ def free_port() -> int:
 
 
 class FakeWorld:
-    def __init__(self, db_path: Path, web_port: int | None = None) -> None:
+    def __init__(self, db_path: Path, web_port: int | None = None, *, bot_host: str = "127.0.0.1") -> None:
         self.db_path = db_path
         self.web_port = web_port or free_port()
-        self.redirect_uri = f"http://127.0.0.1:{self.web_port}/patreon/callback"
+        #: Where browsers reach the bot (`bot_host` "localhost" puts it on another site than the fakes' 127.0.0.1).
+        self.bot_url = f"http://{bot_host}:{self.web_port}"
+        self.redirect_uri = f"{self.bot_url}/patreon/callback"
         self.discord = FakeDiscord(
             application_id=900000000000000001,
             bot_user_id=900000000000000001,
@@ -91,6 +95,9 @@ class FakeWorld:
         self._session: aiohttp.ClientSession | None = None
         self._bot_task: asyncio.Task[None] | None = None
         self.browser: aiohttp.ClientSession | None = None
+        #: Each person's own browser (cookie jar, Discord sign-in), made when first used.
+        self.browsers: dict[int, Browser] = {}
+        self._link_user: int | None = None
         #: Patreon and queue retries back off in milliseconds instead of seconds, so failure tests stay fast.
         self.fast_retries = True
         #: `start_bot` returns once the start-up refresh and the jobs it queued are done.
@@ -103,7 +110,8 @@ class FakeWorld:
         await self.patreon.start()
         self._seed_discord()
         self._seed_patreon()
-        self.browser = aiohttp.ClientSession()
+        self.browser = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.discord.oauth.register(DISCORD_CLIENT_SECRET, (f"{self.bot_url}/discord/callback",))
         if start_bot:
             await self.seed_store()
             await self.start_bot()
@@ -113,6 +121,8 @@ class FakeWorld:
         await self.stop_bot()
         if self.browser is not None:
             await self.browser.close()
+        for browser in self.browsers.values():
+            await browser.close()
         await self.patreon.close()
         await self.discord.close()
 
@@ -126,6 +136,8 @@ class FakeWorld:
             "PATREON_CREATOR_ACCESS_TOKEN": self.patreon.creator_access_token,
             "PATREON_CREATOR_REFRESH_TOKEN": self.patreon.creator_refresh_token,
             "PATREON_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "DISCORD_CLIENT_ID": str(self.discord.application_id),
+            "DISCORD_CLIENT_SECRET": DISCORD_CLIENT_SECRET,
             "DATABASE_PATH": str(self.db_path),
             "WEB_HOST": "127.0.0.1",
             "PORT": str(self.web_port),
@@ -230,19 +242,31 @@ class FakeWorld:
         interaction = await self.discord.invoke_slash(SEED.guild_id, discord_id, "patreon", ["link"])
         await interaction.wait_response(timeout=5)
         assert interaction.ephemeral, "the link must be shown only to the user who asked"
+        self._link_user = discord_id
         return button_url(interaction.components)
 
-    async def open_in_browser(self, url: str) -> tuple[int, str]:
-        """Follow redirects like a browser would (fake Patreon authorize → the bot's callback)."""
-        assert self.browser is not None
-        async with self.browser.get(url, allow_redirects=True) as response:
-            return response.status, await response.text()
+    def browser_of(self, discord_id: int) -> Browser:
+        """This person's browser, which signs in to (fake) Discord as them when Discord asks."""
+        if discord_id not in self.browsers:
+            self.browsers[discord_id] = Browser(self.discord.base_url, self.guild.member(discord_id).username)
+        return self.browsers[discord_id]
+
+    async def open_in_browser(self, url: str, *, as_user: int | None = None) -> tuple[int, str]:
+        """Open `url` in a person's browser (by default that of whoever last ran `/patreon link`) and go through
+        every redirect and Discord page they would: the bot's start page, Discord's sign-in and consent, Patreon's
+        authorize (auto-approving) and the bot's callback."""
+        user = as_user if as_user is not None else self._link_user
+        if user is None:
+            assert self.browser is not None
+            async with self.browser.get(url, allow_redirects=True) as response:
+                return response.status, await response.text()
+        return await self.browser_of(user).open(url)
 
     async def link(self, discord_id: int) -> tuple[int, str]:
-        """The whole flow: `/patreon link`, sign in on (fake) Patreon as the matching user, land on the bot."""
+        """The whole flow: `/patreon link`, sign in on (fake) Discord and Patreon as that user, land on the bot."""
         self.patreon.next_authorizing_user = PATREON_IDS[discord_id]
         url = await self.run_link_command(discord_id)
-        return await self.open_in_browser(url)
+        return await self.open_in_browser(url, as_user=discord_id)
 
     def roles_of(self, discord_id: int) -> set[int]:
         return set(self.guild.member(discord_id).role_ids)

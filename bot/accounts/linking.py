@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from bot.accounts.oauth_state import StateError, issue_state, verify_state
+from bot.accounts.oauth_state import LinkState
 from bot.domain.models import MembershipSnapshot, PatreonUser, PatronStatus
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonError
@@ -59,7 +59,6 @@ class UnlinkResult:
 class LinkingService:
     def __init__(
         self,
-        signing_key: bytes,
         client: PatreonClient,
         store: Store,
         campaign: CampaignService,
@@ -67,7 +66,6 @@ class LinkingService:
         gateway: RoleGateway,
         clock: Callable[[], datetime],
     ) -> None:
-        self._key = signing_key
         self.client = client
         self.store = store
         self.campaign = campaign
@@ -75,19 +73,8 @@ class LinkingService:
         self.gateway = gateway
         self.clock = clock
 
-    def start_link(self, guild_id: int, discord_user_id: int) -> str:
-        """The Patreon authorize URL for this user, carrying a fresh signed state."""
-        token, _ = issue_state(self._key, guild_id, discord_user_id, self.clock())
-        return self.client.authorize_url(token, PATRON_SCOPES)
-
-    async def complete_link(self, params: Mapping[str, str]) -> LinkResult:
-        state_token = params.get("state", "")
-        if not state_token:
-            return _failure("This link is missing its security token.", "Run /patreon link again in Discord.")
-        try:
-            state = verify_state(self._key, state_token, self.clock())
-        except StateError as error:
-            return _failure("This link can't be used.", str(error))
+    async def complete_link(self, state: LinkState, params: Mapping[str, str]) -> LinkResult:
+        """Patreon's callback, once bot.accounts.link_flow has proven the state, the browser and the Discord user."""
         if not await self.store.consume_state(state.nonce, state.expires_at):
             return _failure("This link was already used.", "Each link works once. Run /patreon link again in Discord.")
         if params.get("error"):

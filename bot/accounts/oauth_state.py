@@ -1,24 +1,41 @@
-"""The OAuth `state`: a signed, expiring token binding one link attempt to a guild and a Discord user.
+"""The signed tokens of the link flow, made with `itsdangerous` rather than a hand-rolled HMAC.
 
-The signature stops forgery; the expiry bounds how long a leaked link works; the store's
-"consume once" record (keyed by the nonce) makes each state single-use.
+- the **start state** rides in the `/patreon link` button: one attempt, for one (guild, Discord user), 15 minutes;
+- the **browser cookie** is set by the bot's start page and names the attempt (its nonce) and the browser, so a
+  forwarded button can't be finished in another browser;
+- the **Patreon state** is only minted after Discord's OAuth2 proved who is at the keyboard; Patreon's callback
+  accepts nothing else, so the Discord step can't be skipped;
+- the **undo token** is the CSRF token of the result page's "This isn't me" button, bound to the same cookie.
+
+Each kind is signed with its own salt, so one can never be passed off as another. Expiry is checked against the
+injected clock (not the signer's own time), so tests and the bot agree on "now"; the store's "consume once"
+record (keyed by the nonce) makes each attempt single-use.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from itsdangerous import BadData, URLSafeSerializer
 
 STATE_LIFETIME = timedelta(minutes=15)
+#: How long after a link the result page's "This isn't me — undo" button still works.
+UNDO_WINDOW = timedelta(hours=1)
+#: The cookie outlives an attempt by the undo window, so the undo button still finds it.
+COOKIE_LIFETIME = STATE_LIFETIME + UNDO_WINDOW
+COOKIE_NAME = "patreon_link"
+
+_START, _PATREON, _BROWSER, _UNDO = "link-start", "link-patreon", "link-browser", "link-undo"
+_INVALID = "This link is not valid. Run /patreon link again to get a fresh one."
+_FOREIGN = "This link was not issued by this bot. Run /patreon link again to get a fresh one."
+_EXPIRED = "This link has expired. Run /patreon link again to get a fresh one."
 
 
 class StateError(Exception):
-    """The state is forged, malformed or expired; the message is safe to show a person."""
+    """The token is forged, malformed or expired; the message is safe to show a person."""
 
 
 @dataclass(frozen=True)
@@ -29,29 +46,113 @@ class LinkState:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class BrowserBinding:
+    """What the cookie says: this browser (a random id it keeps) is running the attempt `nonce`."""
+
+    browser_id: str
+    nonce: str
+
+
+@dataclass(frozen=True)
+class UndoGrant:
+    discord_user_id: int
+    patreon_user_id: str
+    browser_id: str
+    linked_at: str
+    issued_at: datetime
+
+
 def issue_state(key: bytes, guild_id: int, discord_user_id: int, now: datetime) -> tuple[str, LinkState]:
-    state = LinkState(guild_id, discord_user_id, secrets.token_urlsafe(16), now + STATE_LIFETIME)
-    payload = json.dumps(
-        {"g": str(guild_id), "u": str(discord_user_id), "n": state.nonce, "e": int(state.expires_at.timestamp())},
-        separators=(",", ":"),
-    ).encode()
-    body = _b64(payload)
-    return f"{body}.{_b64(_sign(key, body))}", state
+    """The start state for the button: a fresh nonce, valid for STATE_LIFETIME."""
+    state = LinkState(guild_id, discord_user_id, secrets.token_urlsafe(16), _whole_seconds(now + STATE_LIFETIME))
+    return _dump(key, _START, _state_fields(state)), state
 
 
 def verify_state(key: bytes, token: str, now: datetime) -> LinkState:
-    """Check signature then expiry; raise StateError with a plain reason on any failure."""
-    body, dot, signature = token.partition(".")
-    if not dot or not body or not signature:
-        raise StateError("This link is not valid. Run /patreon link again to get a fresh one.")
+    """Check the start state's signature, then its expiry; StateError with a plain reason on any failure."""
+    return _load_state(key, _START, token, now)
+
+
+def issue_patreon_state(key: bytes, state: LinkState) -> str:
+    """The state sent to Patreon once Discord proved the user is `state.discord_user_id` (same nonce, same expiry)."""
+    return _dump(key, _PATREON, _state_fields(state))
+
+
+def verify_patreon_state(key: bytes, token: str, now: datetime) -> LinkState:
+    return _load_state(key, _PATREON, token, now)
+
+
+def issue_binding(key: bytes, nonce: str, browser_id: str | None = None) -> tuple[str, BrowserBinding]:
+    """The cookie value for this attempt; a browser that already has an id keeps it (its undo buttons still work)."""
+    binding = BrowserBinding(browser_id or secrets.token_urlsafe(16), nonce)
+    return _dump(key, _BROWSER, {"b": binding.browser_id, "n": binding.nonce}), binding
+
+
+def read_binding(key: bytes, cookie: str | None) -> BrowserBinding | None:
+    """The cookie's binding, or None when it is missing or not signed by this bot."""
+    if not cookie:
+        return None
     try:
-        given = _unb64(signature)
-    except ValueError:
-        raise StateError("This link is not valid. Run /patreon link again to get a fresh one.") from None
-    if not hmac.compare_digest(given, _sign(key, body)):
-        raise StateError("This link was not issued by this bot. Run /patreon link again to get a fresh one.")
+        fields = URLSafeSerializer(key, salt=_BROWSER).loads(cookie)
+        return BrowserBinding(str(fields["b"]), str(fields["n"]))
+    except (BadData, KeyError, TypeError):
+        return None
+
+
+def issue_undo(
+    key: bytes, discord_user_id: int, patreon_user_id: str, browser_id: str, linked_at: datetime, now: datetime
+) -> str:
+    fields = {
+        "u": str(discord_user_id),
+        "p": patreon_user_id,
+        "b": browser_id,
+        "l": linked_at.isoformat(),
+        "t": int(now.timestamp()),
+    }
+    return _dump(key, _UNDO, fields)
+
+
+def read_undo(key: bytes, token: str) -> UndoGrant | None:
+    """The undo grant, or None when the token is missing or not signed by this bot (age is the caller's check)."""
+    if not token:
+        return None
     try:
-        fields = json.loads(_unb64(body))
+        fields = URLSafeSerializer(key, salt=_UNDO).loads(token)
+        return UndoGrant(
+            discord_user_id=int(fields["u"]),
+            patreon_user_id=str(fields["p"]),
+            browser_id=str(fields["b"]),
+            linked_at=str(fields["l"]),
+            issued_at=datetime.fromtimestamp(int(fields["t"]), UTC),
+        )
+    except (BadData, KeyError, TypeError, ValueError):
+        return None
+
+
+def _state_fields(state: LinkState) -> dict[str, Any]:
+    return {
+        "g": str(state.guild_id),
+        "u": str(state.discord_user_id),
+        "n": state.nonce,
+        "e": int(state.expires_at.timestamp()),
+    }
+
+
+def _dump(key: bytes, salt: str, fields: dict[str, Any]) -> str:
+    return str(URLSafeSerializer(key, salt=salt).dumps(fields))
+
+
+def _load_state(key: bytes, salt: str, token: str, now: datetime) -> LinkState:
+    if not token:
+        raise StateError(_INVALID)
+    serializer = URLSafeSerializer(key, salt=salt)
+    try:
+        fields = serializer.loads(token)
+    except BadData as error:
+        payload = getattr(error, "payload", None)
+        raise StateError(_FOREIGN if payload is not None and _decodes(serializer, payload) else _INVALID) from None
+    try:
         state = LinkState(
             guild_id=int(fields["g"]),
             discord_user_id=int(fields["u"]),
@@ -59,22 +160,20 @@ def verify_state(key: bytes, token: str, now: datetime) -> LinkState:
             expires_at=datetime.fromtimestamp(int(fields["e"]), UTC),
         )
     except (ValueError, KeyError, TypeError):
-        raise StateError("This link is not valid. Run /patreon link again to get a fresh one.") from None
+        raise StateError(_INVALID) from None
     if now >= state.expires_at:
-        raise StateError("This link has expired. Run /patreon link again to get a fresh one.")
+        raise StateError(_EXPIRED)
     return state
 
 
-def _sign(key: bytes, body: str) -> bytes:
-    return hmac.new(key, body.encode(), hashlib.sha256).digest()
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
+def _decodes(serializer: URLSafeSerializer, payload: Any) -> bool:
+    """A well-formed body under a bad signature is "not ours"; garbage is "not valid"."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as error:
-        raise ValueError("bad base64") from error
+        serializer.load_payload(payload)
+    except BadData:
+        return False
+    return True
+
+
+def _whole_seconds(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)

@@ -1,4 +1,4 @@
-"""The bot's HTTP face: the OAuth callback, the Patreon webhook and a health check."""
+"""The bot's HTTP face: the Patreon webhook and a health check (the link pages are in bot.web.link_routes)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import logging
 
 from aiohttp import web
 
-from bot.accounts.linking import LinkingService, LinkResult
-from bot.web.pages import render_link_page
+from bot.accounts.linking import LinkingService
 from bot.web.webhook_receiver import MAX_BODY_BYTES, WebhookReceiver
 
 log = logging.getLogger(__name__)
@@ -20,7 +19,6 @@ def create_web_app(linking: LinkingService, webhooks: WebhookReceiver | None = N
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[LINKING_KEY] = linking
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/patreon/callback", oauth_callback)
     if webhooks is not None:
         app[WEBHOOKS_KEY] = webhooks
         app.router.add_post("/patreon/webhook", patreon_webhook)
@@ -48,20 +46,3 @@ async def patreon_webhook(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
-
-
-async def oauth_callback(request: web.Request) -> web.Response:
-    params = {key: request.query.get(key, "") for key in ("code", "state", "error")}
-    try:
-        result = await request.app[LINKING_KEY].complete_link(params)
-    except Exception:
-        log.exception("OAuth callback failed unexpectedly")
-        result = LinkResult(
-            False, "Something went wrong on our side.", "Nothing was linked. Please try again.", status=500
-        )
-    return web.Response(
-        text=render_link_page(result),
-        status=result.status,
-        content_type="text/html",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )

@@ -103,7 +103,7 @@ async def assert_nothing_stored(world, discord_id: int) -> None:
 
 async def test_forged_state_is_refused_and_nothing_stored(world):
     state = parse_qs(urlparse(await patreon_authorize_url(world, SEED.bob)).query)["state"][0]
-    body, signature = state.split(".")
+    body, _, signature = state.rpartition(".")
     forged = body[:-2] + ("AA" if not body.endswith("AA") else "BB") + "." + signature
     code = world.patreon.issue_code("p-bob")
     status, html = await world.open_in_browser(f"{world.redirect_uri}?{urlencode({'code': code, 'state': forged})}")
