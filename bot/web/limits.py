@@ -1,0 +1,172 @@
+"""What a slow or greedy client may cost the web server: bounded time per request, bounded connections.
+
+Why: 1,100 connections trickling a body (open-files limit 1024) used to hold every descriptor, so `/healthz` and
+Patreon's webhooks went unanswered for the whole flood. Now
+- request line and headers must arrive within `header_timeout` (aiohttp's `keepalive_timeout`, which also closes a
+  connection that sends nothing, or idles that long between requests);
+- a body must arrive within `body_timeout` (the `body_deadline` middleware cuts the connection off);
+- at most `max_connections` are open at once, below the descriptor limit so accept() never runs out, and at most
+  `max_per_address` from one address, so one flooding host can't take every slot; the others get a 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from bot.web.log_limits import LIMITS_LOG, is_client_fault
+
+log = logging.getLogger(LIMITS_LOG)
+
+#: Descriptors kept free for everything else: the listening backlog, SQLite, the HTTP pools to Discord and Patreon.
+RESERVED_DESCRIPTORS = 256
+#: The cap when the open-files limit is unlimited.
+UNLIMITED_CAP = 10_000
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\ntoo many connections"
+)
+
+
+@dataclass(frozen=True)
+class WebLimits:
+    header_timeout: float = 15.0
+    body_timeout: float = 15.0
+    #: None: the open-files limit less RESERVED_DESCRIPTORS.
+    max_connections: int | None = None
+    #: 0: no per-address cap (behind a proxy every connection comes from the proxy).
+    max_per_address: int = 64
+    #: aiohttp's limits for a request line and one header (413/431 beyond, before any handler runs).
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    #: How long an unread body is drained after the answer, so the client can read it (aiohttp's lingering close).
+    lingering_time: float = 2.0
+    backlog: int = 128
+    #: At most one log line per kind (a refusal, a cut-off, a client error) this often; the next says how many.
+    log_interval: float = 10.0
+
+    def connection_cap(self) -> int:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            ceiling = UNLIMITED_CAP
+        else:
+            ceiling = soft - RESERVED_DESCRIPTORS if soft > 2 * RESERVED_DESCRIPTORS else soft // 2
+        return max(1, min(ceiling, self.max_connections or ceiling))
+
+
+class ConnectionGate:
+    """The protocol factory for `loop.create_server`: each admitted connection gets aiohttp's own handler
+    (`make_handler`, the runner's `web.Server`); one over a cap gets the 503 and is closed at once."""
+
+    def __init__(self, make_handler: Callable[[], asyncio.Protocol], cap: int, per_address: int) -> None:
+        self.make_handler = make_handler
+        self.cap = cap
+        self.per_address = per_address
+        self.open = 0
+        self.refused = 0
+        self._by_address: Counter[str] = Counter()
+
+    def __call__(self) -> asyncio.Protocol:
+        return _GatedConnection(self)
+
+    def admit(self, address: str) -> bool:
+        over_total = self.open >= self.cap
+        if over_total or (self.per_address and self._by_address[address] >= self.per_address):
+            self.refused += 1
+            what = f"{self.cap} open" if over_total else f"{self.per_address} open from {address}"
+            log.warning("connection refused with 503: %s (%d refused so far)", what, self.refused)
+            return False
+        self.open += 1
+        self._by_address[address] += 1
+        return True
+
+    def release(self, address: str) -> None:
+        self.open -= 1
+        self._by_address[address] -= 1
+        if self._by_address[address] <= 0:
+            del self._by_address[address]
+
+
+class _GatedConnection(asyncio.Protocol):
+    """Admits or refuses when the connection is made (the peer's address is known only then), then forwards
+    every protocol call to aiohttp's handler."""
+
+    def __init__(self, gate: ConnectionGate) -> None:
+        self.gate = gate
+        self.inner: asyncio.Protocol | None = None
+        self.address = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if not self.gate.admit(self.address):
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(REFUSAL)
+            transport.close()
+            return
+        self.inner = self.gate.make_handler()
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.inner is not None:
+            self.gate.release(self.address)
+            inner, self.inner = self.inner, None
+            inner.connection_lost(exc)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def body_deadline(timeout: float) -> Middleware:
+    """Middleware: a body not complete `timeout` seconds after its headers is cut off (the connection closed,
+    one WARNING); a client that hangs up mid-body is one WARNING, not an ERROR with a traceback."""
+
+    @web.middleware
+    async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        cut_off: list[bool] = []
+
+        def cut() -> None:
+            if not request.content.is_eof() and request.transport is not None:
+                cut_off.append(True)
+                log.warning("%s %s from %s: body not complete within %gs, connection closed",
+                            request.method, request.path, request.remote, timeout)
+                request.transport.close()
+
+        timer = None
+        if request.body_exists and not request.content.is_eof():
+            timer = asyncio.get_running_loop().call_later(timeout, cut)
+        try:
+            return await handler(request)
+        except (ConnectionError, web.RequestPayloadError) as error:
+            if not cut_off:
+                why = "the client disconnected" if is_client_fault(error) else f"a malformed body ({error})"
+                log.warning("%s %s from %s: %s before the body was complete",
+                            request.method, request.path, request.remote, why)
+            return web.Response(status=400, text="incomplete request body")  # nobody may be there to read it
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    return deadline
