@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -89,6 +90,16 @@ async def test_real_bot_process_links_a_patron_against_the_fakes(tmp_path):
         status, html = await world.link(SEED.alice)
         assert status == 200, page_text(html)
         assert world.roles_of(SEED.alice) == {SEED.vip_role, SEED.gold_role}
+        # The running bot has stored Alice's tokens and the creator's: none of them is readable on disk.
+        issued = [*world.patreon.tokens.by_access, *world.patreon.tokens.by_refresh]
+        on_disk = b"".join(
+            path.read_bytes() for path in tmp_path.glob("bot.sqlite3*") if path.is_file() and path.suffix != ".key"
+        )
+        assert len(issued) >= 2 and [token for token in issued if token.encode() in on_disk] == []
+        assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.glob("bot.sqlite3*")} == {
+            name: 0o600
+            for name in ("bot.sqlite3", "bot.sqlite3-wal", "bot.sqlite3-shm", "bot.sqlite3.key", "bot.sqlite3.lock")
+        }
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
