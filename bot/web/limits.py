@@ -6,7 +6,8 @@ Patreon's webhooks went unanswered for the whole flood. Now
   connection that sends nothing, or idles that long between requests);
 - a body must arrive within `body_timeout` (the `body_deadline` middleware cuts the connection off);
 - at most `max_connections` are open at once, below the descriptor limit so accept() never runs out, and at most
-  `max_per_address` from one address, so one flooding host can't take every slot; the others get a 503 at once.
+  `max_per_address` from one address, so one flooding host can't take every slot; when full, the oldest slow
+  connection makes room for a new one, and a newcomer that can't get in gets a 503 at once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,6 +53,8 @@ class WebLimits:
     backlog: int = 128
     #: At most one log line per kind (a refusal, a cut-off, a client error) this often; the next says how many.
     log_interval: float = 10.0
+    #: When full, a slow connection at least this old may be closed to admit a new one.
+    evict_after: float = 1.0
 
     def connection_cap(self) -> int:
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -63,35 +67,87 @@ class WebLimits:
 
 class ConnectionGate:
     """The protocol factory for `loop.create_server`: each admitted connection gets aiohttp's own handler
-    (`make_handler`, the runner's `web.Server`); one over a cap gets the 503 and is closed at once."""
+    (`make_handler`, the runner's `web.Server`).
 
-    def __init__(self, make_handler: Callable[[], asyncio.Protocol], cap: int, per_address: int) -> None:
+    When every slot is taken, the oldest connection that is still slow (no request yet, or its body still
+    arriving) and older than `evict_after` is closed to make room: a flood can't keep a webhook or a health check
+    out, because a real request finishes long before a thousand newer connections make it the oldest. When none
+    qualifies (every connection is busy in a handler, or all are young), and always beyond `per_address`, the
+    newcomer gets a 503 and is closed at once."""
+
+    def __init__(
+        self,
+        make_handler: Callable[[], asyncio.Protocol],
+        cap: int,
+        per_address: int,
+        evict_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.make_handler = make_handler
         self.cap = cap
         self.per_address = per_address
-        self.open = 0
+        self.evict_after = evict_after
+        self.clock = clock
         self.refused = 0
+        self.evicted = 0
+        #: Admitted connections, oldest first.
+        self._open: dict[_GatedConnection, None] = {}
+        self._evicting: set[_GatedConnection] = set()
+        self._by_transport: dict[asyncio.BaseTransport, _GatedConnection] = {}
         self._by_address: Counter[str] = Counter()
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
 
     def __call__(self) -> asyncio.Protocol:
         return _GatedConnection(self)
 
-    def admit(self, address: str) -> bool:
-        over_total = self.open >= self.cap
-        if over_total or (self.per_address and self._by_address[address] >= self.per_address):
-            self.refused += 1
-            what = f"{self.cap} open" if over_total else f"{self.per_address} open from {address}"
-            log.warning("connection refused with 503: %s (%d refused so far)", what, self.refused)
-            return False
-        self.open += 1
+    def admit(self, connection: _GatedConnection) -> bool:
+        address = connection.address
+        if self.per_address and self._by_address[address] >= self.per_address:
+            return self._refuse(f"{self.per_address} open from {address}")
+        if len(self._open) - len(self._evicting) >= self.cap and not self._evict_one():
+            return self._refuse(f"{self.cap} open, none slow enough to close")
+        self._open[connection] = None
         self._by_address[address] += 1
+        self._by_transport[connection.transport] = connection
         return True
 
-    def release(self, address: str) -> None:
-        self.open -= 1
-        self._by_address[address] -= 1
-        if self._by_address[address] <= 0:
-            del self._by_address[address]
+    def _refuse(self, why: str) -> bool:
+        self.refused += 1
+        log.warning("connection refused with 503: %s (%d refused so far)", why, self.refused)
+        return False
+
+    def _evict_one(self) -> bool:
+        deadline = self.clock() - self.evict_after
+        for candidate in self._open:
+            if candidate.opened_at > deadline:
+                return False  # the rest are younger still
+            if candidate not in self._evicting and candidate.is_slow():
+                self._evicting.add(candidate)
+                self.evicted += 1
+                log.warning(
+                    "closed the oldest slow connection (from %s, %.0fs old) to admit a new one (%d closed so far)",
+                    candidate.address, self.clock() - candidate.opened_at, self.evicted,
+                )
+                candidate.transport.close()
+                return True
+        return False
+
+    def release(self, connection: _GatedConnection) -> None:
+        self._open.pop(connection, None)
+        self._evicting.discard(connection)
+        self._by_transport.pop(connection.transport, None)
+        self._by_address[connection.address] -= 1
+        if self._by_address[connection.address] <= 0:
+            del self._by_address[connection.address]
+
+    def track(self, transport: asyncio.BaseTransport | None, request: web.BaseRequest | None) -> None:
+        """The request a connection is serving now (None when done), told by the middleware."""
+        connection = self._by_transport.get(transport) if transport is not None else None
+        if connection is not None:
+            connection.request = request
 
 
 class _GatedConnection(asyncio.Protocol):
@@ -102,11 +158,19 @@ class _GatedConnection(asyncio.Protocol):
         self.gate = gate
         self.inner: asyncio.Protocol | None = None
         self.address = ""
+        self.opened_at = gate.clock()
+        self.request: web.BaseRequest | None = None
+        self.transport: asyncio.BaseTransport
+
+    def is_slow(self) -> bool:
+        """No request being handled yet (headers not complete, or idle), or a body still arriving."""
+        return self.request is None or not self.request.content.is_eof()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        if not self.gate.admit(self.address):
+        if not self.gate.admit(self):
             assert isinstance(transport, asyncio.WriteTransport)
             transport.write(REFUSAL)
             transport.close()
@@ -131,7 +195,7 @@ class _GatedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.inner is not None:
-            self.gate.release(self.address)
+            self.gate.release(self)
             inner, self.inner = self.inner, None
             inner.connection_lost(exc)
 
@@ -139,7 +203,7 @@ class _GatedConnection(asyncio.Protocol):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def body_deadline(timeout: float) -> Middleware:
+def body_deadline(timeout: float, gate: ConnectionGate | None = None) -> Middleware:
     """Middleware: a body not complete `timeout` seconds after its headers is cut off (the connection closed,
     one WARNING); a client that hangs up mid-body is one WARNING, not an ERROR with a traceback."""
 
@@ -157,6 +221,8 @@ def body_deadline(timeout: float) -> Middleware:
         timer = None
         if request.body_exists and not request.content.is_eof():
             timer = asyncio.get_running_loop().call_later(timeout, cut)
+        if gate is not None:
+            gate.track(request.transport, request)
         try:
             return await handler(request)
         except (ConnectionError, web.RequestPayloadError) as error:
@@ -168,5 +234,7 @@ def body_deadline(timeout: float) -> Middleware:
         finally:
             if timer is not None:
                 timer.cancel()
+            if gate is not None:
+                gate.track(request.transport, None)
 
     return deadline

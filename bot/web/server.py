@@ -23,7 +23,10 @@ class LimitedWebServer:
         self.limits = limits or WebLimits()
         self.host = host
         self.requested_port = port
-        app.middlewares.append(body_deadline(self.limits.body_timeout))
+        self.gate = ConnectionGate(
+            self._make_handler, self.limits.connection_cap(), self.limits.max_per_address, self.limits.evict_after
+        )
+        app.middlewares.append(body_deadline(self.limits.body_timeout, self.gate))
         self.runner = web.AppRunner(
             app,
             access_log=None,
@@ -33,7 +36,6 @@ class LimitedWebServer:
             max_line_size=self.limits.max_line_size,
             max_field_size=self.limits.max_field_size,
         )
-        self.gate: ConnectionGate | None = None
         self._server: asyncio.Server | None = None
 
     @property
@@ -41,11 +43,13 @@ class LimitedWebServer:
         assert self._server is not None, "start() first"
         return int(self._server.sockets[0].getsockname()[1])
 
+    def _make_handler(self) -> asyncio.Protocol:
+        assert self.runner.server is not None, "start() first"
+        return self.runner.server()
+
     async def start(self) -> LimitedWebServer:
         install_web_log_limits(self.limits.log_interval)
         await self.runner.setup()
-        assert self.runner.server is not None
-        self.gate = ConnectionGate(self.runner.server, self.limits.connection_cap(), self.limits.max_per_address)
         self._server = await asyncio.get_running_loop().create_server(
             self.gate, self.host, self.requested_port, backlog=self.limits.backlog, reuse_address=True
         )

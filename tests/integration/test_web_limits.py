@@ -90,7 +90,7 @@ async def test_a_trickling_body_is_cut_off_and_the_next_request_is_answered(serv
     finally:
         trickle.cancel()
         writer.close()
-    await wait_for(lambda: bot.server.gate is not None and bot.server.gate.open == 0)
+    await wait_for(lambda: bot.server.gate.open == 0)
     (cut,) = lines(caplog, LIMITS_LOG)
     assert cut.levelno == logging.WARNING and "body not complete within 0.3s" in cut.getMessage()
     assert await bot.webhook() == 202
@@ -118,9 +118,9 @@ async def test_headers_sent_too_slowly_are_cut_off(serve):
 
 
 async def test_the_cap_refuses_beyond_the_limit_while_a_connection_within_it_is_answered(serve, caplog):
-    bot = await serve(WebLimits(max_connections=2, max_per_address=0, log_interval=0))
+    bot = await serve(WebLimits(max_connections=2, max_per_address=0, log_interval=0, evict_after=60))
     held = [await bot.open() for _ in range(2)]
-    await wait_for(lambda: bot.server.gate is not None and bot.server.gate.open == 2)
+    await wait_for(lambda: bot.server.gate.open == 2)
     reader, writer = await bot.open()
     refusal = await asyncio.wait_for(reader.read(), timeout=5)
     assert refusal.startswith(b"HTTP/1.1 503 ") and b"Connection: close" in refusal, "refused at once, then closed"
@@ -131,16 +131,32 @@ async def test_the_cap_refuses_beyond_the_limit_while_a_connection_within_it_is_
     assert answer.startswith(b"HTTP/1.1 200 ")
     for _reader, held_writer in held:
         held_writer.close()
-    await wait_for(lambda: bot.server.gate is not None and bot.server.gate.open == 0)
+    await wait_for(lambda: bot.server.gate.open == 0)
     assert await bot.healthz() == 200, "a slot freed is a slot reused"
     (refused,) = lines(caplog, LIMITS_LOG)
     assert refused.levelno == logging.WARNING and "2 open" in refused.getMessage()
 
 
+async def test_when_full_the_oldest_slow_connection_makes_room_for_a_webhook(serve, caplog):
+    bot = await serve(WebLimits(max_connections=2, max_per_address=0, log_interval=0, evict_after=0))
+    oldest = await bot.open()
+    oldest[1].write(SLOW_BODY)  # a body still arriving: slow
+    await wait_for(lambda: bot.server.gate.open == 1)
+    newer = await bot.open()  # no request yet: slow too, but younger
+    await wait_for(lambda: bot.server.gate.open == 2)
+    assert await bot.webhook() == 202, "a new delivery gets in though every slot was taken"
+    assert await asyncio.wait_for(oldest[0].read(), timeout=5) == b"", "the oldest slow one made room"
+    assert bot.server.gate.evicted >= 1 and bot.server.gate.refused == 0
+    newer[1].close()
+    oldest[1].close()
+    evictions = [r for r in lines(caplog, LIMITS_LOG) if "oldest slow connection" in r.getMessage()]
+    assert evictions and all(r.levelno == logging.WARNING for r in evictions)
+
+
 async def test_one_address_cannot_take_every_slot(serve):
     bot = await serve(WebLimits(max_connections=10, max_per_address=2))
     held = [await bot.open("127.0.0.1") for _ in range(2)]
-    await wait_for(lambda: bot.server.gate is not None and bot.server.gate.open == 2)
+    await wait_for(lambda: bot.server.gate.open == 2)
     reader, writer = await bot.open("127.0.0.1")
     assert (await asyncio.wait_for(reader.read(), timeout=5)).startswith(b"HTTP/1.1 503 ")
     writer.close()
@@ -188,10 +204,10 @@ async def test_a_client_that_hangs_up_mid_body_is_one_warning_and_nothing_record
     _reader, writer = await bot.open()
     writer.write(SLOW_BODY)
     await writer.drain()
-    await wait_for(lambda: bot.server.gate is not None and bot.server.gate.open == 1)
+    await wait_for(lambda: bot.server.gate.open == 1)
     writer.close()
     await wait_for(lambda: lines(caplog, LIMITS_LOG))
-    await wait_for(lambda: bot.server.gate is not None and bot.server.gate.open == 0)
+    await wait_for(lambda: bot.server.gate.open == 0)
     (warning,) = lines(caplog, LIMITS_LOG)
     assert warning.levelno == logging.WARNING and warning.exc_info is None
     assert "POST /patreon/webhook from 127.0.0.1: the client disconnected" in warning.getMessage()
@@ -203,14 +219,14 @@ async def test_a_client_that_hangs_up_mid_body_is_one_warning_and_nothing_record
 
 
 async def test_a_flood_of_refusals_is_a_few_lines_with_the_count(serve, caplog):
-    bot = await serve(WebLimits(max_connections=1, max_per_address=0, log_interval=60))
+    bot = await serve(WebLimits(max_connections=1, max_per_address=0, log_interval=60, evict_after=60))
     held = await bot.open()
-    await wait_for(lambda: bot.server.gate is not None and bot.server.gate.open == 1)
+    await wait_for(lambda: bot.server.gate.open == 1)
     for _ in range(30):
         reader, writer = await bot.open()
         assert (await asyncio.wait_for(reader.read(), timeout=5)).startswith(b"HTTP/1.1 503 ")
         writer.close()
-    assert bot.server.gate is not None and bot.server.gate.refused == 30
+    assert bot.server.gate.refused == 30
     refusals = [r for r in lines(caplog, LIMITS_LOG) if "refused" in r.getMessage()]
     assert len(refusals) <= 1, "one line per kind per interval"
     assert install_web_log_limits(60).suppressed() >= 29, "the rest are counted, for the next line to report"
