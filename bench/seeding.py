@@ -65,7 +65,7 @@ class World:
         self.patreon: FakePatreon | None = None
         self.session: aiohttp.ClientSession | None = None
         self.links: dict[str, int] = {}
-        self.settings = GuildSettings(guild_id=GUILD_ID)
+        self.settings = GuildSettings(guild_id=GUILD_ID, enabled=True)  # the bench's one server acts for the campaign
         self.tier_roles = TierRoleMap({tier_id: frozenset({ROLE_BASE + i}) for i, (tier_id, _, _) in enumerate(TIERS)})
         self.tiers: dict[str, Tier] = {}
         self.expected: dict[int, frozenset[int]] = {}
@@ -154,6 +154,7 @@ class World:
                 for role in roles:
                     await store.map_tier_role(GUILD_ID, tier_id, role)
             await store.save_tiers(self.patreon.campaign.id, self.tiers.values())
+            await store.save_settings(self.settings)
             await store.add_links(((d, p, GUILD_ID, "bench") for p, d in self.links.items()), now)
         finally:
             await store.close()

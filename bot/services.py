@@ -17,6 +17,7 @@ from bot.patreon.client import PatreonClient
 from bot.store import Store
 from bot.sync.campaign import CampaignService
 from bot.sync.channel_log import ChannelLog
+from bot.sync.participation import Participation
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshScheduler, RefreshService
 from bot.sync.role_jobs import RoleJobs, TokenBucket
@@ -71,7 +72,10 @@ def build_services(
         expires_at=clock() + timedelta(days=8),
     )
     channel_log = ChannelLog(gateway.post_log)
-    reconcile = ReconcileService(store, gateway, clock, limiter=TokenBucket(), channel_log=channel_log)
+    participation = Participation(store, gateway.guild_ids, config.allowed_guild_ids)
+    reconcile = ReconcileService(
+        store, gateway, clock, limiter=TokenBucket(), channel_log=channel_log, participation=participation
+    )
     campaign = CampaignService(
         patreon, store, seed, clock, config.patreon_campaign_id, on_token_rejected=reconcile.alert_every_server
     )
@@ -85,7 +89,7 @@ def build_services(
     )
     link_flow = LinkFlow(config.signing_key, config.public_base_url, discord_sign_in, patreon, linking, store, clock)
     jobs = RoleJobs(store, reconcile, gateway, clock)
-    admin = AdminService(store, campaign, reconcile, linking, jobs, gateway)
+    admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation)
     applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, gateway, clock)
     webhooks = WebhookReceiver(config.patreon_webhook_secret, store, clock, on_recorded=applier.wake)
     refresh = RefreshService(patreon, store, campaign, reconcile, jobs, gateway, clock)

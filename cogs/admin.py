@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.discord_io.client import PatronBot
 from bot.domain.models import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKind, SettingSpec
 from bot.guild_admin.health import health_report
+from bot.guild_admin.rank import InvokerRank
 from bot.guild_admin.service import AdminService
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
@@ -44,6 +45,8 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         return True
 
     async def tier_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        if self.admin.creators_server_refusal(guild_id(interaction)) is not None:
+            return []  # the campaign's tiers are not shown to a server that isn't the creator's
         tiers = await self.bot.services.store.get_tiers()
         needle = current.lower()
         return [
@@ -68,7 +71,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     @app_commands.autocomplete(tier=tier_autocomplete)
     async def map(self, interaction: discord.Interaction, tier: str, role: discord.Role) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        mapped = await self.admin.map_tier(guild_id(interaction), tier, role.id)
+        mapped = await self.admin.map_tier(guild_id(interaction), tier, role.id, invoker_rank(interaction))
         await reply(
             interaction,
             f"✅ Patrons of **{mapped.title}** now get {role.mention}. Run `/patreon-admin sync` to apply it "
@@ -96,6 +99,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         self,
         interaction: discord.Interaction,
         # One option per GuildSettings field, named by its SettingSpec (tests/unit/test_settings_fields.py checks).
+        enabled: bool | None = None,
         grace_days: app_commands.Range[int, 0, 60] | None = None,
         keep_until_paid_through: bool | None = None,
         role_mode: Literal["stack", "highest"] | None = None,
@@ -121,7 +125,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         }
         if clear:
             changes[CLEARABLE_FIELDS[clear]] = None
-        settings = await self.admin.update_settings(guild_id(interaction), **changes)
+        settings = await self.admin.update_settings(guild_id(interaction), invoker_rank(interaction), **changes)
         header = "✅ Saved.\n" if changes else ""
         await reply(interaction, header + describe_settings(settings))
 
@@ -148,7 +152,9 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     @app_commands.describe(member="The Discord member", patreon_user_id="Their Patreon user id")
     async def link_user(self, interaction: discord.Interaction, member: discord.Member, patreon_user_id: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        message = await self.admin.link_user(guild_id(interaction), member.id, patreon_user_id)
+        message = await self.admin.link_user(
+            guild_id(interaction), member.id, patreon_user_id, invoker_rank(interaction)
+        )
         await reply(interaction, f"✅ {member.mention}: {message}")
 
     @app_commands.command(name="unlink-user", description="Unlink a member and take back the roles the bot gave")
@@ -172,6 +178,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
             {key: await services.store.get_fact(key) for key in (WEBHOOK_LAST_SEEN, LAST_REFRESH)},
             [(job.user_id, job.last_error) for job in await services.store.failed_role_jobs(guild)],
             await services.store.count_pending_role_jobs(guild),
+            await self.admin.participation_refusal(guild),
         )
         await reply(interaction, "\n".join(line.render() for line in lines))
 
@@ -179,6 +186,21 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
 def guild_id(interaction: discord.Interaction) -> int:
     assert interaction.guild_id is not None  # the group is guild-only
     return interaction.guild_id
+
+
+def invoker_rank(interaction: discord.Interaction) -> InvokerRank:
+    """Who asks, as Discord's role hierarchy sees them: the owner, or the roles strictly below their top role."""
+    member = interaction.user
+    guild = interaction.guild
+    if not isinstance(member, discord.Member) or guild is None:
+        return InvokerRank(user_id=interaction.user.id, owner=False, roles_below=frozenset())
+    top = member.top_role
+    return InvokerRank(
+        user_id=member.id,
+        owner=guild.owner_id == member.id,
+        roles_below=frozenset(role.id for role in guild.roles if role < top),
+        top_role_name=top.name if top.is_default() else f"@{top.name}",
+    )
 
 
 def stored_value(spec: SettingSpec, value: object) -> object:

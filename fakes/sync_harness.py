@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import load_config
+from bot.domain.models import GuildSettings
 from bot.services import Services, build_services
 from bot.store import Store
 from bot.web.app import create_web_app
@@ -44,6 +45,8 @@ class SyncHarness:
     async def start(self) -> SyncHarness:
         await self.patreon.start()
         self.store = await Store.open(self.db_path)
+        # The harness's one guild acts for the campaign, as an admin's `settings enabled:True` would make it.
+        await self.store.save_settings(GuildSettings(guild_id=GUILD, enabled=True))
         self._session = aiohttp.ClientSession()
         env = {
             "DISCORD_TOKEN": "unused",

@@ -102,6 +102,8 @@ class FakeWorld:
         self.fast_retries = True
         #: `start_bot` returns once the start-up refresh and the jobs it queued are done.
         self.wait_for_startup_refresh = True
+        #: More .env settings for the bot (e.g. ALLOWED_GUILD_IDS), read when it starts.
+        self.extra_environment: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -143,6 +145,7 @@ class FakeWorld:
             "PORT": str(self.web_port),
             "PATREON_BASE_URL": self.patreon.base_url,
             "DISCORD_BASE_URL": self.discord.base_url,
+            **self.extra_environment,
         }
 
     @property
@@ -224,14 +227,16 @@ class FakeWorld:
         self.patreon.set_membership("p-dave", patron_status=None, tier_ids=[], last_charge_status=None)
 
     async def seed_store(self) -> None:
-        """The admin's choices (tier→role map, log channel) as if made with the admin commands."""
+        """The admin's choices (the bot turned on, tier→role map, log channel) as if made with the admin commands."""
         from bot.domain.models import GuildSettings
 
         store = await Store.open(self.db_path)
         try:
             await store.map_tier_role(SEED.guild_id, SEED.gold_tier, SEED.gold_role)
             await store.map_tier_role(SEED.guild_id, SEED.bronze_tier, SEED.bronze_role)
-            await store.save_settings(GuildSettings(guild_id=SEED.guild_id, log_channel_id=SEED.log_channel))
+            await store.save_settings(
+                GuildSettings(guild_id=SEED.guild_id, enabled=True, log_channel_id=SEED.log_channel)
+            )
         finally:
             await store.close()
 

@@ -15,7 +15,7 @@ from bot.accounts.oauth_state import LinkState
 from bot.domain.models import MembershipSnapshot, PatreonUser, PatronStatus
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonError
-from bot.store import Store, patron_subject
+from bot.store import Link, Store, patron_subject
 from bot.sync.campaign import CampaignService, CampaignUnavailable
 from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
 
@@ -111,7 +111,7 @@ class LinkingService:
         membership = identity.membership_for(campaign_id)
         previous = await self.store.get_link_by_discord(state.discord_user_id)
         await self.store.save_tokens(patron_subject(identity.user.id), tokens)
-        await self.store.save_link(state.discord_user_id, identity.user.id, state.guild_id, "oauth")
+        replaced = await self.store.save_link(state.discord_user_id, identity.user.id, state.guild_id, "oauth")
         if previous is not None and previous.patreon_user_id != identity.user.id:
             await self.store.delete_tokens(patron_subject(previous.patreon_user_id))
         if membership is not None:
@@ -119,6 +119,7 @@ class LinkingService:
         else:
             await self.store.delete_membership(identity.user.id)
         log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
+        await self._hand_links_replaced(state.discord_user_id, identity.user, (replaced, previous))
         is_new_link = previous is None or previous.patreon_user_id != identity.user.id
         return await self._grant_after_link(
             state.guild_id, state.discord_user_id, identity.user, membership, is_new_link
@@ -130,10 +131,11 @@ class LinkingService:
         """Refuse a sign-in that would hand someone else's Patreon to this Discord user.
 
         The button can be forwarded: whoever signs in decides the Patreon side. An account already
-        linked to another Discord user, or one Patreon says belongs to another Discord user, is refused.
+        linked to another Discord user, or one Patreon says belongs to another Discord user, is refused. A link
+        an admin made by hand is no such proof: signing in to the Patreon account beats it (`_hand_links_replaced`).
         """
         existing = await self.store.get_link_by_patreon(patreon_user_id)
-        if existing is not None and existing.discord_user_id != discord_user_id:
+        if existing is not None and existing.discord_user_id != discord_user_id and not existing.by_hand:
             return _failure(
                 "This Patreon account is already linked to another Discord account.",
                 "Nothing was changed. If that account is yours, run /patreon unlink there first; otherwise ask a "
@@ -147,6 +149,36 @@ class LinkingService:
                 409,
             )
         return None
+
+    async def _hand_links_replaced(
+        self, discord_user_id: int, user: PatreonUser, lost: tuple[Link | None, Link | None]
+    ) -> None:
+        """The patron's own sign-in replaced links made by hand (of this Patreon account to someone else, or of this
+        Discord user to another Patreon account): the server whose admin made each is told in its log channel, and
+        whoever held one loses the roles it gave. The new link is stored already, so a failure here is logged only."""
+        for link in {link for link in lost if link is not None and link.by_hand}:
+            if link.discord_user_id == discord_user_id and link.patreon_user_id == user.id:
+                continue  # the same pair, now proven by the patron
+            log.info(
+                "patron sign-in discord=%s patreon=%s replaced the admin link discord=%s patreon=%s of guild=%s",
+                discord_user_id,
+                user.id,
+                link.discord_user_id,
+                link.patreon_user_id,
+                link.linked_in_guild_id,
+            )
+            try:
+                if link.linked_in_guild_id is not None:
+                    await self.reconcile.log_event(
+                        link.linked_in_guild_id,
+                        f"<@{discord_user_id}> signed in to Patreon as {user.full_name or user.id} themselves, which "
+                        f"replaced the link by hand of <@{link.discord_user_id}> to Patreon {link.patreon_user_id} "
+                        "made in this server.",
+                    )
+                if link.discord_user_id != discord_user_id:
+                    await self.reconcile.reconcile_user_everywhere(link.discord_user_id, "link by hand replaced")
+            except Exception:
+                log.exception("could not finish replacing the admin link of discord=%s", link.discord_user_id)
 
     async def _grant_after_link(
         self,

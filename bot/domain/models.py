@@ -177,6 +177,16 @@ class GuildSettings:
     """
 
     guild_id: int
+    #: The admin's consent that this server acts for the campaign; off until turned on (bot/sync/participation.py).
+    enabled: bool = field(
+        default=False,
+        metadata=_admin(
+            "enabled",
+            SettingKind.SWITCH,
+            "The bot manages Patreon roles here",
+            "Let the bot manage Patreon roles in this server (off until an admin turns it on)",
+        ),
+    )
     #: Days a declined payment keeps its roles (Patreon retries; most declines are fixed within a week).
     decline_grace_days: int = field(
         default=7,

@@ -28,9 +28,11 @@ def health_report(
     facts: Mapping[str, object],
     failed_jobs: Sequence[tuple[int, str | None]] = (),
     queued_jobs: int = 0,
+    participation: str | None = None,
 ) -> list[HealthLine]:
-    """`failed_jobs`: (Discord user id, last error) of members whose roles could not be put right."""
-    lines: list[HealthLine] = []
+    """`failed_jobs`: (Discord user id, last error) of members whose roles could not be put right;
+    `participation`: why this server doesn't act for the campaign, None when it does."""
+    lines = [HealthLine(participation is None, participation or "This server acts for the Patreon campaign.")]
     problem = gateway.missing_permissions(guild_id)
     lines.append(HealthLine(problem is None, problem or "The bot has Manage Roles."))
 
@@ -61,6 +63,15 @@ def health_report(
     refresh = facts.get(LAST_REFRESH)
     if isinstance(refresh, dict):
         lines.append(HealthLine(bool(refresh.get("ok")), f"Last refresh {refresh.get('at')}: {refresh.get('detail')}."))
+        unlinkable = refresh.get("members_without_user")
+        if refresh.get("ok") and isinstance(unlinkable, int) and unlinkable > 0:
+            lines.append(
+                HealthLine(
+                    False,
+                    f"{unlinkable} member(s) without a Patreon account (deleted) can't be linked; the refresh "
+                    "counted them and still completed.",
+                )
+            )
     else:
         lines.append(HealthLine(False, "No full refresh has run yet."))
     if failed_jobs:

@@ -1,6 +1,8 @@
 """What server admins do: map tiers to roles, set the policy, preview and run a sync, manual links.
 
-Every refusal is an AdminError whose message is a friendly sentence for an ephemeral reply.
+Every refusal is an AdminError whose message is a friendly sentence for an ephemeral reply. Two rules hold for
+every command that changes something: the server must act for the campaign (bot/sync/participation.py), and a
+command that makes the bot give a role needs an invoker who could give that role by hand (bot/guild_admin/rank.py).
 """
 
 from __future__ import annotations
@@ -8,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bot.accounts.linking import LinkingService, UnlinkResult
 from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, Tier
+from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.patreon.errors import PatreonError
 from bot.store import Store
+from bot.store.facade import ADMIN_SOURCE
 from bot.sync.campaign import CampaignService, CampaignUnavailable
+from bot.sync.participation import ENABLE_HINT, Participation
 from bot.sync.reconcile import MemberPlan, ReconcileOutcome, ReconcileService, RoleChangeError, RoleGateway
 from bot.sync.role_jobs import RoleJobs
 
@@ -55,6 +61,7 @@ class AdminService:
         linking: LinkingService,
         jobs: RoleJobs,
         gateway: RoleGateway,
+        participation: Participation,
     ) -> None:
         self.store = store
         self.campaign = campaign
@@ -62,7 +69,16 @@ class AdminService:
         self.linking = linking
         self.jobs = jobs
         self.gateway = gateway
+        self.participation = participation
         self._sync_locks: dict[int, asyncio.Lock] = {}
+
+    async def participation_refusal(self, guild_id: int) -> str | None:
+        """Why this server doesn't act for the campaign (shown by `check`), or None."""
+        return await self.participation.refusal(guild_id)
+
+    def creators_server_refusal(self, guild_id: int) -> str | None:
+        """Why this server may not even see the campaign's tiers, or None."""
+        return self.participation.ownership_refusal(guild_id)
 
     async def campaign_tiers(self, refresh: bool) -> dict[str, Tier]:
         """The campaign's tiers, fresh from Patreon when asked and possible, else the stored ones."""
@@ -74,6 +90,9 @@ class AdminService:
         return await self.store.get_tiers()
 
     async def tier_overview(self, guild_id: int) -> list[TierLine]:
+        problem = self.creators_server_refusal(guild_id)
+        if problem is not None:  # the campaign's tiers and patron counts are the creator's business
+            raise AdminError(problem)
         tiers = await self.campaign_tiers(refresh=True)
         mapping = (await self.store.get_tier_roles(guild_id)).roles_by_tier
         lines = [TierLine(tier, mapping.get(tier_id, frozenset())) for tier_id, tier in tiers.items()]
@@ -84,16 +103,19 @@ class AdminService:
         ]
         return lines
 
-    async def map_tier(self, guild_id: int, tier_id: str, role_id: int) -> Tier:
+    async def map_tier(self, guild_id: int, tier_id: str, role_id: int, invoker: InvokerRank) -> Tier:
+        await self._assert_takes_part(guild_id)
         self._assert_can_manage(guild_id)
         tier = await self._known_tier(tier_id)
         self._assert_assignable(guild_id, role_id)
+        self._assert_outranks(guild_id, invoker, {role_id})
         if not await self.store.map_tier_role(guild_id, tier.id, role_id):
             raise AdminError(f"Tier **{tier.title}** already gives that role.")
         await self.reconcile.log_event(guild_id, f"Tier {tier.title} now gives @{self._role(guild_id, role_id)}")
         return tier
 
     async def unmap_tier(self, guild_id: int, tier_id: str, role_id: int | None) -> int:
+        await self._assert_takes_part(guild_id)
         self._assert_can_manage(guild_id)
         removed = await self.store.unmap_tier_role(guild_id, tier_id, role_id)
         if removed == 0:
@@ -101,36 +123,58 @@ class AdminService:
         await self.reconcile.log_event(guild_id, f"Removed {removed} mapping(s) from tier {tier_id}")
         return removed
 
-    async def update_settings(self, guild_id: int, **changes: object) -> GuildSettings:
-        """Validate and save the changed fields; unknown or invalid values change nothing."""
-        if changes:
-            self._assert_can_manage(guild_id)
-        current = await self.store.get_settings(guild_id)
+    async def update_settings(self, guild_id: int, invoker: InvokerRank = NOBODY, **changes: object) -> GuildSettings:
+        """Validate and save the changed fields; unknown or invalid values change nothing.
+
+        `enabled` is the server's consent to act for the campaign: turning it on needs a server the bot can tell is
+        the creator's; every other change needs a server that takes part (or this very change turning it on).
+        A role option needs an `invoker` who could give that role by hand.
+        """
         known = {spec.name for spec in GUILD_SETTINGS}
         unknown = set(changes) - known
         if unknown:
             raise AdminError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        current = await self.store.get_settings(guild_id)
+        if changes:
+            await self._assert_may_change_settings(current, changes)
+            self._assert_can_manage(guild_id)
         grace = changes.get("decline_grace_days")
         if grace is not None and not (isinstance(grace, int) and 0 <= grace <= MAX_GRACE_DAYS):
             raise AdminError(f"Grace days must be between 0 and {MAX_GRACE_DAYS}.")
         threshold = changes.get("lifetime_threshold_cents")
         if threshold is not None and not (isinstance(threshold, int) and threshold >= 0):
             raise AdminError("The lifetime support threshold can't be negative.")
-        for name in ROLE_SETTINGS:
-            role_id = changes.get(name)
-            if isinstance(role_id, int):
-                self._assert_assignable(guild_id, role_id)
+        roles = {role_id for name in ROLE_SETTINGS if isinstance(role_id := changes.get(name), int)}
+        for role_id in sorted(roles):
+            self._assert_assignable(guild_id, role_id)
+        self._assert_outranks(guild_id, invoker, roles)
         updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
         await self.store.save_settings(updated)
+        if updated.enabled != current.enabled:
+            state = "now manages Patreon roles here" if updated.enabled else "stopped managing Patreon roles here"
+            await self.reconcile.log_event(guild_id, f"An admin changed the settings: the bot {state}")
         return updated
 
+    async def _assert_may_change_settings(self, current: GuildSettings, changes: dict[str, object]) -> None:
+        turning_on = changes.get("enabled") is True
+        if changes.keys() == {"enabled"} and not turning_on:
+            return  # switching the bot off is always allowed
+        problem = self.participation.ownership_refusal(current.guild_id)
+        if problem is not None:
+            raise AdminError(problem)
+        if not (current.enabled or turning_on):
+            raise AdminError(f"The bot doesn't manage Patreon roles in this server yet; {ENABLE_HINT}.")
+
     async def members_to_sync(self, guild_id: int) -> list[int]:
-        """Linked users plus anyone holding a role this bot granted here (they may need it taken back)."""
-        linked = {link.discord_user_id for link in await self.store.all_links()}
+        """Users whose link counts here plus anyone holding a role this bot granted here (they may need it taken
+        back)."""
+        linked = set(await self.store.links_counting_in(guild_id))
         return sorted(linked | set(await self.store.users_with_grants(guild_id)))
 
     async def sync(self, guild_id: int, dry_run: bool) -> SyncReport:
-        """A preview works without Manage Roles (it shows what is blocked); a real sync is refused."""
+        """A preview works without Manage Roles (it shows what is blocked); a real sync is refused. Both need a
+        server that takes part: elsewhere the preview would promise changes that never happen."""
+        await self._assert_takes_part(guild_id)
         if not dry_run:
             self._assert_can_manage(guild_id)
         lock = self._sync_locks.setdefault(guild_id, asyncio.Lock())
@@ -185,21 +229,40 @@ class AdminService:
             return ReconcileOutcome(guild_id, user_id, error=str(error))
         return outcome if outcome.in_guild else None
 
-    async def link_user(self, guild_id: int, discord_user_id: int, patreon_user_id: str) -> str:
-        """Link by hand; never takes a Patreon account from someone else (unlink them first)."""
+    async def link_user(self, guild_id: int, discord_user_id: int, patreon_user_id: str, invoker: InvokerRank) -> str:
+        """Link by hand. The link counts only in this server (`Link.counts_in`); it never takes a Patreon account
+        from someone else (unlink them first) and never replaces a link the patron proved (OAuth, auto-match).
+
+        The invoker must be able to give by hand every role this server's policy hands out: the link gives the
+        patron's roles now and whatever tier they move to later.
+        """
         patreon_user_id = patreon_user_id.strip()
         if not patreon_user_id.replace("-", "").isalnum():
             raise AdminError("That doesn't look like a Patreon user id (the number in their profile URL).")
+        await self._assert_takes_part(guild_id)
         self._assert_can_manage(guild_id)
         owner = await self.store.get_link_by_patreon(patreon_user_id)
         if owner is not None and owner.discord_user_id != discord_user_id:
+            if owner.by_hand and owner.linked_in_guild_id != guild_id:
+                raise AdminError(
+                    f"That Patreon account was linked by hand to <@{owner.discord_user_id}> in another server; the "
+                    "patron can sign in with `/patreon link` themselves, which replaces that link."
+                )
             raise AdminError(
                 f"That Patreon account is already linked to <@{owner.discord_user_id}>; unlink them first."
             )
         previous = await self.store.get_link_by_discord(discord_user_id)
+        if previous is not None and not previous.by_hand:
+            if previous.patreon_user_id == patreon_user_id:
+                return "Already linked: they signed in to that Patreon account themselves."
+            raise AdminError(
+                "That member signed in to a Patreon account themselves, and a link by hand never replaces that; "
+                "unlink them first if it's wrong."
+            )
         if previous is not None and previous.linked_in_guild_id not in (None, guild_id):
             raise AdminError("That member was linked in another server; only that server's admins can change it.")
-        await self.store.save_link(discord_user_id, patreon_user_id, guild_id, "admin")
+        self._assert_outranks(guild_id, invoker, await self.reconcile.managed_roles(guild_id))
+        await self.store.save_link(discord_user_id, patreon_user_id, guild_id, ADMIN_SOURCE)
         outcome = await self.reconcile.reconcile_member(guild_id, discord_user_id, "linked by an admin")
         await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")
         if await self.store.get_membership(patreon_user_id) is None:
@@ -210,13 +273,34 @@ class AdminService:
         return "Linked; their roles are up to date."
 
     async def unlink_user(self, guild_id: int, discord_user_id: int) -> UnlinkResult:
+        """Only the server a link was made in may remove it (the member can always `/patreon unlink`)."""
+        await self._assert_takes_part(guild_id)
         self._assert_can_manage(guild_id)
         link = await self.store.get_link_by_discord(discord_user_id)
         if link is None:
             raise AdminError("That member isn't linked.")
         if link.linked_in_guild_id not in (None, guild_id):
+            if link.by_hand:
+                raise AdminError(
+                    "That member was linked by hand in another server; only that server's admins can unlink them "
+                    "(the link gives no roles here)."
+                )
             raise AdminError("That member linked in another server; they can run `/patreon unlink` themselves.")
         return await self.linking.unlink(discord_user_id)
+
+    async def _assert_takes_part(self, guild_id: int) -> None:
+        """Nothing changes for the campaign from a server that doesn't act for it (bot/sync/participation.py)."""
+        problem = await self.participation.refusal(guild_id)
+        if problem is not None:
+            raise AdminError(problem)
+
+    def _assert_outranks(self, guild_id: int, invoker: InvokerRank, role_ids: Iterable[int]) -> None:
+        """Discord's own rule for the person asking: only roles below their highest role, unless they own the
+        server (bot/guild_admin/rank.py)."""
+        refusal = invoker.refusal(role_ids, lambda role_id: self._role(guild_id, role_id))
+        if refusal is not None:
+            log.info("guild=%s: refused user=%s a role above their rank", guild_id, invoker.user_id)
+            raise AdminError(refusal)
 
     def _assert_can_manage(self, guild_id: int) -> None:
         """Every command that changes roles, links or the policy refuses, changing nothing, while the bot

@@ -2,10 +2,11 @@
 
 Patreon reports `social_connections.discord.user_id` for such patrons. A match is made only when neither the
 Discord user nor the Patreon user is linked yet, so an OAuth or admin link is never overridden, and only for a
-Discord user who is a member of a server with `auto_match_discord` enabled. A pair whose link was removed on
-purpose (`/patreon unlink`, an admin's unlink-user) is never matched again: the unlink records an opt-out that
-only an explicit OAuth or admin link of that pair lifts. A member lookup Discord fails (5xx) skips that guild
-for now; the next refresh or webhook tries again.
+Discord user who is a member of a server that acts for the campaign and has `auto_match_discord` enabled. The
+match is Patreon's word, like OAuth, so it counts in every acting server (`Link.counts_in`). A pair whose link was
+removed on purpose (`/patreon unlink`, an admin's unlink-user) is never matched again: the unlink records an
+opt-out that only an explicit OAuth or admin link of that pair lifts. A member lookup Discord fails (5xx) skips
+that guild for now; the next refresh or webhook tries again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ async def auto_match(
     now: datetime,
 ) -> list[tuple[int, str]]:
     """Link what can be linked at `now`; return the new (discord id, patreon id) pairs (`reconcile` logs them)."""
-    guilds = [guild_id for guild_id in gateway.guild_ids() if (await store.get_settings(guild_id)).auto_match_discord]
+    guilds = [
+        guild_id
+        for guild_id in await reconcile.acting_guild_ids()
+        if (await store.get_settings(guild_id)).auto_match_discord
+    ]
     if not guilds:
         return []
     candidates = [s for s in snapshots if s.social_discord_id is not None and s.patreon_user_id is not None]

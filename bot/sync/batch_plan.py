@@ -1,17 +1,17 @@
-"""The refresh's batch path: which members, in every guild, need a role job, computed in memory.
+"""The refresh's batch path: which members, in every acting guild, need a role job, computed in memory.
 
-Each guild's inputs (settings, tier map, tier catalogue, ledger, links) are loaded once and every candidate is
-planned with the same pure rule the one-member path uses (`plan_member_roles`). Only members whose plan changes
-something, or whose ledger is stale, become jobs; the job recomputes the plan when it runs, so a change that
-arrives meanwhile is never overwritten by this older view. A member Discord fails to look up (5xx, timeout)
-becomes a job as well: the job looks again when it runs, and retries within its own bounds.
+Each guild's inputs (settings, tier map, tier catalogue, ledger, the links that count there) are loaded once and
+every candidate is planned with the same pure rule the one-member path uses (`plan_member_roles`). Only members
+whose plan changes something, or whose ledger is stale, become jobs; the job recomputes the plan when it runs, so
+a change that arrives meanwhile is never overwritten by this older view. A member Discord fails to look up (5xx,
+timeout) becomes a job as well: the job looks again when it runs, and retries within its own bounds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -41,17 +41,20 @@ class BatchPlan:
 async def plan_all_guilds(
     store: Store,
     gateway: RoleGateway,
+    guild_ids: Iterable[int],
     memberships: Mapping[str, MembershipSnapshot],
     now: datetime,
 ) -> BatchPlan:
-    """Plan every linked user and every holder of a bot grant, in every guild the bot is in.
+    """Plan every user linked in a way that counts there and every holder of a bot grant, in each of `guild_ids`
+    (the servers that act for the campaign: `ReconcileService.acting_guild_ids`).
 
-    `memberships` is the complete listing by Patreon user id: a linked user missing from it is not a member.
+    `memberships` is the complete listing by Patreon user id: a linked user missing from it is not a member. A
+    link made by hand in another server doesn't count here (`Link.counts_in`): its user is planned as unlinked.
     """
-    links = await store.link_map()
     tiers = await store.get_tiers()
     result = BatchPlan()
-    for guild_id in gateway.guild_ids():
+    for guild_id in guild_ids:
+        links = await store.links_counting_in(guild_id)
         settings = await store.get_settings(guild_id)
         tier_roles = await store.get_tier_roles(guild_id)
         grants = await store.grants_in_guild(guild_id)

@@ -19,6 +19,7 @@ from bot.domain.policy import decide_roles, managed_role_ids
 from bot.domain.role_plan import RolePlan, grants_to_forget, plan_roles
 from bot.store import Store
 from bot.sync.channel_log import ChannelLog
+from bot.sync.participation import Participation
 
 log = logging.getLogger(__name__)
 
@@ -131,26 +132,35 @@ class ReconcileService:
         *,
         limiter: RateLimiter | None,
         channel_log: ChannelLog | None,
+        participation: Participation | None = None,
     ) -> None:
         """`limiter` paces every role change, whoever asks: Discord allows 50 requests/s per bot and discord.py
         does not pace a bot below that on its own (None: no pacing). `channel_log` buffers the log-channel lines
-        of queued (background) reconciles (None: post at once)."""
+        of queued (background) reconciles (None: post at once). `participation` says which servers act for the
+        campaign; the engine changes no role anywhere else (None: every server the bot is in, for tests of the
+        engine alone; `build_services` always passes one)."""
         self.store = store
         self.gateway = gateway
         self.clock = clock
         self.limiter = limiter
         self.channel_log = channel_log
+        self.participation = participation
         self._locks: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
 
     async def plan_member(self, guild_id: int, user_id: int) -> MemberPlan | None:
-        """What would change for this member now; None when they are not in the guild."""
+        """What would change for this member now; None when they are not in the guild.
+
+        Only a link that counts in this guild (`Link.counts_in`) brings a membership: a link made by hand in
+        another server gives nothing here.
+        """
         actual = await self.gateway.member_roles(guild_id, user_id)
         if actual is None:
             return None
         settings = await self.store.get_settings(guild_id)
         tier_roles = await self.store.get_tier_roles(guild_id)
         link = await self.store.get_link_by_discord(user_id)
-        membership = await self.store.get_membership(link.patreon_user_id) if link else None
+        counts = link is not None and link.counts_in(guild_id)
+        membership = await self.store.get_membership(link.patreon_user_id) if link is not None and counts else None
         granted = await self.store.granted_roles(guild_id, user_id)
         decision, plan = plan_member_roles(
             membership,
@@ -179,6 +189,10 @@ class ReconcileService:
             return await self._reconcile(guild_id, user_id, cause, queued)
 
     async def _reconcile(self, guild_id: int, user_id: int, cause: str, queued: bool) -> ReconcileOutcome:
+        refusal = await self.participation_refusal(guild_id)
+        if refusal is not None:  # like a server the member isn't in: nothing to change, nothing to retry
+            log.info("guild=%s user=%s left alone (%s): %s", guild_id, user_id, cause, refusal)
+            return ReconcileOutcome(guild_id, user_id, in_guild=False, summary=refusal)
         member_plan = await self.plan_member(guild_id, user_id)
         if member_plan is None:
             return ReconcileOutcome(guild_id, user_id, in_guild=False, summary="not in this server")
@@ -222,11 +236,21 @@ class ReconcileService:
         granted_at = await self.store.grant_times(guild_id, user_id)
         return {role for role in vanished if granted_at.get(role, cutoff) <= cutoff}
 
-    def member_guilds(self, user_id: int) -> list[int]:
-        """Guilds the user may be in: every guild whose member list is not fully cached, else only theirs."""
+    async def participation_refusal(self, guild_id: int) -> str | None:
+        """Why this server doesn't act for the campaign (bot/sync/participation.py), or None when it does."""
+        return None if self.participation is None else await self.participation.refusal(guild_id)
+
+    async def acting_guild_ids(self) -> list[int]:
+        """The servers the bot is in that act for the campaign: the only ones whose roles it changes."""
+        if self.participation is None:
+            return self.gateway.guild_ids()
+        return await self.participation.guild_ids()
+
+    async def member_guilds(self, user_id: int) -> list[int]:
+        """Acting guilds the user may be in: every one whose member list is not fully cached, else only theirs."""
         return [
             guild_id
-            for guild_id in self.gateway.guild_ids()
+            for guild_id in await self.acting_guild_ids()
             if not self.gateway.knows_all_members(guild_id)
             or self.gateway.cached_member_roles(guild_id, user_id) is not None
         ]
@@ -247,9 +271,9 @@ class ReconcileService:
                 self._locks[key] = (lock, users - 1)
 
     async def reconcile_user_everywhere(self, user_id: int, cause: str) -> list[ReconcileOutcome]:
-        """Reconcile one Discord user in every guild the bot is in where they are a member."""
+        """Reconcile one Discord user in every acting guild where they are a member."""
         outcomes = []
-        for guild_id in self.gateway.guild_ids():
+        for guild_id in await self.acting_guild_ids():
             try:
                 outcome = await self.reconcile_member(guild_id, user_id, cause)
             except RoleChangeError as error:  # one server failing must not stop the others
@@ -300,6 +324,8 @@ class ReconcileService:
         await self._log(guild_id, text, queued)
 
     async def alert_every_server(self, text: str) -> None:
-        """One line to every server the bot is in or has settings for (the creator-token alert)."""
+        """One line to every acting server the bot is in or has settings for (the creator-token alert): a server
+        that isn't the creator's is told nothing about the campaign."""
         for guild_id in sorted(set(self.gateway.guild_ids()) | set(await self.store.configured_guild_ids())):
-            await self._log(guild_id, text)
+            if await self.participation_refusal(guild_id) is None:
+                await self._log(guild_id, text)

@@ -145,7 +145,8 @@ class RefreshService:
         report.snapshots_forgotten = len(gone)
         matched = await auto_match(self.store, self.gateway, self.reconcile, memberships.values(), self.clock())
         report.auto_linked = len(matched)
-        plan = await plan_all_guilds(self.store, self.gateway, memberships, self.clock())
+        acting = await self.reconcile.acting_guild_ids()
+        plan = await plan_all_guilds(self.store, self.gateway, acting, memberships, self.clock())
         report.members_checked, report.roles_differ = plan.checked, plan.changes
         report.members_unchecked = plan.unchecked
         if plan.jobs:

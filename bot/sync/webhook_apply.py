@@ -150,8 +150,12 @@ class WebhookApplier(BackgroundWorker):
         for patreon_id in patreon_ids:
             link = await self.store.get_link_by_patreon(patreon_id)
             if link is not None:
+                # Acting servers only; a server where the link doesn't count still gets a job when it holds our
+                # grants, so the job can take them back.
                 keys += [
-                    (guild_id, link.discord_user_id) for guild_id in self.reconcile.member_guilds(link.discord_user_id)
+                    (guild_id, link.discord_user_id)
+                    for guild_id in await self.reconcile.member_guilds(link.discord_user_id)
+                    if link.counts_in(guild_id) or await self.store.granted_roles(guild_id, link.discord_user_id)
                 ]
         if keys:
             await self.jobs.enqueue_many(keys, f"webhook {trigger}", urgent=True)

@@ -14,11 +14,9 @@ MOD_ROLE = 730000000000000010
 MOD_USER = 760000000000000001
 
 
-async def admin(world, path, options=None, user=SEED.owner_id, **kwargs) -> str:
-    """Run an admin command and return all the text it answered with."""
-    interaction = await world.discord.invoke_slash(
-        SEED.guild_id, user, "patreon-admin", path, options=options or {}, **kwargs
-    )
+async def admin(world, path, options=None, user=SEED.owner_id, guild=SEED.guild_id, **kwargs) -> str:
+    """Run an admin command (in the seeded server unless `guild` says) and return all the text it answered with."""
+    interaction = await world.discord.invoke_slash(guild, user, "patreon-admin", path, options=options or {}, **kwargs)
     await interaction.wait_response(timeout=5)
     await wait_for(lambda: any(text_of(response) for response in interaction.responses))
     await asyncio.sleep(0.05)  # let multi-part answers arrive

@@ -60,6 +60,19 @@ async def test_add_links_never_replaces_an_existing_link(store):
     assert await store.link_map() == {1: "p1", 3: "p3"}
 
 
+async def test_a_link_by_hand_counts_only_in_its_server_in_python_and_in_sql(store):
+    await store.save_link(1, "p1", 100, "oauth")
+    await store.save_link(2, "p2", 100, "admin")
+    await store.save_link(3, "p3", 200, "admin")
+    await store.add_auto_links([(4, "p4", 200, "auto")], T0)
+    links = {link.discord_user_id: link for link in await store.all_links()}
+    for guild in (100, 200, 300):
+        in_python = {user: link.patreon_user_id for user, link in links.items() if link.counts_in(guild)}
+        assert await store.links_counting_in(guild) == in_python, guild
+    assert await store.links_counting_in(100) == {1: "p1", 2: "p2", 4: "p4"}
+    assert await store.links_counting_in(300) == {1: "p1", 4: "p4"}, "proven links count everywhere"
+
+
 async def test_tokens_expiring_finds_patron_pairs_due_for_refresh(store):
     soon = TokenPair("a1", "r1", T0 + timedelta(days=2))
     later = TokenPair("a2", "r2", T0 + timedelta(days=30))

@@ -1,0 +1,43 @@
+"""Discord's role hierarchy applied to the admin who asks, so the bot never hands out a role they couldn't.
+
+Discord lets a member with Manage Roles give only the roles strictly below their own highest role; the server
+owner is exempt, and Administrator does *not* lift the limit (Discord's developer documentation, Topics →
+Permissions → Permission Hierarchy). An admin command that makes the bot give a role (`map`, the role options of
+`settings`, `link-user`) would otherwise let a moderator reach above their rank through the bot. The cog reads
+the rank from the interaction's member; this module only compares ids, so it stays pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InvokerRank:
+    """The person running an admin command, as Discord's hierarchy sees them."""
+
+    user_id: int
+    owner: bool
+    #: Every role of the server strictly below the invoker's highest role (what they could give by hand).
+    roles_below: frozenset[int]
+    #: Shown in the refusal.
+    top_role_name: str = "@everyone"
+
+    def may_give(self, role_id: int) -> bool:
+        return self.owner or role_id in self.roles_below
+
+    def refusal(self, role_ids: Iterable[int], role_name: Callable[[int], str]) -> str | None:
+        """The one-sentence refusal when any of `role_ids` is at or above the invoker's highest role, else None."""
+        above = sorted(role_id for role_id in set(role_ids) if not self.may_give(role_id))
+        if not above:
+            return None
+        names = ", ".join(f"@{role_name(role_id)}" for role_id in above)
+        return (
+            f"You can't make the bot give {names}: Discord only lets you hand out roles below your highest role "
+            f"({self.top_role_name})."
+        )
+
+
+#: No known invoker (a call from code rather than a command): may give nothing.
+NOBODY = InvokerRank(user_id=0, owner=False, roles_below=frozenset(), top_role_name="unknown")
