@@ -45,9 +45,11 @@ async def _walkthrough(world: FakeWorld) -> None:
     world.patreon.next_authorizing_user = "p-alice"
     url = await world.run_link_command(SEED.alice)
     _say(f"   {url[:110]}...")
-    _say("2) She follows it; (fake) Patreon approves and sends her back to the bot, which shows:")
+    _say("2) She follows it: the bot's page sets a cookie for her browser, (fake) Discord signs her in and")
+    _say("   confirms she is @alice, (fake) Patreon approves, and the bot's callback shows:")
     status, html = await world.open_in_browser(url)
     _say(f"   [{status}] {page_text(html)}")
+    _say(f"   (pages she saw, first time in this browser: {', '.join(_page_names(world, SEED.alice))})")
     _say(f"3) Her roles in the server now: {_role_names(world, SEED.alice)}")
     _say("   (VIP was given by a moderator; the bot will never take it away.)")
     interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["status"])
@@ -77,7 +79,8 @@ HELP = """Type a command (then Enter):
 async def _stay_up(world: FakeWorld) -> None:
     world.patreon.next_authorizing_user = "p-bob"
     url = await world.run_link_command(SEED.bob)
-    _say("Your turn: open this link in a browser to link Bob (a Bronze patron) yourself:")
+    _say("Your turn: open this link in a browser to link Bob (a Bronze patron) yourself. The fake Discord asks")
+    _say("you to sign in: type bob (as anyone else, the bot refuses: the button is Bob's), then Authorize:")
     _say(f"   {url}")
     _say(HELP)
     while True:
@@ -115,6 +118,13 @@ async def _settle(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = loop.time() + timeout
     while not predicate() and loop.time() < deadline:
         await asyncio.sleep(0.05)
+
+
+def _page_names(world: FakeWorld, discord_id: int) -> list[str]:
+    """What a person saw between the button and the roles (redirects pass unseen)."""
+    kinds = {"/login": "Discord sign-in", "/oauth2/authorize": "Discord's Authorize", "/patreon/callback": "result"}
+    pages = world.browser_of(discord_id).pages
+    return [next((kind for path, kind in kinds.items() if path in url), url) for _status, url in pages]
 
 
 def _role_names(world: FakeWorld, discord_id: int) -> str:
