@@ -5,7 +5,7 @@ process, rendering 100 pages of 1000 members and answering Discord would be coun
 parent runs only the real bot (discord.py, store, services); this process serves both fakes on 127.0.0.1 and
 does the benchmark's bookkeeping (seeding, changing pledges, counting calls, checking the result).
 
-One deviation from `tests/fakes` as they are, made here and only here: the fake gateway puts every member in
+One deviation from `fakes/` as they are, made here and only here: the fake gateway puts every member in
 GUILD_CREATE. Real Discord sends a large guild (over 250 members) without its member list, and the client asks
 for it with op-8 REQUEST_GUILD_MEMBERS, which the fake already answers in chunks of 1000. `_lean_guild_create`
 does what Discord does, so discord.py chunks the guild at start-up as it would in production.
