@@ -27,8 +27,12 @@ from bot.web.log_limits import LIMITS_LOG, is_client_fault
 
 log = logging.getLogger(LIMITS_LOG)
 
-#: Descriptors kept free for everything else: the listening backlog, SQLite, the HTTP pools to Discord and Patreon.
+#: Descriptors kept free for everything else: connections accepted but not yet admitted or closed (a few accept
+#: bursts of `backlog`), those closing to make room, SQLite, the HTTP pools to Discord and Patreon.
 RESERVED_DESCRIPTORS = 256
+#: Connections being closed to make room hold a descriptor until the loop's next turn: at most one accept burst
+#: (asyncio accepts up to `backlog` per turn) of them.
+EVICTION_SLACK = 64
 #: The cap when the open-files limit is unlimited.
 UNLIMITED_CAP = 10_000
 REFUSAL = (
@@ -50,11 +54,11 @@ class WebLimits:
     max_field_size: int = 8190
     #: How long an unread body is drained after the answer, so the client can read it (aiohttp's lingering close).
     lingering_time: float = 2.0
-    backlog: int = 128
+    backlog: int = EVICTION_SLACK
     #: At most one log line per kind (a refusal, a cut-off, a client error) this often; the next says how many.
     log_interval: float = 10.0
-    #: When full, a slow connection at least this old may be closed to admit a new one.
-    evict_after: float = 1.0
+    #: When full, the oldest slow connection is closed to admit a new one if it is at least this old (0: any).
+    evict_after: float = 0.0
 
     def connection_cap(self) -> int:
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -80,7 +84,7 @@ class ConnectionGate:
         make_handler: Callable[[], asyncio.Protocol],
         cap: int,
         per_address: int,
-        evict_after: float = 1.0,
+        evict_after: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.make_handler = make_handler
@@ -107,6 +111,8 @@ class ConnectionGate:
         address = connection.address
         if self.per_address and self._by_address[address] >= self.per_address:
             return self._refuse(f"{self.per_address} open from {address}")
+        if len(self._open) >= self.cap + EVICTION_SLACK:
+            return self._refuse(f"{self.cap} open and {len(self._evicting)} still closing")
         if len(self._open) - len(self._evicting) >= self.cap and not self._evict_one():
             return self._refuse(f"{self.cap} open, none slow enough to close")
         self._open[connection] = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiohttp.http import HttpProcessingError
 
 #: The logger aiohttp's server writes to (given to it as `logger=`), so the filters below touch only our server.
-SERVER_LOG = "bot.web.server"
+SERVER_LOG = "bot.web.http"
 #: Our own decisions about connections: refused over the cap, cut off for slowness.
 LIMITS_LOG = "bot.web.limits"
 #: What asyncio's loop logs when accept() fails for want of descriptors (with a traceback, once per try).
