@@ -21,6 +21,7 @@ import pytest
 
 from bot.domain.models import TokenPair
 from bot.store import CREATOR_SUBJECT, Store
+from bot.store.files import exclusive_use
 from bot.store.token_cipher import key_file_beside, new_key
 from fakes.world import free_port
 from tests.e2e.test_entrypoint import clean_env
@@ -146,6 +147,14 @@ async def test_a_port_already_in_use(tmp_path):
         port = holder.getsockname()[1]
         line = await run_bot_expecting_refusal(settings(tmp_path / "bot.sqlite3", port), tmp_path)
     assert line == f"error: PORT {port} is already in use (WEB_HOST 127.0.0.1)"
+
+
+async def test_a_second_bot_on_the_same_database(tmp_path):
+    """Two processes on one database would both refresh the single-use creator token; the second one stops."""
+    database = tmp_path / "bot.sqlite3"
+    with exclusive_use(database):
+        line = await run_bot_expecting_refusal(settings(database), tmp_path)
+    assert line == f"error: DATABASE_PATH {database}: another `python -m bot` is using this database (stop it first)"
 
 
 async def seal_tokens_with_the_key_file(database: Path) -> list[tuple]:
