@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from bot.domain.models import MembershipSnapshot, TokenPair
+from bot.domain.models import MembershipSnapshot
 from bot.store.codec import encode_snapshot
 from bot.store.queues import SqlRunner, iso_utc
 
@@ -94,6 +94,20 @@ class BulkStore(SqlRunner):
         await self._db.commit()
         return gone
 
+    async def patreon_users_by_member_id(self, member_ids: Iterable[str]) -> dict[str, str]:
+        """Member id → Patreon user id of the stored memberships among `member_ids` (a membership's user never
+        changes, so a listing that shows the member without its user can still be matched to it)."""
+        wanted = list(dict.fromkeys(member_ids))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT member_id, patreon_user_id FROM memberships WHERE member_id IN ({marks})", chunk
+            ) as cursor:
+                found.update({row[0]: row[1] async for row in cursor})
+        return found
+
     async def membership_count(self) -> int:
         async with self._db.execute("SELECT COUNT(*) FROM memberships") as cursor:
             row = await cursor.fetchone()
@@ -162,22 +176,3 @@ class BulkStore(SqlRunner):
             async for row in cursor:
                 grants.setdefault(int(row[0]), set()).add(int(row[1]))
         return {user: frozenset(roles) for user, roles in grants.items()}
-
-    async def tokens_expiring(self, subject_prefix: str, before: datetime) -> list[tuple[str, TokenPair]]:
-        """Token pairs under `subject_prefix` whose access token expires before `before`."""
-        async with self._db.execute(
-            "SELECT * FROM tokens WHERE subject LIKE ? ORDER BY subject", (subject_prefix.replace("%", "") + "%",)
-        ) as cursor:
-            rows = [row async for row in cursor]
-        found = []
-        for row in rows:
-            expires_at = datetime.fromisoformat(row["expires_at"])
-            pair = TokenPair(
-                access_token=row["access_token"],
-                refresh_token=row["refresh_token"],
-                expires_at=expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC),
-                scope=tuple(row["scope"].split()),
-            )
-            if pair.expires_at < before:
-                found.append((row["subject"], pair))
-        return found

@@ -108,11 +108,11 @@ def test_redirect_uri_is_kept_exactly_as_registered():
 
 
 def test_repr_shows_no_secret():
-    extra = {"STATE_SECRET": "state-secret", "DISCORD_CLIENT_SECRET": "app-secret", "TOKEN_ENCRYPTION_KEY": "tek"}
+    extra = {"STATE_SECRET": "state-secret", "DISCORD_CLIENT_SECRET": "app-secret", "TOKEN_ENCRYPTION_KEY": "x" * 43 + "="}
     config = load_config(VALID | extra, env_file=None)
     secrets = [
         "app-secret",
-        "tek",
+        "x" * 43 + "=",
         "discord-token",
         "client-secret",
         "creator-access",

@@ -15,7 +15,7 @@ BOT_CORE = {"bot.config", "bot.domain", "bot.patreon", "bot.store", "bot.sync", 
 MAY_IMPORT: dict[str, set[str]] = {
     "bot.domain": set(),
     "bot.patreon": {"bot.domain", "aiohttp"},
-    "bot.store": {"bot.domain", "aiosqlite"},
+    "bot.store": {"bot.domain", "aiosqlite", "cryptography"},
     "bot.sync": {"bot.domain", "bot.patreon", "bot.store"},
     "bot.accounts": {"bot.domain", "bot.patreon", "bot.store", "bot.sync"},
     "bot.guild_admin": {"bot.domain", "bot.patreon", "bot.store", "bot.sync", "bot.accounts"},
@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "fakes.discord": {"aiohttp"},
     "fakes.patreon": {"aiohttp"},
 }
-WATCHED = {"bot", "cogs", "fakes", "tests", "bench", "discord", "aiohttp", "aiosqlite"}
+WATCHED = {"bot", "cogs", "fakes", "tests", "bench", "discord", "aiohttp", "aiosqlite", "cryptography"}
 
 
 def _folder(module: str) -> str:
