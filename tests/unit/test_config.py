@@ -108,11 +108,12 @@ def test_redirect_uri_is_kept_exactly_as_registered():
 
 
 def test_repr_shows_no_secret():
-    extra = {"STATE_SECRET": "state-secret", "DISCORD_CLIENT_SECRET": "app-secret", "TOKEN_ENCRYPTION_KEY": "x" * 43 + "="}
+    key = "x" * 43 + "="  # well-formed: 32 bytes in URL-safe base64
+    extra = {"STATE_SECRET": "state-secret", "DISCORD_CLIENT_SECRET": "app-secret", "TOKEN_ENCRYPTION_KEY": key}
     config = load_config(VALID | extra, env_file=None)
     secrets = [
         "app-secret",
-        "x" * 43 + "=",
+        key,
         "discord-token",
         "client-secret",
         "creator-access",
