@@ -27,14 +27,17 @@ class InvokerRank:
     def may_give(self, role_id: int) -> bool:
         return self.owner or role_id in self.roles_below
 
-    def refusal(self, role_ids: Iterable[int], role_name: Callable[[int], str]) -> str | None:
-        """The one-sentence refusal when any of `role_ids` is at or above the invoker's highest role, else None."""
+    def refusal(
+        self, role_ids: Iterable[int], role_name: Callable[[int], str], action: str = "make the bot give"
+    ) -> str | None:
+        """The one-sentence refusal ("You can't {action} @Role: ...") when any of `role_ids` is at or above the
+        invoker's highest role, else None."""
         above = sorted(role_id for role_id in set(role_ids) if not self.may_give(role_id))
         if not above:
             return None
         names = ", ".join(f"@{role_name(role_id)}" for role_id in above)
         return (
-            f"You can't make the bot give {names}: Discord only lets you hand out roles below your highest role "
+            f"You can't {action} {names}: Discord only lets you hand out roles below your highest role "
             f"({self.top_role_name})."
         )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from bot.accounts.linking import LinkingService, UnlinkResult
 from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, Tier
+from bot.domain.policy import managed_role_ids
 from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.patreon.errors import PatreonError
 from bot.store import Store
@@ -27,6 +28,11 @@ from bot.sync.role_jobs import RoleJobs
 log = logging.getLogger(__name__)
 
 MAX_GRACE_DAYS = 60
+#: Settings that decide who holds the policy's roles rather than which roles: changing one can hand any of them to
+#: more members, so it needs an invoker who could give every role the policy hands out.
+WHO_GETS_WHAT = frozenset(
+    {"decline_grace_days", "keep_until_paid_through", "role_mode", "trial_gets_tier_roles", "lifetime_threshold_cents"}
+)
 #: A real sync changing more members than this queues them (paced, durable) instead of changing them inline.
 INLINE_SYNC_LIMIT = 25
 
@@ -128,7 +134,8 @@ class AdminService:
 
         `enabled` is the server's consent to act for the campaign: turning it on needs a server the bot can tell is
         the creator's; every other change needs a server that takes part (or this very change turning it on).
-        A role option needs an `invoker` who could give that role by hand.
+        A role option needs an `invoker` who could give that role by hand, and a change of who gets the roles
+        (`WHO_GETS_WHAT`) one who could give every role the policy hands out.
         """
         known = {spec.name for spec in GUILD_SETTINGS}
         unknown = set(changes) - known
@@ -149,6 +156,9 @@ class AdminService:
             self._assert_assignable(guild_id, role_id)
         self._assert_outranks(guild_id, invoker, roles)
         updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
+        if changes.keys() & WHO_GETS_WHAT:
+            handed_out = managed_role_ids(updated, await self.store.get_tier_roles(guild_id))
+            self._assert_outranks(guild_id, invoker, handed_out, action="change who gets")
         await self.store.save_settings(updated)
         if updated.enabled != current.enabled:
             state = "now manages Patreon roles here" if updated.enabled else "stopped managing Patreon roles here"
@@ -294,10 +304,12 @@ class AdminService:
         if problem is not None:
             raise AdminError(problem)
 
-    def _assert_outranks(self, guild_id: int, invoker: InvokerRank, role_ids: Iterable[int]) -> None:
+    def _assert_outranks(
+        self, guild_id: int, invoker: InvokerRank, role_ids: Iterable[int], action: str = "make the bot give"
+    ) -> None:
         """Discord's own rule for the person asking: only roles below their highest role, unless they own the
         server (bot/guild_admin/rank.py)."""
-        refusal = invoker.refusal(role_ids, lambda role_id: self._role(guild_id, role_id))
+        refusal = invoker.refusal(role_ids, lambda role_id: self._role(guild_id, role_id), action)
         if refusal is not None:
             log.info("guild=%s: refused user=%s a role above their rank", guild_id, invoker.user_id)
             raise AdminError(refusal)

@@ -54,6 +54,26 @@ async def test_a_moderator_cannot_set_a_policy_role_above_her_own(world, spec):
     assert "Saved" in await admin(world, ["settings"], {spec.option: SEED.vip_role}, MALLORY)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"lifetime_dollars": 0}, {"grace_days": 60}, {"keep_until_paid_through": False}, {"role_mode": "highest"}],
+    ids=lambda change: next(iter(change)),
+)
+async def test_a_moderator_cannot_change_who_gets_a_role_above_her(world, change):
+    add_mallory(world)
+    # The owner gives Senior Staff for $100 of lifetime support; $0 would hand it to every patron, Mallory included.
+    assert "Saved" in await admin(world, ["settings"], {"lifetime_role": SENIOR, "lifetime_dollars": 100})
+    before = await world.store.get_settings(SEED.guild_id)
+    text = await admin(world, ["settings"], change, MALLORY)
+    assert text.strip() == (
+        "❌ You can't change who gets @Senior Staff: Discord only lets you hand out roles below your highest role "
+        "(@Staff)."
+    )
+    assert await world.store.get_settings(SEED.guild_id) == before, "nothing changed"
+    # What only says where lines go is hers to change.
+    assert "Saved" in await admin(world, ["settings"], {"welcome": True}, MALLORY)
+
+
 async def test_a_moderator_cannot_link_by_hand_while_the_policy_hands_out_a_role_above_her(world):
     add_mallory(world)
     # The owner maps Gold to Senior Staff (the owner may: see the next test).

@@ -77,7 +77,10 @@ async def test_eve_cannot_link_alices_patreon_from_her_own_server(eves_world):
     text = await admin(world, ["map"], {"tier": SEED.gold_tier, "role": OTHER_GOLD}, EVE, OTHER)
     assert "isn't one of the creator's servers" in text
     assert (await world.store.get_tier_roles(OTHER)).roles_by_tier == {}
+    assert "isn't one of the creator's servers" in await admin(world, ["sync"], user=EVE, guild=OTHER)
     assert "**Gold**" not in await admin(world, ["tiers"], user=EVE, guild=OTHER)
+    choices = await world.discord.autocomplete(OTHER, EVE, "patreon-admin", ["map"], focused="tier", options={})
+    assert choices == [], "the campaign's tiers aren't offered in her server"
     check = await admin(world, ["check"], user=EVE, guild=OTHER)
     assert first_line(check).startswith("⚠️ This server isn't one of the creator's servers (ALLOWED_GUILD_IDS)")
 
