@@ -69,6 +69,12 @@ class PatronBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("ready as %s in %d server(s)", self.user, len(self.guilds))
+        if len(self.guilds) > 1 and not self.config.allowed_guild_ids:
+            log.warning(
+                "the bot is in %d servers and ALLOWED_GUILD_IDS is empty, so no server acts for the campaign; "
+                "list the creator's servers in ALLOWED_GUILD_IDS",
+                len(self.guilds),
+            )
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One friendly line to the user, the traceback to the log, never the other way round."""
