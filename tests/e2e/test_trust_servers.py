@@ -98,9 +98,10 @@ async def test_eve_cannot_link_alices_patreon_from_her_own_server(eves_world):
     assert first_line(check) == "✅ This server acts for the Patreon campaign."
 
 
-async def test_with_two_servers_and_no_list_neither_acts_until_the_creator_lists_theirs(tmp_path):
+async def test_with_two_servers_and_no_list_neither_acts_until_the_creator_lists_theirs(tmp_path, caplog):
     world = await world_with_other_server(tmp_path)
     try:
+        assert any("ALLOWED_GUILD_IDS is empty" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
         check = await admin(world, ["check"])
         assert first_line(check) == (
             "⚠️ The bot is in 2 servers and can't tell which are the creator's, so it acts in none; the bot's owner "
