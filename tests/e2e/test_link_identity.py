@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 from bot.accounts.oauth_state import COOKIE_NAME
 from bot.store import patron_subject
-from fakes.world import PATREON_IDS, SEED, page_text
+from fakes.world import PATREON_IDS, SEED, FakeWorld, page_text
 
 
 async def nothing_stored_for(world, *discord_ids: int) -> None:
@@ -173,3 +173,23 @@ async def test_an_old_undo_button_never_removes_a_newer_link(world):
     status, html = await browser.post_form(f"{world.bot_url}/link/undo", {"csrf": undo_token(first)})
     assert status == 409 and "nothing to undo" in page_text(html)
     assert await world.store.get_link_by_discord(SEED.bob) is not None
+
+
+async def test_the_cookie_is_http_only_lax_and_secure_behind_https(tmp_path):
+    world = await FakeWorld(tmp_path / "bot.sqlite3").start(start_bot=False)
+    world.extra_environment["PUBLIC_URL"] = "https://roles.example.com"
+    try:
+        await world.seed_store()
+        await world.start_bot()
+        url = await world.run_link_command(SEED.bob)
+        assert url.startswith("https://roles.example.com/link/start?state=")
+        local = url.replace("https://roles.example.com", world.bot_url)
+        async with world.browser.get(local, allow_redirects=False) as response:
+            assert response.status == 302
+            assert parse_qs(urlparse(response.headers["Location"]).query)["redirect_uri"] == [
+                "https://roles.example.com/discord/callback"
+            ]
+            cookie = response.cookies[COOKIE_NAME]
+        assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
+    finally:
+        await world.close()
