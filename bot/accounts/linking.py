@@ -14,7 +14,7 @@ from datetime import datetime
 from bot.accounts.oauth_state import LinkState
 from bot.domain.models import MembershipSnapshot, PatreonUser, PatronStatus
 from bot.patreon.client import PatreonClient
-from bot.patreon.errors import PatreonAuthError, PatreonError
+from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonError
 from bot.store import Link, Store, patron_subject
 from bot.sync.campaign import CampaignService, CampaignUnavailable
 from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
@@ -94,6 +94,13 @@ class LinkingService:
             log.warning("link for user=%s failed at Patreon: %s", state.discord_user_id, error)
             return _failure(
                 "Patreon did not accept this sign-in.", "The code may have expired. Run /patreon link again."
+            )
+        except PatreonBadResponse as error:
+            log.warning("link for user=%s failed: Patreon's answer is unusable: %s", state.discord_user_id, error)
+            return _failure(
+                "Patreon sent an answer the bot can't use.",
+                "Nothing was linked. Please run /patreon link again later; if it keeps happening, tell an admin.",
+                502,
             )
         except (PatreonError, CampaignUnavailable) as error:
             log.warning("link for user=%s failed: Patreon unavailable: %s", state.discord_user_id, error)

@@ -59,12 +59,18 @@ CAMPAIGN_FIELDS = ("vanity", "url", "patron_count")
 WEBHOOK_FIELDS = ("last_attempted_at", "num_consecutive_times_failed", "paused", "secret", "triggers", "uri")
 MAX_PAGE_SIZE = 1000
 
+#: The fieldsets each request sends; the parser holds the answer to them (an attribute asked for and absent
+#: makes the document unusable rather than read as a default).
+MEMBER_REQUEST_FIELDS: jsonapi.Requested = {"member": MEMBER_FIELDS, "user": USER_FIELDS, "tier": TIER_FIELDS}
+CAMPAIGN_REQUEST_FIELDS: jsonapi.Requested = {"campaign": CAMPAIGN_FIELDS, "tier": TIER_FIELDS}
+WEBHOOK_REQUEST_FIELDS: jsonapi.Requested = {"webhook": WEBHOOK_FIELDS}
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _fields(**by_type: Sequence[str]) -> dict[str, str]:
+def _fields(by_type: jsonapi.Requested) -> dict[str, str]:
     return {f"fields[{kind}]": ",".join(names) for kind, names in by_type.items()}
 
 
@@ -178,23 +184,23 @@ class PatreonClient:
         """Who the token belongs to, their Discord link, and their membership(s) with entitled tiers."""
         params = {
             "include": "memberships.currently_entitled_tiers,memberships.campaign",
-            **_fields(user=USER_FIELDS, member=MEMBER_FIELDS, tier=TIER_FIELDS),
+            **_fields(MEMBER_REQUEST_FIELDS),
         }
         body = await self._request("GET", f"{API_PREFIX}/identity", token=access_token, params=params)
-        return self._parse(jsonapi.parse_identity, body, self._clock())
+        return self._parse(jsonapi.parse_identity, body, self._clock(), MEMBER_REQUEST_FIELDS)
 
     async def get_campaigns(self, access_token: str) -> list[Campaign]:
         """The campaigns the token's user owns, with tiers (normally one, for the creator token)."""
-        params = {"include": "tiers", **_fields(campaign=CAMPAIGN_FIELDS, tier=TIER_FIELDS)}
+        params = {"include": "tiers", **_fields(CAMPAIGN_REQUEST_FIELDS)}
         body = await self._request("GET", f"{API_PREFIX}/campaigns", token=access_token, params=params)
-        return self._parse(jsonapi.parse_campaigns, body)
+        return self._parse(jsonapi.parse_campaigns, body, CAMPAIGN_REQUEST_FIELDS)
 
     async def get_campaign(self, access_token: str, campaign_id: str) -> Campaign:
         """One campaign and all its tiers."""
-        params = {"include": "tiers", **_fields(campaign=CAMPAIGN_FIELDS, tier=TIER_FIELDS)}
+        params = {"include": "tiers", **_fields(CAMPAIGN_REQUEST_FIELDS)}
         path = f"{API_PREFIX}/campaigns/{quote(campaign_id, safe='')}"
         body = await self._request("GET", path, token=access_token, params=params)
-        return self._parse(jsonapi.parse_campaign, body)
+        return self._parse(jsonapi.parse_campaign, body, CAMPAIGN_REQUEST_FIELDS)
 
     async def iter_member_pages(
         self, access_token: str, campaign_id: str, page_size: int = MAX_PAGE_SIZE
@@ -207,7 +213,7 @@ class PatreonClient:
         path = f"{API_PREFIX}/campaigns/{quote(campaign_id, safe='')}/members"
         base = {
             "include": "currently_entitled_tiers,user",
-            **_fields(member=MEMBER_FIELDS, user=USER_FIELDS, tier=TIER_FIELDS),
+            **_fields(MEMBER_REQUEST_FIELDS),
             "page[count]": str(max(1, min(page_size, MAX_PAGE_SIZE))),
         }
         cursor: str | None = None
@@ -215,7 +221,7 @@ class PatreonClient:
         while True:
             params = dict(base) if cursor is None else {**base, "page[cursor]": cursor}
             body = await self._request("GET", path, token=access_token, params=params)
-            page = self._parse(jsonapi.parse_members_page, body, self._clock())
+            page = self._parse(jsonapi.parse_members_page, body, self._clock(), MEMBER_REQUEST_FIELDS)
             yield page
             if page.next_cursor is None:
                 return
@@ -228,19 +234,19 @@ class PatreonClient:
         """A fresh look at one member (after a webhook: re-fetch rather than trust the payload)."""
         params = {
             "include": "currently_entitled_tiers,user,campaign",
-            **_fields(member=MEMBER_FIELDS, user=USER_FIELDS, tier=TIER_FIELDS),
+            **_fields(MEMBER_REQUEST_FIELDS),
         }
         path = f"{API_PREFIX}/members/{quote(member_id, safe='')}"
         body = await self._request("GET", path, token=access_token, params=params)
-        return self._parse(jsonapi.parse_member_document, body, self._clock())
+        return self._parse(jsonapi.parse_member_document, body, self._clock(), MEMBER_REQUEST_FIELDS)
 
     # ------------------------------------------------------------------ webhooks
 
     async def list_webhooks(self, access_token: str) -> list[Webhook]:
         """The webhooks this client created (Patreon hides the others)."""
-        params = _fields(webhook=WEBHOOK_FIELDS)
+        params = _fields(WEBHOOK_REQUEST_FIELDS)
         body = await self._request("GET", f"{API_PREFIX}/webhooks", token=access_token, params=params)
-        return self._parse(jsonapi.parse_webhooks, body)
+        return self._parse(jsonapi.parse_webhooks, body, WEBHOOK_REQUEST_FIELDS)
 
     async def create_webhook(self, access_token: str, campaign_id: str, uri: str, triggers: Sequence[str]) -> Webhook:
         """Register `uri`; Patreon generates the signing secret and returns it here."""

@@ -1,9 +1,15 @@
 """Turn Patreon's JSON:API documents into `bot.domain.models` dataclasses. Pure: no I/O, no clock.
 
 Patreon v2 only returns the attributes and relationships that were asked for, real captures disagree with the
-docs in small ways, and nulls turn up at every level. So every reader here is forgiving about *shape* (missing
-attribute → the dataclass default, unknown enum value → None, garbage id → None) and strict only about the
-one thing that means "this is not what we asked for at all": a document without `data`.
+docs in small ways, and nulls turn up at every level. So every reader here is forgiving about *values* (an
+explicit null → the dataclass default, unknown enum value → None, garbage id → None), but strict about what
+would make a document mean something else:
+
+- a document without `data`, or an identity without a user id, is not what we asked for at all;
+- given `requested` (the `fields[type]` the client sent), an attribute that was asked for and is absent makes
+  the document unusable (`MissingAttributes`): a tier without `amount_cents` is not a free tier, a member
+  without `patron_status` is not "never pledged". An explicit null stays valid. Webhook bodies and other
+  documents we did not fetch with fields are parsed without `requested`, as the hints they are.
 """
 
 from __future__ import annotations
@@ -23,6 +29,24 @@ from bot.domain.models import (
     Tier,
     TokenPair,
 )
+from bot.patreon._document import (
+    JsonApiError,
+    MissingAttributes,
+    Requested,
+    Resource,
+    ResourceIndex,
+    attributes_of,
+    check_linked_tiers,
+    check_requested,
+    index_included,
+    parse_api_errors,
+    relationship,
+    require_document,
+    require_list,
+    require_resource,
+    to_many_ids,
+    to_one_id,
+)
 from bot.patreon.values import (
     as_bool,
     as_datetime,
@@ -34,11 +58,10 @@ from bot.patreon.values import (
     patron_status,
 )
 
-Resource = Mapping[str, Any]
-ResourceIndex = dict[tuple[str, str], Resource]
-
 __all__ = [
     "JsonApiError",
+    "MissingAttributes",
+    "Requested",
     "Webhook",
     "parse_api_errors",
     "parse_campaign",
@@ -50,10 +73,6 @@ __all__ = [
     "parse_webhook",
     "parse_webhooks",
 ]
-
-
-class JsonApiError(ValueError):
-    """The body is not the JSON:API document we expected (no `data`, wrong resource type, not an object)."""
 
 
 @dataclass(frozen=True)
@@ -69,99 +88,11 @@ class Webhook:
     last_attempted_at: datetime | None = None
 
 
-# ---------------------------------------------------------------- small, forgiving readers
-
-
-def _attributes(resource: Resource) -> Mapping[str, Any]:
-    attributes = resource.get("attributes")
-    return attributes if isinstance(attributes, Mapping) else {}
-
-
-def _relationship(resource: Resource, name: str) -> tuple[bool, Any]:
-    """(present, linkage data). Present means the relationship key exists, even with `data: null`."""
-    relationships = resource.get("relationships")
-    if not isinstance(relationships, Mapping) or name not in relationships:
-        return False, None
-    relationship = relationships[name]
-    if not isinstance(relationship, Mapping):
-        return True, None
-    return True, relationship.get("data")
-
-
-def _to_one_id(resource: Resource, name: str) -> str | None:
-    _present, data = _relationship(resource, name)
-    if isinstance(data, Mapping):
-        return as_str(data.get("id"))
-    return None
-
-
-def _to_many_ids(data: Any) -> tuple[str, ...]:
-    if not isinstance(data, list):
-        return ()
-    ids: list[str] = []
-    for item in data:
-        if isinstance(item, Mapping):
-            item_id = as_str(item.get("id"))
-            if item_id is not None and item_id not in ids:
-                ids.append(item_id)
-    return tuple(ids)
-
-
-def _require_document(doc: Any) -> Mapping[str, Any]:
-    if not isinstance(doc, Mapping):
-        raise JsonApiError(f"expected a JSON object, got {type(doc).__name__}")
-    if "data" not in doc:
-        if "errors" in doc:
-            titles = ", ".join(str(e.get("title") or e.get("code_name")) for e in parse_api_errors(doc))
-            raise JsonApiError(f"JSON:API error document, not data: {titles}")
-        raise JsonApiError(f"not a JSON:API document: no 'data' (keys: {sorted(doc)[:8]})")
-    return doc
-
-
-def _require_resource(data: Any, expected_type: str) -> Resource:
-    if not isinstance(data, Mapping):
-        raise JsonApiError(f"expected one {expected_type!r} resource in 'data', got {type(data).__name__}")
-    resource_type = data.get("type")
-    if resource_type is not None and resource_type != expected_type:
-        raise JsonApiError(f"expected a {expected_type!r} resource, got {resource_type!r}")
-    return data
-
-
-def _require_list(data: Any, expected_type: str) -> list[Resource]:
-    if not isinstance(data, list):
-        raise JsonApiError(f"expected a list of {expected_type!r} resources in 'data', got {type(data).__name__}")
-    return [item for item in data if isinstance(item, Mapping) and item.get("type") in (None, expected_type)]
-
-
-def _index_included(doc: Mapping[str, Any]) -> ResourceIndex:
-    """`included` keyed by (type, id); a repeated resource is merged so no attribute is lost."""
-    index: ResourceIndex = {}
-    included = doc.get("included")
-    if not isinstance(included, list):
-        return index
-    for item in included:
-        if not isinstance(item, Mapping):
-            continue
-        key_type, key_id = as_str(item.get("type")), as_str(item.get("id"))
-        if key_type is None or key_id is None:
-            continue
-        previous = index.get((key_type, key_id))
-        if previous is None:
-            index[(key_type, key_id)] = item
-        else:
-            index[(key_type, key_id)] = {
-                **previous,
-                "attributes": {**_attributes(previous), **_attributes(item)},
-                "relationships": {**(previous.get("relationships") or {}), **(item.get("relationships") or {})},
-            }
-    return index
-
-
 # ---------------------------------------------------------------- resources
 
 
 def _tier(resource: Resource) -> Tier:
-    attributes = _attributes(resource)
+    attributes = attributes_of(resource)
     role_ids = attributes.get("discord_role_ids")
     roles = tuple(str(r) for r in role_ids if as_str(r) is not None) if isinstance(role_ids, list) else ()
     return Tier(
@@ -175,7 +106,7 @@ def _tier(resource: Resource) -> Tier:
 
 
 def _user(resource: Resource) -> PatreonUser:
-    attributes = _attributes(resource)
+    attributes = attributes_of(resource)
     return PatreonUser(
         id=as_str(resource.get("id")) or "",
         full_name=as_str(attributes.get("full_name")),
@@ -190,9 +121,9 @@ def _membership(
     owner: PatreonUser | None = None,
 ) -> MembershipSnapshot:
     """One member resource; `owner` is the identity user when the member has no `user` relationship of its own."""
-    attributes = _attributes(resource)
-    tiers_known, tier_data = _relationship(resource, "currently_entitled_tiers")
-    user_id = _to_one_id(resource, "user")
+    attributes = attributes_of(resource)
+    tiers_known, tier_data = relationship(resource, "currently_entitled_tiers")
+    user_id = to_one_id(resource, "user")
     user: PatreonUser | None = None
     if user_id is not None:
         included_user = index.get(("user", user_id))
@@ -204,7 +135,7 @@ def _membership(
         full_name = user.full_name
     return MembershipSnapshot(
         member_id=as_str(resource.get("id")),
-        campaign_id=_to_one_id(resource, "campaign"),
+        campaign_id=to_one_id(resource, "campaign"),
         patreon_user_id=user_id,
         full_name=full_name,
         patron_status=patron_status(attributes.get("patron_status")),
@@ -218,7 +149,7 @@ def _membership(
         campaign_lifetime_support_cents=as_int(attributes.get("campaign_lifetime_support_cents")),
         is_free_trial=as_bool(attributes.get("is_free_trial")),
         is_gifted=as_bool(attributes.get("is_gifted")),
-        entitled_tier_ids=_to_many_ids(tier_data),
+        entitled_tier_ids=to_many_ids(tier_data),
         tiers_known=tiers_known,
         social_discord_id=user.social_discord_id if user is not None else None,
         observed_at=observed_at,
@@ -227,10 +158,10 @@ def _membership(
 
 def _campaign(resource: Resource, index: ResourceIndex, fallback_tiers: Iterable[Resource] = ()) -> Campaign:
     """A campaign; its tiers come from `relationships.tiers`, else from every tier in `fallback_tiers`."""
-    attributes = _attributes(resource)
-    present, tier_data = _relationship(resource, "tiers")
+    attributes = attributes_of(resource)
+    present, tier_data = relationship(resource, "tiers")
     if present:
-        tier_resources = [index.get(("tier", tier_id), {"id": tier_id}) for tier_id in _to_many_ids(tier_data)]
+        tier_resources = [index.get(("tier", tier_id), {"id": tier_id}) for tier_id in to_many_ids(tier_data)]
     else:
         tier_resources = list(fallback_tiers)
     vanity = as_str(attributes.get("vanity"))
@@ -252,29 +183,40 @@ def _included_of_type(index: ResourceIndex, resource_type: str) -> list[Resource
 # ---------------------------------------------------------------- public parsers
 
 
-def parse_identity(doc: dict[str, Any], observed_at: datetime | None = None) -> Identity:
+def parse_identity(
+    doc: dict[str, Any], observed_at: datetime | None = None, requested: Requested | None = None
+) -> Identity:
     """/identity: the user plus each included membership (ours only, unless `identity.memberships` was granted).
 
     Memberships listed in `relationships.memberships` but missing from `included` are skipped: a bare id says
-    nothing about entitlement, and an all-defaults snapshot would read as "never pledged".
+    nothing about entitlement, and an all-defaults snapshot would read as "never pledged". A user without an id
+    (`data: {}`) is refused: an empty Patreon user id would be a key every such sign-in shares.
     """
-    document = _require_document(doc)
-    data = _require_resource(document["data"], "user")
-    index = _index_included(document)
+    document = require_document(doc)
+    data = require_resource(document["data"], "user")
+    user_id = as_str(data.get("id"))
+    if user_id is None or not user_id.strip():
+        raise JsonApiError("the identity document names no Patreon user (its data has no id)")
+    index = index_included(document)
+    check_requested([data, *index.values()], requested)
     user = _user(data)
-    present, linkage = _relationship(data, "memberships")
+    present, linkage = relationship(data, "memberships")
     if present:
-        members = [index[("member", mid)] for mid in _to_many_ids(linkage) if ("member", mid) in index]
+        members = [index[("member", mid)] for mid in to_many_ids(linkage) if ("member", mid) in index]
     else:
         members = _included_of_type(index, "member")
     return Identity(user=user, memberships=tuple(_membership(m, index, observed_at, owner=user) for m in members))
 
 
-def parse_member_document(doc: dict[str, Any], observed_at: datetime | None = None) -> MembershipSnapshot:
+def parse_member_document(
+    doc: dict[str, Any], observed_at: datetime | None = None, requested: Requested | None = None
+) -> MembershipSnapshot:
     """/members/{id} and webhook bodies. The portal's "Send Test" shape (`data.id: null`) parses with member_id None."""
-    document = _require_document(doc)
-    data = _require_resource(document["data"], "member")
-    return _membership(data, _index_included(document), observed_at)
+    document = require_document(doc)
+    data = require_resource(document["data"], "member")
+    index = index_included(document)
+    check_requested([data, *index.values()], requested)
+    return _membership(data, index, observed_at)
 
 
 def _next_cursor(document: Mapping[str, Any]) -> str | None:
@@ -299,11 +241,16 @@ def _total(document: Mapping[str, Any]) -> int | None:
     return as_optional_int(pagination.get("total")) if isinstance(pagination, Mapping) else None
 
 
-def parse_members_page(doc: dict[str, Any], observed_at: datetime | None = None) -> MembersPage:
-    """One page of /campaigns/{id}/members, with every included tier and the next cursor (None on the last page)."""
-    document = _require_document(doc)
-    data = _require_list(document["data"], "member")
-    index = _index_included(document)
+def parse_members_page(
+    doc: dict[str, Any], observed_at: datetime | None = None, requested: Requested | None = None
+) -> MembersPage:
+    """One page of /campaigns/{id}/members, with every included tier and the next cursor (None on the last page).
+
+    A member without a `user` relationship (a deleted account) parses with `patreon_user_id` None."""
+    document = require_document(doc)
+    data = require_list(document["data"], "member")
+    index = index_included(document)
+    check_requested([*data, *index.values()], requested)
     return MembersPage(
         members=tuple(_membership(member, index, observed_at) for member in data),
         tiers=tuple(_tier(tier) for tier in _included_of_type(index, "tier")),
@@ -312,19 +259,23 @@ def parse_members_page(doc: dict[str, Any], observed_at: datetime | None = None)
     )
 
 
-def parse_campaigns(doc: dict[str, Any]) -> list[Campaign]:
+def parse_campaigns(doc: dict[str, Any], requested: Requested | None = None) -> list[Campaign]:
     """/campaigns: the campaigns the token's user owns (normally exactly one)."""
-    document = _require_document(doc)
-    data = _require_list(document["data"], "campaign")
-    index = _index_included(document)
+    document = require_document(doc)
+    data = require_list(document["data"], "campaign")
+    index = index_included(document)
+    check_requested([*data, *index.values()], requested)
+    check_linked_tiers(data, index, requested)
     return [_campaign(resource, index) for resource in data]
 
 
-def parse_campaign(doc: dict[str, Any]) -> Campaign:
+def parse_campaign(doc: dict[str, Any], requested: Requested | None = None) -> Campaign:
     """/campaigns/{id}?include=tiers: tiers are resolved through `included`."""
-    document = _require_document(doc)
-    data = _require_resource(document["data"], "campaign")
-    index = _index_included(document)
+    document = require_document(doc)
+    data = require_resource(document["data"], "campaign")
+    index = index_included(document)
+    check_requested([data, *index.values()], requested)
+    check_linked_tiers([data], index, requested)
     return _campaign(data, index, fallback_tiers=_included_of_type(index, "tier"))
 
 
@@ -348,43 +299,8 @@ def parse_token_response(body: dict[str, Any], now: datetime) -> TokenPair:
     )
 
 
-def parse_api_errors(body: Any) -> list[dict[str, Any]]:
-    """The error items of an error body, whichever of Patreon's two shapes it has.
-
-    JSON:API (`{"errors": [...]}`) items are returned as they are, with `status` as a string. An OAuth body
-    (`{"error": "invalid_grant", "error_description": ...}`) becomes one item that keeps `error` and
-    `error_description` and mirrors them into `code_name`/`detail`. Anything else gives `[]`.
-    """
-    if not isinstance(body, Mapping):
-        return []
-    errors = body.get("errors")
-    if isinstance(errors, list):
-        items: list[dict[str, Any]] = []
-        for item in errors:
-            if isinstance(item, Mapping):
-                normalised = dict(item)
-                if normalised.get("status") is not None:
-                    normalised["status"] = str(normalised["status"])
-                items.append(normalised)
-        return items
-    error = body.get("error")
-    if isinstance(error, str):
-        description = as_str(body.get("error_description"))
-        return [
-            {
-                "error": error,
-                "error_description": description,
-                "code_name": error,
-                "title": error,
-                "detail": description,
-                "status": None,
-            }
-        ]
-    return []
-
-
 def _webhook(resource: Resource) -> Webhook:
-    attributes = _attributes(resource)
+    attributes = attributes_of(resource)
     triggers = attributes.get("triggers")
     return Webhook(
         id=as_str(resource.get("id")) or "",
@@ -399,11 +315,13 @@ def _webhook(resource: Resource) -> Webhook:
 
 def parse_webhook(doc: dict[str, Any]) -> Webhook:
     """POST/PATCH /webhooks answers: one webhook, with the server-generated `secret`."""
-    document = _require_document(doc)
-    return _webhook(_require_resource(document["data"], "webhook"))
+    document = require_document(doc)
+    return _webhook(require_resource(document["data"], "webhook"))
 
 
-def parse_webhooks(doc: dict[str, Any]) -> list[Webhook]:
+def parse_webhooks(doc: dict[str, Any], requested: Requested | None = None) -> list[Webhook]:
     """GET /webhooks: only the webhooks our client created."""
-    document = _require_document(doc)
-    return [_webhook(resource) for resource in _require_list(document["data"], "webhook")]
+    document = require_document(doc)
+    resources = require_list(document["data"], "webhook")
+    check_requested(resources, requested)
+    return [_webhook(resource) for resource in resources]

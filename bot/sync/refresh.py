@@ -7,12 +7,15 @@ transaction, forgets members who are no longer listed (unless a webhook re-fetch
 began), auto-matches where enabled, and queues one job per member whose roles differ. Patron tokens close to
 expiry are refreshed on the way.
 
-A listing that ended without error is still refused as incomplete (`IncompleteListing`, nothing saved or
-forgotten) when:
+A member listed without its user (a deleted Patreon account, or a page that lost the relationship) is matched
+back to the user stored under its member id (a membership never changes hands); one that can't be matched is
+counted as unlinkable (`members_without_user`, shown by `/patreon-admin check`) and counts towards the total, so a
+campaign with deleted accounts still completes. A listing that ended without error is still refused as
+incomplete (`IncompleteListing`, nothing saved or forgotten) when:
 
-- it holds fewer distinct members than the smallest `meta.pagination.total` any of its pages reported (a page
-  that lost its cursor looks like the last page; the smallest total allows for members who left mid-listing);
-- any member in it lacks its user (it could be stored under no key, and its user would be forgotten);
+- its distinct members (with a user, plus the unlinkable) are fewer than the smallest `meta.pagination.total`
+  any of its pages reported (a page that lost its cursor looks like the last page; the smallest total allows for
+  members who left mid-listing);
 - no page reported a total and it would forget more than `MAX_UNCONFIRMED_FORGET` of the stored memberships
   (without a total nothing confirms that so many left; Patreon does report the total, so this is a backstop).
 
@@ -24,6 +27,7 @@ before that leaves them to the webhook applier.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -70,6 +74,8 @@ class RefreshReport:
     roles_differ: int = 0
     jobs_queued: int = 0
     patron_tokens_refreshed: int = 0
+    #: Members listed without a Patreon user that no stored membership matches (deleted accounts): never linkable.
+    members_without_user: int = 0
     #: Patreon HTTP requests this refresh made (retries included).
     patreon_requests: int = 0
 
@@ -160,6 +166,10 @@ class RefreshService:
             f"{report.members_listed} member(s) in {report.pages} page(s); {report.roles_differ} member(s) "
             f"need a role change; {report.snapshots_forgotten} gone; {report.auto_linked} auto-linked"
         )
+        if report.members_without_user:
+            report.detail += (
+                f"; {report.members_without_user} member(s) without a Patreon account (deleted) can't be linked"
+            )
 
     async def _list_members(self, report: RefreshReport) -> tuple[dict[str, MembershipSnapshot], int | None]:
         """Every member by Patreon user id and the listing's total (None when no page said), or an exception:
@@ -168,6 +178,7 @@ class RefreshService:
         token = await self.campaign.creator_access_token()
         for attempt in (1, 2):
             memberships: dict[str, MembershipSnapshot] = {}
+            without_user: list[MembershipSnapshot] = []
             total: int | None = None
             report.pages = report.members_listed = 0
             try:
@@ -178,14 +189,16 @@ class RefreshService:
                         total = page.total if total is None else min(total, page.total)
                     for member in page.members:
                         if member.patreon_user_id is None:
-                            raise IncompleteListing(
-                                f"member {member.member_id} was listed without its user, so it can't be stored"
-                            )
-                        memberships[member.patreon_user_id] = member
-                if total is not None and len(memberships) < total:
+                            without_user.append(member)
+                        else:
+                            memberships[member.patreon_user_id] = member
+                unlinkable = await self._match_members_without_user(memberships, without_user)
+                report.members_without_user = unlinkable
+                if total is not None and len(memberships) + unlinkable < total:
+                    also = f" (and {unlinkable} without a Patreon account)" if unlinkable else ""
                     raise IncompleteListing(
-                        f"the listing ended after {len(memberships)} member(s) in {report.pages} page(s), but "
-                        f"Patreon reported {total}"
+                        f"the listing ended after {len(memberships)} member(s){also} in {report.pages} page(s), "
+                        f"but Patreon reported {total}"
                     )
                 return memberships, total
             except PatreonCursorExpired:
@@ -197,6 +210,23 @@ class RefreshService:
                     raise
                 token = await self.campaign.creator_access_token(stale=token)
         raise AssertionError("unreachable")
+
+    async def _match_members_without_user(
+        self, memberships: dict[str, MembershipSnapshot], without_user: list[MembershipSnapshot]
+    ) -> int:
+        """Give each member listed without its user the user stored under its member id; return how many are
+        left unlinkable (distinct members no stored membership matches)."""
+        known = await self.store.patreon_users_by_member_id(m.member_id for m in without_user if m.member_id)
+        unlinkable: set[str] = set()
+        for index, member in enumerate(without_user):
+            user_id = known.get(member.member_id or "")
+            if user_id is not None and user_id not in memberships:
+                memberships[user_id] = dataclasses.replace(member, patreon_user_id=user_id)
+            else:
+                unlinkable.add(member.member_id or f"(no id) {index}")
+        if unlinkable:
+            log.info("refresh: %d listed member(s) have no Patreon user and can't be linked", len(unlinkable))
+        return len(unlinkable)
 
     async def _check_unconfirmed_forget(self, memberships: dict[str, MembershipSnapshot], started: datetime) -> None:
         """Without a total, refuse a listing that would forget more than `MAX_UNCONFIRMED_FORGET` of the stored."""

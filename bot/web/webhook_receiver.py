@@ -32,6 +32,13 @@ MEMBER_TRIGGERS = frozenset(
         "members:pledge:delete",
     }
 )
+#: API v1 triggers: a webhook made before v2 still sends these (a v1 `pledge` body). Nothing in them is applied.
+LEGACY_TRIGGERS = frozenset({"pledges:create", "pledges:update", "pledges:delete"})
+LEGACY_ADVICE = (
+    "edit this webhook in the Patreon portal (https://www.patreon.com/portal/registration/register-webhooks): "
+    "replace the v1 pledges:* triggers with members:create, members:update, members:delete and "
+    "members:pledge:create/update/delete"
+)
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -115,11 +122,14 @@ class WebhookReceiver:
         self.store = store
         self.clock = clock
         self.on_recorded = on_recorded
+        self._legacy_warned: set[str] = set()
 
     async def receive(self, trigger: str | None, signature: str | None, body: bytes) -> WebhookAnswer:
         if not signature_matches(body, signature, self._secret):
             log.warning("webhook refused: %s signature (%d bytes)", "bad" if signature else "missing", len(body))
             return WebhookAnswer(401, {"error": "bad or missing X-Patreon-Signature"})
+        if (trigger or "").strip() in LEGACY_TRIGGERS:
+            return self._legacy((trigger or "").strip())
         try:
             hint = read_hint(body)
         except NotJsonApi as error:
@@ -146,3 +156,13 @@ class WebhookReceiver:
         why = "unknown trigger" if trigger not in MEMBER_TRIGGERS else "no member to apply (a test delivery?)"
         log.info("webhook %s recorded as event %d and ignored: %s", trigger, event_id, why)
         return WebhookAnswer(200, {"status": IGNORED, "event": event_id, "reason": why})
+
+    def _legacy(self, trigger: str) -> WebhookAnswer:
+        """A signed API v1 delivery: answered 2xx so Patreon stops retrying it, warned about once per trigger, and
+        neither recorded nor applied (its `pledge` body says nothing the bot can re-read)."""
+        if trigger not in self._legacy_warned:
+            self._legacy_warned.add(trigger)
+            log.warning("webhook %s is an API v1 delivery and was ignored; %s", trigger, LEGACY_ADVICE)
+        else:
+            log.debug("webhook %s (API v1) ignored again", trigger)
+        return WebhookAnswer(200, {"status": IGNORED, "reason": f"API v1 trigger; {LEGACY_ADVICE}"})

@@ -157,7 +157,7 @@ def api_routes(fake: FakePatreon) -> list[web.RouteDef]:
         token = fake.require_token(request, "identity")
         user = state.users[token.user_id]
         build, tree = builder(request, "user")
-        data = build.user(user, tree)
+        data = build.identity(user, tree)
         return json_response(build.document(data, links={"self": f"{fake.api_base}/user/{user.id}"}))
 
     async def campaigns(request: web.Request) -> web.Response:

@@ -9,118 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fakes.patreon.attributes import KNOWN_ATTRIBUTES, campaign_attributes, tier_attributes
 from fakes.patreon.state import CampaignState, FakeMember, FakeTier, FakeUser
-
-#: Documented v2 attributes per type (`_resources_v2.md`); asking for anything else is a 400.
-KNOWN_ATTRIBUTES: dict[str, frozenset[str]] = {
-    "member": frozenset(
-        [
-            "campaign_lifetime_support_cents",
-            "currently_entitled_amount_cents",
-            "email",
-            "full_name",
-            "is_follower",
-            "is_free_trial",
-            "is_gifted",
-            "last_charge_date",
-            "last_charge_status",
-            "lifetime_support_cents",
-            "next_charge_date",
-            "note",
-            "patron_status",
-            "pledge_cadence",
-            "pledge_relationship_start",
-            "will_pay_amount_cents",
-        ]
-    ),
-    "user": frozenset(
-        [
-            "about",
-            "can_see_nsfw",
-            "created",
-            "email",
-            "first_name",
-            "full_name",
-            "hide_pledges",
-            "image_url",
-            "is_creator",
-            "is_email_verified",
-            "last_name",
-            "like_count",
-            "social_connections",
-            "thumb_url",
-            "url",
-            "vanity",
-        ]
-    ),
-    "tier": frozenset(
-        [
-            "amount_cents",
-            "created_at",
-            "description",
-            "discord_role_ids",
-            "edited_at",
-            "image_url",
-            "patron_count",
-            "post_count",
-            "published",
-            "published_at",
-            "remaining",
-            "requires_shipping",
-            "title",
-            "unpublished_at",
-            "url",
-            "user_limit",
-        ]
-    ),
-    "campaign": frozenset(
-        [
-            "created_at",
-            "creation_name",
-            "discord_server_id",
-            "google_analytics_id",
-            "has_rss",
-            "has_sent_rss_notify",
-            "image_small_url",
-            "image_url",
-            "is_charged_immediately",
-            "is_monthly",
-            "is_nsfw",
-            "main_video_embed",
-            "main_video_url",
-            "one_liner",
-            "patron_count",
-            "pay_per_name",
-            "pledge_url",
-            "published_at",
-            "rss_artwork_url",
-            "rss_feed_title",
-            "show_earnings",
-            "summary",
-            "thanks_embed",
-            "thanks_msg",
-            "thanks_video_url",
-            "url",
-            "vanity",
-        ]
-    ),
-    "webhook": frozenset(["last_attempted_at", "num_consecutive_times_failed", "paused", "secret", "triggers", "uri"]),
-    "address": frozenset(
-        [
-            "addressee",
-            "city",
-            "country",
-            "created_at",
-            "line_1",
-            "line_2",
-            "phone_number",
-            "postal_code",
-            "state",
-            "confirmed",
-            "confirmed_at",
-        ]
-    ),
-}
 
 #: relationship name → related type, per resource type.
 RELATIONSHIPS: dict[str, dict[str, str]] = {
@@ -299,6 +189,17 @@ class DocumentBuilder:
             attributes = {**attributes, "is_creator": True}
         return self._resource("user", user.id, attributes, rels)
 
+    def identity(self, user: FakeUser, tree: IncludeTree) -> dict[str, Any] | None:
+        """/identity's primary data: the user, or the blank shape a test set (`CampaignState.blank_identity`)."""
+        if user.identity_shape == "null":
+            return None
+        if user.identity_shape == "empty":
+            return {}
+        data = self.user(user, tree)
+        if user.identity_shape == "no_id":
+            data.pop("id")
+        return data
+
     def campaign(self, tree: IncludeTree) -> dict[str, Any]:
         state = self.state
         rels: dict[str, Any] = {}
@@ -313,7 +214,7 @@ class DocumentBuilder:
             else:
                 rels[name] = {"data": []}
         return self._resource(
-            "campaign", state.campaign_id, self._attributes("campaign", state.campaign_attributes()), rels
+            "campaign", state.campaign_id, self._attributes("campaign", campaign_attributes(state)), rels
         )
 
     def tier(self, tier: FakeTier, tree: IncludeTree) -> dict[str, Any]:
@@ -324,7 +225,7 @@ class DocumentBuilder:
                 self._include("campaign", self.state.campaign_id, self.campaign, subtree)
             else:
                 rels[name] = {"data": [] if name == "benefits" else None}
-        return self._resource("tier", tier.id, self._attributes("tier", self.state.tier_attributes(tier)), rels)
+        return self._resource("tier", tier.id, self._attributes("tier", tier_attributes(self.state, tier)), rels)
 
     def document(
         self,
@@ -336,7 +237,8 @@ class DocumentBuilder:
         doc: dict[str, Any] = {"data": data}
         if self.include_requested or self.included:
             # JSON:API: a resource appears once per document, so primary data is never repeated in `included`.
-            primary = {(item["type"], item["id"]) for item in (data if isinstance(data, list) else [data]) if item}
+            items = data if isinstance(data, list) else [data]
+            primary = {(item.get("type"), item.get("id")) for item in items if item}
             doc["included"] = [item for key, item in self.included.items() if key not in primary]
         if links:
             doc["links"] = links

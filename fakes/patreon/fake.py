@@ -19,13 +19,12 @@ import aiohttp
 from aiohttp import web
 
 from fakes.patreon.app import CursorEntry, build_app
-from fakes.patreon.documents import member_delivery_document
 from fakes.patreon.faults import TRUNCATED_JSON, BodyRewrite, Fault, FaultPlan, Rewrite
 from fakes.patreon.oauth import ALL_SCOPES, DEFAULT_TOKEN_LIFETIME, FakeToken, TokenStore
 from fakes.patreon.responses import ApiFailure, unauthorized
 from fakes.patreon.samples import import_member_document
 from fakes.patreon.state import DEFAULT, CampaignState, FakeMember, FakeTier, FakeUser, _Default
-from fakes.patreon.webhooks import FakeWebhook, WebhookRegistry, deliver, sign
+from fakes.patreon.webhooks import FakeWebhook, WebhookRegistry, deliver, delivery_document, sign
 
 DEFAULT_REDIRECT_URIS = ("http://127.0.0.1:8080/patreon/callback",)
 
@@ -283,11 +282,12 @@ class FakePatreon:
         return sign(body, secret)
 
     def render_member_webhook_body(self, trigger: str, user_id: str) -> bytes:
-        """The body a real delivery carries (the trigger only goes in the header, as with Patreon)."""
+        """The body a real delivery carries (the trigger goes in the header, as with Patreon; a v1 `pledges:*`
+        trigger gets the v1 pledge body)."""
         member_id = self.state.member_by_user.get(user_id)
         if member_id is None:
             raise KeyError(f"user {user_id!r} has never had a membership")
-        doc = member_delivery_document(self.state, self.state.members[member_id], self.api_base)
+        doc = delivery_document(self.state, self.state.members[member_id], trigger, self.api_base)
         return json.dumps(doc).encode()
 
     def _http(self) -> aiohttp.ClientSession:

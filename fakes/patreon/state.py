@@ -60,6 +60,8 @@ class FakeTier:
     description: str = ""
     created_at: datetime = field(default_factory=lambda: datetime(2023, 1, 1, tzinfo=UTC))
     patron_count: int = 0
+    #: Attributes never sent, even when asked for (`CampaignState.omit_tier_attributes`).
+    omitted: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -73,6 +75,8 @@ class FakeUser:
     social_connections: dict[str, Any] | None = None
     #: Other raw attributes from an imported document, rendered as they were.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: How /identity answers this user's token: None normally, else a `BLANK_IDENTITY_SHAPES` key.
+    identity_shape: str | None = None
     #: A rendered JSON fragment and the (fields, include) key it was rendered for; see `pages.py`.
     fragment: str | None = None
     fragment_key: Any = None
@@ -120,12 +124,14 @@ class FakeMember:
     tier_ids: tuple[str, ...] = ()
     deleted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Attributes never sent, even when asked for (`CampaignState.omit_member_attributes`).
+    omitted: frozenset[str] = frozenset()
     fragment: str | None = None
     fragment_key: Any = None
 
     def attributes(self, user: FakeUser | None) -> dict[str, Any]:
-        """Every member attribute, as a real webhook delivery carries them."""
-        return {
+        """Every member attribute, as a real webhook delivery carries them (less the omitted ones)."""
+        full = {
             "campaign_lifetime_support_cents": self.campaign_lifetime_support_cents,
             "currently_entitled_amount_cents": self.currently_entitled_amount_cents,
             "email": user.email if user else None,
@@ -144,6 +150,12 @@ class FakeMember:
             "will_pay_amount_cents": self.will_pay_amount_cents,
             **self.extra,
         }
+        return {name: value for name, value in full.items() if name not in self.omitted}
+
+
+#: The shapes of an /identity answer that names nobody: `data` that is an empty object, a user without an id,
+#: or null. Patreon never documents these; the bot must refuse them rather than link an empty user id.
+BLANK_IDENTITY_SHAPES = ("empty", "no_id", "null")
 
 
 class CampaignState:
@@ -299,6 +311,38 @@ class CampaignState:
             self.live_count -= 1
         return member
 
+    # ---------------------------------------------------------------- documents the real API has been seen to send
+
+    def delete_account(self, user_id: str) -> FakeMember | None:
+        """The patron deletes their Patreon account: the user is gone, but the membership stays listed (and counted
+        in `meta.pagination.total`) with no `user` relationship. Returns that membership, if any."""
+        self.users.pop(user_id, None)
+        member = self.live_member_for(user_id)
+        if member is not None:
+            member.fragment_key = None
+        return member
+
+    def omit_member_attributes(self, user_id: str, *names: str) -> FakeMember:
+        """The user's membership is sent without these attributes even when `fields[member]` asks for them (an
+        attribute Patreon stops sending, as v2 campaigns lost `name`)."""
+        member = self.live_member_for(user_id)
+        if member is None:
+            raise KeyError(f"user {user_id!r} has no live membership")
+        member.omitted, member.fragment_key = member.omitted | frozenset(names), None
+        return member
+
+    def omit_tier_attributes(self, tier_id: str, *names: str) -> FakeTier:
+        """The tier is sent without these attributes even when `fields[tier]` asks for them."""
+        tier = self.tiers[tier_id]
+        tier.omitted = tier.omitted | frozenset(names)
+        return tier
+
+    def blank_identity(self, user_id: str, shape: str = "empty") -> None:
+        """/identity answers this user's token with a document that names nobody (see `BLANK_IDENTITY_SHAPES`)."""
+        if shape not in BLANK_IDENTITY_SHAPES:
+            raise ValueError(f"shape must be one of {BLANK_IDENTITY_SHAPES}, not {shape!r}")
+        self.users[user_id].identity_shape = shape
+
     def seed_members(self, n: int, tier_ids: Iterable[str] | None = None, rng_seed: int = 0) -> list[str]:
         """`n` users with memberships (85% paying, 8% declined, 7% former), deterministic for a seed."""
         rng = random.Random(rng_seed)
@@ -347,54 +391,3 @@ class CampaignState:
         while index < len(order) and members[order[index]].deleted:
             index += 1
         return page, (index if index < len(order) else None)
-
-    def campaign_attributes(self) -> dict[str, Any]:
-        return {
-            "created_at": iso(self.created_at),
-            "creation_name": "fake things",
-            "discord_server_id": None,
-            "google_analytics_id": None,
-            "has_rss": False,
-            "has_sent_rss_notify": False,
-            "image_small_url": f"https://c10.patreonusercontent.com/fake/campaign/{self.campaign_id}-small.png",
-            "image_url": f"https://c10.patreonusercontent.com/fake/campaign/{self.campaign_id}.png",
-            "is_charged_immediately": True,
-            "is_monthly": True,
-            "is_nsfw": False,
-            "main_video_embed": None,
-            "main_video_url": None,
-            "one_liner": None,
-            "patron_count": self.patron_count,
-            "pay_per_name": "month",
-            "pledge_url": f"/checkout/{self.campaign_id}",
-            "published_at": iso(self.created_at),
-            "rss_artwork_url": None,
-            "rss_feed_title": None,
-            "show_earnings": False,
-            "summary": None,
-            "thanks_embed": None,
-            "thanks_msg": None,
-            "thanks_video_url": None,
-            "url": f"https://www.patreon.com/{self.vanity}",
-            "vanity": self.vanity,
-        }
-
-    def tier_attributes(self, tier: FakeTier) -> dict[str, Any]:
-        return {
-            "amount_cents": tier.amount_cents,
-            "created_at": iso(tier.created_at),
-            "description": tier.description,
-            "discord_role_ids": tier.discord_role_ids,
-            "edited_at": iso(tier.created_at),
-            "image_url": None,
-            "patron_count": tier.patron_count,
-            "post_count": 0,
-            "published": tier.published,
-            "published_at": iso(tier.created_at) if tier.published else None,
-            "remaining": None,
-            "requires_shipping": False,
-            "title": tier.title,
-            "unpublished_at": None if tier.published else iso(tier.created_at),
-            "url": f"/checkout/{self.campaign_id}?rid={tier.id}",
-            "user_limit": None,
-        }

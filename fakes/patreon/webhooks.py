@@ -3,6 +3,10 @@
 Deliveries are signed like Patreon's: `X-Patreon-Signature = hex(HMAC-MD5(webhook secret, raw body))`.
 A failed delivery is queued; after `pause_after_failures` failures in a row the hook pauses, and PATCHing
 `paused: false` sends the queue in order, as the v2 docs describe.
+
+A webhook made before API v2 still has the v1 triggers (`pledges:create`, `pledges:update`, `pledges:delete`)
+and gets a v1 body: one `pledge` with `patron`, `reward` and `creator` relationships, signed the same way
+(Patreon/platform-documentation `source/includes/_webhooks.md`, the v1 "Sample Webhook payload").
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,14 +23,16 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from fakes.patreon.documents import DocumentBuilder, RequestError, parse_fields
+from fakes.patreon.documents import DocumentBuilder, RequestError, member_delivery_document, parse_fields
 from fakes.patreon.responses import ApiFailure, api_error, json_response
-from fakes.patreon.state import iso
+from fakes.patreon.state import CampaignState, FakeMember, iso
 
 if TYPE_CHECKING:
     from fakes.patreon.fake import FakePatreon
 
 SCOPE = "w:campaigns.webhook"
+#: API v1 triggers (deprecated; v2 webhooks use `members:*`).
+LEGACY_TRIGGERS = frozenset({"pledges:create", "pledges:update", "pledges:delete"})
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -208,3 +215,53 @@ async def deliver(
         if hook.num_consecutive_times_failed >= pause_after_failures:
             hook.paused = True
     return status, text
+
+
+def _v1_related(kind: str, resource_id: str, path: str) -> dict[str, Any]:
+    return {"data": {"id": resource_id, "type": kind}, "links": {"related": f"https://www.patreon.com/api/{path}"}}
+
+
+def legacy_pledge_document(state: CampaignState, member: FakeMember) -> dict[str, Any]:
+    """The v1 body of a `pledges:*` delivery for this membership: a `pledge`, not a `member`, with v1 ids."""
+    user = state.users.get(member.user_id)
+    tier_id = member.tier_ids[0] if member.tier_ids else None
+    declined = member.patron_status == "declined_patron"
+    relationships: dict[str, Any] = {
+        "address": {"data": None},
+        "card": {"data": None},
+        "creator": _v1_related("user", state.creator.id, f"user/{state.creator.id}"),
+        "patron": _v1_related("user", member.user_id, f"user/{member.user_id}"),
+        "reward": _v1_related("reward", tier_id, f"rewards/{tier_id}") if tier_id else {"data": None},
+    }
+    included: list[dict[str, Any]] = [
+        {"attributes": {"full_name": state.creator.full_name}, "id": state.creator.id, "type": "user"}
+    ]
+    if user is not None:
+        included.append({"attributes": {"full_name": user.full_name}, "id": user.id, "type": "user"})
+    if tier_id is not None:
+        tier = state.tiers[tier_id]
+        included.append(
+            {"attributes": {"amount_cents": tier.amount_cents, "title": tier.title}, "id": tier_id, "type": "reward"}
+        )
+    return {
+        "data": {
+            "attributes": {
+                "amount_cents": member.currently_entitled_amount_cents,
+                "created_at": iso(member.pledge_relationship_start),
+                "declined_since": iso(member.last_charge_date) if declined else None,
+                "patron_pays_fees": False,
+                "pledge_cap_cents": None,
+            },
+            "id": str(zlib.crc32(member.id.encode())),
+            "relationships": relationships,
+            "type": "pledge",
+        },
+        "included": included,
+    }
+
+
+def delivery_document(state: CampaignState, member: FakeMember, trigger: str, api_base: str) -> dict[str, Any]:
+    """The body Patreon sends for `trigger`: the v1 pledge shape for a v1 trigger, else the v2 member shape."""
+    if trigger in LEGACY_TRIGGERS:
+        return legacy_pledge_document(state, member)
+    return member_delivery_document(state, member, api_base)
