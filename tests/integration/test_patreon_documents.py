@@ -16,6 +16,7 @@ import pytest
 from bot.domain.models import GuildSettings
 from bot.guild_admin.health import health_report
 from bot.patreon import PatreonBadResponse, PatreonClient
+from bot.patreon.client import CAMPAIGN_REQUEST_FIELDS, MEMBER_REQUEST_FIELDS
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 from fakes.patreon import FakePatreon
 from fakes.sync_harness import GUILD, SyncHarness
@@ -81,6 +82,19 @@ async def test_a_member_without_patron_status_is_refused_not_read_as_never_pledg
         await client.get_identity(fake.issue_tokens("u1").access_token)
     other = await client.get_member(fake.creator_access_token, member_id(fake, "u2"))
     assert other.patron_status is not None  # only the quirky member's documents are unusable
+
+
+async def test_what_the_parser_holds_the_answer_to_is_exactly_what_the_client_asked_for(client, fake) -> None:
+    token = fake.creator_access_token
+    await client.get_member(token, member_id(fake, "u1"))
+    await listing(client, fake)
+    await client.get_identity(fake.issue_tokens("u1").access_token)
+    await client.get_campaign(token, fake.state.id)
+    sent = [query for _method, path, query in fake.calls if path.startswith("/api/oauth2/v2/")]
+    expected = [MEMBER_REQUEST_FIELDS] * 3 + [CAMPAIGN_REQUEST_FIELDS]
+    for query, fields in zip(sent, expected, strict=True):
+        asked = {key[7:-1]: tuple(value.split(",")) for key, value in query.items() if key.startswith("fields[")}
+        assert asked == {kind: tuple(names) for kind, names in fields.items()}
 
 
 async def test_an_explicit_null_patron_status_is_still_a_free_member(client, fake) -> None:
