@@ -6,7 +6,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.accounts.status_report import describe_status
+from bot.accounts.link_flow import LinkRefused
+from bot.accounts.status_report import member_status
 from bot.discord_io.client import PatronBot
 
 
@@ -19,12 +20,10 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
     @app_commands.command(name="link", description="Link your Patreon account to get your patron roles")
     async def link(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        url = self.bot.services.link_flow.button_url(interaction.guild_id, interaction.user.id)
-        if url is None:
-            await interaction.response.send_message(
-                "Linking isn't set up yet: the bot's owner must set DISCORD_CLIENT_ID and DISCORD_CLIENT_SECRET.",
-                ephemeral=True,
-            )
+        try:
+            url = await self.bot.services.link_flow.button_url(interaction.guild_id, interaction.user.id)
+        except LinkRefused as refused:
+            await interaction.response.send_message(str(refused), ephemeral=True)
             return
         view = discord.ui.View()
         view.add_item(discord.ui.Button(label="Link Patreon", url=url, style=discord.ButtonStyle.link))
@@ -58,13 +57,8 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         services = self.bot.services
-        guild_id = interaction.guild_id
-        text = describe_status(
-            await services.store.get_link_by_discord(interaction.user.id),
-            await services.reconcile.plan_member(guild_id, interaction.user.id),
-            await services.store.get_tiers(),
-            await services.reconcile.managed_roles(guild_id),
-            lambda role_id: services.gateway.role_name(guild_id, role_id),
+        text = await member_status(
+            services.store, services.reconcile, services.gateway.role_name, interaction.guild_id, interaction.user.id
         )
         await interaction.followup.send(text[:2000], ephemeral=True)
 

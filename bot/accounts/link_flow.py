@@ -5,6 +5,9 @@ button → `/link/start` (sets a cookie binding this browser to the attempt) →
 `/patreon/callback` (the cookie must still match) → the link. A forwarded button fails at Discord's step, because
 Discord signs in the person holding the browser, not the person who ran the command; a Patreon redirect replayed
 into another browser fails at the cookie. Nothing is stored before both proofs hold.
+
+Every step also asks whether the button's server still acts for the campaign (bot/sync/participation.py): a
+button made before the server was turned off, or before it was left out of ALLOWED_GUILD_IDS, links nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 
 START_PATH = "/link/start"
 _RUN_AGAIN = "Nothing was linked. Run /patreon link again in Discord, in the same browser you open it in."
+#: What a patron hears in a server that doesn't take part; the admin-facing reason goes to the log only.
+NOT_HERE = "This server doesn't use the bot for Patreon roles"
 
 
 class DiscordSignInRefused(Exception):
@@ -57,6 +62,10 @@ class DiscordSignIn(Protocol):
     def authorize_url(self, state: str) -> str: ...
 
     async def identify(self, code: str) -> int: ...
+
+
+class LinkRefused(Exception):
+    """`/patreon link` can't offer a button here; the message is the one friendly sentence to answer."""
 
 
 @dataclass(frozen=True)
@@ -95,20 +104,29 @@ class LinkFlow:
     def cookie_secure(self) -> bool:
         return self._public.startswith("https://")
 
-    def button_url(self, guild_id: int, discord_user_id: int) -> str | None:
-        """The URL behind the `/patreon link` button, or None while Discord sign-in isn't configured."""
+    async def button_url(self, guild_id: int, discord_user_id: int) -> str:
+        """The URL behind the `/patreon link` button; LinkRefused while Discord sign-in isn't configured or the
+        server doesn't act for the campaign."""
         if not self._discord.configured:
             log.warning("link refused for user=%s: DISCORD_CLIENT_ID/SECRET are not set", discord_user_id)
-            return None
+            raise LinkRefused(
+                "Linking isn't set up yet: the bot's owner must set DISCORD_CLIENT_ID and DISCORD_CLIENT_SECRET."
+            )
+        problem = await self._linking.server_refusal(guild_id)
+        if problem is not None:
+            log.info("link refused for user=%s in guild=%s: %s", discord_user_id, guild_id, problem)
+            raise LinkRefused(f"{NOT_HERE}, so there's nothing to link here.")
         token, _ = issue_state(self._key, guild_id, discord_user_id, self._clock())
         return f"{self._public}{START_PATH}?state={quote(token)}"
 
-    def start(self, state_token: str, cookie: str | None) -> FlowStep:
+    async def start(self, state_token: str, cookie: str | None) -> FlowStep:
         """The bot's start page: bind this browser to the attempt, then on to Discord."""
         try:
             state = verify_state(self._key, state_token, self._clock())
         except StateError as error:
             return _fail("This link can't be used.", str(error))
+        if (refused := await self._server_refused(state)) is not None:
+            return refused
         known = read_binding(self._key, cookie)
         value, _ = issue_binding(self._key, state.nonce, known.browser_id if known else None)
         log.info("link started for user=%s in guild=%s", state.discord_user_id, state.guild_id)
@@ -122,6 +140,8 @@ class LinkFlow:
             return _fail("This link can't be used.", str(error))
         if self._browser_of(state, cookie) is None:
             return _fail("This sign-in was started in another browser.", _RUN_AGAIN, 403)
+        if (refused := await self._server_refused(state)) is not None:
+            return refused
         if params.get("error"):
             return _fail("You didn't allow Discord sign-in.", "Nothing was linked. Run /patreon link again.", 200)
         try:
@@ -157,6 +177,8 @@ class LinkFlow:
         if browser is None:
             log.warning("link for user=%s refused: Patreon callback without its cookie", state.discord_user_id)
             return _fail("This sign-in was started in another browser.", _RUN_AGAIN, 403)
+        if (refused := await self._server_refused(state)) is not None:
+            return refused  # before the code is exchanged or the state used: nothing is stored
         result = await self._linking.complete_link(state, params)
         link = await self._store.get_link_by_discord(state.discord_user_id) if result.ok else None
         if link is None:
@@ -189,6 +211,14 @@ class LinkFlow:
         return LinkResult(
             ok=True, headline="The link was undone.", detail=f"Nothing is linked any more. {unlinked.describe()}"
         )
+
+    async def _server_refused(self, state: LinkState) -> FlowStep | None:
+        """The button's server no longer acts for the campaign (turned off, or not the creator's)."""
+        problem = await self._linking.server_refusal(state.guild_id)
+        if problem is None:
+            return None
+        log.info("link for user=%s refused: guild=%s %s", state.discord_user_id, state.guild_id, problem)
+        return _fail(f"{NOT_HERE}.", "Nothing was linked. Run /patreon link in a server that uses it.", 403)
 
     def _browser_of(self, state: LinkState, cookie: str | None) -> BrowserBinding | None:
         binding = read_binding(self._key, cookie)

@@ -73,6 +73,11 @@ class LinkingService:
         self.gateway = gateway
         self.clock = clock
 
+    async def server_refusal(self, guild_id: int) -> str | None:
+        """Why this server doesn't act for the campaign (bot/sync/participation.py), or None: no link starts or
+        finishes there, since a link posts the patron's Patreon name and the welcome into the server's channels."""
+        return await self.reconcile.participation_refusal(guild_id)
+
     async def complete_link(self, state: LinkState, params: Mapping[str, str]) -> LinkResult:
         """Patreon's callback, once bot.accounts.link_flow has proven the state, the browser and the Discord user."""
         if not await self.store.consume_state(state.nonce, state.expires_at):

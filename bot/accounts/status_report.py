@@ -1,15 +1,39 @@
-"""`/patreon status`: what is linked, the tier, and why each managed role is or isn't held."""
+"""`/patreon status`: what is linked, the tier, and why each managed role is or isn't held.
+
+What a server is told stays within what it acts for: a server that doesn't take part (bot/sync/participation.py)
+hears nothing of the patron's Patreon account, and a link made by hand in another server is not shown as the
+patron's account here, since it gives nothing here (`Link.counts_in`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
 from bot.domain.models import Tier
-from bot.store import Link
-from bot.sync.reconcile import MemberPlan
+from bot.store import Link, Store
+from bot.sync.reconcile import MemberPlan, ReconcileService
+
+NOT_HERE = "This server doesn't use the bot for Patreon roles."
+
+
+async def member_status(
+    store: Store, reconcile: ReconcileService, role_name: Callable[[int, int], str], guild_id: int, user_id: int
+) -> str:
+    """The whole `/patreon status` answer for this member in this server."""
+    if await reconcile.participation_refusal(guild_id) is not None:
+        return NOT_HERE
+    return describe_status(
+        guild_id,
+        await store.get_link_by_discord(user_id),
+        await reconcile.plan_member(guild_id, user_id),
+        await store.get_tiers(),
+        await reconcile.managed_roles(guild_id),
+        lambda role_id: role_name(guild_id, role_id),
+    )
 
 
 def describe_status(
+    guild_id: int,
     link: Link | None,
     member_plan: MemberPlan | None,
     tiers: Mapping[str, Tier],
@@ -22,6 +46,11 @@ def describe_status(
     membership = member_plan.membership
     if link is None:
         lines.append("**Not linked.** Run `/patreon link` to connect your Patreon account.")
+    elif not link.counts_in(guild_id):
+        lines.append(
+            "You were **linked by hand in another server**, by an admin there; that link gives no roles here. "
+            "Run `/patreon link` to sign in to your own Patreon account, which counts everywhere."
+        )
     else:
         lines.append(f"**Linked** to Patreon user `{link.patreon_user_id}` (since {link.linked_at:%Y-%m-%d}).")
         if membership is None:

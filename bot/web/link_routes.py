@@ -44,7 +44,7 @@ def _cookie(request: web.Request) -> str | None:
 
 async def link_start(request: web.Request) -> web.StreamResponse:
     flow = request.app[LINK_FLOW_KEY]
-    return _answer(flow, flow.start(request.query.get("state", ""), _cookie(request)))
+    return _answer(flow, await _guarded(lambda: flow.start(request.query.get("state", ""), _cookie(request))))
 
 
 async def discord_callback(request: web.Request) -> web.StreamResponse:

@@ -110,14 +110,16 @@ async def test_with_two_servers_and_no_list_neither_acts_until_the_creator_lists
         text = await admin(world, ["link-user"], {"member": EVE, "patreon_user_id": "p-alice"}, EVE, OTHER)
         assert "can't tell which are the creator's" in text
         assert await world.store.get_link_by_patreon("p-alice") is None
-        status, _ = await world.link(SEED.alice)  # her link is stored, but no server acts, so no role yet
-        assert status == 200
-        assert SEED.gold_role not in world.roles_of(SEED.alice)
+        link = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["link"])
+        await link.wait_response(timeout=5)
+        assert "doesn't use the bot for Patreon roles" in (link.content or ""), "no server acts, so no link starts"
+        assert link.link_buttons() == []
 
         await world.stop_bot()
         world.extra_environment["ALLOWED_GUILD_IDS"] = str(SEED.guild_id)
-        await world.start_bot()  # the start-up refresh puts Alice's roles right
-        assert SEED.gold_role in world.roles_of(SEED.alice)
+        await world.start_bot()
+        status, _ = await world.link(SEED.alice)
+        assert status == 200 and SEED.gold_role in world.roles_of(SEED.alice)
         assert first_line(await admin(world, ["check"])) == "✅ This server acts for the Patreon campaign."
     finally:
         await world.close()
