@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import errors
-from .models import FakeChannel, FakeMember, FakeRole, now_iso
+from .models import FakeChannel, FakeMember, FakeRole, PermissionOverwrite, now_iso
 from .permissions import (
     ADMINISTRATOR,
     ALL_PERMISSIONS,
@@ -19,6 +19,7 @@ from .permissions import (
     EVERYONE_DEFAULT,
     MANAGE_NICKNAMES,
     MANAGE_ROLES,
+    apply_overwrites,
 )
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -171,6 +172,21 @@ class FakeGuild:
         self._emit("CHANNEL_CREATE", channel.to_payload())
         return channel
 
+    def set_channel_overwrite(self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0) -> FakeChannel:
+        """Set (or, with both 0, remove) a channel's overwrite for a role or member, as an admin would; the target's
+        kind follows from the id (a role id, else a member). Dispatches CHANNEL_UPDATE, so the bot's cache follows.
+        """
+        channel = self.channels[channel_id]
+        if target_id not in self.roles and target_id not in self.members:
+            raise ValueError(f"{target_id} is neither a role nor a member of guild {self.id}")
+        if allow or deny:
+            kind = 0 if target_id in self.roles else 1
+            channel.overwrites[target_id] = PermissionOverwrite(target_id, kind, allow, deny)
+        else:
+            channel.overwrites.pop(target_id, None)
+        self._emit("CHANNEL_UPDATE", channel.to_payload())
+        return channel
+
     # ---- lookups -------------------------------------------------------------------------------
 
     def member(self, user_id: int) -> FakeMember:
@@ -205,6 +221,17 @@ class FakeGuild:
         for role_id in member.role_ids & self.roles.keys():
             bits |= self.roles[role_id].permissions
         return ALL_PERMISSIONS if bits & ADMINISTRATOR else bits
+
+    def channel_permissions_of(self, user_id: int, channel_id: int) -> int:
+        """Permissions in one channel: the guild-level ones with the channel's overwrites applied (permissions.py)."""
+        base = self.permissions_of(user_id)
+        if user_id == self.owner_id:
+            return base
+        channel = self.channels[channel_id]
+        member = self.member(user_id)
+        pairs = {o.id: (o.allow, o.deny) for o in channel.overwrites.values()}
+        roles = [pairs[r] for r in sorted(member.role_ids) if r in pairs and r != self.id]
+        return apply_overwrites(base, everyone=pairs.get(self.id), roles=roles, member=pairs.get(user_id))
 
     def top_rank(self, user_id: int) -> tuple[int, int]:
         """Rank of the member's highest role (@everyone if none)."""

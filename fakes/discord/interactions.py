@@ -7,10 +7,12 @@ options typed from the synced schema, and then read back every callback, edit an
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .components import MAX_CUSTOM_ID, MAX_ROWS, FormErrors
 from .guild import FakeGuild
 from .models import FakeChannel, FakeMember, FakeRole
 
@@ -20,12 +22,26 @@ STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER = 3, 4, 5, 6,
 EPHEMERAL = 64
 LOADING = 128
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
+MAX_MODAL_TITLE = 45
+
+ALLOWED_CALLBACKS: dict[int, frozenset[int]] = {
+    APPLICATION_COMMAND: frozenset({4, 5, 9}),
+    MESSAGE_COMPONENT: frozenset({4, 5, 6, 7, 9}),
+    AUTOCOMPLETE: frozenset({8}),
+    MODAL_SUBMIT: frozenset({4, 5, 6, 7}),
+}
+"""Callback types Discord accepts per interaction type (receiving-and-responding.mdx, "Interaction Callback Type":
+6 and 7 only for component-based interactions, 8 only for autocomplete, 9 not for a modal submit). Launching an
+Activity (12) and the deprecated premium answer (10) are not modelled."""
 
 
 class InteractionRecord:
     """One interaction sent to the bot and everything the bot answered to it, in order."""
 
-    def __init__(self, interaction_id: int, token: str, payload: dict[str, Any]) -> None:
+    def __init__(
+        self, interaction_id: int, token: str, payload: dict[str, Any], *, clicked: dict[str, Any] | None = None
+    ) -> None:
         self.id = interaction_id
         self.token = token
         self.payload = payload
@@ -36,7 +52,10 @@ class InteractionRecord:
         self.callback_type: int | None = None
         self.original: dict[str, Any] | None = None
         self.followups: dict[int, dict[str, Any]] = {}
+        #: The modal the bot opened (callback type 9), if any.
+        self.modal: dict[str, Any] | None = None
         self._latest: dict[str, Any] | None = None
+        self._clicked = clicked
         self._changed = asyncio.Event()
 
     def record(self, kind: str, body: dict[str, Any], message: dict[str, Any] | None) -> None:
@@ -46,6 +65,15 @@ class InteractionRecord:
         if message is not None:
             self._latest = message
         self._changed.set()
+
+    def age_by(self, seconds: float) -> None:
+        """Make the interaction `seconds` older, to reach the 3-second and 15-minute limits without waiting."""
+        self.created_at -= seconds
+
+    @property
+    def clicked_message(self) -> dict[str, Any] | None:
+        """For a component interaction, the stored message the button was on (what type 6/7 answers edit)."""
+        return self._clicked
 
     def forget(self, message: dict[str, Any]) -> None:
         """A deleted message is no longer the latest one."""
@@ -252,8 +280,57 @@ def build_interaction_payload(
         data["resolved"] = resolved
     if "guild_id" in command:
         data["guild_id"] = command["guild_id"]
+    return _envelope(interaction_id, token, interaction_type, application_id, guild, member, channel, data, locale)
+
+
+def build_component_payload(
+    *,
+    interaction_id: int,
+    token: str,
+    application_id: int,
+    guild: FakeGuild,
+    member: FakeMember,
+    channel: dict[str, Any],
+    message: dict[str, Any],
+    component: dict[str, Any],
+    locale: str,
+) -> dict[str, Any]:
+    """INTERACTION_CREATE for a click (type 3): `data` names the component, `message` is the message it is on.
+
+    Source: receiving-and-responding.mdx ("Message Component Data Structure": custom_id, component_type; `message`
+    "for components ... the message they were attached to"); discord.py 2.7's state.parse_interaction_create reads
+    data.custom_id and data.component_type and builds Interaction.message from `message`.
+    """
+    data: dict[str, Any] = {"custom_id": component["custom_id"], "component_type": component["type"]}
+    if component["type"] != 2:
+        data["values"] = []
+    payload = _envelope(interaction_id, token, MESSAGE_COMPONENT, application_id, guild, member, channel, data, locale)
+    payload["message"] = copy.deepcopy(message)
+    return payload
+
+
+def permissions_in(guild: FakeGuild, user_id: int, channel: dict[str, Any]) -> int:
+    """A user's permissions where the interaction happened: the channel's when the fake knows it (overwrites)."""
+    channel_id = int(channel["id"])
+    if channel_id in guild.channels:
+        return guild.channel_permissions_of(user_id, channel_id)
+    return guild.permissions_of(user_id)
+
+
+def _envelope(
+    interaction_id: int,
+    token: str,
+    interaction_type: int,
+    application_id: int,
+    guild: FakeGuild,
+    member: FakeMember,
+    channel: dict[str, Any],
+    data: dict[str, Any],
+    locale: str,
+) -> dict[str, Any]:
+    """The fields every guild interaction carries; `member.permissions` and `app_permissions` are channel-level."""
     member_payload = member.to_payload()
-    member_payload["permissions"] = str(guild.permissions_of(member.user_id))
+    member_payload["permissions"] = str(permissions_in(guild, member.user_id, channel))
     return {
         "id": str(interaction_id),
         "application_id": str(application_id),
@@ -266,7 +343,7 @@ def build_interaction_payload(
         "member": member_payload,
         "token": token,
         "version": 1,
-        "app_permissions": str(guild.permissions_of(guild.bot_user_id)),
+        "app_permissions": str(permissions_in(guild, guild.bot_user_id, channel)),
         "locale": locale,
         "guild_locale": "en-US",
         "entitlements": [],
@@ -275,3 +352,32 @@ def build_interaction_payload(
         "context": 0,
         "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
     }
+
+
+def check_callback(record: InteractionRecord, callback_type: int, data: dict[str, Any]) -> None:
+    """Refuse a callback type the interaction's kind doesn't take, and a malformed modal, with 400 50035.
+
+    Discord documents which types go with which interaction but not the refusal's inner code; the fake puts its own
+    `INTERACTION_CALLBACK_TYPE_INVALID` under `type`. Modal limits: custom_id at most 100 characters, title at most
+    45, 1 to 5 rows (receiving-and-responding.mdx, "Modal").
+    """
+    found = FormErrors()
+    if callback_type not in ALLOWED_CALLBACKS.get(record.type, frozenset()):
+        found.add(
+            ["type"],
+            "INTERACTION_CALLBACK_TYPE_INVALID",
+            f"Callback type {callback_type} is not valid for interaction type {record.type}",
+        )
+    elif callback_type == 9:
+        custom_id, title, rows = data.get("custom_id"), data.get("title"), data.get("components")
+        if not isinstance(custom_id, str) or not custom_id:
+            found.add(["data", "custom_id"], "BASE_TYPE_REQUIRED", "This field is required")
+        elif len(custom_id) > MAX_CUSTOM_ID:
+            found.add(["data", "custom_id"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CUSTOM_ID} or fewer in length.")
+        if not isinstance(title, str) or not title:
+            found.add(["data", "title"], "BASE_TYPE_REQUIRED", "This field is required")
+        elif len(title) > MAX_MODAL_TITLE:
+            found.add(["data", "title"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_MODAL_TITLE} or fewer in length.")
+        if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_ROWS:
+            found.add(["data", "components"], "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {MAX_ROWS} in length.")
+    found.raise_if_any()

@@ -7,9 +7,11 @@ Why here: discord.py indexes many payload keys directly (member `flags`, role `n
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from .components import stored_components
 
 
 def now_iso() -> str:
@@ -203,6 +205,20 @@ class FakeMember:
 
 
 @dataclass
+class PermissionOverwrite:
+    """One channel permission overwrite: `type` 0 is a role (or @everyone, whose id is the guild's), 1 a member."""
+
+    id: int
+    type: int
+    allow: int = 0
+    deny: int = 0
+
+    def to_payload(self) -> dict[str, Any]:
+        """The overwrite object as in a channel's `permission_overwrites` (bit sets as strings)."""
+        return {"id": str(self.id), "type": self.type, "allow": str(self.allow), "deny": str(self.deny)}
+
+
+@dataclass
 class FakeChannel:
     """A guild text channel (type 0); the bot posts logs and notices into these."""
 
@@ -213,6 +229,7 @@ class FakeChannel:
     topic: str | None = None
     type: int = 0
     last_message_id: int | None = None
+    overwrites: dict[int, PermissionOverwrite] = field(default_factory=dict)
 
     def to_payload(self) -> dict[str, Any]:
         """The channel object as in GUILD_CREATE and interaction `channel`."""
@@ -222,7 +239,7 @@ class FakeChannel:
             "guild_id": str(self.guild_id),
             "name": self.name,
             "position": self.position,
-            "permission_overwrites": [],
+            "permission_overwrites": [o.to_payload() for o in self.overwrites.values()],
             "topic": self.topic,
             "nsfw": False,
             "last_message_id": None if self.last_message_id is None else str(self.last_message_id),
@@ -260,7 +277,7 @@ def build_message(
         "mention_roles": [],
         "attachments": [],
         "embeds": body.get("embeds") or [],
-        "components": body.get("components") or [],
+        "components": stored_components(body.get("components")),
         "pinned": False,
         "type": message_type,
         "flags": int(body.get("flags") or 0),
@@ -277,7 +294,7 @@ def apply_message_edit(message: dict[str, Any], body: dict[str, Any]) -> None:
     """Merge an edit body into a stored message; the ephemeral bit (64) survives, loading (128) ends."""
     for key in MESSAGE_KEYS:
         if key in body and body[key] is not None:
-            message[key] = body[key]
+            message[key] = stored_components(body[key]) if key == "components" else body[key]
     if "flags" in body and body["flags"] is not None:
         message["flags"] = (message["flags"] & 64) | (int(body["flags"]) & ~(64 | 128))
     else:

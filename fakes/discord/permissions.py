@@ -57,3 +57,44 @@ EVENT_INTENTS: dict[str, int] = {
     "MESSAGE_DELETE": INTENT_GUILD_MESSAGES,
 }
 """Which intent a dispatch needs; events not listed (READY, INTERACTION_CREATE, ...) always go out."""
+
+MANAGE_MESSAGES = 1 << 13
+ATTACH_FILES = 1 << 15
+MENTION_EVERYONE = 1 << 17
+SEND_TTS_MESSAGES = 1 << 12
+
+_NEEDS_SEND = MENTION_EVERYONE | SEND_TTS_MESSAGES | ATTACH_FILES | EMBED_LINKS
+"""Bits Discord treats as denied in a channel where Send Messages is denied (its "implicit permissions")."""
+
+
+def apply_overwrites(
+    base: int,
+    *,
+    everyone: tuple[int, int] | None,
+    roles: list[tuple[int, int]],
+    member: tuple[int, int] | None,
+) -> int:
+    """A member's permissions in one channel from their guild-level `base` and the channel's (allow, deny) pairs.
+
+    Discord's order (docs/topics/Permissions.md in discord/discord-api-docs, "Permission Overwrites"): Administrator
+    short-circuits to everything; then the @everyone overwrite (deny, then allow); then every role overwrite of the
+    member at once (all denies, then all allows); then the member's own overwrite. Last, the implicit rules: without
+    View Channel nothing else applies, and without Send Messages the bits that ride on sending go too.
+    """
+    if base & ADMINISTRATOR:
+        return ALL_PERMISSIONS
+    bits = base
+    if everyone is not None:
+        bits = (bits & ~everyone[1]) | everyone[0]
+    role_allow = role_deny = 0
+    for allow, deny in roles:
+        role_allow |= allow
+        role_deny |= deny
+    bits = (bits & ~role_deny) | role_allow
+    if member is not None:
+        bits = (bits & ~member[1]) | member[0]
+    if not bits & VIEW_CHANNEL:
+        return 0
+    if not bits & SEND_MESSAGES:
+        bits &= ~_NEEDS_SEND
+    return bits

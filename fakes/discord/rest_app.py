@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import errors
-from .interactions import LOADING, InteractionRecord
+from .components import validate_components
+from .interactions import LOADING, InteractionRecord, check_callback
 from .models import apply_message_edit, build_message
 from .transport import REQUEST_BODY, json_response, no_content
 
@@ -146,20 +147,34 @@ class AppRoutes:
         body: dict[str, Any] = request[REQUEST_BODY] or {}
         callback_type = int(body.get("type", 0))
         data: dict[str, Any] = body.get("data") or {}
+        check_callback(record, callback_type, data)
+        if callback_type in (4, 7):
+            validate_components(data.get("components"), ("data",))
         message: dict[str, Any] | None = None
         if callback_type in MESSAGE_CALLBACKS:
             message = self._new_message(record, data if callback_type == 4 else {"flags": data.get("flags", 0)})
             if callback_type == 5:
                 message["flags"] |= LOADING
             record.original = message
-        elif callback_type == 7 and record.original is not None:
-            apply_message_edit(record.original, data)
-            message = record.original
+        elif callback_type in (6, 7) and record.clicked_message is not None:
+            # A component's answer "updates" the message it is on: @original is that message from now on.
+            record.original = message = record.clicked_message
+            if callback_type == 7:
+                self._apply_edit(record.original, data)
+        elif callback_type == 9:
+            record.modal = data
         record.callback_type = callback_type
         record.record("callback", body, message)
         if request.query.get("with_response") not in ("1", "true", "True"):
             return no_content()
-        return json_response(self._callback_response(record, callback_type, message))
+        return json_response(self._callback_response(record, callback_type, None if callback_type == 6 else message))
+
+    def _apply_edit(self, message: dict[str, Any], body: dict[str, Any]) -> None:
+        """Edit a stored message; a channel message's edit reaches the bot as MESSAGE_UPDATE, as on Discord."""
+        apply_message_edit(message, body)
+        channel_id = int(message["channel_id"])
+        if any(m is message for m in self.fake.channel_messages.get(channel_id, [])):
+            self.fake.dispatch("MESSAGE_UPDATE", dict(message))
 
     def _callback_response(
         self, record: InteractionRecord, callback_type: int, message: dict[str, Any] | None
@@ -192,6 +207,7 @@ class AppRoutes:
         if record.callback_type is None:
             raise errors.unknown_webhook()
         body: dict[str, Any] = request[REQUEST_BODY] or {}
+        validate_components(body.get("components"))
         message = self._new_message(record, body)
         record.followups[int(message["id"])] = message
         record.record("followup", body, message)
@@ -219,7 +235,8 @@ class AppRoutes:
         message_id = request.match_info["message_id"]
         message = self._stored_message(record, message_id)
         body: dict[str, Any] = request[REQUEST_BODY] or {}
-        apply_message_edit(message, body)
+        validate_components(body.get("components"))
+        self._apply_edit(message, body)
         record.record("edit_original" if message_id == "@original" else "edit_followup", body, message)
         return json_response(message)
 

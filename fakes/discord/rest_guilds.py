@@ -1,4 +1,4 @@
-"""REST routes for guilds, roles, members and channel messages.
+"""REST routes for guilds, roles, members and channels (channel messages: rest_messages.py).
 
 Why: these are the calls the bot makes to read membership and to add or remove roles; each one
 applies Discord's rules through FakeGuild and answers with Discord's payloads and error codes.
@@ -12,8 +12,6 @@ from aiohttp import web
 
 from . import errors
 from .guild import FakeGuild
-from .models import build_message
-from .permissions import SEND_MESSAGES, VIEW_CHANNEL
 from .transport import REQUEST_BODY, json_response, no_content
 
 if TYPE_CHECKING:
@@ -47,7 +45,6 @@ class GuildRoutes:
         app.router.add_put(member + "/roles/{role_id}", self.add_role)
         app.router.add_delete(member + "/roles/{role_id}", self.remove_role)
         app.router.add_get(prefix + "/channels/{channel_id}", self.get_channel)
-        app.router.add_post(prefix + "/channels/{channel_id}/messages", self.send_message)
 
     def _guild(self, request: web.Request) -> FakeGuild:
         guild = self.fake.guilds.get(_snowflake(request, "guild_id"))
@@ -123,20 +120,3 @@ class GuildRoutes:
         """GET /channels/{c}."""
         guild, channel_id = self.fake.find_channel(_snowflake(request, "channel_id"))
         return json_response(guild.channels[channel_id].to_payload())
-
-    async def send_message(self, request: web.Request) -> web.Response:
-        """POST /channels/{c}/messages: needs View Channel + Send Messages; also dispatches MESSAGE_CREATE."""
-        guild, channel_id = self.fake.find_channel(_snowflake(request, "channel_id"))
-        perms = guild.permissions_of(guild.bot_user_id)
-        if not perms & VIEW_CHANNEL:
-            raise errors.missing_access()
-        if not perms & SEND_MESSAGES:
-            raise errors.missing_permissions()
-        body: dict[str, Any] = request[REQUEST_BODY] or {}
-        if not any(body.get(key) for key in ("content", "embeds", "components", "sticker_ids", "poll")):
-            raise errors.DiscordAPIError(400, 50006, "Cannot send an empty message")
-        message = build_message(self.fake.ids.next(), channel_id, guild.id, self.fake.bot_user_payload(), body)
-        guild.channels[channel_id].last_message_id = int(message["id"])
-        self.fake.channel_messages.setdefault(channel_id, []).append(message)
-        self.fake.dispatch("MESSAGE_CREATE", {**message, "member": guild.bot_member.to_payload(with_user=False)})
-        return json_response(message)

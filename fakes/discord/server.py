@@ -15,13 +15,16 @@ from typing import Any
 from aiohttp import web
 
 from . import errors
+from .clicks import click_payload
 from .commands import CommandRegistry
 from .gateway import GatewayHub
 from .guild import FakeGuild
 from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
+from .models import build_message
 from .oauth import DiscordOAuth
 from .rest_app import AppRoutes
 from .rest_guilds import GuildRoutes
+from .rest_messages import MessageRoutes
 from .snowflake import SnowflakeFactory
 from .transport import API_PREFIX, HoldRule, RecordedCall, RestGate, failure_rule, rate_limited_rule
 
@@ -72,6 +75,7 @@ class FakeDiscord:
         self.oauth.add_routes(app)
         AppRoutes(self).register(app, API_PREFIX)
         GuildRoutes(self).register(app, API_PREFIX)
+        MessageRoutes(self).register(app, API_PREFIX)
         app.router.add_get("/gateway", self._gateway.handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -205,6 +209,25 @@ class FakeDiscord:
         """Messages the bot posted to a channel via POST /channels/{c}/messages."""
         return list(self.channel_messages.get(channel_id, []))
 
+    def post_as_user(self, channel_id: int, user_id: int, content: str) -> dict[str, Any]:
+        """A member writes in a channel (dispatches MESSAGE_CREATE); e.g. a message the bot may not edit."""
+        guild, _ = self.find_channel(channel_id)
+        member = guild.member(user_id)
+        body = {"content": content}
+        message = build_message(self.ids.next(), channel_id, guild.id, member.user_payload(), body)
+        self.channel_messages.setdefault(channel_id, []).append(message)
+        self.dispatch("MESSAGE_CREATE", {**message, "member": member.to_payload(with_user=False)})
+        return message
+
+    def remove_channel_message(self, channel_id: int, message_id: int) -> None:
+        """Delete a channel message, as a moderator would (dispatches MESSAGE_DELETE); unknown ids are ignored."""
+        guild, _ = self.find_channel(channel_id)
+        kept = [m for m in self.channel_messages.get(channel_id, []) if m["id"] != str(message_id)]
+        if len(kept) != len(self.channel_messages.get(channel_id, [])):
+            self.channel_messages[channel_id] = kept
+            deleted = {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(guild.id)}
+            self.dispatch("MESSAGE_DELETE", deleted)
+
     def registered_commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
         """Commands synced globally (None) or to one guild."""
         return self.commands.list(guild_id)
@@ -319,10 +342,42 @@ class FakeDiscord:
             resolved=builder.resolved,
             locale=locale,
         )
-        record = InteractionRecord(interaction_id, token, payload)
+        return self._deliver(InteractionRecord(interaction_id, token, payload))
+
+    async def click_button(
+        self,
+        guild_id: int,
+        user_id: int,
+        channel_id: int,
+        message_id: int,
+        custom_id: str,
+        *,
+        locale: str = "en-US",
+    ) -> InteractionRecord:
+        """`user_id` clicks the component `custom_id` on a message: INTERACTION_CREATE of type 3 with the message,
+        the member (roles, channel permissions) and app_permissions. A click no Discord client can make (a button
+        not on that message, another server's channel, someone else's ephemeral message, ...) raises instead: see
+        fakes/discord/clicks.py.
+        """
+        interaction_id = self.ids.next()
+        token = f"aW50ZXJhY3Rpb246{interaction_id}:{secrets.token_urlsafe(24)}"
+        payload, clicked = click_payload(
+            self,
+            self.guild(guild_id),
+            user_id,
+            channel_id,
+            message_id,
+            custom_id,
+            interaction_id=interaction_id,
+            token=token,
+            locale=locale,
+        )
+        return self._deliver(InteractionRecord(interaction_id, token, payload, clicked=clicked))
+
+    def _deliver(self, record: InteractionRecord) -> InteractionRecord:
         self.interactions.append(record)
-        self.interactions_by_token[token] = record
-        self._gateway.dispatch_interaction(payload)
+        self.interactions_by_token[record.token] = record
+        self._gateway.dispatch_interaction(record.payload)
         return record
 
     def _interaction_channel(self, guild: FakeGuild, channel_id: int | None) -> dict[str, Any]:
