@@ -20,7 +20,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from fakes.discord import FakeDiscord, InteractionRecord
-from fakes.discord.permissions import VIEW_CHANNEL
+from fakes.discord.permissions import SEND_MESSAGES, VIEW_CHANNEL
 from tests.e2e.polling import wait_for
 
 TOKEN = "fake-bot-token"
@@ -238,6 +238,36 @@ async def test_the_same_panel_in_another_server_acts_there_for_the_clicker(fake,
     await record.wait_response()
     assert seen.clicks == [("sender", "link", ALICE, OTHER_GUILD, other_panel.id)]
     assert record.payload["guild_id"] == str(OTHER_GUILD)
+
+
+async def test_channel_overwrites_reach_discord_py_and_the_click_payload(fake, bot, seen) -> None:
+    panel = await post_panel(bot, seen)
+    guild = fake.guild(GUILD)
+    guild.set_channel_overwrite(PANEL, guild.bot_role_id, deny=SEND_MESSAGES)
+    guild.set_channel_overwrite(PANEL, BOB, deny=SEND_MESSAGES)
+    cached = bot.client.get_guild(GUILD)
+    assert cached is not None
+    channel = cached.get_channel(PANEL)
+    assert isinstance(channel, discord.TextChannel)
+    await wait_for(lambda: not channel.permissions_for(cached.me).send_messages)  # the bot can check first
+    with pytest.raises(discord.Forbidden) as refused:
+        await channel.send("Panel")
+    assert refused.value.code == 50013 and len(fake.messages(PANEL)) == 1
+    record = await fake.click_button(GUILD, BOB, PANEL, panel.id, "panel:link")
+    member_perms, app_perms = int(record.payload["member"]["permissions"]), int(record.payload["app_permissions"])
+    assert member_perms & VIEW_CHANNEL and not member_perms & SEND_MESSAGES
+    assert app_perms & VIEW_CHANNEL and not app_perms & SEND_MESSAGES
+    await record.wait_response()  # an interaction answer needs no Send Messages
+
+
+async def test_a_click_s_token_answers_only_its_own_interaction(fake, bot, seen) -> None:
+    silent = await send_silent(bot, discord.ui.Button(label="Nothing", custom_id="raw:noop"))
+    first = await fake.click_button(GUILD, ALICE, PANEL, silent.id, "raw:noop")
+    second = await fake.click_button(GUILD, BOB, PANEL, silent.id, "raw:noop")
+    forged = InteractionRecord(second.id, first.token, first.payload)  # Alice's token, Bob's interaction id
+    status, body = await raw_callback(fake, forged, {"type": 4, "data": {"content": "as Bob"}})
+    assert (status, body["code"]) == (404, 10062)
+    assert first.responses == [] and second.responses == []
 
 
 # -- the answer types --------------------------------------------------------------------------------------
