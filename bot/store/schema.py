@@ -120,4 +120,16 @@ MIGRATIONS: tuple[str, ...] = (
         gone_at TEXT NOT NULL
     );
     """,
+    # 5: servers set up before the `enabled` switch existed were all managed; keep them so after the upgrade by
+    # turning it on for every server the database knows (mappings or settings), as a settings row of its own when
+    # it had only mappings ('{}' decodes to the defaults). A value already there (an admin's explicit choice) stays.
+    # Taking part still needs the server to be the creator's (ALLOWED_GUILD_IDS or the one-server rule). A fresh
+    # database has no rows yet, so it turns nothing on.
+    """
+    INSERT INTO guild_settings (guild_id, settings, updated_at)
+        SELECT DISTINCT guild_id, '{}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM tier_roles
+        WHERE guild_id NOT IN (SELECT guild_id FROM guild_settings);
+    UPDATE guild_settings SET settings = json_set(settings, '$.enabled', json('true'))
+        WHERE CASE WHEN json_valid(settings) THEN json_type(settings, '$.enabled') IS NULL ELSE 0 END;
+    """,
 )
