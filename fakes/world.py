@@ -297,6 +297,15 @@ class FakeWorld:
         for method, path in (("PATCH", rf"/members/{user_id}$"), ("PUT", rf"/members/{user_id}/roles/\d+$")):
             self.discord.fail_next(method, path, status=status, count=count, code=code, message=message)
 
+    def hold_member_updates(self, user_id: int) -> None:
+        """Discord's gateway lags: this member's GUILD_MEMBER_UPDATE events wait, so the bot's cache keeps showing
+        their old roles after its own role calls succeed, until `release_member_updates`."""
+        self.discord._gateway.hold_member_updates(SEED.guild_id, user_id)  # FakeDiscord has no public door yet
+
+    def release_member_updates(self) -> int:
+        """Send the held member updates in order; returns how many there were."""
+        return self.discord._gateway.release_member_updates()
+
     async def send_webhook(self, trigger: str, patreon_user_id: str, **options: object) -> tuple[int, str]:
         """Fake Patreon delivers `trigger` for this user's membership to the bot, signed with the secret."""
         return await self.patreon.send_webhook(trigger, patreon_user_id, **options)  # type: ignore[arg-type]

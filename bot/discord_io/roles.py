@@ -7,17 +7,89 @@ invalid-request limit: a role the bot may not manage is reported, never sent.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import discord
 
-from bot.sync.reconcile import RoleChangeError
+from bot.sync.reconcile import GRANT_SETTLE_TIME, RoleChangeError
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RoleWrite:
+    """One successful PUT (`present`) or DELETE of a member's role, at a monotonic time."""
+
+    present: bool
+    at: float
+    #: False when it reversed a write of ours still unconfirmed: the cache then agrees with it by coincidence
+    #: (it still shows the state before both), so only the time bound ends it.
+    confirmable: bool = True
+
+
+class UnconfirmedRoleWrites:
+    """The role writes this bot made that discord.py's member cache may not show yet.
+
+    Why: `add_roles`/`remove_roles` (atomic) change nothing in discord.py's cache; it learns of them only from
+    Discord's GUILD_MEMBER_UPDATE, which can lag by seconds or more (Rapptz/discord.py#8269). A job planned in
+    that gap from the cache alone would skip the removal of a role just given (or the re-grant of a role just
+    taken) and nothing would fix it until the next refresh. So the adapter's view of a member is the cache with
+    these writes laid over it. A write ends when the cache agrees with it (the event arrived) or after
+    `settle_seconds` (then the cache is believed: someone may have changed the role since).
+    """
+
+    def __init__(self, settle_seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settle_seconds = settle_seconds
+        self._monotonic = monotonic
+        self._writes: dict[tuple[int, int], dict[int, RoleWrite]] = {}
+        self._next_prune = monotonic() + settle_seconds
+
+    def record(self, guild_id: int, user_id: int, role_id: int, present: bool, cached: frozenset[int]) -> None:
+        """Remember a write Discord accepted; `cached` is what discord.py's cache shows for the member now."""
+        self._prune()
+        writes = self._writes.setdefault((guild_id, user_id), {})
+        self._settle(writes, cached, self._monotonic())
+        writes[role_id] = RoleWrite(present, self._monotonic(), confirmable=role_id not in writes)
+
+    def overlay(self, guild_id: int, user_id: int, cached: frozenset[int]) -> frozenset[int]:
+        """The member's roles: `cached` with the writes the cache doesn't show yet applied."""
+        writes = self._writes.get((guild_id, user_id))
+        if not writes:
+            return cached
+        self._settle(writes, cached, self._monotonic())
+        if not writes:
+            del self._writes[(guild_id, user_id)]
+        added = {role for role, write in writes.items() if write.present}
+        return frozenset((cached - writes.keys()) | added)
+
+    def forget_member(self, guild_id: int, user_id: int) -> None:
+        """Drop a member's writes: Discord itself was just asked for their roles, so nothing is pending."""
+        self._writes.pop((guild_id, user_id), None)
+
+    def _settle(self, writes: dict[int, RoleWrite], cached: frozenset[int], now: float) -> None:
+        for role_id, write in list(writes.items()):
+            echoed = write.confirmable and (role_id in cached) == write.present
+            if echoed or now - write.at > self.settle_seconds:
+                del writes[role_id]
+
+    def _prune(self) -> None:
+        """Now and then, forget members nobody read again once all their writes are past the bound."""
+        now = self._monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune, cutoff = now + self.settle_seconds, now - self.settle_seconds
+        for key, writes in list(self._writes.items()):
+            if all(write.at < cutoff for write in writes.values()):
+                del self._writes[key]
+
+
 class DiscordRoleGateway:
-    def __init__(self, client: discord.Client) -> None:
+    def __init__(self, client: discord.Client, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
+        #: Our own role writes the cache hasn't confirmed; every read of a member's roles goes through it.
+        self.pending_writes = UnconfirmedRoleWrites(GRANT_SETTLE_TIME.total_seconds(), monotonic)
 
     def guild_ids(self) -> list[int]:
         return [guild.id for guild in self.client.guilds]
@@ -26,14 +98,14 @@ class DiscordRoleGateway:
         member = await self._member(guild_id, user_id)
         if member is None:
             return None
-        return frozenset(role.id for role in member.roles if not role.is_default())
+        return self.pending_writes.overlay(guild_id, user_id, _role_ids(member))
 
     def cached_member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None:
         guild = self.client.get_guild(guild_id)
         member = guild.get_member(user_id) if guild is not None else None
         if member is None:
             return None
-        return frozenset(role.id for role in member.roles if not role.is_default())
+        return self.pending_writes.overlay(guild_id, user_id, _role_ids(member))
 
     def knows_all_members(self, guild_id: int) -> bool:
         guild = self.client.get_guild(guild_id)
@@ -78,8 +150,10 @@ class DiscordRoleGateway:
             for role_id in sorted(add):
                 await member.add_roles(discord.Object(role_id), reason=reason, atomic=True)
                 applied.add(role_id)
+                self._wrote(guild, user_id, role_id, present=True)
             for role_id in sorted(remove):
                 await member.remove_roles(discord.Object(role_id), reason=reason, atomic=True)
+                self._wrote(guild, user_id, role_id, present=False)
         except discord.Forbidden as error:
             detail = error.text or "missing permissions"
             raise RoleChangeError(
@@ -121,11 +195,22 @@ class DiscordRoleGateway:
         if member is not None:
             return member
         try:
-            return await guild.fetch_member(user_id)
+            fetched = await guild.fetch_member(user_id)
         except discord.NotFound:
+            self.pending_writes.forget_member(guild_id, user_id)
             return None
         except discord.HTTPException as error:
             raise RoleChangeError(f"Discord failed to look the member up ({error.status})", permanent=False) from error
+        self.pending_writes.forget_member(guild_id, user_id)  # read from Discord just now: nothing is pending
+        return fetched
+
+    def _wrote(self, guild: discord.Guild, user_id: int, role_id: int, *, present: bool) -> None:
+        cached = guild.get_member(user_id)
+        self.pending_writes.record(guild.id, user_id, role_id, present, _role_ids(cached) if cached else frozenset())
+
+
+def _role_ids(member: discord.Member) -> frozenset[int]:
+    return frozenset(role.id for role in member.roles if not role.is_default())
 
 
 def role_refusal(guild: discord.Guild, role: discord.Role | None) -> str | None:

@@ -108,6 +108,9 @@ class GatewayHub:
         self.identify_count = 0
         self.resume_count = 0
         self._ready_changed = asyncio.Event()
+        #: Members whose GUILD_MEMBER_UPDATE events are being held back, and the held events in order.
+        self._held_members: set[tuple[str, str]] = set()
+        self._held_updates: list[dict[str, Any]] = []
 
     # ---- fan-out -------------------------------------------------------------------------------
 
@@ -116,7 +119,37 @@ class GatewayHub:
         return [s for s in self.sessions.values() if not s.ended]
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send an event to every live session whose intents ask for it."""
+        """Send an event to every live session whose intents ask for it (a held member's updates wait)."""
+        if event == "GUILD_MEMBER_UPDATE" and _member_key(data) in self._held_members:
+            self._held_updates.append(data)
+            return
+        self._fan_out(event, data)
+
+    def hold_member_updates(self, guild_id: int, user_id: int) -> None:
+        """Hold back this member's GUILD_MEMBER_UPDATE events until `release_member_updates`.
+
+        Why: the REST answer to a role PUT/DELETE comes before the gateway event that tells the bot's cache,
+        and on real Discord that event can lag by seconds or minutes (Rapptz/discord.py#8269: "many minute long
+        delays" before `Member.roles` shows a role the bot gave). discord.py's `add_roles`/`remove_roles`
+        (atomic) change nothing in the cache themselves, so meanwhile the bot's cache shows the old roles.
+        Each held event keeps the member's state at the time of the change, as Discord's would.
+        """
+        self._held_members.add((str(guild_id), str(user_id)))
+
+    def release_member_updates(self) -> int:
+        """Stop holding and send every held event in the order the changes happened; returns how many."""
+        held, self._held_updates = self._held_updates, []
+        self._held_members.clear()
+        for data in held:
+            self._fan_out("GUILD_MEMBER_UPDATE", data)
+        return len(held)
+
+    @property
+    def held_member_updates(self) -> int:
+        """How many GUILD_MEMBER_UPDATE events are waiting (a test's signal that a change happened)."""
+        return len(self._held_updates)
+
+    def _fan_out(self, event: str, data: dict[str, Any]) -> None:
         for session in self.live_sessions():
             if session.wants(event):
                 session.dispatch(event, data)
@@ -296,3 +329,8 @@ class GatewayHub:
             if data.get("presences"):
                 payload["presences"] = []
             session.dispatch("GUILD_MEMBERS_CHUNK", payload)
+
+
+def _member_key(data: dict[str, Any]) -> tuple[str, str]:
+    """(guild id, user id) of a member payload, as the strings Discord sends."""
+    return str(data.get("guild_id")), str((data.get("user") or {}).get("id"))
