@@ -229,6 +229,8 @@ class ReconcileService:
 
         discord.py's member cache learns of our own role change only when Discord's gateway event arrives,
         so a grant made moments ago can look missing; forgetting it would leave a role nobody takes back.
+        The Discord adapter already shows its own unconfirmed writes (bot/discord_io/roles.py); this still
+        guards what that can't see: a write whose answer was lost, another gateway, a restart.
         """
         if not vanished:
             return set()
