@@ -181,7 +181,7 @@ class LinkingService:
             )
             try:
                 if link.linked_in_guild_id is not None:
-                    await self.reconcile.log_event(
+                    await self._tell(
                         link.linked_in_guild_id,
                         f"<@{discord_user_id}> signed in to Patreon as {user.full_name or user.id} themselves, which "
                         f"replaced the link by hand of <@{link.discord_user_id}> to Patreon {link.patreon_user_id} "
@@ -208,9 +208,7 @@ class LinkingService:
         )
         try:
             outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "linked")
-            await self.reconcile.log_event(
-                guild_id, f"<@{discord_user_id}> linked Patreon account {user.full_name or user.id}"
-            )
+            await self._tell(guild_id, f"<@{discord_user_id}> linked Patreon account {user.full_name or user.id}")
             if is_new_link and membership is not None and membership.patron_status is PatronStatus.ACTIVE:
                 await self._welcome(guild_id, discord_user_id, tier_titles)
         except Exception:
@@ -265,8 +263,17 @@ class LinkingService:
             for role_id, why in sorted(outcome.blocked.items())
         ) + tuple(f"{outcome.error}" for outcome in outcomes if outcome.error)
         if link.linked_in_guild_id is not None:
-            await self.reconcile.log_event(link.linked_in_guild_id, f"<@{discord_user_id}> unlinked their Patreon")
+            await self._tell(link.linked_in_guild_id, f"<@{discord_user_id}> unlinked their Patreon")
         return UnlinkResult(was_linked=True, roles_removed=removed, roles_kept=kept, outcomes=outcomes)
+
+    async def _tell(self, guild_id: int, text: str) -> None:
+        """A line for the server's log channel, only while the server acts for the campaign: these lines name
+        patrons' Patreon accounts, which a server that doesn't take part (any more) must not learn."""
+        problem = await self.server_refusal(guild_id)
+        if problem is not None:
+            log.info("guild=%s not told (%s): %s", guild_id, problem, text)
+            return
+        await self.reconcile.log_event(guild_id, text)
 
     async def _welcome(self, guild_id: int, discord_user_id: int, tier_titles: tuple[str, ...]) -> None:
         """The optional public thank-you, off unless the server turned it on."""

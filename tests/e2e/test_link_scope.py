@@ -118,3 +118,20 @@ async def test_status_says_a_link_by_hand_in_another_server_gives_nothing_here(t
 
     text, _ = await patron(world, OTHER, EVE, "status")  # where it was made, it is the link that counts
     assert "**Linked** to Patreon user `p-alice`" in text and "active_patron" in text
+
+
+async def test_a_server_that_stopped_taking_part_is_not_told_whose_sign_in_replaced_its_link_by_hand(
+    two_servers,  # noqa: F811
+):
+    world = two_servers
+    await admin(world, ["link-user"], {"member": EVE, "patreon_user_id": "p-alice"}, EVE, OTHER)
+    assert "Saved" in await admin(world, ["settings"], {"enabled": False}, EVE, OTHER)
+    before = list(world.discord.messages(OTHER_LOG))
+
+    status, _ = await world.link(SEED.alice)  # Alice's own sign-in replaces the link Eve made
+    assert status == 200
+    assert (await world.store.get_link_by_patreon("p-alice")).discord_user_id == SEED.alice
+    await world.settle()
+    assert world.discord.messages(OTHER_LOG) == before, "no line naming Alice's Patreon account in Eve's server"
+    text, _ = await patron(world, OTHER, EVE, "unlink")
+    assert "isn't linked" in text
