@@ -22,7 +22,7 @@ from bot.store import Store
 from bot.sync.refresh import RefreshReport
 from bot.web.webhook_receiver import MEMBER_TRIGGERS
 from fakes.browser import Browser
-from fakes.discord import FakeDiscord, RecordedCall
+from fakes.discord import FakeDiscord, RateLimits, RecordedCall
 from fakes.patreon import FakePatreon
 
 BOT_TOKEN = "fake-bot-token"
@@ -87,6 +87,7 @@ class FakeWorld:
             bot_user_id=900000000000000001,
             bot_token=BOT_TOKEN,
             interaction_ack_timeout=15.0,  # Discord allows 3 s; a busy CI machine must not turn that into a flake
+            rate_limits=RateLimits.relaxed(),  # e2e tests need speed; one about the limits calls set_rate_limits
         )
         self.patreon = FakePatreon(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=(self.redirect_uri,))
         self.clock = Clock()

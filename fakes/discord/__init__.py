@@ -9,6 +9,7 @@ from .errors import DiscordAPIError
 from .guild import FakeGuild
 from .interactions import InteractionRecord
 from .models import FakeChannel, FakeMember, FakeRole
+from .rate_limits import RateLimiter, RateLimits, RouteLimit, Window
 from .server import DEFAULT_OWNER_ID, FakeDiscord
 from .transport import RecordedCall
 
@@ -21,5 +22,9 @@ __all__ = [
     "FakeMember",
     "FakeRole",
     "InteractionRecord",
+    "RateLimiter",
+    "RateLimits",
     "RecordedCall",
+    "RouteLimit",
+    "Window",
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from .guild import FakeGuild
 from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
 from .models import build_message
 from .oauth import DiscordOAuth
+from .rate_limits import RateLimiter, RateLimits
 from .rest_app import AppRoutes
 from .rest_guilds import GuildRoutes
 from .rest_messages import MessageRoutes
@@ -42,7 +44,12 @@ class FakeDiscord:
         *,
         bot_username: str = "FakeBot",
         interaction_ack_timeout: float = 3.0,
+        rate_limits: RateLimits | None = None,
+        rate_limit_clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`rate_limits` defaults to Discord's real ones (`RateLimits.real()`); a test that needs speed passes
+        `RateLimits.relaxed()` and says why. `rate_limit_clock` (monotonic seconds) lets a test move the
+        limits' time without waiting."""
         self.application_id = application_id
         self.bot_user_id = bot_user_id if bot_user_id is not None else application_id
         self.bot_token = bot_token
@@ -54,7 +61,7 @@ class FakeDiscord:
         self.channel_messages: dict[int, list[dict[str, Any]]] = {}
         self.interactions: list[InteractionRecord] = []
         self.interactions_by_token: dict[str, InteractionRecord] = {}
-        self._gate = RestGate(bot_token)
+        self._gate = RestGate(bot_token, RateLimiter(rate_limits or RateLimits.real(), rate_limit_clock))
         #: The OAuth2 side (authorize, token, Bearer `/users/@me`): the bot's Discord sign-in step of linking.
         self.oauth = DiscordOAuth(self)
         self._gateway = GatewayHub(
@@ -231,6 +238,26 @@ class FakeDiscord:
     def registered_commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
         """Commands synced globally (None) or to one guild."""
         return self.commands.list(guild_id)
+
+    # ---- rate limits (fakes/discord/rate_limits.py) --------------------------------------------
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The limits being enforced."""
+        return self._gate.limiter.limits
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """The limits' state: `invalid_requests` (401/403/429 in the last 10 minutes), `banned_for()`, buckets."""
+        return self._gate.limiter
+
+    def set_rate_limits(self, limits: RateLimits) -> None:
+        """Enforce other limits from now on, with fresh buckets and counters (e.g. real limits in one e2e test)."""
+        self._gate.limiter = RateLimiter(limits, self._gate.limiter.clock)
+
+    def rate_limited_calls(self, scope: str | None = None) -> list[RecordedCall]:
+        """Calls answered 429 (enforced or injected), optionally of one scope (`user`, `global`, `shared`)."""
+        return [c for c in self._gate.calls if c.status == 429 and (scope is None or c.scope == scope)]
 
     # ---- fault injection -----------------------------------------------------------------------
 

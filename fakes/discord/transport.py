@@ -1,16 +1,17 @@
-"""HTTP plumbing every REST answer shares: JSON bodies, rate-limit headers, auth, recording, fault injection.
+"""HTTP plumbing every REST answer shares: JSON bodies, rate limits, auth, recording, fault injection.
 
 Why: discord.py's HTTP layer is picky. It parses JSON only when Content-Type is exactly
 `application/json`, serialises a route without X-RateLimit-* headers, and treats a 429 without a
-`Via` header as a Cloudflare ban. This module gets those details right once for every route.
+`Via` header as a Cloudflare ban. This module gets those details right once for every route, and
+asks `rate_limits.RateLimiter` (Discord's real limits, see that module) whether each call may go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -21,11 +22,13 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from . import errors
+from .rate_limits import RateLimiter, RateLimits
 
 API_PREFIX = "/api/v10"
 REQUEST_BODY: web.RequestKey[Any] = web.RequestKey("fake_body", object)
 """Where the middleware leaves the parsed request body for the route handlers."""
 RATE_LIMIT = 50
+"""The `X-RateLimit-Limit` an injected 429 (`rate_limited_rule`) reports."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class RecordedCall:
     json: Any
     reason: str | None
     status: int
+    scope: str | None = None
+    """A 429's `X-RateLimit-Scope` (`user`, `global`, `shared`); None otherwise, and for a Cloudflare ban."""
+    retry_after: float | None = None
+    """A 429's `retry_after` (seconds), so a test can check that the client waited that long."""
     at: float = field(default_factory=time.monotonic)
 
 
@@ -117,7 +124,7 @@ def error_response(error: errors.DiscordAPIError) -> web.Response:
 
 
 def ratelimit_headers(remaining: int = RATE_LIMIT - 1, reset_after: float = 1.0) -> dict[str, str]:
-    """X-RateLimit-* headers (bucket added per route); generous `remaining` keeps discord.py concurrent."""
+    """X-RateLimit-* headers for an injected answer (the bucket hash is added from the route's real bucket)."""
     return {
         "X-RateLimit-Limit": str(RATE_LIMIT),
         "X-RateLimit-Remaining": str(remaining),
@@ -130,13 +137,16 @@ def rate_limited_rule(method: str, path_regex: str, count: int, retry_after: flo
     """A 429 exactly as Discord sends it (Via header, retry_after in the body, remaining 0)."""
     headers = {
         "Via": "1.1 google",
-        "Retry-After": str(max(1, round(retry_after))),
+        "Retry-After": str(max(1, math.ceil(retry_after))),
         "X-RateLimit-Scope": "global" if global_ else "user",
         **ratelimit_headers(remaining=0, reset_after=retry_after),
     }
     if global_:
         headers["X-RateLimit-Global"] = "true"
     body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": global_}
+    if global_:
+        del headers["X-RateLimit-Limit"], headers["X-RateLimit-Remaining"]
+        del headers["X-RateLimit-Reset"], headers["X-RateLimit-Reset-After"]
     return FaultRule(method.upper(), re.compile(path_regex), count, 429, body, headers)
 
 
@@ -148,11 +158,17 @@ def failure_rule(
     return FaultRule(method.upper(), re.compile(path_regex), count, status, body, {})
 
 
-def _bucket_for(request: web.Request) -> str:
-    """A stable bucket hash per route template, like Discord's X-RateLimit-Bucket."""
+def cloudflare_ban(seconds_left: float) -> web.Response:
+    """What a banned IP gets: Cloudflare's 429, without `Via` or a JSON body (discord.py: "banned by Cloudflare")."""
+    headers = {"Content-Type": "text/html", "Retry-After": str(max(1, math.ceil(seconds_left)))}
+    return web.Response(status=429, body=b"error code: 1015", headers=headers)
+
+
+def route_of(request: web.Request) -> tuple[str, dict[str, str]]:
+    """The route template relative to /api/v10 (the path itself for an unknown route) and its path parameters."""
     resource = request.match_info.route.resource
     template = resource.canonical if resource is not None else request.path
-    return hashlib.sha1(f"{request.method} {template}".encode()).hexdigest()[:16]
+    return template.removeprefix(API_PREFIX) or "/", dict(request.match_info)
 
 
 async def read_body(request: web.Request) -> Any:
@@ -166,13 +182,16 @@ async def read_body(request: web.Request) -> Any:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Answer = tuple[web.StreamResponse, str | None, float | None]
+"""A response, a 429's scope and its retry_after."""
 
 
 class RestGate:
-    """The middleware state: expected token, fault rules and the call log."""
+    """The middleware state: expected token, rate limiter, fault rules and the call log."""
 
-    def __init__(self, bot_token: str) -> None:
+    def __init__(self, bot_token: str, limiter: RateLimiter | None = None) -> None:
         self.bot_token = bot_token
+        self.limiter = limiter if limiter is not None else RateLimiter(RateLimits.real())
         self.calls: list[RecordedCall] = []
         self.faults: list[FaultRule] = []
         self.holds: list[HoldRule] = []
@@ -198,9 +217,35 @@ class RestGate:
                 return rule
         return None
 
+    async def _answer(self, request: web.Request, handler: Handler, path: str) -> Answer:
+        """The answer (and a 429's scope and wait). Order: a ban, an injected fault, auth, the limits, the route."""
+        template, params = route_of(request)
+        banned = self.limiter.banned_for()
+        if banned > 0:
+            return cloudflare_ban(banned), None, banned
+        fault = self._take_fault(request.method, path)
+        if fault is not None:
+            if fault.status != 429:
+                return json_response(fault.body, fault.status, fault.headers), None, None
+            scope = fault.headers.get("X-RateLimit-Scope")
+            return json_response(fault.body, 429, fault.headers), scope, float(fault.body["retry_after"])
+        if self._needs_bot_auth(path) and request.headers.get("Authorization") != f"Bot {self.bot_token}":
+            return error_response(errors.unauthorized()), None, None
+        verdict = self.limiter.admit(request.method, template, params, request.headers.get("Authorization"))
+        if verdict.status == 429:
+            return json_response(verdict.body, 429, verdict.headers), verdict.scope, verdict.retry_after
+        try:
+            response = await handler(request)
+        except errors.DiscordAPIError as exc:
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            response = json_response({"message": f"{exc.status}: {exc.reason}", "code": 0}, exc.status)
+        response.headers.update(verdict.headers)
+        return response, None, None
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Authenticate, inject faults, run the route, add rate-limit headers and record the call."""
+        """Hold, answer (ban, fault, auth, rate limits, route), add rate-limit headers, count and record the call."""
         if not request.path.startswith(API_PREFIX):
             return await handler(request)
         path = request.path[len(API_PREFIX) :] or "/"
@@ -211,21 +256,17 @@ class RestGate:
         hold = self._take_hold(request.method, path)
         if hold is not None:
             await hold.hold()
-        fault = self._take_fault(request.method, path)
-        response: web.StreamResponse
-        if fault is not None:
-            response = json_response(fault.body, fault.status, fault.headers)
-        elif self._needs_bot_auth(path) and request.headers.get("Authorization") != f"Bot {self.bot_token}":
-            response = error_response(errors.unauthorized())
-        else:
-            try:
-                response = await handler(request)
-            except errors.DiscordAPIError as exc:
-                response = error_response(exc)
-            except web.HTTPException as exc:
-                response = json_response({"message": f"{exc.status}: {exc.reason}", "code": 0}, exc.status)
-        if "X-RateLimit-Remaining" not in response.headers:
-            response.headers.update(ratelimit_headers())
-        response.headers.setdefault("X-RateLimit-Bucket", _bucket_for(request))
-        self.calls.append(RecordedCall(request.method, path, dict(request.query), body, reason, response.status))
+        response, scope, retry_after = await self._answer(request, handler, path)
+        cloudflare = response.status == 429 and "Via" not in response.headers
+        if not cloudflare and scope != "global":
+            # Every answer from Discord carries its route's bucket (an injected or refused one too).
+            template, params = route_of(request)
+            bucket = self.limiter.bucket(request.method, template, params)
+            for name, value in self.limiter.headers(bucket, self.limiter.clock()).items():
+                response.headers.setdefault(name, value)
+        self.limiter.record(response.status, scope)
+        call = RecordedCall(
+            request.method, path, dict(request.query), body, reason, response.status, scope, retry_after
+        )
+        self.calls.append(call)
         return response
