@@ -72,6 +72,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     async def map(self, interaction: discord.Interaction, tier: str, role: discord.Role) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         mapped = await self.admin.map_tier(guild_id(interaction), tier, role.id, invoker_rank(interaction))
+        self.bot.dispatch("patreon_mapping_changed", guild_id(interaction))  # the Link-account panel re-renders
         await reply(
             interaction,
             f"✅ Patrons of **{mapped.title}** now get {role.mention}. Run `/patreon-admin sync` to apply it "
@@ -84,6 +85,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     async def unmap(self, interaction: discord.Interaction, tier: str, role: discord.Role | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         removed = await self.admin.unmap_tier(guild_id(interaction), tier, role.id if role else None)
+        self.bot.dispatch("patreon_mapping_changed", guild_id(interaction))
         await reply(
             interaction,
             f"✅ Removed {removed} mapping(s). Roles the bot gave for it are taken back at the next sync; "
@@ -114,6 +116,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         welcome: bool | None = None,
         welcome_channel: discord.TextChannel | None = None,
         auto_match: bool | None = None,
+        welcome_link: bool | None = None,
         clear: str | None = None,
     ) -> None:
         given = dict(locals())  # the options by name, as discord.py converted them: read before any other local

@@ -1,4 +1,4 @@
-"""Linked users get their roles the moment they join a server."""
+"""Linked users get their roles the moment they join a server; others may be invited to link, once."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import discord
 from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
+from cogs.panel import invite_new_member
 
 
 class MemberEvents(commands.Cog):
@@ -15,6 +16,7 @@ class MemberEvents(commands.Cog):
     @commands.Cog.listener()
     async def on_member_join(self, member: discord.Member) -> None:
         if await self.bot.services.store.get_link_by_discord(member.id) is None:
+            await invite_new_member(self.bot, member)  # only when the server turned `welcome_link` on
             return
         await self.bot.services.reconcile.reconcile_member(member.guild.id, member.id, "joined the server")
 

@@ -1,4 +1,7 @@
-"""`/patreon link`, `/patreon unlink`, `/patreon status`: the patron's side, thin over bot.accounts.linking."""
+"""`/patreon link`, `/patreon unlink`, `/patreon status`: the patron's side, thin over bot.accounts.
+
+The panel's buttons (cogs/panel.py) answer with the same helpers, for the interaction's own user and server.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,38 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.accounts.link_flow import LinkRefused
+from bot.accounts.patron_replies import LinkOffer, offer_link, unlink_reply
 from bot.accounts.status_report import member_status
 from bot.discord_io.client import PatronBot
+
+
+def link_button(offer: LinkOffer) -> discord.ui.View:
+    """The one link button the answer carries (a URL button: it sends the bot nothing when pressed)."""
+    view = discord.ui.View()
+    view.add_item(discord.ui.Button(label="Link Patreon", url=offer.url, style=discord.ButtonStyle.link))
+    return view
+
+
+async def answer_link(bot: PatronBot, interaction: discord.Interaction) -> None:
+    """Ephemeral: the link button for whoever this interaction is from, in its server, or the one-line refusal."""
+    assert interaction.guild_id is not None
+    services = bot.services
+    try:
+        offer = await offer_link(services.link_flow, services.store, interaction.guild_id, interaction.user.id)
+    except LinkRefused as refused:
+        await interaction.response.send_message(str(refused), ephemeral=True)
+        return
+    await interaction.response.send_message(offer.text, view=link_button(offer), ephemeral=True)
+
+
+async def status_text(bot: PatronBot, interaction: discord.Interaction) -> str:
+    """`/patreon status` for whoever this interaction is from, in its server."""
+    assert interaction.guild_id is not None
+    services = bot.services
+    text = await member_status(
+        services.store, services.reconcile, services.gateway.role_name, interaction.guild_id, interaction.user.id
+    )
+    return text[:2000]
 
 
 @app_commands.guild_only()
@@ -19,48 +52,18 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
 
     @app_commands.command(name="link", description="Link your Patreon account to get your patron roles")
     async def link(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
-        try:
-            url = await self.bot.services.link_flow.button_url(interaction.guild_id, interaction.user.id)
-        except LinkRefused as refused:
-            await interaction.response.send_message(str(refused), ephemeral=True)
-            return
-        view = discord.ui.View()
-        view.add_item(discord.ui.Button(label="Link Patreon", url=url, style=discord.ButtonStyle.link))
-        existing = await self.bot.services.store.get_link_by_discord(interaction.user.id)
-        already = (
-            f"You're already linked (Patreon user `{existing.patreon_user_id}`); signing in again refreshes it, "
-            "or switches to another Patreon account. "
-            if existing
-            else ""
-        )
-        await interaction.response.send_message(
-            f"{already}Press the button to sign in with Discord, then Patreon. It works only for you, in one "
-            "browser, once, for 15 minutes. Your roles arrive as soon as you're back.",
-            view=view,
-            ephemeral=True,
-        )
+        await answer_link(self.bot, interaction)
 
     @app_commands.command(name="unlink", description="Unlink your Patreon account and remove the roles it gave")
     async def unlink(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        result = await self.bot.services.linking.unlink(interaction.user.id)
-        if not result.was_linked:
-            await interaction.followup.send("Your Discord account isn't linked to Patreon.", ephemeral=True)
-            return
-        await interaction.followup.send(
-            f"Unlinked. {result.describe()} Roles you got any other way were left alone.", ephemeral=True
-        )
+        text = await unlink_reply(self.bot.services.linking, interaction.user.id)
+        await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="status", description="What's linked, your tier, and why you have each role")
     async def status(self, interaction: discord.Interaction) -> None:
-        assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        services = self.bot.services
-        text = await member_status(
-            services.store, services.reconcile, services.gateway.role_name, interaction.guild_id, interaction.user.id
-        )
-        await interaction.followup.send(text[:2000], ephemeral=True)
+        await interaction.followup.send(await status_text(self.bot, interaction), ephemeral=True)
 
 
 async def setup(bot: PatronBot) -> None:

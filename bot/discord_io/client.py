@@ -21,7 +21,16 @@ from bot.sync.reconcile import utc_now
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.web_server", "cogs.patron", "cogs.admin", "cogs.member_events", "cogs.sync_tasks")
+#: Loaded in this order by setup_hook; cogs.panel attaches `panel` to cogs.admin's group and registers the panel's
+#: persistent view (`add_view`) and its unlink answers (`add_dynamic_items`), so old panels work after a restart.
+EXTENSIONS = (
+    "cogs.web_server",
+    "cogs.patron",
+    "cogs.admin",
+    "cogs.panel",
+    "cogs.member_events",
+    "cogs.sync_tasks",
+)
 
 
 class PatronBot(commands.Bot):

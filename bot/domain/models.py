@@ -287,6 +287,16 @@ class GuildSettings:
             "Also match patrons by the Discord account linked on their Patreon",
         ),
     )
+    #: Invite each new member, once, to link (in the welcome channel; never repeated on a rejoin).
+    invite_new_members: bool = field(
+        default=False,
+        metadata=_admin(
+            "welcome_link",
+            SettingKind.SWITCH,
+            "Invite new members to link (in the welcome channel)",
+            "Invite each new member once, in the welcome channel, to link their Patreon",
+        ),
+    )
 
     def special_role_ids(self) -> frozenset[int]:
         """Roles the policy hands out that are not tied to a tier."""

@@ -17,6 +17,7 @@ from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore
 from bot.store.codec import decode_settings, decode_snapshot, encode_settings, encode_snapshot
 from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
 from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher
+from bot.store.panels import PanelStore
 from bot.store.queues import QueueStore, iso_utc
 from bot.store.schema import MIGRATIONS
 from bot.store.token_cipher import TokenCipher
@@ -58,11 +59,12 @@ class Link:
         return not self.by_hand or self.linked_in_guild_id == guild_id
 
 
-class Store(TokenStore, QueueStore, BulkStore):
+class Store(TokenStore, QueueStore, BulkStore, PanelStore):
     """All persistence goes through here; methods commit before they return.
 
-    The encrypted tokens (`TokenStore`), the durable queues (`QueueStore`) and the refresh's bulk reads and writes
-    (`BulkStore`) live in their own modules but share this one connection.
+    The encrypted tokens (`TokenStore`), the durable queues (`QueueStore`), the refresh's bulk reads and writes
+    (`BulkStore`) and the Link-account panels (`PanelStore`) live in their own modules but share this one
+    connection.
     """
 
     def __init__(self, db: aiosqlite.Connection, cipher: TokenCipher) -> None:

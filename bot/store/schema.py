@@ -132,4 +132,22 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE guild_settings SET settings = json_set(settings, '$.enabled', json('true'))
         WHERE CASE WHEN json_valid(settings) THEN json_type(settings, '$.enabled') IS NULL ELSE 0 END;
     """,
+    # 6: the Link-account panel each server posted (so `panel` edits it instead of posting a second one, and
+    # `map`/`unmap` re-render it), and the members already invited to link on joining (at most once each).
+    """
+    CREATE TABLE link_panels (
+        guild_id INTEGER PRIMARY KEY,
+        channel_id INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        title TEXT,
+        body TEXT,
+        posted_at TEXT NOT NULL
+    );
+    CREATE TABLE link_invitations (
+        guild_id INTEGER NOT NULL,
+        discord_user_id INTEGER NOT NULL,
+        sent_at TEXT NOT NULL,
+        PRIMARY KEY (guild_id, discord_user_id)
+    );
+    """,
 )
