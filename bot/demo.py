@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.accounts.panel import LINK_ID
 from fakes.world import SEED, FakeWorld, page_text
 
 log = logging.getLogger("demo")
@@ -63,7 +64,40 @@ async def _walkthrough(world: FakeWorld) -> None:
     status, _ = await world.send_webhook("members:pledge:update", "p-alice")
     await world.settle()
     _say(f"   webhook answered {status}; her roles now: {_role_names(world, SEED.alice)}")
+    await _panel_walkthrough(world)
     _say()
+
+
+GET_ROLES = 740000000000000009
+ERIN = 750000000000000005
+
+
+async def _panel_walkthrough(world: FakeWorld) -> None:
+    """The admin posts the Link-account panel once; a new patron clicks it instead of typing a command."""
+    world.guild.add_text_channel(GET_ROLES, name="get-roles")
+    await _settle(lambda: world.bot is not None and world.bot.get_channel(GET_ROLES) is not None)
+    command = await world.discord.invoke_slash(
+        SEED.guild_id, SEED.owner_id, "patreon-admin", ["panel"], options={"channel": GET_ROLES}
+    )
+    await _settle(lambda: "panel" in (command.content or ""))
+    _say(f"6) The server's owner runs /patreon-admin panel channel:#get-roles once: {command.content}")
+    panel = world.discord.messages(GET_ROLES)[-1]
+    for line in panel["content"].splitlines():
+        _say(f"   | {line}")
+    labels = [button["label"] for row in panel["components"] for button in row["components"]]
+    _say(f"   | [{'] ['.join(labels)}]")
+    world.patreon.add_user(user_id="p-erin", full_name="Erin")
+    world.patreon.set_membership("p-erin", patron_status="active_patron", tier_ids=[SEED.gold_tier])
+    world.guild.add_member(ERIN, username="erin")
+    await _settle(lambda: world.bot is not None and world.bot.get_guild(SEED.guild_id).get_member(ERIN) is not None)
+    click = await world.discord.click_button(SEED.guild_id, ERIN, GET_ROLES, int(panel["id"]), LINK_ID)
+    await click.wait_response(timeout=5)
+    _say("7) Erin, a new Gold patron, never types a command: she clicks Link account and gets a private answer:")
+    _say(f"   {click.content}")
+    world.patreon.next_authorizing_user = "p-erin"
+    status, html = await world.open_in_browser(click.link_buttons()[0]["url"], as_user=ERIN)
+    _say(f"   She follows its button: [{status}] {page_text(html)[:100]}...")
+    _say(f"   Her roles now: {_role_names(world, ERIN)}")
 
 
 PATRONS = {"alice": (SEED.alice, "p-alice"), "bob": (SEED.bob, "p-bob"), "carol": (SEED.carol, "p-carol")}
