@@ -76,7 +76,16 @@ def free_port() -> int:
 
 
 class FakeWorld:
-    def __init__(self, db_path: Path, web_port: int | None = None, *, bot_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        web_port: int | None = None,
+        *,
+        bot_host: str = "127.0.0.1",
+        rate_limits: RateLimits | None = None,
+    ) -> None:
+        """`rate_limits` None raises the fake Discord's limits (`RateLimits.relaxed()`): e2e tests need speed. The
+        demo passes `RateLimits.real()`; one e2e test about the limits can call `discord.set_rate_limits(...)`."""
         self.db_path = db_path
         self.web_port = web_port or free_port()
         #: Where browsers reach the bot (`bot_host` "localhost" puts it on another site than the fakes' 127.0.0.1).
@@ -87,7 +96,7 @@ class FakeWorld:
             bot_user_id=900000000000000001,
             bot_token=BOT_TOKEN,
             interaction_ack_timeout=15.0,  # Discord allows 3 s; a busy CI machine must not turn that into a flake
-            rate_limits=RateLimits.relaxed(),  # e2e tests need speed; one about the limits calls set_rate_limits
+            rate_limits=rate_limits or RateLimits.relaxed(),
         )
         self.patreon = FakePatreon(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=(self.redirect_uri,))
         self.clock = Clock()
