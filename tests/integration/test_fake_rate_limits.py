@@ -124,6 +124,20 @@ def test_real_limits_are_the_default() -> None:
     assert real.ban_seconds == 3600.0
 
 
+async def test_relaxed_limits_keep_the_headers_but_never_refuse(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    fake = await started(RateLimits.relaxed(), clock)
+    try:
+        api = Api(fake, session)
+        answers = [await api.role("PUT", GUILD_A, user) for user in USERS[:20]]
+        assert {status for status, _, _ in answers} == {204}
+        assert all("X-RateLimit-Bucket" in headers for _, headers, _ in answers)
+        assert fake.rate_limits.invalid_limit == RateLimits.real().invalid_limit  # the ban stays real
+    finally:
+        await fake.close()
+
+
 async def test_every_answer_carries_its_route_s_bucket_headers(fake: FakeDiscord, api: Api) -> None:
     answers = [
         await api.call("GET", "/users/@me"),
