@@ -5,60 +5,33 @@ HttpOnly and cross-site navigation rules as a patron's does. The bot is served a
 `127.0.0.1`, two different sites, so the hops back from Discord and Patreon are real cross-site navigations: a
 `SameSite=Strict` cookie would be dropped there, a `Lax` one must arrive.
 
-CI must run this (CI=true and no chromium is a failure, never a skip); `.ci/run` installs chromium when missing.
+CI must run this (CI=true and no chromium is a failure, never a skip; tests/browser/test_ci_gate.py); `.ci/run`
+installs chromium when missing. How it waits for pages is in tests/browser/chromium.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.accounts.oauth_state import COOKIE_NAME
 from fakes.world import SEED, FakeWorld
+from tests.browser.chromium import click_to_page, require_browser, start_chromium, wait_for_page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
-    "--disable-dev-shm-usage",
-)
-
-
-def _browser_missing() -> str | None:
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
-    return f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver)" if missing else None
+LINKED = "Your Patreon account is linked."
+UNDONE = "The link was undone."
 
 
 @pytest.fixture
-def driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    problem = _browser_missing()
-    if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the browser test must run in CI: {problem}")
-        pytest.skip(problem)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
+def driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    require_browser(os.environ)
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a browser or a driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    chrome.set_page_load_timeout(30)
+    chrome = start_chromium(tmp_path / "chromium-profile")
     try:
         yield chrome
     finally:
@@ -74,23 +47,13 @@ async def world(tmp_path: Path) -> AsyncIterator[FakeWorld]:
         await started.close()
 
 
-async def run(call, *args):
+async def run(call: Callable[..., Any], *args: Any) -> Any:
     """Selenium is synchronous: call it in a thread so the bot and the fakes keep serving on this loop."""
     return await asyncio.to_thread(call, *args)
 
 
-async def wait_for_text(driver, text: str, timeout: float = 20.0) -> str:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        body = await run(lambda: driver.find_element("tag name", "body").text)
-        if text in body:
-            return body
-        assert loop.time() < deadline, f"never saw {text!r}; the page says: {body[:500]}"
-        await asyncio.sleep(0.1)
-
-
-async def test_a_phone_then_a_desktop_walk_the_whole_chain_and_get_the_role(world: FakeWorld, driver) -> None:
+async def test_a_phone_then_a_desktop_walk_the_whole_chain_and_get_the_role(driver: Any, world: FakeWorld) -> None:
+    # `driver` first: chromium starts (slowly, on a loaded machine) before the bot and the fakes are up.
     world.patreon.next_authorizing_user = "p-bob"
     url = await world.run_link_command(SEED.bob)
     assert url.startswith(world.bot_url + "/link/start")
@@ -98,12 +61,12 @@ async def test_a_phone_then_a_desktop_walk_the_whole_chain_and_get_the_role(worl
 
     # A phone: its browser isn't signed in to Discord, so Discord asks first; then the first-time consent.
     await run(driver.get, url)
-    await wait_for_text(driver, "Welcome back!")
+    assert "Welcome back!" in await run(wait_for_page, driver, "Welcome back!")
     await run(lambda: driver.find_element("id", "login").send_keys("bob"))
-    await run(lambda: driver.find_element("id", "log-in").click())
-    await wait_for_text(driver, "Authorize access to your account")
-    await run(lambda: driver.find_element("id", "authorize").click())
-    body = await wait_for_text(driver, "Your Patreon account is linked")
+    consent = await run(click_to_page, driver, "log-in", "Authorize access to your account")
+    assert "Authorize access to your account" in consent
+    body = await run(click_to_page, driver, "authorize", LINKED)
+    assert "Your Patreon account is linked" in body
     assert "Discord account: @bob" in body and "@Bronze Patron" in body
     assert world.roles_of(SEED.bob) == {SEED.bronze_role}
 
@@ -114,8 +77,7 @@ async def test_a_phone_then_a_desktop_walk_the_whole_chain_and_get_the_role(worl
     assert COOKIE_NAME not in await run(driver.execute_script, "return document.cookie"), "no script can read it"
 
     # Undo from the result page, in the browser that linked: the role the bot gave goes.
-    await run(lambda: driver.find_element("id", "undo").click())
-    await wait_for_text(driver, "The link was undone")
+    assert "The link was undone" in await run(click_to_page, driver, "undo", UNDONE)
     assert world.roles_of(SEED.bob) == set()
     assert await world.store.get_link_by_discord(SEED.bob) is None
 
@@ -123,7 +85,7 @@ async def test_a_phone_then_a_desktop_walk_the_whole_chain_and_get_the_role(worl
     pages_before = len(oauth.visits)
     world.patreon.next_authorizing_user = "p-bob"
     await run(driver.get, await world.run_link_command(SEED.bob))
-    await wait_for_text(driver, "Your Patreon account is linked")
+    assert "Your Patreon account is linked" in await run(wait_for_page, driver, LINKED)
     assert oauth.visits[pages_before:] == [
         ("GET", "/oauth2/authorize"),
         ("POST", "/api/v10/oauth2/token"),
