@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.accounts.panel import LINK_ID
+from fakes.discord import RateLimits
 from fakes.world import SEED, FakeWorld, page_text
 
 log = logging.getLogger("demo")
@@ -24,7 +25,7 @@ async def run_demo(web_port: int = 8080, once: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(logging.ERROR)  # voice-library notices are noise here
     with tempfile.TemporaryDirectory(prefix="patreon-demo-") as folder:
-        world = FakeWorld(Path(folder) / "demo.sqlite3", web_port=web_port)
+        world = FakeWorld(Path(folder) / "demo.sqlite3", web_port=web_port, rate_limits=RateLimits.real())
         await world.start()
         try:
             await _walkthrough(world)
