@@ -38,7 +38,7 @@ from bench.bot_runner import (
 )
 from bench.fakes_process import FakesProcess
 from bench.seeding import role_call_user
-from bot.sync import refresh as refresh_module
+from bot.sync.batch_plan import RefreshPlanner
 
 MEMBERS_PATH = "/api/oauth2/v2/campaigns/"
 
@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=100_000, help="patrons and guild members to seed (N)")
     parser.add_argument("--changed-percent", type=float, default=1.0, help="memberships changed before the refresh")
     parser.add_argument("--seed", type=int, default=1, help="random seed for which memberships change")
+    parser.add_argument(
+        "--full", action="store_true", help="measure a full re-plan (as on sync, daily) instead of a scheduled one"
+    )
     add_log_option(parser)
     return parser.parse_args(argv)
 
@@ -87,10 +90,13 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
 
         await fakes.call("mark")
         client, phases = bot.services.patreon, PhaseTimer()
-        for name in ("save_memberships", "delete_memberships_except"):
+        for name in ("save_membership_page", "delete_memberships_except"):
             phases.wrap(bot.services.store, name)
         phases.wrap(bot.services.jobs, "enqueue_many")
-        phases.wrap(refresh_module, "plan_all_guilds")
+        phases.wrap(RefreshPlanner, "plan_page", "plan (pages)")
+        phases.wrap(RefreshPlanner, "plan_members", "plan (not on a page)")
+        if args.full:
+            bot.services.refresh.request_full_plan(guild_id)
         requests_before, rss_before, written_before = client.request_count, rss_mb(), disk_written_mb()
         stalls = LoopStalls().start()
         span = Span.start()
@@ -116,7 +122,8 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     live = n - change["kinds"].get("deleted", 0)
     pages = math.ceil(live / 1000)
 
-    print(f"\nmeasured refresh: ok={report.ok}; {report.detail}")
+    print(f"\nmeasured refresh ({'full re-plan' if args.full else 'scheduled'}): ok={report.ok}; {report.detail}")
+    print(f"  members planned: {report.members_planned:,} (in {report.full_replan_guilds} server(s) every member)")
     expected_pages = f"expected ceil(N/1000), N = {live:,} members left"
     print(f"  Patreon calls (fake's log):        {ratio(len(calls['patreon']), pages)}  ({expected_pages})")
     print(f"  Patreon calls (client count):      {ratio(requests, pages)}")
@@ -152,6 +159,12 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print(
         "  note: role calls are paced by the bot's token bucket (40/s after a burst of 10, under Discord's "
         "50/s), so the drain takes at least (role calls - 10)/40 seconds by design"
+    )
+    http_429 = sum(1 for _m, _p, status in calls["discord"] if status == 429)
+    print(
+        f"RESULT patreon_calls={len(calls['patreon'])} patreon_calls_expected={pages} role_calls={len(role_calls)} "
+        f"role_calls_expected={changes} http_429={http_429} wrong={verify['mismatches']} "
+        f"plan_cpu_s={listed.cpu:.2f} peak_rss_mb={peak_rss_mb():.0f} members_planned={report.members_planned}"
     )
     good = report.ok and verify["mismatches"] == 0 and not failed
     return 0 if good else 1

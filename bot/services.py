@@ -18,6 +18,7 @@ from bot.store import Store
 from bot.sync.campaign import CampaignService
 from bot.sync.channel_log import ChannelLog
 from bot.sync.participation import Participation
+from bot.sync.plan_scope import DirtyMembers
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshScheduler, RefreshService
 from bot.sync.role_jobs import RoleJobs, TokenBucket
@@ -43,6 +44,8 @@ class Services:
     webhook_applier: WebhookApplier
     refresh: RefreshService
     scheduler: RefreshScheduler
+    #: The Discord adapter marks here the members whose roles changed on Discord; the refresh plans them.
+    dirty_members: DirtyMembers
     channel_log: ChannelLog
     #: Handed to whoever needs Discord or the time directly, so nothing reaches through another service.
     gateway: RoleGateway
@@ -92,7 +95,8 @@ def build_services(
     admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation)
     applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, gateway, clock)
     webhooks = WebhookReceiver(config.patreon_webhook_secret, store, clock, on_recorded=applier.wake)
-    refresh = RefreshService(patreon, store, campaign, reconcile, jobs, gateway, clock)
+    dirty_members = DirtyMembers()
+    refresh = RefreshService(patreon, store, campaign, reconcile, jobs, gateway, clock, dirty_members)
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
     return Services(
         config=config,
@@ -108,6 +112,7 @@ def build_services(
         webhook_applier=applier,
         refresh=refresh,
         scheduler=scheduler,
+        dirty_members=dirty_members,
         channel_log=channel_log,
         gateway=gateway,
         clock=clock,

@@ -137,6 +137,8 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     async def sync(self, interaction: discord.Interaction, dry_run: bool = True) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         report = await self.admin.sync(guild_id(interaction), dry_run)
+        if not dry_run:  # the sync planned from stored snapshots; the next refresh re-plans on a fresh listing
+            self.bot.services.refresh.request_full_plan(guild_id(interaction))
         if report.queued:
             minutes = max(1, round(report.queued / ROLE_CALLS_PER_SECOND / 60))
             await reply(

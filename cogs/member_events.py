@@ -20,6 +20,13 @@ class MemberEvents(commands.Cog):
             return
         await self.bot.services.reconcile.reconcile_member(member.guild.id, member.id, "joined the server")
 
+    @commands.Cog.listener()
+    async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
+        """Roles changed on Discord (by hand, another bot, or our own write): the next refresh plans this member
+        again, since it only plans what changed (bot/sync/plan_scope.py)."""
+        if before.roles != after.roles:
+            self.bot.services.dirty_members.mark(after.guild.id, after.id)
+
 
 async def setup(bot: PatronBot) -> None:
     await bot.add_cog(MemberEvents(bot))

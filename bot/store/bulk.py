@@ -1,33 +1,55 @@
 """Whole-campaign reads and writes for the periodic refresh: one query or one transaction, not one per member.
 
 A refresh of 100,000 members must not cost 100,000 round trips to SQLite, so these load a guild's inputs once
-and save snapshots with one `executemany`.
+per page of members and save snapshots with one `executemany`. A listing page is compared with the stored
+`snapshot_hash` (migration 7), so a member Patreon describes as before is neither encoded nor rewritten.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.models import MembershipSnapshot
-from bot.store.codec import encode_snapshot
-from bot.store.queues import SqlRunner, iso_utc
+from bot.store.codec import decode_snapshot, encode_snapshot, snapshot_hash
+from bot.store.queues import PENDING, SqlRunner, iso_utc
 
 #: How long "Patreon said this membership is gone" is remembered against late listing pages.
 TOMBSTONE_LIFETIME = timedelta(days=1)
+#: Ids per `IN (...)` query (well under SQLite's variable limit).
+IN_CHUNK = 500
+#: A link counts in guild ? (`Link.counts_in`, the facade's ADMIN_SOURCE): proven by Patreon, or made by hand there.
+_COUNTS_IN = "(links.source != 'admin' OR links.linked_in_guild_id = ?)"
 
 UPSERT_MEMBERSHIP = """
-    INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO memberships
+        (patreon_user_id, member_id, campaign_id, social_discord_id, snapshot, observed_at, snapshot_hash)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (patreon_user_id) DO UPDATE SET
         member_id = excluded.member_id, campaign_id = excluded.campaign_id,
         social_discord_id = excluded.social_discord_id, snapshot = excluded.snapshot,
-        observed_at = excluded.observed_at
+        observed_at = excluded.observed_at, snapshot_hash = excluded.snapshot_hash
     WHERE excluded.observed_at >= memberships.observed_at
 """
-#: The refresh's variant: a member Patreon describes exactly as before is not rewritten (about 2 KB a member a
-#: refresh otherwise); the listing itself, not `observed_at`, is what keeps a listed member from being forgotten.
-UPSERT_CHANGED_MEMBERSHIP = UPSERT_MEMBERSHIP + "    AND excluded.snapshot IS NOT memberships.snapshot\n"
+
+
+def membership_row(snapshot: MembershipSnapshot, fallback: datetime, digest: bytes | None = None) -> tuple[object, ...]:
+    """The parameters of `UPSERT_MEMBERSHIP` for one snapshot (`fallback`: when it carries no `observed_at`)."""
+    return (
+        snapshot.patreon_user_id,
+        snapshot.member_id,
+        snapshot.campaign_id,
+        snapshot.social_discord_id,
+        encode_snapshot(snapshot),
+        iso_utc(snapshot.observed_at or fallback),
+        digest if digest is not None else snapshot_hash(snapshot),
+    )
+
+
+def _chunks(values: Sequence[object]) -> Iterable[Sequence[object]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start : start + IN_CHUNK]
 
 
 class BulkStore(SqlRunner):
@@ -39,35 +61,58 @@ class BulkStore(SqlRunner):
         Written in transactions of `chunk` rows with a pause between them, so a webhook arriving during a
         100,000-member refresh is recorded in milliseconds rather than after the whole write.
         """
+        stored = 0
+        batch: list[MembershipSnapshot] = []
+        for snapshot in snapshots:
+            batch.append(snapshot)
+            if len(batch) >= chunk:
+                stored += len(await self.save_membership_page(batch))
+                batch = []
+                await asyncio.sleep(0)
+        if batch:
+            stored += len(await self.save_membership_page(batch))
+        return stored
+
+    async def save_membership_page(self, snapshots: Sequence[MembershipSnapshot]) -> list[MembershipSnapshot]:
+        """Store one listing page in one transaction; return the snapshots written (new or changed members).
+
+        Skipped: a member whose stored hash is the same (Patreon describes them as before), one stored from a
+        newer look (a webhook re-fetch), and a page read before Patreon said the membership was gone.
+        """
         fallback = datetime.now(UTC)
         gone = await self._recent_tombstones(fallback)
-        stored = 0
-        batch: list[tuple[object, ...]] = []
-        for snapshot in snapshots:
-            if snapshot.patreon_user_id is None:
-                continue
-            tombstone = gone.get(snapshot.patreon_user_id)
+        listed = [s for s in snapshots if s.patreon_user_id is not None]
+        stored: dict[str, tuple[bytes | None, str]] = {}
+        for ids in _chunks([s.patreon_user_id for s in listed]):
+            marks = ",".join("?" * len(ids))
+            async with self._db.execute(
+                "SELECT patreon_user_id, snapshot_hash, observed_at FROM memberships"
+                f" WHERE patreon_user_id IN ({marks})",
+                ids,
+            ) as cursor:
+                stored.update({row[0]: (row[1], row[2]) async for row in cursor})
+        written: list[MembershipSnapshot] = []
+        rows: list[tuple[object, ...]] = []
+        for snapshot in listed:
+            user_id = snapshot.patreon_user_id
+            assert user_id is not None
+            tombstone = gone.get(user_id)
             if tombstone is not None and (snapshot.observed_at or fallback) < tombstone[1]:
                 gone_member, _ = tombstone
                 if gone_member is None or snapshot.member_id in (None, gone_member):
                     continue  # a page read before Patreon said this membership was gone (a renewal is kept)
-            batch.append(
-                (
-                    snapshot.patreon_user_id,
-                    snapshot.member_id,
-                    snapshot.campaign_id,
-                    snapshot.social_discord_id,
-                    encode_snapshot(snapshot),
-                    iso_utc(snapshot.observed_at or fallback),
-                )
-            )
-            if len(batch) >= chunk:
-                stored += await self._save_membership_rows(batch)
-                batch = []
-                await asyncio.sleep(0)
-        if batch:
-            stored += await self._save_membership_rows(batch)
-        return stored
+            digest = snapshot_hash(snapshot)
+            observed = iso_utc(snapshot.observed_at or fallback)
+            before = stored.get(user_id)
+            if before is not None and (before[0] == digest or before[1] > observed):
+                continue
+            stored[user_id] = (digest, observed)  # the same member twice on a page: the later look wins, as before
+            rows.append(membership_row(snapshot, fallback, digest))
+            written.append(snapshot)
+        if rows:
+            await self._run_many(UPSERT_MEMBERSHIP, rows)
+            await self._db.commit()
+        return written
 
     async def _recent_tombstones(self, now: datetime) -> dict[str, tuple[str | None, datetime]]:
         """Patreon user → (the membership Patreon called gone, when), for the last day (older ones can't race a
@@ -75,11 +120,6 @@ class BulkStore(SqlRunner):
         await self._run("DELETE FROM membership_tombstones WHERE gone_at < ?", (iso_utc(now - TOMBSTONE_LIFETIME),))
         async with self._db.execute("SELECT patreon_user_id, member_id, gone_at FROM membership_tombstones") as cursor:
             return {row[0]: (row[1], datetime.fromisoformat(row[2])) async for row in cursor}
-
-    async def _save_membership_rows(self, rows: list[tuple[object, ...]]) -> int:
-        result = await self._run_many(UPSERT_CHANGED_MEMBERSHIP, rows)
-        await self._db.commit()
-        return max(result.rowcount, 0)
 
     async def delete_memberships_except(self, keep: set[str], observed_before: datetime) -> list[str]:
         """Forget members a complete listing no longer shows, unless seen since it started (a webhook re-fetch)."""
@@ -176,3 +216,101 @@ class BulkStore(SqlRunner):
             async for row in cursor:
                 grants.setdefault(int(row[0]), set()).add(int(row[1]))
         return {user: frozenset(roles) for user, roles in grants.items()}
+
+    # -- what the refresh plans, a page or a handful at a time ---------------------------------------
+
+    async def grants_of_users(self, guild_id: int, discord_ids: Iterable[int]) -> dict[int, frozenset[int]]:
+        """The ledger of these members of one guild: member → roles this bot granted them."""
+        grants: dict[int, set[int]] = {}
+        for ids in _chunks(sorted(set(discord_ids))):
+            marks = ",".join("?" * len(ids))
+            async with self._db.execute(
+                f"SELECT discord_user_id, role_id FROM role_grants WHERE guild_id = ? AND discord_user_id IN ({marks})",
+                (guild_id, *ids),
+            ) as cursor:
+                async for row in cursor:
+                    grants.setdefault(int(row[0]), set()).add(int(row[1]))
+        return {user: frozenset(roles) for user, roles in grants.items()}
+
+    async def links_counting_in_for_patreon(self, guild_id: int, patreon_ids: Iterable[str]) -> dict[int, str]:
+        """`links_counting_in(guild_id)` restricted to these Patreon users: Discord user id → Patreon user id."""
+        return await self._links_where(guild_id, "links.patreon_user_id", sorted(set(patreon_ids)))
+
+    async def links_counting_in_for_discord(self, guild_id: int, discord_ids: Iterable[int]) -> dict[int, str]:
+        """`links_counting_in(guild_id)` restricted to these Discord users."""
+        return await self._links_where(guild_id, "links.discord_user_id", sorted(set(discord_ids)))
+
+    async def _links_where(self, guild_id: int, column: str, values: Sequence[object]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for chunk in _chunks(values):
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT discord_user_id, patreon_user_id FROM links WHERE {_COUNTS_IN} AND {column} IN ({marks})",
+                (guild_id, *chunk),
+            ) as cursor:
+                found.update({int(row[0]): row[1] async for row in cursor})
+        return found
+
+    async def linked_patreon_ids(self, patreon_ids: Iterable[str]) -> set[str]:
+        """Which of these Patreon users are linked at all (in any server)."""
+        linked: set[str] = set()
+        for chunk in _chunks(sorted(set(patreon_ids))):
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT patreon_user_id FROM links WHERE patreon_user_id IN ({marks})", chunk
+            ) as cursor:
+                linked.update([row[0] async for row in cursor])
+        return linked
+
+    async def memberships_of(self, patreon_ids: Iterable[str]) -> dict[str, MembershipSnapshot]:
+        """The stored snapshots of these Patreon users (the ones without a row are simply absent)."""
+        found: dict[str, MembershipSnapshot] = {}
+        for chunk in _chunks(sorted(set(patreon_ids))):
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT patreon_user_id, snapshot, observed_at FROM memberships WHERE patreon_user_id IN ({marks})",
+                chunk,
+            ) as cursor:
+                found.update(
+                    {row[0]: decode_snapshot(row[1], datetime.fromisoformat(row[2])) async for row in cursor}
+                )
+        return found
+
+    async def links_without_membership(self, guild_id: int) -> set[int]:
+        """Discord users whose link counts here but whose Patreon user has no stored membership (left, or never
+        pledged): after a complete listing, the members it showed nothing for."""
+        async with self._db.execute(
+            f"SELECT links.discord_user_id FROM links WHERE {_COUNTS_IN} AND NOT EXISTS"
+            " (SELECT 1 FROM memberships WHERE memberships.patreon_user_id = links.patreon_user_id)",
+            (guild_id,),
+        ) as cursor:
+            return {int(row[0]) async for row in cursor}
+
+    async def grant_holders_without_link(self, guild_id: int) -> set[int]:
+        """Members holding a grant of this guild without a link that counts here (unlinked, or linked by hand in
+        another server): their grants are to be taken back."""
+        async with self._db.execute(
+            "SELECT DISTINCT role_grants.discord_user_id FROM role_grants WHERE role_grants.guild_id = ?"
+            f" AND NOT EXISTS (SELECT 1 FROM links WHERE links.discord_user_id = role_grants.discord_user_id"
+            f" AND {_COUNTS_IN})",
+            (guild_id, guild_id),
+        ) as cursor:
+            return {int(row[0]) async for row in cursor}
+
+    async def links_made_since(self, guild_id: int, since: datetime) -> set[int]:
+        """Discord users whose link counting here was made or replaced at or after `since` (the store's clock)."""
+        async with self._db.execute(
+            f"SELECT discord_user_id FROM links WHERE {_COUNTS_IN} AND linked_at >= ?", (guild_id, iso_utc(since))
+        ) as cursor:
+            return {int(row[0]) async for row in cursor}
+
+    async def pending_webhook_patreon_ids(self, received_before: datetime) -> set[str]:
+        """Patreon users of the webhook events still pending from before `received_before` (by the event's user,
+        or the stored membership of its member id): what a refresh marks superseded must have been planned."""
+        async with self._db.execute(
+            "SELECT COALESCE(webhook_events.patreon_user_id, memberships.patreon_user_id) FROM webhook_events"
+            " LEFT JOIN memberships ON memberships.member_id = webhook_events.member_id"
+            " WHERE webhook_events.state = ? AND webhook_events.received_at < ?",
+            (PENDING, iso_utc(received_before)),
+        ) as cursor:
+            return {row[0] async for row in cursor if row[0] is not None}

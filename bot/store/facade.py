@@ -13,8 +13,8 @@ from pathlib import Path
 import aiosqlite
 
 from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
-from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore
-from bot.store.codec import decode_settings, decode_snapshot, encode_settings, encode_snapshot
+from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore, membership_row
+from bot.store.codec import decode_settings, decode_snapshot, encode_settings
 from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
 from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher
 from bot.store.panels import PanelStore
@@ -193,18 +193,7 @@ class Store(TokenStore, QueueStore, BulkStore, PanelStore):
         """
         if snapshot.patreon_user_id is None:
             raise ValueError("a membership without a Patreon user id cannot be stored")
-        observed = snapshot.observed_at or datetime.now(UTC)
-        result = await self._run(
-            UPSERT_MEMBERSHIP,
-            (
-                snapshot.patreon_user_id,
-                snapshot.member_id,
-                snapshot.campaign_id,
-                snapshot.social_discord_id,
-                encode_snapshot(snapshot),
-                _iso(observed),
-            ),
-        )
+        result = await self._run(UPSERT_MEMBERSHIP, membership_row(snapshot, datetime.now(UTC)))
         await self._db.commit()
         return result.rowcount > 0
 

@@ -150,4 +150,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (guild_id, discord_user_id)
     );
     """,
+    # 7: a hash of each stored snapshot (bot/store/codec.py `snapshot_hash`), so the refresh finds the members
+    # Patreon describes differently without encoding every one. Rows from before have none and count as changed
+    # once.
+    """
+    ALTER TABLE memberships ADD COLUMN snapshot_hash BLOB;
+    """,
 )

@@ -1,21 +1,27 @@
 """The refresh's batch path: which members, in every acting guild, need a role job, computed in memory.
 
-Each guild's inputs (settings, tier map, tier catalogue, ledger, the links that count there) are loaded once and
-every candidate is planned with the same pure rule the one-member path uses (`plan_member_roles`). Only members
-whose plan changes something, or whose ledger is stale, become jobs; the job recomputes the plan when it runs, so
-a change that arrives meanwhile is never overwritten by this older view. A member Discord fails to look up (5xx,
-timeout) becomes a job as well: the job looks again when it runs, and retries within its own bounds.
+Each guild's inputs (settings, tier map, tier catalogue, which roles the bot may touch) are loaded once per
+refresh; the ledger and links only for the members being planned, a page at a time. Every member is planned with
+the same pure rule the one-member path uses (`plan_member_roles`). Only members whose plan changes something, or
+whose ledger is stale, become jobs; the job recomputes the plan when it runs, so a change that arrives meanwhile
+is never overwritten by this older view. A member Discord fails to look up (5xx, timeout) becomes a job as well:
+the job looks again when it runs, and retries within its own bounds.
+
+A guild is planned in full (every member a page shows) or for changes only (`GuildInputs.full`); which, and why,
+is the refresh's decision (bot/sync/plan_scope.py). For changes only, a listed member whose snapshot is unchanged
+is still planned when time alone may have changed their roles (`may_change_by_time`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.domain.models import MembershipSnapshot
+from bot.domain import billing
+from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.domain.policy import managed_role_ids
 from bot.store import Store
 from bot.sync.reconcile import RoleChangeError, RoleGateway, plan_member_roles
@@ -26,52 +32,153 @@ log = logging.getLogger(__name__)
 YIELD_EVERY = 500
 
 
+def may_change_by_time(membership: MembershipSnapshot, since: datetime, now: datetime, grace_days: int) -> bool:
+    """Whether the policy's decision for this unchanged snapshot may differ between `since` and `now`.
+
+    Time matters to the policy only for a declined payment (its grace ends `grace_days` after the last charge)
+    and a cancelled pledge (kept until the paid-through date: the next charge date, or the last paid charge plus
+    its cadence). A superset is fine (it costs one plan); tests/unit/test_plan_scope.py holds it to the policy.
+    """
+    status = membership.patron_status
+    if status is None or (status == PatronStatus.ACTIVE and membership.last_charge_status != billing.DECLINED):
+        return False
+    since, now = billing.as_utc(since), billing.as_utc(now)
+    moments: list[datetime] = []
+    if membership.next_charge_date is not None:
+        moments.append(billing.as_utc(membership.next_charge_date))
+    if membership.last_charge_date is not None:
+        last = billing.as_utc(membership.last_charge_date)
+        moments.append(billing.add_months(last, billing.cadence_months(membership)))
+        moments.append(billing.add_days(last, grace_days))
+    return any(since < moment <= now for moment in moments)
+
+
+@dataclass
+class GuildInputs:
+    """What planning one guild needs besides its members: loaded once per refresh."""
+
+    guild_id: int
+    settings: GuildSettings
+    tier_roles: TierRoleMap
+    #: Plan every member (else only what changed since `since`).
+    full: bool
+    #: The engine's time of the last plan of this guild (unused when `full`).
+    since: datetime | None = None
+    #: Members already planned by this refresh (changes-only guilds: a member is planned once).
+    planned: set[int] = field(default_factory=set)
+    _refused: dict[int, str | None] = field(default_factory=dict)
+
+    def unassignable(self, gateway: RoleGateway, roles: frozenset[int]) -> dict[int, str]:
+        """`gateway.unassignable_roles`, asked once per role per refresh."""
+        unknown = frozenset(role for role in roles if role not in self._refused)
+        if unknown:
+            found = gateway.unassignable_roles(self.guild_id, unknown)
+            self._refused.update({role: found.get(role) for role in unknown})
+        return {role: why for role in roles if (why := self._refused[role]) is not None}
+
+
+def guild_fingerprint(
+    settings: GuildSettings, tier_roles: TierRoleMap, tiers: Mapping[str, Tier], refused: Mapping[int, str]
+) -> str:
+    """Everything besides the members that decides a guild's roles: when it differs from the last plan's, every
+    member of the guild is planned again (a settings or mapping change, a new tier price, a role moved)."""
+    mapping = sorted((tier, sorted(roles)) for tier, roles in tier_roles.roles_by_tier.items())
+    catalogue = sorted((t.id, t.amount_cents, t.published) for t in tiers.values())
+    return repr((settings, mapping, catalogue, sorted(refused.items())))
+
+
+async def load_guild_inputs(store: Store, gateway: RoleGateway, guild_id: int, tiers: Mapping[str, Tier]) -> tuple[
+    GuildSettings, TierRoleMap, str
+]:
+    """A guild's settings, tier map and fingerprint, as they are now."""
+    settings = await store.get_settings(guild_id)
+    tier_roles = await store.get_tier_roles(guild_id)
+    refused = gateway.unassignable_roles(guild_id, managed_role_ids(settings, tier_roles))
+    return settings, tier_roles, guild_fingerprint(settings, tier_roles, tiers, refused)
+
+
 @dataclass
 class BatchPlan:
     #: (guild id, Discord user id) of every member that needs a job.
     jobs: list[tuple[int, int]] = field(default_factory=list)
     #: Members (guild, user) whose roles differ from the policy (the others in `jobs` only have a stale ledger).
     changes: int = 0
+    #: Candidates looked at (whether or not they are members of the guild).
+    planned: int = 0
     #: Candidates who are members of the guild and were planned.
     checked: int = 0
     #: Candidates Discord failed to look up; each is in `jobs` so the job plans them later.
     unchecked: int = 0
 
+    def take_jobs(self) -> list[tuple[int, int]]:
+        jobs, self.jobs = self.jobs, []
+        return jobs
 
-async def plan_all_guilds(
-    store: Store,
-    gateway: RoleGateway,
-    guild_ids: Iterable[int],
-    memberships: Mapping[str, MembershipSnapshot],
-    now: datetime,
-) -> BatchPlan:
-    """Plan every user linked in a way that counts there and every holder of a bot grant, in each of `guild_ids`
-    (the servers that act for the campaign: `ReconcileService.acting_guild_ids`).
 
-    `memberships` is the complete listing by Patreon user id: a linked user missing from it is not a member. A
-    link made by hand in another server doesn't count here (`Link.counts_in`): its user is planned as unlinked.
-    """
-    tiers = await store.get_tiers()
-    result = BatchPlan()
-    for guild_id in guild_ids:
-        links = await store.links_counting_in(guild_id)
-        settings = await store.get_settings(guild_id)
-        tier_roles = await store.get_tier_roles(guild_id)
-        grants = await store.grants_in_guild(guild_id)
-        every_granted = frozenset().union(*grants.values()) if grants else frozenset()
-        refused = gateway.unassignable_roles(guild_id, managed_role_ids(settings, tier_roles) | every_granted)
+class RefreshPlanner:
+    """Plans the acting guilds page by page while the listing streams in, then the members it can't show."""
 
-        def unassignable(roles: frozenset[int], refused: Mapping[int, str] = refused) -> dict[int, str]:
-            return {role: refused[role] for role in roles if role in refused}
+    def __init__(
+        self,
+        store: Store,
+        gateway: RoleGateway,
+        guilds: Sequence[GuildInputs],
+        tiers: Mapping[str, Tier],
+        now: datetime,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.guilds = list(guilds)
+        self.tiers = tiers
+        self.now = now
+        self.result = BatchPlan()
 
-        complete = gateway.knows_all_members(guild_id)
-        for count, user_id in enumerate(sorted(links.keys() | grants.keys()), start=1):
+    async def plan_page(self, page: Sequence[MembershipSnapshot], changed: set[str]) -> None:
+        """Plan the members of one listing page: all of them in a full guild, else the ones whose snapshot
+        `changed` (by Patreon user id) or whose roles time may have changed."""
+        for guild in self.guilds:
+            if guild.full:
+                subject = list(page)
+            else:
+                assert guild.since is not None
+                since, grace = guild.since, guild.settings.decline_grace_days
+                subject = [
+                    m
+                    for m in page
+                    if m.patreon_user_id in changed or may_change_by_time(m, since, self.now, grace)
+                ]
+            if not subject:
+                continue
+            by_patreon = {m.patreon_user_id: m for m in subject if m.patreon_user_id is not None}
+            links = await self.store.links_counting_in_for_patreon(guild.guild_id, by_patreon)
+            await self._plan(guild, {user: by_patreon[patreon_id] for user, patreon_id in links.items()})
+
+    async def plan_members(self, guild: GuildInputs, discord_ids: Iterable[int]) -> None:
+        """Plan these members of `guild` from the store: their counting link's stored membership (None when
+        unlinked here or no longer in the campaign)."""
+        wanted = set(discord_ids) - guild.planned
+        if not wanted:
+            return
+        links = await self.store.links_counting_in_for_discord(guild.guild_id, wanted)
+        stored = await self.store.memberships_of(links.values())
+        await self._plan(guild, {user: stored.get(links[user]) if user in links else None for user in wanted})
+
+    async def _plan(self, guild: GuildInputs, members: Mapping[int, MembershipSnapshot | None]) -> None:
+        guild_id, result = guild.guild_id, self.result
+        grants = await self.store.grants_of_users(guild_id, members)
+        complete = self.gateway.knows_all_members(guild_id)
+        for count, user_id in enumerate(sorted(members), start=1):
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let webhooks and the gateway heartbeat through
-            actual = gateway.cached_member_roles(guild_id, user_id)
+            if not guild.full:
+                if user_id in guild.planned:
+                    continue
+                guild.planned.add(user_id)
+            result.planned += 1
+            actual = self.gateway.cached_member_roles(guild_id, user_id)
             if actual is None and not complete:
                 try:
-                    actual = await gateway.member_roles(guild_id, user_id)
+                    actual = await self.gateway.member_roles(guild_id, user_id)
                 except RoleChangeError as error:
                     log.info("refresh: could not look up user=%s in guild=%s (%s); queued", user_id, guild_id, error)
                     result.unchecked += 1
@@ -81,14 +188,18 @@ async def plan_all_guilds(
                 continue
             result.checked += 1
             granted = grants.get(user_id, frozenset())
-            patreon_id = links.get(user_id)
-            membership = memberships.get(patreon_id) if patreon_id is not None else None
             _decision, plan = plan_member_roles(
-                membership, settings, tier_roles, tiers, now, actual, granted, unassignable
+                members[user_id],
+                guild.settings,
+                guild.tier_roles,
+                self.tiers,
+                self.now,
+                actual,
+                granted,
+                lambda roles: guild.unassignable(self.gateway, roles),
             )
             if not plan.is_empty:
                 result.changes += 1
                 result.jobs.append((guild_id, user_id))
             elif granted - actual:
                 result.jobs.append((guild_id, user_id))
-    return result

@@ -1,17 +1,24 @@
-"""The periodic full refresh: list every campaign member, store them, queue the role jobs that follow.
+"""The periodic full refresh: list every campaign member page by page, store and plan each page as it comes,
+then sweep the members the listing no longer shows and queue the role jobs that follow.
 
-Fail safe above all: only a listing that completed without error may change anything. On any failure (5xx,
-429 past the client's patience, timeout, expired cursor, refused token) nothing is saved or removed, the old
-snapshots stay, and the LAST_REFRESH fact and the log say why. A complete listing saves all snapshots in one
-transaction, forgets members who are no longer listed (unless a webhook re-fetch stored them after the listing
-began), auto-matches where enabled, and queues one job per member whose roles differ. Patron tokens close to
-expiry are refreshed on the way.
+Fail safe above all: only a listing that completed without error may forget a member or act on a member's
+absence. Each page is real Patreon data, so its snapshots are stored as they arrive (like a webhook re-fetch)
+and role changes it shows (a tier change, a new pledge, a member Patreon now calls a former patron) are queued at
+once; what depends on a member *not* being listed (forgetting them, taking their roles) waits for the end. On
+any failure (5xx, 429 past the client's patience, timeout, expired cursor, refused token) nobody is forgotten,
+no absence is acted on, and the LAST_REFRESH fact and the log say why. A complete listing forgets members who
+are no longer listed (unless a webhook re-fetch stored them after the listing began), auto-matches where
+enabled, and plans the members it could not show. Only ids are kept across pages, never the whole listing.
+Patron tokens close to expiry are refreshed on the way.
+
+Which members are planned (only what changed, with a full re-plan at start-up, on `/patreon-admin sync`, daily
+and when a guild's settings or tier map change) is bot/sync/plan_scope.py.
 
 A member listed without its user (a deleted Patreon account, or a page that lost the relationship) is matched
 back to the user stored under its member id (a membership never changes hands); one that can't be matched is
 counted as unlinkable (`members_without_user`, shown by `/patreon-admin check`) and counts towards the total, so a
 campaign with deleted accounts still completes. A listing that ended without error is still refused as
-incomplete (`IncompleteListing`, nothing saved or forgotten) when:
+incomplete (`IncompleteListing`, nothing forgotten) when:
 
 - its distinct members (with a user, plus the unlinkable) are fewer than the smallest `meta.pagination.total`
   any of its pages reported (a page that lost its cursor looks like the last page; the smallest total allows for
@@ -20,8 +27,8 @@ incomplete (`IncompleteListing`, nothing saved or forgotten) when:
   (without a total nothing confirms that so many left; Patreon does report the total, so this is a backstop).
 
 Anything unexpected (a bug, a store error) also ends the refresh with ok=False and a LAST_REFRESH that says so.
-Pending webhook events are marked superseded only once the refresh's jobs are queued: a refresh that fails
-before that leaves them to the webhook applier.
+Pending webhook events are marked superseded only once the refresh's jobs are queued (their members planned):
+a refresh that fails before that leaves them to the webhook applier.
 """
 
 from __future__ import annotations
@@ -30,17 +37,18 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from bot.domain.models import MembershipSnapshot
 from bot.patreon.client import MAX_PAGE_SIZE, PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonCursorExpired, PatreonError
 from bot.store import LAST_REFRESH, Store
 from bot.sync.auto_match import auto_match
-from bot.sync.batch_plan import plan_all_guilds
+from bot.sync.batch_plan import GuildInputs, RefreshPlanner, load_guild_inputs
 from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected, grant_refused
+from bot.sync.plan_scope import DirtyMembers, GuildScope
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.role_jobs import RoleJobs
 
@@ -53,7 +61,7 @@ MAX_UNCONFIRMED_FORGET = 0.5
 
 
 class IncompleteListing(PatreonBadResponse):
-    """The listing ended without error but cannot be the whole campaign; the refresh changes nothing."""
+    """The listing ended without error but cannot be the whole campaign; the refresh forgets nobody."""
 
 
 @dataclass
@@ -68,6 +76,10 @@ class RefreshReport:
     snapshots_saved: int = 0
     snapshots_forgotten: int = 0
     auto_linked: int = 0
+    #: Members (guild, user) the refresh planned: the changed ones, or all in a guild planned in full.
+    members_planned: int = 0
+    #: Acting servers whose every member was planned (start-up, sync, daily, settings or tier map changed).
+    full_replan_guilds: int = 0
     members_checked: int = 0
     #: Members Discord failed to look up while planning; each was queued as a job that looks again.
     members_unchecked: int = 0
@@ -88,6 +100,17 @@ class RefreshReport:
         return data
 
 
+@dataclass
+class _Listing:
+    """What one attempt at the listing keeps across pages: ids, never snapshots (but auto-match's few)."""
+
+    listed: set[str] = field(default_factory=set)
+    unlinkable: set[str] = field(default_factory=set)
+    total: int | None = None
+    #: Listed members with a Discord account on Patreon who are not linked (auto-match's candidates).
+    unmatched: list[MembershipSnapshot] = field(default_factory=list)
+
+
 class RefreshService:
     def __init__(
         self,
@@ -98,8 +121,10 @@ class RefreshService:
         jobs: RoleJobs,
         gateway: RoleGateway,
         clock: Callable[[], datetime],
+        dirty: DirtyMembers,
         page_size: int = MAX_PAGE_SIZE,
     ) -> None:
+        """`dirty` is where the Discord adapter marks members whose roles changed on Discord."""
         self.client = client
         self.store = store
         self.campaign = campaign
@@ -107,9 +132,15 @@ class RefreshService:
         self.jobs = jobs
         self.gateway = gateway
         self.clock = clock
+        self.dirty = dirty
+        self.scope = GuildScope()
         self.page_size = page_size
         self._lock = asyncio.Lock()
         self.last_report: RefreshReport | None = None
+
+    def request_full_plan(self, guild_id: int) -> None:
+        """The next refresh plans every member of this guild, not only what changed (`/patreon-admin sync`)."""
+        self.scope.request_full(guild_id)
 
     async def run(self, cause: str = "scheduled") -> RefreshReport:
         """One full refresh (refreshes never overlap: a second caller waits for the first to finish)."""
@@ -142,65 +173,104 @@ class RefreshService:
                 await self.campaign.refresh_tiers()
             except (PatreonError, CampaignUnavailable) as error:
                 log.warning("refresh: no tier catalogue yet and could not load it: %s", error)
-        memberships, total = await self._list_members(report)
-        if total is None:
-            await self._check_unconfirmed_forget(memberships, report.started_at)
-        # The listing is complete: from here on the refresh may change state.
-        report.snapshots_saved = await self.store.save_memberships(memberships.values())
-        gone = await self.store.delete_memberships_except(set(memberships), report.started_at)
-        report.snapshots_forgotten = len(gone)
-        matched = await auto_match(self.store, self.gateway, self.reconcile, memberships.values(), self.clock())
-        report.auto_linked = len(matched)
-        acting = await self.reconcile.acting_guild_ids()
-        plan = await plan_all_guilds(self.store, self.gateway, acting, memberships, self.clock())
-        report.members_checked, report.roles_differ = plan.checked, plan.changes
-        report.members_unchecked = plan.unchecked
-        if plan.jobs:
-            await self.jobs.enqueue_many(plan.jobs, "refresh")
-        report.jobs_queued = len(plan.jobs)
+        tiers, now, started_wall = await self.store.get_tiers(), self.clock(), datetime.now(UTC)
+        marked, overflowed = self.dirty.take()
+        try:
+            guilds, fingerprints = [], {}
+            for guild_id in await self.reconcile.acting_guild_ids():
+                settings, tier_roles, fingerprints[guild_id] = await load_guild_inputs(
+                    self.store, self.gateway, guild_id, tiers
+                )
+                why = self.scope.full_reason(guild_id, fingerprints[guild_id], now, guild_id in overflowed)
+                state = self.scope.state(guild_id)
+                since = state.planned_at if state is not None else None
+                guilds.append(GuildInputs(guild_id, settings, tier_roles, full=why is not None, since=since))
+                if why is not None:
+                    report.full_replan_guilds += 1
+                    log.info("refresh: planning every member of guild=%s (%s)", guild_id, why)
+            planner = RefreshPlanner(self.store, self.gateway, guilds, tiers, now)
+            auto_matching = any(guild.settings.auto_match_discord for guild in guilds)
+            listing = await self._stream_listing(report, planner, auto_matching)
+            if listing.total is None:
+                await self._check_unconfirmed_forget(listing.listed, report.started_at)
+            # The listing is complete: from here on absence counts.
+            gone = await self.store.delete_memberships_except(listing.listed, report.started_at)
+            report.snapshots_forgotten = len(gone)
+            matched = await auto_match(self.store, self.gateway, self.reconcile, listing.unmatched, self.clock())
+            report.auto_linked = len(matched)
+            unlisted = set(gone) | await self.store.pending_webhook_patreon_ids(report.started_at)
+            for guild in guilds:
+                members = await self._members_not_on_a_page(guild, unlisted, marked.get(guild.guild_id, set()))
+                await planner.plan_members(guild, members | {discord_id for discord_id, _ in matched})
+            await self._enqueue(planner, report)
+        except BaseException:
+            self.dirty.restore(marked, overflowed)  # not planned: the next refresh plans them
+            raise
+        for guild in guilds:
+            self.scope.planned(guild.guild_id, fingerprints[guild.guild_id], now, started_wall, guild.full)
+        plan = planner.result
+        report.members_planned, report.members_checked = plan.planned, plan.checked
+        report.roles_differ, report.members_unchecked = plan.changes, plan.unchecked
         # Only now do the pending webhook events have nothing left to do: their members' jobs are queued.
         await self.store.supersede_webhook_events(report.started_at, self.clock())
         report.patron_tokens_refreshed = await self._refresh_patron_tokens()
         await self.store.prune_webhook_events(self.clock() - KEEP_WEBHOOK_EVENTS)
         report.detail = (
             f"{report.members_listed} member(s) in {report.pages} page(s); {report.roles_differ} member(s) "
-            f"need a role change; {report.snapshots_forgotten} gone; {report.auto_linked} auto-linked"
+            f"need a role change; {report.snapshots_forgotten} gone; {report.auto_linked} auto-linked; "
+            f"{report.members_planned} planned"
         )
+        if report.full_replan_guilds:
+            report.detail += f" (every member of {report.full_replan_guilds} server(s))"
         if report.members_without_user:
             report.detail += (
                 f"; {report.members_without_user} member(s) without a Patreon account (deleted) can't be linked"
             )
 
-    async def _list_members(self, report: RefreshReport) -> tuple[dict[str, MembershipSnapshot], int | None]:
-        """Every member by Patreon user id and the listing's total (None when no page said), or an exception:
-        a partial listing is never returned."""
+    async def _members_not_on_a_page(self, guild: GuildInputs, unlisted: set[str], marked: set[int]) -> set[int]:
+        """Who in `guild` the pages could not plan: holders of a grant without a link that counts there and, in
+        full, every member linked to no stored membership; for changes only, the members of `unlisted` Patreon
+        users (gone, or with a pending webhook), those marked on Discord, and links made since the last plan."""
+        members = await self.store.grant_holders_without_link(guild.guild_id)
+        if guild.full:
+            return members | await self.store.links_without_membership(guild.guild_id)
+        members |= set(await self.store.links_counting_in_for_patreon(guild.guild_id, unlisted))
+        state = self.scope.state(guild.guild_id)
+        if state is not None:
+            members |= await self.store.links_made_since(guild.guild_id, state.started_wall)
+        return members | marked
+
+    async def _enqueue(self, planner: RefreshPlanner, report: RefreshReport) -> None:
+        jobs = planner.result.take_jobs()
+        if jobs:
+            await self.jobs.enqueue_many(jobs, "refresh")
+            report.jobs_queued += len(jobs)
+
+    async def _stream_listing(self, report: RefreshReport, planner: RefreshPlanner, auto_matching: bool) -> _Listing:
+        """Walk every page, storing and planning each; return what the sweep needs, or raise: a partial listing
+        is never returned (what its pages showed is stored and planned already)."""
         campaign_id = await self.campaign.campaign_id()
         token = await self.campaign.creator_access_token()
         for attempt in (1, 2):
-            memberships: dict[str, MembershipSnapshot] = {}
-            without_user: list[MembershipSnapshot] = []
-            total: int | None = None
+            listing = _Listing()
             report.pages = report.members_listed = 0
             try:
                 async for page in self.client.iter_member_pages(token, campaign_id, self.page_size):
                     report.pages += 1
                     report.members_listed += len(page.members)
                     if page.total is not None:
-                        total = page.total if total is None else min(total, page.total)
-                    for member in page.members:
-                        if member.patreon_user_id is None:
-                            without_user.append(member)
-                        else:
-                            memberships[member.patreon_user_id] = member
-                unlinkable = await self._match_members_without_user(memberships, without_user)
-                report.members_without_user = unlinkable
-                if total is not None and len(memberships) + unlinkable < total:
+                        listing.total = page.total if listing.total is None else min(listing.total, page.total)
+                    await self._take_page(page.members, listing, planner, report, auto_matching)
+                unlinkable = report.members_without_user = len(listing.unlinkable)
+                if unlinkable:
+                    log.info("refresh: %d listed member(s) have no Patreon user and can't be linked", unlinkable)
+                if listing.total is not None and len(listing.listed) + unlinkable < listing.total:
                     also = f" (and {unlinkable} without a Patreon account)" if unlinkable else ""
                     raise IncompleteListing(
-                        f"the listing ended after {len(memberships)} member(s){also} in {report.pages} page(s), "
-                        f"but Patreon reported {total}"
+                        f"the listing ended after {len(listing.listed)} member(s){also} in {report.pages} page(s), "
+                        f"but Patreon reported {listing.total}"
                     )
-                return memberships, total
+                return listing
             except PatreonCursorExpired:
                 if attempt == 2:
                     raise
@@ -211,27 +281,52 @@ class RefreshService:
                 token = await self.campaign.creator_access_token(stale=token)
         raise AssertionError("unreachable")
 
+    async def _take_page(
+        self,
+        page: Sequence[MembershipSnapshot],
+        listing: _Listing,
+        planner: RefreshPlanner,
+        report: RefreshReport,
+        auto_matching: bool,
+    ) -> None:
+        """Store one page, plan what it changed and queue those jobs; remember only its ids."""
+        members = [m for m in page if m.patreon_user_id is not None]
+        members += await self._match_members_without_user(
+            listing, [m for m in page if m.patreon_user_id is None], {m.patreon_user_id for m in members}, report
+        )
+        changed = await self.store.save_membership_page(members)
+        report.snapshots_saved += len(changed)
+        listing.listed.update(m.patreon_user_id for m in members if m.patreon_user_id is not None)
+        await planner.plan_page(members, {m.patreon_user_id for m in changed if m.patreon_user_id is not None})
+        await self._enqueue(planner, report)
+        if auto_matching:
+            social = [m for m in members if m.social_discord_id is not None and m.patreon_user_id is not None]
+            if social:
+                linked = await self.store.linked_patreon_ids(m.patreon_user_id for m in social if m.patreon_user_id)
+                listing.unmatched += [m for m in social if m.patreon_user_id not in linked]
+
     async def _match_members_without_user(
-        self, memberships: dict[str, MembershipSnapshot], without_user: list[MembershipSnapshot]
-    ) -> int:
-        """Give each member listed without its user the user stored under its member id; return how many are
-        left unlinkable (distinct members no stored membership matches)."""
+        self, listing: _Listing, without_user: list[MembershipSnapshot], on_page: set[str | None], report: RefreshReport
+    ) -> list[MembershipSnapshot]:
+        """Give each member listed without its user the user stored under its member id; count the ones left
+        unlinkable (distinct members no stored membership matches) in `listing`."""
+        if not without_user:
+            return []
         known = await self.store.patreon_users_by_member_id(m.member_id for m in without_user if m.member_id)
-        unlinkable: set[str] = set()
+        matched: list[MembershipSnapshot] = []
         for index, member in enumerate(without_user):
             user_id = known.get(member.member_id or "")
-            if user_id is not None and user_id not in memberships:
-                memberships[user_id] = dataclasses.replace(member, patreon_user_id=user_id)
+            if user_id is not None and user_id not in listing.listed and user_id not in on_page:
+                matched.append(dataclasses.replace(member, patreon_user_id=user_id))
+                on_page.add(user_id)
             else:
-                unlinkable.add(member.member_id or f"(no id) {index}")
-        if unlinkable:
-            log.info("refresh: %d listed member(s) have no Patreon user and can't be linked", len(unlinkable))
-        return len(unlinkable)
+                listing.unlinkable.add(member.member_id or f"(no id) page {report.pages} #{index}")
+        return matched
 
-    async def _check_unconfirmed_forget(self, memberships: dict[str, MembershipSnapshot], started: datetime) -> None:
+    async def _check_unconfirmed_forget(self, listed: set[str], started: datetime) -> None:
         """Without a total, refuse a listing that would forget more than `MAX_UNCONFIRMED_FORGET` of the stored."""
         stored = await self.store.membership_count()
-        gone = len(await self.store.memberships_not_listed(set(memberships), started))
+        gone = len(await self.store.memberships_not_listed(listed, started))
         if gone > stored * MAX_UNCONFIRMED_FORGET:
             raise IncompleteListing(
                 f"the listing reported no total and would forget {gone} of {stored} stored member(s)"

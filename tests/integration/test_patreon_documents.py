@@ -203,13 +203,14 @@ async def test_a_listing_short_of_its_total_is_still_incomplete_with_deleted_acc
     h.patreon.add_user("p-gone", "Gone")
     h.patreon.set_membership("p-gone", "active_patron", tier_ids=["2001"])
     h.patreon.state.delete_account("p-gone")
-    h.patreon.set_membership("p-ben", "former_patron", tier_ids=[])
+    h.patreon.remove_membership("p-ben")  # absent: only a complete listing may act on that
 
     h.patreon.state.live_count += 1  # Patreon's total counts one member more than its pages list
     report = await h.services.refresh.run("short")
     await h.services.jobs.wait_idle(5)
     assert not report.ok and "and 1 without a Patreon account" in report.detail
     assert GOLD_ROLE in h.guild.members[BEN]
+    assert report.snapshots_forgotten == 0 and await h.store.get_membership("p-ben") is not None
 
 
 # ---------------------------------------------------------------- API v1 deliveries
