@@ -102,6 +102,12 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
         span = Span.start()
         report = await bot.services.refresh.run("bench")
         listed = span.stop()
+        print(
+            f"  refresh done (the drain follows): CPU {listed.cpu:.2f}s, wall {listed.wall:.2f}s, "
+            f"{report.members_planned:,} planned, {report.jobs_queued:,} job(s); RSS {rss_mb():.0f} MB, "
+            f"peak so far {peak_rss_mb():.0f} MB",
+            flush=True,
+        )
         await bot.settle(timeout=3600)
         total = span.stop()
         stalls.stop()

@@ -111,7 +111,7 @@ class BulkStore(SqlRunner):
             written.append(snapshot)
         if rows:
             await self._run_many(UPSERT_MEMBERSHIP, rows)
-            await self._db.commit()
+        await self._db.commit()  # the tombstone prune too: no transaction is left open between pages
         return written
 
     async def _recent_tombstones(self, now: datetime) -> dict[str, tuple[str | None, datetime]]:

@@ -83,6 +83,12 @@ class GuildScope:
         """The next refresh plans every member of this guild (`/patreon-admin sync` asks for it)."""
         self._full_requested.add(guild_id)
 
+    def keep_only(self, guild_ids: list[int]) -> None:
+        """Forget the guilds that don't act now: changes they skipped meanwhile are found by a full plan when
+        they act again."""
+        for guild_id in set(self._states) - set(guild_ids):
+            del self._states[guild_id]
+
     def state(self, guild_id: int) -> GuildPlanState | None:
         return self._states.get(guild_id)
 

@@ -136,6 +136,8 @@ class RefreshService:
         self.scope = GuildScope()
         self.page_size = page_size
         self._lock = asyncio.Lock()
+        #: Set while something is stored or forgotten but not yet planned (a failure then needs a full plan).
+        self._unplanned = False
         self.last_report: RefreshReport | None = None
 
     def request_full_plan(self, guild_id: int) -> None:
@@ -175,9 +177,12 @@ class RefreshService:
                 log.warning("refresh: no tier catalogue yet and could not load it: %s", error)
         tiers, now, started_wall = await self.store.get_tiers(), self.clock(), datetime.now(UTC)
         marked, overflowed = self.dirty.take()
+        acting = await self.reconcile.acting_guild_ids()
+        self.scope.keep_only(acting)
+        guilds: list[GuildInputs] = []
         try:
-            guilds, fingerprints = [], {}
-            for guild_id in await self.reconcile.acting_guild_ids():
+            fingerprints = {}
+            for guild_id in acting:
                 settings, tier_roles, fingerprints[guild_id] = await load_guild_inputs(
                     self.store, self.gateway, guild_id, tiers
                 )
@@ -194,6 +199,7 @@ class RefreshService:
             if listing.total is None:
                 await self._check_unconfirmed_forget(listing.listed, report.started_at)
             # The listing is complete: from here on absence counts.
+            self._unplanned = True  # once forgotten, a gone member is found again only by a full plan
             gone = await self.store.delete_memberships_except(listing.listed, report.started_at)
             report.snapshots_forgotten = len(gone)
             matched = await auto_match(self.store, self.gateway, self.reconcile, listing.unmatched, self.clock())
@@ -205,7 +211,13 @@ class RefreshService:
             await self._enqueue(planner, report)
         except BaseException:
             self.dirty.restore(marked, overflowed)  # not planned: the next refresh plans them
+            if self._unplanned:  # stored (or forgotten) but maybe not planned: only a full plan would see it now
+                log.warning("refresh failed between storing and planning; the next one plans every member")
+                for guild in guilds:
+                    self.scope.request_full(guild.guild_id)
             raise
+        finally:
+            self._unplanned = False
         for guild in guilds:
             self.scope.planned(guild.guild_id, fingerprints[guild.guild_id], now, started_wall, guild.full)
         plan = planner.result
@@ -290,6 +302,7 @@ class RefreshService:
         auto_matching: bool,
     ) -> None:
         """Store one page, plan what it changed and queue those jobs; remember only its ids."""
+        self._unplanned = True  # until the page's jobs are queued: a failure in between asks for a full plan
         members = [m for m in page if m.patreon_user_id is not None]
         members += await self._match_members_without_user(
             listing, [m for m in page if m.patreon_user_id is None], {m.patreon_user_id for m in members}, report
@@ -299,6 +312,7 @@ class RefreshService:
         listing.listed.update(m.patreon_user_id for m in members if m.patreon_user_id is not None)
         await planner.plan_page(members, {m.patreon_user_id for m in changed if m.patreon_user_id is not None})
         await self._enqueue(planner, report)
+        self._unplanned = False
         if auto_matching:
             social = [m for m in members if m.social_discord_id is not None and m.patreon_user_id is not None]
             if social:

@@ -13,6 +13,7 @@ import pytest
 
 from bot.sync.plan_scope import FULL_REPLAN_INTERVAL
 from fakes.sync_harness import GUILD, SyncHarness
+from tests.integration.test_refresh_safety import table_gone
 
 GOLD, SILVER, VIP = 630000000000000001, 630000000000000002, 630000000000000003
 ANN, BEN, CAT, DAN = 650000000000000001, 650000000000000002, 650000000000000003, 650000000000000004
@@ -172,3 +173,24 @@ async def test_a_listing_failing_on_page_3_forgets_nobody_and_removes_nothing_fo
     complete = await refresh(h)
     assert complete.snapshots_forgotten == 1 and h.guild.members[BEN] == set()
 
+
+
+async def test_a_failure_between_storing_and_planning_makes_the_next_refresh_plan_everyone(h):
+    """The stored hash already says "unchanged" for a snapshot whose plan never ran: only a full plan finds it."""
+    h.patreon.set_membership("p-ben", "former_patron", tier_ids=[], next_charge_date=None)
+    with table_gone(h.db_path, "role_grants"):  # the planner's ledger read fails, after the page was stored
+        failed = await h.services.refresh.run("scheduled")
+    assert not failed.ok and failed.snapshots_saved == 1 and GOLD in h.guild.members[BEN]
+    report = await refresh(h)
+    assert report.full_replan_guilds == 1 and report.snapshots_saved == 0
+    assert h.guild.members[BEN] == set()
+
+
+async def test_a_server_that_stops_and_starts_acting_again_is_planned_in_full(h):
+    await h.store.save_settings(replace(await h.store.get_settings(GUILD), enabled=False))
+    h.patreon.set_membership("p-ben", "former_patron", tier_ids=[], next_charge_date=None)
+    off = await refresh(h)
+    assert off.members_planned == 0 and GOLD in h.guild.members[BEN], "a server that doesn't act is left alone"
+    await h.store.save_settings(replace(await h.store.get_settings(GUILD), enabled=True))
+    back = await refresh(h)
+    assert back.full_replan_guilds == 1 and h.guild.members[BEN] == set()
