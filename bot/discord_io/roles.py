@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import discord
+from discord.ext import commands
 
 from bot.sync.reconcile import GRANT_SETTLE_TIME, RoleChangeError
 
@@ -36,8 +37,9 @@ class UnconfirmedRoleWrites:
     Discord's GUILD_MEMBER_UPDATE, which can lag by seconds or more (Rapptz/discord.py#8269). A job planned in
     that gap from the cache alone would skip the removal of a role just given (or the re-grant of a role just
     taken) and nothing would fix it until the next refresh. So the adapter's view of a member is the cache with
-    these writes laid over it. A write ends when the cache agrees with it (the event arrived) or after
-    `settle_seconds` (then the cache is believed: someone may have changed the role since).
+    these writes laid over it. A write ends when the cache shows it (the event arrived: `seen` is told of every
+    member update, so a moderator's change right after the echo counts at once) or after `settle_seconds` (then
+    the cache is believed: someone may have changed the role since).
     """
 
     def __init__(self, settle_seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -64,6 +66,14 @@ class UnconfirmedRoleWrites:
         added = {role for role, write in writes.items() if write.present}
         return frozenset((cached - writes.keys()) | added)
 
+    def seen(self, guild_id: int, user_id: int, cached: frozenset[int]) -> None:
+        """The cache showed the member with these roles (a GUILD_MEMBER_UPDATE's before or after)."""
+        writes = self._writes.get((guild_id, user_id))
+        if writes:
+            self._settle(writes, cached, self._monotonic())
+            if not writes:
+                del self._writes[(guild_id, user_id)]
+
     def forget_member(self, guild_id: int, user_id: int) -> None:
         """Drop a member's writes: Discord itself was just asked for their roles, so nothing is pending."""
         self._writes.pop((guild_id, user_id), None)
@@ -86,10 +96,17 @@ class UnconfirmedRoleWrites:
 
 
 class DiscordRoleGateway:
-    def __init__(self, client: discord.Client, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, client: commands.Bot, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         #: Our own role writes the cache hasn't confirmed; every read of a member's roles goes through it.
         self.pending_writes = UnconfirmedRoleWrites(GRANT_SETTLE_TIME.total_seconds(), monotonic)
+        client.add_listener(self._member_updated, "on_member_update")
+
+    async def _member_updated(self, before: discord.Member, after: discord.Member) -> None:
+        """`before` is a copy of the cache as the previous event left it, so each state the cache passed through
+        is seen, even when the next event (a moderator's edit) lands before anyone reads the member."""
+        self.pending_writes.seen(after.guild.id, after.id, _role_ids(before))
+        self.pending_writes.seen(after.guild.id, after.id, _role_ids(after))
 
     def guild_ids(self) -> list[int]:
         return [guild.id for guild in self.client.guilds]
