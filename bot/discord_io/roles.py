@@ -37,9 +37,10 @@ class UnconfirmedRoleWrites:
     Discord's GUILD_MEMBER_UPDATE, which can lag by seconds or more (Rapptz/discord.py#8269). A job planned in
     that gap from the cache alone would skip the removal of a role just given (or the re-grant of a role just
     taken) and nothing would fix it until the next refresh. So the adapter's view of a member is the cache with
-    these writes laid over it. A write ends when the cache shows it (the event arrived: `seen` is told of every
-    member update, so a moderator's change right after the echo counts at once) or after `settle_seconds` (then
-    the cache is believed: someone may have changed the role since).
+    these writes laid over it. A write ends when the cache shows it (the event arrived: `seen` is told after
+    every member update, so a moderator's later change counts at once) or after `settle_seconds` (then the cache
+    is believed: someone may have changed the role since). Only the cache as it is now is compared, never an
+    older copy: an older state can match a write by coincidence (our previous write to that role).
     """
 
     def __init__(self, settle_seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -67,7 +68,7 @@ class UnconfirmedRoleWrites:
         return frozenset((cached - writes.keys()) | added)
 
     def seen(self, guild_id: int, user_id: int, cached: frozenset[int]) -> None:
-        """The cache showed the member with these roles (a GUILD_MEMBER_UPDATE's before or after)."""
+        """The cache now shows the member with these roles (just after a GUILD_MEMBER_UPDATE)."""
         writes = self._writes.get((guild_id, user_id))
         if writes:
             self._settle(writes, cached, self._monotonic())
@@ -102,10 +103,10 @@ class DiscordRoleGateway:
         self.pending_writes = UnconfirmedRoleWrites(GRANT_SETTLE_TIME.total_seconds(), monotonic)
         client.add_listener(self._member_updated, "on_member_update")
 
-    async def _member_updated(self, before: discord.Member, after: discord.Member) -> None:
-        """`before` is a copy of the cache as the previous event left it, so each state the cache passed through
-        is seen, even when the next event (a moderator's edit) lands before anyone reads the member."""
-        self.pending_writes.seen(after.guild.id, after.id, _role_ids(before))
+    async def _member_updated(self, _before: discord.Member, after: discord.Member) -> None:
+        """Settle the member's writes as soon as an event changes the cache, not at the next read: a moderator's
+        edit right after our echo must not hide behind our write. (`after` is the live cached member; `before`,
+        an older copy, could agree with a write by coincidence and is not used.)"""
         self.pending_writes.seen(after.guild.id, after.id, _role_ids(after))
 
     def guild_ids(self) -> list[int]:
