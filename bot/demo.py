@@ -90,7 +90,11 @@ async def _panel_walkthrough(world: FakeWorld) -> None:
     world.patreon.add_user(user_id="p-erin", full_name="Erin")
     world.patreon.set_membership("p-erin", patron_status="active_patron", tier_ids=[SEED.gold_tier])
     world.guild.add_member(ERIN, username="erin")
-    await _settle(lambda: world.bot is not None and world.bot.get_guild(SEED.guild_id).get_member(ERIN) is not None)
+    def bot_sees_erin() -> bool:
+        guild = world.bot.get_guild(SEED.guild_id) if world.bot is not None else None
+        return guild is not None and guild.get_member(ERIN) is not None
+
+    await _settle(bot_sees_erin)
     click = await world.discord.click_button(SEED.guild_id, ERIN, GET_ROLES, int(panel["id"]), LINK_ID)
     await click.wait_response(timeout=5)
     _say("7) Erin, a new Gold patron, never types a command: she clicks Link account and gets a private answer:")
