@@ -90,7 +90,7 @@ class BulkStore(SqlRunner):
                 f" WHERE patreon_user_id IN ({marks})",
                 ids,
             ) as cursor:
-                stored.update({row[0]: (row[1], row[2]) async for row in cursor})
+                stored.update({row[0]: (row[1], row[2]) for row in await cursor.fetchall()})
         written: list[MembershipSnapshot] = []
         rows: list[tuple[object, ...]] = []
         for snapshot in listed:
@@ -102,9 +102,11 @@ class BulkStore(SqlRunner):
                 if gone_member is None or snapshot.member_id in (None, gone_member):
                     continue  # a page read before Patreon said this membership was gone (a renewal is kept)
             digest = snapshot_hash(snapshot)
-            observed = iso_utc(snapshot.observed_at or fallback)
             before = stored.get(user_id)
-            if before is not None and (before[0] == digest or before[1] > observed):
+            if before is not None and before[0] == digest:
+                continue
+            observed = iso_utc(snapshot.observed_at or fallback)
+            if before is not None and before[1] > observed:
                 continue
             stored[user_id] = (digest, observed)  # the same member twice on a page: the later look wins, as before
             rows.append(membership_row(snapshot, fallback, digest))

@@ -304,9 +304,10 @@ class RefreshService:
         """Store one page, plan what it changed and queue those jobs; remember only its ids."""
         self._unplanned = True  # until the page's jobs are queued: a failure in between asks for a full plan
         members = [m for m in page if m.patreon_user_id is not None]
-        members += await self._match_members_without_user(
-            listing, [m for m in page if m.patreon_user_id is None], {m.patreon_user_id for m in members}, report
-        )
+        without_user = [m for m in page if m.patreon_user_id is None]
+        if without_user:
+            on_page = {m.patreon_user_id for m in members}
+            members += await self._match_members_without_user(listing, without_user, on_page, report)
         changed = await self.store.save_membership_page(members)
         report.snapshots_saved += len(changed)
         listing.listed.update(m.patreon_user_id for m in members if m.patreon_user_id is not None)
@@ -324,8 +325,6 @@ class RefreshService:
     ) -> list[MembershipSnapshot]:
         """Give each member listed without its user the user stored under its member id; count the ones left
         unlinkable (distinct members no stored membership matches) in `listing`."""
-        if not without_user:
-            return []
         known = await self.store.patreon_users_by_member_id(m.member_id for m in without_user if m.member_id)
         matched: list[MembershipSnapshot] = []
         for index, member in enumerate(without_user):
