@@ -163,8 +163,8 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print(f"  fakes process (not the bot): CPU {fakes_usage['cpu']:.1f}s for the whole run, "
           f"peak RSS {fakes_usage['maxrss_mb']:.0f} MB")  # fmt: skip
     print(
-        "  note: role calls are paced by the bot's token bucket (40/s after a burst of 10, under Discord's "
-        "50/s), so the drain takes at least (role calls - 10)/40 seconds by design"
+        "  note: the fake Discord enforces Discord's member-role bucket (10 per 10 s per server by default), so "
+        "the drain takes about a second per role call whatever the machine; the refresh's figures come first"
     )
     http_429 = sum(1 for _m, _p, status in calls["discord"] if status == 429)
     print(
