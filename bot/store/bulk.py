@@ -163,12 +163,20 @@ class BulkStore(SqlRunner):
             return [row[0] async for row in cursor if row[0] not in keep]
 
     async def delete_membership_observed_before(
-        self, patreon_user_id: str, observed_before: datetime, member_id: str | None = None
+        self,
+        patreon_user_id: str,
+        observed_before: datetime,
+        member_id: str | None = None,
+        *,
+        also_gone: str | None = None,
     ) -> bool:
         """Forget a membership Patreon says is gone, unless a newer look has been stored meanwhile.
 
         With `member_id`, only that membership goes: after a delete-and-renew the user has a new member id,
-        and a late 404 for the old one must not erase the new one.
+        and a late 404 for the old one must not erase the new one. `also_gone` is a second membership of the
+        user Patreon called gone (the webhook's, when the stored one was another): a tombstone holds one member
+        id, so it then covers every membership of the user read before `observed_before`, and a late listing
+        page can bring back neither.
         """
         result = await self._run(
             "DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ?"
@@ -179,7 +187,7 @@ class BulkStore(SqlRunner):
             await self._run(
                 "INSERT INTO membership_tombstones VALUES (?, ?, ?) ON CONFLICT (patreon_user_id) DO UPDATE SET"
                 " member_id = excluded.member_id, gone_at = MAX(gone_at, excluded.gone_at)",
-                (patreon_user_id, member_id, iso_utc(observed_before)),
+                (patreon_user_id, None if also_gone else member_id, iso_utc(observed_before)),
             )
         await self._db.commit()
         return result.rowcount > 0

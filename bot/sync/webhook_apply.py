@@ -105,13 +105,17 @@ class WebhookApplier(BackgroundWorker):
         trigger = events[-1].trigger
         hint_user = next((event.patreon_user_id for event in reversed(events) if event.patreon_user_id), None)
         fetched_at = self.clock()
+        stored_id: str | None = None  # the stored membership re-read after a 404 that named another one
         try:
             campaign_id = await self.campaign.campaign_id()
-            snapshot: MembershipSnapshot | None = await self.campaign.with_creator_token(
-                lambda token: self.client.get_member(token, member_id)
-            )
-        except PatreonNotFound:
-            snapshot = None
+            snapshot = await self._fetch(member_id)
+            if snapshot is None and hint_user is not None:
+                known = await self.store.get_membership(hint_user)
+                if known is not None and known.member_id not in (None, member_id):
+                    # Patreon may have deleted the stored one too, with its webhook lost; keeping it unasked would
+                    # leave its roles on a patron who pays nothing until the next refresh. One call, only here.
+                    stored_id = known.member_id
+                    snapshot = await self._fetch(stored_id)
         except PatreonRequestError as error:
             log.warning("webhook member=%s: Patreon refused the re-fetch (%s); events %s failed", member_id, error, ids)
             await self.store.finish_webhook_events(ids, FAILED, self.clock(), str(error)[:500])
@@ -122,9 +126,19 @@ class WebhookApplier(BackgroundWorker):
         patreon_ids: set[str] = set()
         if snapshot is None:
             if hint_user is not None:
-                await self.store.delete_membership_observed_before(hint_user, fetched_at, member_id)
+                if stored_id is None:
+                    await self.store.delete_membership_observed_before(hint_user, fetched_at, member_id)
+                else:
+                    await self.store.delete_membership_observed_before(
+                        hint_user, fetched_at, stored_id, also_gone=member_id
+                    )
                 patreon_ids.add(hint_user)
-            log.info("webhook %s member=%s: gone at Patreon (404); membership forgotten", trigger, member_id)
+            log.info(
+                "webhook %s member=%s%s: gone at Patreon (404); membership forgotten",
+                trigger,
+                member_id,
+                f" and the stored member={stored_id}" if stored_id else "",
+            )
         else:
             if snapshot.campaign_id is not None and snapshot.campaign_id != campaign_id:
                 log.warning("webhook member=%s belongs to campaign %s, not ours; ignored", member_id, campaign_id)
@@ -141,7 +155,7 @@ class WebhookApplier(BackgroundWorker):
             log.info(
                 "webhook %s member=%s user=%s: %s (%s)",
                 trigger,
-                member_id,
+                member_id if stored_id is None else f"{member_id} gone (404), the stored member={stored_id} kept",
                 snapshot.patreon_user_id,
                 snapshot.patron_status or "no pledge",
                 "stored" if stored else "a newer snapshot was already stored",
@@ -160,6 +174,13 @@ class WebhookApplier(BackgroundWorker):
         if keys:
             await self.jobs.enqueue_many(keys, f"webhook {trigger}", urgent=True)
         await self.store.finish_webhook_events(ids, DONE, self.clock())
+
+    async def _fetch(self, member_id: str) -> MembershipSnapshot | None:
+        """What Patreon says of the member now; None when it answers 404 (the membership is gone)."""
+        try:
+            return await self.campaign.with_creator_token(lambda token: self.client.get_member(token, member_id))
+        except PatreonNotFound:
+            return None
 
     async def _retry_later(self, member_id: str, events: list[WebhookEvent], error: str) -> None:
         ids = [event.id for event in events]
