@@ -21,6 +21,7 @@ from .commands import CommandRegistry
 from .gateway import GatewayHub
 from .guild import FakeGuild
 from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
+from .member_requests import MemberRequest
 from .models import build_message
 from .oauth import DiscordOAuth
 from .rate_limits import RateLimiter, RateLimits
@@ -192,9 +193,28 @@ class FakeDiscord:
         """Ask connected bots to reconnect (op 7); they RESUME and get the events they missed."""
         self._gateway.request_reconnect()
 
+    @property
+    def member_requests(self) -> list[MemberRequest]:
+        """Every gateway op 8 REQUEST_GUILD_MEMBERS the bots sent (ids, query, nonce, and the fake's answer)."""
+        return self._gateway.member_requests
+
     async def drop_gateway_connections(self, code: int = 4000) -> None:
         """Close the sockets but keep sessions: discord.py RESUMEs after its 0-2 s back-off."""
         await self._gateway.drop_connections(code)
+
+    def hold_member_updates(self, guild_id: int, user_id: int) -> None:
+        """Gateway lag: hold this member's GUILD_MEMBER_UPDATE events (REST answers still come at once) until
+        `release_member_updates`; see `GatewayHub.hold_member_updates` for the source."""
+        self._gateway.hold_member_updates(guild_id, user_id)
+
+    def release_member_updates(self) -> int:
+        """Send every held member update in the order the changes happened; returns how many."""
+        return self._gateway.release_member_updates()
+
+    @property
+    def held_member_updates(self) -> int:
+        """How many member updates are waiting (a test's signal that a change happened)."""
+        return self._gateway.held_member_updates
 
     # ---- recorded REST traffic -----------------------------------------------------------------
 
