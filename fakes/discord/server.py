@@ -21,7 +21,6 @@ from .commands import CommandRegistry
 from .gateway import GatewayHub
 from .guild import FakeGuild
 from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
-from .member_requests import MemberRequest
 from .models import build_message
 from .oauth import DiscordOAuth
 from .rate_limits import RateLimiter, RateLimits
@@ -192,11 +191,6 @@ class FakeDiscord:
     def request_reconnect(self) -> None:
         """Ask connected bots to reconnect (op 7); they RESUME and get the events they missed."""
         self._gateway.request_reconnect()
-
-    @property
-    def member_requests(self) -> list[MemberRequest]:
-        """Every gateway op 8 REQUEST_GUILD_MEMBERS the bots sent (ids, query, nonce, and the fake's answer)."""
-        return self._gateway.member_requests
 
     async def drop_gateway_connections(self, code: int = 4000) -> None:
         """Close the sockets but keep sessions: discord.py RESUMEs after its 0-2 s back-off."""
