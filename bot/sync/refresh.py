@@ -34,10 +34,12 @@ a refresh that fails before that leaves them to the webhook applier.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -58,6 +60,21 @@ PATRON_TOKEN_MARGIN = timedelta(days=7)
 KEEP_WEBHOOK_EVENTS = timedelta(days=7)
 #: Without a reported total, a refresh may forget at most this fraction of the stored memberships.
 MAX_UNCONFIRMED_FORGET = 0.5
+#: Allocations between two young-generation collections while a listing is parsed (Python's default: 700).
+LISTING_GC_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect cyclic garbage less often while pages are parsed: each page's JSON makes ~100,000 short-lived objects,
+    and with discord.py's member cache alive every collection they trigger walks millions of objects (1.2 of 7 s
+    of a 100,000-member refresh went to the collector). Reference counting still frees the pages as before."""
+    previous = gc.get_threshold()
+    gc.set_threshold(max(previous[0], LISTING_GC_THRESHOLD), *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 class IncompleteListing(PatreonBadResponse):
@@ -195,7 +212,8 @@ class RefreshService:
                     log.info("refresh: planning every member of guild=%s (%s)", guild_id, why)
             planner = RefreshPlanner(self.store, self.gateway, guilds, tiers, now)
             auto_matching = any(guild.settings.auto_match_discord for guild in guilds)
-            listing = await self._stream_listing(report, planner, auto_matching)
+            with fewer_collections():
+                listing = await self._stream_listing(report, planner, auto_matching)
             if listing.total is None:
                 await self._check_unconfirmed_forget(listing.listed, report.started_at)
             # The listing is complete: from here on absence counts.

@@ -96,3 +96,17 @@ def test_a_guild_is_planned_in_full_first_on_request_daily_and_when_its_inputs_c
     assert scope.full_reason(1, fingerprint, T0 + timedelta(hours=2), False) == "asked for by a sync"
     scope.planned(1, fingerprint, T0 + timedelta(hours=2), T0, full=True)
     assert scope.full_reason(1, fingerprint, T0 + timedelta(hours=3), False) is None
+
+
+def test_the_listing_gc_threshold_is_put_back_even_when_the_listing_fails():
+    import gc
+
+    import pytest
+
+    from bot.sync.refresh import LISTING_GC_THRESHOLD, fewer_collections
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), fewer_collections():
+        assert gc.get_threshold()[0] >= LISTING_GC_THRESHOLD
+        raise RuntimeError("Patreon failed on page 3")
+    assert gc.get_threshold() == before
