@@ -48,6 +48,9 @@ class MemoryGateway:
     def knows_all_members(self, guild_id: int) -> bool:
         return self.complete
 
+    def knows_member(self, guild_id: int, user_id: int) -> bool:
+        return self.complete
+
     def unassignable_roles(self, guild_id: int, role_ids: frozenset[int]) -> dict[int, str]:
         refused = self.guilds[guild_id].refused
         return {role: refused[role] for role in role_ids if role in refused}

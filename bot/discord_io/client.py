@@ -43,16 +43,21 @@ class PatronBot(commands.Bot):
         **options: object,
     ) -> None:
         intents = discord.Intents.default()
-        intents.members = True
+        intents.members = True  # GUILD_MEMBER_ADD/UPDATE/REMOVE keep the linked members current
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
+            # Never the whole server: only the linked members, asked for by id (bot/discord_io/linked_members.py).
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
             **options,  # type: ignore[arg-type]
         )
         self.config = config
-        self.services: Services = build_services(config, store, session, DiscordRoleGateway(self), clock)
+        self.role_gateway = DiscordRoleGateway(self)
+        self.services: Services = build_services(config, store, session, self.role_gateway, clock)
+        self._member_loads: set[asyncio.Task[None]] = set()
         self.web_port: int | None = None
         self.tree.error(self.on_app_command_error)
 
@@ -78,12 +83,26 @@ class PatronBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("ready as %s in %d server(s)", self.user, len(self.guilds))
+        task = asyncio.create_task(self._load_linked_members(), name="load linked members")
+        self._member_loads.add(task)
+        task.add_done_callback(self._member_loads.discard)
         if len(self.guilds) > 1 and not self.config.allowed_guild_ids:
             log.warning(
                 "the bot is in %d servers and ALLOWED_GUILD_IDS is empty, so no server acts for the campaign; "
                 "list the creator's servers in ALLOWED_GUILD_IDS",
                 len(self.guilds),
             )
+
+    async def _load_linked_members(self) -> None:
+        """After each READY (the member cache starts empty): ask Discord for each server's linked members and the
+        holders of roles the bot gave, by id; slash commands are answered meanwhile."""
+        store = self.services.store
+        for guild in list(self.guilds):
+            try:
+                wanted = set(await store.links_counting_in(guild.id)) | set(await store.users_with_grants(guild.id))
+                await self.role_gateway.load_linked_members(guild.id, wanted)
+            except Exception:  # one server failing must not stop the others; lookups then happen on use
+                log.exception("could not load the linked members of guild=%s", guild.id)
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One friendly line to the user, the traceback to the log, never the other way round."""

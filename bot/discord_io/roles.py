@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import discord
 from discord.ext import commands
 
+from bot.discord_io.linked_members import LinkedMembers, MemberLookupFailed
 from bot.sync.reconcile import GRANT_SETTLE_TIME, RoleChangeError
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class DiscordRoleGateway:
         self.client = client
         #: Our own role writes the cache hasn't confirmed; every read of a member's roles goes through it.
         self.pending_writes = UnconfirmedRoleWrites(GRANT_SETTLE_TIME.total_seconds(), monotonic)
+        #: The members held in memory: linked ones, asked for by id (bot/discord_io/linked_members.py).
+        self.linked_members = LinkedMembers(client)
         client.add_listener(self._member_updated, "on_member_update")
 
     async def _member_updated(self, _before: discord.Member, after: discord.Member) -> None:
@@ -126,8 +129,18 @@ class DiscordRoleGateway:
         return self.pending_writes.overlay(guild_id, user_id, _role_ids(member))
 
     def knows_all_members(self, guild_id: int) -> bool:
+        """All *linked* members (and holders of our grants) were asked for since READY; nobody else is kept."""
+        return self.client.get_guild(guild_id) is not None and self.linked_members.knows_all(guild_id)
+
+    def knows_member(self, guild_id: int, user_id: int) -> bool:
+        """Cached, or Discord was asked since READY and said they aren't a member (a new link isn't known yet)."""
+        return self.linked_members.requested(guild_id, user_id)
+
+    async def load_linked_members(self, guild_id: int, user_ids: set[int]) -> None:
+        """Ask Discord for these members (at each READY), by id, 100 per gateway request."""
         guild = self.client.get_guild(guild_id)
-        return guild is not None and guild.chunked
+        if guild is not None:
+            await self.linked_members.load(guild, user_ids)
 
     def missing_permissions(self, guild_id: int) -> str | None:
         guild = self.client.get_guild(guild_id)
@@ -192,7 +205,11 @@ class DiscordRoleGateway:
         return role.name if role else f"deleted-role-{role_id}"
 
     def user_name(self, user_id: int) -> str:
-        user = self.client.get_user(user_id)
+        """From the user cache, else a cached member (a member asked for by id isn't put in the user cache)."""
+        user: discord.abc.User | None = self.client.get_user(user_id)
+        for guild in self.client.guilds if user is None else ():
+            if (user := guild.get_member(user_id)) is not None:
+                break
         return user.name if user else str(user_id)
 
     async def post_log(self, channel_id: int, text: str) -> None:
@@ -213,12 +230,9 @@ class DiscordRoleGateway:
         if member is not None:
             return member
         try:
-            fetched = await guild.fetch_member(user_id)
-        except discord.NotFound:
-            self.pending_writes.forget_member(guild_id, user_id)
-            return None
-        except discord.HTTPException as error:
-            raise RoleChangeError(f"Discord failed to look the member up ({error.status})", permanent=False) from error
+            fetched = await self.linked_members.member(guild, user_id)  # gateway op 8 by id, cached from then on
+        except MemberLookupFailed as error:
+            raise RoleChangeError(f"Discord failed to look the member up ({error})", permanent=False) from error
         self.pending_writes.forget_member(guild_id, user_id)  # read from Discord just now: nothing is pending
         return fetched
 

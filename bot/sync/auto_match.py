@@ -102,7 +102,7 @@ async def _guild_with_member(gateway: RoleGateway, guilds: list[int], discord_id
     for guild_id in guilds:
         if gateway.cached_member_roles(guild_id, discord_id) is not None:
             return guild_id
-        if gateway.knows_all_members(guild_id):
+        if gateway.knows_member(guild_id, discord_id):  # asked before and not a member
             continue
         try:
             if await gateway.member_roles(guild_id, discord_id) is not None:

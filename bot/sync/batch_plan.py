@@ -166,7 +166,6 @@ class RefreshPlanner:
     async def _plan(self, guild: GuildInputs, members: Mapping[int, MembershipSnapshot | None]) -> None:
         guild_id, result = guild.guild_id, self.result
         grants = await self.store.grants_of_users(guild_id, members)
-        complete = self.gateway.knows_all_members(guild_id)
         for count, user_id in enumerate(sorted(members), start=1):
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let webhooks and the gateway heartbeat through
@@ -176,7 +175,7 @@ class RefreshPlanner:
                 guild.planned.add(user_id)
             result.planned += 1
             actual = self.gateway.cached_member_roles(guild_id, user_id)
-            if actual is None and not complete:
+            if actual is None and not self.gateway.knows_member(guild_id, user_id):
                 try:
                     actual = await self.gateway.member_roles(guild_id, user_id)
                 except RoleChangeError as error:

@@ -53,7 +53,13 @@ class RoleGateway(Protocol):
         ...
 
     def knows_all_members(self, guild_id: int) -> bool:
-        """True when every member is cached, so "not cached" means "not a member"."""
+        """True when every *linked* member (and every holder of roles the bot gave) is known, so for them "not
+        cached" means "not a member". It says nothing of anyone else: a big server's other members are never kept."""
+        ...
+
+    def knows_member(self, guild_id: int, user_id: int) -> bool:
+        """True when memory answers for this user here without a request: cached (a member), or Discord was asked
+        and said they aren't one. False means `member_roles` must ask (e.g. a link made elsewhere)."""
         ...
 
     def unassignable_roles(self, guild_id: int, role_ids: frozenset[int]) -> dict[int, str]: ...
@@ -249,11 +255,11 @@ class ReconcileService:
         return await self.participation.guild_ids()
 
     async def member_guilds(self, user_id: int) -> list[int]:
-        """Acting guilds the user may be in: every one whose member list is not fully cached, else only theirs."""
+        """Acting guilds the user may be in: every one where memory doesn't answer for them, else only theirs."""
         return [
             guild_id
             for guild_id in await self.acting_guild_ids()
-            if not self.gateway.knows_all_members(guild_id)
+            if not self.gateway.knows_member(guild_id, user_id)
             or self.gateway.cached_member_roles(guild_id, user_id) is not None
         ]
 

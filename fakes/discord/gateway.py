@@ -3,6 +3,11 @@
 Why: discord.py only fills its cache and fires events (on_ready, on_member_join, member updates after
 role edits, interactions) from the gateway, so the fake speaks the protocol discord.py expects, with
 plain-text JSON frames and per-session sequence numbers.
+
+A large guild (more members than the IDENTIFY's `large_threshold`, 50 unless the client says otherwise, at most
+250) comes in GUILD_CREATE without its offline members, as on Discord ("the gateway will only send offline members
+if a guild has less than the large_threshold members"; without GUILD_PRESENCES every member counts as offline, so
+only the bot itself is listed). The client asks for the rest with op 8 (fakes/discord/member_requests.py).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -19,13 +25,14 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .guild import FakeGuild
+from .member_requests import MemberRequest, MemberRequestDesk
 from .permissions import EVENT_INTENTS, INTENT_GUILD_MEMBERS
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_MS = 41250
 HISTORY_LIMIT = 2000
-CHUNK_SIZE = 1000
+DEFAULT_LARGE_THRESHOLD, MAX_LARGE_THRESHOLD = 50, 250
 
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_PRESENCE, OP_VOICE = 0, 1, 2, 3, 4
 OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 6, 7, 8, 9, 10, 11
@@ -34,10 +41,11 @@ OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_HE
 class GatewaySession:
     """One identified bot session; it outlives a dropped socket so the bot can RESUME it."""
 
-    def __init__(self, intents: int, shard: list[int] | None) -> None:
+    def __init__(self, intents: int, shard: list[int] | None, large_threshold: int = DEFAULT_LARGE_THRESHOLD) -> None:
         self.session_id = secrets.token_hex(16)
         self.intents = intents
         self.shard = shard
+        self.large_threshold = large_threshold
         self.sequence = 0
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LIMIT)
         self.connection: GatewayConnection | None = None
@@ -97,6 +105,7 @@ class GatewayHub:
         bot_user: Callable[[], dict[str, Any]],
         guilds: Callable[[], list[FakeGuild]],
         resume_url: Callable[[], str],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bot_token = bot_token
         self._application_id = application_id
@@ -111,6 +120,13 @@ class GatewayHub:
         #: Members whose GUILD_MEMBER_UPDATE events are being held back, and the held events in order.
         self._held_members: set[tuple[str, str]] = set()
         self._held_updates: list[dict[str, Any]] = []
+        #: op 8 answers; `monotonic` times the one-per-30-s window of whole-list requests.
+        self._member_desk = MemberRequestDesk(monotonic)
+
+    @property
+    def member_requests(self) -> list[MemberRequest]:
+        """Every op 8 REQUEST_GUILD_MEMBERS received, in order."""
+        return list(self._member_desk.requests)
 
     # ---- fan-out -------------------------------------------------------------------------------
 
@@ -247,7 +263,9 @@ class GatewayHub:
             await connection.ws.close(code=4004, message=b"Authentication failed.")
             return
         self.identify_count += 1
-        session = GatewaySession(int(data.get("intents", 0)), data.get("shard"))
+        threshold = int(data.get("large_threshold") or DEFAULT_LARGE_THRESHOLD)
+        threshold = min(max(threshold, DEFAULT_LARGE_THRESHOLD), MAX_LARGE_THRESHOLD)
+        session = GatewaySession(int(data.get("intents", 0)), data.get("shard"), threshold)
         self.sessions[session.session_id] = session
         connection.session = session
         session.connection = connection
@@ -276,10 +294,32 @@ class GatewayHub:
         self._ready_changed.set()
 
     def _guild_create(self, session: GatewaySession, guild: FakeGuild) -> dict[str, Any]:
-        """Without the members intent Discord only sends the bot's own member."""
-        payload = guild.to_payload(with_state=True)
-        if not session.intents & INTENT_GUILD_MEMBERS:
-            payload["members"] = [guild.bot_member.to_payload()]
+        """Without the members intent Discord only sends the bot's own member; a large guild, only the bot too."""
+        member_count = len(guild.members)
+        if member_count <= session.large_threshold:
+            payload = guild.to_payload(with_state=True)
+            if not session.intents & INTENT_GUILD_MEMBERS:
+                payload["members"] = [guild.bot_member.to_payload()]
+            return payload
+        payload = guild.to_payload(with_state=False)  # never renders the member list of a big guild
+        payload.update(
+            {
+                "joined_at": guild.created_at,
+                "large": True,
+                "unavailable": False,
+                "member_count": member_count,
+                "members": [guild.bot_member.to_payload()],
+                "channels": [channel.to_payload() for channel in guild.channels.values()],
+                "threads": [],
+                "presences": [],
+                "voice_states": [],
+                "stage_instances": [],
+                "guild_scheduled_events": [],
+                "soundboard_sounds": [],
+                "embedded_activities": [],
+                "lazy": True,
+            }
+        )
         return payload
 
     async def _resume(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
@@ -302,33 +342,12 @@ class GatewayHub:
 
     def _request_members(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
         session = connection.session
-        guild = next((g for g in self._guilds() if str(g.id) == str(data.get("guild_id"))), None)
-        if session is None or guild is None:
+        if session is None:
             return
-        members = list(guild.members.values())
-        not_found: list[str] = []
-        if data.get("user_ids"):
-            wanted = {int(u) for u in data["user_ids"]}
-            not_found = [str(u) for u in wanted if u not in guild.members]
-            members = [m for m in members if m.user_id in wanted]
-        else:
-            query = (data.get("query") or "").lower()
-            members = [m for m in members if m.username.lower().startswith(query)]
-            if int(data.get("limit") or 0):
-                members = members[: int(data["limit"])]
-        chunks = [members[i : i + CHUNK_SIZE] for i in range(0, len(members), CHUNK_SIZE)] or [[]]
-        for index, chunk in enumerate(chunks):
-            payload: dict[str, Any] = {
-                "guild_id": str(guild.id),
-                "members": [m.to_payload() for m in chunk],
-                "chunk_index": index,
-                "chunk_count": len(chunks),
-                "not_found": not_found if index == 0 else [],
-                "nonce": data.get("nonce"),
-            }
-            if data.get("presences"):
-                payload["presences"] = []
-            session.dispatch("GUILD_MEMBERS_CHUNK", payload)
+        guild = next((g for g in self._guilds() if str(g.id) == str(data.get("guild_id"))), None)
+        answers = self._member_desk.answer(guild, data, has_members_intent=bool(session.intents & INTENT_GUILD_MEMBERS))
+        for event, payload in answers:
+            session.dispatch(event, payload)
 
 
 def _member_key(data: dict[str, Any]) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from .commands import CommandRegistry
 from .gateway import GatewayHub
 from .guild import FakeGuild
 from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
+from .member_requests import MemberRequest
 from .models import build_message
 from .oauth import DiscordOAuth
 from .rate_limits import RateLimiter, RateLimits
@@ -70,6 +71,7 @@ class FakeDiscord:
             bot_user=self.bot_user_payload,
             guilds=lambda: list(self.guilds.values()),
             resume_url=lambda: self.gateway_url,
+            monotonic=rate_limit_clock,
         )
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -191,6 +193,11 @@ class FakeDiscord:
     def request_reconnect(self) -> None:
         """Ask connected bots to reconnect (op 7); they RESUME and get the events they missed."""
         self._gateway.request_reconnect()
+
+    @property
+    def member_requests(self) -> list[MemberRequest]:
+        """Every gateway op 8 REQUEST_GUILD_MEMBERS the bots sent (ids, query, nonce, and the fake's answer)."""
+        return self._gateway.member_requests
 
     async def drop_gateway_connections(self, code: int = 4000) -> None:
         """Close the sockets but keep sessions: discord.py RESUMEs after its 0-2 s back-off."""
