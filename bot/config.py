@@ -63,6 +63,10 @@ class Config:
     #: (0: no per-address cap, for a server behind a proxy where every connection comes from the proxy).
     web_max_connections: int = 0
     web_max_connections_per_ip: int = 64
+    #: Discord's member-role bucket per server (10 calls per 10 s); role calls are paced under it. Change only if
+    #: Discord's `X-RateLimit-Limit` for `PUT /guilds/{g}/members/{u}/roles/{r}` says otherwise.
+    role_calls_per_guild: int = 10
+    role_window_seconds: float = 10.0
 
     def __repr__(self) -> str:
         return redacted_repr(self)
@@ -148,6 +152,10 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
         web_max_connections_per_ip=_integer(
             text("WEB_MAX_CONNECTIONS_PER_IP") or "64", "WEB_MAX_CONNECTIONS_PER_IP", low=0, high=1_000_000
         ),
+        role_calls_per_guild=_integer(
+            text("ROLE_CALLS_PER_GUILD") or "10", "ROLE_CALLS_PER_GUILD", low=1, high=1_000_000
+        ),
+        role_window_seconds=_number(text("ROLE_WINDOW_SECONDS") or "10", "ROLE_WINDOW_SECONDS"),
     )
 
 

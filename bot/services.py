@@ -21,7 +21,8 @@ from bot.sync.participation import Participation
 from bot.sync.plan_scope import DirtyMembers
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshScheduler, RefreshService
-from bot.sync.role_jobs import RoleJobs, TokenBucket
+from bot.sync.role_jobs import RoleJobs
+from bot.sync.role_pacing import RoleCallPacer
 from bot.sync.webhook_apply import WebhookApplier
 from bot.web.discord_sign_in import DISCORD_CALLBACK_PATH, DiscordSignInClient
 from bot.web.webhook_receiver import WebhookReceiver
@@ -76,8 +77,9 @@ def build_services(
     )
     channel_log = ChannelLog(gateway.post_log)
     participation = Participation(store, gateway.guild_ids, config.allowed_guild_ids)
+    pacer = RoleCallPacer(per_guild=config.role_calls_per_guild, window_seconds=config.role_window_seconds)
     reconcile = ReconcileService(
-        store, gateway, clock, limiter=TokenBucket(), channel_log=channel_log, participation=participation
+        store, gateway, clock, limiter=pacer, channel_log=channel_log, participation=participation
     )
     campaign = CampaignService(
         patreon, store, seed, clock, config.patreon_campaign_id, on_token_rejected=reconcile.alert_every_server
@@ -91,7 +93,7 @@ def build_services(
         redirect_uri=config.public_base_url + DISCORD_CALLBACK_PATH,
     )
     link_flow = LinkFlow(config.signing_key, config.public_base_url, discord_sign_in, patreon, linking, store, clock)
-    jobs = RoleJobs(store, reconcile, gateway, clock)
+    jobs = RoleJobs(store, reconcile, gateway, clock, pacer=pacer)
     admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation)
     applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, gateway, clock)
     webhooks = WebhookReceiver(config.patreon_webhook_secret, store, clock, on_recorded=applier.wake)

@@ -85,7 +85,10 @@ class FakeWorld:
         rate_limits: RateLimits | None = None,
     ) -> None:
         """`rate_limits` None raises the fake Discord's limits (`RateLimits.relaxed()`): e2e tests need speed. The
-        demo passes `RateLimits.real()`; one e2e test about the limits can call `discord.set_rate_limits(...)`."""
+        demo passes `RateLimits.real()`; one e2e test about the limits can call `discord.set_rate_limits(...)`.
+        The bot paces its role calls to the same member-role window (`ROLE_CALLS_PER_GUILD`/`ROLE_WINDOW_SECONDS`,
+        as a deployment would set them), so a test with a short window stays fast without lying to the bot."""
+        self.rate_limits = rate_limits or RateLimits.relaxed()
         self.db_path = db_path
         self.web_port = web_port or free_port()
         #: Where browsers reach the bot (`bot_host` "localhost" puts it on another site than the fakes' 127.0.0.1).
@@ -96,7 +99,7 @@ class FakeWorld:
             bot_user_id=900000000000000001,
             bot_token=BOT_TOKEN,
             interaction_ack_timeout=15.0,  # Discord allows 3 s; a busy CI machine must not turn that into a flake
-            rate_limits=rate_limits or RateLimits.relaxed(),
+            rate_limits=self.rate_limits,
         )
         self.patreon = FakePatreon(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=(self.redirect_uri,))
         self.clock = Clock()
@@ -155,6 +158,8 @@ class FakeWorld:
             "PORT": str(self.web_port),
             "PATREON_BASE_URL": self.patreon.base_url,
             "DISCORD_BASE_URL": self.discord.base_url,
+            "ROLE_CALLS_PER_GUILD": str(self.rate_limits.member_role.limit),
+            "ROLE_WINDOW_SECONDS": repr(self.rate_limits.member_role.seconds),
             **self.extra_environment,
         }
 

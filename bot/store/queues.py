@@ -232,6 +232,15 @@ class QueueStore(SqlRunner):
             "state = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?", (PENDING, iso_utc(now), limit)
         )
 
+    async def due_role_jobs_per_guild(self, now: datetime, per_guild: int) -> list[RoleJob]:
+        """Each server's first `per_guild` due jobs in due order (the worker serves servers in turn)."""
+        async with self._db.execute(
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY guild_id ORDER BY next_attempt_at) AS turn"
+            " FROM role_jobs WHERE state = ? AND next_attempt_at <= ?) WHERE turn <= ? ORDER BY guild_id, turn",
+            (PENDING, iso_utc(now), per_guild),
+        ) as cursor:
+            return [_role_job(row) async for row in cursor]
+
     async def failed_role_jobs(self, guild_id: int | None = None) -> list[RoleJob]:
         """Members whose roles could not be put right (for `/patreon-admin check`)."""
         if guild_id is None:
@@ -295,17 +304,18 @@ class QueueStore(SqlRunner):
 
     async def _role_jobs(self, where: str, params: tuple[object, ...]) -> list[RoleJob]:
         async with self._db.execute(f"SELECT * FROM role_jobs WHERE {where}", params) as cursor:
-            return [
-                RoleJob(
-                    guild_id=int(row["guild_id"]),
-                    user_id=int(row["discord_user_id"]),
-                    cause=row["cause"],
-                    state=row["state"],
-                    seq=int(row["seq"]),
-                    attempts=int(row["attempts"]),
-                    next_attempt_at=_parse(row["next_attempt_at"]) or datetime.now(UTC),
-                    last_error=row["last_error"],
-                    reported=bool(row["reported"]),
-                )
-                async for row in cursor
-            ]
+            return [_role_job(row) async for row in cursor]
+
+
+def _role_job(row: aiosqlite.Row) -> RoleJob:
+    return RoleJob(
+        guild_id=int(row["guild_id"]),
+        user_id=int(row["discord_user_id"]),
+        cause=row["cause"],
+        state=row["state"],
+        seq=int(row["seq"]),
+        attempts=int(row["attempts"]),
+        next_attempt_at=_parse(row["next_attempt_at"]) or datetime.now(UTC),
+        last_error=row["last_error"],
+        reported=bool(row["reported"]),
+    )

@@ -28,7 +28,9 @@ GRANT_SETTLE_TIME = timedelta(seconds=60)
 
 
 class RateLimiter(Protocol):
-    async def acquire(self) -> None: ...
+    """Held around each single role call (bot/sync/role_pacing.py: per server and global buckets)."""
+
+    def call(self, guild_id: int, priority: float = 0.0) -> contextlib.AbstractAsyncContextManager[None]: ...
 
 
 class RoleChangeError(Exception):
@@ -140,11 +142,11 @@ class ReconcileService:
         channel_log: ChannelLog | None,
         participation: Participation | None = None,
     ) -> None:
-        """`limiter` paces every role change, whoever asks: Discord allows 50 requests/s per bot and discord.py
-        does not pace a bot below that on its own (None: no pacing). `channel_log` buffers the log-channel lines
-        of queued (background) reconciles (None: post at once). `participation` says which servers act for the
-        campaign; the engine changes no role anywhere else (None: every server the bot is in, for tests of the
-        engine alone; `build_services` always passes one)."""
+        """`limiter` paces every role call, whoever asks, under the server's bucket and the global one: discord.py
+        learns a bucket only by exceeding it (None: no pacing, one gateway call per member). `channel_log`
+        buffers the log-channel lines of queued (background) reconciles (None: post at once). `participation`
+        says which servers act for the campaign; the engine changes no role anywhere else (None: every server
+        the bot is in, for tests of the engine alone; `build_services` always passes one)."""
         self.store = store
         self.gateway = gateway
         self.clock = clock
@@ -181,7 +183,7 @@ class ReconcileService:
         return MemberPlan(guild_id, user_id, membership, decision, actual, granted, plan)
 
     async def reconcile_member(
-        self, guild_id: int, user_id: int, cause: str, *, queued: bool = False
+        self, guild_id: int, user_id: int, cause: str, *, queued: bool = False, priority: float = 0.0
     ) -> ReconcileOutcome:
         """Bring one member's managed roles in line with the policy: no Discord call when they are right, one per
         changed role otherwise.
@@ -189,12 +191,15 @@ class ReconcileService:
         One member is reconciled by one caller at a time (a webhook job and a link can't race into two calls).
         Grants are recorded before the call, so a crash between call and ledger can never leave a role this bot
         gave that it does not know to take back. `queued` (the background queue): failures are left to the
-        queue to report, and log lines go through the buffered channel log.
+        queue to report, and log lines go through the buffered channel log. `priority` orders this member's
+        calls among those waiting for the server's bucket, lowest first (0: someone is waiting for the answer).
         """
         async with self._member_lock(guild_id, user_id):
-            return await self._reconcile(guild_id, user_id, cause, queued)
+            return await self._reconcile(guild_id, user_id, cause, queued, priority)
 
-    async def _reconcile(self, guild_id: int, user_id: int, cause: str, queued: bool) -> ReconcileOutcome:
+    async def _reconcile(
+        self, guild_id: int, user_id: int, cause: str, queued: bool, priority: float = 0.0
+    ) -> ReconcileOutcome:
         refusal = await self.participation_refusal(guild_id)
         if refusal is not None:  # like a server the member isn't in: nothing to change, nothing to retry
             log.info("guild=%s user=%s left alone (%s): %s", guild_id, user_id, cause, refusal)
@@ -209,10 +214,7 @@ class ReconcileService:
                 await self.store.record_grants(guild_id, user_id, plan.add, cause, at=self.clock())
             reason = f"Patreon sync ({cause}): {member_plan.decision.summary}"[:500]
             try:
-                if self.limiter is not None:
-                    for _call in range(len(plan.add) + len(plan.remove)):  # one Discord call per changed role
-                        await self.limiter.acquire()
-                await self.gateway.set_member_roles(guild_id, user_id, plan.add, plan.remove, reason)
+                await self._apply(guild_id, user_id, plan, reason, priority)
             except RoleChangeError as error:
                 # Forget only grants made for this attempt: an older grant may be held already (the cache lags).
                 unheld = plan.add - member_plan.actual - error.added - member_plan.granted
@@ -229,6 +231,23 @@ class ReconcileService:
             await self.store.forget_grants(guild_id, user_id, forget)
         await self._report(outcome, cause, queued)
         return outcome
+
+    async def _apply(self, guild_id: int, user_id: int, plan: RolePlan, reason: str, priority: float) -> None:
+        """The plan's calls, adds first; with a limiter each call holds a slot of its own, so the next waiter
+        (perhaps a more urgent member) can go between two calls of this one."""
+        if self.limiter is None:
+            await self.gateway.set_member_roles(guild_id, user_id, plan.add, plan.remove, reason)
+            return
+        steps = [(frozenset({role}), frozenset[int]()) for role in sorted(plan.add)]
+        steps += [(frozenset[int](), frozenset({role})) for role in sorted(plan.remove)]
+        added: frozenset[int] = frozenset()
+        for add, remove in steps:
+            try:
+                async with self.limiter.call(guild_id, priority):
+                    await self.gateway.set_member_roles(guild_id, user_id, add, remove, reason)
+            except RoleChangeError as error:
+                raise RoleChangeError(str(error), permanent=error.permanent, added=added | error.added) from error
+            added |= add
 
     async def _settled_forgets(self, guild_id: int, user_id: int, vanished: set[int]) -> set[int]:
         """Grants the member seems not to hold, old enough that the cache can be believed.

@@ -4,8 +4,13 @@ A job is "reconcile this member in this guild" and sits in SQLite (one row per m
 reconcile engine has applied it, so a crash or a Discord outage loses nothing and a restart resumes. Transient
 failures retry with exponential back-off up to `max_attempts`; permanent ones (missing permission, member gone)
 are parked as failed, reported once to the log channel, and only tried again when a later refresh or webhook
-asks for that member again. Per-guild concurrency is bounded, and every role change passes one token bucket
-that keeps the bot under Discord's global 50 requests per second (discord.py itself handles 429s).
+asks for that member again.
+
+Fair across servers: a job starts only when its server has a free slot (`per_guild` jobs running), and servers
+take turns, so one server's long drain never holds the slots another server's jobs need (no head-of-line
+blocking). Within a server, jobs start in due order: a webhook's or a link's job is dated a day back
+(`URGENT_HEAD_START`), so it starts next, and its calls go first among those waiting for the server's bucket
+(bot/sync/role_pacing.py keeps every server under its bucket and all under the global limit).
 """
 
 from __future__ import annotations
@@ -13,50 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from bot.store import Store
 from bot.store.queues import RoleJob
 from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.role_pacing import ROLE_CALLS_PER_SECOND, RoleCallPacer, TokenBucket
 from bot.sync.worker import BackgroundWorker, log_crash
 
+__all__ = ["ROLE_CALLS_PER_SECOND", "RoleJobs", "TokenBucket"]
+
 log = logging.getLogger(__name__)
-
-
-#: Role calls per second across all servers: under Discord's global 50/s, with room for commands and the log.
-ROLE_CALLS_PER_SECOND = 40.0
-
-
-class TokenBucket:
-    """At most `capacity` requests at once and `rate` per second after that (so ≤ capacity + rate in any second)."""
-
-    def __init__(
-        self,
-        rate: float = ROLE_CALLS_PER_SECOND,
-        capacity: float = 10.0,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self._tokens = capacity
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._updated = monotonic()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = self._monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1 - 1e-9:  # float rounding must not leave a waiter spinning
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return
-                await self._sleep((1 - self._tokens) / self.rate)
 
 
 class RoleJobs(BackgroundWorker):
@@ -71,13 +45,17 @@ class RoleJobs(BackgroundWorker):
         gateway: RoleGateway,
         clock: Callable[[], datetime],
         *,
-        per_guild: int = 4,
+        per_guild: int = 3,
         max_in_flight: int = 64,
         max_attempts: int = 8,
         retry_base: float = 2.0,
         retry_cap: float = 600.0,
+        pacer: RoleCallPacer | None = None,
     ) -> None:
+        """`pacer` is the one the reconcile engine's calls go through (None: unpaced); the queue reads its rate
+        for honest estimates of how long queued changes take."""
         super().__init__(clock)
+        self.pacer = pacer
         self.store = store
         self.reconcile = reconcile
         self.gateway = gateway
@@ -87,7 +65,8 @@ class RoleJobs(BackgroundWorker):
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self._in_flight: dict[tuple[int, int], asyncio.Task[None]] = {}
-        self._guild_gates: dict[int, asyncio.Semaphore] = {}
+        #: Which server goes first in the next pass (round-robin).
+        self._turn = 0
         #: Completion counter, and when each recently finished job finished (see `work`).
         self._epoch = 0
         self._finished: dict[tuple[int, int], int] = {}
@@ -116,19 +95,34 @@ class RoleJobs(BackgroundWorker):
             log.info("role queue: resuming %d pending job(s) (%d were waiting out a back-off)", pending, resumed)
 
     async def work(self) -> bool:
-        """Start the due jobs there is room for; each runs in a task of its own."""
+        """Start due jobs, one server at a time in turn, each only while its server has a free slot."""
         room = self.max_in_flight - len(self._in_flight)
-        started = 0
-        if room > 0:
-            epoch = self._epoch
-            due = await self.store.due_role_jobs(self.clock(), limit=room + len(self._in_flight))
-            for job in due:
-                # A job that finished while the query ran may show up as due from before its update.
-                if job.key in self._in_flight or self._finished.get(job.key, -1) > epoch or started >= room:
-                    continue
-                self._start(job)
-                started += 1
-            self._finished = {key: at for key, at in self._finished.items() if at > epoch}
+        if room <= 0:
+            return False
+        epoch = self._epoch
+        running = Counter(guild_id for guild_id, _user in self._in_flight)
+        # Each server's first jobs only (its running ones may show up among them): one server's thousands of
+        # jobs can't crowd another's out of the answer.
+        due = await self.store.due_role_jobs_per_guild(self.clock(), per_guild=2 * self.per_guild)
+        queues: dict[int, deque[RoleJob]] = {}
+        for job in due:
+            # A job that finished while the query ran may show up as due from before its update.
+            if job.key not in self._in_flight and self._finished.get(job.key, -1) <= epoch:
+                queues.setdefault(job.guild_id, deque()).append(job)
+        self._finished = {key: at for key, at in self._finished.items() if at > epoch}
+        guilds = sorted(queues)
+        if guilds:
+            first = self._turn % len(guilds)
+            guilds = guilds[first:] + guilds[:first]
+            self._turn += 1
+        started, progress = 0, True
+        while room > 0 and progress:
+            progress = False
+            for guild_id in guilds:
+                if room > 0 and queues[guild_id] and running[guild_id] < self.per_guild:
+                    self._start(queues[guild_id].popleft())
+                    running[guild_id] += 1
+                    room, started, progress = room - 1, started + 1, True
         return started > 0
 
     async def next_due(self) -> datetime | None:
@@ -164,18 +158,18 @@ class RoleJobs(BackgroundWorker):
         task.add_done_callback(done)
 
     async def _execute(self, job: RoleJob) -> None:
-        gate = self._guild_gates.setdefault(job.guild_id, asyncio.Semaphore(self.per_guild))
-        async with gate:
-            if job.guild_id not in self.gateway.guild_ids():
-                log.info("role queue: dropping job for user=%s: the bot is not in guild=%s", job.user_id, job.guild_id)
-                await self.store.finish_role_job(job)
-                return
-            try:
-                outcome = await self.reconcile.reconcile_member(job.guild_id, job.user_id, job.cause, queued=True)
-            except Exception as error:  # anything unexpected is treated as transient, within the attempt bound
-                log.warning("role queue: job guild=%s user=%s raised", job.guild_id, job.user_id, exc_info=True)
-                await self._retry(job, f"{type(error).__name__}: {error}")
-                return
+        if job.guild_id not in self.gateway.guild_ids():
+            log.info("role queue: dropping job for user=%s: the bot is not in guild=%s", job.user_id, job.guild_id)
+            await self.store.finish_role_job(job)
+            return
+        try:
+            outcome = await self.reconcile.reconcile_member(
+                job.guild_id, job.user_id, job.cause, queued=True, priority=job.next_attempt_at.timestamp()
+            )
+        except Exception as error:  # anything unexpected is treated as transient, within the attempt bound
+            log.warning("role queue: job guild=%s user=%s raised", job.guild_id, job.user_id, exc_info=True)
+            await self._retry(job, f"{type(error).__name__}: {error}")
+            return
         if outcome.error is None:
             await self.store.finish_role_job(job)
             self.applied += 1

@@ -193,7 +193,7 @@ async def test_channel_log_caps_a_flood_and_says_so():
 async def test_the_worker_survives_a_store_error_and_finishes_the_work(store):
     jobs, gateway = await queue_with(store)
     await jobs.enqueue_many([(GUILD, 1)], "test")
-    real_due = store.due_role_jobs
+    real_due = store.due_role_jobs_per_guild
     failures = []
 
     async def flaky_due(*args, **kwargs):
@@ -202,7 +202,7 @@ async def test_the_worker_survives_a_store_error_and_finishes_the_work(store):
             raise RuntimeError("database is locked")
         return await real_due(*args, **kwargs)
 
-    store.due_role_jobs = flaky_due
+    store.due_role_jobs_per_guild = flaky_due
     await run_until_idle(jobs, settle=1.2)
     assert failures == ["once"]
     assert gateway.guilds[GUILD].members[1] == set(), "the job ran after the error"
