@@ -24,6 +24,7 @@ from bot.patreon.client import PatreonClient
 from bot.store import Store
 from bot.sync.reconcile import plan_member_roles, utc_now
 from fakes.discord import FakeDiscord
+from fakes.discord.crowd import add_crowd
 from fakes.patreon import FakePatreon, sign
 
 GUILD_ID = 710000000000000001
@@ -35,6 +36,7 @@ WEBHOOK_SECRET = "bench-webhook-secret"
 TIERS = (("3001", "Bronze", 300), ("3002", "Silver", 500), ("3003", "Gold", 1000))
 ROLE_BASE = 730000000000000100
 DISCORD_ID_BASE = 10**17
+CROWD_ID_BASE = 2 * 10**17  # unlinked members of a big server (never overlaps the linked ones)
 USER_AGENT = "patreon-role-sync-bench/0.1 (+loopback)"
 ROLE_CALL = re.compile(rf"^/guilds/{GUILD_ID}/members/(\d+)(?:/roles/\d+)?$")
 
@@ -208,6 +210,35 @@ class World:
         guild = self.discord.guild(GUILD_ID)
         wrong = [d for d, roles in self.expected.items() if frozenset(guild.member(d).role_ids) != roles]
         return {"checked": len(self.expected), "mismatches": len(wrong), "examples": wrong[:5]}
+
+    # -- a big server (bench/big_guild_bench.py) -------------------------------------------------------
+
+    async def add_crowd(self, count: int) -> dict[str, Any]:
+        """`count` more members who aren't linked, made only when touched (fakes/discord/crowd.py)."""
+        guild = self.discord.guild(GUILD_ID)
+        add_crowd(guild, CROWD_ID_BASE, count)
+        return {"member_count": len(guild.members)}
+
+    async def ask_status(self, discord_id: int, timeout: float = 60) -> dict[str, Any]:
+        """`/patreon status` as this member; seconds to the bot's answer (None when it didn't answer)."""
+        started = time.monotonic()
+        interaction = await self.discord.invoke_slash(GUILD_ID, discord_id, "patreon", ["status"])
+        try:
+            await interaction.wait_response(timeout=timeout)
+        except TimeoutError:
+            return {"seconds": None}
+        return {"seconds": time.monotonic() - started}
+
+    async def member_requests(self) -> dict[str, Any]:
+        """What the bot asked the gateway for with op 8."""
+        requests = self.discord.member_requests
+        return {
+            "requests": len(requests),
+            "by_id": sum(1 for r in requests if r.user_ids is not None),
+            "ids": sum(len(r.user_ids or ()) for r in requests),
+            "whole_list": sum(1 for r in requests if r.all_members),
+            "other": sum(1 for r in requests if r.user_ids is None and not r.all_members),
+        }
 
     # -- observing --------------------------------------------------------------------------------------
 

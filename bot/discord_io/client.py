@@ -83,9 +83,7 @@ class PatronBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("ready as %s in %d server(s)", self.user, len(self.guilds))
-        task = asyncio.create_task(self._load_linked_members(), name="load linked members")
-        self._member_loads.add(task)
-        task.add_done_callback(self._member_loads.discard)
+        self._start_member_load(list(self.guilds))
         if len(self.guilds) > 1 and not self.config.allowed_guild_ids:
             log.warning(
                 "the bot is in %d servers and ALLOWED_GUILD_IDS is empty, so no server acts for the campaign; "
@@ -93,11 +91,21 @@ class PatronBot(commands.Bot):
                 len(self.guilds),
             )
 
-    async def _load_linked_members(self) -> None:
-        """After each READY (the member cache starts empty): ask Discord for each server's linked members and the
-        holders of roles the bot gave, by id; slash commands are answered meanwhile."""
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        self._start_member_load([guild])
+
+    def _start_member_load(self, guilds: list[discord.Guild]) -> None:
+        for guild in guilds:  # before any await: a lookup from now on waits for its server's requests
+            self.role_gateway.linked_members.expect(guild.id)
+        task = asyncio.create_task(self._load_linked_members(guilds), name="load linked members")
+        self._member_loads.add(task)
+        task.add_done_callback(self._member_loads.discard)
+
+    async def _load_linked_members(self, guilds: list[discord.Guild]) -> None:
+        """After each READY (the member cache starts empty) or a join: ask Discord for each server's linked
+        members and the holders of roles the bot gave, by id; slash commands are answered meanwhile."""
         store = self.services.store
-        for guild in list(self.guilds):
+        for guild in guilds:
             try:
                 wanted = set(await store.links_counting_in(guild.id)) | set(await store.users_with_grants(guild.id))
                 await self.role_gateway.load_linked_members(guild.id, wanted)

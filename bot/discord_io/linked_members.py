@@ -20,6 +20,7 @@ member of that server (`knows_all`). That says nothing about people who aren't l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -34,6 +35,8 @@ IDS_PER_REQUEST = 100
 FULL_LIST_MIN_REQUESTS = 100
 #: Never ask for the whole member list of a server larger than this (it would all sit in memory).
 FULL_LIST_MAX_MEMBERS = 150_000
+#: How long a lookup waits for the start-up request to be under way before asking on its own.
+LOAD_WAIT_S = 60.0
 
 
 class MemberLookupFailed(Exception):
@@ -51,6 +54,9 @@ class LinkedMembers:
         self._absent: dict[int, set[int]] = {}
         #: (server, user) → the start-up request that will answer for them, so a lookup meanwhile waits for it.
         self._pending: dict[tuple[int, int], asyncio.Future[None]] = {}
+        #: Per server, set once the start-up requests are under way (`_pending` filled) or over. A lookup that
+        #: comes first (the start-up refresh can) waits for it instead of spending a gateway request of its own.
+        self._under_way: dict[int, asyncio.Event] = {}
         client.add_listener(self._joined, "on_member_join")
         client.add_listener(self._left, "on_raw_member_remove")
 
@@ -64,9 +70,23 @@ class LinkedMembers:
         cached = guild is not None and guild.get_member(user_id) is not None
         return cached or user_id in self._absent.get(guild_id, ())
 
+    def expect(self, guild_id: int) -> None:
+        """A load of this server is coming (a READY or a join): lookups wait for it to be under way."""
+        self._known.discard(guild_id)
+        event = self._under_way.get(guild_id)
+        if event is None or event.is_set():
+            self._under_way[guild_id] = asyncio.Event()
+
     async def load(self, guild: discord.Guild, user_ids: Iterable[int]) -> None:
         """Ask Discord for these members of `guild` (after each READY: the cache starts empty)."""
-        self._known.discard(guild.id)
+        self.expect(guild.id)
+        under_way = self._under_way[guild.id]
+        try:
+            await self._load(guild, user_ids, under_way)
+        finally:
+            under_way.set()
+
+    async def _load(self, guild: discord.Guild, user_ids: Iterable[int], under_way: asyncio.Event) -> None:
         absent = self._absent[guild.id] = set()
         wanted = sorted({u for u in user_ids if guild.get_member(u) is None})
         requests = -(-len(wanted) // IDS_PER_REQUEST)
@@ -78,6 +98,7 @@ class LinkedMembers:
         futures = [loop.create_future() for _ in batches]
         for batch, future in zip(batches, futures, strict=True):
             self._pending.update(dict.fromkeys(((guild.id, u) for u in batch), future))
+        under_way.set()
         failed = 0
         for batch, future in zip(batches, futures, strict=True):
             try:
@@ -114,6 +135,12 @@ class LinkedMembers:
         member = guild.get_member(user_id)
         if member is not None:
             return member
+        under_way = self._under_way.get(guild.id)  # `expect`ed at READY, before the start-up refresh can ask
+        if under_way is not None and not under_way.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(under_way.wait(), LOAD_WAIT_S)
+            if (member := guild.get_member(user_id)) is not None:
+                return member
         pending = self._pending.get((guild.id, user_id))
         if pending is not None:
             await asyncio.shield(pending)
