@@ -5,10 +5,8 @@ process, rendering 100 pages of 1000 members and answering Discord would be coun
 parent runs only the real bot (discord.py, store, services); this process serves both fakes on 127.0.0.1 and
 does the benchmark's bookkeeping (seeding, changing pledges, counting calls, checking the result).
 
-One deviation from `fakes/` as they are, made here and only here: the fake gateway puts every member in
-GUILD_CREATE. Real Discord sends a large guild (over 250 members) without its member list, and the client asks
-for it with op-8 REQUEST_GUILD_MEMBERS, which the fake already answers in chunks of 1000. `_lean_guild_create`
-does what Discord does, so discord.py chunks the guild at start-up as it would in production.
+The fakes run as they are: like Discord, the fake gateway sends a large guild (over the IDENTIFY's
+large_threshold) without its member list, and answers op-8 REQUEST_GUILD_MEMBERS (fakes/discord/member_requests.py).
 """
 
 from __future__ import annotations
@@ -17,28 +15,14 @@ import asyncio
 import multiprocessing
 import resource
 import traceback
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.seeding import World
 
 
-def _lean_guild_create(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    def guild_create(self: Any, session: Any, guild: Any) -> dict[str, Any]:
-        payload = original(self, session, guild)
-        if payload.get("large"):
-            payload["members"] = [guild.bot_member.to_payload()]
-        return payload
-
-    return guild_create
-
-
 def serve(conn: Connection) -> None:
     """The child's main: answer (command, kwargs) requests until "stop"."""
-    from fakes.discord.gateway import GatewayHub
-
-    GatewayHub._guild_create = _lean_guild_create(GatewayHub._guild_create)  # type: ignore[method-assign]
     asyncio.run(_serve(conn))
 
 
