@@ -13,12 +13,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
+from bot.discord_io.roles import DiscordRoleGateway
 from bot.domain.models import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKind, SettingSpec
 from bot.guild_admin.health import health_report
 from bot.guild_admin.rank import InvokerRank
 from bot.guild_admin.service import AdminService
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
+from bot.sync.role_pacing import describe_duration
 
 #: `clear:` choice → the setting it unsets: every role and channel setting, by its option name.
 CLEARABLE_FIELDS = {
@@ -140,11 +142,14 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         if not dry_run:  # the sync planned from stored snapshots; the next refresh re-plans on a fresh listing
             self.bot.services.refresh.request_full_plan(guild_id(interaction))
         if report.queued:
-            minutes = max(1, round(report.queued / ROLE_CALLS_PER_SECOND / 60))
+            pacer = self.bot.services.jobs.pacer
+            rate = pacer.calls_per_second if pacer is not None else ROLE_CALLS_PER_SECOND
             await reply(
                 interaction,
-                f"Checked {report.checked} member(s); queued {report.queued} for role changes. They're applied "
-                f"at Discord's pace (about {minutes} min) and survive a restart; the log channel shows each change.",
+                f"Checked {report.checked} member(s); queued {report.queued} for role changes. Discord lets a bot "
+                f"change about {rate:.1f} role per second per server, so that takes "
+                f"{describe_duration(report.queued / rate)} or more; the changes survive a restart, the log "
+                "channel shows each one and the progress, and `/patreon-admin check` shows how many are left.",
             )
             return
         verb = "would change" if dry_run else "changed"
@@ -184,6 +189,10 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
             [(job.user_id, job.last_error) for job in await services.store.failed_role_jobs(guild)],
             await services.store.count_pending_role_jobs(guild),
             await self.admin.participation_refusal(guild),
+            role_calls_per_second=services.jobs.pacer.calls_per_second if services.jobs.pacer else None,
+            rate_limited_calls=(
+                services.gateway.rate_limit_watch.count if isinstance(services.gateway, DiscordRoleGateway) else None
+            ),
         )
         await reply(interaction, "\n".join(line.render() for line in lines))
 

@@ -15,6 +15,7 @@ import discord
 from discord.ext import commands
 
 from bot.discord_io.linked_members import LinkedMembers, MemberLookupFailed
+from bot.discord_io.rate_limit_watch import RateLimitWatch
 from bot.sync.reconcile import GRANT_SETTLE_TIME, RoleChangeError
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ class DiscordRoleGateway:
         self.pending_writes = UnconfirmedRoleWrites(GRANT_SETTLE_TIME.total_seconds(), monotonic)
         #: The members held in memory: linked ones, asked for by id (bot/discord_io/linked_members.py).
         self.linked_members = LinkedMembers(client)
+        #: 429s Discord sent anyway (discord.py retried them); `check` shows the count.
+        self.rate_limit_watch = RateLimitWatch.attach()
         client.add_listener(self._member_updated, "on_member_update")
 
     async def _member_updated(self, _before: discord.Member, after: discord.Member) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.domain.models import GuildSettings, Tier, TierRoleMap
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 from bot.sync.reconcile import RoleGateway
+from bot.sync.role_pacing import describe_duration
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,14 @@ def health_report(
     failed_jobs: Sequence[tuple[int, str | None]] = (),
     queued_jobs: int = 0,
     participation: str | None = None,
+    *,
+    role_calls_per_second: float | None = None,
+    rate_limited_calls: int | None = None,
 ) -> list[HealthLine]:
     """`failed_jobs`: (Discord user id, last error) of members whose roles could not be put right;
-    `participation`: why this server doesn't act for the campaign, None when it does."""
+    `participation`: why this server doesn't act for the campaign, None when it does; `role_calls_per_second`:
+    the pace Discord allows one server (bot/sync/role_pacing.py), for an honest estimate of the queue;
+    `rate_limited_calls`: 429s Discord sent since start despite the pacing (None: not known)."""
     lines = [HealthLine(participation is None, participation or "This server acts for the Patreon campaign.")]
     problem = gateway.missing_permissions(guild_id)
     lines.append(HealthLine(problem is None, problem or "The bot has Manage Roles."))
@@ -80,8 +86,29 @@ def health_report(
         lines.append(HealthLine(False, f"{len(failed_jobs)} member(s) whose roles couldn't be set: {shown}{more}."))
     else:
         lines.append(HealthLine(True, "No member is stuck with roles the bot couldn't set."))
-    if queued_jobs:
+    if queued_jobs and role_calls_per_second:
+        estimate = describe_duration(queued_jobs / role_calls_per_second)
+        lines.append(
+            HealthLine(
+                True,
+                f"{queued_jobs} member(s) queued for role changes. Discord lets a bot change about "
+                f"{role_calls_per_second:.1f} role per second per server, so that takes {estimate} or more "
+                "(a tier switch is two changes).",
+            )
+        )
+    elif queued_jobs:
         lines.append(HealthLine(True, f"{queued_jobs} role change(s) queued, applied at Discord's pace."))
+    if rate_limited_calls:
+        lines.append(
+            HealthLine(
+                False,
+                f"Discord rate-limited {rate_limited_calls} call(s) since the bot started, despite the pacing "
+                "(each was retried; nothing is lost).",
+            )
+        )
+    elif rate_limited_calls == 0:
+        lines.append(HealthLine(True, "No call was rate-limited by Discord since the bot started."))
     if settings.log_channel_id is None:
         lines.append(HealthLine(True, "No log channel set (optional: `/patreon-admin settings log_channel:`)."))
     return lines
+

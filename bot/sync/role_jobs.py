@@ -25,12 +25,17 @@ from datetime import datetime, timedelta
 from bot.store import Store
 from bot.store.queues import RoleJob
 from bot.sync.reconcile import ReconcileService, RoleGateway
-from bot.sync.role_pacing import ROLE_CALLS_PER_SECOND, RoleCallPacer, TokenBucket
+from bot.sync.role_pacing import ROLE_CALLS_PER_SECOND, RoleCallPacer, TokenBucket, describe_duration
 from bot.sync.worker import BackgroundWorker, log_crash
 
 __all__ = ["ROLE_CALLS_PER_SECOND", "RoleJobs", "TokenBucket"]
 
 log = logging.getLogger(__name__)
+
+#: A server's drain is reported (log and log channel) when at least this many members were queued at once...
+LARGE_DRAIN = 100
+#: ...at most this often, with what is done, what is left and how long that takes at Discord's pace.
+PROGRESS_EVERY = timedelta(minutes=2)
 
 
 class RoleJobs(BackgroundWorker):
@@ -73,6 +78,9 @@ class RoleJobs(BackgroundWorker):
         #: Jobs finished since start (tests and benchmarks read these).
         self.applied = 0
         self.failed = 0
+        #: Per server: jobs finished since its queue was last empty, and when its progress is next reported.
+        self._drained: dict[int, int] = {}
+        self._next_progress: dict[int, datetime] = {}
 
     # -- producers -------------------------------------------------------------------------------------
 
@@ -110,6 +118,8 @@ class RoleJobs(BackgroundWorker):
             if job.key not in self._in_flight and self._finished.get(job.key, -1) <= epoch:
                 queues.setdefault(job.guild_id, deque()).append(job)
         self._finished = {key: at for key, at in self._finished.items() if at > epoch}
+        for guild_id in [g for g in self._drained if g not in queues and not running[g]]:
+            await self._drain_ended(guild_id)
         guilds = sorted(queues)
         if guilds:
             first = self._turn % len(guilds)
@@ -177,6 +187,36 @@ class RoleJobs(BackgroundWorker):
             await self._fail(job, outcome.error)
         else:
             await self._retry(job, outcome.error)
+            return
+        await self._report_progress(job.guild_id)
+
+    async def _drain_ended(self, guild_id: int) -> None:
+        """Nothing of the server's is due or running: say so once after a large drain (unless jobs wait out a
+        back-off)."""
+        if await self.store.count_pending_role_jobs(guild_id):
+            return
+        done = self._drained.pop(guild_id, 0)
+        self._next_progress.pop(guild_id, None)
+        if done >= LARGE_DRAIN:
+            await self.reconcile.log_event(guild_id, f"Role queue: all {done:,} member(s) done.", queued=True)
+
+    async def _report_progress(self, guild_id: int) -> None:
+        """Now and then during a large drain, one line: done of total and an honest estimate of the rest."""
+        done = self._drained[guild_id] = self._drained.get(guild_id, 0) + 1
+        now = self.clock()
+        if now < self._next_progress.get(guild_id, now):
+            return
+        self._next_progress[guild_id] = now + PROGRESS_EVERY  # before the query: jobs finish meanwhile
+        left = await self.store.count_pending_role_jobs(guild_id)
+        if left == 0 or done + left < LARGE_DRAIN:
+            return
+        estimate = ""
+        if self.pacer is not None:
+            rate = self.pacer.calls_per_second
+            estimate = f"; {describe_duration(left / rate)} to go at Discord's pace of about {rate:.1f} per second"
+        await self.reconcile.log_event(
+            guild_id, f"Role queue: {done:,} of {done + left:,} member(s) done{estimate}.", queued=True
+        )
 
     async def _retry(self, job: RoleJob, error: str) -> None:
         attempts = job.attempts + 1

@@ -250,7 +250,7 @@ async def test_check_counts_this_servers_queued_role_changes(world):
     await world.store.enqueue_role_jobs([(SEED.guild_id, SEED.carol), (SEED.guild_id, SEED.dave)], "test", later)
     await world.store.enqueue_role_jobs([(other_guild, SEED.carol)], "test", later)
     text = await admin(world, ["check"])
-    assert "✅ 2 role change(s) queued, applied at Discord's pace." in text
+    assert "✅ 2 member(s) queued for role changes." in text
 
 
 async def test_link_user_and_unlink_user_by_admin(world):

@@ -7,6 +7,7 @@ the same window through its settings (ROLE_CALLS_PER_GUILD / ROLE_WINDOW_SECONDS
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -153,3 +154,49 @@ async def test_many_servers_together_stay_under_the_global_limit(tmp_path, world
     times = sorted(call.at for g in every for call in role_calls(world, g))
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert busiest <= 50
+
+
+async def test_check_and_the_log_channel_say_how_long_a_large_change_takes(tmp_path, worlds):
+    world = await paced_world(tmp_path, patrons=150)
+    worlds.append(world)
+    world.wait_for_startup_refresh = False
+    await world.start_bot()
+    await wait_for(lambda: len(role_calls(world, SEED.guild_id)) >= 1, timeout=30)
+    interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["check"])
+    await interaction.wait_response(timeout=10)
+
+    def text() -> str:
+        return "\n".join(r.get("content") or (r.get("data") or {}).get("content") or "" for r in interaction.responses)
+
+    await wait_for(lambda: "rate-limited" in text(), timeout=10)
+    assert "member(s) queued for role changes" in text() and "role per second per server" in text()
+    assert "No call was rate-limited by Discord since the bot started." in text()
+
+    def log_lines() -> list[str]:
+        return [line for m in world.discord.messages(SEED.log_channel) for line in m["content"].split("\n")]
+
+    def progress() -> list[str]:
+        return [line for line in log_lines() if line.startswith("Role queue: ") and " of " in line]
+
+    await wait_for(lambda: progress(), timeout=30)
+    (start,) = progress()
+    assert re.match(r"Role queue: \d of 1[45]\d member\(s\) done; .* to go at Discord's pace of about", start)
+    await world.settle(timeout=60)
+    await wait_for(lambda: "Role queue: all 150 member(s) done." in log_lines(), timeout=30)
+
+
+async def test_a_429_that_happens_anyway_is_retried_and_counted_for_check(world):
+    """Pacing can't see another bot process on the same token: a 429 still gets through, discord.py retries it,
+    the role arrives, and `check` says how many there were."""
+    world.discord.inject_rate_limit("PUT", rf"/members/{SEED.alice}/roles/\d+$", retry_after=0.05)
+    await world.link(SEED.alice)
+    await wait_for(lambda: SEED.gold_role in world.roles_of(SEED.alice))
+    assert len(world.discord.rate_limited_calls()) == 1
+    interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["check"])
+    await interaction.wait_response(timeout=10)
+
+    def text() -> str:
+        return "\n".join(r.get("content") or (r.get("data") or {}).get("content") or "" for r in interaction.responses)
+
+    await wait_for(lambda: "rate-limited" in text(), timeout=10)
+    assert "⚠️ Discord rate-limited 1 call(s) since the bot started" in text()
