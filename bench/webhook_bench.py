@@ -101,8 +101,9 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print(f"  bot process: wall {spent.wall:.2f}s, CPU {spent.cpu:.2f}s for the burst; peak RSS {peak_rss_mb():.0f} MB")
     print(f"  event loop: longest stall {stalls.longest * 1000:.0f} ms")
     print(
-        "  note: role calls are paced by the bot's token bucket (40/s after a burst of 10, under Discord's 50/s); "
-        "a burst faster than that queues, and its latency is mostly that queue"
+        "  note: role calls are paced under Discord's member-role bucket (10 per 10 s per server, about 1/s) and "
+        "40/s across servers; a burst faster than that queues, and its latency is mostly that queue "
+        "(bench/fairness_bench.py measures a webhook arriving during a refresh's drain)"
     )
     return 0 if accepted == sent and len(latencies) == sent else 1
 
