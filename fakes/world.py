@@ -6,6 +6,7 @@ Shared by the e2e tests, the demo and the benchmarks so they all exercise the sa
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import socket
 from dataclasses import dataclass
@@ -70,9 +71,20 @@ class Clock:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port for the bot's web server, chosen below Linux's ephemeral range (32768 and up).
+
+    The port must be known before the bot starts (the OAuth redirect URIs name it), so it is picked, released and
+    bound again later; a port from the ephemeral range could meanwhile be taken by any outgoing connection.
+    """
+    for _attempt in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 class FakeWorld:
