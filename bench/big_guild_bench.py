@@ -22,32 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
-
 from bench.bot_runner import BenchBot, add_log_option, free_port, peak_rss_mb, rss_mb, setup_logging
 from bench.fakes_process import FakesProcess
 from bench.seeding import GUILD_ID, OWNER_ID
-from bot.config import load_config
-from bot.discord_io.client import PatronBot
-from bot.discord_io.endpoint import point_discord_at
-from bot.store import Store
 
 RSS_GOAL_MB, READY_GOAL_S = 250, 60
-
-
-class BigGuildBot(BenchBot):
-    """BenchBot that returns at discord.py's ready, without waiting for the start-up refresh: the bench times
-    the slash-command answer, the member requests and the refresh apart."""
-
-    async def start(self, ready_timeout: float = 300) -> None:
-        config = load_config(self.env, env_file=None)
-        point_discord_at(config.discord_base_url)
-        self.store = await Store.open(self.db_path)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        self.bot = PatronBot(config, self.store, self._session, guild_ready_timeout=0.5)
-        await self.bot.login(config.discord_token)
-        self._task = asyncio.create_task(self.bot.connect(reconnect=False))
-        await asyncio.wait_for(self.bot.wait_until_ready(), timeout=ready_timeout)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,9 +57,9 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print(f"  seeded in {seed['seconds']:.1f}s; the server has {info['member_count']:,} members")
     print(f"  bot RSS before start: {rss_mb():.0f} MB")
 
-    bot = BigGuildBot(seed["env"], db_path)
+    bot = BenchBot(seed["env"], db_path)
     started = time.perf_counter()
-    await bot.start(ready_timeout=args.timeout)
+    await bot.connect(ready_timeout=args.timeout)
     discord_ready_s = time.perf_counter() - started
     answer = await fakes.call("ask_status", discord_id=OWNER_ID, timeout=READY_GOAL_S)
     ready_s = time.perf_counter() - started if answer["seconds"] is not None else float("inf")

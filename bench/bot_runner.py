@@ -144,7 +144,13 @@ class BenchBot:
         return self.bot.services
 
     async def start(self, ready_timeout: float = 300) -> None:
-        """Log in, connect, wait for discord.py's ready (all members chunked), then the start-up refresh."""
+        """Log in, connect, wait for discord.py's ready, then for the start-up refresh and its role jobs."""
+        await self.connect(ready_timeout)
+        await asyncio.wait_for(self.services.scheduler.first_run_done.wait(), timeout=ready_timeout)
+        await self.settle(ready_timeout)
+
+    async def connect(self, ready_timeout: float = 300) -> None:
+        """Log in, connect and wait for discord.py's ready only (the start-up refresh may still be running)."""
         config = load_config(self.env, env_file=None)
         point_discord_at(config.discord_base_url)
         self.store = await Store.open(self.db_path)
@@ -153,8 +159,6 @@ class BenchBot:
         await self.bot.login(config.discord_token)
         self._task = asyncio.create_task(self.bot.connect(reconnect=False))
         await asyncio.wait_for(self.bot.wait_until_ready(), timeout=ready_timeout)
-        await asyncio.wait_for(self.services.scheduler.first_run_done.wait(), timeout=ready_timeout)
-        await self.settle(ready_timeout)
 
     async def settle(self, timeout: float) -> None:
         """Until no webhook event or role job is due or running (the harness's own `wait_idle`s)."""
