@@ -35,7 +35,7 @@ from bench.webhook_bench import percentile
 from bot.domain.models import GuildSettings
 from bot.store import Store
 from fakes.discord import RateLimits, RecordedCall, Window
-from fakes.world import SEED, FakeWorld
+from fakes.world import SEED, FakeWorld, role_call_member
 
 MEMBER_BASE = 782000000000000000
 WEBHOOK_BASE = 783000000000000000
@@ -51,20 +51,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--second-calls", type=int, default=500, help="role calls per server in the two-server run")
     add_log_option(parser)
     return parser.parse_args(argv)
-
-
-def role_calls(world: FakeWorld, guild_id: int) -> list[RecordedCall]:
-    calls = [
-        call
-        for method in ("PUT", "DELETE")
-        for call in world.discord.calls_matching(method, rf"^/guilds/{guild_id}/members/\d+/roles/\d+$")
-        if call.status != 429
-    ]
-    return sorted(calls, key=lambda call: call.at)
-
-
-def user_of(call: RecordedCall) -> int:
-    return int(call.path.split("/")[4])
 
 
 def bucket_use(calls: list[RecordedCall], window: float) -> float:
@@ -127,7 +113,7 @@ async def webhook_during_drain(args: argparse.Namespace, tmp: Path) -> dict[str,
         sent: dict[int, float] = {}
         rng = random.Random(9)
         for discord_id in hooked:
-            if len(role_calls(world, SEED.guild_id)) >= args.refresh_calls:
+            if len(world.accepted_role_calls(SEED.guild_id)) >= args.refresh_calls:
                 print("  (the drain ended before every webhook was sent: raise --refresh-calls)")
                 break
             world.patreon.set_membership(f"p-{discord_id}", "active_patron", tier_ids=[SEED.gold_tier])
@@ -136,14 +122,14 @@ async def webhook_during_drain(args: argparse.Namespace, tmp: Path) -> dict[str,
             await asyncio.sleep(args.window * (0.5 + rng.random()))  # any phase of the window, one per window
         await world.bot.services.scheduler.first_run_done.wait()
         await world.settle(timeout=args.window * (args.refresh_calls + 3 * args.webhooks) / LIMIT + 120)
-        calls = role_calls(world, SEED.guild_id)
+        calls = world.accepted_role_calls(SEED.guild_id)
         latencies, ahead = [], []
         for discord_id, at in sent.items():
             later = [call for call in calls if call.at >= at]
-            first = next((n for n, call in enumerate(later) if user_of(call) == discord_id), None)
+            first = next((n for n, call in enumerate(later) if role_call_member(call) == discord_id), None)
             if first is not None:
                 latencies.append(later[first].at - at)
-                ahead.append(sum(1 for call in later[:first] if user_of(call) not in sent))
+                ahead.append(sum(1 for call in later[:first] if role_call_member(call) not in sent))
         latencies.sort()
         wrong = sum(1 for d in hooked if world.roles_of(d) & {SEED.gold_role, SEED.bronze_role} != {SEED.gold_role})
         wrong += sum(1 for n in range(args.refresh_calls) if SEED.gold_role not in world.roles_of(MEMBER_BASE + n))
@@ -181,7 +167,7 @@ async def two_servers(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
         assert world.bot is not None
         await world.bot.services.scheduler.first_run_done.wait()
         await world.settle(timeout=args.window * args.second_calls / LIMIT + 120)
-        first, second = role_calls(world, SEED.guild_id), role_calls(world, SECOND_GUILD)
+        first, second = world.accepted_role_calls(SEED.guild_id), world.accepted_role_calls(SECOND_GUILD)
         figures = {
             "http_429": float(len(world.discord.rate_limited_calls())),
             "use_first": bucket_use(first, args.window),

@@ -317,6 +317,17 @@ class FakeWorld:
         ]
         return sorted(whole + single, key=lambda call: call.at)
 
+    def accepted_role_calls(self, guild_id: int) -> list[RecordedCall]:
+        """The member-role PUTs and DELETEs Discord accepted in one server (429s left out), oldest first: what the
+        rate-limit tests and the fairness bench count against the server's bucket."""
+        calls = [
+            call
+            for method in ("PUT", "DELETE")
+            for call in self.discord.calls_matching(method, rf"^/guilds/{guild_id}/members/\d+/roles/\d+$")
+            if call.status != 429
+        ]
+        return sorted(calls, key=lambda call: call.at)
+
     def fail_role_changes(
         self, user_id: int, status: int = 503, count: int = 1, *, code: int = 0, message: str | None = None
     ) -> None:
@@ -351,6 +362,11 @@ class FakeWorld:
         report = await self.bot.services.refresh.run(cause)
         await self.settle()
         return report
+
+
+def role_call_member(call: RecordedCall) -> int:
+    """The member a `/guilds/{g}/members/{u}/roles/{r}` call was for."""
+    return int(call.path.split("/")[4])
 
 
 def button_url(components: list[dict]) -> str:

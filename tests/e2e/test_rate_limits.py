@@ -17,7 +17,7 @@ import pytest
 from bot.domain.models import GuildSettings
 from bot.store import Store
 from fakes.discord import RateLimits, RecordedCall, Window
-from fakes.world import SEED, FakeWorld
+from fakes.world import SEED, FakeWorld, role_call_member
 from tests.e2e.polling import wait_for
 
 WINDOW = 0.5
@@ -25,20 +25,6 @@ FAST_REAL_LIMITS = replace(RateLimits.real(), member_role=Window(10, WINDOW, fix
 MEMBER_BASE = 781000000000000000
 OTHER_GUILDS = [711000000000000001 + n for n in range(8)]
 OTHER_GOLD = {guild_id: 731000000000000001 + n for n, guild_id in enumerate(OTHER_GUILDS)}
-
-
-def role_calls(world: FakeWorld, guild_id: int) -> list[RecordedCall]:
-    calls = [
-        call
-        for method in ("PUT", "DELETE")
-        for call in world.discord.calls_matching(method, rf"^/guilds/{guild_id}/members/\d+/roles/\d+$")
-        if call.status != 429
-    ]
-    return sorted(calls, key=lambda call: call.at)
-
-
-def user_of(call: RecordedCall) -> int:
-    return int(call.path.split("/")[4])
 
 
 async def paced_world(
@@ -87,11 +73,11 @@ async def test_a_drain_of_fifty_role_changes_in_one_server_earns_no_429(tmp_path
     worlds.append(world)
     world.wait_for_startup_refresh = False
     await world.start_bot()
-    await wait_for(lambda: len(role_calls(world, SEED.guild_id)) >= 50, timeout=60)
+    await wait_for(lambda: len(world.accepted_role_calls(SEED.guild_id)) >= 50, timeout=60)
     await world.settle(timeout=30)
     assert world.discord.rate_limited_calls() == []
     assert all(SEED.gold_role in world.roles_of(MEMBER_BASE + n) for n in range(50))
-    calls = role_calls(world, SEED.guild_id)
+    calls = world.accepted_role_calls(SEED.guild_id)
     spread = calls[-1].at - calls[0].at
     assert spread >= 4 * WINDOW, "50 calls at 10 per window take at least four more windows after the first"
 
@@ -104,14 +90,14 @@ async def test_two_servers_drain_side_by_side(tmp_path, worlds):
     world.wait_for_startup_refresh = False
     await world.start_bot()
     assert world.bot is not None and world.store is not None
-    await wait_for(lambda: len(role_calls(world, SEED.guild_id)) >= 1, timeout=30)
+    await wait_for(lambda: len(world.accepted_role_calls(SEED.guild_id)) >= 1, timeout=30)
     second = OTHER_GUILDS[0]
     await world.store.map_tier_role(second, SEED.gold_tier, OTHER_GOLD[second])
     queued_at = time.monotonic()
     await world.bot.services.jobs.enqueue_many([(second, MEMBER_BASE + n) for n in range(20)], "refresh")
-    await wait_for(lambda: len(role_calls(world, second)) >= 20, timeout=60)
+    await wait_for(lambda: len(world.accepted_role_calls(second)) >= 20, timeout=60)
     await world.settle(timeout=60)
-    first_calls, second_calls = role_calls(world, SEED.guild_id), role_calls(world, second)
+    first_calls, second_calls = world.accepted_role_calls(SEED.guild_id), world.accepted_role_calls(second)
     assert len(first_calls) == 100 and len(second_calls) == 20
     assert second_calls[0].at < first_calls[-1].at, "the second server did not wait for the first one's drain"
     ahead = [call for call in first_calls if queued_at <= call.at < second_calls[0].at]
@@ -125,19 +111,22 @@ async def test_a_webhook_during_a_refresh_drain_is_behind_at_most_one_window_of_
     worlds.append(world)
     world.wait_for_startup_refresh = False
     await world.start_bot()
-    await wait_for(lambda: len(role_calls(world, SEED.guild_id)) >= 20, timeout=60)
+    await wait_for(lambda: len(world.accepted_role_calls(SEED.guild_id)) >= 20, timeout=60)
     world.patreon.set_membership("p-bob", "active_patron", tier_ids=[SEED.gold_tier])
     sent_at = time.monotonic()
     status, _ = await world.send_webhook("members:pledge:update", "p-bob")
     assert 200 <= status < 300
-    await wait_for(lambda: any(user_of(c) == SEED.bob and c.at > sent_at for c in role_calls(world, SEED.guild_id)))
-    calls = [call for call in role_calls(world, SEED.guild_id) if call.at > sent_at]
-    first_bob = next(n for n, call in enumerate(calls) if user_of(call) == SEED.bob)
+    def bob_called_since_the_webhook() -> bool:
+        return any(role_call_member(c) == SEED.bob and c.at > sent_at for c in world.accepted_role_calls(SEED.guild_id))
+
+    await wait_for(bob_called_since_the_webhook)
+    calls = [call for call in world.accepted_role_calls(SEED.guild_id) if call.at > sent_at]
+    first_bob = next(n for n, call in enumerate(calls) if role_call_member(call) == SEED.bob)
     assert first_bob <= 10, f"the webhook's first call came after {first_bob} refresh calls"
 
     def refresh_calls_after_bobs() -> list[RecordedCall]:
-        later = [call for call in role_calls(world, SEED.guild_id) if call.at > calls[first_bob].at]
-        return [call for call in later if user_of(call) != SEED.bob]
+        later = [call for call in world.accepted_role_calls(SEED.guild_id) if call.at > calls[first_bob].at]
+        return [call for call in later if role_call_member(call) != SEED.bob]
 
     # The drain goes on after Bob's call (so the webhook really jumped a queue, not an empty one).
     await wait_for(refresh_calls_after_bobs, timeout=10)
@@ -154,10 +143,10 @@ async def test_many_servers_together_stay_under_the_global_limit(tmp_path, world
     world.wait_for_startup_refresh = False
     await world.start_bot()
     every = [SEED.guild_id, *OTHER_GUILDS]
-    await wait_for(lambda: sum(len(role_calls(world, g)) for g in every) >= 9 * 20, timeout=60)
+    await wait_for(lambda: sum(len(world.accepted_role_calls(g)) for g in every) >= 9 * 20, timeout=60)
     await world.settle(timeout=30)
     assert world.discord.rate_limited_calls() == []
-    times = sorted(call.at for g in every for call in role_calls(world, g))
+    times = sorted(call.at for g in every for call in world.accepted_role_calls(g))
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert busiest <= 50
 
@@ -167,7 +156,7 @@ async def test_check_and_the_log_channel_say_how_long_a_large_change_takes(tmp_p
     worlds.append(world)
     world.wait_for_startup_refresh = False
     await world.start_bot()
-    await wait_for(lambda: len(role_calls(world, SEED.guild_id)) >= 1, timeout=30)
+    await wait_for(lambda: len(world.accepted_role_calls(SEED.guild_id)) >= 1, timeout=30)
     interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["check"])
     await interaction.wait_response(timeout=10)
 
