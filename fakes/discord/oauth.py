@@ -14,6 +14,12 @@ What Discord does (docs.discord.com/developers/topics/oauth2, and the threads in
   A wrong client is 401 `{"error": "invalid_client"}`.
 - `GET /api/v10/users/@me` with `Authorization: Bearer <token>` answers the signed-in user's object; a missing,
   unknown or expired token is 401 `{"message": "401: Unauthorized", "code": 0}`.
+- Refreshing (`docs/topics/oauth2.mdx`, "Refresh Token Exchange Example"): `grant_type=refresh_token` with the
+  refresh token answers a new access token *and a new refresh token*; the fake invalidates the old refresh token
+  and the old access token once used (rotation), so a client must store each new pair. An unknown, used or revoked
+  refresh token is 400 `invalid_grant`. `POST /oauth2/token/revoke` (form `token`, the client's credentials)
+  revokes the token; a user who removes the app under *Settings → Authorized Apps* (`deauthorize`) loses every
+  token of theirs for it.
 
 Tests pick who is signed in to Discord in a browser by signing in through `/login` (a form that takes a username,
 standing in for Discord's e-mail and password) or by `sign_in(user_id)` and putting the returned session in the
@@ -63,6 +69,8 @@ class _Token:
     user_id: int
     scopes: tuple[str, ...]
     expires_at: float
+    #: The refresh token issued with this access token (rotation retires both).
+    refresh_token: str = ""
 
 
 @dataclass
@@ -77,6 +85,10 @@ class DiscordOAuth:
     authorised: set[tuple[int, str]] = field(default_factory=set)
     codes: dict[str, _Code] = field(default_factory=dict)
     tokens: dict[str, _Token] = field(default_factory=dict)
+    #: refresh token → (user id, scopes); one use each.
+    refresh_tokens: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    #: Seconds an access token lives (`expires_in`); a test shortens it to make the bot refresh.
+    token_lifetime: int = TOKEN_LIFETIME
     #: Every page or call, as (method, path): the tests count what a person's browser went through.
     visits: list[tuple[str, str]] = field(default_factory=list)
 
@@ -97,6 +109,25 @@ class DiscordOAuth:
         self.sessions[session] = user_id
         return session
 
+    def deauthorize(self, user_id: int) -> None:
+        """The user removes the app under Settings → Authorized Apps: every token of theirs stops working."""
+        self.tokens = {key: token for key, token in self.tokens.items() if token.user_id != user_id}
+        self.refresh_tokens = {key: value for key, value in self.refresh_tokens.items() if value[0] != user_id}
+        self.authorised = {(user, scope) for user, scope in self.authorised if user != user_id}
+
+    def expire_access_tokens(self, user_id: int) -> None:
+        """Time passes: this user's access tokens expire (their refresh tokens still work)."""
+        for key, token in list(self.tokens.items()):
+            if token.user_id == user_id:
+                self.tokens[key] = _Token(token.user_id, token.scopes, 0.0, token.refresh_token)
+
+    def bearer_user(self, access_token: str, scope: str) -> int | None:
+        """Whose live token this is when it carries `scope`; None for an unknown, expired or revoked one."""
+        token = self.tokens.get(access_token)
+        if token is None or token.expires_at <= time.monotonic() or scope not in token.scopes:
+            return None
+        return token.user_id
+
     # ---- wiring ----------------------------------------------------------------------------------
 
     def add_routes(self, app: web.Application) -> None:
@@ -112,6 +143,8 @@ class DiscordOAuth:
         """The token endpoint and Bearer `/users/@me` authenticate differently from the bot's REST calls."""
         if request.method == "POST" and request.path == API_PREFIX + "/oauth2/token":
             return await self.token(request)
+        if request.method == "POST" and request.path == API_PREFIX + "/oauth2/token/revoke":
+            return await self.revoke(request)
         auth = request.headers.get("Authorization", "")
         if request.method == "GET" and request.path == API_PREFIX + "/users/@me" and auth.startswith("Bearer "):
             return self.me(auth.removeprefix("Bearer "))
@@ -196,6 +229,13 @@ class DiscordOAuth:
         client_id, client_secret = _basic_auth(request) or (form.get("client_id"), form.get("client_secret"))
         if client_id != self.client_id or client_secret != self.client_secret:
             return json_response({"error": "invalid_client"}, 401)
+        if form.get("grant_type") == "refresh_token":
+            grant = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
+            if grant is None:
+                return json_response({"error": "invalid_grant", "error_description": "Invalid refresh_token"}, 400)
+            used = form.get("refresh_token", "")
+            self.tokens = {key: token for key, token in self.tokens.items() if token.refresh_token != used}
+            return json_response(self._issue(*grant))
         if form.get("grant_type") != "authorization_code":
             return json_response({"error": "unsupported_grant_type"}, 400)
         code = self.codes.pop(form.get("code", ""), None)
@@ -203,16 +243,33 @@ class DiscordOAuth:
             return json_response({"error": "invalid_grant", "error_description": _INVALID_CODE}, 400)
         if code.redirect_uri != form.get("redirect_uri"):
             return json_response({"error": "invalid_grant", "error_description": _INVALID_REDIRECT}, 400)
-        access = secrets.token_urlsafe(24)
-        self.tokens[access] = _Token(code.user_id, code.scopes, time.monotonic() + TOKEN_LIFETIME)
-        body = {
+        return json_response(self._issue(code.user_id, code.scopes))
+
+    def _issue(self, user_id: int, scopes: tuple[str, ...]) -> dict[str, Any]:
+        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self.tokens[access] = _Token(user_id, scopes, time.monotonic() + self.token_lifetime, refresh)
+        self.refresh_tokens[refresh] = (user_id, scopes)
+        return {
             "access_token": access,
             "token_type": "Bearer",
-            "expires_in": TOKEN_LIFETIME,
-            "refresh_token": secrets.token_urlsafe(24),
-            "scope": " ".join(code.scopes),
+            "expires_in": self.token_lifetime,
+            "refresh_token": refresh,
+            "scope": " ".join(scopes),
         }
-        return json_response(body)
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        """POST /oauth2/token/revoke: the access or refresh token (and its partner) stops working."""
+        self.visits.append(("POST", "/api/v10/oauth2/token/revoke"))
+        form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+        client_id, client_secret = _basic_auth(request) or (form.get("client_id"), form.get("client_secret"))
+        if client_id != self.client_id or client_secret != self.client_secret:
+            return json_response({"error": "invalid_client"}, 401)
+        value = form.get("token", "")
+        token = self.tokens.pop(value, None)
+        refresh = token.refresh_token if token is not None else value
+        self.refresh_tokens.pop(refresh, None)
+        self.tokens = {key: t for key, t in self.tokens.items() if t.refresh_token != refresh}
+        return json_response({})
 
     def me(self, access_token: str) -> web.Response:
         self.visits.append(("GET", "/api/v10/users/@me"))

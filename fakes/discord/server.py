@@ -28,6 +28,7 @@ from .rate_limits import RateLimiter, RateLimits
 from .rest_app import AppRoutes
 from .rest_guilds import GuildRoutes
 from .rest_messages import MessageRoutes
+from .role_connections import RoleConnections
 from .snowflake import SnowflakeFactory
 from .transport import API_PREFIX, HoldRule, RecordedCall, RestGate, failure_rule, rate_limited_rule
 
@@ -65,6 +66,8 @@ class FakeDiscord:
         self._gate = RestGate(bot_token, RateLimiter(rate_limits or RateLimits.real(), rate_limit_clock))
         #: The OAuth2 side (authorize, token, Bearer `/users/@me`): the bot's Discord sign-in step of linking.
         self.oauth = DiscordOAuth(self)
+        #: Linked Roles: the app's metadata records, each user's role connection, roles' Links requirements.
+        self.role_connections = RoleConnections(self)
         self._gateway = GatewayHub(
             bot_token=bot_token,
             application_id=application_id,
@@ -80,8 +83,10 @@ class FakeDiscord:
 
     async def start(self, port: int = 0) -> None:
         """Serve on 127.0.0.1 (`port` 0 picks a free one)."""
-        app = web.Application(middlewares=[self.oauth.middleware, self._gate.middleware])
+        middlewares = [self.oauth.middleware, self.role_connections.middleware, self._gate.middleware]
+        app = web.Application(middlewares=middlewares)
         self.oauth.add_routes(app)
+        self.role_connections.add_routes(app)
         AppRoutes(self).register(app, API_PREFIX)
         GuildRoutes(self).register(app, API_PREFIX)
         MessageRoutes(self).register(app, API_PREFIX)
