@@ -1,4 +1,4 @@
-"""`/patreon link`, `/patreon unlink`, `/patreon status`: the patron's side, thin over bot.accounts.
+"""`/patreon link`, `/patreon unlink`, `/patreon status`, `/patreon refresh`: the patron's side, thin over bot.accounts.
 
 The panel's buttons (cogs/panel.py) answer with the same helpers, for the interaction's own user and server.
 """
@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.accounts.link_flow import LinkRefused
 from bot.accounts.patron_replies import LinkOffer, offer_link, unlink_reply
+from bot.accounts.self_refresh import SelfRefresh
 from bot.accounts.status_report import member_status
 from bot.discord_io.client import PatronBot
 
@@ -46,8 +47,9 @@ async def status_text(bot: PatronBot, interaction: discord.Interaction) -> str:
 
 @app_commands.guild_only()
 class Patron(commands.GroupCog, group_name="patreon", group_description="Link your Patreon to get your roles"):
-    def __init__(self, bot: PatronBot) -> None:
+    def __init__(self, bot: PatronBot, self_refresh: SelfRefresh) -> None:
         self.bot = bot
+        self.self_refresh = self_refresh
         super().__init__()
 
     @app_commands.command(name="link", description="Link your Patreon account to get your patron roles")
@@ -65,6 +67,27 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
         await interaction.response.defer(ephemeral=True, thinking=True)
         await interaction.followup.send(await status_text(self.bot, interaction), ephemeral=True)
 
+    @app_commands.command(name="refresh", description="Re-read your Patreon membership now and update your roles")
+    async def refresh(self, interaction: discord.Interaction) -> None:
+        """Always the invoking user's own membership, in the server the command came from: there is no option."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await self.self_refresh.refresh(interaction.guild_id, interaction.user.id)
+        await interaction.followup.send(text[:2000], ephemeral=True)
+
+
+def build_self_refresh(bot: PatronBot) -> SelfRefresh:
+    """One per process (it holds the cooldowns), from the services the wiring built."""
+    services = bot.services
+    return SelfRefresh(
+        services.patreon,
+        services.store,
+        services.campaign,
+        services.reconcile,
+        services.gateway.role_name,
+        services.clock,
+    )
+
 
 async def setup(bot: PatronBot) -> None:
-    await bot.add_cog(Patron(bot))
+    await bot.add_cog(Patron(bot, build_self_refresh(bot)))
