@@ -124,7 +124,8 @@ def metadata_for(
     ids = sorted(ranks)
     stand_in = {tier_id: index for index, tier_id in enumerate(ids, start=1)}
     tier_map = TierRoleMap({tier_id: frozenset({stand_in[tier_id]}) for tier_id in ids})
-    plain = replace(settings, role_mode=RoleMode.STACK, **{name: None for name in ROLE_SETTINGS})
+    no_special_roles: dict[str, Any] = {name: None for name in ROLE_SETTINGS}
+    plain = replace(settings, role_mode=RoleMode.STACK, **no_special_roles)
     held = frozenset(stand_in[t] for t in ids if last_pushed.tier_rank and ranks[t] == last_pushed.tier_rank)
     decision = decide_roles(membership, plain, tier_map, tiers, now, held_managed_roles=held)
     given = [ranks[tier_id] for tier_id in ids if stand_in[tier_id] in decision.desired]
