@@ -21,6 +21,7 @@ from bot.guild_admin.service import AdminService
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
 from bot.sync.role_pacing import describe_duration
+from cogs.patrons_report import WeeklyPatronsCog, answer_patrons_report
 
 #: `clear:` choice → the setting it unsets: every role and channel setting, by its option name.
 CLEARABLE_FIELDS = {
@@ -119,6 +120,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         welcome_channel: discord.TextChannel | None = None,
         auto_match: bool | None = None,
         welcome_link: bool | None = None,
+        patrons_report_weekly: bool | None = None,
         clear: str | None = None,
     ) -> None:
         given = dict(locals())  # the options by name, as discord.py converted them: read before any other local
@@ -173,6 +175,13 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         await interaction.response.defer(ephemeral=True, thinking=True)
         result = await self.admin.unlink_user(guild_id(interaction), member.id)
         await reply(interaction, f"✅ Unlinked {member.mention}. {result.describe()}")
+
+    @app_commands.command(
+        name="patrons", description="Who pays but hasn't linked, who is linked, who is in grace; with a CSV of all"
+    )
+    async def patrons(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await answer_patrons_report(self.bot, interaction)
 
     @app_commands.command(name="check", description="Check permissions, role order, mappings, webhooks and refreshes")
     async def check(self, interaction: discord.Interaction) -> None:
@@ -269,3 +278,4 @@ async def reply(interaction: discord.Interaction, text: str) -> None:
 
 async def setup(bot: PatronBot) -> None:
     await bot.add_cog(Admin(bot))
+    await bot.add_cog(WeeklyPatronsCog(bot))

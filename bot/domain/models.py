@@ -297,6 +297,16 @@ class GuildSettings:
             "Invite each new member once, in the welcome channel, to link their Patreon",
         ),
     )
+    #: Post the `/patreon-admin patrons` summary and CSV to the log channel once a week.
+    patrons_report_weekly: bool = field(
+        default=False,
+        metadata=_admin(
+            "patrons_report_weekly",
+            SettingKind.SWITCH,
+            "Weekly patrons report in the log channel",
+            "Post the patrons report (who paid but hasn't linked, and a CSV) to the log channel weekly",
+        ),
+    )
 
     def special_role_ids(self) -> frozenset[int]:
         """Roles the policy hands out that are not tied to a tier."""

@@ -16,6 +16,7 @@ from .components import validate_components
 from .interactions import LOADING, InteractionRecord, check_callback
 from .models import apply_message_edit, build_message
 from .transport import REQUEST_BODY, json_response, no_content
+from .uploads import attach, uploads_of
 
 if TYPE_CHECKING:
     from .server import FakeDiscord
@@ -151,8 +152,10 @@ class AppRoutes:
         if callback_type in (4, 7):
             validate_components(data.get("components"), ("data",))
         message: dict[str, Any] | None = None
+        uploads = await uploads_of(request)
         if callback_type in MESSAGE_CALLBACKS:
             message = self._new_message(record, data if callback_type == 4 else {"flags": data.get("flags", 0)})
+            attach(self.fake, message, uploads if callback_type == 4 else [])
             if callback_type == 5:
                 message["flags"] |= LOADING
             record.original = message
@@ -208,7 +211,9 @@ class AppRoutes:
             raise errors.unknown_webhook()
         body: dict[str, Any] = request[REQUEST_BODY] or {}
         validate_components(body.get("components"))
+        uploads = await uploads_of(request)
         message = self._new_message(record, body)
+        attach(self.fake, message, uploads)
         record.followups[int(message["id"])] = message
         record.record("followup", body, message)
         if request.query.get("wait") in ("1", "true", "True"):

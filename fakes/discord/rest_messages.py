@@ -20,6 +20,7 @@ from .guild import FakeGuild
 from .models import apply_message_edit, build_message
 from .permissions import MANAGE_MESSAGES, READ_MESSAGE_HISTORY, SEND_MESSAGES, VIEW_CHANNEL
 from .transport import REQUEST_BODY, json_response, no_content
+from .uploads import attach, uploads_of
 
 if TYPE_CHECKING:
     from .server import FakeDiscord
@@ -82,7 +83,9 @@ class MessageRoutes:
         validate_components(body.get("components"))
         if not any(body.get(key) for key in CONTENT_KEYS):
             raise empty_message()
+        uploads = await uploads_of(request)
         message = build_message(self.fake.ids.next(), channel_id, guild.id, self.fake.bot_user_payload(), body)
+        attach(self.fake, message, uploads)
         guild.channels[channel_id].last_message_id = int(message["id"])
         self.fake.channel_messages.setdefault(channel_id, []).append(message)
         self.fake.dispatch("MESSAGE_CREATE", {**message, "member": guild.bot_member.to_payload(with_user=False)})

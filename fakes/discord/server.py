@@ -61,6 +61,8 @@ class FakeDiscord:
         self.guilds: dict[int, FakeGuild] = {}
         self.commands = CommandRegistry(application_id, self.ids)
         self.channel_messages: dict[int, list[dict[str, Any]]] = {}
+        #: The bytes of every file the bot attached to a message, by attachment id (fakes/discord/uploads.py).
+        self.uploads: dict[int, bytes] = {}
         self.interactions: list[InteractionRecord] = []
         self.interactions_by_token: dict[str, InteractionRecord] = {}
         self._gate = RestGate(bot_token, RateLimiter(rate_limits or RateLimits.real(), rate_limit_clock))

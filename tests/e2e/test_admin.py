@@ -52,7 +52,9 @@ async def test_admin_group_is_registered_with_manage_roles_default(world):
     assert int(commands["patreon-admin"]["default_member_permissions"]) == MANAGE_ROLES
     assert commands["patreon"].get("default_member_permissions") is None
     subcommands = {option["name"] for option in commands["patreon-admin"]["options"]}
-    assert subcommands == {"tiers", "map", "unmap", "settings", "sync", "link-user", "unlink-user", "check", "panel"}
+    assert subcommands == {
+        "tiers", "map", "unmap", "settings", "sync", "link-user", "unlink-user", "check", "panel", "patrons"
+    }
 
 
 async def test_member_without_manage_roles_is_refused_server_side(world):
