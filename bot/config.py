@@ -67,6 +67,8 @@ class Config:
     #: Discord's `X-RateLimit-Limit` for `PUT /guilds/{g}/members/{u}/roles/{r}` says otherwise.
     role_calls_per_guild: int = 10
     role_window_seconds: float = 10.0
+    #: Bearer token for /metrics; empty turns /metrics off (404).
+    metrics_token: str = field(default="", metadata=SECRET)
 
     def __repr__(self) -> str:
         return redacted_repr(self)
@@ -156,6 +158,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
             text("ROLE_CALLS_PER_GUILD") or "10", "ROLE_CALLS_PER_GUILD", low=1, high=1_000_000
         ),
         role_window_seconds=_number(text("ROLE_WINDOW_SECONDS") or "10", "ROLE_WINDOW_SECONDS"),
+        metrics_token=_metrics_token(text("METRICS_TOKEN")),
     )
 
 
@@ -206,6 +209,14 @@ def _token_keys(value: str) -> str:
             parse_keys(value)
         except ValueError as error:
             raise ConfigError(f"TOKEN_ENCRYPTION_KEY {error}; make one with: python -m bot new-key") from None
+    return value
+
+
+def _metrics_token(value: str) -> str:
+    """A guessable token would publish the metrics: at least 16 characters (`python -m bot new-key` makes one)."""
+    if value and (len(value) < 16 or any(character.isspace() for character in value)):
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters without spaces; make one with: "
+                          "python -m bot new-key")
     return value
 
 

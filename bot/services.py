@@ -13,6 +13,9 @@ from bot.accounts.linking import LinkingService
 from bot.config import Config
 from bot.domain.models import TokenPair
 from bot.guild_admin.service import AdminService
+from bot.observability.metrics import BotMetrics, RefreshFigures
+from bot.observability.probes import DiscordProbe
+from bot.observability.readiness import Readiness
 from bot.patreon.client import PatreonClient
 from bot.store import Store
 from bot.sync.campaign import CampaignService
@@ -20,11 +23,12 @@ from bot.sync.channel_log import ChannelLog
 from bot.sync.participation import Participation
 from bot.sync.plan_scope import DirtyMembers
 from bot.sync.reconcile import ReconcileService, RoleGateway
-from bot.sync.refresh import RefreshScheduler, RefreshService
+from bot.sync.refresh import RefreshReport, RefreshScheduler, RefreshService
 from bot.sync.role_jobs import RoleJobs
 from bot.sync.role_pacing import RoleCallPacer
 from bot.sync.webhook_apply import WebhookApplier
 from bot.web.discord_sign_in import DISCORD_CALLBACK_PATH, DiscordSignInClient
+from bot.web.health_routes import Observability
 from bot.web.webhook_receiver import WebhookReceiver
 
 USER_AGENT = "patreon-role-sync/0.1 (+https://github.com/patreon-role-sync/patreon-role-sync)"
@@ -51,6 +55,8 @@ class Services:
     #: Handed to whoever needs Discord or the time directly, so nothing reaches through another service.
     gateway: RoleGateway
     clock: Callable[[], datetime]
+    #: /readyz and /metrics (bot/web/health_routes.py).
+    observability: Observability
 
 
 def build_services(
@@ -59,7 +65,10 @@ def build_services(
     session: aiohttp.ClientSession,
     gateway: RoleGateway,
     clock: Callable[[], datetime],
+    *,
+    discord: DiscordProbe | None = None,
 ) -> Services:
+    """`discord`: the Discord adapter's gateway state and role-call counts (None where there is no Discord)."""
     patreon = PatreonClient(
         session,
         base_url=config.patreon_base_url,
@@ -100,6 +109,7 @@ def build_services(
     dirty_members = DirtyMembers()
     refresh = RefreshService(patreon, store, campaign, reconcile, jobs, gateway, clock, dirty_members)
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
+    observability = _observability(config, store, patreon, refresh, clock, discord)
     return Services(
         config=config,
         store=store,
@@ -118,4 +128,54 @@ def build_services(
         channel_log=channel_log,
         gateway=gateway,
         clock=clock,
+        observability=observability,
+    )
+
+
+def _observability(
+    config: Config,
+    store: Store,
+    patreon: PatreonClient,
+    refresh: RefreshService,
+    clock: Callable[[], datetime],
+    discord: DiscordProbe | None,
+) -> Observability:
+    def last_refresh() -> RefreshFigures | None:
+        return _refresh_figures(refresh.last_report)
+
+    def last_refresh_finished() -> datetime | None:
+        report = refresh.last_report
+        return report.finished_at if report is not None else None
+
+    readiness = Readiness(
+        store_ping=store.schema_version,
+        gateway_connected=discord.connected if discord is not None else None,
+        last_refresh_finished=last_refresh_finished,
+        refresh_interval=timedelta(minutes=config.refresh_interval_minutes),
+        clock=clock,
+    )
+    metrics = BotMetrics(
+        store,
+        clock,
+        patreon_responses=lambda: patreon.response_counts,
+        discord_role_calls=discord.role_call_counts if discord is not None else dict,
+        last_refresh=last_refresh,
+    )
+    return Observability(readiness, metrics, config.metrics_token)
+
+
+def _refresh_figures(report: RefreshReport | None) -> RefreshFigures | None:
+    if report is None or report.finished_at is None:
+        return None
+    return RefreshFigures(
+        ok=report.ok,
+        finished_at=report.finished_at,
+        duration_seconds=(report.finished_at - report.started_at).total_seconds(),
+        members={
+            "listed": report.members_listed,
+            "planned": report.members_planned,
+            "roles_differ": report.roles_differ,
+            "forgotten": report.snapshots_forgotten,
+            "jobs_queued": report.jobs_queued,
+        },
     )

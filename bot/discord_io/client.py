@@ -56,7 +56,9 @@ class PatronBot(commands.Bot):
         )
         self.config = config
         self.role_gateway = DiscordRoleGateway(self)
-        self.services: Services = build_services(config, store, session, self.role_gateway, clock)
+        self.services: Services = build_services(
+            config, store, session, self.role_gateway, clock, discord=self.role_gateway
+        )
         self._member_loads: set[asyncio.Task[None]] = set()
         self.web_port: int | None = None
         self.tree.error(self.on_app_command_error)

@@ -6,6 +6,8 @@ invalid-request limit: a role the bot may not manage is reported, never sent.
 
 from __future__ import annotations
 
+import collections
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -107,7 +109,26 @@ class DiscordRoleGateway:
         self.linked_members = LinkedMembers(client)
         #: 429s Discord sent anyway (discord.py retried them); `check` shows the count.
         self.rate_limit_watch = RateLimitWatch.attach()
+        #: Member-role calls by Discord's answer ("204", "403", ...), for /metrics; 429s are the watch's.
+        self.role_call_statuses: collections.Counter[str] = collections.Counter()
+        self._gateway_up = False
         client.add_listener(self._member_updated, "on_member_update")
+        for event, up in (("on_connect", True), ("on_resumed", True), ("on_disconnect", False)):
+            client.add_listener(functools.partial(self._gateway_changed, up), event)
+
+    async def _gateway_changed(self, up: bool) -> None:
+        self._gateway_up = up
+
+    def connected(self) -> bool:
+        """Whether the gateway session is up now (discord.py's connect/resumed/disconnect events), for /readyz."""
+        return self._gateway_up and not self.client.is_closed()
+
+    def role_call_counts(self) -> dict[str, int]:
+        """Member-role calls by status for /metrics; the 429s discord.py retried by itself count as "429"."""
+        counts = dict(self.role_call_statuses)
+        if self.rate_limit_watch.role_calls:
+            counts["429"] = self.rate_limit_watch.role_calls
+        return counts
 
     async def _member_updated(self, _before: discord.Member, after: discord.Member) -> None:
         """Settle the member's writes as soon as an event changes the cache, not at the next read: a moderator's
@@ -183,24 +204,16 @@ class DiscordRoleGateway:
         try:
             for role_id in sorted(add):
                 await member.add_roles(discord.Object(role_id), reason=reason, atomic=True)
+                self.role_call_statuses["204"] += 1
                 applied.add(role_id)
                 self._wrote(guild, user_id, role_id, present=True)
             for role_id in sorted(remove):
                 await member.remove_roles(discord.Object(role_id), reason=reason, atomic=True)
+                self.role_call_statuses["204"] += 1
                 self._wrote(guild, user_id, role_id, present=False)
-        except discord.Forbidden as error:
-            detail = error.text or "missing permissions"
-            raise RoleChangeError(
-                f"Discord refused the change ({detail})", permanent=True, added=frozenset(applied)
-            ) from error
-        except discord.NotFound as error:
-            raise RoleChangeError(
-                f"Discord could not find it ({error.text})", permanent=True, added=frozenset(applied)
-            ) from error
         except discord.HTTPException as error:
-            raise RoleChangeError(
-                f"Discord failed ({error.status})", permanent=False, added=frozenset(applied)
-            ) from error
+            self.role_call_statuses[str(error.status)] += 1
+            raise _role_change_error(error, frozenset(applied)) from error
 
     def role_name(self, guild_id: int, role_id: int) -> str:
         guild = self.client.get_guild(guild_id)
@@ -242,6 +255,16 @@ class DiscordRoleGateway:
     def _wrote(self, guild: discord.Guild, user_id: int, role_id: int, *, present: bool) -> None:
         cached = guild.get_member(user_id)
         self.pending_writes.record(guild.id, user_id, role_id, present, _role_ids(cached) if cached else frozenset())
+
+
+def _role_change_error(error: discord.HTTPException, applied: frozenset[int]) -> RoleChangeError:
+    """Discord's refusal as the engine's error: a 403 or 404 is permanent, anything else may pass."""
+    if isinstance(error, discord.Forbidden):
+        detail = error.text or "missing permissions"
+        return RoleChangeError(f"Discord refused the change ({detail})", permanent=True, added=applied)
+    if isinstance(error, discord.NotFound):
+        return RoleChangeError(f"Discord could not find it ({error.text})", permanent=True, added=applied)
+    return RoleChangeError(f"Discord failed ({error.status})", permanent=False, added=applied)
 
 
 def _role_ids(member: discord.Member) -> frozenset[int]:

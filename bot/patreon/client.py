@@ -8,6 +8,7 @@ The client keeps no tokens: whoever owns a token passes it in, and decides what 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -135,6 +136,8 @@ class PatreonClient:
         self._sleep = sleep
         #: Every HTTP attempt, retries included (benchmarks and tests read it).
         self.request_count = 0
+        #: Every answer by HTTP status, "error" for a timeout or a dropped connection (the /metrics endpoint reads it).
+        self.response_counts: collections.Counter[str] = collections.Counter()
 
     def __repr__(self) -> str:
         return f"PatreonClient(base_url={self.base_url!r}, client_id={self.client_id!r})"
@@ -333,7 +336,9 @@ class PatreonClient:
                     status = response.status
                     response_headers = response.headers
                     text = await response.text(errors="replace")
+                self.response_counts[str(status)] += 1
             except (TimeoutError, aiohttp.ClientError) as error:
+                self.response_counts["error"] += 1
                 failure = PatreonUnavailable(f"{method} {path}: {type(error).__name__}: {error}".rstrip(": "))
                 wait = self._backoff(attempt)
             else:

@@ -20,6 +20,7 @@ from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher
 from bot.store.panels import PanelStore
 from bot.store.queues import QueueStore, iso_utc
 from bot.store.schema import MIGRATIONS
+from bot.store.stats import StatsStore
 from bot.store.token_cipher import TokenCipher
 from bot.store.tokens import TokenStore
 
@@ -59,7 +60,7 @@ class Link:
         return not self.by_hand or self.linked_in_guild_id == guild_id
 
 
-class Store(TokenStore, QueueStore, BulkStore, PanelStore):
+class Store(TokenStore, QueueStore, BulkStore, PanelStore, StatsStore):
     """All persistence goes through here; methods commit before they return.
 
     The encrypted tokens (`TokenStore`), the durable queues (`QueueStore`), the refresh's bulk reads and writes

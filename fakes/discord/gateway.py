@@ -122,6 +122,9 @@ class GatewayHub:
         self._held_updates: list[dict[str, Any]] = []
         #: op 8 answers; `monotonic` times the one-per-30-s window of whole-list requests.
         self._member_desk = MemberRequestDesk(monotonic)
+        #: Set while the gateway is up; cleared by `begin_outage`, when new sockets get no HELLO.
+        self._serving = asyncio.Event()
+        self._serving.set()
 
     @property
     def member_requests(self) -> list[MemberRequest]:
@@ -200,6 +203,18 @@ class GatewayHub:
             if session.connection is not None:
                 session.connection.send({"op": OP_RECONNECT, "d": None, "s": None, "t": None})
 
+    async def begin_outage(self) -> None:
+        """A gateway outage: every socket is closed (4000, resumable) and new ones are accepted but get no HELLO
+        until `end_outage`, as when Discord's gateway is degraded (https://discordstatus.com lists "Gateway"
+        incidents with connections that hang). discord.py then waits for HELLO (60 s) with its session marked
+        disconnected; REST is untouched."""
+        self._serving.clear()
+        await self.drop_connections()
+
+    def end_outage(self) -> None:
+        """Waiting sockets get their HELLO and the bots RESUME."""
+        self._serving.set()
+
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every socket without ending sessions, so discord.py reconnects and RESUMEs."""
         for connection in list(self.connections):
@@ -221,8 +236,9 @@ class GatewayHub:
         await ws.prepare(request)
         connection = GatewayConnection(ws)
         self.connections.add(connection)
-        connection.send({"op": OP_HELLO, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
         try:
+            await self._serving.wait()
+            connection.send({"op": OP_HELLO, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
             async for message in ws:
                 if message.type is not WSMsgType.TEXT:
                     continue

@@ -210,6 +210,13 @@ class FakeDiscord:
         """Close the sockets but keep sessions: discord.py RESUMEs after its 0-2 s back-off."""
         await self._gateway.drop_connections(code)
 
+    async def begin_gateway_outage(self) -> None:
+        """Drop the bots' gateway sockets and leave new ones without HELLO until `end_gateway_outage`."""
+        await self._gateway.begin_outage()
+
+    def end_gateway_outage(self) -> None:
+        self._gateway.end_outage()
+
     def hold_member_updates(self, guild_id: int, user_id: int) -> None:
         """Gateway lag: hold this member's GUILD_MEMBER_UPDATE events (REST answers still come at once) until
         `release_member_updates`; see `GatewayHub.hold_member_updates` for the source."""

@@ -19,14 +19,17 @@ MAY_IMPORT: dict[str, set[str]] = {
     "bot.sync": {"bot.domain", "bot.patreon", "bot.store"},
     "bot.accounts": {"bot.domain", "bot.patreon", "bot.store", "bot.sync"},
     "bot.guild_admin": {"bot.domain", "bot.patreon", "bot.store", "bot.sync", "bot.accounts"},
-    "bot.web": {"bot.domain", "bot.store", "bot.sync", "bot.accounts", "aiohttp"},
-    "bot.services": BOT_CORE | {"bot.web", "aiohttp"},
+    "bot.observability": {"prometheus_client"},
+    "bot.web": {"bot.domain", "bot.store", "bot.sync", "bot.accounts", "bot.observability", "aiohttp"},
+    "bot.services": BOT_CORE | {"bot.web", "bot.observability", "aiohttp"},
     "bot.discord_io": BOT_CORE | {"bot.services", "aiohttp", "discord"},
     "cogs": BOT_CORE | {"bot.web", "bot.discord_io", "aiohttp", "discord"},
     "fakes.discord": {"aiohttp"},
     "fakes.patreon": {"aiohttp"},
 }
-WATCHED = {"bot", "cogs", "fakes", "tests", "bench", "discord", "aiohttp", "aiosqlite", "cryptography"}
+WATCHED = {
+    "bot", "cogs", "fakes", "tests", "bench", "discord", "aiohttp", "aiosqlite", "cryptography", "prometheus_client"
+}
 
 
 def _folder(module: str) -> str:
