@@ -1,5 +1,6 @@
 """`python -m bot` runs the bot from .env; `python -m bot demo` runs it against the bundled fakes;
-`python -m bot rotate-key` re-encrypts the stored tokens under a new key; `python -m bot new-key` prints a key."""
+`python -m bot rotate-key` re-encrypts the stored tokens under a new key; `python -m bot new-key` prints a key;
+`python -m bot backup PATH` copies the database (and its key file) consistently while the bot runs."""
 
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def keep_secrets_out_of_logs(secrets: Iterable[str] = ()) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Patreon → Discord role sync bot")
-    parser.add_argument("mode", nargs="?", choices=("run", "demo", "rotate-key", "new-key"), default="run")
+    parser.add_argument("mode", nargs="?", choices=("run", "demo", "rotate-key", "new-key", "backup"), default="run")
     parser.add_argument("--once", action="store_true", help="demo: run the scripted walkthrough, then exit")
+    parser.add_argument("path", nargs="?", help="backup: the file to write the copy to")
+    parser.add_argument("--force", action="store_true", help="backup: replace PATH (and PATH.key) if they exist")
     parser.add_argument("--port", type=int, default=8080, help="demo: port for the bot's web server")
     args = parser.parse_args(argv)
     keep_secrets_out_of_logs()
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.mode == "rotate-key":
         return asyncio.run(_rotate_key(config))
+    if args.mode == "backup":
+        return _backup(config, args.path, force=args.force)
     keep_secrets_out_of_logs(secrets_of(config))
     from bot.discord_io.runner import run_bot, setup_logging
 
@@ -80,6 +85,31 @@ async def _rotate_key(config: Config) -> int:
     except TokenKeyError as error:
         print(f"error: {error}; no stored token was changed", file=sys.stderr)
         return 2
+    return 0
+
+
+def _backup(config: Config, path: str | None, *, force: bool) -> int:
+    """A consistent copy of the database (and its key file) while the bot may be running; one line either way."""
+    from pathlib import Path
+
+    from bot.store.backup import BackupRefused, backup_database, restore_hint
+    from bot.store.files import StoreUnusable
+
+    if not path:
+        print("error: name the backup file: python -m bot backup PATH", file=sys.stderr)
+        return 2
+    try:
+        result = backup_database(
+            config.database_path, Path(path), overwrite=force, key_in_setting=bool(config.token_encryption_key)
+        )
+    except BackupRefused as error:
+        print(f"error: {error}; nothing was written", file=sys.stderr)
+        return 2
+    except StoreUnusable as error:
+        print(f"error: DATABASE_PATH {error}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    print(restore_hint(result.target))
     return 0
 
 
