@@ -1,5 +1,6 @@
 """`python -m bot` runs the bot from .env; `python -m bot demo` runs it against the bundled fakes;
 `python -m bot rotate-key` re-encrypts the stored tokens under a new key; `python -m bot new-key` prints a key;
+`python -m bot commands` prints the slash-command reference (`--readme README.md` rewrites the README's tables);
 `python -m bot backup PATH` copies the database (and its key file) consistently while the bot runs."""
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ def keep_secrets_out_of_logs(secrets: Iterable[str] = ()) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Patreon → Discord role sync bot")
-    parser.add_argument("mode", nargs="?", choices=("run", "demo", "rotate-key", "new-key", "backup"), default="run")
+    parser.add_argument(
+        "mode", nargs="?", choices=("run", "demo", "rotate-key", "new-key", "commands", "backup"), default="run"
+    )
     parser.add_argument("--once", action="store_true", help="demo: run the scripted walkthrough, then exit")
     parser.add_argument("path", nargs="?", help="backup: the file to write the copy to")
     parser.add_argument("--force", action="store_true", help="backup: replace PATH (and PATH.key) if they exist")
     parser.add_argument("--port", type=int, default=8080, help="demo: port for the bot's web server")
+    parser.add_argument("--readme", metavar="PATH", help="commands: rewrite the command tables in this file instead")
     args = parser.parse_args(argv)
     keep_secrets_out_of_logs()
 
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(run_demo(web_port=args.port, once=args.once))
         return 0
+    if args.mode == "commands":
+        return _print_commands(args.readme)
     if args.mode == "new-key":
         from bot.store.token_cipher import new_key
 
@@ -69,6 +75,26 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log_level)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run_bot(config))
+    return 0
+
+
+def _print_commands(readme: str | None) -> int:
+    """The slash-command tree as Markdown, built offline from the cogs (no .env, no Discord connection)."""
+    from pathlib import Path
+
+    from bot.discord_io.command_reference import command_tree, markdown, update_readme
+
+    tree = asyncio.run(command_tree())
+    if readme is None:
+        print(markdown(tree), end="")
+        return 0
+    path = Path(readme)
+    try:
+        path.write_text(update_readme(path.read_text(encoding="utf-8"), tree), encoding="utf-8")
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"updated the command tables in {readme}")
     return 0
 
 
