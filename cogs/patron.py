@@ -14,6 +14,7 @@ from bot.accounts.patron_replies import LinkOffer, offer_link, unlink_reply
 from bot.accounts.self_refresh import SelfRefresh
 from bot.accounts.status_report import member_status
 from bot.discord_io.client import PatronBot
+from bot.sync.campaign import CampaignService
 
 
 def link_button(offer: LinkOffer) -> discord.ui.View:
@@ -79,10 +80,14 @@ class Patron(commands.GroupCog, group_name="patreon", group_description="Link yo
 def build_self_refresh(bot: PatronBot) -> SelfRefresh:
     """One per process (it holds the cooldowns), from the services the wiring built."""
     services = bot.services
+
+    async def campaign_of(_guild_id: int) -> CampaignService | None:
+        return services.campaign  # one campaign, from .env
+
     return SelfRefresh(
         services.patreon,
         services.store,
-        services.campaign,
+        campaign_of,
         services.reconcile,
         services.gateway.role_name,
         services.clock,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -88,7 +88,7 @@ class SelfRefresh:
         self,
         client: PatreonClient,
         store: Store,
-        campaign: CampaignService,
+        campaign_of: Callable[[int], Awaitable[CampaignService | None]],
         reconcile: ReconcileService,
         role_name: Callable[[int, int], str],
         clock: Callable[[], datetime],
@@ -97,9 +97,10 @@ class SelfRefresh:
         global_limit: int = GLOBAL_LIMIT,
         global_window: timedelta = GLOBAL_WINDOW,
     ) -> None:
+        """`campaign_of(guild_id)`: the campaign whose creator token answers for that server (None: none)."""
         self.client = client
         self.store = store
-        self.campaign = campaign
+        self.campaign_of = campaign_of
         self.reconcile = reconcile
         self.role_name = role_name
         self.clock = clock
@@ -107,7 +108,8 @@ class SelfRefresh:
 
     async def refresh(self, guild_id: int, user_id: int) -> str:
         """The whole ephemeral answer for this user in this server."""
-        if await self.reconcile.participation_refusal(guild_id) is not None:
+        campaign = await self.campaign_of(guild_id)
+        if campaign is None or await self.reconcile.participation_refusal(guild_id) is not None:
             return NOT_HERE
         link = await self.store.get_link_by_discord(user_id)
         if link is None:
@@ -118,7 +120,7 @@ class SelfRefresh:
             log.info("refresh by user=%s in guild=%s refused: %s", user_id, guild_id, wait)
             return wait
         try:
-            changed = await self._read_and_store(link)
+            changed = await self._read_and_store(campaign, link)
         except NoFreshLook:
             log.info("refresh by user=%s: no patron token and no stored member id", user_id)
             return NO_WAY_TO_ASK
@@ -130,13 +132,13 @@ class SelfRefresh:
         head = "🔄 Read your membership from Patreon just now" + ("." if changed else "; nothing had changed.")
         return f"{head}\n{status}"
 
-    async def _read_and_store(self, link: Link) -> bool:
+    async def _read_and_store(self, campaign: CampaignService, link: Link) -> bool:
         """What Patreon says of this patron now, stored; True when the stored membership changed."""
         patreon_id = link.patreon_user_id
-        campaign_id = await self.campaign.campaign_id()
+        campaign_id = await campaign.campaign_id()
         before = await self.store.get_membership(patreon_id)
         fetched_at = self.clock()
-        membership, member_id = await self._look(patreon_id, campaign_id, before)
+        membership, member_id = await self._look(campaign, patreon_id, campaign_id, before)
         if membership is None:
             gone = await self.store.delete_membership_observed_before(patreon_id, fetched_at, member_id)
             log.info("refresh patreon=%s: not a member of the campaign at Patreon%s", patreon_id, " (forgotten)" * gone)
@@ -152,7 +154,7 @@ class SelfRefresh:
         return _comparable(before) != _comparable(after)
 
     async def _look(
-        self, patreon_id: str, campaign_id: str, known: MembershipSnapshot | None
+        self, campaign: CampaignService, patreon_id: str, campaign_id: str, known: MembershipSnapshot | None
     ) -> tuple[MembershipSnapshot | None, str | None]:
         """(the membership, or None when Patreon says there is none; the member id a None is about)."""
         answered, by_identity = await self._by_patron_token(patreon_id, campaign_id)
@@ -162,7 +164,7 @@ class SelfRefresh:
             raise NoFreshLook()
         member_id = known.member_id
         try:
-            snapshot = await self.campaign.with_creator_token(lambda token: self.client.get_member(token, member_id))
+            snapshot = await campaign.with_creator_token(lambda token: self.client.get_member(token, member_id))
         except PatreonNotFound:
             return None, member_id
         if snapshot.campaign_id not in (None, campaign_id):
