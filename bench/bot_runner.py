@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import resource
 import socket
@@ -103,6 +104,31 @@ class LoopStalls:
     def stop(self) -> LoopStalls:
         if self._task is not None:
             self._task.cancel()
+        return self
+
+
+class GcTimer:
+    """CPU seconds and collections the cyclic garbage collector spent while started (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.collections = 0
+        self._began = 0.0
+
+    def _callback(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.process_time()
+        else:
+            self.cpu += time.process_time() - self._began
+            self.collections += 1
+
+    def start(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def stop(self) -> GcTimer:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
         return self
 
 

@@ -23,8 +23,10 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from bench.bot_runner import (
+    GcTimer,
     LoopStalls,
     PhaseTimer,
     Span,
@@ -50,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="random seed for which memberships change")
     parser.add_argument(
         "--full", action="store_true", help="measure a full re-plan (as on sync, daily) instead of a scheduled one"
+    )
+    parser.add_argument(
+        "--profile", metavar="PATH", help="write a pyinstrument profile of the measured refresh to PATH"
+    )
+    parser.add_argument(
+        "--no-drain", action="store_true", help="stop after the refresh (its CPU split only; no role calls checked)"
     )
     add_log_option(parser)
     return parser.parse_args(argv)
@@ -99,15 +107,29 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
             bot.services.refresh.request_full_plan(guild_id)
         requests_before, rss_before, written_before = client.request_count, rss_mb(), disk_written_mb()
         stalls = LoopStalls().start()
+        profiler = _profiler(args.profile)
+        collector = GcTimer().start()
         span = Span.start()
         report = await bot.services.refresh.run("bench")
         listed = span.stop()
+        collector.stop()
+        if profiler is not None:
+            profiler.stop()
+            _write_profile(args.profile, profiler.output_text(unicode=True, show_all=False))
         print(
             f"  refresh done (the drain follows): CPU {listed.cpu:.2f}s, wall {listed.wall:.2f}s, "
             f"{report.members_planned:,} planned, {report.jobs_queued:,} job(s); RSS {rss_mb():.0f} MB, "
-            f"peak so far {peak_rss_mb():.0f} MB",
+            f"peak so far {peak_rss_mb():.0f} MB; the garbage collector {collector.cpu:.2f}s CPU in "
+            f"{collector.collections} collections",
             flush=True,
         )
+        if args.no_drain:
+            _print_split(listed, phases)
+            print(
+                f"RESULT plan_cpu_s={listed.cpu:.2f} gc_cpu_s={collector.cpu:.2f} peak_rss_mb={peak_rss_mb():.0f} "
+                f"members_planned={report.members_planned} drained=0"
+            )
+            return 0 if report.ok else 1
         await bot.settle(timeout=3600)
         total = span.stop()
         stalls.stop()
@@ -150,12 +172,8 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print(f"  wall seconds: {total.wall:.2f}  (listing+store+plan+enqueue {listed.wall:.2f}, queue drain "
           f"{total.wall - listed.wall:.2f})")  # fmt: skip
     print(f"  CPU seconds (bot process): {total.cpu:.2f}  (listing+store+plan+enqueue {listed.cpu:.2f})")
-    rest = Span(listed.wall, listed.cpu)
-    for name, spent in phases.spans.items():
-        disk = phases.written_mb[name]
-        print(f"      {name:<32} wall {spent.wall:6.2f}  CPU {spent.cpu:6.2f}  disk writes {disk:5.0f} MB")
-        rest = Span(rest.wall - spent.wall, rest.cpu - spent.cpu)
-    print(f"      {'listing (fetch+parse), the rest':<32} wall {rest.wall:6.2f}  CPU {rest.cpu:6.2f}")
+    _print_split(listed, phases)
+    print(f"      of it the garbage collector      CPU {collector.cpu:6.2f}  ({collector.collections} collections)")
     print(f"  event loop: longest stall {stalls.longest:.2f}s; {stalls.over_100ms:.1f}s in stalls over 0.1s")
     print(f"  disk writes by the bot process: {written:.0f} MB ({report.snapshots_saved:,} snapshots rewritten)")
     print(f"  RSS of the bot process: {rss_before:.0f} MB before, {rss_after:.0f} MB after; peak (whole run, "
@@ -170,10 +188,37 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print(
         f"RESULT patreon_calls={len(calls['patreon'])} patreon_calls_expected={pages} role_calls={len(role_calls)} "
         f"role_calls_expected={changes} http_429={http_429} wrong={verify['mismatches']} "
-        f"plan_cpu_s={listed.cpu:.2f} peak_rss_mb={peak_rss_mb():.0f} members_planned={report.members_planned}"
+        f"plan_cpu_s={listed.cpu:.2f} gc_cpu_s={collector.cpu:.2f} peak_rss_mb={peak_rss_mb():.0f} "
+        f"members_planned={report.members_planned}"
     )
     good = report.ok and verify["mismatches"] == 0 and not failed
     return 0 if good else 1
+
+
+def _print_split(listed: Span, phases: PhaseTimer) -> None:
+    """The refresh's wall and CPU by phase; what no phase claims is the listing (HTTP fetch, JSON decode, parse)."""
+    rest = Span(listed.wall, listed.cpu)
+    for name, spent in phases.spans.items():
+        disk = phases.written_mb[name]
+        print(f"      {name:<32} wall {spent.wall:6.2f}  CPU {spent.cpu:6.2f}  disk writes {disk:5.0f} MB")
+        rest = Span(rest.wall - spent.wall, rest.cpu - spent.cpu)
+    print(f"      {'listing (fetch+parse), the rest':<32} wall {rest.wall:6.2f}  CPU {rest.cpu:6.2f}")
+
+
+def _profiler(path: str | None) -> Any:
+    """A started pyinstrument profiler when `--profile` asks for one (a bench-only tool, not a bot requirement)."""
+    if path is None:
+        return None
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    profiler.start()
+    return profiler
+
+
+def _write_profile(path: str, text: str) -> None:
+    with open(path, "w") as out:
+        out.write(text)
 
 
 def _kind(path: str) -> str:

@@ -39,13 +39,15 @@ from bot.patreon._document import (
     check_linked_tiers,
     check_requested,
     index_included,
+    linkage,
+    linked_id,
     parse_api_errors,
     relationship,
+    relationships_of,
     require_document,
     require_list,
     require_resource,
     to_many_ids,
-    to_one_id,
 )
 from bot.patreon.values import (
     as_bool,
@@ -120,38 +122,54 @@ def _membership(
     observed_at: datetime | None,
     owner: PatreonUser | None = None,
 ) -> MembershipSnapshot:
-    """One member resource; `owner` is the identity user when the member has no `user` relationship of its own."""
-    attributes = attributes_of(resource)
-    tiers_known, tier_data = relationship(resource, "currently_entitled_tiers")
-    user_id = to_one_id(resource, "user")
-    user: PatreonUser | None = None
+    """One member resource; `owner` is the identity user when the member has no `user` relationship of its own.
+
+    A listing reads 100,000 of these, so the included user is read in place (no `PatreonUser` built) and each
+    value goes through its forgiving reader's fast path for the type JSON normally gives."""
+    get = attributes_of(resource).get
+    relationships = relationships_of(resource)
+    tiers_known, tier_data = linkage(relationships, "currently_entitled_tiers")
+    user_id = linked_id(linkage(relationships, "user")[1])
+    full_name = as_str(get("full_name"))
+    social_discord_id: int | None = None
     if user_id is not None:
         included_user = index.get(("user", user_id))
-        user = _user(included_user) if included_user is not None else None
+        if included_user is not None:
+            user_attributes = attributes_of(included_user)
+            social_discord_id = discord_id(user_attributes.get("social_connections"))
+            if full_name is None:
+                full_name = as_str(user_attributes.get("full_name"))
     elif owner is not None:
-        user_id, user = owner.id, owner
-    full_name = as_str(attributes.get("full_name"))
-    if full_name is None and user is not None:
-        full_name = user.full_name
+        user_id, social_discord_id = owner.id, owner.social_discord_id
+        if full_name is None:
+            full_name = owner.full_name
+    # The type JSON normally gives is taken as it is; anything else goes through the forgiving reader.
+    entitled, will_pay, lifetime = (
+        get("currently_entitled_amount_cents"),
+        get("will_pay_amount_cents"),
+        get("campaign_lifetime_support_cents"),
+    )
+    free_trial, gifted, charge_status = get("is_free_trial"), get("is_gifted"), get("last_charge_status")
+    member_id = resource.get("id")
     return MembershipSnapshot(
-        member_id=as_str(resource.get("id")),
-        campaign_id=to_one_id(resource, "campaign"),
+        member_id=member_id if type(member_id) is str else as_str(member_id),
+        campaign_id=linked_id(linkage(relationships, "campaign")[1]),
         patreon_user_id=user_id,
         full_name=full_name,
-        patron_status=patron_status(attributes.get("patron_status")),
-        last_charge_status=as_str(attributes.get("last_charge_status")),
-        last_charge_date=as_datetime(attributes.get("last_charge_date")),
-        next_charge_date=as_datetime(attributes.get("next_charge_date")),
-        pledge_relationship_start=as_datetime(attributes.get("pledge_relationship_start")),
-        pledge_cadence=as_optional_int(attributes.get("pledge_cadence")),
-        currently_entitled_amount_cents=as_int(attributes.get("currently_entitled_amount_cents")),
-        will_pay_amount_cents=as_int(attributes.get("will_pay_amount_cents")),
-        campaign_lifetime_support_cents=as_int(attributes.get("campaign_lifetime_support_cents")),
-        is_free_trial=as_bool(attributes.get("is_free_trial")),
-        is_gifted=as_bool(attributes.get("is_gifted")),
+        patron_status=patron_status(get("patron_status")),
+        last_charge_status=charge_status if type(charge_status) is str else as_str(charge_status),
+        last_charge_date=as_datetime(get("last_charge_date")),
+        next_charge_date=as_datetime(get("next_charge_date")),
+        pledge_relationship_start=as_datetime(get("pledge_relationship_start")),
+        pledge_cadence=as_optional_int(get("pledge_cadence")),
+        currently_entitled_amount_cents=entitled if type(entitled) is int else as_int(entitled),
+        will_pay_amount_cents=will_pay if type(will_pay) is int else as_int(will_pay),
+        campaign_lifetime_support_cents=lifetime if type(lifetime) is int else as_int(lifetime),
+        is_free_trial=free_trial if type(free_trial) is bool else as_bool(free_trial),
+        is_gifted=gifted if type(gifted) is bool else as_bool(gifted),
         entitled_tier_ids=to_many_ids(tier_data),
         tiers_known=tiers_known,
-        social_discord_id=user.social_discord_id if user is not None else None,
+        social_discord_id=social_discord_id,
         observed_at=observed_at,
     )
 
