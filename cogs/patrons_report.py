@@ -12,8 +12,8 @@ import discord
 from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
-from bot.guild_admin.patrons_report import patrons_report
-from bot.guild_admin.weekly_patrons import CSV_NAME, WeeklyPatronsPost
+from bot.guild_admin.patrons_report import attachment, patrons_report
+from bot.guild_admin.weekly_patrons import WeeklyPatronsPost
 from bot.sync.worker import log_crash
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,10 @@ async def answer_patrons_report(bot: PatronBot, interaction: discord.Interaction
             chunks.append(line[:1900])
     for chunk in chunks:
         await interaction.followup.send(chunk, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    name, data = attachment(report.csv_bytes())
     await interaction.followup.send(
         "Every patron as CSV (Patreon name, tier, status, linked Discord account, roles here; no e-mail addresses).",
-        file=discord.File(io.BytesIO(report.csv_bytes()), filename=CSV_NAME),
+        file=discord.File(io.BytesIO(data), filename=name),
         ephemeral=True,
         allowed_mentions=NO_MENTIONS,
     )
@@ -78,8 +79,8 @@ class WeeklyPatronsCog(commands.Cog):
             self.looked.set()
             await asyncio.sleep(CHECK_EVERY_SECONDS)
 
-    async def _post(self, channel_id: int, text: str, csv: bytes) -> None:
+    async def _post(self, channel_id: int, text: str, name: str, data: bytes) -> None:
         channel = self.bot.get_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             raise LookupError(f"channel {channel_id} is not one the bot can post in")
-        await channel.send(text, file=discord.File(io.BytesIO(csv), filename=CSV_NAME), allowed_mentions=NO_MENTIONS)
+        await channel.send(text, file=discord.File(io.BytesIO(data), filename=name), allowed_mentions=NO_MENTIONS)

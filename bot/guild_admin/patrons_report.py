@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 NAMED_IN_SUMMARY = 10
 #: Members not in Discord's cache asked for one by one, at most (the linked ones are normally all cached).
 MAX_MEMBER_LOOKUPS = 50
+CSV_NAME = "patrons.csv"
+#: Past this size the CSV goes zipped (Discord refuses a bot's file over 10 MiB; a big campaign's CSV can be more).
+ZIP_ABOVE_BYTES = 8 * 1024 * 1024
 CSV_COLUMNS = (
     "patreon_name",
     "patreon_user_id",
@@ -144,6 +148,16 @@ class PatronsReport:
                 )
             )
         return out.getvalue().encode("utf-8-sig")
+
+
+def attachment(data: bytes, limit: int = ZIP_ABOVE_BYTES) -> tuple[str, bytes]:
+    """(file name, bytes) to attach: the CSV itself, or zipped when it is too big for Discord."""
+    if len(data) <= limit:
+        return CSV_NAME, data
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(CSV_NAME, data)
+    return f"{CSV_NAME}.zip", buffer.getvalue()
 
 
 def safe_cell(value: str) -> str:

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from bot.guild_admin.patrons_report import patrons_report
+from bot.guild_admin.patrons_report import attachment, patrons_report
 from bot.store import Store
 from bot.sync.participation import Participation
 from bot.sync.reconcile import RoleGateway
@@ -18,7 +18,6 @@ from bot.sync.reconcile import RoleGateway
 log = logging.getLogger(__name__)
 
 WEEK = timedelta(days=7)
-CSV_NAME = "patrons.csv"
 
 
 def posted_fact(guild_id: int) -> str:
@@ -32,9 +31,10 @@ class WeeklyPatronsPost:
         gateway: RoleGateway,
         participation: Participation,
         clock: Callable[[], datetime],
-        post: Callable[[int, str, bytes], Awaitable[None]],
+        post: Callable[[int, str, str, bytes], Awaitable[None]],
     ) -> None:
-        """`post(channel_id, text, csv)` sends one message with the CSV attached (the Discord adapter's)."""
+        """`post(channel_id, text, file name, file)` sends one message with the file attached (the Discord
+        adapter's)."""
         self.store = store
         self.gateway = gateway
         self.participation = participation
@@ -56,7 +56,7 @@ class WeeklyPatronsPost:
             await self.store.set_fact(posted_fact(guild_id), now.isoformat())  # claimed first: never two a week
             text = "📋 Weekly patrons report\n" + report.summary()
             try:
-                await self.post(settings.log_channel_id, text[:1990], report.csv_bytes())
+                await self.post(settings.log_channel_id, text[:1990], *attachment(report.csv_bytes()))
             except Exception:  # one server's channel must not stop the others' reports
                 log.exception("guild=%s: could not post the weekly patrons report", guild_id)
                 continue

@@ -1,12 +1,14 @@
 """The patrons report's pure parts (bot/guild_admin/patrons_report.py): CSV cells a spreadsheet can't run, names
 that can't format or mention in Discord, and what counts as unlinked, in grace and gone."""
 
+import io
+import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
-from bot.guild_admin.patrons_report import ServerView, build_report, safe_cell
+from bot.guild_admin.patrons_report import ServerView, attachment, build_report, safe_cell
 
 NOW = datetime(2026, 1, 10, tzinfo=UTC)
 GOLD_ROLE = 11
@@ -78,3 +80,12 @@ def test_a_name_can_neither_format_nor_mention_in_the_summary():
     report = build_report([member("p1", "**@everyone** <@1>", PatronStatus.ACTIVE)], server({}, {}, {}), NOW)
     line = report.summary().splitlines()[1]
     assert "\\*\\*\\@everyone\\*\\* \\<\\@1\\>" in line
+
+
+def test_a_csv_too_big_for_discord_goes_zipped():
+    data = b"patreon_name\r\n" + b"x" * 100
+    assert attachment(data, limit=1000) == ("patrons.csv", data)
+    name, zipped = attachment(data, limit=50)
+    assert name == "patrons.csv.zip" and len(zipped) < len(data) + 200
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        assert archive.read("patrons.csv") == data
