@@ -66,6 +66,7 @@ def backup_database(
         if path is not None and path.exists() and not overwrite:
             raise BackupRefused(f"{path} exists; pass --force to replace it")
     temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    os.close(_create_private(temporary))
     try:
         version = _copy(source, temporary)
         if key_copy is not None:
@@ -78,7 +79,6 @@ def backup_database(
 
 
 def _copy(source: Path, temporary: Path) -> int:
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     try:
         origin = sqlite3.connect(source, timeout=30)  # reads only; busy_timeout covers a checkpoint in progress
     except sqlite3.Error as error:
@@ -103,14 +103,26 @@ def _copy(source: Path, temporary: Path) -> int:
 
 def _copy_key(key_file: Path, key_copy: Path) -> None:
     temporary = key_copy.with_name(f".{key_copy.name}.{os.getpid()}.partial")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = _create_private(temporary)
     try:
-        with open(key_file, "rb") as original:
-            os.write(descriptor, original.read())
-        os.fsync(descriptor)
+        try:
+            with open(key_file, "rb") as original:
+                os.write(descriptor, original.read())
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, key_copy)
     finally:
-        os.close(descriptor)
-    os.replace(temporary, key_copy)
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def _create_private(path: Path) -> int:
+    """A new file, 0600; never one that is already there, nor through a symlink someone left at the name."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise BackupRefused(f"{path} is in the way (left by an earlier attempt?); remove it") from None
 
 
 def _move_into_place(temporary: Path, target: Path, overwrite: bool) -> None:

@@ -152,3 +152,21 @@ async def test_the_command_prints_what_it_did_and_refuses_a_second_time(tmp_path
     finally:
         await store.close()
     assert linked_ids(tmp_path / "nightly.sqlite3") == [42]
+
+
+async def test_a_symlink_left_at_the_partial_name_is_not_followed(tmp_path):
+    """Someone who can write in the backup folder plants a link where the partial copy will be made, pointing at a
+    file of the bot's; the backup refuses rather than write through it."""
+    db = tmp_path / "bot.sqlite3"
+    store = await Store.open(db)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    target = tmp_path / "copy.sqlite3"
+    (tmp_path / f".copy.sqlite3.{os.getpid()}.partial").symlink_to(victim)
+    try:
+        with pytest.raises(BackupRefused, match="is in the way"):
+            await asyncio.to_thread(backup_database, db, target)
+    finally:
+        await store.close()
+    assert victim.read_text() == "keep me"
+    assert "copy.sqlite3" not in names(tmp_path)
