@@ -3,7 +3,8 @@
 `decide_roles` reads only its arguments (no I/O, no clock, no Discord), so any decision can be replayed and tested.
 It promises:
 
-* `desired` is a subset of `managed_role_ids(settings, tier_roles)`, and `reasons` explains every one of those roles;
+* `desired` is a subset of `managed_role_ids(settings, tier_roles)`, and `reasons` explains every one of those roles
+  (unless `explain=False`: the refresh and the job queue show no reasons, so they get the same roles without them);
 * `hold=True` means "remove nothing now" (the engine may still add `desired`);
 * a member who never pledged, or is not in the campaign, is never on hold;
 * the result depends on values only, never on the order of tiers or of mappings.
@@ -83,16 +84,23 @@ def decide_roles(
     tiers: Mapping[str, Tier],
     now: datetime,
     held_managed_roles: frozenset[int] = frozenset(),
+    *,
+    explain: bool = True,
 ) -> RoleDecision:
     """The managed roles `membership` should hold in the guild of `settings` (rules: docs/policy.md).
 
     `tiers` is the campaign's tier catalogue by id (may be empty), `now` the decision time (naive is
     read as UTC) and `held_managed_roles` the managed roles the member holds that this bot granted.
+    `explain=False` leaves `reasons` empty and builds none of their strings (the summary stays: it goes into
+    Discord's audit log); the roles and the hold are the same either way.
     """
     now = billing.as_utc(now)
     held_tier_roles = frozenset(held_managed_roles) & tier_roles.managed_role_ids()
-    verdict = _judge(membership, settings, tier_roles, tiers, now, held_tier_roles)
-    special = _special_roles(membership, settings, verdict)
+    verdict = _judge(membership, settings, tier_roles, tiers, now, held_tier_roles, explain)
+    special = _special_roles(membership, settings, verdict, explain)
+    if not explain:
+        wanted = {role for role, entries in special.items() if any(want for want, _reason in entries)}
+        return RoleDecision(frozenset(verdict.granted.keys() | wanted), verdict.hold, verdict.summary)
     desired: set[int] = set()
     reasons: dict[int, str] = {}
     for role in sorted(managed_role_ids(settings, tier_roles)):
@@ -115,6 +123,7 @@ def _judge(
     tiers: Mapping[str, Tier],
     now: datetime,
     held: frozenset[int],
+    explain: bool = True,
 ) -> _Verdict:
     if membership is None:
         return _Verdict(_Standing.NOT_MEMBER, False, "Not a member of the campaign", denial="not a member")
@@ -124,19 +133,19 @@ def _judge(
     mode = settings.role_mode
     if status is None:
         free_tiers = [t for t in entitlement.tier_ids if _known_free(t, tiers)]
-        granted, denied = _grant(free_tiers, None, tier_roles, tiers, mode)
+        granted, denied = _grant(free_tiers, None, tier_roles, tiers, mode, explain)
         return _Verdict(_Standing.FREE, False, "Free member (never pledged)", granted, denied)
     if status == PatronStatus.FORMER:
-        return _judge_former(membership, settings, entitlement, tier_roles, tiers, now, held)
+        return _judge_former(membership, settings, entitlement, tier_roles, tiers, now, held, explain)
     if charge in billing.NON_PAYING_CHARGES:
         lapsed = f"last charge {charge}: not paying"
         return _Verdict(_Standing.LAPSED, False, f"Last charge {charge}; treated as not paying", denial=lapsed)
     if status == PatronStatus.DECLINED or (status == PatronStatus.ACTIVE and charge == billing.DECLINED):
-        return _judge_declined(membership, settings, entitlement, tier_roles, tiers, now, held)
+        return _judge_declined(membership, settings, entitlement, tier_roles, tiers, now, held, explain)
     if status != PatronStatus.ACTIVE:
         verdict = _Verdict(_Standing.UNSETTLED, True, f"Unknown patron status {status!r}; roles kept")
-        return _kept(verdict, {}, {}, held)
-    return _judge_active(membership, settings, entitlement, tier_roles, tiers, held)
+        return _kept(verdict, {}, {}, held, explain=explain)
+    return _judge_active(membership, settings, entitlement, tier_roles, tiers, held, explain)
 
 
 def _judge_active(
@@ -146,6 +155,7 @@ def _judge_active(
     tier_roles: TierRoleMap,
     tiers: Mapping[str, Tier],
     held: frozenset[int],
+    explain: bool = True,
 ) -> _Verdict:
     charge = membership.last_charge_status
     trial = membership.is_free_trial or charge == billing.FREE_TRIAL
@@ -153,7 +163,7 @@ def _judge_active(
     eligible = entitlement.tier_ids
     if trial and not settings.trial_gets_tier_roles:
         eligible = tuple(t for t in eligible if _known_free(t, tiers))
-    granted, denied = _grant(eligible, entitlement.inferred, tier_roles, tiers, settings.role_mode)
+    granted, denied = _grant(eligible, entitlement.inferred, tier_roles, tiers, settings.role_mode, explain)
     if trial and not settings.trial_gets_tier_roles:
         for tier_id in entitlement.tier_ids:
             for role in tier_roles.roles_by_tier.get(tier_id, frozenset()) - granted.keys():
@@ -164,15 +174,15 @@ def _judge_active(
         when = _day(membership.last_charge_date)
         summary = f"Billing day: Patreon shows no tier and no amount (last charge {charge}{when}); roles kept"
         verdict = _Verdict(_Standing.BILLING_GAP, True, summary, trial=trial, gifted=gifted)
-        return _kept(verdict, {}, {}, held)
+        return _kept(verdict, {}, {}, held, explain=explain)
     if charge not in _SETTLED_ACTIVE_CHARGES:
         summary = f"Active patron, last charge {charge!r}; roles kept until Patreon settles it"
         verdict = _Verdict(_Standing.UNSETTLED, True, summary, trial=trial, gifted=gifted)
-        return _kept(verdict, granted, denied, held)
+        return _kept(verdict, granted, denied, held, explain=explain)
     if entitlement.unknowable:
         summary = f"Active patron entitled to {_money(amount)} but no tier is known; roles kept"
         verdict = _Verdict(_Standing.UNSETTLED, True, summary, trial=trial, gifted=gifted)
-        return _kept(verdict, granted, denied, held, also_held=True)
+        return _kept(verdict, granted, denied, held, also_held=True, explain=explain)
     kind = "Free-trial patron" if trial else "Gifted patron" if gifted else "Active patron"
     summary = f"{kind} of {_tier_list(entitlement.tier_ids, tiers)}"
     if entitlement.inferred is not None:
@@ -192,6 +202,7 @@ def _judge_declined(
     tiers: Mapping[str, Tier],
     now: datetime,
     held: frozenset[int],
+    explain: bool = True,
 ) -> _Verdict:
     days = settings.decline_grace_days
     declined = f"Payment declined{_day(membership.last_charge_date)}"
@@ -203,8 +214,8 @@ def _judge_declined(
         return _Verdict(_Standing.LAPSED, False, f"{declined}; grace ended{_day(ends)}", denial=over)
     until = f"until {ends:%Y-%m-%d}" if ends is not None else "while no charge date is known"
     summary = f"{declined}; roles kept {until} ({days}-day grace)"
-    granted, denied = _grant(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, settings.role_mode)
-    return _kept(_Verdict(_Standing.DECLINE_GRACE, True, summary), granted, denied, held)
+    granted, denied = _grant(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, settings.role_mode, explain)
+    return _kept(_Verdict(_Standing.DECLINE_GRACE, True, summary), granted, denied, held, explain=explain)
 
 
 def _judge_former(
@@ -215,12 +226,14 @@ def _judge_former(
     tiers: Mapping[str, Tier],
     now: datetime,
     held: frozenset[int],
+    explain: bool = True,
 ) -> _Verdict:
     through = billing.paid_through(membership, now)
     if settings.keep_until_paid_through and through is not None and now < through:
         summary = f"Pledge cancelled; roles kept until {through:%Y-%m-%d} (paid through)"
-        granted, denied = _grant(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, settings.role_mode)
-        return _kept(_Verdict(_Standing.PAID_THROUGH, True, summary), granted, denied, held)
+        mode = settings.role_mode
+        granted, denied = _grant(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, mode, explain)
+        return _kept(_Verdict(_Standing.PAID_THROUGH, True, summary), granted, denied, held, explain=explain)
     ended = f"; paid period ended{_day(through)}" if through is not None and now >= through else ""
     return _Verdict(_Standing.FORMER, False, f"Former patron{ended}", denial=f"former patron{ended}")
 
@@ -231,12 +244,18 @@ def _kept(
     denied: Mapping[int, str],
     held: frozenset[int],
     also_held: bool = False,
+    explain: bool = True,
 ) -> _Verdict:
     """A filled copy of a held verdict: the entitled tiers' roles, or else (or also) the tier roles the member holds.
 
-    Pure: `verdict`, `granted` and `denied` are left as they were.
+    Pure: `verdict`, `granted` and `denied` are left as they were. Without `explain` the reasons are left blank.
     """
     label = verdict.standing.value
+    if not explain:
+        kept = dict.fromkeys(granted, "")
+        if also_held or not granted:
+            kept.update(dict.fromkeys(held - granted.keys(), ""))
+        return replace(verdict, granted=kept, denied={})
     kept = {role: f"{reason}; kept during {label}" for role, reason in granted.items()}
     refused = dict(denied)
     denial = verdict.denial
@@ -278,10 +297,14 @@ def _grant(
     tier_roles: TierRoleMap,
     tiers: Mapping[str, Tier],
     mode: RoleMode,
+    explain: bool = True,
 ) -> tuple[dict[int, str], dict[int, str]]:
-    """Roles earned by `tier_ids` under `mode`, with reasons; and the roles HIGHEST mode passed over."""
+    """Roles earned by `tier_ids` under `mode`, with reasons; and the roles HIGHEST mode passed over (with
+    `explain` only: they matter only as reasons)."""
     mapped = sorted((t for t in set(tier_ids) if tier_roles.roles_by_tier.get(t)), key=lambda t: _rank_key(t, tiers))
     chosen = mapped[:1] if mode == RoleMode.HIGHEST else mapped
+    if not explain:
+        return {role: "" for tier_id in chosen for role in tier_roles.roles_by_tier[tier_id]}, {}
     granted: dict[int, str] = {}
     for tier_id in chosen:
         how = "inferred from the entitled amount (Patreon listed no tier)" if tier_id == inferred else "is entitled"
@@ -305,46 +328,42 @@ def _tier_denial(role: int, verdict: _Verdict, tier_roles: TierRoleMap, tiers: M
 
 
 def _special_roles(
-    membership: MembershipSnapshot | None, settings: GuildSettings, verdict: _Verdict
+    membership: MembershipSnapshot | None, settings: GuildSettings, verdict: _Verdict, explain: bool = True
 ) -> dict[int, list[tuple[bool, str]]]:
-    """Each special role's (wanted, reason) entries; one role id may fill several slots."""
+    """Each special role's (wanted, reason) entries; one role id may fill several slots. Without `explain`
+    every reason is blank (none is formatted)."""
     standing = verdict.standing
-    entries: dict[int, list[tuple[bool, str]]] = {}
-
-    def rule(role_id: int | None, wanted: bool, yes: str, no: str) -> None:
-        if role_id is not None:
-            entries.setdefault(role_id, []).append((wanted, yes if wanted else no))
-
-    what = standing.value
-    rule(
-        settings.free_member_role_id,
-        standing is _Standing.FREE,
-        "free-member role: never pledged",
-        f"free-member role: not a free member ({what})",
-    )
-    rule(
-        settings.free_trial_role_id,
-        verdict.trial,
-        "free-trial role: on a free trial",
-        "free-trial role: not on an active free trial",
-    )
-    rule(settings.gifted_role_id, verdict.gifted, "gifted role: gifted membership", "gifted role: no active gift")
-    rule(
-        settings.former_patron_role_id,
-        standing is _Standing.FORMER,
-        "former-patron role: pledge ended",
-        f"former-patron role: not a former patron ({what})",
-    )
     threshold = settings.lifetime_threshold_cents if settings.lifetime_threshold_cents is not None else 1
     support = membership.campaign_lifetime_support_cents if membership is not None else 0
-    rule(
-        settings.lifetime_role_id,
-        membership is not None and support >= threshold,
-        f"lifetime role: {_money(support)} lifetime support >= {_money(threshold)}",
-        f"lifetime role: {_money(support)} lifetime support < {_money(threshold)}"
-        if membership is not None
-        else "lifetime role: not a member of the campaign",
+    slots = (
+        (settings.free_member_role_id, standing is _Standing.FREE),
+        (settings.free_trial_role_id, verdict.trial),
+        (settings.gifted_role_id, verdict.gifted),
+        (settings.former_patron_role_id, standing is _Standing.FORMER),
+        (settings.lifetime_role_id, membership is not None and support >= threshold),
     )
+    entries: dict[int, list[tuple[bool, str]]] = {}
+    if not explain:
+        for role_id, wanted in slots:
+            if role_id is not None:
+                entries.setdefault(role_id, []).append((wanted, ""))
+        return entries
+    what = standing.value
+    texts = (
+        ("free-member role: never pledged", f"free-member role: not a free member ({what})"),
+        ("free-trial role: on a free trial", "free-trial role: not on an active free trial"),
+        ("gifted role: gifted membership", "gifted role: no active gift"),
+        ("former-patron role: pledge ended", f"former-patron role: not a former patron ({what})"),
+        (
+            f"lifetime role: {_money(support)} lifetime support >= {_money(threshold)}",
+            f"lifetime role: {_money(support)} lifetime support < {_money(threshold)}"
+            if membership is not None
+            else "lifetime role: not a member of the campaign",
+        ),
+    )
+    for (role_id, wanted), (yes, no) in zip(slots, texts, strict=True):
+        if role_id is not None:
+            entries.setdefault(role_id, []).append((wanted, yes if wanted else no))
     return entries
 
 

@@ -196,6 +196,7 @@ class RefreshPlanner:
                 actual,
                 granted,
                 lambda roles: guild.unassignable(self.gateway, roles),
+                explain=False,  # the refresh shows no per-role reason
             )
             if not plan.is_empty:
                 result.changes += 1

@@ -121,12 +121,16 @@ def plan_member_roles(
     actual: frozenset[int],
     granted: frozenset[int],
     unassignable: Callable[[frozenset[int]], Mapping[int, str]],
+    *,
+    explain: bool = True,
 ) -> tuple[RoleDecision, RolePlan]:
     """The policy's decision and the minimal plan for one member: the one rule both the one-member path and
     the refresh's batch path use, so they can't disagree. `unassignable(roles)` says which of `roles` the bot
-    may not touch, and why.
+    may not touch, and why. `explain=False` (nothing will show the reasons) builds no per-role reason.
     """
-    decision = decide_roles(membership, settings, tier_roles, tiers, now, held_managed_roles=granted & actual)
+    decision = decide_roles(
+        membership, settings, tier_roles, tiers, now, held_managed_roles=granted & actual, explain=explain
+    )
     touched = frozenset(decision.desired | (granted & actual))
     return decision, plan_roles(decision, actual, granted, dict(unassignable(touched)))
 
@@ -155,8 +159,9 @@ class ReconcileService:
         self.participation = participation
         self._locks: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
 
-    async def plan_member(self, guild_id: int, user_id: int) -> MemberPlan | None:
-        """What would change for this member now; None when they are not in the guild.
+    async def plan_member(self, guild_id: int, user_id: int, *, explain: bool = True) -> MemberPlan | None:
+        """What would change for this member now; None when they are not in the guild. `explain=False` when no one
+        will read the per-role reasons (the summary is kept).
 
         Only a link that counts in this guild (`Link.counts_in`) brings a membership: a link made by hand in
         another server gives nothing here.
@@ -179,6 +184,7 @@ class ReconcileService:
             actual,
             granted,
             lambda roles: self.gateway.unassignable_roles(guild_id, roles),
+            explain=explain,
         )
         return MemberPlan(guild_id, user_id, membership, decision, actual, granted, plan)
 
@@ -204,7 +210,7 @@ class ReconcileService:
         if refusal is not None:  # like a server the member isn't in: nothing to change, nothing to retry
             log.info("guild=%s user=%s left alone (%s): %s", guild_id, user_id, cause, refusal)
             return ReconcileOutcome(guild_id, user_id, in_guild=False, summary=refusal)
-        member_plan = await self.plan_member(guild_id, user_id)
+        member_plan = await self.plan_member(guild_id, user_id, explain=False)  # a change shows only the summary
         if member_plan is None:
             return ReconcileOutcome(guild_id, user_id, in_guild=False, summary="not in this server")
         plan = member_plan.plan
