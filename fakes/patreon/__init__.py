@@ -3,8 +3,21 @@
 What it reproduces, and the Patreon behaviour behind it: docs/patreon-api.md, "What the fake Patreon reproduces".
 """
 
+from fakes.patreon.deliveries import Delivery
 from fakes.patreon.fake import FakePatreon
-from fakes.patreon.state import DEFAULT, FakeMember, FakeTier, FakeUser
+from fakes.patreon.oauth import CREATOR_SCOPES
+from fakes.patreon.state import DEFAULT, CampaignState, FakeMember, FakeTier, FakeUser
 from fakes.patreon.webhooks import FakeWebhook, sign
 
-__all__ = ["DEFAULT", "FakeMember", "FakePatreon", "FakeTier", "FakeUser", "FakeWebhook", "sign"]
+__all__ = [
+    "CREATOR_SCOPES",
+    "DEFAULT",
+    "CampaignState",
+    "Delivery",
+    "FakeMember",
+    "FakePatreon",
+    "FakeTier",
+    "FakeUser",
+    "FakeWebhook",
+    "sign",
+]

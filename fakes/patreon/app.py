@@ -16,6 +16,7 @@ from fakes.patreon.faults import EDGE_TIMEOUT_PAGE, seconds_text
 from fakes.patreon.oauth import oauth_routes
 from fakes.patreon.pages import render_members_page
 from fakes.patreon.responses import ApiFailure, api_error, json_response
+from fakes.patreon.state import CampaignState
 from fakes.patreon.webhooks import webhook_routes
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class CursorEntry:
     listing: Listing
     index: int
     page_number: int
+    #: The campaign whose listing the cursor walks: another campaign's path refuses it.
+    campaign_id: str = ""
 
 
 def _cursor_error() -> ApiFailure:
@@ -139,43 +142,59 @@ async def cut_connection(request: web.Request) -> web.StreamResponse:
 
 
 def api_routes(fake: FakePatreon) -> list[web.RouteDef]:
-    state = fake.state
+    """The read-only resources, each answering for the token's own user: a creator sees their campaigns only.
 
-    def builder(request: web.Request, root_type: str) -> tuple[DocumentBuilder, dict[str, dict]]:
+    Someone else's campaign or member is a 403 and an unknown one a 404 (the rule this fake has always had; which
+    of the two Patreon sends for another creator's campaign is unconfirmed). A token without the endpoint's scope
+    gets the generic 401 body (patreondevelopers.com t/8908: /identity without `identity`, observed).
+    """
+    directory = fake.directory
+
+    def builder(
+        request: web.Request, root_type: str, state: CampaignState | None = None
+    ) -> tuple[DocumentBuilder, dict[str, dict]]:
         tree = parse_include(request.query.get("include"), root_type)
-        build = DocumentBuilder(state, fake.api_base, parse_fields(request.query))
+        build = DocumentBuilder(state or fake.state, fake.api_base, parse_fields(request.query))
         build.include_requested = bool(tree)
         return build, tree
 
-    def owned_campaign(request: web.Request, user_id: str) -> None:
-        if request.match_info["campaign_id"] != state.campaign_id:
+    def owned_campaign(request: web.Request, user_id: str) -> CampaignState:
+        state = directory.campaigns.get(request.match_info["campaign_id"])
+        if state is None:
             raise ApiFailure(api_error(404, "Not Found", "Campaign not found", code=None))
         if user_id != state.creator.id:
             raise ApiFailure(api_error(403, "Forbidden", "You do not own this campaign", code=None))
+        return state
 
     async def identity(request: web.Request) -> web.Response:
         token = fake.require_token(request, "identity")
-        user = state.users[token.user_id]
+        user = directory.users[token.user_id]
         build, tree = builder(request, "user")
+        # Docs ("GET /api/oauth2/v2/identity"): without `identity.memberships`, only the membership to the
+        # client owner's campaign; with it, every membership the user has.
+        if "identity.memberships" in token.scopes:
+            build.membership_campaigns = list(directory.campaigns.values())
+        else:
+            build.membership_campaigns = directory.owned_by(fake.owner_id)
         data = build.identity(user, tree)
         return json_response(build.document(data, links={"self": f"{fake.api_base}/user/{user.id}"}))
 
     async def campaigns(request: web.Request) -> web.Response:
         token = fake.require_token(request, "campaigns")
         build, tree = builder(request, "campaign")
-        data = [build.campaign(tree)] if token.user_id == state.creator.id else []
+        data = [build.campaign(tree, state) for state in directory.owned_by(token.user_id)]
         return json_response(build.document(data, meta={"pagination": {"total": len(data)}}))
 
     async def campaign(request: web.Request) -> web.Response:
         token = fake.require_token(request, "campaigns")
-        owned_campaign(request, token.user_id)
-        build, tree = builder(request, "campaign")
+        state = owned_campaign(request, token.user_id)
+        build, tree = builder(request, "campaign", state)
         links = {"self": f"{fake.api_base}/campaigns/{state.campaign_id}"}
         return json_response(build.document(build.campaign(tree), links=links))
 
     async def members(request: web.Request) -> web.Response:
         token = fake.require_token(request, "campaigns.members")
-        owned_campaign(request, token.user_id)
+        state = owned_campaign(request, token.user_id)
         tree = parse_include(request.query.get("include"), "member")
         fields = parse_fields(request.query)
         count_text = request.query.get("page[count]")
@@ -191,7 +210,7 @@ def api_routes(fake: FakePatreon) -> list[web.RouteDef]:
             listing, start, page_number = Listing(fake.take_cursor_expiry()), 0, 1
         else:
             entry = fake.cursors.get(cursor)
-            if entry is None:
+            if entry is None or entry.campaign_id != state.campaign_id:
                 raise _cursor_error()
             if entry.listing.expire_after is not None and entry.page_number > entry.listing.expire_after:
                 raise _cursor_error()
@@ -201,7 +220,7 @@ def api_routes(fake: FakePatreon) -> list[web.RouteDef]:
         links: dict[str, str] | None = None
         if next_index is not None:
             next_cursor = secrets.token_urlsafe(12)
-            fake.cursors[next_cursor] = CursorEntry(listing, next_index, page_number + 1)
+            fake.cursors[next_cursor] = CursorEntry(listing, next_index, page_number + 1, state.campaign_id)
             query = {**request.query, "page[cursor]": next_cursor}
             links = {"next": f"{fake.base_url}{request.path}?{urlencode(query, quote_via=quote, safe=',')}"}
         meta = {"pagination": {"cursors": {"next": next_cursor}, "total": state.live_count}}
@@ -210,12 +229,13 @@ def api_routes(fake: FakePatreon) -> list[web.RouteDef]:
 
     async def member(request: web.Request) -> web.Response:
         token = fake.require_token(request, "campaigns.members")
-        found = state.members.get(request.match_info["member_id"])
-        if found is None or found.deleted:
+        located = directory.find_member(request.match_info["member_id"])
+        if located is None or located[1].deleted:
             raise ApiFailure(api_error(404, "Not Found", "Member not found", code=None))
+        state, found = located
         if token.user_id != state.creator.id:
             raise ApiFailure(api_error(403, "Forbidden", "You do not own this member's campaign", code=None))
-        build, tree = builder(request, "member")
+        build, tree = builder(request, "member", state)
         data = build.member(found, tree)
         return json_response(build.document(data, links={"self": f"{fake.api_base}/members/{found.id}"}))
 

@@ -117,6 +117,9 @@ class DocumentBuilder:
         self.collect_included = collect_included
         self.included: dict[tuple[str, str], dict[str, Any]] = {}
         self.include_requested = False
+        #: The campaigns whose memberships a user's `memberships` relationship lists (/identity sets it from the
+        #: token's scopes); None: only this builder's campaign.
+        self.membership_campaigns: list[CampaignState] | None = None
 
     def _attributes(self, kind: str, full: dict[str, Any]) -> dict[str, Any]:
         if self.fields is None:
@@ -151,8 +154,9 @@ class DocumentBuilder:
 
     # ---------------------------------------------------------------- resources
 
-    def member(self, member: FakeMember, tree: IncludeTree) -> dict[str, Any]:
-        state = self.state
+    def member(self, member: FakeMember, tree: IncludeTree, state: CampaignState | None = None) -> dict[str, Any]:
+        """A member of `state` (default: this builder's campaign)."""
+        state = state or self.state
         user = state.users.get(member.user_id)
         rels: dict[str, Any] = {}
         for name, subtree in tree.items():
@@ -160,11 +164,11 @@ class DocumentBuilder:
                 rels[name] = {"data": None}
             elif name == "campaign":
                 rels[name] = self._to_one("campaign", state.campaign_id)
-                self._include("campaign", state.campaign_id, self.campaign, subtree)
+                self._include("campaign", state.campaign_id, self.campaign, subtree, state)
             elif name == "currently_entitled_tiers":
                 rels[name] = {"data": [{"id": tier_id, "type": "tier"} for tier_id in member.tier_ids]}
                 for tier_id in member.tier_ids:
-                    self._include("tier", tier_id, self.tier, state.tiers[tier_id], subtree)
+                    self._include("tier", tier_id, self.tier, state.tiers[tier_id], subtree, state)
             elif name == "user" and user is not None:
                 rels[name] = self._to_one("user", user.id)
                 self._include("user", user.id, self.user, user, subtree)
@@ -173,21 +177,20 @@ class DocumentBuilder:
         return self._resource("member", member.id, self._attributes("member", member.attributes(user)), rels)
 
     def user(self, user: FakeUser, tree: IncludeTree) -> dict[str, Any]:
-        state = self.state
         rels: dict[str, Any] = {}
         for name, subtree in tree.items():
             if name == "memberships":
-                member = state.live_member_for(user.id)
-                rels[name] = {"data": [] if member is None else [{"id": member.id, "type": "member"}]}
-                if member is not None:
-                    self._include("member", member.id, self.member, member, subtree)
-            elif name == "campaign" and user.id == state.creator.id:
-                rels[name] = self._to_one("campaign", state.campaign_id)
-                self._include("campaign", state.campaign_id, self.campaign, subtree)
-        attributes = self._attributes("user", user.attributes())
-        if user.id == self.state.creator.id and "is_creator" in attributes:
-            attributes = {**attributes, "is_creator": True}
-        return self._resource("user", user.id, attributes, rels)
+                campaigns = self.membership_campaigns if self.membership_campaigns is not None else [self.state]
+                found = [(c, m) for c in campaigns if (m := c.live_member_for(user.id)) is not None]
+                rels[name] = {"data": [{"id": member.id, "type": "member"} for _c, member in found]}
+                for campaign, member in found:
+                    self._include("member", member.id, self.member, member, subtree, campaign)
+            elif name == "campaign":
+                owned = self.state.directory.owned_by(user.id)
+                if owned:
+                    rels[name] = self._to_one("campaign", owned[0].campaign_id)
+                    self._include("campaign", owned[0].campaign_id, self.campaign, subtree, owned[0])
+        return self._resource("user", user.id, self._attributes("user", user.attributes()), rels)
 
     def identity(self, user: FakeUser, tree: IncludeTree) -> dict[str, Any] | None:
         """/identity's primary data: the user, or the blank shape a test set (`CampaignState.blank_identity`)."""
@@ -200,14 +203,14 @@ class DocumentBuilder:
             data.pop("id")
         return data
 
-    def campaign(self, tree: IncludeTree) -> dict[str, Any]:
-        state = self.state
+    def campaign(self, tree: IncludeTree, state: CampaignState | None = None) -> dict[str, Any]:
+        state = state or self.state
         rels: dict[str, Any] = {}
         for name, subtree in tree.items():
             if name == "tiers":
                 rels[name] = {"data": [{"id": tier.id, "type": "tier"} for tier in state.tiers.values()]}
                 for tier in state.tiers.values():
-                    self._include("tier", tier.id, self.tier, tier, subtree)
+                    self._include("tier", tier.id, self.tier, tier, subtree, state)
             elif name == "creator":
                 rels[name] = self._to_one("user", state.creator.id)
                 self._include("user", state.creator.id, self.user, state.creator, subtree)
@@ -217,15 +220,16 @@ class DocumentBuilder:
             "campaign", state.campaign_id, self._attributes("campaign", campaign_attributes(state)), rels
         )
 
-    def tier(self, tier: FakeTier, tree: IncludeTree) -> dict[str, Any]:
+    def tier(self, tier: FakeTier, tree: IncludeTree, state: CampaignState | None = None) -> dict[str, Any]:
+        state = state or self.state
         rels: dict[str, Any] = {}
         for name, subtree in tree.items():
             if name == "campaign":
-                rels[name] = self._to_one("campaign", self.state.campaign_id)
-                self._include("campaign", self.state.campaign_id, self.campaign, subtree)
+                rels[name] = self._to_one("campaign", state.campaign_id)
+                self._include("campaign", state.campaign_id, self.campaign, subtree, state)
             else:
                 rels[name] = {"data": [] if name == "benefits" else None}
-        return self._resource("tier", tier.id, self._attributes("tier", tier_attributes(self.state, tier)), rels)
+        return self._resource("tier", tier.id, self._attributes("tier", tier_attributes(state, tier)), rels)
 
     def document(
         self,

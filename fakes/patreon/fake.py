@@ -1,14 +1,14 @@
 """`FakePatreon`: a loopback Patreon API v2 for tests, benchmarks and the demo, plus its control API.
 
-Everything a test needs to arrange (tiers, users, memberships, codes, faults, webhooks) is a plain method
-here; everything the bot sees goes over real HTTP to `base_url`.
+Everything a test needs to arrange (creators, campaigns, tiers, users, memberships, codes, revocations, faults,
+webhooks) is a plain method here or on a `CampaignState`; everything the bot sees goes over real HTTP to `base_url`.
+The fake starts as one creator (the client's owner) with one campaign; `add_creator` adds others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -19,18 +19,20 @@ import aiohttp
 from aiohttp import web
 
 from fakes.patreon.app import CursorEntry, build_app
+from fakes.patreon.deliveries import WebhookControl
 from fakes.patreon.faults import TRUNCATED_JSON, BodyRewrite, Fault, FaultPlan, Rewrite
 from fakes.patreon.oauth import ALL_SCOPES, DEFAULT_TOKEN_LIFETIME, FakeToken, TokenStore
 from fakes.patreon.responses import ApiFailure, unauthorized
 from fakes.patreon.samples import import_member_document
 from fakes.patreon.state import DEFAULT, CampaignState, FakeMember, FakeTier, FakeUser, _Default
-from fakes.patreon.webhooks import FakeWebhook, WebhookRegistry, deliver, delivery_document, sign
+from fakes.patreon.webhooks import WebhookRegistry
 
 DEFAULT_REDIRECT_URIS = ("http://127.0.0.1:8080/patreon/callback",)
 
 
-class FakePatreon:
-    """One creator with one campaign, served on 127.0.0.1 after `await start()`."""
+class FakePatreon(WebhookControl):
+    """Creators and their campaigns (at first one creator, the client's owner, with one), served on 127.0.0.1
+    after `await start()`."""
 
     def __init__(
         self,
@@ -46,6 +48,10 @@ class FakePatreon:
         self.client_secret = client_secret
         self.redirect_uris = tuple(redirect_uris)
         self.state = CampaignState(campaign_id, now=now)
+        self.directory = self.state.directory
+        #: The user who owns the OAuth client (the default creator): every scope is theirs, and without
+        #: `identity.memberships` a patron's /identity shows only memberships of this user's campaigns.
+        self.owner_id = self.state.creator.id
         self.tokens = TokenStore(token_lifetime)
         self.webhooks = WebhookRegistry()
         self.faults = FaultPlan()
@@ -109,8 +115,40 @@ class FakePatreon:
 
     @property
     def campaign(self) -> CampaignState:
-        """The one campaign (`.id`, `.tiers`, `.users`, `.members`, `.free_tier`, `.creator`)."""
+        """The default campaign (`.id`, `.tiers`, `.users`, `.members`, `.free_tier`, `.creator`)."""
         return self.state
+
+    @property
+    def campaigns(self) -> dict[str, CampaignState]:
+        """Every campaign by id, the default one first."""
+        return self.directory.campaigns
+
+    # ---------------------------------------------------------------- creators and campaigns
+
+    def add_creator(
+        self, user_id: str, full_name: str, campaign_id: str, *, vanity: str | None = None
+    ) -> CampaignState:
+        """Another creator (not the client's owner) with a campaign of their own; arrange it through the returned
+        `CampaignState` (`add_tier`, `set_membership`, `seed_members`). Their token comes from the OAuth dance or
+        `issue_tokens(user_id, CREATOR_SCOPES)`."""
+        creator = self.state.add_user(user_id, full_name, None)
+        return self.add_campaign(campaign_id, creator.id, vanity=vanity)
+
+    def add_campaign(self, campaign_id: str, creator_id: str, *, vanity: str | None = None) -> CampaignState:
+        """One more campaign owned by an existing user (a creator with several campaigns)."""
+        creator = self.directory.users[creator_id]
+        return CampaignState(
+            campaign_id,
+            vanity=vanity or f"creator{campaign_id}",
+            now=self.state.now,
+            directory=self.directory,
+            creator=creator,
+        )
+
+    def revoke(self, user_id: str) -> int:
+        """The user removes the app (Patreon: Settings > Connected Apps > Disconnect): from now on their refresh
+        tokens answer `invalid_grant` and their access tokens 401. Returns how many token pairs died."""
+        return self.tokens.revoke(user_id)
 
     # ---------------------------------------------------------------- arranging the world
 
@@ -181,7 +219,8 @@ class FakePatreon:
         """The code `GET /oauth2/authorize` would have put on the redirect for this user."""
         if user_id not in self.state.users:
             raise KeyError(f"unknown fake Patreon user {user_id!r}")
-        return self.tokens.issue_code(user_id, self.client_id, redirect_uri or self.redirect_uris[0], scopes)
+        granted = self.tokens.grant(user_id, scopes, owner=user_id == self.owner_id)
+        return self.tokens.issue_code(user_id, self.client_id, redirect_uri or self.redirect_uris[0], granted)
 
     def issue_tokens(self, user_id: str, scopes: Sequence[str] = ("identity", "identity.memberships")) -> FakeToken:
         """A token pair without the OAuth dance (for tests that start already linked)."""
@@ -272,96 +311,3 @@ class FakePatreon:
     async def wait_closing(self) -> None:
         """Return when `close()` begins (how a hung request ends)."""
         await self._closing.wait()
-
-    # ---------------------------------------------------------------- webhooks
-
-    def add_webhook(self, uri: str, triggers: Iterable[str], secret: str | None = None) -> FakeWebhook:
-        return self.webhooks.add(uri, list(triggers), self.state.campaign_id, secret)
-
-    def sign(self, body: bytes, secret: str) -> str:
-        return sign(body, secret)
-
-    def render_member_webhook_body(self, trigger: str, user_id: str) -> bytes:
-        """The body a real delivery carries (the trigger goes in the header, as with Patreon; a v1 `pledges:*`
-        trigger gets the v1 pledge body)."""
-        member_id = self.state.member_by_user.get(user_id)
-        if member_id is None:
-            raise KeyError(f"user {user_id!r} has never had a membership")
-        doc = delivery_document(self.state, self.state.members[member_id], trigger, self.api_base)
-        return json.dumps(doc).encode()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        return self._session
-
-    async def send_webhook(
-        self,
-        trigger: str,
-        user_id: str | None,
-        *,
-        secret: str | None = None,
-        uri: str | None = None,
-        body_override: bytes | str | Mapping[str, Any] | None = None,
-        signature_override: str | None = None,
-    ) -> tuple[int, str]:
-        """Deliver one event to the first webhook subscribed to `trigger` (or to `uri`); (status, text).
-
-        Status 0 means the receiver was unreachable. A paused webhook queues the event instead of sending.
-        """
-        hook = next((h for h in self.webhooks.hooks.values() if uri is not None and h.uri == uri), None)
-        if hook is None and uri is None:
-            hook = next(iter(self.webhooks.for_trigger(trigger)), None)
-        if hook is None:
-            if uri is None:
-                raise LookupError(f"no webhook subscribes to {trigger!r}; add_webhook() or pass uri=")
-            hook = FakeWebhook("unregistered", uri, [trigger], secret or "unregistered-secret", self.state.id)
-        if body_override is None:
-            if user_id is None:
-                raise ValueError("user_id is needed unless body_override is given")
-            body = self.render_member_webhook_body(trigger, user_id)
-        elif isinstance(body_override, bytes):
-            body = body_override
-        elif isinstance(body_override, str):
-            body = body_override.encode()
-        else:
-            body = json.dumps(body_override).encode()
-        signature = signature_override or sign(body, secret or hook.secret)
-        if hook.paused:
-            hook.queue.append((trigger, body))
-            return 0, "webhook paused; delivery queued"
-        return await deliver(
-            self._http(),
-            hook,
-            trigger,
-            body,
-            uri=uri,
-            signature=signature,
-            pause_after_failures=self.webhooks.pause_after_failures,
-        )
-
-    async def flush_webhook_queue(self, webhook_id: str) -> list[tuple[int, str]]:
-        """Send a webhook's queued deliveries in order, stopping at the first failure (it stays queued)."""
-        hook = self.webhooks.hooks[webhook_id]
-        pending, hook.queue = hook.queue, []
-        results: list[tuple[int, str]] = []
-        for index, (trigger, body) in enumerate(pending):
-            status, text = await deliver(
-                self._http(), hook, trigger, body, pause_after_failures=self.webhooks.pause_after_failures
-            )
-            results.append((status, text))
-            if not 200 <= status < 300:
-                hook.queue.extend(pending[index + 1 :])
-                break
-        return results
-
-    def schedule_flush(self, hook: FakeWebhook) -> None:
-        """What PATCH `paused: false` triggers; `await fake.drain()` to wait for it."""
-        task = asyncio.get_running_loop().create_task(self.flush_webhook_queue(hook.id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def drain(self) -> None:
-        """Wait for background deliveries (queue flushes) to finish."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)

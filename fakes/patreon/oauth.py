@@ -1,7 +1,14 @@
-"""OAuth as Patreon does it: authorize redirect, single-use codes, single-use rotating refresh tokens.
+"""OAuth as Patreon does it: authorize redirect, single-use codes, single-use rotating refresh tokens, revocation.
 
 Error bodies are OAuth-shaped (`{"error": ..., "error_description": ...}`), not JSON:API, exactly as captured
 from the real token endpoint.
+
+Scopes, as a second account sees them (patreondevelopers.com "What I have learned about scopes", t/8908, observed):
+the account that owns the client gets every scope whatever it asks for; scopes a user granted stay granted to later
+authorizations until the user revokes the app (Settings > Connected Apps > Disconnect); a scope Patreon doesn't know
+sends the browser back with `error=invalid_scope` (patreondevelopers.com t/388, observed). After a revocation the
+refresh token answers `invalid_grant` (RFC 6749 5.2; the same body as a used refresh token) and the access token the
+API's 401 (unconfirmed for Patreon: the fake takes the unkind reading that it stops at once).
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ ALL_SCOPES = (
     "campaigns.posts",
 )
 DEFAULT_TOKEN_LIFETIME = 2678400
+#: What `GET /oauth2/authorize` accepts in `scope` (the v2 scopes, docs "APIv2: OAuth"); anything else: invalid_scope.
+KNOWN_SCOPES = frozenset(ALL_SCOPES)
+#: The scopes a creator grants when connecting a campaign to the bot (issue 10): no e-mail scope.
+CREATOR_SCOPES = ("identity", "campaigns", "campaigns.members", "w:campaigns.webhook")
 
 
 @dataclass(slots=True)
@@ -57,6 +68,32 @@ class TokenStore:
         self.by_access: dict[str, FakeToken] = {}
         self.by_refresh: dict[str, FakeToken] = {}
         self.codes: dict[str, FakeCode] = {}
+        #: user id → every scope the user has granted this client (they persist until revoked).
+        self.granted: dict[str, set[str]] = {}
+        #: user ids that revoked the app, in order (tests read it).
+        self.revocations: list[str] = []
+
+    def grant(self, user_id: str, asked: Sequence[str], *, owner: bool) -> tuple[str, ...]:
+        """The scopes an authorization gives: everything for the client's owner, else what was asked for plus what
+        the user granted before."""
+        if owner:
+            return ALL_SCOPES
+        granted = self.granted.setdefault(user_id, set())
+        granted.update(asked)
+        return tuple(scope for scope in ALL_SCOPES if scope in granted)
+
+    def revoke(self, user_id: str) -> int:
+        """The user removes the app: every token and code of theirs dies, and their granted scopes are forgotten.
+        Returns how many token pairs died."""
+        dead = [token for token in self.by_access.values() if token.user_id == user_id]
+        for token in dead:
+            self.by_access.pop(token.access_token, None)
+            self.by_refresh.pop(token.refresh_token, None)
+        for code in [code for code, grant in self.codes.items() if grant.user_id == user_id]:
+            del self.codes[code]
+        self.granted.pop(user_id, None)
+        self.revocations.append(user_id)
+        return len(dead)
 
     def issue(self, user_id: str, scopes: Sequence[str]) -> FakeToken:
         token = FakeToken(
@@ -117,12 +154,15 @@ def oauth_routes(fake: FakePatreon) -> list[web.RouteDef]:
         echo = {"state": state} if state is not None else {}
         if query.get("response_type") != "code":
             raise web.HTTPFound(_with_query(redirect_uri, {"error": "unsupported_response_type", **echo}))
+        asked = tuple(query.get("scope", "identity").split()) or ("identity",)
+        if any(scope not in KNOWN_SCOPES for scope in asked):
+            raise web.HTTPFound(_with_query(redirect_uri, {"error": "invalid_scope", **echo}))
         if fake.take_deny_next_authorize():
             raise web.HTTPFound(_with_query(redirect_uri, {"error": "access_denied", **echo}))
         user_id = fake.authorizing_user_id()
         if user_id is None:
             return web.Response(status=400, text="No fake Patreon user to authorize as")
-        scopes = tuple(query.get("scope", "identity").split()) or ("identity",)
+        scopes = fake.tokens.grant(user_id, asked, owner=user_id == fake.owner_id)
         code = fake.tokens.issue_code(user_id, fake.client_id, redirect_uri, scopes)
         raise web.HTTPFound(_with_query(redirect_uri, {"code": code, **echo}))
 

@@ -1,4 +1,8 @@
-"""The fake's world: one campaign, its tiers, users and members, kept ready to render quickly.
+"""The fake's world: creators and their campaigns, each with its tiers and members, over one set of users.
+
+A `Directory` holds every user (a patron may belong to several campaigns, a creator owns one or more) and every
+campaign; each `CampaignState` is one campaign. The fake starts with one creator owning one campaign (the client's
+owner, as a creator's own developer portal account is), so tests written for one campaign see no change.
 
 Members and users are plain slotted objects that keep their last rendered JSON fragment (see `pages.py`) until
 they change, and the campaign/tier patron counts are kept incrementally, so serving 100,000 members never
@@ -77,6 +81,8 @@ class FakeUser:
     extra: dict[str, Any] = field(default_factory=dict)
     #: How /identity answers this user's token: None normally, else a `BLANK_IDENTITY_SHAPES` key.
     identity_shape: str | None = None
+    #: True once the user owns a campaign (`is_creator`).
+    owns_campaign: bool = False
     #: A rendered JSON fragment and the (fields, include) key it was rendered for; see `pages.py`.
     fragment: str | None = None
     fragment_key: Any = None
@@ -95,7 +101,7 @@ class FakeUser:
             "full_name": self.full_name,
             "hide_pledges": True,
             "image_url": f"https://c10.patreonusercontent.com/fake/user/{self.id}.png",
-            "is_creator": False,
+            "is_creator": self.owns_campaign,
             "last_name": last,
             "like_count": 0,
             "thumb_url": f"https://c10.patreonusercontent.com/fake/user/{self.id}-thumb.png",
@@ -158,18 +164,58 @@ class FakeMember:
 BLANK_IDENTITY_SHAPES = ("empty", "no_id", "null")
 
 
-class CampaignState:
-    """One creator, one campaign, its tiers, users and members."""
+class Directory:
+    """Every user and every campaign of the fake: users are shared, so one patron can be a member of many."""
 
-    def __init__(self, campaign_id: str, *, vanity: str = "fakecreator", now: datetime | None = None) -> None:
+    def __init__(self) -> None:
+        self.users: dict[str, FakeUser] = {}
+        self.campaigns: dict[str, CampaignState] = {}
+
+    def owned_by(self, user_id: str) -> list[CampaignState]:
+        """The campaigns this user is the creator of, in the order they were made."""
+        return [campaign for campaign in self.campaigns.values() if campaign.creator.id == user_id]
+
+    def memberships_of(self, user_id: str) -> list[tuple[CampaignState, FakeMember]]:
+        """Each campaign the user has a live membership of, with that membership."""
+        found = []
+        for campaign in self.campaigns.values():
+            member = campaign.live_member_for(user_id)
+            if member is not None:
+                found.append((campaign, member))
+        return found
+
+    def find_member(self, member_id: str) -> tuple[CampaignState, FakeMember] | None:
+        for campaign in self.campaigns.values():
+            member = campaign.members.get(member_id)
+            if member is not None:
+                return campaign, member
+        return None
+
+
+class CampaignState:
+    """One campaign: its creator, tiers and members (users live in the shared `Directory`)."""
+
+    def __init__(
+        self,
+        campaign_id: str,
+        *,
+        vanity: str = "fakecreator",
+        now: datetime | None = None,
+        directory: Directory | None = None,
+        creator: FakeUser | None = None,
+    ) -> None:
         #: Same as `campaign_id`, so `fake.campaign.id` reads naturally.
         self.id = campaign_id
         self.campaign_id = campaign_id
         self.vanity = vanity
         self.now = now or datetime.now(UTC).replace(microsecond=0)
         self.created_at = datetime(2023, 1, 1, tzinfo=UTC)
+        self.directory = directory or Directory()
+        if campaign_id in self.directory.campaigns:
+            raise ValueError(f"fake campaign {campaign_id!r} exists already")
+        self.directory.campaigns[campaign_id] = self
         self.tiers: dict[str, FakeTier] = {}
-        self.users: dict[str, FakeUser] = {}
+        self.users: dict[str, FakeUser] = self.directory.users
         self.members: dict[str, FakeMember] = {}
         self.member_by_user: dict[str, str] = {}
         #: Append-only listing order; removed members stay as tombstones so cursors (indexes) stay valid.
@@ -177,8 +223,11 @@ class CampaignState:
         self.patron_count = 0
         self.live_count = 0
         self._seed_counter = 0
-        self.creator = self.add_user("1000001", "Fake Creator", None)
-        self.free_tier = self.add_tier("100000", "Free", 0)
+        self.creator = creator or self.add_user("1000001", "Fake Creator", None)
+        self.creator.owns_campaign, self.creator.fragment_key = True, None
+        #: Every creator has a Free tier that can't be removed; a second campaign's gets its own id.
+        free_id = "100000" if len(self.directory.campaigns) == 1 else f"{campaign_id}-free"
+        self.free_tier = self.add_tier(free_id, "Free", 0)
 
     # ---------------------------------------------------------------- tiers and users
 
@@ -214,9 +263,10 @@ class CampaignState:
             )
             if email is not None:
                 user.email = email
-            member_id = self.member_by_user.get(user_id)
-            if member_id is not None:
-                self.members[member_id].fragment_key = None
+            for campaign in self.directory.campaigns.values():
+                member_id = campaign.member_by_user.get(user_id)
+                if member_id is not None:
+                    campaign.members[member_id].fragment_key = None
         return user
 
     # ---------------------------------------------------------------- members
@@ -353,10 +403,13 @@ class CampaignState:
         now = self.now
         last_paid, next_paid, start = now - timedelta(days=3), now + timedelta(days=27), now - timedelta(days=60)
         user_ids: list[str] = []
+        # The first campaign keeps its historical ids; another campaign's seeded patrons are other people.
+        position = list(self.directory.campaigns).index(self.campaign_id)
+        prefix, offset = ("", 0) if position == 0 else (f"c{self.campaign_id}-", position * 10**12)
         for _ in range(n):
             self._seed_counter += 1
-            user_id = f"seed{rng_seed}-{self._seed_counter}"
-            discord_id = 10**17 + rng_seed * 10**7 + self._seed_counter if rng.random() < 0.9 else None
+            user_id = f"{prefix}seed{rng_seed}-{self._seed_counter}"
+            discord_id = 10**17 + offset + rng_seed * 10**7 + self._seed_counter if rng.random() < 0.9 else None
             user = FakeUser(user_id, f"Seeded Patron {self._seed_counter}", discord_id, f"{user_id}@example.test")
             self.users[user_id] = user
             tier = tiers[rng.randrange(len(tiers))]

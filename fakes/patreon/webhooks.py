@@ -2,7 +2,15 @@
 
 Deliveries are signed like Patreon's: `X-Patreon-Signature = hex(HMAC-MD5(webhook secret, raw body))`.
 A failed delivery is queued; after `pause_after_failures` failures in a row the hook pauses, and PATCHing
-`paused: false` sends the queue in order, as the v2 docs describe.
+`paused: false` sends the queue in order, as the v2 docs describe. Patreon documents no threshold: 3 is this fake's
+pick (unconfirmed, docs/patreon-api.md).
+
+Who sees what (docs "APIv2: Webhook Endpoints"): GET lists "the webhooks for the current user's campaign created by
+the API client"; POST creates one "on the current user's campaign"; PATCH works "if the webhook was created by your
+client"; every call "requires the `w:campaigns.webhook` scope". So a token sees only webhooks on campaigns its user
+owns: another creator's webhook is a 404, as if it did not exist, and a campaign that isn't the token's is a 403
+(the exact status for either is unconfirmed). Triggers must be v2 trigger names and the uri an absolute http(s) URL
+(the validation errors' wording is the fake's own; Patreon's is unconfirmed).
 
 A webhook made before API v2 still has the v1 triggers (`pledges:create`, `pledges:update`, `pledges:delete`)
 and gets a v1 body: one `pledge` with `patron`, `reward` and `creator` relationships, signed the same way
@@ -19,6 +27,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -31,8 +40,22 @@ if TYPE_CHECKING:
     from fakes.patreon.fake import FakePatreon
 
 SCOPE = "w:campaigns.webhook"
-#: API v1 triggers (deprecated; v2 webhooks use `members:*`).
+#: API v1 triggers (deprecated; v2 webhooks use `members:*`). Old hooks keep them; the v2 API can't make new ones.
 LEGACY_TRIGGERS = frozenset({"pledges:create", "pledges:update", "pledges:delete"})
+#: The v2 triggers (docs "APIv2: Webhook Endpoints", Triggers, and the posts triggers of the webhook guide).
+V2_TRIGGERS = frozenset(
+    {
+        "members:create",
+        "members:update",
+        "members:delete",
+        "members:pledge:create",
+        "members:pledge:update",
+        "members:pledge:delete",
+        "posts:publish",
+        "posts:update",
+        "posts:delete",
+    }
+)
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -85,6 +108,9 @@ class WebhookRegistry:
     def for_trigger(self, trigger: str) -> list[FakeWebhook]:
         return [hook for hook in self.hooks.values() if trigger in hook.triggers]
 
+    def on_campaign(self, campaign_id: str) -> list[FakeWebhook]:
+        return [hook for hook in self.hooks.values() if hook.campaign_id == campaign_id]
+
 
 def _paused_value(value: Any) -> bool:
     if isinstance(value, bool):
@@ -113,16 +139,32 @@ def _triggers(value: Any) -> list[str]:
         raise ApiFailure(
             api_error(400, "Invalid parameter", "triggers must be a non-empty list of strings", parameter="triggers")
         )
-    return list(value)
+    unknown = sorted({trigger for trigger in value if trigger not in V2_TRIGGERS})
+    if unknown:
+        raise ApiFailure(
+            api_error(400, "Invalid parameter", f"unknown trigger(s): {', '.join(unknown)}", parameter="triggers")
+        )
+    return list(dict.fromkeys(value))
+
+
+def _uri(value: Any) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ApiFailure(api_error(400, "Invalid parameter", "uri must be an absolute http(s) URL", parameter="uri"))
+    return str(value)
 
 
 def webhook_routes(fake: FakePatreon) -> list[web.RouteDef]:
     registry = fake.webhooks
     base = "/api/oauth2/v2/webhooks"
 
-    def find(request: web.Request) -> FakeWebhook:
+    def owned(user_id: str) -> set[str]:
+        return {campaign.campaign_id for campaign in fake.directory.owned_by(user_id)}
+
+    def find(request: web.Request, user_id: str) -> FakeWebhook:
+        """The hook, if the token's user owns its campaign; anyone else's is not there at all."""
         hook = registry.hooks.get(request.match_info["webhook_id"])
-        if hook is None:
+        if hook is None or hook.campaign_id not in owned(user_id):
             raise ApiFailure(api_error(404, "Not Found", "Webhook not found", code=None))
         return hook
 
@@ -133,45 +175,53 @@ def webhook_routes(fake: FakePatreon) -> list[web.RouteDef]:
             raise ApiFailure(api_error(400, "Invalid parameter", error.detail, parameter=error.parameter)) from None
 
     async def list_hooks(request: web.Request) -> web.Response:
-        fake.require_token(request, SCOPE)
+        token = fake.require_token(request, SCOPE)
         build = builder(request)
-        data = [hook.resource(build) for hook in registry.hooks.values()]
+        mine = owned(token.user_id)
+        data = [hook.resource(build) for hook in registry.hooks.values() if hook.campaign_id in mine]
         return json_response({"data": data, "meta": {"pagination": {"total": len(data)}}})
 
     async def get_hook(request: web.Request) -> web.Response:
-        fake.require_token(request, SCOPE)
-        return json_response({"data": find(request).resource(builder(request))})
+        token = fake.require_token(request, SCOPE)
+        return json_response({"data": find(request, token.user_id).resource(builder(request))})
 
     async def create_hook(request: web.Request) -> web.Response:
-        fake.require_token(request, SCOPE)
+        token = fake.require_token(request, SCOPE)
         data = await _read_document(request)
-        attributes = data.get("attributes") or {}
-        uri = attributes.get("uri")
-        if not isinstance(uri, str) or not uri:
-            raise ApiFailure(api_error(400, "Invalid parameter", "uri is required", parameter="uri"))
-        campaign = ((data.get("relationships") or {}).get("campaign") or {}).get("data") or {}
-        if campaign.get("id") != fake.state.campaign_id:
+        attributes = data.get("attributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
+        uri = _uri(attributes.get("uri"))
+        triggers = _triggers(attributes.get("triggers"))
+        relationships = data.get("relationships")
+        campaign = (relationships.get("campaign") or {}) if isinstance(relationships, dict) else {}
+        linkage = campaign.get("data") if isinstance(campaign, dict) else None
+        if not isinstance(linkage, dict) or not isinstance(linkage.get("id"), str):
+            raise ApiFailure(
+                api_error(400, "Invalid parameter", "relationships.campaign is required", parameter="campaign")
+            )
+        if linkage["id"] not in owned(token.user_id):
             raise ApiFailure(api_error(403, "Forbidden", "You do not own that campaign", code=None))
-        hook = registry.add(uri, _triggers(attributes.get("triggers")), fake.state.campaign_id)
+        hook = registry.add(uri, triggers, linkage["id"])
         return json_response({"data": hook.resource()}, status=201)
 
     async def patch_hook(request: web.Request) -> web.Response:
-        fake.require_token(request, SCOPE)
-        hook = find(request)
+        token = fake.require_token(request, SCOPE)
+        hook = find(request, token.user_id)
         attributes = (await _read_document(request)).get("attributes") or {}
-        if "uri" in attributes:
-            hook.uri = str(attributes["uri"])
-        if "triggers" in attributes:
-            hook.triggers = _triggers(attributes["triggers"])
+        # Validate everything before changing anything: a bad field leaves the hook as it was.
+        uri = _uri(attributes["uri"]) if "uri" in attributes else hook.uri
+        triggers = _triggers(attributes["triggers"]) if "triggers" in attributes else hook.triggers
+        paused = _paused_value(attributes["paused"]) if "paused" in attributes else hook.paused
+        hook.uri, hook.triggers = uri, triggers
         if "paused" in attributes:
-            hook.paused = _paused_value(attributes["paused"])
-            if not hook.paused and hook.queue:
+            hook.paused = paused
+            if not paused and hook.queue:
                 fake.schedule_flush(hook)
         return json_response({"data": hook.resource()})
 
     async def delete_hook(request: web.Request) -> web.Response:
-        fake.require_token(request, SCOPE)
-        del registry.hooks[find(request).id]
+        token = fake.require_token(request, SCOPE)
+        del registry.hooks[find(request, token.user_id).id]
         return web.Response(status=204)
 
     return [
