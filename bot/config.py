@@ -34,9 +34,11 @@ class Config:
     patreon_client_id: str
     patreon_client_secret: str = field(metadata=SECRET)
     patreon_redirect_uri: str
-    patreon_creator_access_token: str = field(metadata=SECRET)
-    patreon_creator_refresh_token: str = field(metadata=SECRET)
-    patreon_webhook_secret: str = field(metadata=SECRET)
+    #: The `.env` campaign's creator pair and webhook secret: optional, since `/patreon-admin connect` connects
+    #: campaigns without them; both tokens or neither.
+    patreon_creator_access_token: str = field(default="", metadata=SECRET)
+    patreon_creator_refresh_token: str = field(default="", metadata=SECRET)
+    patreon_webhook_secret: str = field(default="", metadata=SECRET)
     patreon_campaign_id: str | None = None
     database_path: Path = Path(DEFAULT_DATABASE_PATH)
     web_host: str = "0.0.0.0"
@@ -74,6 +76,11 @@ class Config:
         return redacted_repr(self)
 
     @property
+    def has_env_campaign(self) -> bool:
+        """Creator tokens are configured: they are imported at start-up as a connected campaign (source env)."""
+        return bool(self.patreon_creator_access_token and self.patreon_creator_refresh_token)
+
+    @property
     def signing_key(self) -> bytes:
         return (self.state_secret or f"state:{self.patreon_client_secret}").encode()
 
@@ -95,10 +102,9 @@ _REQUIRED = (
     "PATREON_CLIENT_ID",
     "PATREON_CLIENT_SECRET",
     "PATREON_REDIRECT_URI",
-    "PATREON_CREATOR_ACCESS_TOKEN",
-    "PATREON_CREATOR_REFRESH_TOKEN",
-    "PATREON_WEBHOOK_SECRET",
 )
+#: Set together or not at all: the `.env` campaign needs both halves of the creator pair.
+_CREATOR_PAIR = ("PATREON_CREATOR_ACCESS_TOKEN", "PATREON_CREATOR_REFRESH_TOKEN")
 
 
 def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Config:
@@ -117,6 +123,15 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
     for name in _REQUIRED:
         if not text(name):
             raise ConfigError(f"{name} is not set (see .env.example)")
+    given = [name for name in _CREATOR_PAIR if text(name)]
+    if len(given) == 1:
+        missing = next(name for name in _CREATOR_PAIR if name not in given)
+        raise ConfigError(f"{missing} is not set, but {given[0]} is: set both creator tokens, or neither")
+    if given and not text("PATREON_WEBHOOK_SECRET"):
+        raise ConfigError(
+            "PATREON_WEBHOOK_SECRET is not set: the creator tokens in .env need the secret of the webhook you made "
+            "in Patreon's portal (or leave all three unset and use /patreon-admin connect)"
+        )
 
     # Patreon compares the redirect URI exactly, so it is kept as written (no trailing-slash trimming).
     redirect_uri = text("PATREON_REDIRECT_URI")

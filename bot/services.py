@@ -21,7 +21,9 @@ from bot.store import Store
 from bot.sync.campaign import CampaignService
 from bot.sync.channel_log import ChannelLog
 from bot.sync.participation import Participation
+from bot.store.campaigns import CampaignRecord
 from bot.sync.plan_scope import DirtyMembers
+from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshReport, RefreshScheduler, RefreshService
 from bot.sync.role_jobs import RoleJobs
@@ -44,7 +46,11 @@ class Services:
     linking: LinkingService
     link_flow: LinkFlow
     admin: AdminService
+    #: The `.env` campaign (without configured creator tokens, one that answers "no campaign is connected"). New
+    #: code asks `campaigns` for the campaign of the server at hand.
     jobs: RoleJobs
+    #: Every campaign served and which one each server follows (bot/sync/campaign_registry.py).
+    campaigns: CampaignRegistry
     webhooks: WebhookReceiver
     webhook_applier: WebhookApplier
     refresh: RefreshService
@@ -79,19 +85,51 @@ def build_services(
         clock=clock,
     )
     # The portal shows the creator pair without an expiry: treat it as due for refresh in a week.
-    seed = TokenPair(
-        access_token=config.patreon_creator_access_token,
-        refresh_token=config.patreon_creator_refresh_token,
-        expires_at=clock() + timedelta(days=8),
+    seed = (
+        TokenPair(
+            access_token=config.patreon_creator_access_token,
+            refresh_token=config.patreon_creator_refresh_token,
+            expires_at=clock() + timedelta(days=8),
+        )
+        if config.has_env_campaign
+        else None
     )
     channel_log = ChannelLog(gateway.post_log)
-    participation = Participation(store, gateway.guild_ids, config.allowed_guild_ids)
+
+    async def alert_env_servers(text: str) -> None:
+        await reconcile.alert_every_server(text)
+
+    campaign = CampaignService(
+        patreon,
+        store,
+        seed,
+        clock,
+        config.patreon_campaign_id,
+        on_token_rejected=alert_env_servers,
+        webhook_secret=config.patreon_webhook_secret if seed is not None else "",
+    )
+
+    def connected_campaign(record: CampaignRecord) -> CampaignService:
+        async def alert(text: str) -> None:
+            await reconcile.alert_campaign_servers(record.campaign_id, text)
+
+        return CampaignService(
+            patreon,
+            store,
+            None,
+            clock,
+            record.campaign_id,
+            on_token_rejected=alert,
+            token_subject=record.token_subject,
+            source=record.source,
+            webhook_secret=record.webhook_secret or "",
+        )
+
+    campaigns = CampaignRegistry(store, connected_campaign, env=campaign if seed is not None else None)
+    participation = Participation(store, gateway.guild_ids, config.allowed_guild_ids, campaigns)
     pacer = RoleCallPacer(per_guild=config.role_calls_per_guild, window_seconds=config.role_window_seconds)
     reconcile = ReconcileService(
         store, gateway, clock, limiter=pacer, channel_log=channel_log, participation=participation
-    )
-    campaign = CampaignService(
-        patreon, store, seed, clock, config.patreon_campaign_id, on_token_rejected=reconcile.alert_every_server
     )
     linking = LinkingService(patreon, store, campaign, reconcile, gateway, clock)
     discord_sign_in = DiscordSignInClient(
@@ -104,10 +142,16 @@ def build_services(
     link_flow = LinkFlow(config.signing_key, config.public_base_url, discord_sign_in, patreon, linking, store, clock)
     jobs = RoleJobs(store, reconcile, gateway, clock, pacer=pacer)
     admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation)
-    applier = WebhookApplier(store, patreon, campaign, reconcile, jobs, gateway, clock)
-    webhooks = WebhookReceiver(config.patreon_webhook_secret, store, clock, on_recorded=applier.wake)
+    applier = WebhookApplier(store, patreon, campaigns, reconcile, jobs, gateway, clock)
+    webhooks = WebhookReceiver(
+        campaigns.webhook_secrets,
+        store,
+        clock,
+        on_recorded=applier.wake,
+        legacy_campaign=lambda: campaigns.env.known_campaign_id() if campaigns.env is not None else None,
+    )
     dirty_members = DirtyMembers()
-    refresh = RefreshService(patreon, store, campaign, reconcile, jobs, gateway, clock, dirty_members)
+    refresh = RefreshService(patreon, store, campaigns, reconcile, jobs, gateway, clock, dirty_members)
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
     observability = _observability(config, store, patreon, refresh, clock, discord)
     return Services(
@@ -143,6 +187,7 @@ def _observability(
     def last_refresh() -> RefreshFigures | None:
         return _refresh_figures(refresh.last_report)
 
+        campaigns=campaigns,
     def last_refresh_finished() -> datetime | None:
         report = refresh.last_report
         return report.finished_at if report is not None else None

@@ -18,7 +18,6 @@ from bot.domain.models import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKi
 from bot.guild_admin.health import health_report
 from bot.guild_admin.rank import InvokerRank
 from bot.guild_admin.service import AdminService
-from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
 from bot.sync.role_pacing import describe_duration
 from cogs.patrons_report import WeeklyPatronsCog, answer_patrons_report
@@ -48,9 +47,9 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         return True
 
     async def tier_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        if self.admin.creators_server_refusal(guild_id(interaction)) is not None:
+        if await self.admin.creators_server_refusal(guild_id(interaction)) is not None:
             return []  # the campaign's tiers are not shown to a server that isn't the creator's
-        tiers = await self.bot.services.store.get_tiers()
+        tiers = await self.admin.campaign_tiers(refresh=False, guild_id=guild_id(interaction))
         needle = current.lower()
         return [
             app_commands.Choice(name=f"{tier.title or tier.id} (${tier.amount_cents / 100:.2f})"[:100], value=tier.id)
@@ -193,8 +192,8 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
             services.gateway,
             await services.store.get_settings(guild),
             await services.store.get_tier_roles(guild),
-            await self.admin.campaign_tiers(refresh=True),
-            {key: await services.store.get_fact(key) for key in (WEBHOOK_LAST_SEEN, LAST_REFRESH)},
+            await self.admin.campaign_tiers(refresh=True, guild_id=guild),
+            await self.admin.campaign_facts(guild),
             [(job.user_id, job.last_error) for job in await services.store.failed_role_jobs(guild)],
             await services.store.count_pending_role_jobs(guild),
             await self.admin.participation_refusal(guild),

@@ -143,8 +143,9 @@ class PanelPublisher:
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def _content(self, guild_id: int, title: str | None, body: str | None) -> str:
-        store = self.bot.services.store
-        return panel_content(title, body, await store.get_tiers(), await store.get_tier_roles(guild_id))
+        services = self.bot.services
+        tiers = await services.admin.campaign_tiers(refresh=False, guild_id=guild_id)
+        return panel_content(title, body, tiers, await services.store.get_tier_roles(guild_id))
 
     async def publish(self, channel: discord.TextChannel, title: str | None, body: str | None) -> str:
         """Post the panel, or edit the one already posted in this channel; raises AdminError (nothing posted)."""

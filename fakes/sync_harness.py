@@ -62,6 +62,7 @@ class SyncHarness:
         services = self.services = build_services(
             load_config(env, env_file=None), self.store, self._session, self.gateway, self.clock
         )
+        await services.campaigns.load()
         services.patreon.retry_base_delay = 0.01
         services.jobs.retry_base = 0.01
         services.webhook_applier.retry_base = 0.01

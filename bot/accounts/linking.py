@@ -91,10 +91,17 @@ class LinkingService:
         code = params.get("code", "")
         if not code:
             return _failure("Patreon didn't send an authorisation code.", "Run /patreon link again in Discord.")
+        campaign = await self.reconcile.campaign_for(state.guild_id, fallback=self.campaign)
+        if campaign is None:
+            return _failure(
+                "This server doesn't follow a Patreon campaign any more.",
+                "Nothing was linked. Ask a server admin to connect the campaign, then run /patreon link again.",
+                409,
+            )
         try:
             tokens = await self.client.exchange_code(code)
             identity = await self.client.get_identity(tokens.access_token)
-            campaign_id = await self.campaign.campaign_id()
+            campaign_id = await campaign.campaign_id()
         except PatreonAuthError as error:
             log.warning("link for user=%s failed at Patreon: %s", state.discord_user_id, error)
             return _failure(
@@ -127,14 +134,14 @@ class LinkingService:
         if previous is not None and previous.patreon_user_id != identity.user.id:
             await self.store.delete_tokens(patron_subject(previous.patreon_user_id))
         if membership is not None:
-            await self.store.save_membership(_with_user(membership, identity.user.id, self.clock()))
+            await self.store.save_membership(_with_user(membership, identity.user.id, self.clock()), campaign_id)
         else:
-            await self.store.delete_membership(identity.user.id)
+            await self.store.delete_membership(identity.user.id, campaign_id)
         log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
         await self._hand_links_replaced(state.discord_user_id, identity.user, (replaced, previous))
         is_new_link = previous is None or previous.patreon_user_id != identity.user.id
         return await self._grant_after_link(
-            state.guild_id, state.discord_user_id, identity.user, membership, is_new_link
+            state.guild_id, state.discord_user_id, identity.user, membership, is_new_link, campaign_id
         )
 
     async def _ownership_refusal(
@@ -199,9 +206,10 @@ class LinkingService:
         user: PatreonUser,
         membership: MembershipSnapshot | None,
         is_new_link: bool,
+        campaign_id: str | None = None,
     ) -> LinkResult:
         """The link is stored; a Discord hiccup now must not turn the page into a failure."""
-        tiers = await self.store.get_tiers()
+        tiers = await self.store.get_tiers(campaign_id)
         tier_titles = tuple(
             tiers[tier_id].title if tier_id in tiers else tier_id
             for tier_id in (membership.entitled_tier_ids if membership else ())

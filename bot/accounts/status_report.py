@@ -26,7 +26,7 @@ async def member_status(
         guild_id,
         await store.get_link_by_discord(user_id),
         await reconcile.plan_member(guild_id, user_id),
-        await store.get_tiers(),
+        await store.get_tiers(await reconcile.campaign_key(guild_id)),
         await reconcile.managed_roles(guild_id),
         lambda role_id: role_name(guild_id, role_id),
     )

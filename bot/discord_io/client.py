@@ -64,6 +64,7 @@ class PatronBot(commands.Bot):
         self.tree.error(self.on_app_command_error)
 
     async def setup_hook(self) -> None:
+        await self.services.campaigns.load()  # before the web server: webhooks need each campaign's secret
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         for guild_id in self.config.dev_guild_ids:
@@ -76,12 +77,15 @@ class PatronBot(commands.Bot):
 
     async def _load_campaign_tiers(self) -> None:
         """Tier titles and amounts for autocomplete, status and the policy; stale ones stay on failure."""
-        try:
-            tiers = await self.services.campaign.refresh_tiers()
-        except Exception as error:  # start-up must survive Patreon being down
-            log.warning("could not load campaign tiers at start-up: %s", error)
-        else:
-            log.info("campaign has %d tier(s)", len(tiers))
+        if not self.services.campaigns.services():
+            log.info("no campaign is connected yet; an admin connects one with /patreon-admin connect")
+        for campaign in self.services.campaigns.services():
+            try:
+                tiers = await campaign.refresh_tiers()
+            except Exception as error:  # start-up must survive Patreon being down
+                log.warning("could not load campaign tiers at start-up: %s", error)
+            else:
+                log.info("campaign %s has %d tier(s)", campaign.known_campaign_id(), len(tiers))
 
     async def on_ready(self) -> None:
         log.info("ready as %s in %d server(s)", self.user, len(self.guilds))

@@ -2,6 +2,11 @@
 
 It checks Discord's rules before calling, because every refused call counts toward Discord's
 invalid-request limit: a role the bot may not manage is reported, never sent.
+
+Each role is changed on its own (`PUT`/`DELETE /guilds/{g}/members/{u}/roles/{r}`), never by a `PATCH` of the
+member's whole list: the list would come from discord.py's lagging cache, and a PATCH from it takes away a role a
+moderator gave moments ago (even a fresh GET first leaves a gap). tests/e2e/test_member_patch_race.py shows the
+loss on the PATCH path and the role kept on this one; docs/discord-api.md says more.
 """
 
 from __future__ import annotations

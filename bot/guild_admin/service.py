@@ -18,7 +18,7 @@ from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, Tier
 from bot.domain.policy import managed_role_ids
 from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.patreon.errors import PatreonError
-from bot.store import Store
+from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN, Store
 from bot.store.facade import ADMIN_SOURCE
 from bot.sync.campaign import CampaignService, CampaignUnavailable
 from bot.sync.participation import ENABLE_HINT, Participation
@@ -82,24 +82,36 @@ class AdminService:
         """Why this server doesn't act for the campaign (shown by `check`), or None."""
         return await self.participation.refusal(guild_id)
 
-    def creators_server_refusal(self, guild_id: int) -> str | None:
-        """Why this server may not even see the campaign's tiers, or None."""
-        return self.participation.ownership_refusal(guild_id)
+    async def creators_server_refusal(self, guild_id: int) -> str | None:
+        """Why this server may not even see a campaign's tiers (it follows none), or None."""
+        return await self.participation.ownership_refusal(guild_id)
 
-    async def campaign_tiers(self, refresh: bool) -> dict[str, Tier]:
-        """The campaign's tiers, fresh from Patreon when asked and possible, else the stored ones."""
+    async def campaign_tiers(self, refresh: bool, guild_id: int | None = None) -> dict[str, Tier]:
+        """The tiers of the campaign this guild follows (None: the `.env` campaign), fresh from Patreon when asked
+        and possible, else the stored ones; none when the guild follows no campaign."""
+        campaign = self.campaign if guild_id is None else await self.participation.campaign_for(guild_id)
+        if campaign is None:
+            return {}
         if refresh:
             try:
-                return await self.campaign.refresh_tiers()
+                return await campaign.refresh_tiers()
             except (PatreonError, CampaignUnavailable) as error:
                 log.warning("tier refresh failed, using stored tiers: %s", error)
-        return await self.store.get_tiers()
+        return await self.store.get_tiers(await campaign.storage_key())
+
+    async def campaign_facts(self, guild_id: int) -> dict[str, object]:
+        """What `check` shows of the guild's campaign (`WEBHOOK_LAST_SEEN`, `LAST_REFRESH`), under the plain
+        names health_report reads."""
+        campaign = await self.participation.campaign_for(guild_id)
+        if campaign is None:
+            return {}
+        return {name: await self.store.get_fact(campaign.fact_key(name)) for name in (WEBHOOK_LAST_SEEN, LAST_REFRESH)}
 
     async def tier_overview(self, guild_id: int) -> list[TierLine]:
-        problem = self.creators_server_refusal(guild_id)
+        problem = await self.creators_server_refusal(guild_id)
         if problem is not None:  # the campaign's tiers and patron counts are the creator's business
             raise AdminError(problem)
-        tiers = await self.campaign_tiers(refresh=True)
+        tiers = await self.campaign_tiers(refresh=True, guild_id=guild_id)
         mapping = (await self.store.get_tier_roles(guild_id)).roles_by_tier
         lines = [TierLine(tier, mapping.get(tier_id, frozenset())) for tier_id, tier in tiers.items()]
         lines += [
@@ -112,7 +124,7 @@ class AdminService:
     async def map_tier(self, guild_id: int, tier_id: str, role_id: int, invoker: InvokerRank) -> Tier:
         await self._assert_takes_part(guild_id)
         self._assert_can_manage(guild_id)
-        tier = await self._known_tier(tier_id)
+        tier = await self._known_tier(guild_id, tier_id)
         self._assert_assignable(guild_id, role_id)
         self._assert_outranks(guild_id, invoker, {role_id})
         if not await self.store.map_tier_role(guild_id, tier.id, role_id):
@@ -169,7 +181,7 @@ class AdminService:
         turning_on = changes.get("enabled") is True
         if changes.keys() == {"enabled"} and not turning_on:
             return  # switching the bot off is always allowed
-        problem = self.participation.ownership_refusal(current.guild_id)
+        problem = await self.participation.ownership_refusal(current.guild_id)
         if problem is not None:
             raise AdminError(problem)
         if not (current.enabled or turning_on):
@@ -275,7 +287,7 @@ class AdminService:
         await self.store.save_link(discord_user_id, patreon_user_id, guild_id, ADMIN_SOURCE)
         outcome = await self.reconcile.reconcile_member(guild_id, discord_user_id, "linked by an admin")
         await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")
-        if await self.store.get_membership(patreon_user_id) is None:
+        if await self.store.get_membership(patreon_user_id, await self.reconcile.campaign_key(guild_id)) is None:
             return "Linked. Their membership isn't known yet; roles follow at the next refresh."
         if outcome.error or outcome.blocked:
             why = outcome.error or "; ".join(outcome.blocked.values())
@@ -321,10 +333,10 @@ class AdminService:
         if problem is not None:
             raise AdminError(problem)
 
-    async def _known_tier(self, tier_id: str) -> Tier:
-        tiers = await self.store.get_tiers()
+    async def _known_tier(self, guild_id: int, tier_id: str) -> Tier:
+        tiers = await self.campaign_tiers(refresh=False, guild_id=guild_id)
         if tier_id not in tiers:
-            tiers = await self.campaign_tiers(refresh=True)
+            tiers = await self.campaign_tiers(refresh=True, guild_id=guild_id)
         if tier_id not in tiers:
             raise AdminError(
                 f"`{tier_id}` isn't one of this campaign's tiers. Pick one from the list, or run "

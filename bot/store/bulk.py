@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.models import MembershipSnapshot
+from bot.store.campaigns import UNKNOWN_CAMPAIGN
 from bot.store.codec import decode_snapshot, encode_snapshot, snapshot_hash
 from bot.store.queues import PENDING, SqlRunner, iso_utc
 
@@ -26,20 +27,29 @@ UPSERT_MEMBERSHIP = """
     INSERT INTO memberships
         (patreon_user_id, member_id, campaign_id, social_discord_id, snapshot, observed_at, snapshot_hash)
         VALUES (?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (patreon_user_id) DO UPDATE SET
-        member_id = excluded.member_id, campaign_id = excluded.campaign_id,
+    ON CONFLICT (campaign_id, patreon_user_id) DO UPDATE SET
+        member_id = excluded.member_id,
         social_discord_id = excluded.social_discord_id, snapshot = excluded.snapshot,
         observed_at = excluded.observed_at, snapshot_hash = excluded.snapshot_hash
     WHERE excluded.observed_at >= memberships.observed_at
 """
+#: `campaign_id` matches `?` (the first of two equal parameters), or `?` is NULL: every campaign.
+_IN_CAMPAIGN = "(? IS NULL OR campaign_id = ?)"
 
 
-def membership_row(snapshot: MembershipSnapshot, fallback: datetime, digest: bytes | None = None) -> tuple[object, ...]:
+def campaign_key(snapshot: MembershipSnapshot, campaign_id: str | None) -> str:
+    """The campaign a snapshot is stored under: the caller's, else its own, else the unknown (migrated) one."""
+    return campaign_id if campaign_id is not None else snapshot.campaign_id or UNKNOWN_CAMPAIGN
+
+
+def membership_row(
+    snapshot: MembershipSnapshot, fallback: datetime, campaign: str, digest: bytes | None = None
+) -> tuple[object, ...]:
     """The parameters of `UPSERT_MEMBERSHIP` for one snapshot (`fallback`: when it carries no `observed_at`)."""
     return (
         snapshot.patreon_user_id,
         snapshot.member_id,
-        snapshot.campaign_id,
+        campaign,
         snapshot.social_discord_id,
         encode_snapshot(snapshot),
         iso_utc(snapshot.observed_at or fallback),
@@ -55,7 +65,9 @@ def _chunks(values: Sequence[object]) -> Iterable[Sequence[object]]:
 class BulkStore(SqlRunner):
     """Mixed into `Store`; every method commits before it returns."""
 
-    async def save_memberships(self, snapshots: Iterable[MembershipSnapshot], chunk: int = 2000) -> int:
+    async def save_memberships(
+        self, snapshots: Iterable[MembershipSnapshot], chunk: int = 2000, campaign_id: str | None = None
+    ) -> int:
         """Store many snapshots, each only if newer than and different from the stored one; return how many were.
 
         Written in transactions of `chunk` rows with a pause between them, so a webhook arriving during a
@@ -66,14 +78,16 @@ class BulkStore(SqlRunner):
         for snapshot in snapshots:
             batch.append(snapshot)
             if len(batch) >= chunk:
-                stored += len(await self.save_membership_page(batch))
+                stored += len(await self.save_membership_page(batch, campaign_id))
                 batch = []
                 await asyncio.sleep(0)
         if batch:
-            stored += len(await self.save_membership_page(batch))
+            stored += len(await self.save_membership_page(batch, campaign_id))
         return stored
 
-    async def save_membership_page(self, snapshots: Sequence[MembershipSnapshot]) -> list[MembershipSnapshot]:
+    async def save_membership_page(
+        self, snapshots: Sequence[MembershipSnapshot], campaign_id: str | None = None
+    ) -> list[MembershipSnapshot]:
         """Store one listing page in one transaction; return the snapshots written (new or changed members).
 
         Skipped: a member whose stored hash is the same (Patreon describes them as before), one stored from a
@@ -82,61 +96,70 @@ class BulkStore(SqlRunner):
         fallback = datetime.now(UTC)
         gone = await self._recent_tombstones(fallback)
         listed = [s for s in snapshots if s.patreon_user_id is not None]
-        stored: dict[str, tuple[bytes | None, str]] = {}
-        for ids in _chunks([s.patreon_user_id for s in listed]):
-            marks = ",".join("?" * len(ids))
-            async with self._db.execute(
-                "SELECT patreon_user_id, snapshot_hash, observed_at FROM memberships"
-                f" WHERE patreon_user_id IN ({marks})",
-                ids,
-            ) as cursor:
-                stored.update({row[0]: (row[1], row[2]) for row in await cursor.fetchall()})
+        stored: dict[tuple[str, str], tuple[bytes | None, str]] = {}
+        by_campaign: dict[str, list[object]] = {}
+        for s in listed:
+            by_campaign.setdefault(campaign_key(s, campaign_id), []).append(s.patreon_user_id)
+        for key, user_ids in by_campaign.items():
+            for ids in _chunks(user_ids):
+                marks = ",".join("?" * len(ids))
+                async with self._db.execute(
+                    "SELECT patreon_user_id, snapshot_hash, observed_at FROM memberships"
+                    f" WHERE campaign_id = ? AND patreon_user_id IN ({marks})",
+                    (key, *ids),
+                ) as cursor:
+                    stored.update({(key, row[0]): (row[1], row[2]) for row in await cursor.fetchall()})
         written: list[MembershipSnapshot] = []
         rows: list[tuple[object, ...]] = []
         for snapshot in listed:
             user_id = snapshot.patreon_user_id
             assert user_id is not None
-            tombstone = gone.get(user_id)
+            key = campaign_key(snapshot, campaign_id)
+            tombstone = gone.get((key, user_id))
             if tombstone is not None and (snapshot.observed_at or fallback) < tombstone[1]:
                 gone_member, _ = tombstone
                 if gone_member is None or snapshot.member_id in (None, gone_member):
                     continue  # a page read before Patreon said this membership was gone (a renewal is kept)
             digest = snapshot_hash(snapshot)
-            before = stored.get(user_id)
+            before = stored.get((key, user_id))
             if before is not None and before[0] == digest:
                 continue
             observed = iso_utc(snapshot.observed_at or fallback)
             if before is not None and before[1] > observed:
                 continue
-            stored[user_id] = (digest, observed)  # the same member twice on a page: the later look wins, as before
-            rows.append(membership_row(snapshot, fallback, digest))
+            stored[(key, user_id)] = (digest, observed)  # the same member twice on a page: the later look wins
+            rows.append(membership_row(snapshot, fallback, key, digest))
             written.append(snapshot)
         if rows:
             await self._run_many(UPSERT_MEMBERSHIP, rows)
         await self._db.commit()  # the tombstone prune too: no transaction is left open between pages
         return written
 
-    async def _recent_tombstones(self, now: datetime) -> dict[str, tuple[str | None, datetime]]:
-        """Patreon user → (the membership Patreon called gone, when), for the last day (older ones can't race a
-        listing any more)."""
+    async def _recent_tombstones(self, now: datetime) -> dict[tuple[str, str], tuple[str | None, datetime]]:
+        """(campaign, Patreon user) → (the membership Patreon called gone, when), for the last day (older ones
+        can't race a listing any more)."""
         await self._run("DELETE FROM membership_tombstones WHERE gone_at < ?", (iso_utc(now - TOMBSTONE_LIFETIME),))
-        async with self._db.execute("SELECT patreon_user_id, member_id, gone_at FROM membership_tombstones") as cursor:
-            return {row[0]: (row[1], datetime.fromisoformat(row[2])) async for row in cursor}
-
-    async def delete_memberships_except(self, keep: set[str], observed_before: datetime) -> list[str]:
-        """Forget members a complete listing no longer shows, unless seen since it started (a webhook re-fetch)."""
         async with self._db.execute(
-            "SELECT patreon_user_id FROM memberships WHERE observed_at < ?", (iso_utc(observed_before),)
+            "SELECT campaign_id, patreon_user_id, member_id, gone_at FROM membership_tombstones"
         ) as cursor:
-            gone = [row[0] async for row in cursor if row[0] not in keep]
+            return {(row[0], row[1]): (row[2], datetime.fromisoformat(row[3])) async for row in cursor}
+
+    async def delete_memberships_except(
+        self, keep: set[str], observed_before: datetime, campaign_id: str | None = None
+    ) -> list[str]:
+        """Forget members of the campaign a complete listing no longer shows, unless seen since it started (a
+        webhook re-fetch)."""
+        gone = await self.memberships_not_listed(keep, observed_before, campaign_id)
         await self._run_many(
-            "DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ?",
-            [(patreon_user_id, iso_utc(observed_before)) for patreon_user_id in gone],
+            f"DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ? AND {_IN_CAMPAIGN}",
+            [(patreon_user_id, iso_utc(observed_before), campaign_id, campaign_id) for patreon_user_id in gone],
         )
         await self._db.commit()
         return gone
 
-    async def patreon_users_by_member_id(self, member_ids: Iterable[str]) -> dict[str, str]:
+    async def patreon_users_by_member_id(
+        self, member_ids: Iterable[str], campaign_id: str | None = None
+    ) -> dict[str, str]:
         """Member id → Patreon user id of the stored memberships among `member_ids` (a membership's user never
         changes, so a listing that shows the member without its user can still be matched to it)."""
         wanted = list(dict.fromkeys(member_ids))
@@ -145,20 +168,26 @@ class BulkStore(SqlRunner):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             async with self._db.execute(
-                f"SELECT member_id, patreon_user_id FROM memberships WHERE member_id IN ({marks})", chunk
+                f"SELECT member_id, patreon_user_id FROM memberships WHERE {_IN_CAMPAIGN} AND member_id IN ({marks})",
+                (campaign_id, campaign_id, *chunk),
             ) as cursor:
                 found.update({row[0]: row[1] async for row in cursor})
         return found
 
-    async def membership_count(self) -> int:
-        async with self._db.execute("SELECT COUNT(*) FROM memberships") as cursor:
+    async def membership_count(self, campaign_id: str | None = None) -> int:
+        async with self._db.execute(
+            f"SELECT COUNT(*) FROM memberships WHERE {_IN_CAMPAIGN}", (campaign_id, campaign_id)
+        ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
-    async def memberships_not_listed(self, keep: set[str], observed_before: datetime) -> list[str]:
+    async def memberships_not_listed(
+        self, keep: set[str], observed_before: datetime, campaign_id: str | None = None
+    ) -> list[str]:
         """What `delete_memberships_except(keep, observed_before)` would forget now, without forgetting it."""
         async with self._db.execute(
-            "SELECT patreon_user_id FROM memberships WHERE observed_at < ?", (iso_utc(observed_before),)
+            f"SELECT DISTINCT patreon_user_id FROM memberships WHERE observed_at < ? AND {_IN_CAMPAIGN}",
+            (iso_utc(observed_before), campaign_id, campaign_id),
         ) as cursor:
             return [row[0] async for row in cursor if row[0] not in keep]
 
@@ -169,6 +198,7 @@ class BulkStore(SqlRunner):
         member_id: str | None = None,
         *,
         also_gone: str | None = None,
+        campaign_id: str | None = None,
     ) -> bool:
         """Forget a membership Patreon says is gone, unless a newer look has been stored meanwhile.
 
@@ -178,16 +208,23 @@ class BulkStore(SqlRunner):
         id, so it then covers every membership of the user read before `observed_before`, and a late listing
         page can bring back neither.
         """
-        result = await self._run(
-            "DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ?"
-            " AND (? IS NULL OR member_id IS NULL OR member_id = ?)",
-            (patreon_user_id, iso_utc(observed_before), member_id, member_id),
+        where = (
+            f"patreon_user_id = ? AND observed_at < ? AND (? IS NULL OR member_id IS NULL OR member_id = ?)"
+            f" AND {_IN_CAMPAIGN}"
         )
+        params = (patreon_user_id, iso_utc(observed_before), member_id, member_id, campaign_id, campaign_id)
+        async with self._db.execute(f"SELECT DISTINCT campaign_id FROM memberships WHERE {where}", params) as cursor:
+            campaigns = [row[0] async for row in cursor]
+        result = await self._run(f"DELETE FROM memberships WHERE {where}", params)
         if result.rowcount > 0:
-            await self._run(
-                "INSERT INTO membership_tombstones VALUES (?, ?, ?) ON CONFLICT (patreon_user_id) DO UPDATE SET"
+            await self._run_many(
+                "INSERT INTO membership_tombstones (campaign_id, patreon_user_id, member_id, gone_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (campaign_id, patreon_user_id) DO UPDATE SET"
                 " member_id = excluded.member_id, gone_at = MAX(gone_at, excluded.gone_at)",
-                (patreon_user_id, None if also_gone else member_id, iso_utc(observed_before)),
+                [
+                    (campaign, patreon_user_id, None if also_gone else member_id, iso_utc(observed_before))
+                    for campaign in campaigns
+                ],
             )
         await self._db.commit()
         return result.rowcount > 0
@@ -272,27 +309,31 @@ class BulkStore(SqlRunner):
                 linked.update([row[0] async for row in cursor])
         return linked
 
-    async def memberships_of(self, patreon_ids: Iterable[str]) -> dict[str, MembershipSnapshot]:
-        """The stored snapshots of these Patreon users (the ones without a row are simply absent)."""
+    async def memberships_of(
+        self, patreon_ids: Iterable[str], campaign_id: str | None = None
+    ) -> dict[str, MembershipSnapshot]:
+        """The stored snapshots of these Patreon users in the campaign (the ones without a row are absent)."""
         found: dict[str, MembershipSnapshot] = {}
         for chunk in _chunks(sorted(set(patreon_ids))):
             marks = ",".join("?" * len(chunk))
             async with self._db.execute(
-                f"SELECT patreon_user_id, snapshot, observed_at FROM memberships WHERE patreon_user_id IN ({marks})",
-                chunk,
+                "SELECT patreon_user_id, snapshot, observed_at FROM memberships"
+                f" WHERE {_IN_CAMPAIGN} AND patreon_user_id IN ({marks}) ORDER BY observed_at",
+                (campaign_id, campaign_id, *chunk),
             ) as cursor:
                 found.update(
                     {row[0]: decode_snapshot(row[1], datetime.fromisoformat(row[2])) async for row in cursor}
                 )
         return found
 
-    async def links_without_membership(self, guild_id: int) -> set[int]:
-        """Discord users whose link counts here but whose Patreon user has no stored membership (left, or never
-        pledged): after a complete listing, the members it showed nothing for."""
+    async def links_without_membership(self, guild_id: int, campaign_id: str | None = None) -> set[int]:
+        """Discord users whose link counts here but whose Patreon user has no stored membership of the campaign
+        (left, or never pledged): after a complete listing, the members it showed nothing for."""
         async with self._db.execute(
             f"SELECT links.discord_user_id FROM links WHERE {_COUNTS_IN} AND NOT EXISTS"
-            " (SELECT 1 FROM memberships WHERE memberships.patreon_user_id = links.patreon_user_id)",
-            (guild_id,),
+            " (SELECT 1 FROM memberships WHERE memberships.patreon_user_id = links.patreon_user_id"
+            f" AND {_IN_CAMPAIGN})",
+            (guild_id, campaign_id, campaign_id),
         ) as cursor:
             return {int(row[0]) async for row in cursor}
 
@@ -314,13 +355,16 @@ class BulkStore(SqlRunner):
         ) as cursor:
             return {int(row[0]) async for row in cursor}
 
-    async def pending_webhook_patreon_ids(self, received_before: datetime) -> set[str]:
-        """Patreon users of the webhook events still pending from before `received_before` (by the event's user,
-        or the stored membership of its member id): what a refresh marks superseded must have been planned."""
+    async def pending_webhook_patreon_ids(self, received_before: datetime, campaign_id: str | None = None) -> set[str]:
+        """Patreon users of the campaign's webhook events still pending from before `received_before` (by the
+        event's user, or the stored membership of its member id): what a refresh marks superseded must have been
+        planned."""
         async with self._db.execute(
             "SELECT COALESCE(webhook_events.patreon_user_id, memberships.patreon_user_id) FROM webhook_events"
             " LEFT JOIN memberships ON memberships.member_id = webhook_events.member_id"
-            " WHERE webhook_events.state = ? AND webhook_events.received_at < ?",
-            (PENDING, iso_utc(received_before)),
+            " AND (? IS NULL OR memberships.campaign_id = ?)"
+            " WHERE webhook_events.state = ? AND webhook_events.received_at < ?"
+            " AND (? IS NULL OR webhook_events.addressed_campaign_id = ?)",
+            (campaign_id, campaign_id, PENDING, iso_utc(received_before), campaign_id, campaign_id),
         ) as cursor:
             return {row[0] async for row in cursor if row[0] is not None}

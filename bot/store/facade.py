@@ -13,7 +13,8 @@ from pathlib import Path
 import aiosqlite
 
 from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
-from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore, membership_row
+from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore, campaign_key, membership_row
+from bot.store.campaigns import CampaignStore
 from bot.store.codec import decode_settings, decode_snapshot, encode_settings
 from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
 from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher
@@ -60,12 +61,16 @@ class Link:
         return not self.by_hand or self.linked_in_guild_id == guild_id
 
 
-class Store(TokenStore, QueueStore, BulkStore, PanelStore, StatsStore):
+class Store(CampaignStore, TokenStore, QueueStore, BulkStore, PanelStore, StatsStore):
     """All persistence goes through here; methods commit before they return.
 
-    The encrypted tokens (`TokenStore`), the durable queues (`QueueStore`), the refresh's bulk reads and writes
-    (`BulkStore`) and the Link-account panels (`PanelStore`) live in their own modules but share this one
-    connection.
+    The connected campaigns and server bindings (`CampaignStore`), the encrypted tokens (`TokenStore`), the durable
+    queues (`QueueStore`), the refresh's bulk reads and writes (`BulkStore`) and the Link-account panels
+    (`PanelStore`) live in their own modules but share this one connection.
+
+    Memberships and tiers belong to one campaign (migration 8). Their methods take `campaign_id`; the sync engine
+    always passes it. None is for single-campaign callers (tests, benches): a write goes under the snapshot's own
+    campaign, a read looks in every campaign (the latest look wins).
     """
 
     def __init__(self, db: aiosqlite.Connection, cipher: TokenCipher) -> None:
@@ -187,26 +192,33 @@ class Store(TokenStore, QueueStore, BulkStore, PanelStore, StatsStore):
 
     # -- membership snapshots ----------------------------------------------------------------------
 
-    async def save_membership(self, snapshot: MembershipSnapshot) -> bool:
-        """Store the snapshot unless a newer one is already stored; say whether it was stored.
+    async def save_membership(self, snapshot: MembershipSnapshot, campaign_id: str | None = None) -> bool:
+        """Store the snapshot under its campaign unless a newer one is already stored; say whether it was stored.
 
         This is what keeps an old webhook, arriving late, from rolling state back.
         """
         if snapshot.patreon_user_id is None:
             raise ValueError("a membership without a Patreon user id cannot be stored")
-        result = await self._run(UPSERT_MEMBERSHIP, membership_row(snapshot, datetime.now(UTC)))
+        key = campaign_key(snapshot, campaign_id)
+        result = await self._run(UPSERT_MEMBERSHIP, membership_row(snapshot, datetime.now(UTC), key))
         await self._db.commit()
         return result.rowcount > 0
 
-    async def get_membership(self, patreon_user_id: str) -> MembershipSnapshot | None:
+    async def get_membership(self, patreon_user_id: str, campaign_id: str | None = None) -> MembershipSnapshot | None:
+        """The user's membership of `campaign_id` (None: of any campaign, the latest look)."""
         async with self._db.execute(
-            "SELECT snapshot, observed_at FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,)
+            "SELECT snapshot, observed_at FROM memberships WHERE patreon_user_id = ? AND (? IS NULL OR campaign_id = ?)"
+            " ORDER BY observed_at DESC LIMIT 1",
+            (patreon_user_id, campaign_id, campaign_id),
         ) as cursor:
             row = await cursor.fetchone()
         return decode_snapshot(row["snapshot"], datetime.fromisoformat(row["observed_at"])) if row else None
 
-    async def delete_membership(self, patreon_user_id: str) -> None:
-        await self._run("DELETE FROM memberships WHERE patreon_user_id = ?", (patreon_user_id,))
+    async def delete_membership(self, patreon_user_id: str, campaign_id: str | None = None) -> None:
+        await self._run(
+            "DELETE FROM memberships WHERE patreon_user_id = ? AND (? IS NULL OR campaign_id = ?)",
+            (patreon_user_id, campaign_id, campaign_id),
+        )
         await self._db.commit()
 
     # -- guild settings and tier maps --------------------------------------------------------------
@@ -308,18 +320,24 @@ class Store(TokenStore, QueueStore, BulkStore, PanelStore, StatsStore):
         return result.rowcount > 0
 
     async def save_tiers(self, campaign_id: str, tiers: Iterable[Tier]) -> None:
-        await self._run("DELETE FROM campaign_tiers")
+        """Replace this campaign's tier catalogue (other campaigns' stay)."""
+        await self._run("DELETE FROM campaign_tiers WHERE campaign_id = ?", (campaign_id,))
         await self._run_many(
-            "INSERT INTO campaign_tiers VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO campaign_tiers (campaign_id, tier_id, title, amount_cents, patron_count, published)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (tier.id, campaign_id, tier.title, tier.amount_cents, tier.patron_count, tier.published)
+                (campaign_id, tier.id, tier.title, tier.amount_cents, tier.patron_count, tier.published)
                 for tier in tiers
             ],
         )
         await self._db.commit()
 
-    async def get_tiers(self) -> dict[str, Tier]:
-        async with self._db.execute("SELECT * FROM campaign_tiers ORDER BY amount_cents, tier_id") as cursor:
+    async def get_tiers(self, campaign_id: str | None = None) -> dict[str, Tier]:
+        """One campaign's tiers (None: every campaign's, for single-campaign callers)."""
+        async with self._db.execute(
+            "SELECT * FROM campaign_tiers WHERE ? IS NULL OR campaign_id = ? ORDER BY amount_cents, tier_id",
+            (campaign_id, campaign_id),
+        ) as cursor:
             return {
                 row["tier_id"]: Tier(
                     id=row["tier_id"],

@@ -42,6 +42,8 @@ class WebhookEvent:
     campaign_id: str | None
     attempts: int
     received_at: datetime
+    #: The campaign whose webhook URL and secret received it (None: recorded without one, by a test).
+    addressed_campaign_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,15 @@ class QueueStore(SqlRunner):
         body_sha256: str,
         applicable: bool,
         seen_fact: tuple[str, object] | None = None,
+        addressed_campaign_id: str | None = None,
     ) -> int:
-        """Record one delivery (pending when there is something to apply) and, in the same commit, a fact."""
+        """Record one delivery (pending when there is something to apply) and, in the same commit, a fact.
+        `addressed_campaign_id`: the campaign whose URL and secret it came through (the one it is applied for)."""
         when = iso_utc(received_at)
         result = await self._run(
             "INSERT INTO webhook_events (received_at, trigger, resource_type, member_id, patreon_user_id,"
-            " campaign_id, body_sha256, state, next_attempt_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " campaign_id, body_sha256, state, next_attempt_at, finished_at, addressed_campaign_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 when,
                 trigger,
@@ -124,6 +129,7 @@ class QueueStore(SqlRunner):
                 PENDING if applicable else IGNORED,
                 when,
                 None if applicable else when,
+                addressed_campaign_id,
             ),
         )
         if seen_fact is not None:
@@ -147,6 +153,7 @@ class QueueStore(SqlRunner):
                     campaign_id=row["campaign_id"],
                     attempts=int(row["attempts"]),
                     received_at=_parse(row["received_at"]) or now,
+                    addressed_campaign_id=row["addressed_campaign_id"],
                 )
                 async for row in cursor
             ]
@@ -167,11 +174,15 @@ class QueueStore(SqlRunner):
         )
         await self._db.commit()
 
-    async def supersede_webhook_events(self, received_before: datetime, now: datetime) -> int:
-        """A complete listing that started after these events arrived already knows what they would fetch."""
+    async def supersede_webhook_events(
+        self, received_before: datetime, now: datetime, campaign_id: str | None = None
+    ) -> int:
+        """A complete listing of the campaign that started after these events arrived already knows what they
+        would fetch (None: every campaign's events)."""
         result = await self._run(
-            "UPDATE webhook_events SET state = ?, finished_at = ? WHERE state = ? AND received_at < ?",
-            (SUPERSEDED, iso_utc(now), PENDING, iso_utc(received_before)),
+            "UPDATE webhook_events SET state = ?, finished_at = ? WHERE state = ? AND received_at < ?"
+            " AND (? IS NULL OR addressed_campaign_id = ?)",
+            (SUPERSEDED, iso_utc(now), PENDING, iso_utc(received_before), campaign_id, campaign_id),
         )
         await self._db.commit()
         return result.rowcount

@@ -156,4 +156,89 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE memberships ADD COLUMN snapshot_hash BLOB;
     """,
+    # 8: many campaigns in one install. `campaigns` holds each connected campaign (its creator tokens stay sealed in
+    # `tokens` under `token_subject`; its webhook secret is sealed the same way) and `guild_campaigns` which campaign
+    # a server follows (at most one). Memberships, tombstones and tiers are keyed by campaign; a webhook event
+    # remembers the campaign whose URL and secret received it. The single campaign of an older database is the
+    # `campaign_id` fact, else the one its memberships or tiers name, else unknown yet: '' (bot/store/campaigns.py
+    # `UNKNOWN_CAMPAIGN`), re-keyed to the real id once the creator token tells it. Links, grants, settings, maps
+    # and both queues keep every row.
+    """
+    CREATE TABLE campaigns (
+        campaign_id TEXT PRIMARY KEY,
+        token_subject TEXT NOT NULL,
+        webhook_secret TEXT,
+        webhook_id TEXT,
+        source TEXT NOT NULL CHECK (source IN ('env', 'oauth')),
+        connected_at TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'revoked'))
+    );
+    CREATE TABLE guild_campaigns (
+        guild_id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL REFERENCES campaigns (campaign_id) ON DELETE CASCADE,
+        bound_by INTEGER,
+        bound_at TEXT NOT NULL
+    );
+    CREATE INDEX guild_campaigns_by_campaign ON guild_campaigns (campaign_id);
+    CREATE TEMP TABLE legacy_campaign AS SELECT COALESCE(
+        (SELECT json_extract(value, '$') FROM service_state WHERE key = 'campaign_id'
+            AND json_valid(value) AND json_type(value) = 'text'),
+        (SELECT campaign_id FROM memberships WHERE campaign_id IS NOT NULL AND campaign_id != ''
+            GROUP BY campaign_id ORDER BY COUNT(*) DESC LIMIT 1),
+        (SELECT campaign_id FROM campaign_tiers GROUP BY campaign_id ORDER BY COUNT(*) DESC LIMIT 1),
+        ''
+    ) AS id;
+
+    CREATE TABLE memberships_8 (
+        campaign_id TEXT NOT NULL,
+        patreon_user_id TEXT NOT NULL,
+        member_id TEXT,
+        social_discord_id INTEGER,
+        snapshot TEXT NOT NULL,
+        observed_at TEXT NOT NULL,
+        snapshot_hash BLOB,
+        PRIMARY KEY (campaign_id, patreon_user_id)
+    );
+    INSERT INTO memberships_8
+        SELECT (SELECT id FROM legacy_campaign), patreon_user_id, member_id, social_discord_id, snapshot,
+               observed_at, snapshot_hash
+        FROM memberships;
+    DROP TABLE memberships;
+    ALTER TABLE memberships_8 RENAME TO memberships;
+    CREATE INDEX memberships_by_social_discord ON memberships (social_discord_id);
+    CREATE INDEX memberships_by_member ON memberships (campaign_id, member_id);
+    CREATE INDEX memberships_by_user ON memberships (patreon_user_id);
+
+    CREATE TABLE membership_tombstones_8 (
+        campaign_id TEXT NOT NULL,
+        patreon_user_id TEXT NOT NULL,
+        member_id TEXT,
+        gone_at TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, patreon_user_id)
+    );
+    INSERT INTO membership_tombstones_8
+        SELECT (SELECT id FROM legacy_campaign), patreon_user_id, member_id, gone_at FROM membership_tombstones;
+    DROP TABLE membership_tombstones;
+    ALTER TABLE membership_tombstones_8 RENAME TO membership_tombstones;
+
+    CREATE TABLE campaign_tiers_8 (
+        campaign_id TEXT NOT NULL,
+        tier_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        amount_cents INTEGER NOT NULL,
+        patron_count INTEGER,
+        published INTEGER,
+        PRIMARY KEY (campaign_id, tier_id)
+    );
+    INSERT INTO campaign_tiers_8
+        SELECT campaign_id, tier_id, title, amount_cents, patron_count, published FROM campaign_tiers;
+    DROP TABLE campaign_tiers;
+    ALTER TABLE campaign_tiers_8 RENAME TO campaign_tiers;
+
+    ALTER TABLE webhook_events ADD COLUMN addressed_campaign_id TEXT;
+    UPDATE webhook_events SET addressed_campaign_id = (SELECT id FROM legacy_campaign);
+    CREATE INDEX webhook_events_by_campaign ON webhook_events (addressed_campaign_id, state);
+    DROP TABLE legacy_campaign;
+    """,
+
 )

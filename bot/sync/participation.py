@@ -1,10 +1,11 @@
-"""Which servers act for the campaign: roles managed, admin changes accepted, webhooks and refreshes applied.
+"""Which servers act, and for which campaign: roles managed, admin changes accepted, webhooks and refreshes applied.
 
-Anyone can add a public bot to their own server, and every server the bot is in shares the one campaign. So a
-server takes part only when both hold:
+Anyone can add a public bot to their own server, so a server acts only when both hold:
 
-- the bot can tell it belongs to the creator: it is listed in `ALLOWED_GUILD_IDS`, or, when that list is empty,
-  the bot is in no other server (with two servers and no list, the bot can't tell whose each is, so neither acts);
+- it follows a campaign (bot/sync/campaign_registry.py): it is bound to a campaign connected through the creator's
+  own OAuth, or, for the `.env` campaign, the bot can tell it belongs to the creator: it is listed in
+  `ALLOWED_GUILD_IDS`, or, when that list is empty, the bot is in no other server that isn't bound to a connected
+  campaign (with two such servers and no list, the bot can't tell whose each is, so neither acts);
 - its admin turned the bot on there (`GuildSettings.enabled`, `/patreon-admin settings enabled:True`).
 
 Anything else is refused with the sentence `refusal` returns, which `/patreon-admin check` shows too.
@@ -15,12 +16,19 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from bot.store import Store
+from bot.sync.campaign import CampaignService
+from bot.sync.campaign_registry import CampaignRegistry
 
 ENABLE_HINT = "an admin turns it on with `/patreon-admin settings enabled:True`"
+NO_CAMPAIGN = (
+    "This server doesn't follow a Patreon campaign yet; the server owner or an admin with Manage Server connects "
+    "one with `/patreon-admin connect`."
+)
 
 
 def ownership_refusal(guild_id: int, allowed_guild_ids: Collection[int], bot_guild_ids: Collection[int]) -> str | None:
-    """Why the bot can't tell that this server is the creator's, or None when it can (pure, for the tests)."""
+    """Why the bot can't tell that this server is the `.env` creator's, or None when it can (pure, for the tests).
+    `bot_guild_ids`: the servers that could be the creator's (those bound to a connected campaign are not)."""
     if allowed_guild_ids:
         if guild_id in allowed_guild_ids:
             return None
@@ -39,26 +47,61 @@ def ownership_refusal(guild_id: int, allowed_guild_ids: Collection[int], bot_gui
 
 class Participation:
     def __init__(
-        self, store: Store, bot_guild_ids: Callable[[], Collection[int]], allowed_guild_ids: Collection[int]
+        self,
+        store: Store,
+        bot_guild_ids: Callable[[], Collection[int]],
+        allowed_guild_ids: Collection[int],
+        campaigns: CampaignRegistry,
     ) -> None:
         """`bot_guild_ids`: the servers the bot is in now (the gateway's `guild_ids`)."""
         self.store = store
         self.bot_guild_ids = bot_guild_ids
         self.allowed_guild_ids = frozenset(allowed_guild_ids)
+        self.campaigns = campaigns
 
-    def ownership_refusal(self, guild_id: int) -> str | None:
-        """Why this server can't act for the campaign whatever its admin says, or None."""
-        return ownership_refusal(guild_id, self.allowed_guild_ids, self.bot_guild_ids())
+    async def campaign_for(self, guild_id: int) -> CampaignService | None:
+        """The campaign this server follows, whether or not its admin turned the bot on (None: none)."""
+        bound = await self.campaigns.bound_campaign(guild_id)
+        if bound is not None:
+            return bound
+        if await self.store.guild_binding(guild_id) is not None:
+            return None  # bound to a campaign that is gone or revoked: not the .env campaign either
+        if self.campaigns.env is not None and await self._env_refusal(guild_id) is None:
+            return self.campaigns.env
+        return None
+
+    async def ownership_refusal(self, guild_id: int) -> str | None:
+        """Why this server can't act for any campaign whatever its admin says, or None."""
+        if await self.campaign_for(guild_id) is not None:
+            return None
+        if self.campaigns.env is not None and await self.store.guild_binding(guild_id) is None:
+            return await self._env_refusal(guild_id)
+        return NO_CAMPAIGN
+
+    async def _env_refusal(self, guild_id: int) -> str | None:
+        bound = await self.store.guild_bindings()
+        candidates = [g for g in self.bot_guild_ids() if g not in bound]
+        return ownership_refusal(guild_id, self.allowed_guild_ids, candidates)
 
     async def refusal(self, guild_id: int) -> str | None:
         """Why this server doesn't take part right now, or None when it does."""
-        problem = self.ownership_refusal(guild_id)
+        problem = await self.ownership_refusal(guild_id)
         if problem is not None:
             return problem
         if not (await self.store.get_settings(guild_id)).enabled:
             return f"The bot doesn't manage Patreon roles in this server yet; {ENABLE_HINT}."
         return None
 
+    async def acting_campaign(self, guild_id: int) -> CampaignService | None:
+        """The campaign this server acts for now (followed and turned on), or None."""
+        if await self.refusal(guild_id) is not None:
+            return None
+        return await self.campaign_for(guild_id)
+
     async def guild_ids(self) -> list[int]:
         """The servers the bot is in that take part."""
         return [guild_id for guild_id in self.bot_guild_ids() if await self.refusal(guild_id) is None]
+
+    async def guild_ids_following(self, campaign: CampaignService) -> list[int]:
+        """The servers the bot is in that act for this campaign."""
+        return [g for g in self.bot_guild_ids() if await self.acting_campaign(g) is campaign]

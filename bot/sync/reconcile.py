@@ -18,8 +18,12 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, RoleDecision, T
 from bot.domain.policy import decide_roles, managed_role_ids
 from bot.domain.role_plan import RolePlan, grants_to_forget, plan_roles
 from bot.store import Store
+from bot.sync.campaign import CampaignService
 from bot.sync.channel_log import ChannelLog
 from bot.sync.participation import Participation
+
+#: The campaign key of a guild that follows no campaign: no membership or tier is ever stored under it.
+FOLLOWS_NOTHING = "(no campaign)"
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +177,16 @@ class ReconcileService:
         tier_roles = await self.store.get_tier_roles(guild_id)
         link = await self.store.get_link_by_discord(user_id)
         counts = link is not None and link.counts_in(guild_id)
-        membership = await self.store.get_membership(link.patreon_user_id) if link is not None and counts else None
+        campaign = await self.campaign_key(guild_id)
+        membership = (
+            await self.store.get_membership(link.patreon_user_id, campaign) if link is not None and counts else None
+        )
         granted = await self.store.granted_roles(guild_id, user_id)
         decision, plan = plan_member_roles(
             membership,
             settings,
             tier_roles,
-            await self.store.get_tiers(),
+            await self.store.get_tiers(campaign),
             self.clock(),
             actual,
             granted,
@@ -269,6 +276,23 @@ class ReconcileService:
         granted_at = await self.store.grant_times(guild_id, user_id)
         return {role for role in vanished if granted_at.get(role, cutoff) <= cutoff}
 
+    async def campaign_for(
+        self, guild_id: int, fallback: CampaignService | None = None
+    ) -> CampaignService | None:
+        """The campaign this guild follows (None: none); without participation (the engine alone), `fallback`."""
+        if self.participation is None:
+            return fallback
+        return await self.participation.campaign_for(guild_id)
+
+    async def campaign_key(self, guild_id: int) -> str | None:
+        """The campaign whose memberships and tiers count in this guild, as stored (`CampaignService.storage_key`):
+        a patron of another campaign gets nothing here. `FOLLOWS_NOTHING` when the guild follows none; None
+        without participation (the engine alone: every stored campaign, for tests of the engine)."""
+        if self.participation is None:
+            return None
+        campaign = await self.participation.campaign_for(guild_id)
+        return FOLLOWS_NOTHING if campaign is None else await campaign.storage_key()
+
     async def participation_refusal(self, guild_id: int) -> str | None:
         """Why this server doesn't act for the campaign (bot/sync/participation.py), or None when it does."""
         return None if self.participation is None else await self.participation.refusal(guild_id)
@@ -278,6 +302,12 @@ class ReconcileService:
         if self.participation is None:
             return self.gateway.guild_ids()
         return await self.participation.guild_ids()
+
+    async def guilds_following(self, campaign: CampaignService) -> list[int]:
+        """The acting servers that follow this campaign (without participation: every acting server)."""
+        if self.participation is None:
+            return await self.acting_guild_ids()
+        return await self.participation.guild_ids_following(campaign)
 
     async def member_guilds(self, user_id: int) -> list[int]:
         """Acting guilds the user may be in: every one where memory doesn't answer for them, else only theirs."""
@@ -361,4 +391,11 @@ class ReconcileService:
         that isn't the creator's is told nothing about the campaign."""
         for guild_id in sorted(set(self.gateway.guild_ids()) | set(await self.store.configured_guild_ids())):
             if await self.participation_refusal(guild_id) is None:
+                await self._log(guild_id, text)
+
+    async def alert_campaign_servers(self, campaign_key: str, text: str) -> None:
+        """`alert_every_server`, but only the acting servers that follow this campaign (a connected campaign's
+        creator-token alert is nobody else's business)."""
+        for guild_id in sorted(set(self.gateway.guild_ids()) | set(await self.store.configured_guild_ids())):
+            if await self.participation_refusal(guild_id) is None and await self.campaign_key(guild_id) == campaign_key:
                 await self._log(guild_id, text)

@@ -50,6 +50,7 @@ from bot.store import LAST_REFRESH, Store
 from bot.sync.auto_match import auto_match
 from bot.sync.batch_plan import GuildInputs, RefreshPlanner, load_guild_inputs
 from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected, grant_refused
+from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.plan_scope import DirtyMembers, GuildScope
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.role_jobs import RoleJobs
@@ -133,7 +134,7 @@ class RefreshService:
         self,
         client: PatreonClient,
         store: Store,
-        campaign: CampaignService,
+        campaigns: CampaignRegistry | CampaignService,
         reconcile: ReconcileService,
         jobs: RoleJobs,
         gateway: RoleGateway,
@@ -141,10 +142,11 @@ class RefreshService:
         dirty: DirtyMembers,
         page_size: int = MAX_PAGE_SIZE,
     ) -> None:
-        """`dirty` is where the Discord adapter marks members whose roles changed on Discord."""
+        """`dirty` is where the Discord adapter marks members whose roles changed on Discord. `campaigns`: every
+        campaign refreshed, each for the servers that follow it (one `CampaignService`: that campaign alone)."""
         self.client = client
         self.store = store
-        self.campaign = campaign
+        self.campaigns = campaigns if isinstance(campaigns, CampaignRegistry) else CampaignRegistry.of(campaigns)
         self.reconcile = reconcile
         self.jobs = jobs
         self.gateway = gateway
@@ -156,46 +158,82 @@ class RefreshService:
         #: Set while something is stored or forgotten but not yet planned (a failure then needs a full plan).
         self._unplanned = False
         self.last_report: RefreshReport | None = None
+        #: The servers each campaign (by `id()` of its service) acted in at its last refresh.
+        self._acting: dict[int, list[int]] = {}
 
     def request_full_plan(self, guild_id: int) -> None:
         """The next refresh plans every member of this guild, not only what changed (`/patreon-admin sync`)."""
         self.scope.request_full(guild_id)
 
     async def run(self, cause: str = "scheduled") -> RefreshReport:
-        """One full refresh (refreshes never overlap: a second caller waits for the first to finish)."""
+        """One full refresh of every campaign in turn (refreshes never overlap: a second caller waits for the first
+        to finish). One campaign failing changes nothing for the others. Returns the campaign's report (several:
+        their sum, ok only when all were)."""
         async with self._lock:
-            report = RefreshReport(ok=False, cause=cause, started_at=self.clock())
-            requests_before = self.client.request_count
-            try:
-                await self._refresh(report)
-            except (PatreonError, CampaignUnavailable) as error:
-                report.ok = False
-                report.detail = f"failed, nothing was removed: {error}"
-                log.warning("refresh (%s) %s", cause, report.detail)
-            except Exception as error:
-                report.ok = False
-                report.detail = f"failed unexpectedly ({type(error).__name__}: {error}); the next refresh tries again"
-                log.exception("refresh (%s) failed unexpectedly", cause)
-            else:
-                report.ok = True
-            report.finished_at = self.clock()
-            report.patreon_requests = self.client.request_count - requests_before
-            if report.ok:
-                log.info("refresh (%s): %s", cause, report.detail)
-            await self.store.set_fact(LAST_REFRESH, report.fact())
+            marked, overflowed = self.dirty.take()
+            reports = [
+                await self._run_campaign(campaign, cause, marked, overflowed) for campaign in self.campaigns.services()
+            ]
+            if any(report.ok for report in reports):
+                await self._refresh_patron_tokens_and_prune(reports)
+            report = _combined(reports, cause, self.clock())
             self.last_report = report
             return report
 
-    async def _refresh(self, report: RefreshReport) -> None:
-        if not await self.store.get_tiers():
+    async def _refresh_patron_tokens_and_prune(self, reports: list[RefreshReport]) -> None:
+        """Once per run, not per campaign: patron tokens belong to people, and the event log is one table."""
+        try:
+            refreshed = await self._refresh_patron_tokens()
+            await self.store.prune_webhook_events(self.clock() - KEEP_WEBHOOK_EVENTS)
+        except Exception:
+            log.exception("refresh: patron tokens or the event prune failed; the next refresh tries again")
+            return
+        next(report for report in reports if report.ok).patron_tokens_refreshed = refreshed
+
+    async def _run_campaign(
+        self, campaign: CampaignService, cause: str, marked: dict[int, set[int]], overflowed: set[int]
+    ) -> RefreshReport:
+        report = RefreshReport(ok=False, cause=cause, started_at=self.clock())
+        requests_before = self.client.request_count
+        try:
+            await self._refresh(report, campaign, marked, overflowed)
+        except (PatreonError, CampaignUnavailable) as error:
+            report.ok = False
+            report.detail = f"failed, nothing was removed: {error}"
+            log.warning("refresh (%s) %s", cause, report.detail)
+        except Exception as error:
+            report.ok = False
+            report.detail = f"failed unexpectedly ({type(error).__name__}: {error}); the next refresh tries again"
+            log.exception("refresh (%s) failed unexpectedly", cause)
+        else:
+            report.ok = True
+        report.finished_at = self.clock()
+        report.patreon_requests = self.client.request_count - requests_before
+        if report.ok:
+            log.info("refresh (%s) campaign %s: %s", cause, campaign.known_campaign_id(), report.detail)
+        await self.store.set_fact(campaign.fact_key(LAST_REFRESH), report.fact())
+        return report
+
+    async def _refresh(
+        self,
+        report: RefreshReport,
+        campaign: CampaignService,
+        marked_all: dict[int, set[int]],
+        overflowed_all: set[int],
+    ) -> None:
+        acting = await self.reconcile.guilds_following(campaign)
+        self.scope.keep_only(sorted(set(acting) | set(self._other_guilds(campaign))))
+        marked = {guild: users for guild, users in marked_all.items() if guild in acting}
+        overflowed = overflowed_all & set(acting)
+        key = await campaign.storage_key()
+        if not await self.store.get_tiers(key):
             try:
-                await self.campaign.refresh_tiers()
+                await campaign.refresh_tiers()
             except (PatreonError, CampaignUnavailable) as error:
                 log.warning("refresh: no tier catalogue yet and could not load it: %s", error)
-        tiers, now, started_wall = await self.store.get_tiers(), self.clock(), datetime.now(UTC)
-        marked, overflowed = self.dirty.take()
-        acting = await self.reconcile.acting_guild_ids()
-        self.scope.keep_only(acting)
+        key = await campaign.storage_key()  # the tier load may have told the campaign's id
+        tiers, now, started_wall = await self.store.get_tiers(key), self.clock(), datetime.now(UTC)
+        self._acting[id(campaign)] = acting
         guilds: list[GuildInputs] = []
         try:
             fingerprints = {}
@@ -210,21 +248,24 @@ class RefreshService:
                 if why is not None:
                     report.full_replan_guilds += 1
                     log.info("refresh: planning every member of guild=%s (%s)", guild_id, why)
-            planner = RefreshPlanner(self.store, self.gateway, guilds, tiers, now)
+            planner = RefreshPlanner(self.store, self.gateway, guilds, tiers, now, key)
             auto_matching = any(guild.settings.auto_match_discord for guild in guilds)
             with fewer_collections():
-                listing = await self._stream_listing(report, planner, auto_matching)
+                listing = await self._stream_listing(report, planner, auto_matching, campaign)
+            key = await campaign.storage_key()
             if listing.total is None:
-                await self._check_unconfirmed_forget(listing.listed, report.started_at)
+                await self._check_unconfirmed_forget(listing.listed, report.started_at, key)
             # The listing is complete: from here on absence counts.
             self._unplanned = True  # once forgotten, a gone member is found again only by a full plan
-            gone = await self.store.delete_memberships_except(listing.listed, report.started_at)
+            gone = await self.store.delete_memberships_except(listing.listed, report.started_at, key)
             report.snapshots_forgotten = len(gone)
             matched = await auto_match(self.store, self.gateway, self.reconcile, listing.unmatched, self.clock())
             report.auto_linked = len(matched)
-            unlisted = set(gone) | await self.store.pending_webhook_patreon_ids(report.started_at)
+            unlisted = set(gone) | await self.store.pending_webhook_patreon_ids(report.started_at, key)
             for guild in guilds:
-                members = await self._members_not_on_a_page(guild, unlisted, marked.get(guild.guild_id, set()))
+                members = await self._members_not_on_a_page(
+                    guild, unlisted, marked.get(guild.guild_id, set()), key
+                )
                 await planner.plan_members(guild, members | {discord_id for discord_id, _ in matched})
             await self._enqueue(planner, report)
         except BaseException:
@@ -242,9 +283,7 @@ class RefreshService:
         report.members_planned, report.members_checked = plan.planned, plan.checked
         report.roles_differ, report.members_unchecked = plan.changes, plan.unchecked
         # Only now do the pending webhook events have nothing left to do: their members' jobs are queued.
-        await self.store.supersede_webhook_events(report.started_at, self.clock())
-        report.patron_tokens_refreshed = await self._refresh_patron_tokens()
-        await self.store.prune_webhook_events(self.clock() - KEEP_WEBHOOK_EVENTS)
+        await self.store.supersede_webhook_events(report.started_at, self.clock(), key)
         report.detail = (
             f"{report.members_listed} member(s) in {report.pages} page(s); {report.roles_differ} member(s) "
             f"need a role change; {report.snapshots_forgotten} gone; {report.auto_linked} auto-linked; "
@@ -257,13 +296,19 @@ class RefreshService:
                 f"; {report.members_without_user} member(s) without a Patreon account (deleted) can't be linked"
             )
 
-    async def _members_not_on_a_page(self, guild: GuildInputs, unlisted: set[str], marked: set[int]) -> set[int]:
+    def _other_guilds(self, campaign: CampaignService) -> list[int]:
+        """Servers other campaigns refreshed last (their plan state is theirs; this campaign's prune spares it)."""
+        return [guild for key, acting in self._acting.items() if key != id(campaign) for guild in acting]
+
+    async def _members_not_on_a_page(
+        self, guild: GuildInputs, unlisted: set[str], marked: set[int], campaign_key: str | None = None
+    ) -> set[int]:
         """Who in `guild` the pages could not plan: holders of a grant without a link that counts there and, in
         full, every member linked to no stored membership; for changes only, the members of `unlisted` Patreon
         users (gone, or with a pending webhook), those marked on Discord, and links made since the last plan."""
         members = await self.store.grant_holders_without_link(guild.guild_id)
         if guild.full:
-            return members | await self.store.links_without_membership(guild.guild_id)
+            return members | await self.store.links_without_membership(guild.guild_id, campaign_key)
         members |= set(await self.store.links_counting_in_for_patreon(guild.guild_id, unlisted))
         state = self.scope.state(guild.guild_id)
         if state is not None:
@@ -276,11 +321,14 @@ class RefreshService:
             await self.jobs.enqueue_many(jobs, "refresh")
             report.jobs_queued += len(jobs)
 
-    async def _stream_listing(self, report: RefreshReport, planner: RefreshPlanner, auto_matching: bool) -> _Listing:
+    async def _stream_listing(
+        self, report: RefreshReport, planner: RefreshPlanner, auto_matching: bool, campaign: CampaignService
+    ) -> _Listing:
         """Walk every page, storing and planning each; return what the sweep needs, or raise: a partial listing
         is never returned (what its pages showed is stored and planned already)."""
-        campaign_id = await self.campaign.campaign_id()
-        token = await self.campaign.creator_access_token()
+        campaign_id = await campaign.campaign_id()
+        planner.campaign_id = campaign_id
+        token = await campaign.creator_access_token()
         for attempt in (1, 2):
             listing = _Listing()
             report.pages = report.members_listed = 0
@@ -290,7 +338,7 @@ class RefreshService:
                     report.members_listed += len(page.members)
                     if page.total is not None:
                         listing.total = page.total if listing.total is None else min(listing.total, page.total)
-                    await self._take_page(page.members, listing, planner, report, auto_matching)
+                    await self._take_page(page.members, listing, planner, report, auto_matching, campaign_id)
                 unlinkable = report.members_without_user = len(listing.unlinkable)
                 if unlinkable:
                     log.info("refresh: %d listed member(s) have no Patreon user and can't be linked", unlinkable)
@@ -308,7 +356,7 @@ class RefreshService:
             except PatreonAuthError as error:
                 if attempt == 2 or error.status != 401 or isinstance(error, CreatorTokenRejected):
                     raise
-                token = await self.campaign.creator_access_token(stale=token)
+                token = await campaign.creator_access_token(stale=token)
         raise AssertionError("unreachable")
 
     async def _take_page(
@@ -318,6 +366,7 @@ class RefreshService:
         planner: RefreshPlanner,
         report: RefreshReport,
         auto_matching: bool,
+        campaign_id: str,
     ) -> None:
         """Store one page, plan what it changed and queue those jobs; remember only its ids."""
         self._unplanned = True  # until the page's jobs are queued: a failure in between asks for a full plan
@@ -325,8 +374,8 @@ class RefreshService:
         without_user = [m for m in page if m.patreon_user_id is None]
         if without_user:
             on_page = {m.patreon_user_id for m in members}
-            members += await self._match_members_without_user(listing, without_user, on_page, report)
-        changed = await self.store.save_membership_page(members)
+            members += await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
+        changed = await self.store.save_membership_page(members, campaign_id)
         report.snapshots_saved += len(changed)
         listing.listed.update(m.patreon_user_id for m in members if m.patreon_user_id is not None)
         await planner.plan_page(members, {m.patreon_user_id for m in changed if m.patreon_user_id is not None})
@@ -339,11 +388,18 @@ class RefreshService:
                 listing.unmatched += [m for m in social if m.patreon_user_id not in linked]
 
     async def _match_members_without_user(
-        self, listing: _Listing, without_user: list[MembershipSnapshot], on_page: set[str | None], report: RefreshReport
+        self,
+        listing: _Listing,
+        without_user: list[MembershipSnapshot],
+        on_page: set[str | None],
+        report: RefreshReport,
+        campaign_id: str,
     ) -> list[MembershipSnapshot]:
         """Give each member listed without its user the user stored under its member id; count the ones left
         unlinkable (distinct members no stored membership matches) in `listing`."""
-        known = await self.store.patreon_users_by_member_id(m.member_id for m in without_user if m.member_id)
+        known = await self.store.patreon_users_by_member_id(
+            (m.member_id for m in without_user if m.member_id), campaign_id
+        )
         matched: list[MembershipSnapshot] = []
         for index, member in enumerate(without_user):
             user_id = known.get(member.member_id or "")
@@ -354,10 +410,10 @@ class RefreshService:
                 listing.unlinkable.add(member.member_id or f"(no id) page {report.pages} #{index}")
         return matched
 
-    async def _check_unconfirmed_forget(self, listed: set[str], started: datetime) -> None:
+    async def _check_unconfirmed_forget(self, listed: set[str], started: datetime, campaign_id: str) -> None:
         """Without a total, refuse a listing that would forget more than `MAX_UNCONFIRMED_FORGET` of the stored."""
-        stored = await self.store.membership_count()
-        gone = len(await self.store.memberships_not_listed(listed, started))
+        stored = await self.store.membership_count(campaign_id)
+        gone = len(await self.store.memberships_not_listed(listed, started, campaign_id))
         if gone > stored * MAX_UNCONFIRMED_FORGET:
             raise IncompleteListing(
                 f"the listing reported no total and would forget {gone} of {stored} stored member(s)"
@@ -385,6 +441,21 @@ class RefreshService:
                 await self.store.save_tokens(subject, fresh)
                 refreshed += 1
         return refreshed
+
+
+def _combined(reports: list[RefreshReport], cause: str, now: datetime) -> RefreshReport:
+    """The one report of a run: the campaign's own, or the sum of several (ok only when every one was)."""
+    if len(reports) == 1:
+        return reports[0]
+    if not reports:
+        return RefreshReport(ok=True, cause=cause, started_at=now, finished_at=now, detail="no campaign is connected")
+    total = RefreshReport(ok=all(r.ok for r in reports), cause=cause, started_at=reports[0].started_at)
+    for name, value in asdict(total).items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            setattr(total, name, sum(getattr(report, name) for report in reports))
+    total.finished_at = reports[-1].finished_at
+    total.detail = "; ".join(f"campaign {i + 1}: {r.detail}" for i, r in enumerate(reports))
+    return total
 
 
 class RefreshScheduler:

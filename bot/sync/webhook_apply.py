@@ -21,6 +21,7 @@ from bot.store import Store
 from bot.store.queues import DONE, FAILED, IGNORED, WebhookEvent
 from bot.sync.auto_match import auto_match
 from bot.sync.campaign import CampaignService, CampaignUnavailable
+from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.role_jobs import RoleJobs
 from bot.sync.worker import BackgroundWorker
@@ -37,7 +38,7 @@ class WebhookApplier(BackgroundWorker):
         self,
         store: Store,
         client: PatreonClient,
-        campaign: CampaignService,
+        campaigns: CampaignRegistry | CampaignService,
         reconcile: ReconcileService,
         jobs: RoleJobs,
         gateway: RoleGateway,
@@ -52,7 +53,8 @@ class WebhookApplier(BackgroundWorker):
         super().__init__(clock)
         self.store = store
         self.client = client
-        self.campaign = campaign
+        #: Each event is applied for the campaign whose URL and secret received it, with that creator's token.
+        self.campaigns = campaigns if isinstance(campaigns, CampaignRegistry) else CampaignRegistry.of(campaigns)
         self.reconcile = reconcile
         self.jobs = jobs
         self.gateway = gateway
@@ -84,38 +86,52 @@ class WebhookApplier(BackgroundWorker):
 
     async def _apply_batch(self) -> int:
         events = await self.store.due_webhook_events(self.clock(), limit=self.batch)
-        by_member: dict[str, list[WebhookEvent]] = {}
+        by_member: dict[tuple[str, str], list[WebhookEvent]] = {}
         for event in events:
-            by_member.setdefault(event.member_id or "", []).append(event)
+            by_member.setdefault((event.addressed_campaign_id or "", event.member_id or ""), []).append(event)
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(member_id: str, group: list[WebhookEvent]) -> None:
+        async def one(addressed: str, member_id: str, group: list[WebhookEvent]) -> None:
             async with gate:
+                campaign = self._campaign(addressed)
+                if campaign is None:
+                    log.warning("webhook member=%s: campaign %s is no longer connected; ignored", member_id, addressed)
+                    await self.store.finish_webhook_events(
+                        [e.id for e in group], IGNORED, self.clock(), "campaign not connected"
+                    )
+                    return
                 try:
-                    await self._apply_member(member_id, group)
+                    await self._apply_member(campaign, member_id, group)
                 except Exception as error:  # one bad member must not stall the others; bounded retries
                     log.exception("webhook member=%s: applying failed", member_id)
                     await self._retry_later(member_id, group, f"{type(error).__name__}: {error}")
 
-        await asyncio.gather(*(one(member_id, group) for member_id, group in by_member.items()))
+        await asyncio.gather(*(one(addressed, member, group) for (addressed, member), group in by_member.items()))
         return len(events)
 
-    async def _apply_member(self, member_id: str, events: list[WebhookEvent]) -> None:
+    def _campaign(self, addressed: str) -> CampaignService | None:
+        """The campaign an event was addressed to; '' (the legacy URL, or recorded before its id was known) is
+        the `.env` campaign's."""
+        if not addressed:
+            return self.campaigns.env
+        return self.campaigns.get(addressed)
+
+    async def _apply_member(self, campaign: CampaignService, member_id: str, events: list[WebhookEvent]) -> None:
         ids = [event.id for event in events]
         trigger = events[-1].trigger
         hint_user = next((event.patreon_user_id for event in reversed(events) if event.patreon_user_id), None)
         fetched_at = self.clock()
         stored_id: str | None = None  # the stored membership re-read after a 404 that named another one
         try:
-            campaign_id = await self.campaign.campaign_id()
-            snapshot = await self._fetch(member_id)
+            campaign_id = await campaign.campaign_id()
+            snapshot = await self._fetch(campaign, member_id)
             if snapshot is None and hint_user is not None:
-                known = await self.store.get_membership(hint_user)
+                known = await self.store.get_membership(hint_user, campaign_id)
                 if known is not None and known.member_id not in (None, member_id):
                     # Patreon may have deleted the stored one too, with its webhook lost; keeping it unasked would
                     # leave its roles on a patron who pays nothing until the next refresh. One call, only here.
                     stored_id = known.member_id
-                    snapshot = await self._fetch(stored_id)
+                    snapshot = await self._fetch(campaign, stored_id)
         except PatreonRequestError as error:
             log.warning("webhook member=%s: Patreon refused the re-fetch (%s); events %s failed", member_id, error, ids)
             await self.store.finish_webhook_events(ids, FAILED, self.clock(), str(error)[:500])
@@ -127,10 +143,12 @@ class WebhookApplier(BackgroundWorker):
         if snapshot is None:
             if hint_user is not None:
                 if stored_id is None:
-                    await self.store.delete_membership_observed_before(hint_user, fetched_at, member_id)
+                    await self.store.delete_membership_observed_before(
+                        hint_user, fetched_at, member_id, campaign_id=campaign_id
+                    )
                 else:
                     await self.store.delete_membership_observed_before(
-                        hint_user, fetched_at, stored_id, also_gone=member_id
+                        hint_user, fetched_at, stored_id, also_gone=member_id, campaign_id=campaign_id
                     )
                 patreon_ids.add(hint_user)
             log.info(
@@ -149,7 +167,7 @@ class WebhookApplier(BackgroundWorker):
             if snapshot.patreon_user_id is None:
                 await self.store.finish_webhook_events(ids, FAILED, self.clock(), "member has no Patreon user")
                 return
-            stored = await self.store.save_membership(snapshot)
+            stored = await self.store.save_membership(snapshot, campaign_id)
             await auto_match(self.store, self.gateway, self.reconcile, [snapshot], self.clock())
             patreon_ids.add(snapshot.patreon_user_id)
             log.info(
@@ -166,19 +184,25 @@ class WebhookApplier(BackgroundWorker):
             if link is not None:
                 # Acting servers only; a server where the link doesn't count still gets a job when it holds our
                 # grants, so the job can take them back.
+                # Only the servers that follow this campaign: another campaign's patron changes nothing there.
                 keys += [
                     (guild_id, link.discord_user_id)
                     for guild_id in await self.reconcile.member_guilds(link.discord_user_id)
-                    if link.counts_in(guild_id) or await self.store.granted_roles(guild_id, link.discord_user_id)
+                    if (link.counts_in(guild_id) or await self.store.granted_roles(guild_id, link.discord_user_id))
+                    and await self._follows(guild_id, campaign_id)
                 ]
         if keys:
             await self.jobs.enqueue_many(keys, f"webhook {trigger}", urgent=True)
         await self.store.finish_webhook_events(ids, DONE, self.clock())
 
-    async def _fetch(self, member_id: str) -> MembershipSnapshot | None:
+    async def _follows(self, guild_id: int, campaign_id: str) -> bool:
+        key = await self.reconcile.campaign_key(guild_id)
+        return key is None or key == campaign_id
+
+    async def _fetch(self, campaign: CampaignService, member_id: str) -> MembershipSnapshot | None:
         """What Patreon says of the member now; None when it answers 404 (the membership is gone)."""
         try:
-            return await self.campaign.with_creator_token(lambda token: self.client.get_member(token, member_id))
+            return await campaign.with_creator_token(lambda token: self.client.get_member(token, member_id))
         except PatreonNotFound:
             return None
 

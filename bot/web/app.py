@@ -22,6 +22,7 @@ def create_web_app(linking: LinkingService, webhooks: WebhookReceiver | None = N
     if webhooks is not None:
         app[WEBHOOKS_KEY] = webhooks
         app.router.add_post("/patreon/webhook", patreon_webhook)
+        app.router.add_post(r"/patreon/webhook/{campaign_id:\d{1,20}}", patreon_webhook)
     return app
 
 
@@ -39,7 +40,10 @@ async def patreon_webhook(request: web.Request) -> web.Response:
             log.warning("webhook refused: body over %d bytes", MAX_BODY_BYTES)
             return too_large
     answer = await request.app[WEBHOOKS_KEY].receive(
-        request.headers.get("X-Patreon-Event"), request.headers.get("X-Patreon-Signature"), bytes(body)
+        request.headers.get("X-Patreon-Event"),
+        request.headers.get("X-Patreon-Signature"),
+        bytes(body),
+        request.match_info.get("campaign_id"),
     )
     return web.json_response(answer.body, status=answer.status)
 

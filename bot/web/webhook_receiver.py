@@ -1,5 +1,11 @@
 """Patreon webhooks, the receiving side: check the signature, record the event, answer.
 
+Each campaign has its own URL (`/patreon/webhook/<campaign id>`) and secret; the legacy `/patreon/webhook` takes
+the `.env` campaign's secret only. A body whose signature matches no secret of the addressed campaign is refused
+401 before it is parsed, and so is a delivery for a campaign that isn't connected: one answer for both, so the
+endpoint doesn't tell a stranger which campaigns this install serves (and a disconnected campaign's leftover hook
+fails at Patreon, which pauses it). Every candidate secret is compared (at least one), in constant time.
+
 A delivery is only a hint of *which* member changed. The signature is checked over the raw bytes, in constant
 time, before anything is parsed; the hint is recorded in SQLite and Patreon gets its answer at once. Applying
 it (re-fetching the member) is `bot.sync.webhook_apply`'s job, in the background.
@@ -11,7 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +56,16 @@ def signature_matches(body: bytes, header: str | None, secret: str) -> bool:
     if not header or not secret:
         return False
     return hmac.compare_digest(sign(body, secret).encode(), header.strip().lower().encode("utf-8", "replace"))
+
+
+#: Compared when a campaign has no secret, so an unknown campaign costs the same time as a wrong signature.
+_NO_SECRET = "no campaign has this secret"
+
+
+def matches_any(body: bytes, header: str | None, secrets: Sequence[str]) -> bool:
+    """Whether the signature is any of `secrets`' (each compared, no early exit; never true with no secret)."""
+    results = [signature_matches(body, header, secret) for secret in (list(secrets) or [_NO_SECRET])]
+    return bool(secrets) and any(results)
 
 
 @dataclass(frozen=True)
@@ -113,21 +129,37 @@ class WebhookReceiver:
 
     def __init__(
         self,
-        secret: str,
+        secrets: str | Callable[[str | None], Sequence[str]],
         store: Store,
         clock: Callable[[], datetime],
         on_recorded: Callable[[], None] = lambda: None,
+        *,
+        legacy_campaign: Callable[[], str | None] = lambda: None,
     ) -> None:
-        self._secret = secret
+        """`secrets(campaign_id)`: the secrets a delivery addressed to that campaign may carry (None: the legacy
+        URL); a plain string is the one secret of a single-campaign receiver. It must not touch the database:
+        it runs before the signature is checked. `legacy_campaign()`: the campaign the legacy URL's deliveries
+        are recorded for (the `.env` one's id, None while unknown)."""
+        self._secrets = secrets if callable(secrets) else (lambda campaign_id, only=secrets: [only])
         self.store = store
         self.clock = clock
         self.on_recorded = on_recorded
+        self._legacy_campaign = legacy_campaign
         self._legacy_warned: set[str] = set()
 
-    async def receive(self, trigger: str | None, signature: str | None, body: bytes) -> WebhookAnswer:
-        if not signature_matches(body, signature, self._secret):
-            log.warning("webhook refused: %s signature (%d bytes)", "bad" if signature else "missing", len(body))
+    async def receive(
+        self, trigger: str | None, signature: str | None, body: bytes, campaign_id: str | None = None
+    ) -> WebhookAnswer:
+        """One delivery to the campaign's URL (`campaign_id`), or to the legacy URL (None)."""
+        if not matches_any(body, signature, self._secrets(campaign_id)):
+            log.warning(
+                "webhook refused for campaign %s: %s signature (%d bytes)",
+                campaign_id or "(legacy URL)",
+                "bad" if signature else "missing",
+                len(body),
+            )
             return WebhookAnswer(401, {"error": "bad or missing X-Patreon-Signature"})
+        addressed = campaign_id if campaign_id is not None else self._legacy_campaign()
         if (trigger or "").strip() in LEGACY_TRIGGERS:
             return self._legacy((trigger or "").strip())
         try:
@@ -147,7 +179,8 @@ class WebhookReceiver:
             campaign_id=hint.campaign_id,
             body_sha256=hashlib.sha256(body).hexdigest(),
             applicable=applicable,
-            seen_fact=(WEBHOOK_LAST_SEEN, now.isoformat(timespec="seconds")),
+            seen_fact=(self._seen_fact(addressed), now.isoformat(timespec="seconds")),
+            addressed_campaign_id=addressed or "",
         )
         if applicable:
             log.info("webhook %s member=%s recorded as event %d", trigger, hint.member_id, event_id)
@@ -156,6 +189,12 @@ class WebhookReceiver:
         why = "unknown trigger" if trigger not in MEMBER_TRIGGERS else "no member to apply (a test delivery?)"
         log.info("webhook %s recorded as event %d and ignored: %s", trigger, event_id, why)
         return WebhookAnswer(200, {"status": IGNORED, "event": event_id, "reason": why})
+
+    def _seen_fact(self, addressed: str | None) -> str:
+        """`WEBHOOK_LAST_SEEN` of the `.env` campaign (the legacy name), else per campaign."""
+        if not addressed or addressed == self._legacy_campaign():
+            return WEBHOOK_LAST_SEEN
+        return f"{WEBHOOK_LAST_SEEN}:{addressed}"
 
     def _legacy(self, trigger: str) -> WebhookAnswer:
         """A signed API v1 delivery: answered 2xx so Patreon stops retrying it, warned about once per trigger, and

@@ -1,0 +1,222 @@
+"""Connected campaigns and which campaign each server follows (migration 8).
+
+A campaign's creator tokens live in `tokens` under its `token_subject`, sealed like every token; its webhook secret
+is sealed the same way here. A server follows at most one campaign (`guild_campaigns`): the binding is what lets a
+server act for a campaign, so only the connect flow (the creator's own OAuth) writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiosqlite
+
+from bot.store.queues import SqlRunner, iso_utc
+from bot.store.token_cipher import TokenCipher
+
+#: The campaign key of rows migrated from a database whose campaign id was not known yet; `adopt_unknown_campaign`
+#: re-keys them once the creator token tells the id.
+UNKNOWN_CAMPAIGN = ""
+ENV_SOURCE = "env"
+OAUTH_SOURCE = "oauth"
+ACTIVE = "active"
+REVOKED = "revoked"
+
+#: Tables whose rows belong to one campaign (`campaign_id` column): what `adopt_unknown_campaign` re-keys.
+_CAMPAIGN_TABLES = ("memberships", "membership_tombstones", "campaign_tiers")
+
+
+def campaign_token_subject(campaign_id: str) -> str:
+    """Where a connected (OAuth) campaign's creator tokens are stored; the `.env` campaign keeps `creator`."""
+    return f"campaign:{campaign_id}"
+
+
+def _secret_label(campaign_id: str) -> str:
+    return f"campaign:{campaign_id}/webhook"
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    campaign_id: str
+    token_subject: str
+    source: str
+    connected_at: datetime
+    state: str
+    webhook_id: str | None = None
+    #: Decrypted; never logged (repr hides it).
+    webhook_secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class GuildBinding:
+    guild_id: int
+    campaign_id: str
+    #: The Discord user who connected the server (None: the `.env` import).
+    bound_by: int | None
+    bound_at: datetime
+
+
+class CampaignStore(SqlRunner):
+    """Mixed into `Store`; every method commits before it returns."""
+
+    _cipher: TokenCipher
+
+    async def save_campaign(
+        self,
+        campaign_id: str,
+        *,
+        token_subject: str,
+        source: str,
+        webhook_secret: str | None = None,
+        webhook_id: str | None = None,
+        at: datetime | None = None,
+    ) -> CampaignRecord:
+        """Record (or re-connect) a campaign as active. A secret or webhook id left None keeps the stored one."""
+        if source not in (ENV_SOURCE, OAUTH_SOURCE):
+            raise ValueError(f"unknown campaign source {source!r}")
+        if not campaign_id:
+            raise ValueError("a campaign needs its id")
+        sealed = None if webhook_secret is None else self._cipher.seal(_secret_label(campaign_id), webhook_secret)
+        await self._run(
+            "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, 'active') ON CONFLICT (campaign_id) DO UPDATE SET"
+            " token_subject = excluded.token_subject, source = excluded.source, state = 'active',"
+            " webhook_secret = COALESCE(excluded.webhook_secret, campaigns.webhook_secret),"
+            " webhook_id = COALESCE(excluded.webhook_id, campaigns.webhook_id)",
+            (campaign_id, token_subject, sealed, webhook_id, source, iso_utc(at or datetime.now(UTC))),
+        )
+        await self._db.commit()
+        record = await self.get_campaign(campaign_id)
+        assert record is not None
+        return record
+
+    async def set_campaign_webhook(self, campaign_id: str, webhook_id: str | None, webhook_secret: str | None) -> None:
+        """The webhook registered for this campaign (None, None: it was deleted)."""
+        sealed = None if webhook_secret is None else self._cipher.seal(_secret_label(campaign_id), webhook_secret)
+        await self._run(
+            "UPDATE campaigns SET webhook_id = ?, webhook_secret = ? WHERE campaign_id = ?",
+            (webhook_id, sealed, campaign_id),
+        )
+        await self._db.commit()
+
+    async def set_campaign_state(self, campaign_id: str, state: str) -> None:
+        if state not in (ACTIVE, REVOKED):
+            raise ValueError(f"unknown campaign state {state!r}")
+        await self._run("UPDATE campaigns SET state = ? WHERE campaign_id = ?", (state, campaign_id))
+        await self._db.commit()
+
+    async def get_campaign(self, campaign_id: str) -> CampaignRecord | None:
+        async with self._db.execute("SELECT * FROM campaigns WHERE campaign_id = ?", (campaign_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else self._campaign(row)
+
+    async def campaign_records(self) -> list[CampaignRecord]:
+        """Every connected campaign (active or revoked), oldest first."""
+        async with self._db.execute("SELECT * FROM campaigns ORDER BY connected_at, campaign_id") as cursor:
+            rows = [row async for row in cursor]
+        return [self._campaign(row) for row in rows]
+
+    async def forget_campaign(self, campaign_id: str) -> list[int]:
+        """Remove the campaign, its bindings and its creator tokens in one commit; return the servers that
+        followed it. Its memberships and tiers stay until a refresh or a re-connect (nothing grants from them once
+        no server follows the campaign), and the grant ledger stays so a final sync can take roles back."""
+        record = await self.get_campaign(campaign_id)
+        guilds = await self.guilds_following(campaign_id)
+        await self._run("DELETE FROM guild_campaigns WHERE campaign_id = ?", (campaign_id,))
+        await self._run("DELETE FROM campaigns WHERE campaign_id = ?", (campaign_id,))
+        if record is not None:
+            await self._run("DELETE FROM tokens WHERE subject = ?", (record.token_subject,))
+        await self._db.commit()
+        return guilds
+
+    def _campaign(self, row: aiosqlite.Row) -> CampaignRecord:
+        secret = row["webhook_secret"]
+        return CampaignRecord(
+            campaign_id=row["campaign_id"],
+            token_subject=row["token_subject"],
+            source=row["source"],
+            connected_at=datetime.fromisoformat(row["connected_at"]),
+            state=row["state"],
+            webhook_id=row["webhook_id"],
+            webhook_secret=None if secret is None else self._cipher.open(_secret_label(row["campaign_id"]), secret),
+        )
+
+    # -- which campaign a server follows -------------------------------------------------------------
+
+    async def bind_guild(self, guild_id: int, campaign_id: str, by: int | None, *, at: datetime | None = None) -> None:
+        """Make the server follow `campaign_id` (replacing any campaign it followed). The campaign must be saved
+        first (`save_campaign`); ValueError otherwise, and nothing changes."""
+        if await self.get_campaign(campaign_id) is None:
+            raise ValueError(f"campaign {campaign_id} is not connected")
+        await self._run(
+            "INSERT OR REPLACE INTO guild_campaigns VALUES (?, ?, ?, ?)",
+            (guild_id, campaign_id, by, iso_utc(at or datetime.now(UTC))),
+        )
+        await self._db.commit()
+
+    async def unbind_guild(self, guild_id: int) -> str | None:
+        """Stop the server following a campaign; return the campaign it followed, if any."""
+        binding = await self.guild_binding(guild_id)
+        if binding is not None:
+            await self._run("DELETE FROM guild_campaigns WHERE guild_id = ?", (guild_id,))
+            await self._db.commit()
+        return None if binding is None else binding.campaign_id
+
+    async def guild_binding(self, guild_id: int) -> GuildBinding | None:
+        async with self._db.execute("SELECT * FROM guild_campaigns WHERE guild_id = ?", (guild_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _binding(row)
+
+    async def guild_bindings(self) -> dict[int, str]:
+        """Every explicit binding: server → campaign id."""
+        async with self._db.execute("SELECT guild_id, campaign_id FROM guild_campaigns") as cursor:
+            return {int(row[0]): row[1] async for row in cursor}
+
+    async def guilds_following(self, campaign_id: str) -> list[int]:
+        async with self._db.execute(
+            "SELECT guild_id FROM guild_campaigns WHERE campaign_id = ? ORDER BY guild_id", (campaign_id,)
+        ) as cursor:
+            return [int(row[0]) async for row in cursor]
+
+    async def adopt_unknown_campaign(self, campaign_id: str) -> int:
+        """Re-key the rows migrated before the campaign id was known (`UNKNOWN_CAMPAIGN`) to `campaign_id`, in one
+        commit; return how many rows moved. A row already stored under the real id wins over its migrated twin."""
+        if not campaign_id:
+            return 0
+        moved = 0
+        for table in _CAMPAIGN_TABLES:
+            result = await self._run(
+                f"UPDATE OR IGNORE {table} SET campaign_id = ? WHERE campaign_id = ?", (campaign_id, UNKNOWN_CAMPAIGN)
+            )
+            moved += max(result.rowcount, 0)
+            await self._run(f"DELETE FROM {table} WHERE campaign_id = ?", (UNKNOWN_CAMPAIGN,))
+        result = await self._run(
+            "UPDATE webhook_events SET addressed_campaign_id = ? WHERE addressed_campaign_id = ?",
+            (campaign_id, UNKNOWN_CAMPAIGN),
+        )
+        moved += max(result.rowcount, 0)
+        await self._db.commit()
+        return moved
+
+    async def _reseal_other_secrets(self, cipher: TokenCipher) -> None:
+        """Part of `reencrypt_tokens`' commit: every webhook secret under the new key."""
+        async with self._db.execute(
+            "SELECT campaign_id, webhook_secret FROM campaigns WHERE webhook_secret IS NOT NULL"
+        ) as cursor:
+            rows = [tuple(row) async for row in cursor]
+        await self._run_many(
+            "UPDATE campaigns SET webhook_secret = ? WHERE campaign_id = ?",
+            [
+                (cipher.seal(_secret_label(cid), cipher.open(_secret_label(cid), sealed)), cid)
+                for cid, sealed in rows
+            ],
+        )
+
+
+def _binding(row: aiosqlite.Row) -> GuildBinding:
+    return GuildBinding(
+        guild_id=int(row["guild_id"]),
+        campaign_id=row["campaign_id"],
+        bound_by=None if row["bound_by"] is None else int(row["bound_by"]),
+        bound_at=datetime.fromisoformat(row["bound_at"]),
+    )

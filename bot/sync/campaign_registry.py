@@ -1,0 +1,139 @@
+"""Every campaign this install serves, one `CampaignService` each, and which one a server follows.
+
+Two kinds: the `.env` campaign (the configured creator tokens, imported at start-up with source env; it is
+followed by the servers the old ownership rule admits, bot/sync/participation.py), and the campaigns connected
+through the creator's own OAuth (`add`), each followed by the servers explicitly bound to it
+(`bind_guild`). A server bound to a campaign follows that one only; the binding is written only by the connect
+flow, which proves the creator consented.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bot.domain.models import TokenPair
+from bot.store import Store
+from bot.store.campaigns import ACTIVE, OAUTH_SOURCE, CampaignRecord, campaign_token_subject
+from bot.sync.campaign import CREATOR_REJECTED_FACT, CampaignService
+
+log = logging.getLogger(__name__)
+
+#: Builds the service of a connected campaign from its stored record (the wiring supplies client, clock, alerts).
+ServiceFactory = Callable[[CampaignRecord], CampaignService]
+
+
+class CampaignRegistry:
+    def __init__(self, store: Store, build: ServiceFactory, env: CampaignService | None = None) -> None:
+        """`env`: the `.env` campaign's service, None when no creator tokens are configured."""
+        self.store = store
+        self._build = build
+        self.env = env
+        self._connected: dict[str, CampaignService] = {}
+
+    @classmethod
+    def of(cls, service: CampaignService) -> CampaignRegistry:
+        """A registry of one campaign, for code and tests that build a single `CampaignService`."""
+
+        def refuse(record: CampaignRecord) -> CampaignService:
+            raise ValueError("a single-campaign registry connects nothing")
+
+        return cls(service.store, refuse, env=service)
+
+    async def load(self) -> None:
+        """Read the connected campaigns at start-up (no Patreon call), and the `.env` campaign's id if known."""
+        for record in await self.store.campaign_records():
+            if record.source == OAUTH_SOURCE and record.state == ACTIVE:
+                self._connected[record.campaign_id] = self._build(record)
+        if self.env is not None:
+            await self.env.storage_key()
+        log.info(
+            "campaigns: %s%d connected",
+            "the .env campaign and " if self.env is not None else "no .env campaign, ",
+            len(self._connected),
+        )
+
+    # -- the connect helper's API ------------------------------------------------------------------
+
+    async def add(
+        self, campaign_id: str, tokens: TokenPair, webhook_secret: str | None, *, webhook_id: str | None = None
+    ) -> CampaignService:
+        """Connect (or re-connect) a campaign with its creator's token pair and its webhook's secret: stored
+        (tokens and secret sealed) before it is served, and any earlier refusal of its token forgotten."""
+        subject = campaign_token_subject(campaign_id)
+        await self.store.save_tokens(subject, tokens)
+        record = await self.store.save_campaign(
+            campaign_id, token_subject=subject, source=OAUTH_SOURCE, webhook_secret=webhook_secret,
+            webhook_id=webhook_id,
+        )
+        service = self._build(record)
+        await self.store.set_fact(service.fact_key(CREATOR_REJECTED_FACT), None)
+        self._connected[campaign_id] = service
+        log.info("campaign %s connected", campaign_id)
+        return service
+
+    async def set_webhook(self, campaign_id: str, webhook_id: str | None, webhook_secret: str | None) -> None:
+        """The campaign's webhook changed (registered, re-created, deleted): stored, and served at once."""
+        await self.store.set_campaign_webhook(campaign_id, webhook_id, webhook_secret)
+        service = self._connected.get(campaign_id)
+        if service is not None:
+            service.webhook_secret = webhook_secret or ""
+
+    async def remove(self, campaign_id: str) -> list[int]:
+        """Disconnect: forget the campaign, its bindings and its creator tokens; return the servers that
+        followed it. Roles the bot gave stay (a final sync takes them back)."""
+        self._connected.pop(campaign_id, None)
+        guilds = await self.store.forget_campaign(campaign_id)
+        log.info("campaign %s disconnected; %d server(s) no longer follow it", campaign_id, len(guilds))
+        return guilds
+
+    async def bind_guild(self, guild_id: int, campaign_id: str, by: int | None) -> None:
+        """Make the server follow a connected campaign (only after the creator's consent: the connect flow)."""
+        if campaign_id not in self._connected:
+            raise ValueError(f"campaign {campaign_id} is not connected")
+        await self.store.bind_guild(guild_id, campaign_id, by)
+        log.info("guild=%s now follows campaign %s (bound by user=%s)", guild_id, campaign_id, by)
+
+    async def unbind_guild(self, guild_id: int) -> str | None:
+        campaign_id = await self.store.unbind_guild(guild_id)
+        if campaign_id is not None:
+            log.info("guild=%s no longer follows campaign %s", guild_id, campaign_id)
+        return campaign_id
+
+    # -- lookups -------------------------------------------------------------------------------------
+
+    def get(self, campaign_id: str | None) -> CampaignService | None:
+        """The service of this campaign id (a connected one first, else the `.env` one if it is that id)."""
+        if campaign_id is None:
+            return None
+        connected = self._connected.get(campaign_id)
+        if connected is not None:
+            return connected
+        if self.env is not None and self.env.known_campaign_id() == campaign_id:
+            return self.env
+        return None
+
+    def services(self) -> list[CampaignService]:
+        """Every campaign served: the `.env` one first, then the connected ones by id."""
+        found = [self.env] if self.env is not None else []
+        return found + [self._connected[key] for key in sorted(self._connected)]
+
+    def connected(self) -> list[CampaignService]:
+        return [self._connected[key] for key in sorted(self._connected)]
+
+    async def bound_campaign(self, guild_id: int) -> CampaignService | None:
+        """The connected campaign this server is explicitly bound to (None: none, or it is not active)."""
+        binding = await self.store.guild_binding(guild_id)
+        return None if binding is None else self._connected.get(binding.campaign_id)
+
+    def webhook_secrets(self, campaign_id: str | None) -> list[str]:
+        """The secrets a delivery addressed to `campaign_id` may be signed with (None: the legacy URL, which
+        only the `.env` campaign's secret opens). No database read: this runs before the signature is checked."""
+        if campaign_id is None:
+            return [self.env.webhook_secret] if self.env is not None and self.env.webhook_secret else []
+        service = self.get(campaign_id)
+        secrets = [service.webhook_secret] if service is not None and service.webhook_secret else []
+        env = self.env
+        if env is not None and env is not service and env.known_campaign_id() == campaign_id and env.webhook_secret:
+            secrets.append(env.webhook_secret)  # the .env campaign connected by OAuth too: either hook may send
+        return secrets
