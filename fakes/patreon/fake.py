@@ -64,6 +64,8 @@ class FakePatreon(WebhookControl):
         self.raw_paths: list[str] = []
         #: Who `GET /oauth2/authorize` approves as; None → the first active patron.
         self.next_authorizing_user: str | None = None
+        #: One-shot approvers (`approve_next_as`), used before `next_authorizing_user`.
+        self._approvers: list[str] = []
         self.base_url = "https://www.patreon.com"
         creator = self.tokens.issue(self.state.creator.id, ALL_SCOPES)
         self.creator_access_token = creator.access_token
@@ -239,7 +241,16 @@ class FakePatreon(WebhookControl):
         deny, self._deny_next = self._deny_next, False
         return deny
 
+    def approve_next_as(self, user_id: str) -> None:
+        """The next `GET /oauth2/authorize` (only that one) is approved by this user: a creator connecting while
+        patrons link around them. Several calls queue in order."""
+        if user_id not in self.directory.users:
+            raise KeyError(f"unknown fake Patreon user {user_id!r}")
+        self._approvers.append(user_id)
+
     def authorizing_user_id(self) -> str | None:
+        if self._approvers:
+            return self._approvers.pop(0)
         if self.next_authorizing_user is not None:
             return self.next_authorizing_user
         members = self.state.members

@@ -119,8 +119,22 @@ async def test_a_creator_may_own_several_campaigns(fake, http) -> None:
     token = fake.issue_tokens("bea", CREATOR_SCOPES).access_token
     _, doc = await get(http, fake, token, "/campaigns")
     assert [c["id"] for c in doc["data"]] == [B, "8000002"]
-    _, identity = await get(http, fake, token, "/identity", **{"fields[user]": "is_creator"})
+    _, identity = await get(http, fake, token, "/identity", include="campaign", **{"fields[user]": "is_creator"})
     assert identity["data"]["attributes"] == {"is_creator": True}
+    assert identity["data"]["relationships"]["campaign"]["data"]["id"] == B
+
+
+async def test_approve_next_as_is_one_shot_and_comes_before_the_default(fake, http) -> None:
+    fake.approve_next_as("bea")
+    query = {"response_type": "code", "client_id": "fake-client", "redirect_uri": REDIRECT, "scope": "identity"}
+    approvers = []
+    for _ in range(2):
+        async with http.get(fake.base_url + "/oauth2/authorize", params=query, allow_redirects=False) as response:
+            code = parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
+        approvers.append(fake.tokens.codes[code].user_id)
+    assert approvers == ["bea", "ann"]  # then the first active patron, as before
+    with pytest.raises(KeyError):
+        fake.approve_next_as("nobody")
 
 
 # ---------------------------------------------------------------- creator OAuth and scopes
