@@ -257,6 +257,15 @@ class World:
 
     # -- webhooks ---------------------------------------------------------------------------------------
 
+    def drain_seconds(self, role_calls: int) -> float:
+        """How long `role_calls` member-role calls in one server take at the fake's member-role bucket, with a
+        margin: the longest a bench should wait for them."""
+        window = self.discord.rate_limits.member_role
+        return 1.5 * role_calls * window.seconds / window.limit
+
+    async def drain_estimate(self, role_calls: int) -> dict[str, float]:
+        return {"seconds": self.drain_seconds(role_calls)}
+
     async def fire_webhooks(self, url: str, count: int, concurrency: int, rate: float, rng_seed: int = 2) -> dict:
         """Move `count` active patrons to another tier, POST one signed `members:pledge:update` each, and time
         each from its send to the first role call for that member that fake Discord records."""
@@ -301,7 +310,7 @@ class World:
             await asyncio.gather(*(deliver(i, *delivery) for i, delivery in enumerate(deliveries)))
             send_seconds = time.monotonic() - started
         first_call: dict[int, float] = {}
-        deadline = time.monotonic() + 60 + len(deliveries) / 10
+        deadline = time.monotonic() + 60 + self.drain_seconds(2 * len(deliveries))
         while len(first_call) < len(deliveries) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             for call in self.discord.calls[calls_before:]:

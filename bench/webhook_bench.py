@@ -70,7 +70,8 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
         fired = await fakes.call(
             "fire_webhooks", url=url, count=args.webhooks, concurrency=args.concurrency, rate=args.rate
         )
-        await bot.settle(timeout=600)
+        drain = await fakes.call("drain_estimate", role_calls=2 * args.webhooks)
+        await bot.settle(timeout=max(600.0, drain["seconds"]))
         spent = span.stop()
         stalls.stop()
         jobs_applied = bot.services.jobs.applied - jobs_before
@@ -104,6 +105,14 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
         "  note: role calls are paced under Discord's member-role bucket (10 per 10 s per server, about 1/s) and "
         "40/s across servers; a burst faster than that queues, and its latency is mostly that queue "
         "(bench/fairness_bench.py measures a webhook arriving during a refresh's drain)"
+    )
+    http_429 = sum(1 for _m, _p, status in calls["discord"] if status == 429)
+    print(f"  429 answers from fake Discord: {http_429}")
+    print(
+        f"RESULT patreon_calls={sum(refetches.values())} patreon_calls_expected={sent} role_calls={len(role_calls)} "
+        f"role_calls_expected={expected} http_429={http_429} webhook_first_call_p50_ms="
+        f"{percentile(latencies, 0.5) * 1000:.0f} webhook_first_call_p99_ms={percentile(latencies, 0.99) * 1000:.0f} "
+        f"accepted_per_s={accepted / fired['send_seconds']:.0f} no_role_call={missing} peak_rss_mb={peak_rss_mb():.0f}"
     )
     return 0 if accepted == sent and len(latencies) == sent else 1
 
