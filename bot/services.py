@@ -9,6 +9,9 @@ from datetime import datetime, timedelta
 import aiohttp
 
 from bot.accounts.link_flow import LinkFlow
+from bot.accounts.linked_role_flow import LinkedRoleFlow
+from bot.accounts.linked_role_view import LinkedRoleView
+from bot.accounts.linked_roles import PLATFORM_NAME
 from bot.accounts.linking import LinkingService
 from bot.config import Config
 from bot.domain.models import TokenPair
@@ -18,17 +21,19 @@ from bot.observability.probes import DiscordProbe
 from bot.observability.readiness import Readiness
 from bot.patreon.client import PatreonClient
 from bot.store import Store
+from bot.store.campaigns import CampaignRecord
 from bot.sync.campaign import CampaignService
+from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.channel_log import ChannelLog
 from bot.sync.participation import Participation
-from bot.store.campaigns import CampaignRecord
 from bot.sync.plan_scope import DirtyMembers
-from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshReport, RefreshScheduler, RefreshService
+from bot.sync.role_connection_push import RoleConnectionPusher
 from bot.sync.role_jobs import RoleJobs
 from bot.sync.role_pacing import RoleCallPacer
 from bot.sync.webhook_apply import WebhookApplier
+from bot.web.discord_bearer import LINKED_ROLE_CALLBACK_PATH, DiscordBearerClient
 from bot.web.discord_sign_in import DISCORD_CALLBACK_PATH, DiscordSignInClient
 from bot.web.health_routes import Observability
 from bot.web.webhook_receiver import WebhookReceiver
@@ -41,16 +46,19 @@ class Services:
     config: Config
     store: Store
     patreon: PatreonClient
+    #: The `.env` campaign (without configured creator tokens, one that answers "no campaign is connected"). New
+    #: code asks `campaigns` for the campaign of the server at hand.
     campaign: CampaignService
+    #: Every campaign served and which one each server follows (bot/sync/campaign_registry.py).
+    campaigns: CampaignRegistry
     reconcile: ReconcileService
     linking: LinkingService
     link_flow: LinkFlow
+    #: Linked Roles: the verification URL's flow, and the worker that keeps each connected user's metadata true.
+    linked_role_flow: LinkedRoleFlow
+    role_connections: RoleConnectionPusher
     admin: AdminService
-    #: The `.env` campaign (without configured creator tokens, one that answers "no campaign is connected"). New
-    #: code asks `campaigns` for the campaign of the server at hand.
     jobs: RoleJobs
-    #: Every campaign served and which one each server follows (bot/sync/campaign_registry.py).
-    campaigns: CampaignRegistry
     webhooks: WebhookReceiver
     webhook_applier: WebhookApplier
     refresh: RefreshService
@@ -97,7 +105,7 @@ def build_services(
     channel_log = ChannelLog(gateway.post_log)
 
     async def alert_env_servers(text: str) -> None:
-        await reconcile.alert_every_server(text)
+        await reconcile.alert_campaign_servers(campaign, text)
 
     campaign = CampaignService(
         patreon,
@@ -111,9 +119,9 @@ def build_services(
 
     def connected_campaign(record: CampaignRecord) -> CampaignService:
         async def alert(text: str) -> None:
-            await reconcile.alert_campaign_servers(record.campaign_id, text)
+            await reconcile.alert_campaign_servers(service, text)
 
-        return CampaignService(
+        service = CampaignService(
             patreon,
             store,
             None,
@@ -124,6 +132,7 @@ def build_services(
             source=record.source,
             webhook_secret=record.webhook_secret or "",
         )
+        return service
 
     campaigns = CampaignRegistry(store, connected_campaign, env=campaign if seed is not None else None)
     participation = Participation(store, gateway.guild_ids, config.allowed_guild_ids, campaigns)
@@ -139,7 +148,27 @@ def build_services(
         client_secret=config.discord_client_secret,
         redirect_uri=config.public_base_url + DISCORD_CALLBACK_PATH,
     )
-    link_flow = LinkFlow(config.signing_key, config.public_base_url, discord_sign_in, patreon, linking, store, clock)
+    bearer = DiscordBearerClient(
+        session,
+        base_url=config.discord_base_url,
+        client_id=config.discord_client_id,
+        client_secret=config.discord_client_secret,
+        redirect_uri=config.public_base_url + LINKED_ROLE_CALLBACK_PATH,
+        clock=clock,
+    )
+    linked_role_view = LinkedRoleView(store, reconcile, clock)
+    role_connections = RoleConnectionPusher(store, bearer, linked_role_view.wanted, clock, platform_name=PLATFORM_NAME)
+    link_flow = LinkFlow(
+        config.signing_key,
+        config.public_base_url,
+        discord_sign_in,
+        patreon,
+        linking,
+        store,
+        clock,
+        after_link=role_connections.note,
+    )
+    linked_role_flow = LinkedRoleFlow(config.signing_key, bearer, patreon, role_connections, reconcile, store, clock)
     jobs = RoleJobs(store, reconcile, gateway, clock, pacer=pacer)
     admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation)
     applier = WebhookApplier(store, patreon, campaigns, reconcile, jobs, gateway, clock)
@@ -159,9 +188,12 @@ def build_services(
         store=store,
         patreon=patreon,
         campaign=campaign,
+        campaigns=campaigns,
         reconcile=reconcile,
         linking=linking,
         link_flow=link_flow,
+        linked_role_flow=linked_role_flow,
+        role_connections=role_connections,
         admin=admin,
         jobs=jobs,
         webhooks=webhooks,
@@ -187,7 +219,6 @@ def _observability(
     def last_refresh() -> RefreshFigures | None:
         return _refresh_figures(refresh.last_report)
 
-        campaigns=campaigns,
     def last_refresh_finished() -> datetime | None:
         report = refresh.last_report
         return report.finished_at if report is not None else None

@@ -215,6 +215,7 @@ def invoker_rank(interaction: discord.Interaction) -> InvokerRank:
     member = interaction.user
     guild = interaction.guild
     if not isinstance(member, discord.Member) or guild is None:
+            campaign=await self.admin.campaign_description(guild),
         return InvokerRank(user_id=interaction.user.id, owner=False, roles_below=frozenset())
     top = member.top_role
     return InvokerRank(

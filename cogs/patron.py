@@ -81,8 +81,8 @@ def build_self_refresh(bot: PatronBot) -> SelfRefresh:
     """One per process (it holds the cooldowns), from the services the wiring built."""
     services = bot.services
 
-    async def campaign_of(_guild_id: int) -> CampaignService | None:
-        return services.campaign  # one campaign, from .env
+    async def campaign_of(guild_id: int) -> CampaignService | None:
+        return await services.reconcile.campaign_for(guild_id)  # the campaign this server follows
 
     return SelfRefresh(
         services.patreon,

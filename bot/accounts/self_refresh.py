@@ -136,21 +136,23 @@ class SelfRefresh:
         """What Patreon says of this patron now, stored; True when the stored membership changed."""
         patreon_id = link.patreon_user_id
         campaign_id = await campaign.campaign_id()
-        before = await self.store.get_membership(patreon_id)
+        before = await self.store.get_membership(patreon_id, campaign_id)
         fetched_at = self.clock()
         membership, member_id = await self._look(campaign, patreon_id, campaign_id, before)
         if membership is None:
-            gone = await self.store.delete_membership_observed_before(patreon_id, fetched_at, member_id)
+            gone = await self.store.delete_membership_observed_before(
+                patreon_id, fetched_at, member_id, campaign_id=campaign_id
+            )
             log.info("refresh patreon=%s: not a member of the campaign at Patreon%s", patreon_id, " (forgotten)" * gone)
             return gone
-        stored = await self.store.save_membership(membership)
+        stored = await self.store.save_membership(membership, campaign_id)
         log.info(
             "refresh patreon=%s: %s (%s)",
             patreon_id,
             membership.patron_status or "no pledge",
             "stored" if stored else "a newer look was already stored",
         )
-        after = await self.store.get_membership(patreon_id)
+        after = await self.store.get_membership(patreon_id, campaign_id)
         return _comparable(before) != _comparable(after)
 
     async def _look(

@@ -33,12 +33,16 @@ def health_report(
     *,
     role_calls_per_second: float | None = None,
     rate_limited_calls: int | None = None,
+    campaign: str | None = None,
 ) -> list[HealthLine]:
     """`failed_jobs`: (Discord user id, last error) of members whose roles could not be put right;
     `participation`: why this server doesn't act for the campaign, None when it does; `role_calls_per_second`:
     the pace Discord allows one server (bot/sync/role_pacing.py), for an honest estimate of the queue;
-    `rate_limited_calls`: 429s Discord sent since start despite the pacing (None: not known)."""
+    `rate_limited_calls`: 429s Discord sent since start despite the pacing (None: not known); `campaign`: which
+    campaign the server follows and how it came to, as a phrase (None: none)."""
     lines = [HealthLine(participation is None, participation or "This server acts for the Patreon campaign.")]
+    if campaign is not None:
+        lines.append(HealthLine(True, f"It follows campaign {campaign}."))
     problem = gateway.missing_permissions(guild_id)
     lines.append(HealthLine(problem is None, problem or "The bot has Manage Roles."))
 

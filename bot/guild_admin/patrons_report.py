@@ -257,6 +257,9 @@ async def patrons_report(
     problem = await participation.refusal(guild_id)
     if problem is not None:
         raise AdminError(problem)
+    if campaign_id is None:  # this server's own campaign only: another campaign's patrons are not its business
+        campaign = await participation.campaign_for(guild_id)
+        campaign_id = await campaign.storage_key() if campaign is not None else None
     links = await store.links_counting_in(guild_id)
     roles_of: dict[int, frozenset[int] | None] = {}
     lookups = 0
@@ -270,7 +273,7 @@ async def patrons_report(
     server = ServerView(
         settings=await store.get_settings(guild_id),
         tier_roles=await store.get_tier_roles(guild_id),
-        tiers=await store.get_tiers(),
+        tiers=await store.get_tiers(campaign_id),
         links=links,
         roles_of=roles_of,
         grants=await store.grants_in_guild(guild_id),

@@ -107,6 +107,20 @@ class AdminService:
             return {}
         return {name: await self.store.get_fact(campaign.fact_key(name)) for name in (WEBHOOK_LAST_SEEN, LAST_REFRESH)}
 
+    async def campaign_description(self, guild_id: int) -> str | None:
+        """Which campaign this server follows and how, for `check` (None: none)."""
+        campaign = await self.participation.campaign_for(guild_id)
+        if campaign is None:
+            return None
+        name = campaign.known_campaign_id() or "(its id not known yet)"
+        if campaign.from_env:
+            return f"{name}, from the bot's .env creator tokens"
+        binding = await self.store.guild_binding(guild_id)
+        if binding is None:
+            return name
+        by = f" by <@{binding.bound_by}>" if binding.bound_by is not None else ""
+        return f"{name}, connected{by} on {binding.bound_at:%Y-%m-%d}"
+
     async def tier_overview(self, guild_id: int) -> list[TierLine]:
         problem = await self.creators_server_refusal(guild_id)
         if problem is not None:  # the campaign's tiers and patron counts are the creator's business

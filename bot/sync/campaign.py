@@ -188,14 +188,13 @@ class CampaignService:
     async def _current_tokens(self) -> TokenPair:
         """The stored pair, unless the configured pair changed since it was stored (the admin's new tokens win).
         A connected campaign has only the stored pair."""
+        if self._seed_tokens is None and self.from_env:
+            # No creator tokens in .env: a pair an older configuration left in the store is not used.
+            raise CampaignUnavailable("no campaign is connected; an admin connects one with `/patreon-admin connect`")
         stored = await self.store.get_tokens(self.token_subject)
         if self._seed_tokens is None:
             if stored is None:
-                raise CampaignUnavailable(
-                    "no campaign is connected; an admin connects one with `/patreon-admin connect`"
-                    if self.from_env
-                    else f"campaign {self._campaign_id} has no creator tokens; connect it again"
-                )
+                raise CampaignUnavailable(f"campaign {self._campaign_id} has no creator tokens; connect it again")
             return stored
         seed_fact = await self.store.get_fact(CREATOR_SEED_FACT)
         if stored is not None and seed_fact in (self._seed, None):

@@ -393,9 +393,13 @@ class ReconcileService:
             if await self.participation_refusal(guild_id) is None:
                 await self._log(guild_id, text)
 
-    async def alert_campaign_servers(self, campaign_key: str, text: str) -> None:
-        """`alert_every_server`, but only the acting servers that follow this campaign (a connected campaign's
-        creator-token alert is nobody else's business)."""
+    async def alert_campaign_servers(self, campaign: CampaignService, text: str) -> None:
+        """`alert_every_server`, but only the acting servers that follow this campaign (a campaign's creator-token
+        alert is nobody else's business)."""
         for guild_id in sorted(set(self.gateway.guild_ids()) | set(await self.store.configured_guild_ids())):
-            if await self.participation_refusal(guild_id) is None and await self.campaign_key(guild_id) == campaign_key:
+            if self.participation is None:
+                follows = True
+            else:
+                follows = await self.participation.acting_campaign(guild_id) is campaign
+            if follows and await self.participation_refusal(guild_id) is None:
                 await self._log(guild_id, text)

@@ -75,8 +75,12 @@ async def test_the_start_up_refresh_gives_each_patron_roles_only_in_their_campai
     assert SEED.gold_role in world.roles_of(SEED.alice)
     assert roles_in(world, OTHER, SEED.alice) == set(), "Alice pledges to A, not to Eve"
     assert world.roles_of(BEN) == set(), "Ben pledges to Eve, not to A"
-    assert first_line(await admin(world, ["check"])) == "✅ This server acts for the Patreon campaign."
-    assert first_line(await admin(world, ["check"], {}, EVE, OTHER)) == "✅ This server acts for the Patreon campaign."
+    check = await admin(world, ["check"])
+    assert first_line(check) == "✅ This server acts for the Patreon campaign."
+    assert f"It follows campaign {world.patreon.campaign.id}, from the bot's .env creator tokens." in check
+    check = await admin(world, ["check"], {}, EVE, OTHER)
+    assert first_line(check) == "✅ This server acts for the Patreon campaign."
+    assert f"It follows campaign {CAMPAIGN_B}, connected by <@{EVE}> on " in check
 
 
 async def test_each_campaigns_webhook_reaches_only_its_own_server(two_campaigns):

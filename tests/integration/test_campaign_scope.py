@@ -203,3 +203,14 @@ def test_the_env_creator_tokens_and_webhook_secret_are_optional_but_go_together(
         with pytest.raises(ConfigError) as refused:
             load_config({**base, **partial}, env_file=None)
         assert str(refused.value).startswith(named)
+
+
+async def test_the_patrons_report_of_a_server_lists_only_its_own_campaigns_patrons(two):
+    from bot.guild_admin.patrons_report import patrons_report
+
+    services = two.services
+    now = datetime.now(UTC)
+    report_b = await patrons_report(two.store, two.gateway, services.admin.participation, GUILD_B, now)
+    assert [row.patreon_user_id for row in report_b.rows] == ["p-ben"]
+    report_a = await patrons_report(two.store, two.gateway, services.admin.participation, GUILD, now)
+    assert [row.patreon_user_id for row in report_a.rows] == ["p-ann"]
