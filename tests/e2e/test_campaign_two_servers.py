@@ -111,3 +111,19 @@ async def test_eves_server_sees_only_her_campaigns_tiers(two_campaigns):
     assert "Eve's tier" in text and "Gold" not in text and "Bronze" not in text
     text = await admin(world, ["tiers"])
     assert "Gold" in text and "Eve's tier" not in text
+
+
+async def test_eves_server_can_not_reach_campaign_as_tiers_or_patrons(two_campaigns):
+    """Eve admins a server bound to her own campaign: every command that exists today stays within it."""
+    world = two_campaigns
+    await wait_for(lambda: B_ROLE in roles_in(world, OTHER, BEN))
+    text = await admin(world, ["map"], {"tier": SEED.gold_tier, "role": B_ROLE}, EVE, OTHER)
+    assert "isn't one of this campaign's tiers" in text
+    assert (await world.store.get_tier_roles(OTHER)).roles_by_tier == {B_TIER: frozenset({B_ROLE})}
+    # Alice (a patron of A) linked herself: Eve can't re-link her by hand, and her link gives nothing in B's server.
+    await admin(world, ["link-user"], {"member": SEED.alice, "patreon_user_id": "p-alice"}, EVE, OTHER)
+    assert roles_in(world, OTHER, SEED.alice) == set()
+    assert SEED.gold_role in world.roles_of(SEED.alice), "and her roles in A's server stay"
+    binding = await world.store.guild_binding(OTHER)
+    assert binding is not None and binding.campaign_id == CAMPAIGN_B, "no command re-binds a server"
+    assert await world.store.guild_binding(SEED.guild_id) is None
