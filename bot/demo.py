@@ -40,7 +40,7 @@ async def _walkthrough(world: FakeWorld) -> None:
     _say()
     _say("=== patreon-role-sync demo: everything runs on 127.0.0.1 ===")
     _say(f"fake Discord : {world.discord.base_url}   (server 'Creator's Server', roles Gold Patron / Bronze Patron)")
-    _say(f"fake Patreon : {world.patreon.base_url}   (campaign with tiers Gold $10, Bronze $5)")
+    _say(f"fake Patreon : {world.patreon.base_url}   (campaign with tiers Gold 10.00 USD, Bronze 5.00 USD)")
     _say(f"bot web app  : http://127.0.0.1:{world.web_port}   (OAuth callback, /healthz)")
     _say()
     _say("1) Alice, a Gold patron, runs /patreon link in Discord and gets a private button:")

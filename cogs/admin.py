@@ -15,12 +15,18 @@ from discord.ext import commands
 from bot.discord_io.client import PatronBot
 from bot.discord_io.roles import DiscordRoleGateway
 from bot.domain.models import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKind, SettingSpec
+from bot.domain.money import format_money
 from bot.guild_admin.health import health_report
 from bot.guild_admin.rank import InvokerRank
 from bot.guild_admin.service import AdminService
 from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
 from bot.sync.role_pacing import describe_duration
 from cogs.patrons_report import WeeklyPatronsCog, answer_patrons_report
+
+#: Patreon's supported currencies as the `currency:` option's choices (bot/domain/money.py).
+Currency = Literal[
+    "USD", "EUR", "GBP", "CAD", "AUD", "DKK", "NOK", "SEK", "HKD", "SGD", "NZD", "CZK", "HUF", "PLN", "MXN", "BRL"
+]
 
 #: `clear:` choice → the setting it unsets: every role and channel setting, by its option name.
 CLEARABLE_FIELDS = {
@@ -50,9 +56,12 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         if await self.admin.creators_server_refusal(guild_id(interaction)) is not None:
             return []  # the campaign's tiers are not shown to a server that isn't the creator's
         tiers = await self.admin.campaign_tiers(refresh=False, guild_id=guild_id(interaction))
+        currency = (await self.bot.services.store.get_settings(guild_id(interaction))).currency
         needle = current.lower()
         return [
-            app_commands.Choice(name=f"{tier.title or tier.id} (${tier.amount_cents / 100:.2f})"[:100], value=tier.id)
+            app_commands.Choice(
+                name=f"{tier.title or tier.id} ({format_money(tier.amount_cents, currency)})"[:100], value=tier.id
+            )
             for tier in tiers.values()
             if needle in tier.title.lower() or needle in tier.id
         ][:25]
@@ -61,10 +70,11 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     async def tiers(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         lines = []
+        currency = (await self.bot.services.store.get_settings(guild_id(interaction))).currency
         for line in await self.admin.tier_overview(guild_id(interaction)):
             roles = ", ".join(f"<@&{role}>" for role in sorted(line.role_ids)) or "no role"
             patrons = f", {line.tier.patron_count} patrons" if line.tier.patron_count is not None else ""
-            price = f"${line.tier.amount_cents / 100:.2f}"
+            price = format_money(line.tier.amount_cents, currency)
             lines.append(f"**{line.tier.title or line.tier.id}** (`{line.tier.id}`, {price}{patrons}) → {roles}")
         await reply(interaction, "\n".join(lines) or "The campaign has no tiers yet.")
 
@@ -114,12 +124,16 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         former_role: discord.Role | None = None,
         lifetime_role: discord.Role | None = None,
         lifetime_dollars: app_commands.Range[int, 0, 1_000_000] | None = None,
+        currency: Currency | None = None,
         log_channel: discord.TextChannel | None = None,
         welcome: bool | None = None,
         welcome_channel: discord.TextChannel | None = None,
         auto_match: bool | None = None,
         welcome_link: bool | None = None,
         patrons_report_weekly: bool | None = None,
+        dm_welcome: bool | None = None,
+        dm_declined: bool | None = None,
+        dm_removed: bool | None = None,
         clear: str | None = None,
     ) -> None:
         given = dict(locals())  # the options by name, as discord.py converted them: read before any other local
@@ -201,6 +215,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
             rate_limited_calls=(
                 services.gateway.rate_limit_watch.count if isinstance(services.gateway, DiscordRoleGateway) else None
             ),
+            campaign=await self.admin.campaign_description(guild),
         )
         await reply(interaction, "\n".join(line.render() for line in lines))
 
@@ -215,7 +230,6 @@ def invoker_rank(interaction: discord.Interaction) -> InvokerRank:
     member = interaction.user
     guild = interaction.guild
     if not isinstance(member, discord.Member) or guild is None:
-            campaign=await self.admin.campaign_description(guild),
         return InvokerRank(user_id=interaction.user.id, owner=False, roles_below=frozenset())
     top = member.top_role
     return InvokerRank(
@@ -248,7 +262,7 @@ def describe_settings(settings: GuildSettings) -> str:
         elif spec.kind is SettingKind.CHANNEL:
             shown = f"<#{value}>"
         elif spec.kind is SettingKind.DOLLARS:
-            shown = f"${value / 100:.2f}"
+            shown = format_money(value, settings.currency)
         elif spec.kind is SettingKind.MODE:
             shown = "every entitled tier's roles" if value is RoleMode.STACK else "only the highest tier's roles"
         elif spec.kind is SettingKind.SWITCH:

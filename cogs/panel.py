@@ -145,7 +145,8 @@ class PanelPublisher:
     async def _content(self, guild_id: int, title: str | None, body: str | None) -> str:
         services = self.bot.services
         tiers = await services.admin.campaign_tiers(refresh=False, guild_id=guild_id)
-        return panel_content(title, body, tiers, await services.store.get_tier_roles(guild_id))
+        currency = (await services.store.get_settings(guild_id)).currency
+        return panel_content(title, body, tiers, await services.store.get_tier_roles(guild_id), currency)
 
     async def publish(self, channel: discord.TextChannel, title: str | None, body: str | None) -> str:
         """Post the panel, or edit the one already posted in this channel; raises AdminError (nothing posted)."""

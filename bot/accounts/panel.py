@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.domain.models import Tier, TierRoleMap
+from bot.domain.money import DEFAULT_CURRENCY, format_money
 
 _PREFIX = "patreon-panel"
 #: The panel's buttons. Short and versioned by name: Discord allows 100 characters, and an id once posted is kept.
@@ -38,7 +39,13 @@ def unlink_answer_id(answer: str, user_id: int) -> str:
     return f"{_PREFIX}:unlink-{answer}:{user_id}"
 
 
-def panel_content(title: str | None, text: str | None, tiers: Mapping[str, Tier], mapping: TierRoleMap) -> str:
+def panel_content(
+    title: str | None,
+    text: str | None,
+    tiers: Mapping[str, Tier],
+    mapping: TierRoleMap,
+    currency: str = DEFAULT_CURRENCY,
+) -> str:
     """The panel's message: the title, the admin's text, and which tiers give which roles here (most expensive
     first). Roles are mentions, which the bot sends without pinging anyone."""
     lines = [f"## {(title or DEFAULT_TITLE)[:MAX_TITLE]}", (text or DEFAULT_TEXT)[:MAX_TEXT], ""]
@@ -50,7 +57,7 @@ def panel_content(title: str | None, text: str | None, tiers: Mapping[str, Tier]
     if mapped:
         lines.append("**What each tier gives here**")
         for tier, roles in sorted(mapped, key=lambda item: (-item[0].amount_cents, item[0].title, item[0].id)):
-            price = f" (${tier.amount_cents / 100:.2f})" if tier.amount_cents else ""
+            price = f" ({format_money(tier.amount_cents, currency)})" if tier.amount_cents else ""
             given = ", ".join(f"<@&{role_id}>" for role_id in sorted(roles))
             lines.append(f"• **{tier.title or tier.id}**{price} → {given}")
     else:

@@ -99,6 +99,10 @@ class MembershipSnapshot:
     tiers_known: bool = True
     social_discord_id: int | None = None
     observed_at: datetime | None = None
+    #: ISO code of `currently_entitled_amount_cents` / `will_pay_amount_cents` when the document named it (v1-style
+    #: `currency`, a pledge event's `currency_code`); None when Patreon didn't say, which v2 members never do
+    #: (docs/patreon-api.md, "Money"). `campaign_lifetime_support_cents` is always in the campaign's currency.
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,10 @@ class SettingKind(StrEnum):
     MODE = "mode"
     ROLE = "role"
     CHANNEL = "channel"
-    #: Stored in cents, entered and shown in dollars.
+    #: Stored in cents, entered in whole units of the campaign's currency and shown with its code.
     DOLLARS = "dollars"
+    #: An ISO 4217 code among Patreon's supported currencies (bot/domain/money.py).
+    CURRENCY = "currency"
 
 
 @dataclass(frozen=True)
@@ -252,8 +258,18 @@ class GuildSettings:
         metadata=_admin(
             "lifetime_dollars",
             SettingKind.DOLLARS,
-            "Lifetime-support threshold",
-            "Lifetime support (in dollars) that earns the lifetime role",
+            "Lifetime-support threshold (in the campaign's currency)",
+            "Lifetime support, in whole units of the campaign's currency, that earns the lifetime role",
+        ),
+    )
+    #: The campaign's currency: tier prices, lifetime support and the threshold above are in it (docs/policy.md).
+    currency: str = field(
+        default="USD",
+        metadata=_admin(
+            "currency",
+            SettingKind.CURRENCY,
+            "The campaign's currency",
+            "The currency the Patreon campaign prices its tiers in (default USD)",
         ),
     )
     log_channel_id: int | None = field(
@@ -305,6 +321,32 @@ class GuildSettings:
             SettingKind.SWITCH,
             "Weekly patrons report in the log channel",
             "Post the patrons report (who paid but hasn't linked, and a CSV) to the log channel weekly",
+        ),
+    )
+
+    #: Opt-in direct messages (bot/sync/patron_dms.py): each off until an admin turns it on.
+    dm_welcome: bool = field(
+        default=False,
+        metadata=_admin(
+            "dm_welcome", SettingKind.SWITCH, "DM a welcome after linking", "Send a member a DM when they link"
+        ),
+    )
+    dm_declined: bool = field(
+        default=False,
+        metadata=_admin(
+            "dm_declined",
+            SettingKind.SWITCH,
+            "DM when a payment is declined",
+            "DM a member whose payment was declined, saying until when their roles are kept",
+        ),
+    )
+    dm_removed: bool = field(
+        default=False,
+        metadata=_admin(
+            "dm_removed",
+            SettingKind.SWITCH,
+            "DM when Patreon roles are removed",
+            "DM a member when the bot takes their Patreon roles away, saying why",
         ),
     )
 

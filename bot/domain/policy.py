@@ -29,6 +29,7 @@ from bot.domain.models import (
     Tier,
     TierRoleMap,
 )
+from bot.domain.money import amount_currency, format_money, same_currency
 
 __all__ = ["decide_roles", "managed_role_ids"]
 
@@ -52,8 +53,10 @@ _SETTLED_ACTIVE_CHARGES = frozenset({None, billing.PAID, billing.PENDING, billin
 class _Entitlement:
     tier_ids: tuple[str, ...]
     inferred: str | None = None
-    #: Paying, no tier listed, and no tier catalogue to infer one from.
+    #: Paying, no tier listed, and no tier can be inferred: no catalogue, another currency, or several months a charge.
     unknowable: bool = False
+    #: Why no tier could be inferred (shown in the summary), when `unknowable`.
+    why: str = "no tier is known"
 
 
 @dataclass
@@ -129,7 +132,7 @@ def _judge(
         return _Verdict(_Standing.NOT_MEMBER, False, "Not a member of the campaign", denial="not a member")
     status = membership.patron_status
     charge = membership.last_charge_status
-    entitlement = _entitlement(membership, tiers)
+    entitlement = _entitlement(membership, tiers, settings.currency)
     mode = settings.role_mode
     if status is None:
         free_tiers = [t for t in entitlement.tier_ids if _known_free(t, tiers)]
@@ -180,13 +183,13 @@ def _judge_active(
         verdict = _Verdict(_Standing.UNSETTLED, True, summary, trial=trial, gifted=gifted)
         return _kept(verdict, granted, denied, held, explain=explain)
     if entitlement.unknowable:
-        summary = f"Active patron entitled to {_money(amount)} but no tier is known; roles kept"
+        summary = f"Active patron entitled to {_entitled(membership, settings)} but {entitlement.why}; roles kept"
         verdict = _Verdict(_Standing.UNSETTLED, True, summary, trial=trial, gifted=gifted)
         return _kept(verdict, granted, denied, held, also_held=True, explain=explain)
     kind = "Free-trial patron" if trial else "Gifted patron" if gifted else "Active patron"
     summary = f"{kind} of {_tier_list(entitlement.tier_ids, tiers)}"
     if entitlement.inferred is not None:
-        summary += f" (tier inferred from {_money(amount)} entitled)"
+        summary += f" (tier inferred from {_entitled(membership, settings)} entitled)"
     elif charge == billing.PAID and membership.last_charge_date is not None:
         summary += f" (paid {billing.as_utc(membership.last_charge_date):%Y-%m-%d})"
     elif charge == billing.PENDING:
@@ -267,7 +270,7 @@ def _kept(
     return replace(verdict, granted=kept, denied=refused, denial=denial)
 
 
-def _entitlement(membership: MembershipSnapshot, tiers: Mapping[str, Tier]) -> _Entitlement:
+def _entitlement(membership: MembershipSnapshot, tiers: Mapping[str, Tier], currency: str) -> _Entitlement:
     """The tiers `membership` is entitled to, repairing Patreon's blank-tier gap.
 
     Patreon's `currently_entitled_tiers` is trusted when it lists a paid tier (or one missing from the
@@ -276,12 +279,24 @@ def _entitlement(membership: MembershipSnapshot, tiers: Mapping[str, Tier]) -> _
     highest-amount tier with 0 < amount <= the entitled amount that is not known to be unpublished
     (ties: smaller id). Free tiers that were listed stay. With no catalogue at all the entitlement is
     `unknowable`; with a catalogue but no tier that cheap, the member simply has no paid tier.
+
+    Tier prices are monthly and in the campaign's `currency`, so nothing is inferred (`unknowable`, which keeps
+    roles and adds none) from an amount in another currency or one that pays for several months (an annual plan's
+    charge is a year's price, often discounted): comparing those with a monthly price would guess.
     """
     listed = tuple(dict.fromkeys(membership.entitled_tier_ids)) if membership.tiers_known else ()
     amount = membership.currently_entitled_amount_cents
     paying = membership.patron_status == PatronStatus.ACTIVE or membership.last_charge_status == billing.PAID
     if any(not _known_free(t, tiers) for t in listed) or not paying or amount <= 0:
         return _Entitlement(listed)
+    if not same_currency(membership, currency):
+        paid_in = amount_currency(membership, currency)
+        return _Entitlement(
+            listed, unknowable=True, why=f"pays in {paid_in}, not the campaign's {currency}, and no tier is listed"
+        )
+    months = billing.cadence_months(membership)
+    if months > 1:
+        return _Entitlement(listed, unknowable=True, why=f"pays every {months} months and no tier is listed")
     candidates = [
         tier_id for tier_id, tier in tiers.items() if 0 < tier.amount_cents <= amount and tier.published is not False
     ]
@@ -333,6 +348,7 @@ def _special_roles(
     """Each special role's (wanted, reason) entries; one role id may fill several slots. Without `explain`
     every reason is blank (none is formatted)."""
     standing = verdict.standing
+    currency = settings.currency
     threshold = settings.lifetime_threshold_cents if settings.lifetime_threshold_cents is not None else 1
     support = membership.campaign_lifetime_support_cents if membership is not None else 0
     slots = (
@@ -355,8 +371,8 @@ def _special_roles(
         ("gifted role: gifted membership", "gifted role: no active gift"),
         ("former-patron role: pledge ended", f"former-patron role: not a former patron ({what})"),
         (
-            f"lifetime role: {_money(support)} lifetime support >= {_money(threshold)}",
-            f"lifetime role: {_money(support)} lifetime support < {_money(threshold)}"
+            f"lifetime role: {format_money(support, currency)} lifetime support >= {format_money(threshold, currency)}",
+            f"lifetime role: {format_money(support, currency)} lifetime support < {format_money(threshold, currency)}"
             if membership is not None
             else "lifetime role: not a member of the campaign",
         ),
@@ -393,10 +409,9 @@ def _tier_list(tier_ids: Iterable[str], tiers: Mapping[str, Tier], keep_free: bo
     return ", ".join(_tier_name(t, tiers) for t in shown) or "no tier"
 
 
+def _entitled(membership: MembershipSnapshot, settings: GuildSettings) -> str:
+    return format_money(membership.currently_entitled_amount_cents, amount_currency(membership, settings.currency))
+
+
 def _day(moment: datetime | None) -> str:
     return f" on {billing.as_utc(moment):%Y-%m-%d}" if moment is not None else ""
-
-
-def _money(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"

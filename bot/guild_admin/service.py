@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from bot.accounts.linking import LinkingService, UnlinkResult
 from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, Tier
+from bot.domain.money import SUPPORTED_CURRENCIES
 from bot.domain.policy import managed_role_ids
 from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.patreon.errors import PatreonError
@@ -31,7 +32,14 @@ MAX_GRACE_DAYS = 60
 #: Settings that decide who holds the policy's roles rather than which roles: changing one can hand any of them to
 #: more members, so it needs an invoker who could give every role the policy hands out.
 WHO_GETS_WHAT = frozenset(
-    {"decline_grace_days", "keep_until_paid_through", "role_mode", "trial_gets_tier_roles", "lifetime_threshold_cents"}
+    {
+        "decline_grace_days",
+        "keep_until_paid_through",
+        "role_mode",
+        "trial_gets_tier_roles",
+        "lifetime_threshold_cents",
+        "currency",  # which patrons' amounts are compared with tier prices (bot/domain/money.py)
+    }
 )
 #: A real sync changing more members than this queues them (paced, durable) instead of changing them inline.
 INLINE_SYNC_LIMIT = 25
@@ -177,6 +185,9 @@ class AdminService:
         threshold = changes.get("lifetime_threshold_cents")
         if threshold is not None and not (isinstance(threshold, int) and threshold >= 0):
             raise AdminError("The lifetime support threshold can't be negative.")
+        currency = changes.get("currency")
+        if currency is not None and currency not in SUPPORTED_CURRENCIES:
+            raise AdminError(f"The currency must be one Patreon supports: {', '.join(SUPPORTED_CURRENCIES)}.")
         roles = {role_id for name in ROLE_SETTINGS if isinstance(role_id := changes.get(name), int)}
         for role_id in sorted(roles):
             self._assert_assignable(guild_id, role_id)

@@ -66,8 +66,8 @@ async def test_member_without_manage_roles_is_refused_server_side(world):
 
 async def test_tiers_lists_campaign_tiers_with_their_roles(world):
     text = await admin(world, ["tiers"])
-    assert "**Gold** (`2001`, $10.00" in text and f"<@&{SEED.gold_role}>" in text
-    assert "**Bronze** (`2002`, $5.00" in text and f"<@&{SEED.bronze_role}>" in text
+    assert "**Gold** (`2001`, 10.00 USD" in text and f"<@&{SEED.gold_role}>" in text
+    assert "**Bronze** (`2002`, 5.00 USD" in text and f"<@&{SEED.bronze_role}>" in text
     assert "Free" in text and "no role" in text
 
 
@@ -75,7 +75,7 @@ async def test_tier_autocomplete_offers_the_campaign_tiers(world):
     choices = await world.discord.autocomplete(
         SEED.guild_id, SEED.owner_id, "patreon-admin", ["map"], focused="tier", options={"tier": "go"}
     )
-    assert choices == [{"name": "Gold ($10.00)", "value": "2001"}]
+    assert choices == [{"name": "Gold (10.00 USD)", "value": "2001"}]
 
 
 async def test_map_then_sync_preview_then_apply(world):

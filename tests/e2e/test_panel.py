@@ -76,8 +76,8 @@ async def test_the_panel_is_posted_once_and_a_second_run_edits_the_same_message(
     assert "Posted the panel" in await post_panel(world)
     panel = the_panel(world)
     assert custom_ids(panel) == [LINK_ID, STATUS_ID, UNLINK_ID]
-    assert "**Gold** ($10.00) → " + f"<@&{SEED.gold_role}>" in panel["content"]
-    assert "**Bronze** ($5.00) → " + f"<@&{SEED.bronze_role}>" in panel["content"]
+    assert "**Gold** (10.00 USD) → " + f"<@&{SEED.gold_role}>" in panel["content"]
+    assert "**Bronze** (5.00 USD) → " + f"<@&{SEED.bronze_role}>" in panel["content"]
     assert panel["content"].index("Gold") < panel["content"].index("Bronze"), "most expensive first"
 
     text = await post_panel(world, title="Patron roles", text="Thanks for supporting the show!")

@@ -185,7 +185,7 @@ def test_real_pledge_create_webhook_with_no_tiers_infers_silver() -> None:
     assert decision.desired == {R_SILVER}
     assert decision.hold is False
     assert "inferred" in decision.reasons[R_SILVER]
-    assert decision.summary == "Active patron of Silver (tier inferred from 5.00 entitled)"
+    assert decision.summary == "Active patron of Silver (tier inferred from 5.00 USD entitled)"
 
 
 @pytest.mark.parametrize(

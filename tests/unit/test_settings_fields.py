@@ -18,6 +18,7 @@ OPTION_TYPES = {
     SettingKind.MODE: AppCommandOptionType.string,
     SettingKind.ROLE: AppCommandOptionType.role,
     SettingKind.CHANNEL: AppCommandOptionType.channel,
+    SettingKind.CURRENCY: AppCommandOptionType.string,
 }
 
 
@@ -64,6 +65,7 @@ def test_the_settings_view_shows_every_setting():
     view = describe_settings(GuildSettings(guild_id=1, lifetime_threshold_cents=2500, log_channel_id=9))
     lines = view.splitlines()[1:]
     assert [line.split(": ")[0] for line in lines] == [spec.label for spec in GUILD_SETTINGS]
-    assert "Lifetime-support threshold: $25.00" in lines and "Log channel: <#9>" in lines
+    assert "Lifetime-support threshold (in the campaign's currency): 25.00 USD" in lines
+    assert "Log channel: <#9>" in lines
     assert "Grace days after a declined payment: 7" in lines and "Free-member role: not set" in lines
     assert "Several tiers give: every entitled tier's roles" in lines
