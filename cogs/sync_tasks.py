@@ -12,6 +12,7 @@ import logging
 from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
+from bot.discord_io.role_connection_metadata import register_metadata_schema
 from bot.sync.worker import log_crash
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class SyncTasks(commands.Cog):
         services = self.bot.services
         services.jobs.start()
         services.webhook_applier.start()
+        await register_metadata_schema(self.bot)
+        services.role_connections.start()
         self._scheduler = asyncio.create_task(services.scheduler.run(), name="refresh scheduler")
         self._scheduler.add_done_callback(log_crash)
         log.info("background sync started (refresh every %g min)", services.scheduler.interval_minutes)
@@ -42,7 +45,11 @@ class SyncTasks(commands.Cog):
             self._starter.cancel()
         services.scheduler.stop()
         # Side by side, so shutdown still takes at most about five seconds.
-        await asyncio.gather(services.webhook_applier.stop(timeout=5.0), services.jobs.stop(timeout=5.0))
+        await asyncio.gather(
+            services.webhook_applier.stop(timeout=5.0),
+            services.jobs.stop(timeout=5.0),
+            services.role_connections.stop(timeout=5.0),
+        )
         if self._scheduler is not None:
             self._scheduler.cancel()  # a refresh in progress stops here; it changed nothing it had not finished
             await asyncio.wait([self._scheduler])  # a crash was logged by its done-callback

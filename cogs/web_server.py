@@ -11,6 +11,7 @@ from bot.web.app import create_web_app
 from bot.web.health_routes import add_health_routes
 from bot.web.limits import WebLimits
 from bot.web.link_routes import add_link_routes
+from bot.web.linked_role_routes import add_linked_role_routes
 from bot.web.server import LimitedWebServer
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ class WebServer(commands.Cog):
         config = self.bot.config
         app = create_web_app(self.bot.services.linking, self.bot.services.webhooks)
         add_link_routes(app, self.bot.services.link_flow)
+        add_linked_role_routes(
+            app, self.bot.services.linked_role_flow, cookie_secure=self.bot.services.link_flow.cookie_secure
+        )
         add_health_routes(app, self.bot.services.observability)
         limits = WebLimits(
             max_connections=config.web_max_connections or None, max_per_address=config.web_max_connections_per_ip

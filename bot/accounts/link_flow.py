@@ -13,7 +13,7 @@ button made before the server was turned off, or before it was left out of ALLOW
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -91,9 +91,12 @@ class LinkFlow:
         linking: LinkingService,
         store: Store,
         clock: Callable[[], datetime],
+        after_link: Callable[[int], Awaitable[object]] | None = None,
     ) -> None:
+        """`after_link(discord_user_id)` runs once a link is made (Linked Roles pushes the new metadata)."""
         self._key = signing_key
         self._public = public_base_url.rstrip("/")
+        self._after_link = after_link
         self._discord = discord
         self._patreon = patreon
         self._linking = linking
@@ -183,6 +186,8 @@ class LinkFlow:
         link = await self._store.get_link_by_discord(state.discord_user_id) if result.ok else None
         if link is None:
             return FlowStep(result=result, is_link_result=True)
+        if self._after_link is not None:
+            await self._after_link(state.discord_user_id)
         undo = issue_undo(
             self._key, state.discord_user_id, link.patreon_user_id, browser.browser_id, link.linked_at, self._clock()
         )

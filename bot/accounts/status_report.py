@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from bot.accounts.linked_role_view import describe_connection
 from bot.domain.models import Tier
 from bot.store import Link, Store
 from bot.sync.reconcile import MemberPlan, ReconcileService
@@ -22,7 +23,7 @@ async def member_status(
     """The whole `/patreon status` answer for this member in this server."""
     if await reconcile.participation_refusal(guild_id) is not None:
         return NOT_HERE
-    return describe_status(
+    report = describe_status(
         guild_id,
         await store.get_link_by_discord(user_id),
         await reconcile.plan_member(guild_id, user_id),
@@ -30,6 +31,7 @@ async def member_status(
         await reconcile.managed_roles(guild_id),
         lambda role_id: role_name(guild_id, role_id),
     )
+    return report + describe_connection(await store.role_connection(user_id))
 
 
 def describe_status(

@@ -20,6 +20,7 @@ from bot.store.files import StoreUnusable, explain, keep_private, prepare_databa
 from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher
 from bot.store.panels import PanelStore
 from bot.store.queues import QueueStore, iso_utc
+from bot.store.role_connections import RoleConnectionStore
 from bot.store.schema import MIGRATIONS
 from bot.store.stats import StatsStore
 from bot.store.token_cipher import TokenCipher
@@ -61,7 +62,7 @@ class Link:
         return not self.by_hand or self.linked_in_guild_id == guild_id
 
 
-class Store(CampaignStore, TokenStore, QueueStore, BulkStore, PanelStore, StatsStore):
+class Store(CampaignStore, TokenStore, QueueStore, BulkStore, PanelStore, StatsStore, RoleConnectionStore):
     """All persistence goes through here; methods commit before they return.
 
     The connected campaigns and server bindings (`CampaignStore`), the encrypted tokens (`TokenStore`), the durable

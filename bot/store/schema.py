@@ -240,5 +240,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX webhook_events_by_campaign ON webhook_events (addressed_campaign_id, state);
     DROP TABLE legacy_campaign;
     """,
-
+    # 9: Linked Roles (bot/store/role_connections.py): per Discord user, the metadata Discord last accepted and the
+    # metadata waiting to be pushed, with its attempts and next try (the push queue); `state` 'revoked' once Discord
+    # refused the user's token. The token pair itself is sealed in `tokens` under 'discord:<user id>'.
+    """
+    CREATE TABLE role_connections (
+        discord_user_id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('active', 'revoked')),
+        platform_username TEXT,
+        pushed TEXT,
+        pushed_at TEXT,
+        wanted TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX role_connections_due ON role_connections (state, next_attempt_at) WHERE wanted IS NOT NULL;
+    """,
 )

@@ -89,6 +89,8 @@ class DiscordOAuth:
     refresh_tokens: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
     #: Seconds an access token lives (`expires_in`); a test shortens it to make the bot refresh.
     token_lifetime: int = TOKEN_LIFETIME
+    #: The grant type of every token issued ("authorization_code", "refresh_token"), oldest first.
+    grants: list[str] = field(default_factory=list)
     #: Every page or call, as (method, path): the tests count what a person's browser went through.
     visits: list[tuple[str, str]] = field(default_factory=list)
 
@@ -235,6 +237,7 @@ class DiscordOAuth:
                 return json_response({"error": "invalid_grant", "error_description": "Invalid refresh_token"}, 400)
             used = form.get("refresh_token", "")
             self.tokens = {key: token for key, token in self.tokens.items() if token.refresh_token != used}
+            self.grants.append("refresh_token")
             return json_response(self._issue(*grant))
         if form.get("grant_type") != "authorization_code":
             return json_response({"error": "unsupported_grant_type"}, 400)
@@ -243,6 +246,7 @@ class DiscordOAuth:
             return json_response({"error": "invalid_grant", "error_description": _INVALID_CODE}, 400)
         if code.redirect_uri != form.get("redirect_uri"):
             return json_response({"error": "invalid_grant", "error_description": _INVALID_REDIRECT}, 400)
+        self.grants.append("authorization_code")
         return json_response(self._issue(code.user_id, code.scopes))
 
     def _issue(self, user_id: int, scopes: tuple[str, ...]) -> dict[str, Any]:

@@ -1,0 +1,69 @@
+"""What Discord should show as a connected user's Linked Roles metadata, asked of the store and the policy.
+
+Discord keeps one role connection per user for the whole application, but the policy is per server (grace days,
+paid-through). The metadata follows the first server by id that acts for the campaign and has the user as a member,
+with that server's rules and the membership the engine itself would plan with there (`ReconcileService.plan_member`,
+so a link by hand made in another server counts for nothing, as for roles). A link by hand counts nowhere here:
+it is an admin's word in one server, and the metadata is seen in every server. Unlinked, or in no acting server:
+all zeros and false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from bot.accounts.linked_roles import NOTHING, LinkedRoleMetadata, metadata_for
+from bot.store import Store
+from bot.store.role_connections import RoleConnection
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_connection_push import WantedConnection
+
+
+class LinkedRoleView:
+    def __init__(self, store: Store, reconcile: ReconcileService, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.reconcile = reconcile
+        self.clock = clock
+
+    async def metadata(self, discord_user_id: int, pushed: dict[str, str] | None) -> LinkedRoleMetadata:
+        """The user's metadata now; `pushed` (what Discord has) is held through the policy's holds."""
+        link = await self.store.get_link_by_discord(discord_user_id)
+        if link is None or link.by_hand:
+            return NOTHING
+        last = LinkedRoleMetadata.from_payload(pushed) if pushed else NOTHING
+        for guild_id in sorted(await self.reconcile.member_guilds(discord_user_id)):
+            plan = await self.reconcile.plan_member(guild_id, discord_user_id)
+            if plan is None:
+                continue
+            settings = await self.store.get_settings(guild_id)
+            tiers = await self.store.get_tiers()
+            return metadata_for(plan.membership, settings, tiers, self.clock(), last)
+        return NOTHING
+
+    async def wanted(self, discord_user_id: int, pushed: dict[str, str] | None) -> WantedConnection:
+        """The pusher's view (bot/sync/role_connection_push.py): the metadata and the Patreon name shown beside it."""
+        metadata = await self.metadata(discord_user_id, pushed)
+        link = await self.store.get_link_by_discord(discord_user_id)
+        name = None
+        if link is not None and not link.by_hand:
+            membership = await self.store.get_membership(link.patreon_user_id)
+            name = membership.full_name if membership is not None else None
+        return WantedConnection(metadata.payload(), name)
+
+
+def describe_connection(connection: RoleConnection | None) -> str:
+    """The Linked Roles lines of `/patreon status` (empty for someone who never connected): what the bot last sent
+    Discord, and a refused token, which stops updates until the member connects again."""
+    if connection is None:
+        return ""
+    sent = LinkedRoleMetadata.from_payload(connection.pushed).describe() if connection.pushed else "nothing yet"
+    when = f" on {connection.pushed_at:%Y-%m-%d %H:%M} UTC" if connection.pushed_at else ""
+    if connection.revoked:
+        return (
+            "\nLinked Roles: ⚠️ Discord no longer accepts your connection (the authorisation was removed or "
+            f"refused), so your linked roles can't be updated. Last sent{when}: {sent}. Open the role's Linked "
+            "Roles requirement in Discord to connect again."
+        )
+    waiting = " An update is waiting to be sent." if connection.wanted is not None else ""
+    return f"\nLinked Roles: connected. Last sent to Discord{when}: {sent}.{waiting}"
