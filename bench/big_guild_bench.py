@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bot_runner import BenchBot, add_log_option, free_port, peak_rss_mb, rss_mb, setup_logging
+from bench.bot_runner import BenchBot, Span, add_log_option, free_port, peak_rss_mb, ratio, rss_mb, setup_logging
 from bench.fakes_process import FakesProcess
-from bench.seeding import GUILD_ID, OWNER_ID
+from bench.seeding import GUILD_ID, OWNER_ID, role_call_user
 
 RSS_GOAL_MB, READY_GOAL_S = 250, 60
 
@@ -89,18 +89,27 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
 
         change = await fakes.call("change", percent=args.changed_percent, rng_seed=args.seed)
         print(f"changed {change['changed']:,} memberships; {change['differ']:,} member(s) now need a role change")
-        span = time.perf_counter()
+        await fakes.call("mark")
+        span, measured = time.perf_counter(), Span.start()
         report = await bot.services.refresh.run("bench")
+        refreshed = measured.stop()
         print(
             f"  refresh: ok={report.ok}, {report.roles_differ} differ, {report.jobs_queued} job(s) queued in "
-            f"{time.perf_counter() - span:.1f}s; draining on Discord's real role-call limits ...",
+            f"{refreshed.wall:.1f}s ({refreshed.cpu:.2f}s CPU); draining on Discord's real role-call limits ...",
             flush=True,
         )
         await bot.settle(args.timeout)
         drain_s = time.perf_counter() - span
         verdict = await fakes.call("verify")
         wrong = verdict["mismatches"]
+        calls = (await fakes.call("calls_since_mark"))["discord"]
+        role_calls = [status for method, path, status in calls if role_call_user(method, path) is not None]
+        http_429 = sum(1 for _method, _path, status in calls if status == 429)
         print(f"  drained in {drain_s:.1f}s; roles wrong afterwards: {wrong} of {verdict['checked']:,}")
+        print(
+            f"  Discord role calls: {ratio(len(role_calls), change['role_changes'])} (roles to change); "
+            f"429 answers: {http_429}"
+        )
     finally:
         await bot.close()
 
@@ -109,7 +118,9 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print(
         f"RESULT peak_rss_mb={peak:.0f} ready_s={ready_s:.1f} wrong={wrong} members={args.members} "
         f"linked={linked} members_known_s={known_s:.1f} member_requests={requests['requests']} "
-        f"whole_list_requests={requests['whole_list']} cached_members={cached} drain_s={drain_s:.1f}"
+        f"whole_list_requests={requests['whole_list']} cached_members={cached} drain_s={drain_s:.1f} "
+        f"role_calls={len(role_calls)} role_calls_expected={change['role_changes']} http_429={http_429} "
+        f"plan_cpu_s={refreshed.cpu:.2f}"
     )
     return 0 if wrong == 0 and requests["whole_list"] == 0 else 1
 
