@@ -198,6 +198,15 @@ class CampaignStore(SqlRunner):
         await self._db.commit()
         return moved
 
+    async def _check_other_secrets(self) -> None:
+        """Part of opening the store: every webhook secret opens with the key (TokenKeyError, one line, else)."""
+        async with self._db.execute(
+            "SELECT campaign_id, webhook_secret FROM campaigns WHERE webhook_secret IS NOT NULL"
+        ) as cursor:
+            rows = [tuple(row) async for row in cursor]
+        for campaign_id, sealed in rows:
+            self._cipher.open(_secret_label(campaign_id), sealed)
+
     async def _reseal_other_secrets(self, cipher: TokenCipher) -> None:
         """Part of `reencrypt_tokens`' commit: every webhook secret under the new key."""
         async with self._db.execute(

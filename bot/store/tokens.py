@@ -84,6 +84,7 @@ class TokenStore(SqlRunner):
             for label, value in ((access, access_value), (refresh, refresh_value)):
                 if is_sealed(value):
                     self._cipher.open(label, value)
+        await self._check_other_secrets()
 
     async def _seal_plain_tokens(self) -> int:
         """Encrypt rows written before tokens were encrypted (one commit), then scrub the old text from the files.
@@ -134,6 +135,9 @@ class TokenStore(SqlRunner):
         self._cipher = cipher
         await self._scrub_files()
         return len(rows)
+
+    async def _check_other_secrets(self) -> None:
+        """Other sealed values that must open with the key (the campaigns' webhook secrets)."""
 
     async def _reseal_other_secrets(self, cipher: TokenCipher) -> None:
         """Other sealed values to move to `cipher` in the same commit (the campaigns' webhook secrets)."""

@@ -214,3 +214,40 @@ async def test_the_patrons_report_of_a_server_lists_only_its_own_campaigns_patro
     assert [row.patreon_user_id for row in report_b.rows] == ["p-ben"]
     report_a = await patrons_report(two.store, two.gateway, services.admin.participation, GUILD, now)
     assert [row.patreon_user_id for row in report_a.rows] == ["p-ann"]
+
+
+async def test_a_new_webhook_secret_is_served_at_once_and_the_old_one_refused(two):
+    body = member_body("m-ben", "p-ben", CAMPAIGN_B)
+    await two.services.campaigns.set_webhook(CAMPAIGN_B, "hook-b2", "campaign-b-second-secret")
+    assert await post(two, f"/patreon/webhook/{CAMPAIGN_B}", body, SECRET_B) == 401
+    assert await post(two, f"/patreon/webhook/{CAMPAIGN_B}", body, "campaign-b-second-secret") == 202
+    record = await two.store.get_campaign(CAMPAIGN_B)
+    assert record is not None and (record.webhook_id, record.webhook_secret) == ("hook-b2", "campaign-b-second-secret")
+
+
+async def test_webhook_secrets_are_sealed_at_rest_and_move_with_a_key_rotation(tmp_path):
+    import sqlite3
+
+    from bot.store import Store
+    from bot.store.token_cipher import TokenCipher, TokenKeyError, new_key
+
+    path = tmp_path / "bot.sqlite3"
+    old_key, new_key_text = new_key(), new_key()
+    new = TokenCipher.from_setting(new_key_text)
+    store = await Store.open(path, TokenCipher.from_setting(old_key))
+    try:
+        await store.save_campaign(CAMPAIGN_B, token_subject="campaign:x", source=OAUTH_SOURCE, webhook_secret=SECRET_B)
+        await store.reencrypt_tokens(TokenCipher.from_setting(f"{new_key_text},{old_key}"))
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as raw:
+        (stored,) = raw.execute("SELECT webhook_secret FROM campaigns").fetchone()
+    raw.close()
+    assert SECRET_B not in stored
+    reopened = await Store.open(path, new)
+    try:
+        assert (await reopened.get_campaign(CAMPAIGN_B)).webhook_secret == SECRET_B
+    finally:
+        await reopened.close()
+    with pytest.raises(TokenKeyError):  # the old key opens nothing any more: one line at start-up
+        await Store.open(path, TokenCipher.from_setting(old_key))
