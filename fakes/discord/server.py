@@ -318,6 +318,10 @@ class FakeDiscord:
         """
         self._gate.faults.append(failure_rule(method, path_regex, status, count, code, message))
 
+    def clear_faults(self) -> None:
+        """Forget the injected failures and 429s not yet used (`fail_next`, `inject_rate_limit`): a burst is over."""
+        self._gate.faults.clear()
+
     def hold_next(self, method: str, path_regex: str, *, seconds: float, count: int = 1) -> HoldRule:
         """The next `count` matching calls wait before Discord handles them: at most `seconds`, or until the
         returned rule's `release()`. Its `arrived`/`held` counters say when a call is being held.

@@ -1,0 +1,142 @@
+"""The real bot in a process of its own, so a test can `kill -9` it: `python -m fakes.bot_process`.
+
+Why a process: a crash must lose nothing, and only the kernel ends a bot without running any of its shutdown code
+(no `close()`, no `finally`, no last commit; sockets, the SQLite connection and the database lock dropped as they
+are). The parent (tests/convergence/) runs the fakes and starts this with the world's .env in the environment, plus:
+
+- `BOT_CONTROL_FILE`: where to write the loopback port of the small control API below (the parent's only window
+  into the bot), once it listens;
+- `BOT_CLOCK_OFFSET_SECONDS`: where the injected clock starts (real time plus this offset, as `fakes.world.Clock`).
+
+Control API (loopback only, no secrets in it):
+`GET /ready` waits until discord.py is ready and the start-up refresh and what it queued are done;
+`POST /clock?offset=<seconds>` moves the clock; `POST /refresh` runs one refresh and answers its report;
+`POST /settle?events=0|1` waits until no role job (and, with `events=1`, no webhook event) is pending, even one
+waiting out a back-off, and answers the queue's counts; `GET /queue` answers them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from bot.__main__ import keep_secrets_out_of_logs
+from bot.config import load_config
+from bot.discord_io.client import PatronBot
+from bot.discord_io.endpoint import point_discord_at
+from bot.discord_io.log_redaction import secrets_of
+from bot.discord_io.runner import setup_logging
+from bot.store import Store
+from bot.store.files import exclusive_use
+from fakes.world import Clock
+
+SETTLE_TIMEOUT = 90.0
+
+
+async def queue_counts(bot: PatronBot) -> dict[str, int]:
+    store = bot.services.store
+    events = await store.webhook_event_counts()
+    return {
+        "pending_jobs": len(await store.pending_role_jobs()),
+        "failed_jobs": len(await store.failed_role_jobs()),
+        "pending_events": int(events.get("pending", 0)),
+        "failed_events": int(events.get("failed", 0)),
+    }
+
+
+async def settle(bot: PatronBot, *, events: bool, timeout: float = SETTLE_TIMEOUT) -> dict[str, int]:
+    """Until nothing is due, running or waiting out a back-off (the workers' own `wait_idle` skips back-offs)."""
+    services = bot.services
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        remaining = max(0.1, deadline - loop.time())
+        await services.webhook_applier.wait_idle(remaining)
+        await services.jobs.wait_idle(remaining)
+        counts = await queue_counts(bot)
+        if counts["pending_jobs"] == 0 and (not events or counts["pending_events"] == 0):
+            await services.webhook_applier.wait_idle(remaining)
+            await services.jobs.wait_idle(remaining)
+            return await queue_counts(bot)
+        if loop.time() > deadline:
+            raise TimeoutError(f"the queues did not drain in {timeout:.0f} s: {counts}")
+        await asyncio.sleep(0.02)
+
+
+def announce_control_port(path: Path, port: int) -> None:
+    """Where the parent finds the control API: a port the kernel chose, so no other process can hold it."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(str(port))
+    partial.replace(path)
+
+
+def control_app(bot: PatronBot, clock: Clock) -> web.Application:
+    async def ready(_request: web.Request) -> web.Response:
+        await asyncio.wait_for(bot.wait_until_ready(), timeout=30)
+        await asyncio.wait_for(bot.services.scheduler.first_run_done.wait(), timeout=60)
+        await settle(bot, events=False)
+        return web.json_response({"ok": True})
+
+    async def set_clock(request: web.Request) -> web.Response:
+        clock.offset = timedelta(seconds=float(request.query["offset"]))
+        for worker in (bot.services.jobs, bot.services.webhook_applier):
+            worker.wake()  # what waited out a back-off by the old clock may be due now
+        return web.json_response({"ok": True})
+
+    async def refresh(_request: web.Request) -> web.Response:
+        report = await bot.services.refresh.run("convergence test")
+        return web.json_response({"ok": report.ok, "detail": report.detail})
+
+    async def settle_view(request: web.Request) -> web.Response:
+        events = request.query.get("events", "1") == "1"
+        try:
+            return web.json_response(await settle(bot, events=events))
+        except TimeoutError as error:
+            return web.json_response({"error": str(error), **await queue_counts(bot)}, status=504)
+
+    async def queue(_request: web.Request) -> web.Response:
+        return web.json_response(await queue_counts(bot))
+
+    app = web.Application()
+    app.router.add_get("/ready", ready)
+    app.router.add_post("/clock", set_clock)
+    app.router.add_post("/refresh", refresh)
+    app.router.add_post("/settle", settle_view)
+    app.router.add_get("/queue", queue)
+    return app
+
+
+async def serve() -> int:
+    config = load_config(dict(os.environ), env_file=None)
+    keep_secrets_out_of_logs(secrets_of(config))
+    setup_logging(config.log_level)
+    clock = Clock()
+    clock.offset = timedelta(seconds=float(os.environ.get("BOT_CLOCK_OFFSET_SECONDS", "0")))
+    with exclusive_use(config.database_path):
+        store = await Store.open(config.database_path)
+        point_discord_at(config.discord_base_url)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            bot = PatronBot(config, store, session, clock, guild_ready_timeout=0.05)
+            services = bot.services
+            # Retries back off in milliseconds instead of seconds, as FakeWorld.fast_retries does in-process.
+            services.patreon.retry_base_delay = 0.01
+            services.jobs.retry_base = 0.05
+            services.webhook_applier.retry_base = 0.05
+            runner = web.AppRunner(control_app(bot, clock), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            announce_control_port(Path(os.environ["BOT_CONTROL_FILE"]), runner.addresses[0][1])
+            async with bot:
+                await bot.start(config.discord_token)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(serve()))
