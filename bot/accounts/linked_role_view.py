@@ -28,28 +28,28 @@ class LinkedRoleView:
 
     async def metadata(self, discord_user_id: int, pushed: dict[str, str] | None) -> LinkedRoleMetadata:
         """The user's metadata now; `pushed` (what Discord has) is held through the policy's holds."""
-        link = await self.store.get_link_by_discord(discord_user_id)
-        if link is None or link.by_hand:
-            return NOTHING
-        last = LinkedRoleMetadata.from_payload(pushed) if pushed else NOTHING
-        for guild_id in sorted(await self.reconcile.member_guilds(discord_user_id)):
-            plan = await self.reconcile.plan_member(guild_id, discord_user_id)
-            if plan is None:
-                continue
-            settings = await self.store.get_settings(guild_id)
-            tiers = await self.store.get_tiers()
-            return metadata_for(plan.membership, settings, tiers, self.clock(), last)
-        return NOTHING
+        return (await self._look(discord_user_id, pushed))[0]
 
     async def wanted(self, discord_user_id: int, pushed: dict[str, str] | None) -> WantedConnection:
         """The pusher's view (bot/sync/role_connection_push.py): the metadata and the Patreon name shown beside it."""
-        metadata = await self.metadata(discord_user_id, pushed)
-        link = await self.store.get_link_by_discord(discord_user_id)
-        name = None
-        if link is not None and not link.by_hand:
-            membership = await self.store.get_membership(link.patreon_user_id)
-            name = membership.full_name if membership is not None else None
+        metadata, name = await self._look(discord_user_id, pushed)
         return WantedConnection(metadata.payload(), name)
+
+    async def _look(self, discord_user_id: int, pushed: dict[str, str] | None) -> tuple[LinkedRoleMetadata, str | None]:
+        link = await self.store.get_link_by_discord(discord_user_id)
+        if link is None or link.by_hand:
+            return NOTHING, None
+        last = LinkedRoleMetadata.from_payload(pushed) if pushed else NOTHING
+        for guild_id in sorted(await self.reconcile.member_guilds(discord_user_id)):
+            plan = await self.reconcile.plan_member(guild_id, discord_user_id, explain=False)
+            if plan is None:
+                continue
+            settings = await self.store.get_settings(guild_id)
+            tiers = await self.store.get_tiers(await self.reconcile.campaign_key(guild_id))
+            membership = plan.membership
+            name = membership.full_name if membership is not None else None
+            return metadata_for(membership, settings, tiers, self.clock(), last), name
+        return NOTHING, None
 
 
 def describe_connection(connection: RoleConnection | None) -> str:
