@@ -196,3 +196,29 @@ async def test_a_patreon_sign_in_forwarded_from_the_verification_is_refused(worl
     assert await world.store.get_link_by_patreon(PATREON_IDS[SEED.alice]) is None
     await wait_for(lambda: metadata_of(world, SEED.bob).get("tier_rank") == "0")
     assert SILVER_PLUS not in world.roles_of(SEED.bob)
+
+
+async def test_a_callback_replayed_in_the_same_browser_is_used_up(world):
+    await set_up(world)
+    await world.link(SEED.alice)
+    browser = world.browser_of(SEED.alice)
+    callback = await browser.url_before(world.bot_url + VERIFY, world.bot_url + "/discord/linked-role/")
+    assert (await browser.open(callback))[0] == 200
+    exchanges = world.discord.oauth.grants.count("authorization_code")
+    status, page = await browser.open(callback)
+    assert status == 400 and "already used" in page_text(page)
+    assert world.discord.oauth.grants.count("authorization_code") == exchanges  # the code was not tried again
+
+
+async def test_no_discord_user_token_reaches_the_log(world, caplog):
+    caplog.set_level("DEBUG")
+    await set_up(world)
+    await world.link(SEED.alice)
+    await world.browser_of(SEED.alice).open(world.bot_url + VERIFY)
+    issued = {*world.discord.oauth.tokens, *world.discord.oauth.refresh_tokens}
+    world.discord.oauth.expire_access_tokens(SEED.alice)  # the next push refreshes: a second pair
+    await pledge(world, SEED.alice, SEED.bronze_tier)
+    await wait_for(lambda: SILVER_PLUS not in world.roles_of(SEED.alice))
+    issued |= {*world.discord.oauth.tokens, *world.discord.oauth.refresh_tokens}
+    assert world.discord.oauth.grants.count("refresh_token") >= 1 and len(issued) >= 4
+    assert not [token for token in issued if token in caplog.text]
