@@ -3,21 +3,26 @@
 Discord keeps one role connection per user for the whole application, but the policy is per server (grace days,
 paid-through). The metadata follows the first server by id that acts for the campaign and has the user as a member,
 with that server's rules and the membership the engine itself would plan with there (`ReconcileService.plan_member`,
-so a link by hand made in another server counts for nothing, as for roles). A link by hand counts nowhere here:
-it is an admin's word in one server, and the metadata is seen in every server. Unlinked, or in no acting server:
-all zeros and false.
+so a link by hand made in another server counts for nothing, as for roles). A link by hand counts nowhere here: it
+is an admin's word in one server, and the metadata is seen in every server. A user in acting servers of two
+campaigns gets nothing, since one campaign's values would meet the other's Links requirements. Unlinked, or in no
+acting server: all zeros and false.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from bot.accounts.linked_roles import NOTHING, LinkedRoleMetadata, metadata_for
+from bot.domain.models import MembershipSnapshot
 from bot.store import Store
 from bot.store.role_connections import RoleConnection
 from bot.sync.reconcile import ReconcileService
 from bot.sync.role_connection_push import WantedConnection
+
+log = logging.getLogger(__name__)
 
 
 class LinkedRoleView:
@@ -40,16 +45,22 @@ class LinkedRoleView:
         if link is None or link.by_hand:
             return NOTHING, None
         last = LinkedRoleMetadata.from_payload(pushed) if pushed else NOTHING
+        found: list[tuple[int, str | None, MembershipSnapshot | None]] = []
         for guild_id in sorted(await self.reconcile.member_guilds(discord_user_id)):
             plan = await self.reconcile.plan_member(guild_id, discord_user_id, explain=False)
-            if plan is None:
-                continue
-            settings = await self.store.get_settings(guild_id)
-            tiers = await self.store.get_tiers(await self.reconcile.campaign_key(guild_id))
-            membership = plan.membership
-            name = membership.full_name if membership is not None else None
-            return metadata_for(membership, settings, tiers, self.clock(), last), name
-        return NOTHING, None
+            if plan is not None:
+                found.append((guild_id, await self.reconcile.campaign_key(guild_id), plan.membership))
+        if not found:
+            return NOTHING, None
+        if len({campaign for _, campaign, _ in found}) > 1:
+            # One connection shows in every server: values from one campaign would open another campaign's roles.
+            log.info("linked roles: user=%s is in servers of several campaigns; pushing nothing", discord_user_id)
+            return NOTHING, None
+        guild_id, campaign, membership = found[0]
+        settings = await self.store.get_settings(guild_id)
+        tiers = await self.store.get_tiers(campaign)
+        name = membership.full_name if membership is not None else None
+        return metadata_for(membership, settings, tiers, self.clock(), last), name
 
 
 def describe_connection(connection: RoleConnection | None) -> str:

@@ -9,6 +9,7 @@ from bot.accounts.linked_roles import schema_payload
 from bot.store.role_connections import discord_subject
 from fakes.world import DISCORD_CLIENT_SECRET, PATREON_IDS, SEED, FakeWorld, page_text
 from tests.e2e.polling import wait_for
+from tests.e2e.test_campaign_two_servers import OTHER, two_campaigns  # noqa: F401 (a fixture)
 
 SILVER_PLUS = 730000000000000077  # Discord grants it from the Links requirement; the bot never touches it
 VERIFY = "/discord/linked-role"
@@ -222,3 +223,17 @@ async def test_no_discord_user_token_reaches_the_log(world, caplog):
     issued |= {*world.discord.oauth.tokens, *world.discord.oauth.refresh_tokens}
     assert world.discord.oauth.grants.count("refresh_token") >= 1 and len(issued) >= 4
     assert not [token for token in issued if token in caplog.text]
+
+
+async def test_values_of_one_campaign_never_open_another_campaigns_linked_role(two_campaigns):  # noqa: F811
+    """Alice pays campaign A (Gold) and is also in Eve's server, which follows campaign B and requires tier_rank
+    >= 1 on a role: one connection shows in both, so a member of two campaigns' servers gets nothing pushed."""
+    world = two_campaigns
+    await set_up(world)
+    eve_linked = 730000000000000078
+    world.discord.guild(OTHER).add_role(eve_linked, "Eve's supporters", position=3)
+    world.discord.role_connections.set_role_requirements(OTHER, eve_linked, {"tier_rank": 1})
+    status, page = await world.browser_of(SEED.alice).open(world.bot_url + VERIFY)
+    assert status == 200, page_text(page)
+    assert metadata_of(world, SEED.alice) == {"patron": "0", "tier_rank": "0", "lifetime_support": "0"}
+    assert eve_linked not in world.discord.guild(OTHER).member(SEED.alice).role_ids
