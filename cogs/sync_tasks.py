@@ -32,11 +32,11 @@ class SyncTasks(commands.Cog):
         services = self.bot.services
         services.jobs.start()
         services.webhook_applier.start()
-        await register_metadata_schema(self.bot)
         services.role_connections.start()
         self._scheduler = asyncio.create_task(services.scheduler.run(), name="refresh scheduler")
         self._scheduler.add_done_callback(log_crash)
         log.info("background sync started (refresh every %g min)", services.scheduler.interval_minutes)
+        await register_metadata_schema(self.bot)  # last: a slow Discord here holds up nothing else
 
     async def cog_unload(self) -> None:
         """Stop taking work, let running role jobs finish briefly; whatever is left stays queued in SQLite."""

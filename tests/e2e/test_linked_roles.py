@@ -237,3 +237,14 @@ async def test_values_of_one_campaign_never_open_another_campaigns_linked_role(t
     assert status == 200, page_text(page)
     assert metadata_of(world, SEED.alice) == {"patron": "0", "tier_rank": "0", "lifetime_support": "0"}
     assert eve_linked not in world.discord.guild(OTHER).member(SEED.alice).role_ids
+
+
+async def test_the_records_are_registered_once_and_a_restart_only_reads_them(world):
+    records = r"^/applications/\d+/role-connections/metadata$"
+    await wait_for(lambda: world.discord.role_connections.metadata == schema_payload(), timeout=10)
+    assert len(world.discord.calls_matching("PUT", records)) == 1
+    await world.stop_bot()
+    await world.start_bot()
+    await wait_for(lambda: len(world.discord.calls_matching("GET", records)) == 2, timeout=10)
+    assert len(world.discord.calls_matching("PUT", records)) == 1
+    assert all(call.status == 200 for call in world.discord.calls_matching("GET", records))
