@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from bot.accounts.linked_role_view import describe_connection
+from bot.domain.billing import cadence_months
 from bot.domain.models import Tier
+from bot.domain.money import DEFAULT_CURRENCY, describe_pledge
 from bot.store import Link, Store
 from bot.sync.reconcile import MemberPlan, ReconcileService
 
@@ -30,6 +32,7 @@ async def member_status(
         await store.get_tiers(await reconcile.campaign_key(guild_id)),
         await reconcile.managed_roles(guild_id),
         lambda role_id: role_name(guild_id, role_id),
+        (await store.get_settings(guild_id)).currency,
     )
     return report + describe_connection(await store.role_connection(user_id))
 
@@ -41,6 +44,7 @@ def describe_status(
     tiers: Mapping[str, Tier],
     managed_roles: frozenset[int],
     role_name: Callable[[int], str],
+    currency: str = DEFAULT_CURRENCY,
 ) -> str:
     if member_plan is None:
         return "You're not a member of this server as far as the bot can see."
@@ -65,6 +69,9 @@ def describe_status(
                 f"last charge: {membership.last_charge_status or 'none'}"
                 f"{f' on {membership.last_charge_date:%Y-%m-%d}' if membership.last_charge_date else ''}."
             )
+            if membership.currently_entitled_amount_cents > 0:
+                pledge = describe_pledge(membership, currency, cadence_months(membership))
+                lines.append(f"Pledge: {pledge} (the campaign's currency is {currency}).")
     lines.append(f"Decision: {member_plan.decision.summary}")
     if not managed_roles:
         lines.append("This server hasn't mapped any Patreon tiers to roles yet.")
