@@ -26,6 +26,7 @@ from bot.sync.campaign import CampaignService
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.channel_log import ChannelLog
 from bot.sync.participation import Participation
+from bot.sync.patron_dms import PatronDms
 from bot.sync.plan_scope import DirtyMembers
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshReport, RefreshScheduler, RefreshService
@@ -71,6 +72,8 @@ class Services:
     clock: Callable[[], datetime]
     #: /readyz and /metrics (bot/web/health_routes.py).
     observability: Observability
+    #: The opt-in DMs' outbox (bot/sync/patron_dms.py); its sender runs in cogs/patron_dms.py.
+    patron_dms: PatronDms
 
 
 def build_services(
@@ -137,8 +140,17 @@ def build_services(
     campaigns = CampaignRegistry(store, connected_campaign, env=campaign if seed is not None else None)
     participation = Participation(store, gateway.guild_ids, config.allowed_guild_ids, campaigns)
     pacer = RoleCallPacer(per_guild=config.role_calls_per_guild, window_seconds=config.role_window_seconds)
+    patron_dms = PatronDms(
+        store, clock, participation, lambda guild_id: reconcile.campaign_key(guild_id), gateway.role_name
+    )
     reconcile = ReconcileService(
-        store, gateway, clock, limiter=pacer, channel_log=channel_log, participation=participation
+        store,
+        gateway,
+        clock,
+        limiter=pacer,
+        channel_log=channel_log,
+        participation=participation,
+        on_outcome=patron_dms.on_outcome,
     )
     linking = LinkingService(patreon, store, campaign, reconcile, gateway, clock)
     discord_sign_in = DiscordSignInClient(
@@ -205,6 +217,7 @@ def build_services(
         gateway=gateway,
         clock=clock,
         observability=observability,
+        patron_dms=patron_dms,
     )
 
 

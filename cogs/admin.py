@@ -14,6 +14,7 @@ from discord.ext import commands
 
 from bot.discord_io.client import PatronBot
 from bot.discord_io.roles import DiscordRoleGateway
+from bot.domain.dm_templates import DmKind
 from bot.domain.models import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKind, SettingSpec
 from bot.domain.money import format_money
 from bot.guild_admin.health import health_report
@@ -21,6 +22,7 @@ from bot.guild_admin.rank import InvokerRank
 from bot.guild_admin.service import AdminService
 from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
 from bot.sync.role_pacing import describe_duration
+from cogs.patron_dms import PatronDmsCog
 from cogs.patrons_report import WeeklyPatronsCog, answer_patrons_report
 
 #: Patreon's supported currencies as the `currency:` option's choices (bot/domain/money.py).
@@ -196,6 +198,20 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         await interaction.response.defer(ephemeral=True, thinking=True)
         await answer_patrons_report(self.bot, interaction)
 
+    @app_commands.command(name="dm-preview", description="Show one of the opt-in DMs as a member here would get it")
+    @app_commands.describe(kind="welcome (after linking), declined (payment declined) or removed (roles removed)")
+    async def dm_preview(
+        self, interaction: discord.Interaction, kind: Literal["welcome", "declined", "removed"]
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        guild = guild_id(interaction)
+        refusal = await self.admin.participation_refusal(guild)
+        if refusal is not None:
+            await reply(interaction, refusal)
+            return
+        name = interaction.guild.name if interaction.guild is not None else "this server"
+        await reply(interaction, await self.bot.services.patron_dms.preview(guild, DmKind(kind), name))
+
     @app_commands.command(name="check", description="Check permissions, role order, mappings, webhooks and refreshes")
     async def check(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -293,3 +309,4 @@ async def reply(interaction: discord.Interaction, text: str) -> None:
 async def setup(bot: PatronBot) -> None:
     await bot.add_cog(Admin(bot))
     await bot.add_cog(WeeklyPatronsCog(bot))
+    await bot.add_cog(PatronDmsCog(bot))

@@ -16,6 +16,8 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleM
 from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore, campaign_key, membership_row
 from bot.store.campaigns import CampaignStore
 from bot.store.codec import decode_settings, decode_snapshot, encode_settings
+from bot.store.daily_counts import DailyCountStore
+from bot.store.dm_outbox import DmOutboxStore
 from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
 from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher
 from bot.store.panels import PanelStore
@@ -62,7 +64,17 @@ class Link:
         return not self.by_hand or self.linked_in_guild_id == guild_id
 
 
-class Store(CampaignStore, TokenStore, QueueStore, BulkStore, PanelStore, StatsStore, RoleConnectionStore):
+class Store(
+    CampaignStore,
+    TokenStore,
+    QueueStore,
+    BulkStore,
+    PanelStore,
+    StatsStore,
+    RoleConnectionStore,
+    DailyCountStore,
+    DmOutboxStore,
+):
     """All persistence goes through here; methods commit before they return.
 
     The connected campaigns and server bindings (`CampaignStore`), the encrypted tokens (`TokenStore`), the durable

@@ -258,4 +258,36 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX role_connections_due ON role_connections (state, next_attempt_at) WHERE wanted IS NOT NULL;
     """,
+    # 10 (issue 12): the daily count behind `/patreon-admin stats` (bot/store/daily_counts.py), one row per server,
+    # day and tier ('' is the whole server: patrons and how many linked), written once a day, never rewritten; and
+    # the outbox of opt-in DMs (bot/store/dm_outbox.py), one row per DM, unique per what makes it one DM.
+    """
+    CREATE TABLE daily_counts (
+        guild_id INTEGER NOT NULL,
+        day TEXT NOT NULL,
+        tier_id TEXT NOT NULL,
+        tier_title TEXT NOT NULL,
+        patrons INTEGER NOT NULL,
+        linked INTEGER NOT NULL,
+        PRIMARY KEY (guild_id, day, tier_id)
+    );
+    CREATE TABLE dm_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        guild_id INTEGER NOT NULL,
+        discord_user_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        dedupe_key TEXT NOT NULL,
+        params TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'blocked', 'failed', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        sending_at TEXT,
+        created_at TEXT NOT NULL,
+        done_at TEXT,
+        last_error TEXT,
+        UNIQUE (guild_id, discord_user_id, kind, dedupe_key)
+    );
+    CREATE INDEX dm_outbox_due ON dm_outbox (state, next_attempt_at);
+    CREATE INDEX dm_outbox_user ON dm_outbox (discord_user_id, state);
+    """,
 )

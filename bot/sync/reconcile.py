@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -149,18 +149,22 @@ class ReconcileService:
         limiter: RateLimiter | None,
         channel_log: ChannelLog | None,
         participation: Participation | None = None,
+        on_outcome: Callable[[ReconcileOutcome, str], Awaitable[None]] | None = None,
     ) -> None:
         """`limiter` paces every role call, whoever asks, under the server's bucket and the global one: discord.py
         learns a bucket only by exceeding it (None: no pacing, one gateway call per member). `channel_log`
         buffers the log-channel lines of queued (background) reconciles (None: post at once). `participation`
         says which servers act for the campaign; the engine changes no role anywhere else (None: every server
-        the bot is in, for tests of the engine alone; `build_services` always passes one)."""
+        the bot is in, for tests of the engine alone; `build_services` always passes one). `on_outcome(outcome,
+        cause)` hears every reconcile of a member of a server that takes part, after its roles changed (the opt-in
+        DMs, bot/sync/patron_dms.py, which never raises)."""
         self.store = store
         self.gateway = gateway
         self.clock = clock
         self.limiter = limiter
         self.channel_log = channel_log
         self.participation = participation
+        self.on_outcome = on_outcome
         self._locks: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
 
     async def plan_member(self, guild_id: int, user_id: int, *, explain: bool = True) -> MemberPlan | None:
@@ -243,6 +247,8 @@ class ReconcileService:
         if forget:
             await self.store.forget_grants(guild_id, user_id, forget)
         await self._report(outcome, cause, queued)
+        if self.on_outcome is not None:
+            await self.on_outcome(outcome, cause)
         return outcome
 
     async def _apply(self, guild_id: int, user_id: int, plan: RolePlan, reason: str, priority: float) -> None:

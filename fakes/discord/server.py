@@ -18,6 +18,7 @@ from aiohttp import web
 from . import errors
 from .clicks import click_payload
 from .commands import CommandRegistry
+from .dm_channels import DmAwareMessageRoutes, DmChannels
 from .gateway import GatewayHub
 from .guild import FakeGuild
 from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
@@ -27,7 +28,6 @@ from .oauth import DiscordOAuth
 from .rate_limits import RateLimiter, RateLimits
 from .rest_app import AppRoutes
 from .rest_guilds import GuildRoutes
-from .rest_messages import MessageRoutes
 from .role_connections import RoleConnections
 from .snowflake import SnowflakeFactory
 from .transport import API_PREFIX, HoldRule, RecordedCall, RestGate, failure_rule, rate_limited_rule
@@ -70,6 +70,8 @@ class FakeDiscord:
         self.oauth = DiscordOAuth(self)
         #: Linked Roles: the app's metadata records, each user's role connection, roles' Links requirements.
         self.role_connections = RoleConnections(self)
+        #: Direct messages: DM channels, their messages, members who block DMs (fakes/discord/dm_channels.py).
+        self.dm_channels = DmChannels(self)
         self._gateway = GatewayHub(
             bot_token=bot_token,
             application_id=application_id,
@@ -91,7 +93,8 @@ class FakeDiscord:
         self.role_connections.add_routes(app)
         AppRoutes(self).register(app, API_PREFIX)
         GuildRoutes(self).register(app, API_PREFIX)
-        MessageRoutes(self).register(app, API_PREFIX)
+        DmAwareMessageRoutes(self).register(app, API_PREFIX)
+        self.dm_channels.register(app, API_PREFIX)
         app.router.add_get("/gateway", self._gateway.handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()

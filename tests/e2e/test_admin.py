@@ -53,7 +53,8 @@ async def test_admin_group_is_registered_with_manage_roles_default(world):
     assert commands["patreon"].get("default_member_permissions") is None
     subcommands = {option["name"] for option in commands["patreon-admin"]["options"]}
     assert subcommands == {
-        "tiers", "map", "unmap", "settings", "sync", "link-user", "unlink-user", "check", "panel", "patrons"
+        "tiers", "map", "unmap", "settings", "sync", "link-user", "unlink-user", "check", "panel", "patrons",
+        "dm-preview",
     }
 
 

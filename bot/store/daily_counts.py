@@ -1,0 +1,63 @@
+"""The daily count behind `/patreon-admin stats`: per server and day, patrons per tier and how many of them linked.
+
+A day's count is written once (`INSERT OR IGNORE` on the server, day and tier), so taking it again after a restart
+the same day changes nothing: the first count of a day stands. The day is the UTC date of the caller's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from bot.store.queues import SqlRunner
+
+#: `tier_id` of the row that counts the whole server (every paying patron of the campaign, and the linked ones).
+WHOLE_SERVER = ""
+
+
+@dataclass(frozen=True)
+class TierCount:
+    tier_id: str
+    tier_title: str
+    patrons: int
+    linked: int
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: date
+    #: The whole server's row first, then the tiers in the order they were stored.
+    tiers: tuple[TierCount, ...]
+
+    @property
+    def total(self) -> TierCount | None:
+        return next((count for count in self.tiers if count.tier_id == WHOLE_SERVER), None)
+
+
+class DailyCountStore(SqlRunner):
+    """Mixed into `Store`; every write commits before it returns."""
+
+    async def record_day_count(self, guild_id: int, day: date, counts: Iterable[TierCount]) -> bool:
+        """Store `day`'s count for the server unless one is there already; True when this call wrote it."""
+        async with self._db.execute(
+            "SELECT 1 FROM daily_counts WHERE guild_id = ? AND day = ? LIMIT 1", (guild_id, day.isoformat())
+        ) as cursor:
+            if await cursor.fetchone() is not None:
+                return False
+        rows = [(guild_id, day.isoformat(), c.tier_id, c.tier_title, c.patrons, c.linked) for c in counts]
+        await self._run_many("INSERT OR IGNORE INTO daily_counts VALUES (?, ?, ?, ?, ?, ?)", rows)
+        await self._db.commit()
+        return True
+
+    async def day_counts(self, guild_id: int, since: date) -> list[DayCount]:
+        """The server's counts from `since` on, oldest first."""
+        by_day: dict[str, list[TierCount]] = {}
+        async with self._db.execute(
+            "SELECT day, tier_id, tier_title, patrons, linked FROM daily_counts WHERE guild_id = ? AND day >= ? "
+            "ORDER BY day, tier_id = '' DESC, patrons DESC, tier_id",
+            (guild_id, since.isoformat()),
+        ) as cursor:
+            async for row in cursor:
+                by_day.setdefault(str(row[0]), []).append(TierCount(str(row[1]), str(row[2]), int(row[3]), int(row[4])))
+        return [DayCount(date.fromisoformat(day), tuple(counts)) for day, counts in by_day.items()]
