@@ -5,8 +5,8 @@ paid-through). The metadata follows the first server by id that acts for the cam
 with that server's rules and the membership the engine itself would plan with there (`ReconcileService.plan_member`,
 so a link by hand made in another server counts for nothing, as for roles). A link by hand counts nowhere here: it
 is an admin's word in one server, and the metadata is seen in every server. A user in acting servers of two
-campaigns gets nothing, since one campaign's values would meet the other's Links requirements. Unlinked, or in no
-acting server: all zeros and false.
+campaigns gets nothing, since one campaign's values would meet the other's Links requirements. Unlinked: all zeros
+and false. Linked but in no acting server: no opinion, Discord keeps what it has (as roles are left alone there).
 """
 
 from __future__ import annotations
@@ -31,16 +31,20 @@ class LinkedRoleView:
         self.reconcile = reconcile
         self.clock = clock
 
-    async def metadata(self, discord_user_id: int, pushed: dict[str, str] | None) -> LinkedRoleMetadata:
-        """The user's metadata now; `pushed` (what Discord has) is held through the policy's holds."""
-        return (await self._look(discord_user_id, pushed))[0]
+    async def metadata(self, discord_user_id: int, pushed: dict[str, str] | None) -> LinkedRoleMetadata | None:
+        """The user's metadata now (None: no server that acts has them, so leave Discord's as it is); `pushed` (what
+        Discord has) is held through the policy's holds."""
+        look = await self._look(discord_user_id, pushed)
+        return None if look is None else look[0]
 
-    async def wanted(self, discord_user_id: int, pushed: dict[str, str] | None) -> WantedConnection:
+    async def wanted(self, discord_user_id: int, pushed: dict[str, str] | None) -> WantedConnection | None:
         """The pusher's view (bot/sync/role_connection_push.py): the metadata and the Patreon name shown beside it."""
-        metadata, name = await self._look(discord_user_id, pushed)
-        return WantedConnection(metadata.payload(), name)
+        look = await self._look(discord_user_id, pushed)
+        return None if look is None else WantedConnection(look[0].payload(), look[1])
 
-    async def _look(self, discord_user_id: int, pushed: dict[str, str] | None) -> tuple[LinkedRoleMetadata, str | None]:
+    async def _look(
+        self, discord_user_id: int, pushed: dict[str, str] | None
+    ) -> tuple[LinkedRoleMetadata, str | None] | None:
         link = await self.store.get_link_by_discord(discord_user_id)
         if link is None or link.by_hand:
             return NOTHING, None
@@ -51,7 +55,8 @@ class LinkedRoleView:
             if plan is not None:
                 found.append((guild_id, await self.reconcile.campaign_key(guild_id), plan.membership))
         if not found:
-            return NOTHING, None
+            # Like roles in a server that doesn't act (turned off, or the bot can't tell whose it is): left alone.
+            return None
         if len({campaign for _, campaign, _ in found}) > 1:
             # One connection shows in every server: values from one campaign would open another campaign's roles.
             log.info("linked roles: user=%s is in servers of several campaigns; pushing nothing", discord_user_id)

@@ -69,8 +69,8 @@ class WantedConnection:
     platform_username: str | None
 
 
-#: discord user id, metadata last pushed (None: never) → what should be there now.
-MetadataView = Callable[[int, dict[str, str] | None], Awaitable[WantedConnection]]
+#: discord user id, metadata last pushed (None: never) → what should be there now (None: leave it as it is).
+MetadataView = Callable[[int, dict[str, str] | None], Awaitable[WantedConnection | None]]
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,8 @@ class RoleConnectionPusher(BackgroundWorker):
 
     async def _queue_if_changed(self, connection: RoleConnection) -> bool:
         wanted = await self.view(connection.discord_user_id, connection.pushed)
+        if wanted is None:
+            return False
         current = connection.wanted if connection.wanted is not None else connection.pushed
         if current == wanted.metadata and connection.platform_username == wanted.platform_username:
             return False  # Discord has it (or it waits already): no call

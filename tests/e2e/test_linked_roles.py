@@ -248,3 +248,20 @@ async def test_the_records_are_registered_once_and_a_restart_only_reads_them(wor
     await wait_for(lambda: len(world.discord.calls_matching("GET", records)) == 2, timeout=10)
     assert len(world.discord.calls_matching("PUT", records)) == 1
     assert all(call.status == 200 for call in world.discord.calls_matching("GET", records))
+
+
+async def test_a_server_that_stops_acting_leaves_the_linked_role_alone(world):
+    """Like the bot's own roles in a server that doesn't take part: nothing is taken back, nothing is pushed."""
+    from tests.e2e.test_admin import admin
+
+    await set_up(world)
+    await world.link(SEED.alice)
+    await world.browser_of(SEED.alice).open(world.bot_url + VERIFY)
+    await wait_for(lambda: SILVER_PLUS in world.roles_of(SEED.alice))
+    await admin(world, ["settings"], {"enabled": False})
+    await pledge(world, SEED.alice, SEED.bronze_tier)
+    pusher = world.bot.services.role_connections
+    scans = pusher.scans
+    await wait_for(lambda: pusher.scans > scans + 1)
+    assert len(world.discord.role_connections.pushes(SEED.alice)) == 1
+    assert SILVER_PLUS in world.roles_of(SEED.alice)
