@@ -28,7 +28,7 @@ from bot.sync.channel_log import ChannelLog
 from bot.sync.participation import Participation
 from bot.sync.patron_dms import PatronDms
 from bot.sync.plan_scope import DirtyMembers
-from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshReport, RefreshScheduler, RefreshService
 from bot.sync.role_connection_push import RoleConnectionPusher
 from bot.sync.role_jobs import RoleJobs
@@ -143,6 +143,10 @@ def build_services(
     patron_dms = PatronDms(
         store, clock, participation, lambda guild_id: reconcile.campaign_key(guild_id), gateway.role_name
     )
+    async def after_reconcile(outcome: ReconcileOutcome, cause: str) -> None:
+        await patron_dms.on_outcome(outcome, cause)
+        await role_connections.on_reconciled(outcome.user_id)  # Linked Roles follow at once, not at the next scan
+
     reconcile = ReconcileService(
         store,
         gateway,
@@ -150,7 +154,7 @@ def build_services(
         limiter=pacer,
         channel_log=channel_log,
         participation=participation,
-        on_outcome=patron_dms.on_outcome,
+        on_outcome=after_reconcile,
     )
     linking = LinkingService(patreon, store, campaign, reconcile, gateway, clock)
     discord_sign_in = DiscordSignInClient(

@@ -123,6 +123,14 @@ class RoleConnectionPusher(BackgroundWorker):
             self.wake()
         return queued
 
+    async def on_reconciled(self, discord_user_id: int) -> None:
+        """The engine just planned this member (a webhook, a refresh, grace ending, an unlink): compare now rather
+        than at the next scan. Never raises into the engine."""
+        try:
+            await self.note(discord_user_id)
+        except Exception:
+            log.exception("linked roles: could not compare user=%s after a reconcile", discord_user_id)
+
     async def push_now(self, discord_user_id: int) -> PushResult:
         """Queue and push this user's metadata in the caller's request (the verification page waits for it)."""
         connection = await self.store.role_connection(discord_user_id)

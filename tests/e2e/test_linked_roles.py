@@ -265,3 +265,15 @@ async def test_a_server_that_stops_acting_leaves_the_linked_role_alone(world):
     await wait_for(lambda: pusher.scans > scans + 1)
     assert len(world.discord.role_connections.pushes(SEED.alice)) == 1
     assert SILVER_PLUS in world.roles_of(SEED.alice)
+
+
+async def test_a_webhook_moves_the_linked_role_without_waiting_for_a_scan(world):
+    await set_up(world)
+    await world.link(SEED.alice)
+    await world.browser_of(SEED.alice).open(world.bot_url + VERIFY)
+    pusher = world.bot.services.role_connections
+    pusher.scan_seconds = 3600.0  # no scan comes: only the engine's word after the webhook's reconcile
+    scans = pusher.scans
+    await pledge(world, SEED.alice, SEED.bronze_tier)
+    await wait_for(lambda: SILVER_PLUS not in world.roles_of(SEED.alice))
+    assert pusher.scans <= scans + 1  # at most the scan already under way when the interval changed
