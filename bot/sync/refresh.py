@@ -158,8 +158,10 @@ class RefreshService:
         #: Set while something is stored or forgotten but not yet planned (a failure then needs a full plan).
         self._unplanned = False
         self.last_report: RefreshReport | None = None
-        #: The servers each campaign (by `id()` of its service) acted in at its last refresh.
-        self._acting: dict[int, list[int]] = {}
+        #: The servers each campaign (by its token subject, one per campaign) acted in at its last refresh.
+        self._acting: dict[str, list[int]] = {}
+        #: Which campaign last planned each server: a server that now follows another one is planned in full.
+        self._planned_for: dict[int, str] = {}
 
     def request_full_plan(self, guild_id: int) -> None:
         """The next refresh plans every member of this guild, not only what changed (`/patreon-admin sync`)."""
@@ -233,7 +235,12 @@ class RefreshService:
                 log.warning("refresh: no tier catalogue yet and could not load it: %s", error)
         key = await campaign.storage_key()  # the tier load may have told the campaign's id
         tiers, now, started_wall = await self.store.get_tiers(key), self.clock(), datetime.now(UTC)
-        self._acting[id(campaign)] = acting
+        self._acting[campaign.token_subject] = acting
+        for guild_id in acting:
+            if self._planned_for.setdefault(guild_id, campaign.token_subject) != campaign.token_subject:
+                log.info("refresh: guild=%s now follows another campaign; planning every member", guild_id)
+                self.scope.request_full(guild_id)
+                self._planned_for[guild_id] = campaign.token_subject
         guilds: list[GuildInputs] = []
         try:
             fingerprints = {}
@@ -298,7 +305,7 @@ class RefreshService:
 
     def _other_guilds(self, campaign: CampaignService) -> list[int]:
         """Servers other campaigns refreshed last (their plan state is theirs; this campaign's prune spares it)."""
-        return [guild for key, acting in self._acting.items() if key != id(campaign) for guild in acting]
+        return [guild for key, acting in self._acting.items() if key != campaign.token_subject for guild in acting]
 
     async def _members_not_on_a_page(
         self, guild: GuildInputs, unlisted: set[str], marked: set[int], campaign_key: str | None = None

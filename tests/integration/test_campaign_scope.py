@@ -251,3 +251,51 @@ async def test_webhook_secrets_are_sealed_at_rest_and_move_with_a_key_rotation(t
         await reopened.close()
     with pytest.raises(TokenKeyError):  # the old key opens nothing any more: one line at start-up
         await Store.open(path, TokenCipher.from_setting(old_key))
+
+
+async def test_two_complete_listings_each_forget_only_their_own_campaigns_absentees(tmp_path):
+    """Both campaigns live in the fake Patreon (Eve's with her own creator token): each refresh completes, and a
+    complete listing of A forgets A's absentees only, never B's members (which A's listing can't show)."""
+    from fakes.patreon import CREATOR_SCOPES
+
+    h = await SyncHarness(tmp_path / "bot.sqlite3", CAMPAIGN_A).start()
+    try:
+        store, services = h.store, h.services
+        h.patreon.add_tier(TIER_A, "Gold", 500)
+        h.patreon.add_user("p-ann", "Ann")
+        h.patreon.set_membership("p-ann", "active_patron", tier_ids=[TIER_A])
+        eve = h.patreon.add_creator("p-eve", "Eve", CAMPAIGN_B)
+        eve.add_tier(TIER_B, "B-tier", 700)
+        eve.add_user("p-ben", "Ben", None)
+        eve.set_membership("p-ben", patron_status="active_patron", tier_ids=[TIER_B])
+        token = h.patreon.issue_tokens("p-eve", CREATOR_SCOPES)
+        pair = TokenPair(token.access_token, token.refresh_token, datetime.now(UTC) + timedelta(days=30))
+        h.gateway.add_guild(GUILD_B)
+        await store.save_settings(GuildSettings(guild_id=GUILD_B, enabled=True))
+        await services.campaigns.add(CAMPAIGN_B, pair, SECRET_B)
+        await services.campaigns.bind_guild(GUILD_B, CAMPAIGN_B, by=4242)
+        await store.map_tier_role(GUILD, TIER_A, ROLE_A)
+        await store.map_tier_role(GUILD_B, TIER_B, ROLE_B)
+        long_ago = datetime.now(UTC) - timedelta(days=2)
+        for user, campaign, tier in (("p-gone-a", CAMPAIGN_A, TIER_A), ("p-gone-b", CAMPAIGN_B, TIER_B)):
+            await store.save_membership(membership(user, campaign, tier, long_ago), campaign)
+        for user, patreon in ((ANN, "p-ann"), (BEN, "p-ben")):
+            h.link_member(user)
+            h.gateway.guilds[GUILD_B].members[user] = set()
+            await store.save_link(user, patreon, None, "oauth")
+
+        report = await services.refresh.run("scheduled")
+        assert report.ok, report.detail
+        await services.jobs.wait_idle(5)
+        assert await store.get_membership("p-gone-a", CAMPAIGN_A) is None
+        assert await store.get_membership("p-gone-b", CAMPAIGN_B) is None
+        assert (await store.get_membership("p-ben", CAMPAIGN_B)) is not None, "A's listing never forgets B's"
+        assert await store.get_membership("p-ben", CAMPAIGN_A) is None
+        assert TIER_B in await store.get_tiers(CAMPAIGN_B) and TIER_A not in await store.get_tiers(CAMPAIGN_B)
+        assert TIER_B not in await store.get_tiers(CAMPAIGN_A)
+        assert roles(h, GUILD, ANN) == {ROLE_A} and roles(h, GUILD_B, ANN) == set()
+        assert roles(h, GUILD_B, BEN) == {ROLE_B} and roles(h, GUILD, BEN) == set()
+        eve_calls = [q for _m, path, q in h.patreon.calls if f"/campaigns/{CAMPAIGN_B}/members" in path]
+        assert eve_calls, "B's members were listed with B's own token"
+    finally:
+        await h.close()
