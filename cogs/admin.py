@@ -24,6 +24,7 @@ from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
 from bot.sync.role_pacing import describe_duration
 from cogs.patron_dms import PatronDmsCog
 from cogs.patrons_report import WeeklyPatronsCog, answer_patrons_report
+from cogs.stats import DailyCountCog, answer_stats
 
 #: Patreon's supported currencies as the `currency:` option's choices (bot/domain/money.py).
 Currency = Literal[
@@ -212,6 +213,11 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         name = interaction.guild.name if interaction.guild is not None else "this server"
         await reply(interaction, await self.bot.services.patron_dms.preview(guild, DmKind(kind), name))
 
+    @app_commands.command(name="stats", description="Patrons per tier and the share linked, over 90 days, as a chart")
+    async def stats(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await answer_stats(self.bot, interaction)
+
     @app_commands.command(name="check", description="Check permissions, role order, mappings, webhooks and refreshes")
     async def check(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -310,3 +316,4 @@ async def setup(bot: PatronBot) -> None:
     await bot.add_cog(Admin(bot))
     await bot.add_cog(WeeklyPatronsCog(bot))
     await bot.add_cog(PatronDmsCog(bot))
+    await bot.add_cog(DailyCountCog(bot))

@@ -8,7 +8,9 @@ import pytest
 
 from bot.domain.dm_templates import MAX_DM, DmKind, DmValues, plain, render
 
-EVIL = "@everyone @here <@123> <@!456> <@&789> <#42> </cmd:1> **bold** __u__ ~~s~~ `c` ||spoiler|| [x](https://evil.test)"
+EVIL = (
+    "@everyone @here <@123> <@!456> <@&789> <#42> </cmd:1> **bold** __u__ ~~s~~ `c` ||spoiler|| [x](https://evil.test)"
+)
 LIVE_MENTION = re.compile(r"@(everyone|here)|<@[!&]?\d+>|<#\d+>|</\w")
 
 
