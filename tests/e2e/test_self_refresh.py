@@ -13,6 +13,14 @@ from fakes.discord import InteractionRecord
 from fakes.world import PATREON_IDS, SEED, FakeWorld
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin, text_of
+from tests.e2e.test_campaign_two_servers import (
+    B_ROLE,
+    B_TIER,
+    BEN,
+    roles_in,
+    two_campaigns,  # noqa: F401  (the fixture)
+)
+from tests.e2e.test_campaign_two_servers import OTHER as SERVER_B
 from tests.e2e.test_trust_servers import EVE, OTHER, world_with_other_server
 
 IDENTITY = "/api/oauth2/v2/identity"
@@ -150,3 +158,19 @@ async def test_a_server_that_does_not_take_part_refreshes_nothing(tmp_path):
         assert "doesn't use the bot" in text
     finally:
         await world.close()
+
+
+async def test_a_refresh_reads_the_campaign_the_server_follows(two_campaigns):  # noqa: F811
+    world = two_campaigns
+    await wait_for(lambda: B_ROLE in roles_in(world, SERVER_B, BEN))
+    member = await world.store.get_membership("p-ben")
+    assert member is not None and member.member_id is not None
+    reads = world.patreon.count(MEMBERS + member.member_id)
+
+    _, text = await patron_command(world, BEN, ["refresh"], guild=SERVER_B)
+
+    assert "Read your membership" in text and "✅ @Eve Patron" in text
+    assert world.patreon.count(MEMBERS + member.member_id) == reads + 1, "campaign B's creator read Ben's member"
+    _, text = await patron_command(world, SEED.alice, ["refresh"], guild=SERVER_B)
+    assert "no way to ask Patreon" in text, "Alice has no membership of B to re-read, and A's data is not B's"
+    assert roles_in(world, SERVER_B, SEED.alice) == set() and B_TIER not in text
