@@ -141,8 +141,14 @@ def build_services(
     participation = Participation(store, gateway.guild_ids, config.allowed_guild_ids, campaigns)
     pacer = RoleCallPacer(per_guild=config.role_calls_per_guild, window_seconds=config.role_window_seconds)
     patron_dms = PatronDms(
-        store, clock, participation, lambda guild_id: reconcile.campaign_key(guild_id), gateway.role_name
+        store,
+        clock,
+        participation,
+        lambda guild_id: reconcile.campaign_key(guild_id),
+        gateway.role_name,
+        lambda user_id: reconcile.member_guilds(user_id),
     )
+
     async def after_reconcile(outcome: ReconcileOutcome, cause: str) -> None:
         await patron_dms.on_outcome(outcome, cause)
         await role_connections.on_reconciled(outcome.user_id)  # Linked Roles follow at once, not at the next scan
@@ -196,7 +202,17 @@ def build_services(
         legacy_campaign=lambda: campaigns.env.known_campaign_id() if campaigns.env is not None else None,
     )
     dirty_members = DirtyMembers()
-    refresh = RefreshService(patreon, store, campaigns, reconcile, jobs, gateway, clock, dirty_members)
+    refresh = RefreshService(
+        patreon,
+        store,
+        campaigns,
+        reconcile,
+        jobs,
+        gateway,
+        clock,
+        dirty_members,
+        on_changed=patron_dms.on_memberships_changed,
+    )
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
     observability = _observability(config, store, patreon, refresh, clock, discord)
     return Services(

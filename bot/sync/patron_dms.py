@@ -25,14 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
 from bot.domain import billing
 from bot.domain.dm_templates import SAMPLE_REASON, SAMPLE_ROLES, SAMPLE_UNTIL, DmKind, DmValues, render
-from bot.domain.models import GuildSettings, PatronStatus, TierRoleMap
+from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, TierRoleMap
 from bot.store import Store
 from bot.store.dm_outbox import DM_BLOCKED, DM_DROPPED, DM_FAILED, DM_SENT, QueuedDm
 from bot.sync.participation import Participation
@@ -69,6 +69,13 @@ class DmSender(Protocol):
     async def send(self, user_id: int, text: str, nonce: str) -> tuple[DmOutcome, str]: ...
 
 
+def _declined(membership: MembershipSnapshot) -> bool:
+    """Declined as the policy reads it (docs/policy.md row 5): the status, or an active status whose charge lags."""
+    return membership.patron_status == PatronStatus.DECLINED or (
+        membership.patron_status == PatronStatus.ACTIVE and membership.last_charge_status == billing.DECLINED
+    )
+
+
 def wants(settings: GuildSettings, kind: DmKind) -> bool:
     return bool(getattr(settings, SWITCHES[kind]))
 
@@ -81,6 +88,7 @@ class PatronDms:
         participation: Participation,
         campaign_key: Callable[[int], Awaitable[str | None]],
         role_name: Callable[[int, int], str],
+        member_guilds: Callable[[int], Awaitable[list[int]]],
         *,
         pace_seconds: float = 1.0,
         retry_base: float = 30.0,
@@ -90,6 +98,7 @@ class PatronDms:
         self.participation = participation
         self.campaign_key = campaign_key
         self.role_name = role_name
+        self.member_guilds = member_guilds
         self.pace_seconds = pace_seconds
         self.retry_base = retry_base
         self._wake = asyncio.Event()
@@ -134,16 +143,40 @@ class PatronDms:
         if settings.dm_declined:
             campaign = await self.campaign_key(guild_id)
             membership = await self.store.get_membership(link.patreon_user_id, campaign)
-            if membership is None or settings.decline_grace_days <= 0:
-                return
-            declined = membership.patron_status == PatronStatus.DECLINED or (
-                membership.patron_status == PatronStatus.ACTIVE and membership.last_charge_status == billing.DECLINED
-            )
-            ends = billing.decline_grace_ends(membership, settings.decline_grace_days)
-            if declined and (ends is None or now < ends):
-                charged = membership.last_charge_date.isoformat() if membership.last_charge_date else "unknown"
-                until = f"{ends:%Y-%m-%d}" if ends is not None else ""
-                await self._queue(guild_id, user_id, DmKind.DECLINED, f"charge:{charged}", now, until=until)
+            if membership is not None:
+                await self._queue_declined(guild_id, user_id, membership, settings, now)
+
+    async def on_memberships_changed(self, snapshots: Sequence[MembershipSnapshot], campaign_id: str) -> None:
+        """The refresh's hook: a payment declined since the last look keeps its roles, so no reconcile would say."""
+        try:
+            for membership in snapshots:
+                if _declined(membership) and membership.patreon_user_id is not None:
+                    await self._declined_everywhere(membership, membership.patreon_user_id, campaign_id)
+        except Exception:  # a DM must never break a refresh
+            log.exception("campaign=%s: could not queue declined-payment DMs", campaign_id)
+
+    async def _declined_everywhere(self, membership: MembershipSnapshot, patreon_user_id: str, campaign: str) -> None:
+        link = await self.store.get_link_by_patreon(patreon_user_id)
+        if link is None or link.by_hand:
+            return
+        for guild_id in await self.member_guilds(link.discord_user_id):
+            settings = await self.store.get_settings(guild_id)
+            if not settings.dm_declined or await self.participation.refusal(guild_id) is not None:
+                continue
+            if await self.campaign_key(guild_id) == campaign:
+                await self._queue_declined(guild_id, link.discord_user_id, membership, settings, self.clock())
+
+    async def _queue_declined(
+        self, guild_id: int, user_id: int, membership: MembershipSnapshot, settings: GuildSettings, now: datetime
+    ) -> None:
+        """One DM per declined charge, while its grace runs."""
+        if settings.decline_grace_days <= 0 or not _declined(membership):
+            return
+        ends = billing.decline_grace_ends(membership, settings.decline_grace_days)
+        if ends is None or now < ends:
+            charged = membership.last_charge_date.isoformat() if membership.last_charge_date else "unknown"
+            until = f"{ends:%Y-%m-%d}" if ends is not None else ""
+            await self._queue(guild_id, user_id, DmKind.DECLINED, f"charge:{charged}", now, until=until)
 
     async def _queue(self, guild_id: int, user_id: int, kind: DmKind, key: str, now: datetime, **params: Any) -> None:
         if await self.store.queue_dm(guild_id, user_id, kind.value, key, params, now):

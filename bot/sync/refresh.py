@@ -39,7 +39,7 @@ import dataclasses
 import gc
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -141,9 +141,12 @@ class RefreshService:
         clock: Callable[[], datetime],
         dirty: DirtyMembers,
         page_size: int = MAX_PAGE_SIZE,
+        on_changed: Callable[[Sequence[MembershipSnapshot], str], Awaitable[None]] | None = None,
     ) -> None:
         """`dirty` is where the Discord adapter marks members whose roles changed on Discord. `campaigns`: every
-        campaign refreshed, each for the servers that follow it (one `CampaignService`: that campaign alone)."""
+        campaign refreshed, each for the servers that follow it (one `CampaignService`: that campaign alone).
+        `on_changed(snapshots, campaign id)` hears each page's members whose snapshot changed, once stored (the
+        opt-in DMs: a declined payment keeps its roles, so no role job would tell them)."""
         self.client = client
         self.store = store
         self.campaigns = campaigns if isinstance(campaigns, CampaignRegistry) else CampaignRegistry.of(campaigns)
@@ -152,6 +155,7 @@ class RefreshService:
         self.gateway = gateway
         self.clock = clock
         self.dirty = dirty
+        self.on_changed = on_changed
         self.scope = GuildScope()
         self.page_size = page_size
         self._lock = asyncio.Lock()
@@ -384,6 +388,8 @@ class RefreshService:
             members += await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
         changed = await self.store.save_membership_page(members, campaign_id)
         report.snapshots_saved += len(changed)
+        if changed and self.on_changed is not None:
+            await self.on_changed(changed, campaign_id)
         listing.listed.update(m.patreon_user_id for m in members if m.patreon_user_id is not None)
         await planner.plan_page(members, {m.patreon_user_id for m in changed if m.patreon_user_id is not None})
         await self._enqueue(planner, report)

@@ -4,7 +4,6 @@ Patreon's webhooks and refreshes.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +29,10 @@ async def dm_states(world: FakeWorld, user_id: int) -> list[tuple[str, str]]:
     return [(kind, state) for _guild, _user, kind, state in await world.store.dm_states(user_id)]
 
 
+async def states_are(world: FakeWorld, user_id: int, expected: list[tuple[str, str]]) -> bool:
+    return await dm_states(world, user_id) == expected
+
+
 async def test_no_dm_is_sent_unless_the_server_turned_it_on(world):
     await world.link(SEED.alice)
     await world.settle()
@@ -48,8 +51,7 @@ async def test_a_welcome_dm_after_linking_names_the_roles_and_pings_no_one(world
     (call,) = dm_calls(world)
     assert call.json["allowed_mentions"] == {"parse": []}, "the DM can mention nobody"
     assert call.json["nonce"].startswith("dm-") and call.json["enforce_nonce"] is True
-    await wait_for(lambda: world.bot.services.patron_dms.passes > 0)
-    assert await dm_states(world, SEED.alice) == [("welcome", "sent")]
+    await wait_for(lambda: states_are(world, SEED.alice, [("welcome", "sent")]))
 
 
 async def test_a_declined_payment_dm_says_until_when_the_roles_are_kept_and_comes_once(world):
@@ -77,6 +79,22 @@ async def test_a_declined_payment_dm_says_until_when_the_roles_are_kept_and_come
     await world.refresh()
     await world.settle()
     assert len(world.discord.dm_channels.messages_to(SEED.bob)) == 1, "one declined charge, one DM"
+
+
+async def test_a_decline_found_by_the_refresh_alone_gets_its_dm(world):
+    """No webhook came (missed, or Patreon paused it): the refresh sees the declined charge; the roles are kept, so
+    no role job runs, and the refresh's own hook queues the DM."""
+    await turn_on(world, dm_declined=True)
+    await world.link(SEED.bob)
+    world.patreon.set_membership(
+        "p-bob", patron_status="declined_patron", tier_ids=[SEED.bronze_tier], last_charge_status="Declined"
+    )
+    await world.refresh()
+    await wait_for(lambda: world.discord.dm_channels.messages_to(SEED.bob))
+    assert "your last payment was declined" in world.discord.dm_channels.messages_to(SEED.bob)[0]["content"]
+    await world.refresh()
+    await world.settle()
+    assert len(world.discord.dm_channels.messages_to(SEED.bob)) == 1
 
 
 async def test_a_removal_dm_says_why(world):
@@ -125,14 +143,7 @@ async def test_a_member_who_blocks_dms_costs_one_failed_call_and_is_not_tried_ag
     await world.settle()
     await wait_for(lambda: SEED.gold_role not in world.roles_of(SEED.alice))
 
-    async def both_done() -> bool:
-        return await dm_states(world, SEED.alice) == [("welcome", "blocked"), ("removed", "blocked")]
-
-    for _ in range(200):
-        if await both_done():
-            break
-        await asyncio.sleep(0.02)
-    assert await both_done()
+    await wait_for(lambda: states_are(world, SEED.alice, [("welcome", "blocked"), ("removed", "blocked")]))
     assert len(dm_calls(world)) == 1, "the second DM cost no call"
     blocked_lines = [r for r in caplog.records if "doesn't take DMs" in r.getMessage()]
     assert len(blocked_lines) == 1, "logged once"
@@ -152,14 +163,7 @@ async def test_a_crash_between_sending_and_recording_doubles_nothing(world):
     await world.start_bot()
     await wait_for(lambda: len(dm_calls(world)) == 2, timeout=15)
 
-    async def sent() -> bool:
-        return await dm_states(world, SEED.alice) == [("welcome", "sent")]
-
-    for _ in range(200):
-        if await sent():
-            break
-        await asyncio.sleep(0.02)
-    assert await sent()
+    await wait_for(lambda: states_are(world, SEED.alice, [("welcome", "sent")]))
     assert len(world.discord.dm_channels.messages_to(SEED.alice)) == 1, "the same nonce made no second message"
 
 
