@@ -31,7 +31,7 @@ def render_png(days: Sequence[DayCount], title: str) -> bytes:
     tier_names = _tiers_by_size(days)
     drawn = tier_names[:MAX_TIERS]
     series = [[_patrons(day, tier_id) for day in days] for tier_id, _ in drawn]
-    labels = [name for _, name in drawn]
+    labels = [_text(name) for _, name in drawn]
     if len(tier_names) > MAX_TIERS:
         rest = {tier_id for tier_id, _ in tier_names[MAX_TIERS:]}
         series.append([sum(c.patrons for c in day.tiers if c.tier_id in rest) for day in days])
@@ -45,7 +45,7 @@ def render_png(days: Sequence[DayCount], title: str) -> bytes:
     share.plot(dates, shares, color="black", linewidth=2, label="linked here (%)")
     share.set_ylim(0, 100)
     share.set_ylabel("linked here (%)")
-    axes.set_title(title[:80])
+    axes.set_title(_text(title[:80]))
     handles, names = axes.get_legend_handles_labels()
     more_handles, more_names = share.get_legend_handles_labels()
     if handles or more_handles:
@@ -56,6 +56,13 @@ def render_png(days: Sequence[DayCount], title: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _text(text: str) -> str:
+    """A tier title or server name as plain chart text: `$` would start matplotlib's math (a malformed formula
+    fails the drawing) and a legend drops labels starting with `_`."""
+    text = text.replace("$", r"\$")
+    return "\u200b" + text if text.startswith("_") else text
 
 
 def _tiers_by_size(days: Sequence[DayCount]) -> list[tuple[str, str]]:

@@ -118,6 +118,25 @@ async def test_a_removal_dm_says_why(world):
     assert removed in message["content"]
 
 
+async def test_a_link_made_by_hand_gets_no_dm(world):
+    """An admin linked Dave to Bob's Patreon account by hand (wrongly, or maliciously): a DM about that account's
+    payments would tell Dave about Bob's money, so none is sent."""
+    await turn_on(world, dm_removed=True, dm_declined=True)
+    await admin(world, ["link-user"], {"member": SEED.dave, "patreon_user_id": "p-bob"})
+    await wait_for(lambda: SEED.bronze_role in world.roles_of(SEED.dave))
+    world.patreon.set_membership(
+        "p-bob", patron_status="declined_patron", tier_ids=[SEED.bronze_tier], last_charge_status="Declined"
+    )
+    await world.send_webhook("members:pledge:update", "p-bob")
+    await world.refresh()
+    world.patreon.set_membership("p-bob", patron_status="former_patron", tier_ids=[], next_charge_date=None)
+    await world.refresh()
+    await world.settle()
+    await wait_for(lambda: SEED.bronze_role not in world.roles_of(SEED.dave))
+    assert world.discord.calls_matching("POST", DM_OPENS) == []
+    assert await world.store.dm_states() == []
+
+
 async def test_unlinking_yourself_sends_no_removal_dm(world):
     await turn_on(world, dm_removed=True)
     await world.link(SEED.alice)

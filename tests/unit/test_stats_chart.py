@@ -53,3 +53,10 @@ def test_nothing_but_the_stats_command_imports_matplotlib() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_names_that_look_like_formulas_are_drawn_as_text() -> None:
+    """A `$` pair starts matplotlib's math and a malformed formula fails the whole drawing; names are someone's."""
+    nasty = (TierCount(WHOLE_SERVER, "", 3, 1), TierCount("1", r"$\frac$", 2, 1), TierCount("2", "_hidden", 1, 0))
+    data = render_png([DayCount(date(2026, 1, 1), nasty)], r"Server $\frac{$ x")
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
