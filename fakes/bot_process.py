@@ -128,6 +128,11 @@ async def serve() -> int:
             services.patreon.retry_base_delay = 0.01
             services.jobs.retry_base = 0.05
             services.webhook_applier.retry_base = 0.05
+            # With back-offs that short, 12 attempts span 100 s instead of a deployment's hours: more attempts, so a
+            # test's Patreon outage can't use up an event's attempts while a real one of that length wouldn't.
+            services.webhook_applier.max_attempts = 40
+            services.webhook_applier.retry_cap = 2.0
+            services.jobs.retry_cap = 2.0
             runner = web.AppRunner(control_app(bot, clock), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
