@@ -9,8 +9,6 @@ server with the bot (Discord's developer documentation, Topics → Opcodes and S
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import discord
 
@@ -39,6 +37,6 @@ class DiscordDmSender:
         except discord.HTTPException as error:
             retry = error.status >= 500 or error.status == 429
             return (DmOutcome.RETRY if retry else DmOutcome.FAILED), f"{error.status} {error.code} {error.text}"
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
             return DmOutcome.RETRY, type(error).__name__
         return DmOutcome.SENT, ""

@@ -73,6 +73,14 @@ class DmOutboxStore(SqlRunner):
             for row in rows
         ]
 
+    async def next_dm_due(self) -> datetime | None:
+        """When the earliest pending DM comes due (a retry's back-off), or None when nothing waits."""
+        async with self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM dm_outbox WHERE state = ?", (DM_PENDING,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _parse(row[0]) if row is not None else None
+
     async def mark_dm_sending(self, dm_id: int, now: datetime) -> None:
         """Stamped (and committed) before the call to Discord: after a crash, the row says a send may have gone."""
         await self._run(

@@ -205,16 +205,20 @@ class PatronDms:
         self._wake.set()
 
     async def run(self, sender: DmSender, idle_seconds: float = 60.0) -> None:
-        """Send what is due, then wait for a new DM or `idle_seconds` (retries come due on their own)."""
+        """Send what is due, then wait for a new DM, the next retry's time, or `idle_seconds`."""
         while True:
             self._wake.clear()  # before the pass: a DM queued during it wakes the next one
+            wait = idle_seconds
             try:
                 await self.drain(sender)
+                due = await self.store.next_dm_due()
+                if due is not None:  # a retry waiting out its back-off
+                    wait = min(wait, max(0.0, (due - self.clock()).total_seconds()))
             except Exception:  # a store hiccup must not end the DMs for good
                 log.exception("the DM outbox pass failed; trying again later")
             self.passes += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), idle_seconds)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def drain(self, sender: DmSender) -> int:
         """One pass over the due rows; how many DMs went out."""

@@ -168,6 +168,18 @@ async def test_a_member_who_blocks_dms_costs_one_failed_call_and_is_not_tried_ag
     assert len(blocked_lines) == 1, "logged once"
 
 
+async def test_discord_being_down_is_retried_with_the_same_nonce(world):
+    world.bot.services.patron_dms.retry_base = 0.05  # seconds instead of 30 (the back-off, not the subject)
+    await turn_on(world, dm_welcome=True)
+    world.discord.fail_next("POST", rf"/channels/(?!{SEED.log_channel}/)\d+/messages$", status=503, count=2)
+    await world.link(SEED.alice)
+    await wait_for(lambda: states_are(world, SEED.alice, [("welcome", "sent")]))
+    calls = dm_calls(world)
+    assert [call.status for call in calls] == [503, 503, 200]
+    assert len({call.json["nonce"] for call in calls}) == 1, "every try is the same DM to Discord"
+    assert len(world.discord.dm_channels.messages_to(SEED.alice)) == 1
+
+
 async def test_a_crash_between_sending_and_recording_doubles_nothing(world):
     """The send reaches Discord, the bot stops before it hears back; after the restart the row is sent again with
     the same nonce and Discord answers with the message it already made."""
