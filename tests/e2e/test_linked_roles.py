@@ -277,3 +277,27 @@ async def test_a_webhook_moves_the_linked_role_without_waiting_for_a_scan(world)
     await pledge(world, SEED.alice, SEED.bronze_tier)
     await wait_for(lambda: SILVER_PLUS not in world.roles_of(SEED.alice))
     assert pusher.scans <= scans + 1  # at most the scan already under way when the interval changed
+
+
+async def test_the_linked_role_lasts_through_the_decline_grace_and_goes_when_it_ends(world):
+    await set_up(world)
+    await world.link(SEED.alice)
+    await world.browser_of(SEED.alice).open(world.bot_url + VERIFY)
+    await wait_for(lambda: SILVER_PLUS in world.roles_of(SEED.alice))
+    world.patreon.set_membership(
+        "p-alice",
+        patron_status="declined_patron",
+        tier_ids=[SEED.gold_tier],
+        last_charge_status="Declined",
+        last_charge_date=datetime.now(UTC) - timedelta(days=1),
+    )
+    assert (await world.send_webhook("members:pledge:update", "p-alice"))[0] < 300
+    await world.settle()
+    pusher = world.bot.services.role_connections
+    scans = pusher.scans
+    await wait_for(lambda: pusher.scans > scans + 1)
+    assert SILVER_PLUS in world.roles_of(SEED.alice)  # the 7-day grace keeps it, as it keeps the Gold role
+    world.clock.advance(days=7)
+    await world.refresh("grace over")
+    await wait_for(lambda: SILVER_PLUS not in world.roles_of(SEED.alice))
+    assert SEED.gold_role not in world.roles_of(SEED.alice)
