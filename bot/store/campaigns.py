@@ -58,9 +58,13 @@ class GuildBinding:
 
 
 class CampaignStore(SqlRunner):
-    """Mixed into `Store`; every method commits before it returns."""
+    """Mixed into `Store`; every method commits before it returns.
+
+    Which campaign each server follows is asked on every reconcile, so `guild_bindings` is kept in memory; every
+    write to `guild_campaigns` goes through this class and drops it (one process per database: the lock file)."""
 
     _cipher: TokenCipher
+    _bindings: dict[int, str] | None = None
 
     async def save_campaign(
         self,
@@ -122,6 +126,7 @@ class CampaignStore(SqlRunner):
         no server follows the campaign), and the grant ledger stays so a final sync can take roles back."""
         record = await self.get_campaign(campaign_id)
         guilds = await self.guilds_following(campaign_id)
+        self._bindings = None
         await self._run("DELETE FROM guild_campaigns WHERE campaign_id = ?", (campaign_id,))
         await self._run("DELETE FROM campaigns WHERE campaign_id = ?", (campaign_id,))
         if record is not None:
@@ -148,6 +153,7 @@ class CampaignStore(SqlRunner):
         first (`save_campaign`); ValueError otherwise, and nothing changes."""
         if await self.get_campaign(campaign_id) is None:
             raise ValueError(f"campaign {campaign_id} is not connected")
+        self._bindings = None
         await self._run(
             "INSERT OR REPLACE INTO guild_campaigns VALUES (?, ?, ?, ?)",
             (guild_id, campaign_id, by, iso_utc(at or datetime.now(UTC))),
@@ -158,6 +164,7 @@ class CampaignStore(SqlRunner):
         """Stop the server following a campaign; return the campaign it followed, if any."""
         binding = await self.guild_binding(guild_id)
         if binding is not None:
+            self._bindings = None
             await self._run("DELETE FROM guild_campaigns WHERE guild_id = ?", (guild_id,))
             await self._db.commit()
         return None if binding is None else binding.campaign_id
@@ -168,9 +175,11 @@ class CampaignStore(SqlRunner):
         return None if row is None else _binding(row)
 
     async def guild_bindings(self) -> dict[int, str]:
-        """Every explicit binding: server → campaign id."""
-        async with self._db.execute("SELECT guild_id, campaign_id FROM guild_campaigns") as cursor:
-            return {int(row[0]): row[1] async for row in cursor}
+        """Every explicit binding: server → campaign id (a copy; read from memory after the first call)."""
+        if self._bindings is None:
+            async with self._db.execute("SELECT guild_id, campaign_id FROM guild_campaigns") as cursor:
+                self._bindings = {int(row[0]): row[1] async for row in cursor}
+        return dict(self._bindings)
 
     async def guilds_following(self, campaign_id: str) -> list[int]:
         async with self._db.execute(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from bot.domain.models import TokenPair
 from bot.store import Store
-from bot.store.campaigns import ACTIVE, OAUTH_SOURCE, CampaignRecord, campaign_token_subject
+from bot.store.campaigns import OAUTH_SOURCE, CampaignRecord, campaign_token_subject
 from bot.sync.campaign import CREATOR_REJECTED_FACT, CampaignService
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ class CampaignRegistry:
     async def load(self) -> None:
         """Read the connected campaigns at start-up (no Patreon call), and the `.env` campaign's id if known."""
         for record in await self.store.campaign_records():
-            if record.source == OAUTH_SOURCE and record.state == ACTIVE:
+            # A revoked one too: its servers keep following it (roles held, nothing asked of Patreon, `check`
+            # says to reconnect) until it is connected again or disconnected.
+            if record.source == OAUTH_SOURCE:
                 self._connected[record.campaign_id] = self._build(record)
         if self.env is not None:
             await self.env.storage_key()
@@ -120,6 +122,10 @@ class CampaignRegistry:
 
     def connected(self) -> list[CampaignService]:
         return [self._connected[key] for key in sorted(self._connected)]
+
+    def connected_service(self, campaign_id: str) -> CampaignService | None:
+        """The service of a campaign connected through OAuth and still served (None: not, or disconnected)."""
+        return self._connected.get(campaign_id)
 
     async def bound_campaign(self, guild_id: int) -> CampaignService | None:
         """The connected campaign this server is explicitly bound to (None: none, or it is not active)."""

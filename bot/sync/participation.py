@@ -61,27 +61,24 @@ class Participation:
 
     async def campaign_for(self, guild_id: int) -> CampaignService | None:
         """The campaign this server follows, whether or not its admin turned the bot on (None: none)."""
-        bound = await self.campaigns.bound_campaign(guild_id)
-        if bound is not None:
-            return bound
-        if await self.store.guild_binding(guild_id) is not None:
-            return None  # bound to a campaign that is gone or revoked: not the .env campaign either
-        if self.campaigns.env is not None and await self._env_refusal(guild_id) is None:
-            return self.campaigns.env
-        return None
+        return (await self._follows(guild_id))[0]
 
     async def ownership_refusal(self, guild_id: int) -> str | None:
         """Why this server can't act for any campaign whatever its admin says, or None."""
-        if await self.campaign_for(guild_id) is not None:
-            return None
-        if self.campaigns.env is not None and await self.store.guild_binding(guild_id) is None:
-            return await self._env_refusal(guild_id)
-        return NO_CAMPAIGN
+        return (await self._follows(guild_id))[1]
 
-    async def _env_refusal(self, guild_id: int) -> str | None:
+    async def _follows(self, guild_id: int) -> tuple[CampaignService | None, str | None]:
+        """(the campaign the server follows, None) or (None, why it follows none), from one look at the bindings."""
         bound = await self.store.guild_bindings()
+        campaign_id = bound.get(guild_id)
+        if campaign_id is not None:  # bound: that campaign or, when it is gone or revoked, none (not the .env one)
+            service = self.campaigns.connected_service(campaign_id)
+            return (service, None) if service is not None else (None, NO_CAMPAIGN)
+        if self.campaigns.env is None:
+            return None, NO_CAMPAIGN
         candidates = [g for g in self.bot_guild_ids() if g not in bound]
-        return ownership_refusal(guild_id, self.allowed_guild_ids, candidates)
+        problem = ownership_refusal(guild_id, self.allowed_guild_ids, candidates)
+        return (None, problem) if problem is not None else (self.campaigns.env, None)
 
     async def refusal(self, guild_id: int) -> str | None:
         """Why this server doesn't take part right now, or None when it does."""

@@ -98,6 +98,11 @@ async def test_a_refresh_of_campaign_a_never_forgets_or_touches_campaign_b(two):
     assert isinstance(last_a, dict) and last_a["ok"], "campaign A refreshed all the same"
     last_b = await two.store.get_fact(f"last_refresh:{CAMPAIGN_B}")
     assert isinstance(last_b, dict) and not last_b["ok"] and "nothing was removed" in last_b["detail"]
+    assert (await two.store.get_campaign(CAMPAIGN_B)).state == "revoked", "Patreon refused B's refresh token"
+    assert (await two.store.get_campaign(CAMPAIGN_A)).state == "active"
+    calls = len(two.patreon.calls)
+    assert not (await two.services.refresh.run("again")).ok
+    assert not [p for _m, p, _q in two.patreon.calls[calls:] if p.endswith("/token")], "a refused pair isn't retried"
     assert await two.store.get_membership("p-ben", CAMPAIGN_B) is not None, "A's listing doesn't list Ben"
     assert await two.store.get_membership("p-ann", CAMPAIGN_A) is not None
     await two.services.jobs.wait_idle(5)
