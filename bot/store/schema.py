@@ -290,4 +290,31 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX dm_outbox_due ON dm_outbox (state, next_attempt_at);
     CREATE INDEX dm_outbox_user ON dm_outbox (discord_user_id, state);
     """,
+    # 11 (issue 12, items 4 and 5; bot/store/comps.py): comps, a managed role an admin gives a member for a while
+    # whatever they pledge, one row per (server, member, role), 'active' until it expires or is revoked ('ended',
+    # which the expiry sweep sets once, after queueing the member's role job); and lapses, the moment the engine
+    # took the last tier role it had given a member who had pledged (kick on lapse counts from it; a kick or a new
+    # grant clears it).
+    """
+    CREATE TABLE comps (
+        guild_id INTEGER NOT NULL,
+        discord_user_id INTEGER NOT NULL,
+        role_id INTEGER NOT NULL,
+        expires_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        granted_by INTEGER NOT NULL,
+        granted_at TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('active', 'ended')),
+        ended_at TEXT,
+        ended_why TEXT,
+        PRIMARY KEY (guild_id, discord_user_id, role_id)
+    );
+    CREATE INDEX comps_due ON comps (state, expires_at);
+    CREATE TABLE lapses (
+        guild_id INTEGER NOT NULL,
+        discord_user_id INTEGER NOT NULL,
+        lapsed_at TEXT NOT NULL,
+        PRIMARY KEY (guild_id, discord_user_id)
+    );
+    """,
 )
