@@ -15,6 +15,8 @@ from bot.accounts.linked_roles import PLATFORM_NAME
 from bot.accounts.linking import LinkingService
 from bot.config import Config
 from bot.domain.models import TokenPair
+from bot.guild_admin.comps import CompService
+from bot.guild_admin.lapse_kicks import KickGateway, LapseKicks, LapseKickSweeper
 from bot.guild_admin.service import AdminService
 from bot.observability.metrics import BotMetrics, RefreshFigures
 from bot.observability.probes import DiscordProbe
@@ -25,6 +27,7 @@ from bot.store.campaigns import CampaignRecord
 from bot.sync.campaign import CampaignService
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.channel_log import ChannelLog
+from bot.sync.comp_expiry import CompExpiry
 from bot.sync.participation import Participation
 from bot.sync.patron_dms import PatronDms
 from bot.sync.plan_scope import DirtyMembers
@@ -60,6 +63,8 @@ class Services:
     role_connections: RoleConnectionPusher
     admin: AdminService
     jobs: RoleJobs
+    #: Every bot-token call that is not a role call takes a token of its global bucket too (Linked Roles' records).
+    pacer: RoleCallPacer
     webhooks: WebhookReceiver
     webhook_applier: WebhookApplier
     refresh: RefreshService
@@ -74,6 +79,11 @@ class Services:
     observability: Observability
     #: The opt-in DMs' outbox (bot/sync/patron_dms.py); its sender runs in cogs/patron_dms.py.
     patron_dms: PatronDms
+    #: Comps with an expiry and kick on lapse (issue 12, items 4 and 5); their workers run in cogs/comps.py.
+    comps: CompService
+    comp_expiry: CompExpiry
+    lapse_kicks: LapseKicks
+    kick_sweeper: LapseKickSweeper
 
 
 def build_services(
@@ -193,6 +203,10 @@ def build_services(
     linked_role_flow = LinkedRoleFlow(config.signing_key, bearer, patreon, role_connections, reconcile, store, clock)
     jobs = RoleJobs(store, reconcile, gateway, clock, pacer=pacer)
     admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation)
+    comps = CompService(store, reconcile, gateway, participation, clock)
+    kicks = LapseKicks(
+        store, reconcile, gateway if isinstance(gateway, KickGateway) else None, participation, clock
+    )
     applier = WebhookApplier(store, patreon, campaigns, reconcile, jobs, gateway, clock)
     webhooks = WebhookReceiver(
         campaigns.webhook_secrets,
@@ -228,6 +242,7 @@ def build_services(
         role_connections=role_connections,
         admin=admin,
         jobs=jobs,
+        pacer=pacer,
         webhooks=webhooks,
         webhook_applier=applier,
         refresh=refresh,
@@ -238,6 +253,10 @@ def build_services(
         clock=clock,
         observability=observability,
         patron_dms=patron_dms,
+        comps=comps,
+        comp_expiry=CompExpiry(store, jobs, reconcile, clock),
+        lapse_kicks=kicks,
+        kick_sweeper=LapseKickSweeper(kicks, clock),
     )
 
 

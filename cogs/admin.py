@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+import cogs.comps
 from bot.discord_io.client import PatronBot
 from bot.discord_io.roles import DiscordRoleGateway
 from bot.domain.dm_templates import DmKind
@@ -33,7 +34,9 @@ Currency = Literal[
 
 #: `clear:` choice → the setting it unsets: every role and channel setting, by its option name.
 CLEARABLE_FIELDS = {
-    spec.option: spec.name for spec in GUILD_SETTINGS if spec.kind in (SettingKind.ROLE, SettingKind.CHANNEL)
+    spec.option: spec.name
+    for spec in GUILD_SETTINGS
+    if spec.kind in (SettingKind.ROLE, SettingKind.CHANNEL, SettingKind.RANK)
 }
 
 
@@ -137,6 +140,8 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         dm_welcome: bool | None = None,
         dm_declined: bool | None = None,
         dm_removed: bool | None = None,
+        kick_after_days: app_commands.Range[int, 0, 3650] | None = None,
+        kick_protect_role: discord.Role | None = None,
         clear: str | None = None,
     ) -> None:
         given = dict(locals())  # the options by name, as discord.py converted them: read before any other local
@@ -238,6 +243,8 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
                 services.gateway.rate_limit_watch.count if isinstance(services.gateway, DiscordRoleGateway) else None
             ),
             campaign=await self.admin.campaign_description(guild),
+            comps=await cogs.comps.comp_lines(self.bot, guild),
+            kick_problem=cogs.comps.kick_problem(self.bot, guild),
         )
         await reply(interaction, "\n".join(line.render() for line in lines))
 
@@ -259,12 +266,13 @@ def invoker_rank(interaction: discord.Interaction) -> InvokerRank:
         owner=guild.owner_id == member.id,
         roles_below=frozenset(role.id for role in guild.roles if role < top),
         top_role_name=top.name if top.is_default() else f"@{top.name}",
+        kick_members=member.guild_permissions.kick_members,
     )
 
 
 def stored_value(spec: SettingSpec, value: object) -> object:
     """An option's value as GuildSettings keeps it."""
-    if spec.kind in (SettingKind.ROLE, SettingKind.CHANNEL):
+    if spec.kind in (SettingKind.ROLE, SettingKind.CHANNEL, SettingKind.RANK):
         return value.id if isinstance(value, discord.abc.Snowflake) else value
     if spec.kind is SettingKind.DOLLARS and isinstance(value, int):
         return value * 100
@@ -279,7 +287,7 @@ def describe_settings(settings: GuildSettings) -> str:
         value = getattr(settings, spec.name)
         if value is None:
             shown = "not set"
-        elif spec.kind is SettingKind.ROLE:
+        elif spec.kind in (SettingKind.ROLE, SettingKind.RANK):
             shown = f"<@&{value}>"
         elif spec.kind is SettingKind.CHANNEL:
             shown = f"<#{value}>"
@@ -313,7 +321,9 @@ async def reply(interaction: discord.Interaction, text: str) -> None:
 
 
 async def setup(bot: PatronBot) -> None:
-    await bot.add_cog(Admin(bot))
+    admin = Admin(bot)
+    await bot.add_cog(admin)
+    await cogs.comps.attach(bot, admin)
     await bot.add_cog(WeeklyPatronsCog(bot))
     await bot.add_cog(PatronDmsCog(bot))
     await bot.add_cog(DailyCountCog(bot))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import discord
 from discord.ext import commands
 
+from bot.discord_io.kicks import KickCalls
 from bot.discord_io.linked_members import LinkedMembers, MemberLookupFailed
 from bot.discord_io.rate_limit_watch import RateLimitWatch
 from bot.sync.reconcile import GRANT_SETTLE_TIME, RoleChangeError
@@ -105,7 +106,7 @@ class UnconfirmedRoleWrites:
                 del self._writes[key]
 
 
-class DiscordRoleGateway:
+class DiscordRoleGateway(KickCalls):
     def __init__(self, client: commands.Bot, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         #: Our own role writes the cache hasn't confirmed; every read of a member's roles goes through it.

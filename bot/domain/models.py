@@ -154,6 +154,8 @@ class SettingKind(StrEnum):
     DOLLARS = "dollars"
     #: An ISO 4217 code among Patreon's supported currencies (bot/domain/money.py).
     CURRENCY = "currency"
+    #: A role whose place in the role list is a threshold (kick on lapse); the policy never hands it out.
+    RANK = "rank"
 
 
 @dataclass(frozen=True)
@@ -347,6 +349,27 @@ class GuildSettings:
             SettingKind.SWITCH,
             "DM when Patreon roles are removed",
             "DM a member when the bot takes their Patreon roles away, saying why",
+        ),
+    )
+
+    #: Kick on lapse (bot/guild_admin/lapse_kicks.py): off (0) until an admin sets the days.
+    kick_after_days: int = field(
+        default=0,
+        metadata=_admin(
+            "kick_after_days",
+            SettingKind.DAYS,
+            "Kick members this many days after their entitlement ended (0 is never)",
+            "Kick members whose Patreon entitlement ended more than this many days ago (0, the default: never)",
+        ),
+    )
+    #: Kick on lapse never removes anyone holding a role the bot didn't give at or above this one (unset: any).
+    kick_protect_rank_id: int | None = field(
+        default=None,
+        metadata=_admin(
+            "kick_protect_role",
+            SettingKind.RANK,
+            "Never kick anyone with a role the bot didn't give at or above (any such role when not set)",
+            "Kick on lapse spares anyone holding a role the bot didn't give at or above this one",
         ),
     )
 

@@ -34,12 +34,15 @@ def health_report(
     role_calls_per_second: float | None = None,
     rate_limited_calls: int | None = None,
     campaign: str | None = None,
+    comps: Sequence[str] = (),
+    kick_problem: str | None = None,
 ) -> list[HealthLine]:
     """`failed_jobs`: (Discord user id, last error) of members whose roles could not be put right;
     `participation`: why this server doesn't act for the campaign, None when it does; `role_calls_per_second`:
     the pace Discord allows one server (bot/sync/role_pacing.py), for an honest estimate of the queue;
     `rate_limited_calls`: 429s Discord sent since start despite the pacing (None: not known); `campaign`: which
-    campaign the server follows and how it came to, as a phrase (None: none)."""
+    campaign the server follows and how it came to, as a phrase (None: none); `comps`: the active comps, one
+    phrase each; `kick_problem`: why the bot can't kick (Kick Members), read only while kick on lapse is on."""
     lines = [HealthLine(participation is None, participation or "This server acts for the Patreon campaign.")]
     if campaign is not None:
         lines.append(HealthLine(True, f"It follows campaign {campaign}."))
@@ -112,6 +115,16 @@ def health_report(
         )
     elif rate_limited_calls == 0:
         lines.append(HealthLine(True, "No call was rate-limited by Discord since the bot started."))
+    if comps:
+        shown = "; ".join(comps[:5]) + (f" and {len(comps) - 5} more" if len(comps) > 5 else "")
+        lines.append(HealthLine(True, f"{len(comps)} comp(s) active: {shown}."))
+    if settings.kick_after_days > 0:
+        days = settings.kick_after_days
+        lines.append(
+            HealthLine(False, f"Kick on lapse is on ({days} day(s)) but can't work: {kick_problem}")
+            if kick_problem
+            else HealthLine(True, f"Kick on lapse is on: members lapsed more than {days} day(s) are kicked.")
+        )
     if settings.log_channel_id is None:
         lines.append(HealthLine(True, "No log channel set (optional: `/patreon-admin settings log_channel:`)."))
     return lines

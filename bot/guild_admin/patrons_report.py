@@ -78,6 +78,8 @@ class PatronRow:
 @dataclass
 class PatronsReport:
     rows: list[PatronRow] = field(default_factory=list)
+    #: The server's active comps, one line each (bot/guild_admin/comps.py): not Patreon's, so not in the CSV.
+    comps: list[str] = field(default_factory=list)
 
     @property
     def unlinked_paying(self) -> list[PatronRow]:
@@ -125,6 +127,9 @@ class PatronsReport:
             )
             more = f" and {len(gone) - NAMED_IN_SUMMARY} more" if len(gone) > NAMED_IN_SUMMARY else ""
             lines.append(f"🚪 **Linked to someone no longer in this server: {len(gone)}**: {names}{more}.")
+        if self.comps:
+            lines.append(f"🎁 **Comps: {len(self.comps)}**")
+            lines += [f"- {line}" for line in self.comps[:NAMED_IN_SUMMARY]]
         return "\n".join(lines)
 
     def csv_bytes(self) -> bytes:
@@ -283,6 +288,11 @@ async def patrons_report(
         user_name=gateway.user_name,
     )
     report = build_report(await stored_memberships(store, campaign_id), server, now)
+    report.comps = [
+        f"<@{comp.user_id}>: @{server.role_name(comp.role_id)}, {comp.describe()}"
+        for comps in (await store.guild_comps(guild_id, now)).values()
+        for comp in comps
+    ]
     log.info(
         "guild=%s patrons report: %d patrons, %d paying unlinked, %d linked here, %d in grace, %d gone",
         guild_id,

@@ -23,6 +23,8 @@ class InvokerRank:
     roles_below: frozenset[int]
     #: Shown in the refusal.
     top_role_name: str = "@everyone"
+    #: Whether they hold Kick Members (the kick-on-lapse settings need it, as kicking by hand would).
+    kick_members: bool = False
 
     def may_give(self, role_id: int) -> bool:
         return self.owner or role_id in self.roles_below

@@ -39,8 +39,12 @@ WHO_GETS_WHAT = frozenset(
         "trial_gets_tier_roles",
         "lifetime_threshold_cents",
         "currency",  # which patrons' amounts are compared with tier prices (bot/domain/money.py)
+        *("kick_after_days", "kick_protect_rank_id"),  # who is removed from the server (lapse_kicks.py)
     }
 )
+#: Kick on lapse: changing it needs Kick Members as well (turning it off needs nothing more).
+KICK_SETTINGS = frozenset({"kick_after_days", "kick_protect_rank_id"})
+MAX_KICK_DAYS = 3650
 #: A real sync changing more members than this queues them (paced, durable) instead of changing them inline.
 INLINE_SYNC_LIMIT = 25
 
@@ -185,6 +189,7 @@ class AdminService:
         threshold = changes.get("lifetime_threshold_cents")
         if threshold is not None and not (isinstance(threshold, int) and threshold >= 0):
             raise AdminError("The lifetime support threshold can't be negative.")
+        self._assert_may_change_kicks(guild_id, invoker, changes)
         currency = changes.get("currency")
         if currency is not None and currency not in SUPPORTED_CURRENCIES:
             raise AdminError(f"The currency must be one Patreon supports: {', '.join(SUPPORTED_CURRENCIES)}.")
@@ -201,6 +206,22 @@ class AdminService:
             state = "now manages Patreon roles here" if updated.enabled else "stopped managing Patreon roles here"
             await self.reconcile.log_event(guild_id, f"An admin changed the settings: the bot {state}")
         return updated
+
+    def _assert_may_change_kicks(self, guild_id: int, invoker: InvokerRank, changes: dict[str, object]) -> None:
+        """Kick on lapse removes people: its settings need what kicking by hand needs (Kick Members, and a
+        threshold below the asker's own highest role); switching it off needs nothing more."""
+        kicks = changes.keys() & KICK_SETTINGS
+        if not kicks or (kicks == {"kick_after_days"} and changes["kick_after_days"] == 0):
+            return
+        days = changes.get("kick_after_days")
+        if days is not None and not (isinstance(days, int) and 0 <= days <= MAX_KICK_DAYS):
+            raise AdminError(f"Kick-after days must be between 0 (never) and {MAX_KICK_DAYS}.")
+        if not (invoker.owner or invoker.kick_members):
+            log.info("guild=%s: refused user=%s a kick setting without Kick Members", guild_id, invoker.user_id)
+            raise AdminError("Changing kick on lapse needs the Kick Members permission, as kicking by hand would.")
+        threshold = changes.get("kick_protect_rank_id")
+        if isinstance(threshold, int):
+            self._assert_outranks(guild_id, invoker, {threshold}, action="set the kick threshold at")
 
     async def _assert_may_change_settings(self, current: GuildSettings, changes: dict[str, object]) -> None:
         turning_on = changes.get("enabled") is True

@@ -16,6 +16,7 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleM
 from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore, campaign_key, membership_row
 from bot.store.campaigns import CampaignStore
 from bot.store.codec import decode_settings, decode_snapshot, encode_settings
+from bot.store.comps import CompStore
 from bot.store.daily_counts import DailyCountStore
 from bot.store.dm_outbox import DmOutboxStore
 from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
@@ -74,6 +75,7 @@ class Store(
     RoleConnectionStore,
     DailyCountStore,
     DmOutboxStore,
+    CompStore,
 ):
     """All persistence goes through here; methods commit before they return.
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.domain import billing
+from bot.domain.comps import Comp
 from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.domain.policy import managed_role_ids
 from bot.store import Store
@@ -67,6 +68,14 @@ class GuildInputs:
     #: Members already planned by this refresh (changes-only guilds: a member is planned once).
     planned: set[int] = field(default_factory=set)
     _refused: dict[int, str | None] = field(default_factory=dict)
+    #: The guild's active comps by member, read once per refresh (`comps`).
+    _comps: dict[int, list[Comp]] | None = None
+
+    async def comps(self, store: Store, now: datetime) -> dict[int, list[Comp]]:
+        """The comps active at `now`, by member: a comped role is wanted, so the batch doesn't queue its removal."""
+        if self._comps is None:
+            self._comps = await store.guild_comps(self.guild_id, now)
+        return self._comps
 
     def unassignable(self, gateway: RoleGateway, roles: frozenset[int]) -> dict[int, str]:
         """`gateway.unassignable_roles`, asked once per role per refresh."""
@@ -169,6 +178,7 @@ class RefreshPlanner:
     async def _plan(self, guild: GuildInputs, members: Mapping[int, MembershipSnapshot | None]) -> None:
         guild_id, result = guild.guild_id, self.result
         grants = await self.store.grants_of_users(guild_id, members)
+        comps = await guild.comps(self.store, self.now)
         for count, user_id in enumerate(sorted(members), start=1):
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let webhooks and the gateway heartbeat through
@@ -200,6 +210,7 @@ class RefreshPlanner:
                 granted,
                 lambda roles: guild.unassignable(self.gateway, roles),
                 explain=False,  # the refresh shows no per-role reason
+                comps=comps.get(user_id, ()),
             )
             if not plan.is_empty:
                 result.changes += 1

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from bot.domain.comps import Comp, with_comps
 from bot.domain.models import GuildSettings, MembershipSnapshot, RoleDecision, Tier, TierRoleMap
 from bot.domain.policy import decide_roles, managed_role_ids
 from bot.domain.role_plan import RolePlan, grants_to_forget, plan_roles
@@ -127,14 +128,17 @@ def plan_member_roles(
     unassignable: Callable[[frozenset[int]], Mapping[int, str]],
     *,
     explain: bool = True,
+    comps: Sequence[Comp] = (),
 ) -> tuple[RoleDecision, RolePlan]:
     """The policy's decision and the minimal plan for one member: the one rule both the one-member path and
     the refresh's batch path use, so they can't disagree. `unassignable(roles)` says which of `roles` the bot
-    may not touch, and why. `explain=False` (nothing will show the reasons) builds no per-role reason.
+    may not touch, and why. `explain=False` (nothing will show the reasons) builds no per-role reason. `comps`:
+    the member's comps here (bot/domain/comps.py); those active at `now` are wanted too.
     """
     decision = decide_roles(
         membership, settings, tier_roles, tiers, now, held_managed_roles=granted & actual, explain=explain
     )
+    decision = with_comps(decision, comps, now, explain=explain)
     touched = frozenset(decision.desired | (granted & actual))
     return decision, plan_roles(decision, actual, granted, dict(unassignable(touched)))
 
@@ -186,16 +190,18 @@ class ReconcileService:
             await self.store.get_membership(link.patreon_user_id, campaign) if link is not None and counts else None
         )
         granted = await self.store.granted_roles(guild_id, user_id)
+        now = self.clock()
         decision, plan = plan_member_roles(
             membership,
             settings,
             tier_roles,
             await self.store.get_tiers(campaign),
-            self.clock(),
+            now,
             actual,
             granted,
             lambda roles: self.gateway.unassignable_roles(guild_id, roles),
             explain=explain,
+            comps=await self.store.active_comps(guild_id, user_id, now),
         )
         return MemberPlan(guild_id, user_id, membership, decision, actual, granted, plan)
 
@@ -246,10 +252,29 @@ class ReconcileService:
         forget = await self._settled_forgets(guild_id, user_id, forget - plan.remove) | (forget & plan.remove)
         if forget:
             await self.store.forget_grants(guild_id, user_id, forget)
+        await self._note_lapse(member_plan, outcome, forget)
         await self._report(outcome, cause, queued)
         if self.on_outcome is not None:
             await self.on_outcome(outcome, cause)
         return outcome
+
+    async def _note_lapse(self, member_plan: MemberPlan, outcome: ReconcileOutcome, forgotten: set[int]) -> None:
+        """Kick on lapse counts from the moment the engine took the last tier role it had given a member who
+        pledged (bot/guild_admin/lapse_kicks.py); a tier role it adds again (a pledge, a comp) ends the lapse."""
+        guild_id, user_id = member_plan.guild_id, member_plan.user_id
+        if not outcome.changed:
+            return
+        tier_roles = (await self.store.get_tier_roles(guild_id)).managed_role_ids()
+        if outcome.added & tier_roles:
+            await self.store.clear_lapse(guild_id, user_id)
+            return
+        membership = member_plan.membership
+        if membership is None or membership.patron_status is None:
+            return
+        left = (member_plan.granted - outcome.removed - forgotten) & tier_roles
+        if outcome.removed & tier_roles and not left and not member_plan.decision.hold:
+            await self.store.record_lapse(guild_id, user_id, self.clock())
+            log.info("guild=%s user=%s lapsed: the last tier role the bot gave was taken", guild_id, user_id)
 
     async def _apply(self, guild_id: int, user_id: int, plan: RolePlan, reason: str, priority: float) -> None:
         """The plan's calls, adds first; with a limiter each call holds a slot of its own, so the next waiter

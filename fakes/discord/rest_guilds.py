@@ -12,6 +12,7 @@ from aiohttp import web
 
 from . import errors
 from .guild import FakeGuild
+from .kicks import kick_member
 from .transport import REQUEST_BODY, json_response, no_content
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class GuildRoutes:
         app.router.add_patch(prefix + "/guilds/{guild_id}/members/@me", self.edit_me)
         app.router.add_get(member, self.get_member)
         app.router.add_patch(member, self.edit_member)
+        app.router.add_delete(member, self.kick_member)
         app.router.add_put(member + "/roles/{role_id}", self.add_role)
         app.router.add_delete(member + "/roles/{role_id}", self.remove_role)
         app.router.add_get(prefix + "/channels/{channel_id}", self.get_channel)
@@ -96,6 +98,11 @@ class GuildRoutes:
         body: dict[str, Any] = request[REQUEST_BODY] or {}
         member = guild.edit_member(_snowflake(request, "user_id"), body)
         return json_response(member.to_payload())
+
+    async def kick_member(self, request: web.Request) -> web.Response:
+        """DELETE /guilds/{g}/members/{u}: a kick (rules: kicks.py)."""
+        kick_member(self._guild(request), _snowflake(request, "user_id"))
+        return no_content()
 
     async def edit_me(self, request: web.Request) -> web.Response:
         """PATCH /guilds/{g}/members/@me: the bot's own nickname."""

@@ -19,6 +19,7 @@ OPTION_TYPES = {
     SettingKind.ROLE: AppCommandOptionType.role,
     SettingKind.CHANNEL: AppCommandOptionType.channel,
     SettingKind.CURRENCY: AppCommandOptionType.string,
+    SettingKind.RANK: AppCommandOptionType.role,
 }
 
 
@@ -45,10 +46,11 @@ def test_each_kind_fits_its_field():
         assert (spec.kind is SettingKind.CHANNEL) == spec.name.endswith("_channel_id"), spec
         assert (spec.kind is SettingKind.SWITCH) == (types[spec.name] == "bool"), spec
         assert (spec.kind is SettingKind.DOLLARS) == spec.name.endswith("_cents"), spec
+        assert (spec.kind is SettingKind.RANK) == spec.name.endswith("_rank_id"), spec
 
 
 def test_roles_and_channels_can_be_cleared_and_nothing_else():
-    ids = [spec for spec in GUILD_SETTINGS if spec.name.endswith(("_role_id", "_channel_id"))]
+    ids = [spec for spec in GUILD_SETTINGS if spec.name.endswith(("_role_id", "_channel_id", "_rank_id"))]
     assert {spec.option: spec.name for spec in ids} == CLEARABLE_FIELDS
     (clear,) = [parameter for parameter in Admin.settings.parameters if parameter.name == "clear"]
     assert {choice.value for choice in clear.choices} == {spec.option for spec in ids}
