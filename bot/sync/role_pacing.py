@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 
 #: Role calls per second across all servers: under Discord's global 50/s, with room for commands and the log.
 ROLE_CALLS_PER_SECOND = 40.0
+#: Role calls that may go at once after a quiet spell. With the rate this makes at most 45 in any second, so the
+#: other calls on the bot token (log lines, DMs, Linked Roles metadata, commands' follow-ups) keep 5 of the 50.
+ROLE_CALLS_BURST = 5.0
 #: Discord's member-role bucket: 10 calls per 10 s per server (issue 7680; the 10 s is what bots observe).
 ROLE_CALLS_PER_GUILD = 10
 ROLE_WINDOW_SECONDS = 10.0
@@ -55,7 +58,7 @@ class TokenBucket:
     def __init__(
         self,
         rate: float = ROLE_CALLS_PER_SECOND,
-        capacity: float = 10.0,
+        capacity: float = ROLE_CALLS_BURST,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
