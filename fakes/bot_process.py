@@ -78,9 +78,17 @@ def announce_control_port(path: Path, port: int) -> None:
 
 def control_app(bot: PatronBot, clock: Clock) -> web.Application:
     async def ready(_request: web.Request) -> web.Response:
-        await asyncio.wait_for(bot.wait_until_ready(), timeout=30)
-        await asyncio.wait_for(bot.services.scheduler.first_run_done.wait(), timeout=60)
-        await settle(bot, events=False)
+        """Each wait has its own deadline, together under the parent's, so a start that hangs says where."""
+        waits = (
+            ("discord.py ready", bot.wait_until_ready(), 30.0),
+            ("the start-up refresh", bot.services.scheduler.first_run_done.wait(), 40.0),
+            ("the start-up queue", settle(bot, events=False, timeout=40.0), 45.0),
+        )
+        for what, waiting, seconds in waits:
+            try:
+                await asyncio.wait_for(waiting, timeout=seconds)
+            except TimeoutError:
+                return web.json_response({"error": f"{what} not done in {seconds:.0f} s"}, status=504)
         return web.json_response({"ok": True})
 
     async def set_clock(request: web.Request) -> web.Response:

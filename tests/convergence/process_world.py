@@ -64,7 +64,8 @@ class ProcessWorld:
         guild.add_role(TRIAL_ROLE, "Trial", position=3)
         guild.add_role(LIFETIME_ROLE, "Supporter", position=2)
         await self._seed_store()
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        # Above the child's own deadlines (fakes/bot_process.py), so a hang reports where it is.
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=150))
         await self.spawn()
 
     async def _seed_store(self) -> None:
