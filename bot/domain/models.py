@@ -113,13 +113,9 @@ class Identity:
     memberships: tuple[MembershipSnapshot, ...] = ()
 
     def membership_for(self, campaign_id: str) -> MembershipSnapshot | None:
-        for membership in self.memberships:
-            if membership.campaign_id == campaign_id:
-                return membership
-        if len(self.memberships) == 1 and self.memberships[0].campaign_id is None:
-            # Without `identity.memberships` Patreon returns only the membership to our own campaign.
-            return self.memberships[0]
-        return None
+        """The membership of exactly this campaign. One without a campaign (a document that didn't include
+        `memberships.campaign`) is never taken for any: with several campaigns served, it could be another's."""
+        return next((m for m in self.memberships if m.campaign_id == campaign_id), None)
 
 
 @dataclass(frozen=True)
