@@ -45,8 +45,8 @@ class Comp:
 
 def clean_reason(reason: str | None) -> str:
     """One line, no control characters, at most MAX_COMP_REASON characters (the caller refuses a longer one)."""
-    text = " ".join((reason or "").split())
-    return "".join(ch for ch in text if ch.isprintable())
+    printable = "".join(ch if ch.isprintable() else " " for ch in reason or "")
+    return " ".join(printable.split())
 
 
 def comp_expiry(current: Comp | None, now: datetime, days: int) -> datetime:

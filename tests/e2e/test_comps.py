@@ -198,3 +198,13 @@ async def test_another_servers_admin_cannot_comp(eves_world):  # noqa: F811
     assert "❌" in text
     assert await world.store.active_comps(OTHER, EVE, world.clock()) == []
     assert OTHER_GOLD not in set(world.discord.guilds[OTHER].member(EVE).role_ids)
+
+
+async def test_a_comp_belongs_to_the_member_and_outlives_an_unlink(world):
+    await world.link(SEED.dave)
+    await admin(world, ["comp"], {"member": SEED.dave, "role": SEED.gold_role, "days": 2})
+    await admin(world, ["unlink-user"], {"member": SEED.dave})
+    assert SEED.gold_role in world.roles_of(SEED.dave), "the comp isn't the Patreon link's"
+    await expire(world, days=2, minutes=1)
+    assert SEED.gold_role not in world.roles_of(SEED.dave)
+    assert len(deletes(world, SEED.dave, SEED.gold_role)) == 1
