@@ -7,6 +7,7 @@ like "member not in the server" and be dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from discord.ext import commands
@@ -23,6 +24,7 @@ class SyncTasks(commands.Cog):
         self.bot = bot
         self._starter: asyncio.Task[None] | None = None
         self._scheduler: asyncio.Task[None] | None = None
+        self._linked_roles: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
         self._starter = asyncio.create_task(self._start_when_ready())
@@ -32,17 +34,29 @@ class SyncTasks(commands.Cog):
         services = self.bot.services
         services.jobs.start()
         services.webhook_applier.start()
-        services.role_connections.start()
         self._scheduler = asyncio.create_task(services.scheduler.run(), name="refresh scheduler")
         self._scheduler.add_done_callback(log_crash)
+        self._linked_roles = asyncio.create_task(self._start_linked_roles(), name="linked roles start")
+        self._linked_roles.add_done_callback(log_crash)
         log.info("background sync started (refresh every %g min)", services.scheduler.interval_minutes)
-        await register_metadata_schema(self.bot)  # last: a slow Discord here holds up nothing else
+
+    async def _start_linked_roles(self) -> None:
+        """Register the Linked Roles records, then keep the metadata true. After the start-up refresh's burst of
+        role calls (at most 2 minutes): that burst may fill Discord's global 50 a second on its own."""
+        services = self.bot.services
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(services.scheduler.first_run_done.wait(), timeout=120)
+            await services.jobs.wait_idle(timeout=120)
+        await register_metadata_schema(self.bot, services.pacer.global_bucket.acquire)
+        services.role_connections.start()
 
     async def cog_unload(self) -> None:
         """Stop taking work, let running role jobs finish briefly; whatever is left stays queued in SQLite."""
         services = self.bot.services
         if self._starter is not None and not self._starter.done():
             self._starter.cancel()
+        if self._linked_roles is not None and not self._linked_roles.done():
+            self._linked_roles.cancel()
         services.scheduler.stop()
         # Side by side, so shutdown still takes at most about five seconds.
         await asyncio.gather(
