@@ -61,15 +61,6 @@ class CompService:
         role = self.gateway.role_name(guild_id, role_id)
         verb = "extended" if renewed else "gave"
         why = f": {text}" if text else ""
-        log.info(
-            "guild=%s: user=%s %s a comp of role=%s to user=%s until %s",
-            guild_id,
-            invoker.user_id,
-            verb,
-            role_id,
-            user_id,
-            expires.isoformat(),
-        )
         await self.reconcile.log_event(
             guild_id,
             f"<@{invoker.user_id}> {verb} a comp of @{role} to <@{user_id}> until {expires:%Y-%m-%d %H:%M} UTC{why}",
@@ -90,9 +81,6 @@ class CompService:
             raise AdminError("That member has no comp of that role here.")
         await self.store.end_comps([current], now, f"revoked by {invoker.user_id}")
         role = self.gateway.role_name(guild_id, role_id)
-        log.info(
-            "guild=%s: user=%s revoked the comp of role=%s for user=%s", guild_id, invoker.user_id, role_id, user_id
-        )
         await self.reconcile.log_event(
             guild_id, f"<@{invoker.user_id}> took back the comp of @{role} from <@{user_id}>"
         )

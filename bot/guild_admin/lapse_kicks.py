@@ -174,7 +174,6 @@ class LapseKicks:
             await self.reconcile.log_event(guild_id, f"Could not kick <@{user_id}> (kick on lapse): {error}")
             return False
         await self.store.clear_lapse(guild_id, user_id)
-        log.info("guild=%s: kicked user=%s (%s)", guild_id, user_id, reason)
         await self.reconcile.log_event(guild_id, f"Kicked <@{user_id}>: {reason}")
         return True
 

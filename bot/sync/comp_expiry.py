@@ -42,8 +42,7 @@ class CompExpiry(BackgroundWorker):
         for comp in await self.store.end_comps(due, now, "expired"):
             self.ended += 1
             role = self.reconcile.gateway.role_name(comp.guild_id, comp.role_id)
-            log.info("guild=%s: comp of role=%s for user=%s ended", comp.guild_id, comp.role_id, comp.user_id)
-            await self.reconcile.log_event(
+            await self.reconcile.log_event(  # the bot's log line and the log channel's
                 comp.guild_id, f"The comp of @{role} for <@{comp.user_id}> ended (given by <@{comp.granted_by}>)"
             )
         return True
