@@ -2,7 +2,8 @@
 
 Callers get typed results (`bot.domain.models`) or one of the `bot.patreon.errors` exceptions; they never see aiohttp.
 The client keeps no tokens: whoever owns a token passes it in, and decides what a `PatreonAuthError` means
-(refresh once, or ask the user to link again). Tokens never reach a log line.
+(refresh once, or ask the user to link again). Tokens never reach a log line. Every HTTP attempt takes a slot of
+the one `RequestBudget` (bot/patreon/budget.py) with the priority its caller gives: look-ups before listing pages.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import aiohttp
 from yarl import URL
 
 from bot.domain.models import Campaign, Identity, MembershipSnapshot, MembersPage, TokenPair
-from bot.patreon import jsonapi
+from bot.patreon import jsonapi, member_pages
+from bot.patreon.budget import Priority, RequestBudget
 from bot.patreon.errors import (
     PatreonAuthError,
     PatreonBadResponse,
@@ -103,7 +105,8 @@ class PatreonClient:
     Retry policy (all in `_request`): 429 waits for `Retry-After` (or the body's `retry_after_seconds`), unless
     that is longer than `max_retry_wait`, in which case it gives up at once with `PatreonUnavailable`; 5xx,
     timeouts and connection errors back off exponentially from `retry_base_delay`. Other 4xx never retry:
-    repeated 4xx get a client blocked at Patreon's edge.
+    repeated 4xx get a client blocked at Patreon's edge. A 429 also pauses `budget` for everyone, not only the
+    caller that got it (the limit is the client's). `budget`: None builds one on Patreon's documented limit.
     """
 
     def __init__(
@@ -121,8 +124,11 @@ class PatreonClient:
         request_timeout: float = 30.0,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        budget: RequestBudget | None = None,
     ) -> None:
         self._session = session
+        #: The client-wide request budget every attempt goes through (one per client, shared by all campaigns).
+        self.budget = budget if budget is not None else RequestBudget()
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self._client_secret = client_secret
@@ -166,7 +172,7 @@ class PatreonClient:
         }
         return await self._token_request(form)
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def refresh(self, refresh_token: str, *, priority: Priority = Priority.LOOKUP) -> TokenPair:
         """Rotate a pair. Refresh tokens are single use: persist the returned pair before anything else."""
         form = {
             "grant_type": "refresh_token",
@@ -174,11 +180,11 @@ class PatreonClient:
             "client_id": self.client_id,
             "client_secret": self._client_secret,
         }
-        return await self._token_request(form)
+        return await self._token_request(form, priority)
 
-    async def _token_request(self, form: dict[str, str]) -> TokenPair:
+    async def _token_request(self, form: dict[str, str], priority: Priority = Priority.LOOKUP) -> TokenPair:
         now = self._clock()
-        body = await self._request("POST", TOKEN_PATH, form=form)
+        body = await self._request("POST", TOKEN_PATH, form=form, priority=priority)
         return self._parse(jsonapi.parse_token_response, body, now)
 
     # ------------------------------------------------------------------ resources
@@ -198,17 +204,25 @@ class PatreonClient:
         body = await self._request("GET", f"{API_PREFIX}/campaigns", token=access_token, params=params)
         return self._parse(jsonapi.parse_campaigns, body, CAMPAIGN_REQUEST_FIELDS)
 
-    async def get_campaign(self, access_token: str, campaign_id: str) -> Campaign:
+    async def get_campaign(
+        self, access_token: str, campaign_id: str, *, priority: Priority = Priority.LOOKUP
+    ) -> Campaign:
         """One campaign and all its tiers."""
         params = {"include": "tiers", **_fields(CAMPAIGN_REQUEST_FIELDS)}
         path = f"{API_PREFIX}/campaigns/{quote(campaign_id, safe='')}"
-        body = await self._request("GET", path, token=access_token, params=params)
+        body = await self._request("GET", path, token=access_token, params=params, priority=priority, key=campaign_id)
         return self._parse(jsonapi.parse_campaign, body, CAMPAIGN_REQUEST_FIELDS)
 
     async def iter_member_pages(
-        self, access_token: str, campaign_id: str, page_size: int = MAX_PAGE_SIZE
+        self,
+        access_token: str,
+        campaign_id: str,
+        page_size: int = MAX_PAGE_SIZE,
+        *,
+        priority: Priority = Priority.REFRESH,
     ) -> AsyncIterator[MembersPage]:
-        """Every member of the campaign, page by page, following `meta.pagination.cursors.next`.
+        """Every member of the campaign, page by page, following `meta.pagination.cursors.next`. Pages are
+        refresh work by default: they wait behind look-ups and take turns with other campaigns' pages.
 
         Raises `PatreonCursorExpired` rather than stopping early when Patreon rejects a cursor: a truncated
         listing would look like "everyone else left".
@@ -223,8 +237,10 @@ class PatreonClient:
         seen_cursors: set[str] = set()
         while True:
             params = dict(base) if cursor is None else {**base, "page[cursor]": cursor}
-            body = await self._request("GET", path, token=access_token, params=params)
-            page = self._parse(jsonapi.parse_members_page, body, self._clock(), MEMBER_REQUEST_FIELDS)
+            text = await self._request(
+                "GET", path, token=access_token, params=params, priority=priority, key=campaign_id, raw=True
+            )
+            page = self._parse(member_pages.parse_members_text, text, self._clock(), MEMBER_REQUEST_FIELDS)
             yield page
             if page.next_cursor is None:
                 return
@@ -309,8 +325,13 @@ class PatreonClient:
         params: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
         json_body: Any = None,
+        priority: Priority = Priority.LOOKUP,
+        key: str = "",
+        raw: bool = False,
     ) -> Any:
-        """Send one logical request, retrying 429/5xx/network failures; return the decoded JSON body."""
+        """Send one logical request, retrying 429/5xx/network failures; return the decoded JSON body (`raw`:
+        a 2xx body's text, undecoded). Each
+        attempt holds a budget slot of `priority`; `key` (a campaign id) takes turns with other keys' refresh work."""
         url_text = f"{self.base_url}{path}"
         if params:
             # Brackets must be percent-encoded (`fields%5Bmember%5D`) or Patreon answers 400; commas may stay.
@@ -321,18 +342,27 @@ class PatreonClient:
             headers["Authorization"] = f"Bearer {token}"
         attempt = 0
         while True:
+            if self.budget.paused_for > self.max_retry_wait:  # someone's 429 asked for longer than we wait
+                raise PatreonUnavailable(
+                    f"{method} {path}: rate limited (Patreon asked the client to wait {self.budget.paused_for:.0f}s)",
+                    status=429,
+                    retry_after=self.budget.paused_for,
+                )
             self.request_count += 1
             failure: PatreonUnavailable
             try:
-                async with self._session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=dict(form) if form is not None else None,
-                    json=json_body,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                ) as response:
+                async with (
+                    self.budget.slot(priority, key),
+                    self._session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=dict(form) if form is not None else None,
+                        json=json_body,
+                        timeout=self._timeout,
+                        allow_redirects=False,
+                    ) as response,
+                ):
                     status = response.status
                     response_headers = response.headers
                     text = await response.text(errors="replace")
@@ -342,6 +372,8 @@ class PatreonClient:
                 failure = PatreonUnavailable(f"{method} {path}: {type(error).__name__}: {error}".rstrip(": "))
                 wait = self._backoff(attempt)
             else:
+                if raw and 200 <= status < 300:
+                    return text  # the caller decodes it (a listing page: bot/patreon/member_pages.py)
                 body = _decode_json(text)
                 if status == 429:
                     asked = _retry_after(response_headers, body)
@@ -353,6 +385,7 @@ class PatreonClient:
                         retry_after=asked,
                         errors=jsonapi.parse_api_errors(body),
                     )
+                    self.budget.pause(wait)  # the limit is the client's: every caller waits, not only this one
                     if wait > self.max_retry_wait:
                         log.warning(
                             "patreon %s %s: 429 asks %.1fs > cap %.1fs; giving up",

@@ -68,6 +68,11 @@ def build_app(fake: FakePatreon) -> web.Application:
         fake.raw_paths.append(request.raw_path)
         if request.path.startswith("/api/") and not request.headers.get("User-Agent"):
             return api_error(403, "Forbidden", "Requests must send a User-Agent header.", code=None)
+        if request.path.startswith("/api/") and fake.rate_limit is not None:
+            bearer = request.headers.get("Authorization", "")
+            retry_after = fake.rate_limit.check(bearer[7:] if bearer.startswith("Bearer ") else None)
+            if retry_after is not None:
+                return throttled(retry_after)
         fault = fake.faults.take(request.path)
         if fault is not None and fault.kind == "delay":
             await fake.sleep_unless_closing(fault.seconds)
@@ -82,15 +87,7 @@ def build_app(fake: FakePatreon) -> web.Application:
         elif fault is not None and fault.kind == "malformed":
             return web.Response(status=200, body=fault.body, content_type="application/json")
         elif fault is not None and fault.kind == "rate_limit":
-            return api_error(
-                429,
-                THROTTLED,
-                THROTTLED,
-                code=None,
-                code_name="RequestThrottled",
-                headers={"Retry-After": seconds_text(fault.retry_after)},
-                retry_after_seconds=fault.retry_after,
-            )
+            return throttled(fault.retry_after)
         elif fault is not None:
             return api_error(fault.status, "Internal Server Error", "Injected failure.", code=None)
         try:
@@ -108,6 +105,19 @@ def build_app(fake: FakePatreon) -> web.Application:
             )
         except web.HTTPNotFound:
             return api_error(404, "Not Found", f"No route for {request.method} {request.path}", code=None)
+
+    def throttled(retry_after: float) -> web.Response:
+        """Patreon's 429: Retry-After in seconds, and the RequestThrottled error with `retry_after_seconds`."""
+        fake.http_429 += 1
+        return api_error(
+            429,
+            THROTTLED,
+            THROTTLED,
+            code=None,
+            code_name="RequestThrottled",
+            headers={"Retry-After": seconds_text(retry_after)},
+            retry_after_seconds=retry_after,
+        )
 
     def rewritten(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         """A successful JSON answer passed through the first matching `FakePatreon.rewrite_responses`."""

@@ -22,12 +22,15 @@ from fakes.patreon.app import CursorEntry, build_app
 from fakes.patreon.deliveries import WebhookControl
 from fakes.patreon.faults import TRUNCATED_JSON, BodyRewrite, Fault, FaultPlan, Rewrite
 from fakes.patreon.oauth import ALL_SCOPES, DEFAULT_TOKEN_LIFETIME, FakeToken, TokenStore
+from fakes.patreon.rate_limit import ClientRateLimit
 from fakes.patreon.responses import ApiFailure, unauthorized
 from fakes.patreon.samples import import_member_document
 from fakes.patreon.state import DEFAULT, CampaignState, FakeMember, FakeTier, FakeUser, _Default
 from fakes.patreon.webhooks import WebhookRegistry
 
 DEFAULT_REDIRECT_URIS = ("http://127.0.0.1:8080/patreon/callback",)
+#: `FakePatreon(rate_limit=...)` default: Patreon's documented client limit (fakes/patreon/rate_limit.py).
+REAL_LIMIT = "real"
 
 
 class FakePatreon(WebhookControl):
@@ -43,7 +46,9 @@ class FakePatreon(WebhookControl):
         campaign_id: str = "7654321",
         token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
         now: datetime | None = None,
+        rate_limit: ClientRateLimit | str | None = REAL_LIMIT,
     ) -> None:
+        """`rate_limit`: Patreon's 100 requests per 2 s per client by default; None relaxes it (say why)."""
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uris = tuple(redirect_uris)
@@ -55,6 +60,14 @@ class FakePatreon(WebhookControl):
         self.tokens = TokenStore(token_lifetime)
         self.webhooks = WebhookRegistry()
         self.faults = FaultPlan()
+        #: The per-client limit every `/api/` request is counted against (None: not enforced).
+        self.rate_limit: ClientRateLimit | None = (
+            ClientRateLimit()
+            if rate_limit == REAL_LIMIT
+            else (rate_limit if isinstance(rate_limit, ClientRateLimit) else None)
+        )
+        #: Every 429 the fake sent: its limit's and the scripted ones (`rate_limit_next`).
+        self.http_429 = 0
         self.cursors: dict[str, CursorEntry] = {}
         #: Every request as (method, path, query dict), in arrival order.
         self.calls: list[tuple[str, str, dict[str, str]]] = []

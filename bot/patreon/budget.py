@@ -1,0 +1,195 @@
+"""One request budget for the whole Patreon client, shared by every campaign, so the bot never earns a 429.
+
+Why: Patreon documents 100 requests per 2 s per client (and 100 per minute per token; docs/patreon-api.md, "Rate
+limits"); every connected campaign's refresh, every webhook's re-fetch and every link share the one client. So
+each HTTP attempt takes a slot first. A slot is freed `window + margin` seconds after its request *ended*: Patreon
+counted the request somewhere between the two, so any `limit + 1` requests that reach Patreon are more than a
+window apart, whatever the window's shape (fixed or sliding: unconfirmed) and the network's delay.
+
+Two lanes, because someone waits on a look-up and nobody waits on a listing page:
+- `LOOKUP` (a webhook's member re-fetch, a link, a command, a token refresh a caller needs now) is served first,
+  and may use every slot;
+- `REFRESH` (listing pages, tier reads and patron-token refreshes of the periodic refresh) may hold at most
+  `refresh_share` of the slots, so a look-up arriving during 50 campaigns' listings finds a free slot at once
+  instead of waiting for a window to roll over. Refresh waiters are served round-robin by `key` (the campaign),
+  so one campaign's long listing never starves the others of pages.
+
+A 429 (with its Retry-After) pauses the whole budget, every lane and every campaign: the limit is the client's,
+so one caller's 429 means everyone's next request would get one too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+log = logging.getLogger(__name__)
+
+#: Patreon's documented client limit (November 2024): 100 requests per 2 seconds per client.
+CLIENT_LIMIT = 100
+CLIENT_WINDOW_SECONDS = 2.0
+#: The share of the slots the periodic refresh may hold: the rest is always free for look-ups.
+REFRESH_SHARE = 0.8
+
+
+class Priority(IntEnum):
+    """Who waits on a request: lower is served first."""
+
+    LOOKUP = 0
+    REFRESH = 1
+
+
+@dataclass
+class BudgetFigures:
+    """What the budget did since start (benches, tests and /metrics read it)."""
+
+    granted: dict[Priority, int] = field(default_factory=lambda: dict.fromkeys(Priority, 0))
+    #: The longest any request of a lane waited for its slot, in seconds.
+    longest_wait: dict[Priority, float] = field(default_factory=lambda: dict.fromkeys(Priority, 0.0))
+    pauses: int = 0
+    #: The most requests the budget ever counted in one window (running plus recently ended).
+    peak_in_window: int = 0
+
+
+class RequestBudget:
+    """`async with budget.slot(priority, key):` around each single HTTP attempt (see the module docstring)."""
+
+    def __init__(
+        self,
+        limit: int = CLIENT_LIMIT,
+        window_seconds: float = CLIENT_WINDOW_SECONDS,
+        *,
+        refresh_share: float = REFRESH_SHARE,
+        margin_seconds: float = 0.02,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if limit < 2 or window_seconds <= 0 or not 0 < refresh_share <= 1:
+            raise ValueError("a budget needs at least two requests per window of positive length")
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.margin_seconds = margin_seconds
+        #: Slots the refresh lane may hold at once (at least one, and at least one left for look-ups).
+        self.refresh_limit = max(1, min(limit - 1, int(limit * refresh_share)))
+        self._monotonic = monotonic
+        self._running: dict[Priority, int] = dict.fromkeys(Priority, 0)
+        self._ended: deque[tuple[float, Priority]] = deque()
+        self._lookups: deque[asyncio.Future[None]] = deque()
+        #: Refresh waiters by key, in the order keys last got a slot (round-robin: the front goes next).
+        self._refresh: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._paused_until = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self.figures = BudgetFigures()
+
+    def __repr__(self) -> str:
+        return f"RequestBudget({self.limit} per {self.window_seconds:g}s, refresh {self.refresh_limit})"
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the pause a 429 asked for (0: not paused)."""
+        return max(0.0, self._paused_until - self._monotonic())
+
+    def waiting(self, priority: Priority | None = None) -> int:
+        lookups = sum(1 for f in self._lookups if not f.done())
+        refresh = sum(1 for q in self._refresh.values() for f in q if not f.done())
+        return {None: lookups + refresh, Priority.LOOKUP: lookups, Priority.REFRESH: refresh}[priority]
+
+    def pause(self, seconds: float) -> None:
+        """Patreon answered 429: nobody sends anything for `seconds` (a longer pause already set stays)."""
+        until = self._monotonic() + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            self.figures.pauses += 1
+            log.warning("patreon budget: 429, every caller waits %.2fs", seconds)
+        self._schedule(self._monotonic())
+
+    @contextlib.asynccontextmanager
+    async def slot(self, priority: Priority = Priority.LOOKUP, key: str = "") -> AsyncIterator[None]:
+        """Hold one slot for the duration of one HTTP attempt."""
+        asked = self._monotonic()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if priority is Priority.LOOKUP:
+            self._lookups.append(future)
+        else:
+            self._refresh.setdefault(key, deque()).append(future)
+        self._grant()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # granted as we were cancelled: give the slot back
+                self._release(priority, count=False)
+            raise
+        waited = self._monotonic() - asked
+        figures = self.figures
+        figures.granted[priority] += 1
+        figures.longest_wait[priority] = max(figures.longest_wait[priority], waited)
+        try:
+            yield
+        finally:
+            self._release(priority)
+
+    def _release(self, priority: Priority, *, count: bool = True) -> None:
+        self._running[priority] -= 1
+        if count:
+            self._ended.append((self._monotonic(), priority))
+        self._grant()
+
+    def _in_window(self, now: float) -> tuple[int, int]:
+        """(every slot taken, refresh slots taken): running, plus ended less than a window ago."""
+        hold = self.window_seconds + self.margin_seconds
+        while self._ended and self._ended[0][0] + hold <= now:
+            self._ended.popleft()
+        refresh_ended = sum(1 for _at, lane in self._ended if lane is Priority.REFRESH)
+        total = sum(self._running.values()) + len(self._ended)
+        return total, self._running[Priority.REFRESH] + refresh_ended
+
+    def _grant(self) -> None:
+        """Wake every waiter there is a slot for, look-ups first; otherwise wake up when the next slot frees."""
+        now = self._monotonic()
+        if now < self._paused_until:
+            self._schedule(now)
+            return
+        total, refresh = self._in_window(now)
+        while self._lookups and total < self.limit:
+            future = self._lookups.popleft()
+            if future.done():
+                continue
+            self._running[Priority.LOOKUP] += 1
+            total += 1
+            future.set_result(None)
+        while self._refresh and total < self.limit and refresh < self.refresh_limit and not self._lookups:
+            key, queue = next(iter(self._refresh.items()))
+            future = queue.popleft()
+            if queue:
+                self._refresh.move_to_end(key)  # this campaign had its turn: the next campaign goes first
+            else:
+                del self._refresh[key]
+            if future.done():
+                continue
+            self._running[Priority.REFRESH] += 1
+            total += 1
+            refresh += 1
+            future.set_result(None)
+        self.figures.peak_in_window = max(self.figures.peak_in_window, total)
+        self._schedule(now)
+
+    def _schedule(self, now: float) -> None:
+        """Wake when the pause ends or the oldest ended slot leaves the window, if anyone still waits."""
+        if self._timer is not None or not self.waiting():
+            return
+        if now < self._paused_until:
+            delay = self._paused_until - now
+        elif self._ended:
+            delay = max(0.0, self._ended[0][0] + self.window_seconds + self.margin_seconds - now)
+        else:
+            return  # everything held is running: its release wakes the waiters
+        self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._grant()
