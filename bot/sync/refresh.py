@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import gc
 import logging
@@ -44,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.models import MembershipSnapshot
+from bot.patreon.budget import Priority
 from bot.patreon.client import MAX_PAGE_SIZE, PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonCursorExpired, PatreonError
 from bot.store import LAST_REFRESH, Store
@@ -53,6 +55,7 @@ from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorToken
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.plan_scope import DirtyMembers, GuildScope
 from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.refresh_schedule import RefreshRotation, run_each
 from bot.sync.role_jobs import RoleJobs
 
 log = logging.getLogger(__name__)
@@ -142,6 +145,7 @@ class RefreshService:
         dirty: DirtyMembers,
         page_size: int = MAX_PAGE_SIZE,
         on_changed: Callable[[Sequence[MembershipSnapshot], str], Awaitable[None]] | None = None,
+        campaign_concurrency: int = 1,
     ) -> None:
         """`dirty` is where the Discord adapter marks members whose roles changed on Discord. `campaigns`: every
         campaign refreshed, each for the servers that follow it (one `CampaignService`: that campaign alone).
@@ -158,14 +162,28 @@ class RefreshService:
         self.on_changed = on_changed
         self.scope = GuildScope()
         self.page_size = page_size
+        #: How many campaigns refresh side by side (bot/sync/refresh_schedule.py says why one by default).
+        self.campaign_concurrency = campaign_concurrency
+        #: Which campaign goes first: the one whose last complete refresh is the oldest.
+        self.rotation = RefreshRotation()
         self._lock = asyncio.Lock()
         #: Set while something is stored or forgotten but not yet planned (a failure then needs a full plan).
-        self._unplanned = False
+        self._unplanned_flag: contextvars.ContextVar[bool] = contextvars.ContextVar("unplanned", default=False)
         self.last_report: RefreshReport | None = None
         #: The servers each campaign (by its token subject, one per campaign) acted in at its last refresh.
         self._acting: dict[str, list[int]] = {}
         #: Which campaign last planned each server: a server that now follows another one is planned in full.
         self._planned_for: dict[int, str] = {}
+
+    @property
+    def _unplanned(self) -> bool:
+        """Set while something is stored or forgotten but not yet planned (a failure then needs a full plan); per
+        campaign's task, so campaigns refreshing side by side never see each other's."""
+        return self._unplanned_flag.get()
+
+    @_unplanned.setter
+    def _unplanned(self, value: bool) -> None:
+        self._unplanned_flag.set(value)
 
     def request_full_plan(self, guild_id: int) -> None:
         """The next refresh plans every member of this guild, not only what changed (`/patreon-admin sync`)."""
@@ -177,9 +195,16 @@ class RefreshService:
         their sum, ok only when all were)."""
         async with self._lock:
             marked, overflowed = self.dirty.take()
-            reports = [
-                await self._run_campaign(campaign, cause, marked, overflowed) for campaign in self.campaigns.services()
-            ]
+            services = self.campaigns.services()
+            self.rotation.forget_except({campaign.token_subject for campaign in services})
+            ordered = self.rotation.order(services, lambda campaign: campaign.token_subject)
+
+            async def one(campaign: CampaignService) -> RefreshReport:
+                report = await self._run_campaign(campaign, cause, marked, overflowed)
+                self.rotation.finished(campaign.token_subject, report.ok)
+                return report
+
+            reports = await run_each(ordered, one, self.campaign_concurrency)
             if any(report.ok for report in reports):
                 await self._refresh_patron_tokens_and_prune(reports)
             report = _combined(reports, cause, self.clock())
@@ -442,7 +467,7 @@ class RefreshService:
         due = await self.store.tokens_expiring("patron:", self.clock() + PATRON_TOKEN_MARGIN)
         for subject, tokens in due:
             try:
-                fresh = await self.client.refresh(tokens.refresh_token)
+                fresh = await self.client.refresh(tokens.refresh_token, priority=Priority.REFRESH)
             except PatreonError as error:
                 if grant_refused(error, client_too=False):
                     log.warning("patron token %s was refused (%s); dropped, the link stays", subject, error)
