@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from bot.accounts.connect_flow import ConnectFlow
 from bot.accounts.link_flow import LinkFlow
 from bot.accounts.linked_role_flow import LinkedRoleFlow
 from bot.accounts.linked_role_view import LinkedRoleView
@@ -16,12 +17,14 @@ from bot.accounts.linking import LinkingService
 from bot.config import Config
 from bot.domain.models import TokenPair
 from bot.guild_admin.comps import CompService
+from bot.guild_admin.connect import CampaignConnections
 from bot.guild_admin.lapse_kicks import KickGateway, LapseKicks, LapseKickSweeper
 from bot.guild_admin.service import AdminService
 from bot.observability.metrics import BotMetrics, RefreshFigures
 from bot.observability.probes import DiscordProbe
 from bot.observability.readiness import Readiness
 from bot.patreon.client import PatreonClient
+from bot.patreon.creator_api import CreatorClient
 from bot.store import Store
 from bot.store.campaigns import CampaignRecord
 from bot.sync.campaign import CampaignService
@@ -58,6 +61,9 @@ class Services:
     reconcile: ReconcileService
     linking: LinkingService
     link_flow: LinkFlow
+    #: `/patreon-admin connect`'s browser flow, and the admin's side of a connection (disconnect, webhook health).
+    connect_flow: ConnectFlow
+    connections: CampaignConnections
     #: Linked Roles: the verification URL's flow, and the worker that keeps each connected user's metadata true.
     linked_role_flow: LinkedRoleFlow
     role_connections: RoleConnectionPusher
@@ -96,7 +102,7 @@ def build_services(
     discord: DiscordProbe | None = None,
 ) -> Services:
     """`discord`: the Discord adapter's gateway state and role-call counts (None where there is no Discord)."""
-    patreon = PatreonClient(
+    patreon = CreatorClient(
         session,
         base_url=config.patreon_base_url,
         client_id=config.patreon_client_id,
@@ -228,6 +234,11 @@ def build_services(
         on_changed=patron_dms.on_memberships_changed,
     )
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
+
+    async def after_connect(guild_id: int, campaign_id: str) -> None:
+        """A server just connected: plan all of it at a refresh now, so linked patrons get roles at once."""
+        refresh.request_full_plan(guild_id)
+        await refresh.run(f"connect of campaign {campaign_id}")
     observability = _observability(config, store, patreon, refresh, clock, discord)
     return Services(
         config=config,
@@ -238,6 +249,18 @@ def build_services(
         reconcile=reconcile,
         linking=linking,
         link_flow=link_flow,
+        connect_flow=ConnectFlow(
+            config.signing_key,
+            config.public_base_url,
+            discord_sign_in,
+            patreon,
+            campaigns,
+            participation,
+            store,
+            clock,
+            after_connect=after_connect,
+        ),
+        connections=CampaignConnections(store, patreon, campaigns, participation, gateway, config.public_base_url),
         linked_role_flow=linked_role_flow,
         role_connections=role_connections,
         admin=admin,

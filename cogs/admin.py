@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 import cogs.comps
+import cogs.connect
 from bot.discord_io.client import PatronBot
 from bot.discord_io.roles import DiscordRoleGateway
 from bot.domain.dm_templates import DmKind
@@ -246,6 +247,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
             comps=await cogs.comps.comp_lines(self.bot, guild),
             kick_problem=cogs.comps.kick_problem(self.bot, guild),
         )
+        lines += await services.connections.health_lines(guild)  # the webhook at Patreon, a revoked creator
         await reply(interaction, "\n".join(line.render() for line in lines))
 
 
@@ -324,6 +326,7 @@ async def setup(bot: PatronBot) -> None:
     admin = Admin(bot)
     await bot.add_cog(admin)
     await cogs.comps.attach(bot, admin)
+    await cogs.connect.attach(bot, admin)
     await bot.add_cog(WeeklyPatronsCog(bot))
     await bot.add_cog(PatronDmsCog(bot))
     await bot.add_cog(DailyCountCog(bot))

@@ -54,6 +54,8 @@ class Seed:
 
 
 SEED = Seed()
+#: What a deployment that connects its campaigns with `/patreon-admin connect` leaves out of .env.
+_ENV_CAMPAIGN_SETTINGS = ("PATREON_CREATOR_ACCESS_TOKEN", "PATREON_CREATOR_REFRESH_TOKEN", "PATREON_WEBHOOK_SECRET")
 PATREON_IDS = {SEED.alice: "p-alice", SEED.bob: "p-bob", SEED.carol: "p-carol", SEED.dave: "p-dave"}
 
 
@@ -129,6 +131,8 @@ class FakeWorld:
         self.wait_for_startup_refresh = True
         #: More .env settings for the bot (e.g. ALLOWED_GUILD_IDS), read when it starts.
         self.extra_environment: dict[str, str] = {}
+        #: False: no creator tokens nor webhook secret in .env, so campaigns come only from `/patreon-admin connect`.
+        self.env_campaign = True
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class FakeWorld:
             "ROLE_CALLS_PER_GUILD": str(self.rate_limits.member_role.limit),
             "ROLE_WINDOW_SECONDS": repr(self.rate_limits.member_role.seconds),
             **self.extra_environment,
-        }
+        } | ({} if self.env_campaign else dict.fromkeys(_ENV_CAMPAIGN_SETTINGS, ""))
 
     @property
     def config(self) -> Config:

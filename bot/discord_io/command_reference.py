@@ -79,7 +79,9 @@ async def command_tree() -> app_commands.CommandTree[Any]:
 
 def who_may(command: app_commands.Command[Any, ..., Any] | app_commands.Group) -> str:
     """Who Discord shows the command to by default: its top-level group's default permissions (the cogs check the
-    same permission themselves)."""
+    same permission themselves), unless the command says it asks for more (`extras["who_may"]`)."""
+    if "who_may" in command.extras:
+        return str(command.extras["who_may"])
     top: app_commands.Command[Any, ..., Any] | app_commands.Group = command
     while top.parent is not None:
         top = top.parent

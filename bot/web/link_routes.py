@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.accounts.link_flow import START_PATH, FlowStep, LinkFlow
 from bot.accounts.linking import LinkResult
 from bot.accounts.oauth_state import COOKIE_LIFETIME, COOKIE_NAME
+from bot.web.connect_routes import connect_callback
 from bot.web.discord_sign_in import DISCORD_CALLBACK_PATH
 from bot.web.pages import render_link_page, render_result_page
 
@@ -48,11 +49,15 @@ async def link_start(request: web.Request) -> web.StreamResponse:
 
 
 async def discord_callback(request: web.Request) -> web.StreamResponse:
+    if (connect := await connect_callback(request, "discord")) is not None:  # the state's salt says whose it is
+        return connect
     flow = request.app[LINK_FLOW_KEY]
     return _answer(flow, await _guarded(lambda: flow.discord_callback(_params(request), _cookie(request))))
 
 
 async def patreon_callback(request: web.Request) -> web.StreamResponse:
+    if (connect := await connect_callback(request, "patreon")) is not None:
+        return connect
     flow = request.app[LINK_FLOW_KEY]
     return _answer(flow, await _guarded(lambda: flow.patreon_callback(_params(request), _cookie(request))))
 

@@ -54,7 +54,7 @@ async def test_admin_group_is_registered_with_manage_roles_default(world):
     subcommands = {option["name"] for option in commands["patreon-admin"]["options"]}
     assert subcommands == {
         "tiers", "map", "unmap", "settings", "sync", "link-user", "unlink-user", "check", "panel", "patrons",
-        "dm-preview", "stats", "comp", "uncomp", "kick-preview",
+        "dm-preview", "stats", "comp", "uncomp", "kick-preview", "connect", "disconnect", "webhook",
     }
 
 

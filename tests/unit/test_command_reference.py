@@ -32,7 +32,12 @@ async def test_every_subcommand_of_the_tree_is_listed_with_who_may_use_it():
                 assert f"| `/{command.qualified_name}` |" in table and command.description in table
     assert "| `/patreon refresh` | — | anyone |" in group_table(by_name["patreon"])
     admin_rows = group_table(by_name["patreon-admin"]).splitlines()[2:]
-    assert admin_rows and all("| Manage Roles |" in row for row in admin_rows)
+    stricter = ("connect", "disconnect", "webhook repair")  # cogs/connect.py: owner or Manage Server
+    assert admin_rows and all(
+        ("| Owner or Manage Server |" if row.startswith(tuple(f"| `/patreon-admin {n}` |" for n in stricter))
+         else "| Manage Roles |") in row
+        for row in admin_rows
+    )
     assert any(row.startswith("| `/patreon-admin panel` |") for row in admin_rows), "attached by cogs.panel"
     assert "`tier:<text>` `[role:<role>]`" in group_table(by_name["patreon-admin"])
 

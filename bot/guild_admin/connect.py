@@ -1,0 +1,238 @@
+"""The connected campaign as a server admin sees it: disconnect, the webhook's health and its repair, taking back
+the roles after a disconnect, and what `check` says of a creator who revoked the app.
+
+Connecting itself is the browser flow (bot/accounts/connect_flow.py). Nothing here acts on another server's
+binding: every call names the server the command ran in, and only that server's binding is read or removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.accounts.connect_flow import webhook_uri
+from bot.guild_admin.health import HealthLine
+from bot.patreon.creator_api import MEMBER_TRIGGERS, CreatorClient
+from bot.patreon.errors import PatreonError
+from bot.patreon.jsonapi import Webhook
+from bot.store import Store
+from bot.store.campaigns import REVOKED
+from bot.sync.campaign import CREATOR_REJECTED_FACT, CampaignService, CampaignUnavailable
+from bot.sync.campaign_registry import CampaignRegistry
+from bot.sync.participation import Participation
+from bot.sync.reconcile import RoleGateway
+
+log = logging.getLogger(__name__)
+
+RECONNECT = "reconnect with `/patreon-admin connect`"
+
+
+class ConnectionRefused(Exception):
+    """A refusal to show the admin as is (one friendly sentence)."""
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    campaign_id: str
+    webhook: str
+    #: Other servers still following the campaign (it stays connected for them).
+    others: int
+    #: Members here holding roles the bot gave.
+    holders: int
+
+    def describe(self, *, offer_take_back: bool = True) -> str:
+        head = f"✅ This server no longer follows campaign {self.campaign_id}; the bot stopped managing its roles."
+        parts = [head, self.webhook]
+        if self.holders and offer_take_back:
+            parts.append(
+                f"{self.holders} member(s) keep the roles the bot gave. To take them back (hand-given roles stay), "
+                "run `/patreon-admin disconnect take_back_roles:True`."
+            )
+        return " ".join(part for part in parts if part)
+
+
+class CampaignConnections:
+    def __init__(
+        self,
+        store: Store,
+        patreon: CreatorClient,
+        campaigns: CampaignRegistry,
+        participation: Participation,
+        gateway: RoleGateway,
+        public_base_url: str,
+    ) -> None:
+        self.store = store
+        self.patreon = patreon
+        self.campaigns = campaigns
+        self.participation = participation
+        self.gateway = gateway
+        self.public_base_url = public_base_url
+
+    # -- disconnect ---------------------------------------------------------------------------------
+
+    async def disconnect(self, guild_id: int, admin_id: int) -> Disconnected:
+        """Unbind this server; when no other server follows the campaign, delete its webhook at Patreon and forget
+        its creator tokens. Patreon failing never stops the local disconnect (the hook then gets 401s and pauses)."""
+        binding = await self.store.guild_binding(guild_id)
+        if binding is None:
+            current = await self.participation.campaign_for(guild_id)
+            if current is not None:
+                raise ConnectionRefused(
+                    f"This server follows campaign {current.known_campaign_id()} from the bot's .env settings, not "
+                    "a connection; the bot's owner changes those settings instead."
+                )
+            raise ConnectionRefused("This server isn't connected to a Patreon campaign.")
+        campaign_id = binding.campaign_id
+        others = [g for g in await self.store.guilds_following(campaign_id) if g != guild_id]
+        if others:
+            await self.campaigns.unbind_guild(guild_id)
+            webhook = f"The campaign stays connected for {len(others)} other server(s), with its webhook."
+        else:
+            webhook = await self._delete_webhook(campaign_id)
+            await self.campaigns.remove(campaign_id)
+        log.info("guild=%s disconnected from campaign %s by user=%s", guild_id, campaign_id, admin_id)
+        holders = len(await self.store.grants_in_guild(guild_id))
+        return Disconnected(campaign_id, webhook, len(others), holders)
+
+    async def _delete_webhook(self, campaign_id: str) -> str:
+        service = self.campaigns.connected_service(campaign_id)
+        record = await self.store.get_campaign(campaign_id)
+        if service is None or record is None:
+            return ""
+        uri = webhook_uri(self.public_base_url, campaign_id)
+
+        async def delete(token: str) -> bool:
+            hook_id = record.webhook_id
+            if hook_id is None:
+                found = await self.patreon.webhook_for_uri(token, uri)
+                hook_id = found.id if found is not None else None
+            return hook_id is not None and await self.patreon.forget_webhook(token, hook_id)
+
+        try:
+            deleted = await service.with_creator_token(delete)
+        except (PatreonError, CampaignUnavailable) as error:
+            log.warning("disconnect: campaign %s webhook not deleted at Patreon: %s", campaign_id, error)
+            return (
+                "Patreon couldn't be reached, so its webhook may linger there: its deliveries are refused and "
+                "Patreon pauses it."
+            )
+        return "Its webhook at Patreon is deleted." if deleted else "Patreon had no webhook for it any more."
+
+    async def take_back_roles(self, guild_id: int) -> int:
+        """After a disconnect: remove every role the bot gave here that the member still holds, and forget the
+        grants; hand-given roles stay. Refused while the server still follows a campaign (its sync does that)."""
+        if await self.participation.campaign_for(guild_id) is not None:
+            raise ConnectionRefused(
+                "This server still follows a campaign: run `/patreon-admin disconnect` first (or unmap the tiers "
+                "and run `/patreon-admin sync` to take roles back while connected)."
+            )
+        taken = 0
+        for user_id, granted in (await self.store.grants_in_guild(guild_id)).items():
+            held = await self.gateway.member_roles(guild_id, user_id)
+            remove = frozenset(granted) & (held or frozenset())
+            if remove:
+                await self.gateway.set_member_roles(
+                    guild_id, user_id, frozenset(), remove, "Patreon campaign disconnected: final sync"
+                )
+                taken += len(remove)
+            await self.store.forget_grants(guild_id, user_id, granted)
+        log.info("guild=%s: %d role(s) the bot gave taken back after disconnect", guild_id, taken)
+        return taken
+
+    # -- the webhook ----------------------------------------------------------------------------------
+
+    async def _connected(self, guild_id: int) -> CampaignService:
+        service = await self.participation.campaign_for(guild_id)
+        if service is None:
+            raise ConnectionRefused(
+                "This server doesn't follow a Patreon campaign; connect one with `/patreon-admin connect`."
+            )
+        if service.from_env:
+            raise ConnectionRefused(
+                "This server follows the campaign from the bot's .env settings, whose webhook is made by hand in "
+                "Patreon's portal; connect it with `/patreon-admin connect` to let the bot manage it."
+            )
+        return service
+
+    async def repair_webhook(self, guild_id: int) -> str:
+        """Re-create the campaign's webhook when Patreon lost it, or unpause it (Patreon then re-sends what it
+        queued); the result is read back, since the docs don't say whether Patreon reads `paused`."""
+        service = await self._connected(guild_id)
+        campaign_id = service.known_campaign_id() or ""
+        uri = webhook_uri(self.public_base_url, campaign_id)
+        record = await self.store.get_campaign(campaign_id)
+
+        async def repair(token: str) -> str:
+            hook = await self.patreon.webhook_for_uri(token, uri)
+            if hook is None or (record is not None and not record.webhook_secret and not hook.secret):
+                if hook is not None:
+                    await self.patreon.forget_webhook(token, hook.id)
+                created = await self.patreon.create_webhook(token, campaign_id, uri, MEMBER_TRIGGERS)
+                await self.campaigns.set_webhook(campaign_id, created.id, created.secret)
+                return f"✅ Patreon had no webhook for this campaign; a new one is registered at {uri}."
+            if hook.secret and (record is None or record.webhook_secret != hook.secret or record.webhook_id != hook.id):
+                await self.campaigns.set_webhook(campaign_id, hook.id, hook.secret)
+            if not hook.paused:
+                return f"✅ The webhook is fine: not paused, {hook.num_consecutive_times_failed} failure(s) in a row."
+            await self.patreon.update_webhook(token, hook.id, paused=False)
+            after = await self.patreon.webhook_for_uri(token, uri)
+            if after is not None and not after.paused:
+                return "✅ The webhook is unpaused; Patreon now sends the deliveries it queued while paused."
+            return "⚠️ Patreon still shows the webhook paused after the bot asked to unpause it; try again later."
+
+        try:
+            return await service.with_creator_token(repair)
+        except (PatreonError, CampaignUnavailable) as error:
+            log.warning("webhook repair for campaign %s failed: %s", campaign_id, error)
+            return f"Patreon couldn't be asked just now ({type(error).__name__}); nothing was changed. Try again later."
+
+    async def health_lines(self, guild_id: int) -> list[HealthLine]:
+        """`check`'s lines for the connection: a revoked creator token, and the webhook as Patreon shows it."""
+        service = await self.participation.campaign_for(guild_id)
+        if service is None:
+            return []
+        campaign_id = service.known_campaign_id()
+        if await self._revoked(service):
+            return [
+                HealthLine(
+                    False,
+                    f"Patreon refused campaign {campaign_id}'s creator token (the creator may have removed the app), "
+                    f"so roles are held as they are; {RECONNECT}."
+                    if not service.from_env
+                    else "Patreon refused the .env creator token, so roles are held as they are; set fresh tokens "
+                    f"or {RECONNECT}.",
+                )
+            ]
+        try:
+            hooks = await service.with_creator_token(self.patreon.list_webhooks)
+        except (PatreonError, CampaignUnavailable) as error:
+            log.info("check: couldn't ask Patreon about campaign %s's webhooks: %s", campaign_id, error)
+            return [HealthLine(True, "Couldn't ask Patreon about the webhook just now.")]
+        return [_webhook_line(hooks, self._uris(service))]
+
+    async def _revoked(self, service: CampaignService) -> bool:
+        if service.from_env:
+            return isinstance(await self.store.get_fact(service.fact_key(CREATOR_REJECTED_FACT)), dict)
+        record = await self.store.get_campaign(service.known_campaign_id() or "")
+        return record is not None and record.state == REVOKED
+
+    def _uris(self, service: CampaignService) -> tuple[str, ...]:
+        base = self.public_base_url.rstrip("/")
+        if service.from_env:
+            return (f"{base}/patreon/webhook", webhook_uri(base, service.known_campaign_id() or ""))
+        return (webhook_uri(base, service.known_campaign_id() or ""),)
+
+
+def _webhook_line(hooks: Sequence[Webhook], uris: tuple[str, ...]) -> HealthLine:
+    hook = next((hook for hook in hooks if hook.uri in uris), None)
+    if hook is None:
+        return HealthLine(False, "Patreon has no webhook for this campaign; run `/patreon-admin webhook repair`.")
+    failed = hook.num_consecutive_times_failed
+    if hook.paused:
+        return HealthLine(
+            False,
+            f"Patreon paused the webhook after {failed} failed deliveries in a row; run "
+            "`/patreon-admin webhook repair` (Patreon then re-sends what it queued).",
+        )
+    return HealthLine(failed == 0, f"Patreon's webhook is active ({failed} failed deliveries in a row).")
