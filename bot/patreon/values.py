@@ -93,7 +93,11 @@ def discord_id(social_connections: Any) -> int | None:
     discord = social_connections.get("discord")
     if discord is None or not (type(discord) is dict or isinstance(discord, Mapping)):
         return None
-    raw = discord.get("user_id")
+    return discord_user_id(discord.get("user_id"))
+
+
+def discord_user_id(raw: Any) -> int | None:
+    """A Discord user id as Patreon writes it (a digit string, sometimes a number) as a positive int, else None."""
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):

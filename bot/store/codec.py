@@ -9,23 +9,35 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
+import msgspec
+
 from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode
 
 _SNAPSHOT_DATES = ("last_charge_date", "next_charge_date", "pledge_relationship_start", "observed_at")
 #: `observed_at` is kept in its own column, so that an unchanged member encodes to the same text at every refresh.
 _SNAPSHOT_FIELDS = tuple(field.name for field in dataclasses.fields(MembershipSnapshot) if field.name != "observed_at")
 _snapshot_values = attrgetter(*_SNAPSHOT_FIELDS)
+_pack = msgspec.msgpack.Encoder().encode
 
 
 def snapshot_hash(snapshot: MembershipSnapshot) -> bytes:
     """8 bytes that change whenever what Patreon said changes (`observed_at` aside): the refresh compares this
     with the stored hash, so an unchanged member is neither encoded nor rewritten.
 
-    Built from the `repr` of the field values, which is stable across processes (unlike `hash()`) and about three
-    times cheaper than `encode_snapshot`; a collision (1 in 2**64 per change) would delay that member's change to
-    the daily full re-plan (bot/sync/refresh.py) or its next webhook.
+    Built from the field values in order, packed by msgpack (`msgspec`): stable across processes (unlike `hash()`,
+    salted for str), each type packed apart (1 and "1", None and "", True and 1 differ), an aware datetime as its
+    instant (so equal snapshots hash equal), and five times cheaper than the `repr` hash of migration 7, which a
+    100,000-member refresh paid 0.5 s for. A stored hash of that older kind never matches: each member counts as
+    changed once, at the first refresh after the upgrade. A value msgpack can't pack (an int past 64 bits) is
+    hashed by its `repr`, under a prefix no msgpack array starts with. A collision (1 in 2**64 per change) would
+    delay that member's change to the daily full re-plan (bot/sync/refresh.py) or its next webhook.
     """
-    return hashlib.blake2b(repr(_snapshot_values(snapshot)).encode(), digest_size=8).digest()
+    values = _snapshot_values(snapshot)
+    try:
+        packed = _pack(values)
+    except (OverflowError, TypeError):
+        packed = b"repr:" + repr(values).encode()
+    return hashlib.blake2b(packed, digest_size=8).digest()
 
 
 def encode_snapshot(snapshot: MembershipSnapshot) -> str:
