@@ -107,6 +107,12 @@ class ConnectFlow:
     def cookie_secure(self) -> bool:
         return self._public.startswith("https://")
 
+    async def close(self) -> None:
+        """Stop the work started after a connect (the bot is shutting down; the scheduled refresh catches up)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
     def owns(self, state_token: str) -> bool:
         """Whether a Discord or Patreon callback's state is this flow's (the link flow takes every other)."""
         return bool(state_token) and is_connect_state(self._key, state_token)
