@@ -208,3 +208,17 @@ async def test_a_comp_belongs_to_the_member_and_outlives_an_unlink(world):
     await expire(world, days=2, minutes=1)
     assert SEED.gold_role not in world.roles_of(SEED.dave)
     assert len(deletes(world, SEED.dave, SEED.gold_role)) == 1
+
+
+async def test_a_comp_for_someone_not_in_this_server_is_refused(world):
+    """Discord resolves a member option only for members; the service checks again, so a forged id from another
+    server (or a member who left meanwhile) gets nothing."""
+    from bot.guild_admin.rank import InvokerRank
+    from bot.guild_admin.service import AdminError
+
+    assert world.bot is not None
+    owner = InvokerRank(user_id=SEED.owner_id, owner=True, roles_below=frozenset())
+    stranger = 760000000000000777
+    with pytest.raises(AdminError, match="isn't in this server"):
+        await world.bot.services.comps.comp(SEED.guild_id, stranger, SEED.gold_role, 5, None, owner)
+    assert await world.store.active_comps(SEED.guild_id, stranger, world.clock()) == []
