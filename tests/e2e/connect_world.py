@@ -16,6 +16,7 @@ EVE = 750000000000000077
 BEN = 750000000000000078  # a patron of Eve's campaign, in both servers
 OTHER = 710000000000000077
 B_ROLE = 730000000000000077
+OTHER_LOG = 740000000000000077
 CAMPAIGN_B = "9100001"
 B_TIER = "9200001"
 MANAGE_GUILD = 1 << 5
@@ -30,9 +31,11 @@ async def no_env_world(tmp_path, *, start: bool = True) -> FakeWorld:
     world = FakeWorld(tmp_path / "bot.sqlite3")
     world.env_campaign = False
     await world.start(start_bot=False)
+    del world.patreon.webhooks.hooks[world.webhook.id]  # nobody made a webhook by hand in Patreon's portal
     other = world.discord.add_guild(OTHER, name="Eve's Server", owner_id=EVE)
     other.add_role(B_ROLE, "Eve Patron", position=10)
     other.add_member(EVE, username="eve")
+    other.add_text_channel(OTHER_LOG, name="patreon-log")
     for guild in (other, world.guild):
         guild.add_member(BEN, username="ben")
     other.add_member(SEED.alice, username="alice")
@@ -43,7 +46,7 @@ async def no_env_world(tmp_path, *, start: bool = True) -> FakeWorld:
     await world.seed_store()
     store = await Store.open(world.db_path)
     try:  # Eve's admin choices, made before she connects (mapping needs the tiers, so only the switch here)
-        await store.save_settings(GuildSettings(guild_id=OTHER, enabled=True))
+        await store.save_settings(GuildSettings(guild_id=OTHER, enabled=True, log_channel_id=OTHER_LOG))
     finally:
         await store.close()
     if start:
@@ -83,6 +86,14 @@ async def connect(
     world.patreon.approve_next_as(creator)
     status, html = await browser(world, username).open(url)
     return status, html
+
+
+async def link_in(world: FakeWorld, guild: int, user: int, username: str, patreon_id: str) -> tuple[int, str]:
+    """`/patreon link` in `guild`, then the person's own browser through Discord and Patreon."""
+    world.patreon.next_authorizing_user = patreon_id
+    interaction = await world.discord.invoke_slash(guild, user, "patreon", ["link"])
+    await interaction.wait_response(timeout=10)
+    return await browser(world, username).open(button_url(interaction.components))
 
 
 def picker(html: str) -> tuple[str, dict[str, str], list[str]]:
