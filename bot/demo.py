@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.accounts.panel import LINK_ID
+from fakes.browser import Browser
 from fakes.discord import RateLimits
-from fakes.world import SEED, FakeWorld, page_text
+from fakes.world import SEED, FakeWorld, button_url, page_text
 
 log = logging.getLogger("demo")
 
@@ -26,7 +27,12 @@ async def run_demo(web_port: int = 8080, once: bool = False) -> int:
     logging.getLogger("discord").setLevel(logging.ERROR)  # voice-library notices are noise here
     with tempfile.TemporaryDirectory(prefix="patreon-demo-") as folder:
         world = FakeWorld(Path(folder) / "demo.sqlite3", web_port=web_port, rate_limits=RateLimits.real())
-        await world.start()
+        world.env_campaign = False  # no creator tokens in .env: every campaign comes from /patreon-admin connect
+        await world.start(start_bot=False)
+        del world.patreon.webhooks.hooks[world.webhook.id]  # and nobody made a webhook by hand in Patreon's portal
+        _seed_eve(world)
+        await world.seed_store()
+        await world.start_bot()
         try:
             await _walkthrough(world)
             if not once:
@@ -41,18 +47,20 @@ async def _walkthrough(world: FakeWorld) -> None:
     _say("=== patreon-role-sync demo: everything runs on 127.0.0.1 ===")
     _say(f"fake Discord : {world.discord.base_url}   (server 'Creator's Server', roles Gold Patron / Bronze Patron)")
     _say(f"fake Patreon : {world.patreon.base_url}   (campaign with tiers Gold 10.00 USD, Bronze 5.00 USD)")
-    _say(f"bot web app  : http://127.0.0.1:{world.web_port}   (OAuth callback, /healthz)")
+    _say(f"bot web app  : http://127.0.0.1:{world.web_port}   (OAuth callbacks, webhooks, /healthz)")
     _say()
-    _say("1) Alice, a Gold patron, runs /patreon link in Discord and gets a private button:")
+    await _connect_walkthrough(world)
+    _say("2) Alice, a Gold patron, runs /patreon link in Discord and gets a private button:")
     world.patreon.next_authorizing_user = "p-alice"
     url = await world.run_link_command(SEED.alice)
     _say(f"   {url[:110]}...")
-    _say("2) She follows it: the bot's page sets a cookie for her browser, (fake) Discord signs her in and")
+    _say("3) She follows it: the bot's page sets a cookie for her browser, (fake) Discord signs her in and")
     _say("   confirms she is @alice, (fake) Patreon approves, and the bot's callback shows:")
     status, html = await world.open_in_browser(url)
     _say(f"   [{status}] {page_text(html)}")
     _say(f"   (pages she saw, first time in this browser: {', '.join(_page_names(world, SEED.alice))})")
-    _say(f"3) Her roles in the server now: {_role_names(world, SEED.alice)}")
+    await _settle(lambda: SEED.gold_role in world.roles_of(SEED.alice))
+    _say(f"   Her roles in the server now: {_role_names(world, SEED.alice)}")
     _say("   (VIP was given by a moderator; the bot will never take it away.)")
     interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["status"])
     await interaction.wait_response(timeout=5)
@@ -62,11 +70,49 @@ async def _walkthrough(world: FakeWorld) -> None:
         _say(f"   {line}")
     _say("5) Alice moves to the Bronze tier on Patreon; Patreon sends the bot a signed webhook:")
     world.patreon.set_membership("p-alice", patron_status="active_patron", tier_ids=[SEED.bronze_tier])
-    status, _ = await world.send_webhook("members:pledge:update", "p-alice")
+    status = await _deliver(world, "members:pledge:update", "p-alice", world.patreon.campaign.id)
     await world.settle()
     _say(f"   webhook answered {status}; her roles now: {_role_names(world, SEED.alice)}")
+    await _refresh_and_report(world)
     await _panel_walkthrough(world)
+    await _second_server(world)
     _say()
+
+
+async def _connect_walkthrough(world: FakeWorld) -> None:
+    """No campaign is connected at first: the owner connects theirs, and the bot registers the webhook."""
+    check = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["check"])
+    await _settle(lambda: "campaign" in (check.content or ""))
+    _say("0) Nothing is connected yet. /patreon-admin check says:")
+    _say(f"   {(check.content or '').strip().splitlines()[0]}")
+    command = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["connect"])
+    await command.wait_response(timeout=5)
+    url = button_url(command.components)
+    _say("1) The owner runs /patreon-admin connect and gets a private button:")
+    _say(f"   {url[:110]}...")
+    world.patreon.approve_next_as(world.patreon.owner_id)  # the creator approves on (fake) Patreon
+    status, html = await world.open_in_browser(url, as_user=SEED.owner_id)
+    _say("   They sign in to (fake) Discord as themselves, the creator approves on (fake) Patreon, and the page says:")
+    _say(f"   [{status}] {page_text(html)}")
+    for hook in world.patreon.webhooks.hooks.values():
+        _say(f"   Patreon now has webhook {hook.id} -> {hook.uri}")
+        _say(f"   triggers {', '.join(hook.triggers)}; its secret is stored sealed in the bot's database")
+
+
+async def _refresh_and_report(world: FakeWorld) -> None:
+    """`/patreon refresh` (a lost webhook, read again by the patron) and `/patreon-admin patrons`."""
+    world.patreon.set_membership("p-alice", patron_status="active_patron", tier_ids=[SEED.gold_tier])  # no webhook
+    refresh = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["refresh"])
+    await _settle(lambda: "Read your membership" in (refresh.content or ""))
+    _say("6) Alice goes back to Gold but the webhook is lost; she runs /patreon refresh:")
+    for line in (refresh.content or "").splitlines():
+        _say(f"   {line}")
+    report = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["patrons"])
+    await _settle(lambda: any(m.get("attachments") for m in report.followups.values()))
+    _say("7) The owner runs /patreon-admin patrons (a summary, and patrons.csv attached):")
+    for message in report.followups.values():
+        for line in message["content"].splitlines():
+            _say(f"   {line}")
 
 
 GET_ROLES = 740000000000000009
@@ -81,7 +127,7 @@ async def _panel_walkthrough(world: FakeWorld) -> None:
         SEED.guild_id, SEED.owner_id, "patreon-admin", ["panel"], options={"channel": GET_ROLES}
     )
     await _settle(lambda: "panel" in (command.content or ""))
-    _say(f"6) The server's owner runs /patreon-admin panel channel:#get-roles once: {command.content}")
+    _say(f"8) The server's owner runs /patreon-admin panel channel:#get-roles once: {command.content}")
     panel = world.discord.messages(GET_ROLES)[-1]
     for line in panel["content"].splitlines():
         _say(f"   | {line}")
@@ -97,12 +143,77 @@ async def _panel_walkthrough(world: FakeWorld) -> None:
     await _settle(bot_sees_erin)
     click = await world.discord.click_button(SEED.guild_id, ERIN, GET_ROLES, int(panel["id"]), LINK_ID)
     await click.wait_response(timeout=5)
-    _say("7) Erin, a new Gold patron, never types a command: she clicks Link account and gets a private answer:")
+    _say("9) Erin, a new Gold patron, never types a command: she clicks Link account and gets a private answer:")
     _say(f"   {click.content}")
     world.patreon.next_authorizing_user = "p-erin"
     status, html = await world.open_in_browser(click.link_buttons()[0]["url"], as_user=ERIN)
     _say(f"   She follows its button: [{status}] {page_text(html)[:100]}...")
     _say(f"   Her roles now: {_role_names(world, ERIN)}")
+
+
+EVES_SERVER = 710000000000000077
+EVE = 750000000000000077
+BEN = 750000000000000078
+EVE_ROLE = 730000000000000077
+EVES_CAMPAIGN = "9100001"
+EVES_TIER = "9200001"
+
+
+def _seed_eve(world: FakeWorld) -> None:
+    """A second creator, Eve, with her own campaign and server; Ben pledges to her, and is in both servers."""
+    other = world.discord.add_guild(EVES_SERVER, name="Eve's Server", owner_id=EVE)
+    other.add_role(EVE_ROLE, "Eve Patron", position=10)
+    other.add_member(EVE, username="eve")
+    other.add_member(SEED.alice, username="alice")
+    for guild in (other, world.guild):
+        guild.add_member(BEN, username="ben")
+    campaign = world.patreon.add_creator("p-eve", "Eve", EVES_CAMPAIGN)
+    campaign.add_tier(EVES_TIER, "Eve's tier", 700)
+    campaign.add_user("p-ben", "Ben", None)
+    campaign.set_membership("p-ben", patron_status="active_patron", tier_ids=[EVES_TIER])
+    world.browsers[EVE] = Browser(world.discord.base_url, "eve")
+
+
+async def _second_server(world: FakeWorld) -> None:
+    """Eve connects her own campaign to her own server: the two servers never see each other's patrons."""
+    command = await world.discord.invoke_slash(EVES_SERVER, EVE, "patreon-admin", ["connect"])
+    await command.wait_response(timeout=5)
+    world.patreon.approve_next_as("p-eve")
+    status, html = await world.open_in_browser(button_url(command.components), as_user=EVE)
+    _say("10) In another server, Eve runs /patreon-admin connect and approves her own campaign on Patreon:")
+    _say(f"   [{status}] {page_text(html)}")
+    for name, options in (("settings", {"enabled": True}), ("map", {"tier": EVES_TIER, "role": EVE_ROLE})):
+        done = await world.discord.invoke_slash(EVES_SERVER, EVE, "patreon-admin", [name], options=options)
+        await done.wait_responses(2, timeout=10)  # deferred, then the answer
+    _say("    She turns the bot on there and maps Eve's tier to @Eve Patron.")
+    world.patreon.next_authorizing_user = "p-ben"
+    link = await world.discord.invoke_slash(EVES_SERVER, BEN, "patreon", ["link"])
+    await link.wait_response(timeout=5)
+    status, html = await world.open_in_browser(button_url(link.components), as_user=BEN)
+    _say(f"11) Ben, Eve's patron, links in her server: [{status}] {page_text(html)[:90]}...")
+    _say("    (his sign-in asked Patreon for `identity` only, which shows memberships of the first campaign; the")
+    _say("    refresh that follows lists Eve's campaign with her own creator token)")
+    await world.refresh("demo")  # Eve's campaign is listed with her own creator token
+    await _settle(lambda: EVE_ROLE in _roles_in(world, EVES_SERVER, BEN))
+    in_eves = _names(_roles_in(world, EVES_SERVER, BEN))
+    _say(f"    Ben's roles in Eve's Server: {in_eves}; in Creator's Server: {_names(world.roles_of(BEN))}")
+    alice = _names(_roles_in(world, EVES_SERVER, SEED.alice))
+    _say(f"    Alice (a patron of the first campaign) in Eve's Server: {alice}")
+    _say("    Each campaign's patrons get roles only where their campaign is followed.")
+
+
+def _roles_in(world: FakeWorld, guild_id: int, user_id: int) -> set[int]:
+    return set(world.discord.guild(guild_id).member(user_id).role_ids)
+
+
+def _names(role_ids: set[int]) -> str:
+    names = {
+        SEED.gold_role: "@Gold Patron",
+        SEED.bronze_role: "@Bronze Patron",
+        SEED.vip_role: "@VIP",
+        EVE_ROLE: "@Eve Patron",
+    }
+    return ", ".join(sorted(names.get(role, str(role)) for role in role_ids)) or "none"
 
 
 PATRONS = {"alice": (SEED.alice, "p-alice"), "bob": (SEED.bob, "p-bob"), "carol": (SEED.carol, "p-carol")}
@@ -145,7 +256,7 @@ async def _command(world: FakeWorld, words: list[str]) -> str:
     else:
         world.patreon.set_membership(patreon_id, patron_status="active_patron", tier_ids=[TIERS[verb]])
         trigger = "members:pledge:update"
-    status, _ = await world.send_webhook(trigger, patreon_id)
+    status = await _deliver(world, trigger, patreon_id, world.patreon.campaign.id)
     await world.settle()
     linked = world.store is not None and await world.store.get_link_by_discord(discord_id) is not None
     note = "" if linked else f" ({name} isn't linked yet, so the server can't know it's them)"
@@ -159,6 +270,12 @@ async def _settle(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _deliver(world: FakeWorld, trigger: str, patreon_id: str, campaign_id: str) -> int:
+    """Patreon sends `trigger` to the campaign's registered webhook, signed with its secret; the bot's answer."""
+    deliveries = await world.patreon.deliver_event(trigger, patreon_id, campaign_id=campaign_id)
+    return deliveries[0].status if deliveries else 0
+
+
 def _page_names(world: FakeWorld, discord_id: int) -> list[str]:
     """What a person saw between the button and the roles (redirects pass unseen)."""
     kinds = {"/login": "Discord sign-in", "/oauth2/authorize": "Discord's Authorize", "/patreon/callback": "result"}
@@ -167,9 +284,4 @@ def _page_names(world: FakeWorld, discord_id: int) -> list[str]:
 
 
 def _role_names(world: FakeWorld, discord_id: int) -> str:
-    names = {
-        SEED.gold_role: "@Gold Patron",
-        SEED.bronze_role: "@Bronze Patron",
-        SEED.vip_role: "@VIP",
-    }
-    return ", ".join(sorted(names.get(role, str(role)) for role in world.roles_of(discord_id))) or "none"
+    return _names(world.roles_of(discord_id))

@@ -58,6 +58,13 @@ async def test_demo_walkthrough_runs_with_no_accounts(tmp_path):
     assert "Her roles in the server now: @Gold Patron, @VIP" in stdout
     assert "✅ @Gold Patron: held" in stdout
     assert "webhook answered 202; her roles now: @Bronze Patron, @VIP" in stdout
+    # Issue 10: no campaign at first; the owner connects, the webhook is registered; a second server on a second
+    # campaign sees only its own patrons.
+    assert "Nothing is connected yet" in stdout and "Creator's Server is connected to" in stdout
+    assert "Patreon now has webhook" in stdout and "/patreon/webhook/" in stdout
+    assert "Ben's roles in Eve's Server: @Eve Patron; in Creator's Server: none" in stdout
+    assert "Alice (a patron of the first campaign) in Eve's Server: none" in stdout
+    assert "Read your membership from Patreon just now." in stdout and "patrons.csv" in stdout
     assert "Gave @Gold Patron" in stderr  # the role change is logged
 
 
