@@ -249,7 +249,8 @@ class ConnectFlow:
             if current is not None and current.known_campaign_id() not in (None, campaign_id):
                 return (
                     f"It follows campaign {current.known_campaign_id()} from the bot's .env settings; nothing was "
-                    "changed. The bot's owner takes this server out of that campaign (ALLOWED_GUILD_IDS) first."
+                    "changed. The bot's owner takes this server out of that campaign first (ALLOWED_GUILD_IDS, or "
+                    "the .env tokens)."
                 )
         return None
 
