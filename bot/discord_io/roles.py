@@ -64,6 +64,13 @@ class UnconfirmedRoleWrites:
         self._prune()
         writes = self._writes.setdefault((guild_id, user_id), {})
         self._settle(writes, cached, self._monotonic())
+        if role_id not in writes and (role_id in cached) == present:
+            # The gateway echo beat Discord's answer (two connections, nothing orders them): the cache shows the
+            # write already, so nothing is unconfirmed, and keeping it would hide a moderator's change for the
+            # whole settle time.
+            if not writes:
+                del self._writes[(guild_id, user_id)]
+            return
         writes[role_id] = RoleWrite(present, self._monotonic(), confirmable=role_id not in writes)
 
     def overlay(self, guild_id: int, user_id: int, cached: frozenset[int]) -> frozenset[int]:
