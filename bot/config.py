@@ -26,6 +26,18 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message names it in one line."""
 
 
+def _database_url(url: str, token_key: str) -> str:
+    """Empty (SQLite) or `postgresql://…`; PostgreSQL has no folder for a key file, so it needs TOKEN_ENCRYPTION_KEY.
+    Never echoes the URL: it may hold a password."""
+    if not url:
+        return ""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must start with postgresql:// (leave it empty to use the SQLite file)")
+    if not token_key:
+        raise ConfigError("DATABASE_URL is PostgreSQL: set TOKEN_ENCRYPTION_KEY too (python -m bot new-key makes one)")
+    return url
+
+
 @dataclass(frozen=True)
 class Config:
     """Secrets show as `'***'` in repr(), so a logged or printed config leaks nothing."""
@@ -41,6 +53,8 @@ class Config:
     patreon_webhook_secret: str = field(default="", metadata=SECRET)
     patreon_campaign_id: str | None = None
     database_path: Path = Path(DEFAULT_DATABASE_PATH)
+    #: `postgresql://…` selects PostgreSQL instead of the SQLite file (it may hold the server's password).
+    database_url: str = field(default="", metadata=SECRET)
     web_host: str = "0.0.0.0"
     port: int = 8080
     patreon_base_url: str = REAL_PATREON_BASE_URL
@@ -152,6 +166,7 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
         patreon_webhook_secret=text("PATREON_WEBHOOK_SECRET"),
         patreon_campaign_id=campaign_id,
         database_path=Path(text("DATABASE_PATH") or DEFAULT_DATABASE_PATH),
+        database_url=_database_url(text("DATABASE_URL"), text("TOKEN_ENCRYPTION_KEY")),
         web_host=text("WEB_HOST") or "0.0.0.0",
         port=_integer(text("PORT") or "8080", "PORT", low=1, high=65535),
         patreon_base_url=_url(text("PATREON_BASE_URL") or REAL_PATREON_BASE_URL, "PATREON_BASE_URL"),

@@ -20,6 +20,7 @@ from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
 from bot.store import Store
 from bot.store.files import StoreUnusable, exclusive_use
+from bot.store.opening import open_configured
 from bot.store.token_cipher import TokenCipher, TokenKeyError
 from bot.sync.reconcile import utc_now
 
@@ -40,10 +41,10 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
                 print(f"error: {problem}", file=sys.stderr)
                 return 2
             cipher = TokenCipher.from_setting(config.token_encryption_key) if config.token_encryption_key else None
-            store = await Store.open(config.database_path, cipher)
+            store = await open_configured(config.database_url, config.database_path, cipher)
             return await _serve(config, store, clock)
     except StoreUnusable as error:
-        print(f"error: DATABASE_PATH {error}", file=sys.stderr)
+        print(f"error: {'DATABASE_URL' if config.database_url else 'DATABASE_PATH'} {error}", file=sys.stderr)
     except TokenKeyError as error:
         print(f"error: {error}; the stored tokens were left as they are", file=sys.stderr)
     return 2

@@ -34,7 +34,7 @@ UPSERT_MEMBERSHIP = """
     WHERE excluded.observed_at >= memberships.observed_at
 """
 #: `campaign_id` matches `?` (the first of two equal parameters), or `?` is NULL: every campaign.
-_IN_CAMPAIGN = "(? IS NULL OR campaign_id = ?)"
+_IN_CAMPAIGN = "(CAST(? AS TEXT) IS NULL OR campaign_id = ?)"
 
 
 def campaign_key(snapshot: MembershipSnapshot, campaign_id: str | None) -> str:
@@ -209,7 +209,8 @@ class BulkStore(SqlRunner):
         page can bring back neither.
         """
         where = (
-            f"patreon_user_id = ? AND observed_at < ? AND (? IS NULL OR member_id IS NULL OR member_id = ?)"
+            "patreon_user_id = ? AND observed_at < ?"
+            " AND (CAST(? AS TEXT) IS NULL OR member_id IS NULL OR member_id = ?)"
             f" AND {_IN_CAMPAIGN}"
         )
         params = (patreon_user_id, iso_utc(observed_before), member_id, member_id, campaign_id, campaign_id)
@@ -220,7 +221,8 @@ class BulkStore(SqlRunner):
             await self._run_many(
                 "INSERT INTO membership_tombstones (campaign_id, patreon_user_id, member_id, gone_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (campaign_id, patreon_user_id) DO UPDATE SET"
-                " member_id = excluded.member_id, gone_at = MAX(gone_at, excluded.gone_at)",
+                " member_id = excluded.member_id, gone_at = CASE WHEN excluded.gone_at > membership_tombstones.gone_at"
+                " THEN excluded.gone_at ELSE membership_tombstones.gone_at END",
                 [
                     (campaign, patreon_user_id, None if also_gone else member_id, iso_utc(observed_before))
                     for campaign in campaigns
@@ -237,7 +239,7 @@ class BulkStore(SqlRunner):
     async def add_links(self, rows: Iterable[tuple[int, str, int | None, str]], linked_at: datetime) -> int:
         """Insert (discord id, patreon id, guild id, source) links where neither side is linked yet."""
         result = await self._run_many(
-            "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO links VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(*row, iso_utc(linked_at)) for row in rows],
         )
         await self._db.commit()
@@ -247,8 +249,9 @@ class BulkStore(SqlRunner):
         """`add_links` for auto-match: a pair with an opt-out (the user unlinked it) is skipped in the same
         statement, so an unlink that lands while auto-match runs is not undone."""
         result = await self._run_many(
-            "INSERT OR IGNORE INTO links SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS"
-            " (SELECT 1 FROM auto_match_optouts WHERE discord_user_id = ? AND patreon_user_id = ?)",
+            "INSERT INTO links SELECT CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT),"
+            " CAST(? AS TEXT) WHERE NOT EXISTS (SELECT 1 FROM auto_match_optouts WHERE discord_user_id = ?"
+            " AND patreon_user_id = ?) ON CONFLICT DO NOTHING",
             [(*row, iso_utc(linked_at), row[0], row[1]) for row in rows],
         )
         await self._db.commit()
@@ -362,9 +365,9 @@ class BulkStore(SqlRunner):
         async with self._db.execute(
             "SELECT COALESCE(webhook_events.patreon_user_id, memberships.patreon_user_id) FROM webhook_events"
             " LEFT JOIN memberships ON memberships.member_id = webhook_events.member_id"
-            " AND (? IS NULL OR memberships.campaign_id = ?)"
+            " AND (CAST(? AS TEXT) IS NULL OR memberships.campaign_id = ?)"
             " WHERE webhook_events.state = ? AND webhook_events.received_at < ?"
-            " AND (? IS NULL OR webhook_events.addressed_campaign_id = ?)",
+            " AND (CAST(? AS TEXT) IS NULL OR webhook_events.addressed_campaign_id = ?)",
             (campaign_id, campaign_id, PENDING, iso_utc(received_before), campaign_id, campaign_id),
         ) as cursor:
             return {row[0] async for row in cursor if row[0] is not None}

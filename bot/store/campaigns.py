@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-import aiosqlite
+from typing import Any
 
 from bot.store.queues import SqlRunner, iso_utc
 from bot.store.token_cipher import TokenCipher
@@ -24,7 +23,12 @@ ACTIVE = "active"
 REVOKED = "revoked"
 
 #: Tables whose rows belong to one campaign (`campaign_id` column): what `adopt_unknown_campaign` re-keys.
-_CAMPAIGN_TABLES = ("memberships", "membership_tombstones", "campaign_tiers")
+#: Each with the rest of its primary key.
+_CAMPAIGN_TABLES = {
+    "memberships": "patreon_user_id",
+    "membership_tombstones": "patreon_user_id",
+    "campaign_tiers": "tier_id",
+}
 
 
 def campaign_token_subject(campaign_id: str) -> str:
@@ -134,7 +138,7 @@ class CampaignStore(SqlRunner):
         await self._db.commit()
         return guilds
 
-    def _campaign(self, row: aiosqlite.Row) -> CampaignRecord:
+    def _campaign(self, row: Any) -> CampaignRecord:
         secret = row["webhook_secret"]
         return CampaignRecord(
             campaign_id=row["campaign_id"],
@@ -155,7 +159,8 @@ class CampaignStore(SqlRunner):
             raise ValueError(f"campaign {campaign_id} is not connected")
         self._bindings = None
         await self._run(
-            "INSERT OR REPLACE INTO guild_campaigns VALUES (?, ?, ?, ?)",
+            "INSERT INTO guild_campaigns VALUES (?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET"
+            " campaign_id = excluded.campaign_id, bound_by = excluded.bound_by, bound_at = excluded.bound_at",
             (guild_id, campaign_id, by, iso_utc(at or datetime.now(UTC))),
         )
         await self._db.commit()
@@ -193,9 +198,11 @@ class CampaignStore(SqlRunner):
         if not campaign_id:
             return 0
         moved = 0
-        for table in _CAMPAIGN_TABLES:
-            result = await self._run(
-                f"UPDATE OR IGNORE {table} SET campaign_id = ? WHERE campaign_id = ?", (campaign_id, UNKNOWN_CAMPAIGN)
+        for table, key in _CAMPAIGN_TABLES.items():
+            result = await self._run(  # a row whose twin is already stored under the real id stays (and goes next)
+                f"UPDATE {table} SET campaign_id = ? WHERE campaign_id = ? AND NOT EXISTS (SELECT 1 FROM {table}"
+                f" AS twin WHERE twin.campaign_id = ? AND twin.{key} = {table}.{key})",
+                (campaign_id, UNKNOWN_CAMPAIGN, campaign_id),
             )
             moved += max(result.rowcount, 0)
             await self._run(f"DELETE FROM {table} WHERE campaign_id = ?", (UNKNOWN_CAMPAIGN,))
@@ -231,7 +238,7 @@ class CampaignStore(SqlRunner):
         )
 
 
-def _binding(row: aiosqlite.Row) -> GuildBinding:
+def _binding(row: Any) -> GuildBinding:
     return GuildBinding(
         guild_id=int(row["guild_id"]),
         campaign_id=row["campaign_id"],

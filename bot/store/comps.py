@@ -115,7 +115,9 @@ class CompStore(SqlRunner):
 
     async def record_lapse(self, guild_id: int, user_id: int, at: datetime) -> None:
         """The first lapse stands: a later removal doesn't restart the count."""
-        await self._run("INSERT OR IGNORE INTO lapses VALUES (?, ?, ?)", (guild_id, user_id, iso_utc(at)))
+        await self._run(
+            "INSERT INTO lapses VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (guild_id, user_id, iso_utc(at))
+        )
         await self._db.commit()
 
     async def clear_lapse(self, guild_id: int, user_id: int) -> None:

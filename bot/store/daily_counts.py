@@ -1,6 +1,6 @@
 """The daily count behind `/patreon-admin stats`: per server and day, patrons per tier and how many of them linked.
 
-A day's count is written once (`INSERT OR IGNORE` on the server, day and tier), so taking it again after a restart
+A day's count is written once (`ON CONFLICT DO NOTHING` on the server, day and tier), so taking it again after a restart
 the same day changes nothing: the first count of a day stands. The day is the UTC date of the caller's clock.
 """
 
@@ -46,7 +46,7 @@ class DailyCountStore(SqlRunner):
             if await cursor.fetchone() is not None:
                 return False
         rows = [(guild_id, day.isoformat(), c.tier_id, c.tier_title, c.patrons, c.linked) for c in counts]
-        await self._run_many("INSERT OR IGNORE INTO daily_counts VALUES (?, ?, ?, ?, ?, ?)", rows)
+        await self._run_many("INSERT INTO daily_counts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
         await self._db.commit()
         return True
 

@@ -1,6 +1,6 @@
 """The outbox of opt-in DMs (bot/sync/patron_dms.py): a DM is a row before it is a message.
 
-`queue_dm` is `INSERT OR IGNORE` on (server, member, kind, dedupe key), so the same event seen twice (a webhook
+`queue_dm` is `ON CONFLICT DO NOTHING` on (server, member, kind, dedupe key), so the same event seen twice (a webhook
 redelivered, a job retried after a crash) queues one DM. The sender stamps `sending_at` before it calls Discord and
 marks the row done after; a row found stamped after a restart was perhaps sent (see `PatronDms` for what is done).
 """
@@ -44,8 +44,8 @@ class DmOutboxStore(SqlRunner):
     ) -> bool:
         """Queue one DM; False when that very DM was queued before (whatever became of it)."""
         written = await self._run(
-            "INSERT OR IGNORE INTO dm_outbox (guild_id, discord_user_id, kind, dedupe_key, params, state, "
-            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dm_outbox (guild_id, discord_user_id, kind, dedupe_key, params, state, "
+            "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (guild_id, user_id, kind, dedupe_key, json.dumps(params), DM_PENDING, iso_utc(now), iso_utc(now)),
         )
         await self._db.commit()
@@ -115,7 +115,8 @@ class DmOutboxStore(SqlRunner):
     async def dm_states(self, user_id: int | None = None) -> list[tuple[int, int, str, str]]:
         """(guild, member, kind, state) of every queued DM (of one member): for tests and `check`."""
         async with self._db.execute(
-            "SELECT guild_id, discord_user_id, kind, state FROM dm_outbox WHERE ? IS NULL OR discord_user_id = ? "
+            "SELECT guild_id, discord_user_id, kind, state FROM dm_outbox WHERE CAST(? AS BIGINT) IS NULL"
+            " OR discord_user_id = ? "
             "ORDER BY id",
             (user_id, user_id),
         ) as cursor:

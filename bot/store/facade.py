@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -18,11 +19,12 @@ from bot.store.campaigns import CampaignStore
 from bot.store.codec import decode_settings, decode_snapshot, encode_settings
 from bot.store.comps import CompStore
 from bot.store.daily_counts import DailyCountStore
+from bot.store.database import POSTGRES, SQLITE, Database
 from bot.store.dm_outbox import DmOutboxStore
 from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
-from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher
+from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher, postgres_db
 from bot.store.panels import PanelStore
-from bot.store.queues import QueueStore, iso_utc
+from bot.store.queues import UPSERT_FACT, QueueStore, iso_utc
 from bot.store.role_connections import RoleConnectionStore
 from bot.store.schema import MIGRATIONS
 from bot.store.stats import StatsStore
@@ -88,9 +90,10 @@ class Store(
     campaign, a read looks in every campaign (the latest look wins).
     """
 
-    def __init__(self, db: aiosqlite.Connection, cipher: TokenCipher) -> None:
+    def __init__(self, db: Database, cipher: TokenCipher, dialect: str = SQLITE) -> None:
         self._db = db
         self._cipher = cipher
+        self._dialect = dialect
 
     @classmethod
     async def open(cls, path: str | Path, cipher: TokenCipher | None = None) -> Store:
@@ -129,11 +132,16 @@ class Store(
         await self._db.close()
 
     async def schema_version(self) -> int:
+        """How many of this engine's migrations have run (bot/store/schema.py, or schema_postgres.py)."""
+        if self._dialect == POSTGRES:
+            return await postgres_db().schema_version(self._db)
         async with self._db.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
     async def _migrate(self) -> None:
+        if self._dialect == POSTGRES:
+            return await postgres_db().migrate(self._db)
         current = await self.schema_version()
         for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
             await self._run_script(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
@@ -151,7 +159,9 @@ class Store(
         previous = await self.get_link_by_patreon(patreon_user_id)
         await self._run("DELETE FROM links WHERE patreon_user_id = ?", (patreon_user_id,))
         await self._run(
-            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO links VALUES (?, ?, ?, ?, ?) ON CONFLICT (discord_user_id) DO UPDATE SET"
+            " patreon_user_id = excluded.patreon_user_id, linked_in_guild_id = excluded.linked_in_guild_id,"
+            " source = excluded.source, linked_at = excluded.linked_at",
             (discord_user_id, patreon_user_id, guild_id, source, _now()),
         )
         await self._run(
@@ -177,7 +187,8 @@ class Store(
             await self._run("DELETE FROM links WHERE discord_user_id = ?", (discord_user_id,))
             if opt_out_at is not None:
                 await self._run(
-                    "INSERT OR REPLACE INTO auto_match_optouts VALUES (?, ?, ?)",
+                    "INSERT INTO auto_match_optouts VALUES (?, ?, ?) ON CONFLICT (discord_user_id, patreon_user_id)"
+                    " DO UPDATE SET opted_out_at = excluded.opted_out_at",
                     (discord_user_id, link.patreon_user_id, _iso(opt_out_at)),
                 )
             await self._db.commit()
@@ -222,7 +233,8 @@ class Store(
     async def get_membership(self, patreon_user_id: str, campaign_id: str | None = None) -> MembershipSnapshot | None:
         """The user's membership of `campaign_id` (None: of any campaign, the latest look)."""
         async with self._db.execute(
-            "SELECT snapshot, observed_at FROM memberships WHERE patreon_user_id = ? AND (? IS NULL OR campaign_id = ?)"
+            "SELECT snapshot, observed_at FROM memberships WHERE patreon_user_id = ?"
+            " AND (CAST(? AS TEXT) IS NULL OR campaign_id = ?)"
             " ORDER BY observed_at DESC LIMIT 1",
             (patreon_user_id, campaign_id, campaign_id),
         ) as cursor:
@@ -231,7 +243,7 @@ class Store(
 
     async def delete_membership(self, patreon_user_id: str, campaign_id: str | None = None) -> None:
         await self._run(
-            "DELETE FROM memberships WHERE patreon_user_id = ? AND (? IS NULL OR campaign_id = ?)",
+            "DELETE FROM memberships WHERE patreon_user_id = ? AND (CAST(? AS TEXT) IS NULL OR campaign_id = ?)",
             (patreon_user_id, campaign_id, campaign_id),
         )
         await self._db.commit()
@@ -245,13 +257,16 @@ class Store(
 
     async def save_settings(self, settings: GuildSettings) -> None:
         await self._run(
-            "INSERT OR REPLACE INTO guild_settings VALUES (?, ?, ?)",
+            "INSERT INTO guild_settings VALUES (?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET"
+            " settings = excluded.settings, updated_at = excluded.updated_at",
             (settings.guild_id, encode_settings(settings), _now()),
         )
         await self._db.commit()
 
     async def map_tier_role(self, guild_id: int, tier_id: str, role_id: int) -> bool:
-        result = await self._run("INSERT OR IGNORE INTO tier_roles VALUES (?, ?, ?)", (guild_id, tier_id, role_id))
+        result = await self._run(
+            "INSERT INTO tier_roles VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (guild_id, tier_id, role_id)
+        )
         await self._db.commit()
         return result.rowcount > 0
 
@@ -330,7 +345,9 @@ class Store(
     async def consume_state(self, nonce: str, expires_at: datetime) -> bool:
         """Mark a state used; False when it had been used before (a replay)."""
         await self._run("DELETE FROM used_states WHERE expires_at < ?", (_now(),))
-        result = await self._run("INSERT OR IGNORE INTO used_states VALUES (?, ?)", (nonce, _iso(expires_at)))
+        result = await self._run(
+            "INSERT INTO used_states VALUES (?, ?) ON CONFLICT DO NOTHING", (nonce, _iso(expires_at))
+        )
         await self._db.commit()
         return result.rowcount > 0
 
@@ -338,8 +355,10 @@ class Store(
         """Replace this campaign's tier catalogue (other campaigns' stay)."""
         await self._run("DELETE FROM campaign_tiers WHERE campaign_id = ?", (campaign_id,))
         await self._run_many(
-            "INSERT OR REPLACE INTO campaign_tiers (campaign_id, tier_id, title, amount_cents, patron_count, published)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO campaign_tiers (campaign_id, tier_id, title, amount_cents, patron_count, published)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, tier_id) DO UPDATE SET title = excluded.title,"
+            " amount_cents = excluded.amount_cents, patron_count = excluded.patron_count,"
+            " published = excluded.published",
             [
                 (campaign_id, tier.id, tier.title, tier.amount_cents, tier.patron_count, tier.published)
                 for tier in tiers
@@ -350,7 +369,8 @@ class Store(
     async def get_tiers(self, campaign_id: str | None = None) -> dict[str, Tier]:
         """One campaign's tiers (None: every campaign's, for single-campaign callers)."""
         async with self._db.execute(
-            "SELECT * FROM campaign_tiers WHERE ? IS NULL OR campaign_id = ? ORDER BY amount_cents, tier_id",
+            "SELECT * FROM campaign_tiers WHERE CAST(? AS TEXT) IS NULL OR campaign_id = ?"
+            " ORDER BY amount_cents, tier_id",
             (campaign_id, campaign_id),
         ) as cursor:
             return {
@@ -365,7 +385,7 @@ class Store(
             }
 
     async def set_fact(self, key: str, value: object) -> None:
-        await self._run("INSERT OR REPLACE INTO service_state VALUES (?, ?)", (key, json.dumps(value)))
+        await self._run(UPSERT_FACT, (key, json.dumps(value)))
         await self._db.commit()
 
     async def get_fact(self, key: str) -> object | None:
@@ -374,7 +394,7 @@ class Store(
         return json.loads(row[0]) if row else None
 
 
-def _link(row: aiosqlite.Row) -> Link:
+def _link(row: Any) -> Link:
     return Link(
         discord_user_id=int(row["discord_user_id"]),
         patreon_user_id=row["patreon_user_id"],

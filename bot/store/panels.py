@@ -27,7 +27,9 @@ class PanelStore(SqlRunner):
 
     async def save_panel(self, panel: PanelRecord) -> None:
         await self._run(
-            "INSERT OR REPLACE INTO link_panels VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO link_panels VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET"
+            " channel_id = excluded.channel_id, message_id = excluded.message_id, title = excluded.title,"
+            " body = excluded.body, posted_at = excluded.posted_at",
             (panel.guild_id, panel.channel_id, panel.message_id, panel.title, panel.body, iso_utc(datetime.now(UTC))),
         )
 
@@ -50,7 +52,7 @@ class PanelStore(SqlRunner):
     async def claim_link_invitation(self, guild_id: int, discord_user_id: int) -> bool:
         """True the first time only: the caller may then invite this member to link."""
         written = await self._run(
-            "INSERT OR IGNORE INTO link_invitations VALUES (?, ?, ?)",
+            "INSERT INTO link_invitations VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (guild_id, discord_user_id, iso_utc(datetime.now(UTC))),
         )
         return written.rowcount > 0

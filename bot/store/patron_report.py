@@ -16,7 +16,8 @@ from bot.store.queues import SqlRunner
 async def stored_memberships(store: SqlRunner, campaign_id: str | None = None) -> list[MembershipSnapshot]:
     """Every stored membership of `campaign_id` (None: of every campaign), in Patreon user id order."""
     async with store._db.execute(
-        "SELECT snapshot, observed_at FROM memberships WHERE ? IS NULL OR campaign_id = ? ORDER BY patreon_user_id",
+        "SELECT snapshot, observed_at FROM memberships WHERE CAST(? AS TEXT) IS NULL OR campaign_id = ?"
+        " ORDER BY patreon_user_id",
         (campaign_id, campaign_id),
     ) as cursor:
         return [decode_snapshot(row[0], datetime.fromisoformat(row[1])) async for row in cursor]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-import aiosqlite
+from bot.store.database import SQLITE, Database
 
 #: How far before `now` an urgent job is dated, so it sorts ahead of a refresh's whole batch.
 URGENT_HEAD_START = timedelta(days=1)
@@ -22,6 +22,8 @@ DONE = "done"
 IGNORED = "ignored"
 FAILED = "failed"
 SUPERSEDED = "superseded"
+#: Set a fact (`service_state`), replacing its value: written once for both engines.
+UPSERT_FACT = "INSERT INTO service_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
 
 def iso_utc(moment: datetime) -> str:
@@ -77,7 +79,9 @@ class SqlRunner:
     goes through these helpers, and every read uses `async with`.
     """
 
-    _db: aiosqlite.Connection
+    _db: Database
+    #: Which engine `_db` is (bot/store/database.py): the few statements that differ choose by it.
+    _dialect: str = SQLITE
 
     async def _run(self, sql: str, parameters: Sequence[Any] = ()) -> Written:
         async with self._db.execute(sql, parameters) as cursor:
@@ -114,10 +118,10 @@ class QueueStore(SqlRunner):
         """Record one delivery (pending when there is something to apply) and, in the same commit, a fact.
         `addressed_campaign_id`: the campaign whose URL and secret it came through (the one it is applied for)."""
         when = iso_utc(received_at)
-        result = await self._run(
+        async with self._db.execute(
             "INSERT INTO webhook_events (received_at, trigger, resource_type, member_id, patreon_user_id,"
             " campaign_id, body_sha256, state, next_attempt_at, finished_at, addressed_campaign_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 when,
                 trigger,
@@ -131,13 +135,12 @@ class QueueStore(SqlRunner):
                 None if applicable else when,
                 addressed_campaign_id,
             ),
-        )
+        ) as cursor:
+            event_id = int((await cursor.fetchone())[0])
         if seen_fact is not None:
-            await self._run(
-                "INSERT OR REPLACE INTO service_state VALUES (?, ?)", (seen_fact[0], json.dumps(seen_fact[1]))
-            )
+            await self._run(UPSERT_FACT, (seen_fact[0], json.dumps(seen_fact[1])))
         await self._db.commit()
-        return int(result.lastrowid or 0)
+        return event_id
 
     async def due_webhook_events(self, now: datetime, limit: int = 500) -> list[WebhookEvent]:
         async with self._db.execute(
@@ -181,7 +184,7 @@ class QueueStore(SqlRunner):
         would fetch (None: every campaign's events)."""
         result = await self._run(
             "UPDATE webhook_events SET state = ?, finished_at = ? WHERE state = ? AND received_at < ?"
-            " AND (? IS NULL OR addressed_campaign_id = ?)",
+            " AND (CAST(? AS TEXT) IS NULL OR addressed_campaign_id = ?)",
             (SUPERSEDED, iso_utc(now), PENDING, iso_utc(received_before), campaign_id, campaign_id),
         )
         await self._db.commit()
@@ -229,7 +232,8 @@ class QueueStore(SqlRunner):
                 attempts = CASE WHEN role_jobs.state = 'failed' THEN 0 ELSE role_jobs.attempts END,
                 next_attempt_at = CASE WHEN role_jobs.state = 'failed' THEN excluded.next_attempt_at
                                        WHEN role_jobs.attempts = 0
-                                       THEN MIN(role_jobs.next_attempt_at, excluded.next_attempt_at)
+                                       AND excluded.next_attempt_at < role_jobs.next_attempt_at
+                                       THEN excluded.next_attempt_at
                                        ELSE role_jobs.next_attempt_at END,
                 state = 'pending'
             """,
@@ -247,7 +251,8 @@ class QueueStore(SqlRunner):
         """Each server's first `per_guild` due jobs in due order (the worker serves servers in turn)."""
         async with self._db.execute(
             "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY guild_id ORDER BY next_attempt_at) AS turn"
-            " FROM role_jobs WHERE state = ? AND next_attempt_at <= ?) WHERE turn <= ? ORDER BY guild_id, turn",
+            " FROM role_jobs WHERE state = ? AND next_attempt_at <= ?) AS ranked WHERE turn <= ?"
+            " ORDER BY guild_id, turn",
             (PENDING, iso_utc(now), per_guild),
         ) as cursor:
             return [_role_job(row) async for row in cursor]
@@ -318,7 +323,7 @@ class QueueStore(SqlRunner):
             return [_role_job(row) async for row in cursor]
 
 
-def _role_job(row: aiosqlite.Row) -> RoleJob:
+def _role_job(row: Any) -> RoleJob:
     return RoleJob(
         guild_id=int(row["guild_id"]),
         user_id=int(row["discord_user_id"]),

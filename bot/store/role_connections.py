@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any
 
 from bot.domain.models import TokenPair
 from bot.store.queues import SqlRunner, _parse, iso_utc
@@ -141,7 +139,7 @@ def _json(metadata: dict[str, str]) -> str:
     return json.dumps(metadata, sort_keys=True)
 
 
-def _connection(row: aiosqlite.Row) -> RoleConnection:
+def _connection(row: Any) -> RoleConnection:
     return RoleConnection(
         discord_user_id=int(row["discord_user_id"]),
         state=row["state"],

@@ -7,10 +7,10 @@ so the operator can bring back the right key and lose nothing.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
-import aiosqlite
+from typing import Any
 
 from bot.domain.models import TokenPair
+from bot.store.database import SQLITE
 from bot.store.queues import SqlRunner, iso_utc
 from bot.store.token_cipher import PREFIX, TokenCipher, is_sealed
 
@@ -28,7 +28,9 @@ class TokenStore(SqlRunner):
     async def save_tokens(self, subject: str, tokens: TokenPair) -> None:
         access, refresh = _labels(subject)
         await self._run(
-            "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject) DO UPDATE SET"
+            " access_token = excluded.access_token, refresh_token = excluded.refresh_token,"
+            " expires_at = excluded.expires_at, scope = excluded.scope, updated_at = excluded.updated_at",
             (
                 subject,
                 self._cipher.seal(access, tokens.access_token),
@@ -58,7 +60,7 @@ class TokenStore(SqlRunner):
                 found.append((row["subject"], self._pair(row)))
         return found
 
-    def _pair(self, row: aiosqlite.Row) -> TokenPair:
+    def _pair(self, row: Any) -> TokenPair:
         access, refresh = _labels(row["subject"])
         expires_at = datetime.fromisoformat(row["expires_at"])
         return TokenPair(
@@ -143,7 +145,10 @@ class TokenStore(SqlRunner):
         """Other sealed values to move to `cipher` in the same commit (the campaigns' webhook secrets)."""
 
     async def _scrub_files(self) -> None:
-        """Move everything into the main file, rebuild it without freed pages, and empty the WAL."""
+        """Move everything into the main file, rebuild it without freed pages, and empty the WAL (SQLite; a
+        PostgreSQL store never held plain tokens: it starts sealed, and migrate-to-postgres copies sealed values)."""
+        if self._dialect != SQLITE:
+            return
         await self._run("PRAGMA wal_checkpoint(TRUNCATE)")
         await self._run("VACUUM")
         await self._run("PRAGMA wal_checkpoint(TRUNCATE)")

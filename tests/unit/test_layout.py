@@ -15,7 +15,7 @@ BOT_CORE = {"bot.config", "bot.domain", "bot.patreon", "bot.store", "bot.sync", 
 MAY_IMPORT: dict[str, set[str]] = {
     "bot.domain": set(),
     "bot.patreon": {"bot.domain", "aiohttp"},
-    "bot.store": {"bot.domain", "aiosqlite", "cryptography"},
+    "bot.store": {"bot.domain", "aiosqlite", "asyncpg", "cryptography"},
     "bot.sync": {"bot.domain", "bot.patreon", "bot.store"},
     "bot.accounts": {"bot.domain", "bot.patreon", "bot.store", "bot.sync"},
     "bot.guild_admin": {"bot.domain", "bot.patreon", "bot.store", "bot.sync", "bot.accounts"},
@@ -28,7 +28,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "fakes.patreon": {"aiohttp"},
 }
 WATCHED = {
-    "bot", "cogs", "fakes", "tests", "bench", "discord", "aiohttp", "aiosqlite", "cryptography", "prometheus_client"
+    "bot", "cogs", "fakes", "tests", "bench", "discord", "aiohttp", "aiosqlite", "asyncpg", "cryptography",
+    "prometheus_client",
 }
 
 

@@ -1,0 +1,225 @@
+"""The PostgreSQL backend of the database port (bot/store/database.py), over one asyncpg connection.
+
+It answers the calls aiosqlite answers, the same way: calls wait their turn on one connection, the first write
+opens a transaction that `commit()` ends, a cursor gives rows by position or column name, `rowcount` counts the
+rows a write changed. One difference it hides: PostgreSQL refuses every statement of a transaction after one
+failed, so a failed statement rolls the open transaction back before the error reaches the caller (nothing half
+written stays, and the connection stays usable).
+
+The DSN may hold a password: it is never logged nor put in an error (`redacted`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]  # ships no type hints
+
+from bot.store.database import numbered_placeholders, parameters_of
+from bot.store.files import StoreUnusable
+from bot.store.schema_postgres import MIGRATIONS_POSTGRES
+
+log = logging.getLogger(__name__)
+
+_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_ROWS = re.compile(r"^\s*(SELECT|WITH|VALUES)\b|\bRETURNING\b", re.IGNORECASE)
+#: Any number; the lock two processes take to migrate one at a time.
+_MIGRATION_LOCK = 0x7061_7472_6F6E  # "patron"
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def redacted(url: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://…"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class PostgresCursor:
+    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
+        self._rows = rows
+        self._next = 0
+        self.rowcount = rowcount
+        self.lastrowid: int | None = None  # SQLite's; the store uses RETURNING instead
+
+    async def fetchone(self) -> Any:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    async def fetchall(self) -> list[Any]:
+        rest = list(self._rows[self._next :])
+        self._next = len(self._rows)
+        return rest
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while (row := await self.fetchone()) is not None:
+            yield row
+
+
+class PostgresConnection:
+    """aiosqlite's connection, as far as the store uses it, over asyncpg."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self._turn = asyncio.Lock()
+        self._transaction: Any = None
+        self._translated: dict[str, str] = {}
+
+    def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> _Statement:
+        return _Statement(self._cursor(sql, [parameters_of(parameters)]))
+
+    def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Statement:
+        return _Statement(self._cursor(sql, [parameters_of(row) for row in parameters]))
+
+    def executescript(self, sql_script: str) -> _Statement:
+        return _Statement(self._script(sql_script))
+
+    async def commit(self) -> None:
+        async with self._turn:
+            if self._transaction is not None:
+                transaction, self._transaction = self._transaction, None
+                await transaction.commit()
+
+    async def rollback(self) -> None:
+        async with self._turn:
+            await self._abandon()
+
+    async def close(self) -> None:
+        async with self._turn:
+            await self._abandon()
+            await self._connection.close()
+
+    async def _cursor(self, sql: str, rows: list[Sequence[Any]]) -> PostgresCursor:
+        query = self._translated.get(sql)
+        if query is None:
+            query = self._translated[sql] = numbered_placeholders(sql)
+        async with self._turn:
+            if self._transaction is None and _WRITE.match(sql):
+                self._transaction = self._connection.transaction()
+                await self._transaction.start()
+            try:
+                if _ROWS.search(sql):
+                    found: list[Any] = []
+                    for values in rows:
+                        found += await self._connection.fetch(query, *values)
+                    return PostgresCursor(found, len(found))
+                changed = 0
+                for values in rows:
+                    changed += _changed(await self._connection.execute(query, *values))
+                return PostgresCursor((), changed)
+            except BaseException:
+                await self._abandon()
+                raise
+
+    async def _script(self, script: str) -> PostgresCursor:
+        async with self._turn:
+            try:
+                await self._connection.execute(script)
+            except BaseException:
+                if not self._connection.is_closed() and self._connection.is_in_transaction():
+                    await self._connection.execute("ROLLBACK")
+                raise
+        return PostgresCursor((), -1)
+
+    async def _abandon(self) -> None:
+        if self._transaction is not None:
+            transaction, self._transaction = self._transaction, None
+            if not self._connection.is_closed():
+                await transaction.rollback()
+
+    @asynccontextmanager
+    async def migration_lock(self) -> AsyncIterator[None]:
+        """One process migrates at a time (a session advisory lock), the others wait and then find it done."""
+        async with self._turn:
+            await self._connection.execute(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+        try:
+            yield
+        finally:
+            async with self._turn:
+                await self._connection.execute(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+
+
+class _Statement:
+    """Awaitable and `async with`-able, like aiosqlite's result."""
+
+    def __init__(self, pending: Any) -> None:
+        self._pending = pending
+        self._cursor: PostgresCursor | None = None
+
+    def __await__(self) -> Generator[Any, None, PostgresCursor]:
+        return self._run().__await__()
+
+    async def _run(self) -> PostgresCursor:
+        if self._cursor is None:
+            self._cursor = await self._pending
+        return self._cursor
+
+    async def __aenter__(self) -> PostgresCursor:
+        return await self._run()
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
+def _changed(status: str) -> int:
+    """'INSERT 0 3' / 'UPDATE 2' / 'DELETE 0' → the count; -1 for a status without one."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else -1
+
+
+async def connect(url: str) -> PostgresConnection:
+    """Connect (StoreUnusable in one line, without the password, when the server can't be used)."""
+    try:
+        connection = await asyncpg.connect(url, timeout=15)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as error:
+        raise StoreUnusable(f"{redacted(url)}: can't connect ({type(error).__name__}: {_first_line(error)})") from None
+    return PostgresConnection(connection)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text.replace("\n", " ")[:200]
+
+
+async def schema_version(db: PostgresConnection) -> int:
+    rows = await db.execute(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+        " AND table_name = 'store_schema'"
+    )
+    if not (await rows.fetchone())[0]:
+        return 0
+    found = await (await db.execute("SELECT version FROM store_schema")).fetchone()
+    return int(found[0]) if found else 0
+
+
+async def migrate(db: PostgresConnection) -> None:
+    """Run the PostgreSQL migrations not yet run, each in its own transaction with the version it reaches."""
+    async with db.migration_lock():
+        await db.executescript("CREATE TABLE IF NOT EXISTS store_schema (version INTEGER NOT NULL)")
+        current = await schema_version(db)
+        for version, script in enumerate(MIGRATIONS_POSTGRES[current:], start=current + 1):
+            await db.executescript(
+                f"BEGIN;\n{script}\nDELETE FROM store_schema;\n"
+                f"INSERT INTO store_schema VALUES ({int(version)});\nCOMMIT;"
+            )
+            log.info("PostgreSQL schema now at version %d", version)

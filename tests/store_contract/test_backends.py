@@ -1,0 +1,128 @@
+"""The two backends agree on the schema, and choosing one from DATABASE_URL is safe: a PostgreSQL store without a
+token key, an unknown scheme or an unreachable server stop start-up with one line that never shows the password."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bot.store import Store
+from bot.store.files import StoreUnusable
+from bot.store.opening import open_configured, open_postgres
+from bot.store.postgres_db import redacted
+from bot.store.schema import MIGRATIONS
+from bot.store.schema_postgres import MIGRATIONS_POSTGRES, SQLITE_EQUIVALENT
+from bot.store.token_cipher import TokenKeyError
+from tests.store_contract.conftest import fresh_postgres
+
+#: DATABASE_PATH when DATABASE_URL names PostgreSQL: never touched.
+NEVER_OPENED = Path("/nonexistent/never-opened.sqlite3")
+
+
+async def _columns(store, backend: str) -> dict[str, list[str]]:
+    if backend == "postgres":
+        sql = (
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name != 'store_schema' ORDER BY table_name, ordinal_position"
+        )
+    else:
+        sql = (
+            "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p"
+            " WHERE m.type = 'table' AND m.name != 'sqlite_sequence' ORDER BY m.name, p.cid"
+        )
+    found: dict[str, list[str]] = {}
+    async with store._db.execute(sql) as cursor:
+        for table, column in await cursor.fetchall():
+            found.setdefault(table, []).append(column)
+    return found
+
+
+async def test_both_schemas_have_the_same_tables_and_columns_in_the_same_order(tmp_path, postgres_dsn, cipher):
+    """Positional INSERTs are shared, so the order matters too; a new SQLite migration needs its PostgreSQL twin."""
+    assert len(MIGRATIONS) == SQLITE_EQUIVALENT, "SQLite has a migration schema_postgres.py doesn't mirror yet"
+    sqlite_store = await Store.open(tmp_path / "parity.sqlite3", cipher)
+    await fresh_postgres(postgres_dsn)
+    postgres_store = await open_postgres(postgres_dsn, cipher)
+    try:
+        assert await _columns(postgres_store, "postgres") == await _columns(sqlite_store, "sqlite")
+        assert await postgres_store.schema_version() == len(MIGRATIONS_POSTGRES)
+    finally:
+        await sqlite_store.close()
+        await postgres_store.close()
+
+
+async def test_reopening_a_postgres_store_keeps_its_rows_and_migrates_nothing_again(postgres_dsn, cipher):
+    await fresh_postgres(postgres_dsn)
+    first = await open_postgres(postgres_dsn, cipher)
+    await first.save_link(1, "p1", None, "oauth")
+    await first.close()
+    second = await open_postgres(postgres_dsn, cipher)
+    try:
+        assert (await second.get_link_by_discord(1)).patreon_user_id == "p1"
+        assert await second.schema_version() == len(MIGRATIONS_POSTGRES)
+    finally:
+        await second.close()
+
+
+async def test_a_failed_statement_rolls_its_transaction_back_and_the_store_goes_on(postgres_dsn, cipher):
+    await fresh_postgres(postgres_dsn)
+    store = await open_postgres(postgres_dsn, cipher)
+    try:
+        await store._db.execute("INSERT INTO service_state VALUES ('half', '1')")
+        with pytest.raises(asyncpg.PostgresError):
+            await store._db.execute("INSERT INTO campaigns VALUES ('c', 's', NULL, NULL, 'stolen', 'now', 'active')")
+        await store._db.commit()
+        assert await store.get_fact("half") is None, "the write before the failure went with it"
+        await store.set_fact("after", 2)
+        assert await store.get_fact("after") == 2
+    finally:
+        await store.close()
+
+
+async def test_postgres_without_a_token_key_is_refused_before_connecting():
+    with pytest.raises(TokenKeyError, match="TOKEN_ENCRYPTION_KEY"):
+        await open_postgres("postgresql://bot:hunter2@127.0.0.1:1/bot", None)
+
+
+async def test_an_unknown_database_url_is_refused_not_ignored(tmp_path, cipher):
+    with pytest.raises(StoreUnusable, match="only postgresql://"):
+        await open_configured("mysql://bot@db/bot", tmp_path / "unused.sqlite3", cipher)
+    assert not (tmp_path / "unused.sqlite3").exists()
+
+
+async def test_an_unreachable_server_is_one_line_without_the_password(cipher):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StoreUnusable) as refused:
+        await open_configured(f"postgresql://bot:hunter2@127.0.0.1:{port}/bot", NEVER_OPENED, cipher)
+    assert "hunter2" not in str(refused.value) and "***" in str(refused.value) and "\n" not in str(refused.value)
+    assert redacted("postgresql://bot@db/bot") == "postgresql://bot@db/bot"
+
+
+CONFIG = {
+    "DISCORD_TOKEN": "discord-token",
+    "PATREON_CLIENT_ID": "client-id",
+    "PATREON_CLIENT_SECRET": "client-secret",
+    "PATREON_REDIRECT_URI": "https://bot.example.com/patreon/callback",
+}
+
+
+def test_database_url_selects_postgres_only_with_a_token_key_and_hides_its_password():
+    from bot.config import ConfigError, load_config
+    from bot.store.token_cipher import new_key
+
+    url = "postgresql://bot:hunter2@db:5432/bot"
+    assert load_config(CONFIG, env_file=None).database_url == ""
+    config = load_config({**CONFIG, "DATABASE_URL": url, "TOKEN_ENCRYPTION_KEY": new_key()}, env_file=None)
+    assert config.database_url == url and "hunter2" not in repr(config)
+    for env, named in (
+        ({"DATABASE_URL": url}, "TOKEN_ENCRYPTION_KEY"),
+        ({"DATABASE_URL": "sqlite:///x.db", "TOKEN_ENCRYPTION_KEY": new_key()}, "postgresql://"),
+    ):
+        with pytest.raises(ConfigError, match=named) as refused:
+            load_config({**CONFIG, **env}, env_file=None)
+        assert "hunter2" not in str(refused.value)

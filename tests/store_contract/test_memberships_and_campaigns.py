@@ -1,0 +1,119 @@
+"""Contract: snapshots (newer wins, unchanged members skipped by hash), tombstones against late listing pages,
+campaign scoping of memberships and tiers, campaigns and server bindings, re-keying migrated rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier
+from bot.store import CREATOR_SUBJECT
+from bot.store.campaigns import UNKNOWN_CAMPAIGN, campaign_token_subject
+from bot.store.codec import snapshot_hash
+from bot.store.patron_report import stored_memberships
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+G1, G2 = 900_000_000_000_000_001, 900_000_000_000_000_002
+ANN = 310_000_000_000_000_001
+
+
+def member(user: str, at: datetime, status: PatronStatus = PatronStatus.ACTIVE, campaign: str = "c1", **more):
+    return MembershipSnapshot(f"m-{user}", campaign, user, patron_status=status, observed_at=at, **more)
+
+
+async def test_every_field_round_trips_and_an_older_look_never_overwrites_a_newer(store):
+    full = member(
+        "p1", T0 + timedelta(hours=1), PatronStatus.DECLINED, full_name="Ann", last_charge_date=T0,
+        currently_entitled_amount_cents=500, entitled_tier_ids=("t1", "t2"), social_discord_id=ANN, is_gifted=True,
+    )
+    assert await store.save_membership(full)
+    assert not await store.save_membership(member("p1", T0))
+    assert await store.get_membership("p1") == full
+    assert await store.get_membership("p1", "c2") is None
+    async with store._db.execute("SELECT snapshot_hash FROM memberships WHERE patreon_user_id = 'p1'") as cursor:
+        assert bytes((await cursor.fetchone())[0]) == snapshot_hash(full)
+
+
+async def test_a_refresh_page_writes_only_the_members_patreon_describes_differently(store):
+    assert await store.save_memberships([member(f"p{i}", T0) for i in range(5)], campaign_id="c1") == 5
+    later = T0 + timedelta(minutes=15)
+    page = [member(f"p{i}", later) for i in range(5)]
+    page[2] = member("p2", later, PatronStatus.FORMER)
+    written = await store.save_membership_page(page, "c1")
+    assert [snapshot.patreon_user_id for snapshot in written] == ["p2"]
+    assert (await store.get_membership("p1", "c1")).observed_at == T0
+    assert await store.membership_count("c1") == 5
+    assert await store.patreon_users_by_member_id(["m-p3", "m-zz"], "c1") == {"m-p3": "p3"}
+    assert set(await store.memberships_of(["p1", "p4", "nobody"], "c1")) == {"p1", "p4"}
+
+
+async def test_a_tombstone_keeps_a_late_page_from_bringing_a_membership_back_but_not_a_renewal(store):
+    now = datetime.now(UTC)  # tombstones last a day of real time
+    await store.save_membership(member("p1", now))
+    assert await store.delete_membership_observed_before("p1", now + timedelta(minutes=2), "m-p1", campaign_id="c1")
+    assert await store.save_memberships([member("p1", now + timedelta(minutes=1))], campaign_id="c1") == 0
+    assert await store.get_membership("p1") is None
+    renewed = MembershipSnapshot("m-new", "c1", "p1", patron_status=PatronStatus.ACTIVE, observed_at=now)
+    assert await store.save_memberships([renewed], campaign_id="c1") == 1, "another membership id: a renewal"
+    assert not await store.delete_membership_observed_before("p1", now + timedelta(minutes=3), "m-p1")
+
+
+async def test_a_complete_listing_forgets_only_its_campaigns_absentees(store):
+    await store.save_memberships([member("p1", T0), member("p2", T0)], campaign_id="c1")
+    await store.save_memberships([member("p3", T0, campaign="c2")], campaign_id="c2")
+    await store.save_link(ANN, "p2", None, "oauth")
+    assert await store.memberships_not_listed({"p1"}, T0 + timedelta(minutes=1), "c1") == ["p2"]
+    assert await store.delete_memberships_except({"p1"}, T0 + timedelta(minutes=1), "c1") == ["p2"]
+    assert await store.links_without_membership(G1, "c1") == {ANN}
+    assert [s.patreon_user_id for s in await stored_memberships(store)] == ["p1", "p3"]
+    assert [s.patreon_user_id for s in await stored_memberships(store, "c2")] == ["p3"]
+    await store.delete_membership("p3", "c2")
+    assert await store.membership_count() == 1
+
+
+async def test_tiers_belong_to_their_campaign(store):
+    await store.save_tiers("c1", [Tier("t2", "Gold", 1000, 3, True), Tier("t1", "Bronze", 300, None, None)])
+    await store.save_tiers("c2", [Tier("t9", "Other", 100, 1, False)])
+    await store.save_tiers("c1", [Tier("t2", "Gold", 1200, 4, True), Tier("t1", "Bronze", 300, None, None)])
+    tiers = await store.get_tiers("c1")
+    assert list(tiers) == ["t1", "t2"] and tiers["t2"] == Tier("t2", "Gold", 1200, 4, True)
+    assert tiers["t1"].published is None
+    assert set(await store.get_tiers()) == {"t1", "t2", "t9"}
+    assert (await store.get_tiers("c2"))["t9"].published is False
+
+
+async def test_campaigns_keep_their_webhook_secret_sealed_and_servers_follow_one_each(store):
+    subject = campaign_token_subject("c2")
+    await store.save_campaign("c1", token_subject=CREATOR_SUBJECT, source="env", webhook_secret="s1", at=T0)
+    await store.save_campaign("c2", token_subject=subject, source="oauth", webhook_secret="s2", webhook_id="w2")
+    await store.save_campaign("c2", token_subject=subject, source="oauth")  # a re-connect keeps the secret
+    record = await store.get_campaign("c2")
+    assert record.webhook_secret == "s2" and record.webhook_id == "w2" and record.state == "active"
+    async with store._db.execute("SELECT webhook_secret FROM campaigns ORDER BY campaign_id") as cursor:
+        assert all(row[0] not in ("s1", "s2") for row in await cursor.fetchall())
+    with pytest.raises(ValueError):
+        await store.bind_guild(G1, "nope", ANN)
+    await store.bind_guild(G1, "c1", None)
+    await store.bind_guild(G2, "c1", ANN)
+    await store.bind_guild(G2, "c2", ANN)  # a server follows one campaign: the binding moves
+    assert await store.guild_bindings() == {G1: "c1", G2: "c2"}
+    assert (await store.guild_binding(G2)).bound_by == ANN
+    await store.set_campaign_state("c2", "revoked")
+    assert [c.campaign_id for c in await store.campaign_records()] == ["c1", "c2"]
+    assert await store.forget_campaign("c2") == [G2]
+    assert await store.guild_bindings() == {G1: "c1"}
+    assert await store.get_campaign("c2") is None
+    assert await store.unbind_guild(G1) == "c1" and await store.guild_bindings() == {}
+
+
+async def test_rows_migrated_without_a_campaign_are_re_keyed_and_the_real_ones_win(store):
+    await store.save_memberships([member("p1", T0), member("p2", T0)], campaign_id=UNKNOWN_CAMPAIGN)
+    newer = member("p2", T0 + timedelta(hours=1), PatronStatus.FORMER)
+    await store.save_membership(newer, "c1")
+    await store.save_tiers(UNKNOWN_CAMPAIGN, [Tier("t1", "Bronze", 300, None, None)])
+    assert await store.adopt_unknown_campaign("c1") == 2
+    assert await store.membership_count(UNKNOWN_CAMPAIGN) == 0
+    assert (await store.get_membership("p2", "c1")) == newer
+    assert (await store.get_membership("p1", "c1")).observed_at == T0
+    assert list(await store.get_tiers("c1")) == ["t1"]
