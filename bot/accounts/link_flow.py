@@ -2,9 +2,12 @@
 
 button → `/link/start` (sets a cookie binding this browser to the attempt) → Discord OAuth2 `identify` →
 `/discord/callback` (the Discord user must be the one the button was made for) → Patreon OAuth →
-`/patreon/callback` (the cookie must still match) → the link. A forwarded button fails at Discord's step, because
-Discord signs in the person holding the browser, not the person who ran the command; a Patreon redirect replayed
-into another browser fails at the cookie. Nothing is stored before both proofs hold.
+`/patreon/callback` (the cookie must hold the proof the Discord callback gave this browser) → the link. A forwarded
+button fails at Discord's step, because Discord signs in the person holding the browser, not the person who ran the
+command; a Patreon redirect replayed into another browser fails at the cookie, even when the attacker first made
+that browser open his start page (the start page's cookie names only the attempt, which anyone holding the link
+knows; the proof is minted after Discord's sign-in, in the browser that passed it). Nothing is stored before both
+proofs hold.
 
 Every step also asks whether the button's server still acts for the campaign (bot/sync/participation.py): a
 button made before the server was turned off, or before it was left out of ALLOWED_GUILD_IDS, links nothing.
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 from urllib.parse import quote
@@ -29,6 +32,7 @@ from bot.accounts.oauth_state import (
     issue_patreon_state,
     issue_state,
     issue_undo,
+    new_browser_proof,
     read_binding,
     read_undo,
     verify_patreon_state,
@@ -141,7 +145,8 @@ class LinkFlow:
             state = verify_state(self._key, params.get("state", ""), self._clock())
         except StateError as error:
             return _fail("This link can't be used.", str(error))
-        if self._browser_of(state, cookie) is None:
+        browser = self._browser_of(state, cookie)
+        if browser is None:
             return _fail("This sign-in was started in another browser.", _RUN_AGAIN, 403)
         if (refused := await self._server_refused(state)) is not None:
             return refused
@@ -165,8 +170,10 @@ class LinkFlow:
                 "Nothing was linked. To link your own account, run /patreon link yourself in Discord.",
                 403,
             )
-        patreon_state = issue_patreon_state(self._key, state)
-        return FlowStep(redirect=self._patreon.authorize_url(patreon_state, PATRON_SCOPES))
+        proof = new_browser_proof()
+        cookie_value, _ = issue_binding(self._key, proof, browser.browser_id)
+        patreon_state = issue_patreon_state(self._key, replace(state, browser_proof=proof))
+        return FlowStep(redirect=self._patreon.authorize_url(patreon_state, PATRON_SCOPES), cookie=cookie_value)
 
     async def patreon_callback(self, params: Mapping[str, str], cookie: str | None) -> FlowStep:
         state_token = params.get("state", "")
@@ -176,7 +183,7 @@ class LinkFlow:
             state = verify_patreon_state(self._key, state_token, self._clock())
         except StateError as error:
             return _fail("This link can't be used.", str(error))
-        browser = self._browser_of(state, cookie)
+        browser = self._browser_of(state, cookie, proof=True)
         if browser is None:
             log.warning("link for user=%s refused: Patreon callback without its cookie", state.discord_user_id)
             return _fail("This sign-in was started in another browser.", _RUN_AGAIN, 403)
@@ -225,9 +232,11 @@ class LinkFlow:
         log.info("link for user=%s refused: guild=%s %s", state.discord_user_id, state.guild_id, problem)
         return _fail(f"{NOT_HERE}.", "Nothing was linked. Run /patreon link in a server that uses it.", 403)
 
-    def _browser_of(self, state: LinkState, cookie: str | None) -> BrowserBinding | None:
+    def _browser_of(self, state: LinkState, cookie: str | None, *, proof: bool = False) -> BrowserBinding | None:
+        """The cookie's binding when it names this attempt, or (after Discord's step, `proof`) its browser proof."""
         binding = read_binding(self._key, cookie)
-        return binding if binding is not None and binding.nonce == state.nonce else None
+        expected = state.browser_proof if proof else state.nonce
+        return binding if binding is not None and expected and binding.nonce == expected else None
 
 
 def _failure(headline: str, detail: str, status: int) -> LinkResult:

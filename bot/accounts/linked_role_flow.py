@@ -130,8 +130,9 @@ class LinkedRoleFlow:
                 "Your Discord account is connected; join the creator's server and open the role again.",
                 403,
             )
-        state = LinkState(guild_id, user_id, secrets.token_urlsafe(16), start.expires_at)
-        value, _ = issue_binding(self._key, state.nonce, binding.browser_id)
+        proof = secrets.token_urlsafe(16)  # Patreon's callback wants the proof this browser's cookie now holds
+        state = LinkState(guild_id, user_id, secrets.token_urlsafe(16), start.expires_at, browser_proof=proof)
+        value, _ = issue_binding(self._key, proof, binding.browser_id)
         patreon_state = issue_patreon_state(self._key, state)
         return FlowStep(redirect=self._patreon.authorize_url(patreon_state, PATRON_SCOPES), cookie=value)
 

@@ -4,7 +4,11 @@
 - the **browser cookie** is set by the bot's start page and names the attempt (its nonce) and the browser, so a
   forwarded button can't be finished in another browser;
 - the **Patreon state** is only minted after Discord's OAuth2 proved who is at the keyboard; Patreon's callback
-  accepts nothing else, so the Discord step can't be skipped;
+  accepts nothing else, so the Discord step can't be skipped. It carries a fresh **browser proof** that the Discord
+  callback also writes into that browser's cookie: the start page copies the attempt's nonce out of a URL anyone
+  can forward, so a cookie naming only that nonce could be planted in a victim's browser (open my start link, then
+  my Patreon link) and tie the victim's Patreon account to the attacker; the proof exists only in the browser that
+  passed Discord's sign-in;
 - the **undo token** is the CSRF token of the result page's "This isn't me" button, bound to the same cookie.
 
 Each kind is signed with its own salt, so one can never be passed off as another. Expiry is checked against the
@@ -44,6 +48,8 @@ class LinkState:
     discord_user_id: int
     nonce: str
     expires_at: datetime
+    #: Set on the Patreon state only: the random value the Discord callback put in this browser's cookie.
+    browser_proof: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,13 +136,20 @@ def read_undo(key: bytes, token: str) -> UndoGrant | None:
         return None
 
 
+def new_browser_proof() -> str:
+    return secrets.token_urlsafe(16)
+
+
 def _state_fields(state: LinkState) -> dict[str, Any]:
-    return {
+    fields: dict[str, Any] = {
         "g": str(state.guild_id),
         "u": str(state.discord_user_id),
         "n": state.nonce,
         "e": int(state.expires_at.timestamp()),
     }
+    if state.browser_proof:
+        fields["p"] = state.browser_proof
+    return fields
 
 
 def _dump(key: bytes, salt: str, fields: dict[str, Any]) -> str:
@@ -158,8 +171,9 @@ def _load_state(key: bytes, salt: str, token: str, now: datetime) -> LinkState:
             discord_user_id=int(fields["u"]),
             nonce=str(fields["n"]),
             expires_at=datetime.fromtimestamp(int(fields["e"]), UTC),
+            browser_proof=str(fields.get("p", "")),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise StateError(_INVALID) from None
     if now >= state.expires_at:
         raise StateError(_EXPIRED)
