@@ -225,17 +225,12 @@ def _members(
     data: Sequence[_Member], users: Mapping[str, _UserAttributes], observed_at: datetime | None
 ) -> tuple[MembershipSnapshot, ...]:
     """Each member as `jsonapi._membership` reads it; dates are parsed once per distinct text (a campaign's
-    members share billing days)."""
+    members share billing days). The snapshot is built with positional arguments in its field order (a listing
+    builds 100,000; the tests compare every field with the old reader's keyword-built ones)."""
     dates: dict[str | None, datetime | None] = {None: None}
     statuses = _STATUSES
-
-    def when(text: str | None) -> datetime | None:
-        try:
-            return dates[text]
-        except KeyError:
-            parsed = dates[text] = as_datetime(text)
-            return parsed
-
+    snapshot = MembershipSnapshot
+    to_one, to_many = _ToOne, _ToMany
     snapshots = []
     for member in data:
         a, r = member.attributes, member.relationships
@@ -243,46 +238,56 @@ def _members(
         social: int | None = None
         full_name = a.full_name
         link = r.user
-        if link is not None and link is not UNSET and link.data is not None:
+        if type(link) is to_one and link.data is not None:
             user_id = link.data.id if link.data.id.strip() else None
         if user_id is not None:
             user = users.get(user_id)
             if user is not None:
                 connections = user.social_connections
                 if connections is not None and connections.discord is not None:
-                    social = discord_user_id(connections.discord.user_id)
+                    raw = connections.discord.user_id
+                    if type(raw) is str and raw.isascii() and raw.isdigit():  # what Patreon sends: no spaces
+                        social = int(raw) or None
+                    else:
+                        social = discord_user_id(raw)
                 if full_name is None:
                     full_name = user.full_name
         tiers = r.currently_entitled_tiers
         tier_ids: tuple[str, ...] = ()
-        if tiers is not None and tiers is not UNSET and tiers.data:
-            tier_ids = tuple(dict.fromkeys([ref.id for ref in tiers.data]))
+        if type(tiers) is to_many and tiers.data:
+            tier_ids = tuple([ref.id for ref in tiers.data])
+            if len(tier_ids) > 1 and len(set(tier_ids)) < len(tier_ids):
+                tier_ids = tuple(dict.fromkeys(tier_ids))
         campaign = r.campaign
         campaign_id = None
-        if campaign is not None and campaign is not UNSET and campaign.data is not None:
+        if type(campaign) is to_one and campaign.data is not None:
             campaign_id = campaign.data.id if campaign.data.id.strip() else None
         status = a.patron_status
+        texts = (a.last_charge_date, a.next_charge_date, a.pledge_relationship_start)
+        for text in texts:
+            if text not in dates:
+                dates[text] = as_datetime(text)
         snapshots.append(
-            MembershipSnapshot(
-                member_id=member.id,
-                campaign_id=campaign_id,
-                patreon_user_id=user_id,
-                full_name=full_name,
-                patron_status=statuses[status] if status in statuses else patron_status(status),
-                last_charge_status=a.last_charge_status,
-                last_charge_date=when(a.last_charge_date),
-                next_charge_date=when(a.next_charge_date),
-                pledge_relationship_start=when(a.pledge_relationship_start),
-                pledge_cadence=a.pledge_cadence,
-                currently_entitled_amount_cents=a.currently_entitled_amount_cents or 0,
-                will_pay_amount_cents=a.will_pay_amount_cents or 0,
-                campaign_lifetime_support_cents=a.campaign_lifetime_support_cents or 0,
-                is_free_trial=a.is_free_trial or False,
-                is_gifted=a.is_gifted or False,
-                entitled_tier_ids=tier_ids,
-                tiers_known=tiers is not UNSET,
-                social_discord_id=social,
-                observed_at=observed_at,
+            snapshot(
+                member.id,
+                campaign_id,
+                user_id,
+                full_name,
+                statuses[status] if status in statuses else patron_status(status),
+                a.last_charge_status,
+                dates[texts[0]],
+                dates[texts[1]],
+                dates[texts[2]],
+                a.pledge_cadence,
+                a.currently_entitled_amount_cents or 0,
+                a.will_pay_amount_cents or 0,
+                a.campaign_lifetime_support_cents or 0,
+                a.is_free_trial or False,
+                a.is_gifted or False,
+                tier_ids,
+                tiers is not UNSET,
+                social,
+                observed_at,
             )
         )
     return tuple(snapshots)

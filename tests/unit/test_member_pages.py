@@ -34,7 +34,14 @@ def canonical_page(members: int = 3) -> dict[str, Any]:
             {
                 "type": "member",
                 "id": f"m{n}",
-                "attributes": {**FULL_MEMBER, "full_name": f"Patron {n}" if n % 2 else None},
+                # Every value apart from the others, so a field read into another's place shows.
+                "attributes": {
+                    **FULL_MEMBER,
+                    "full_name": f"Patron {n}" if n % 2 else None,
+                    "will_pay_amount_cents": 600 + n,
+                    "is_gifted": True,
+                    "pledge_cadence": 12,
+                },
                 "relationships": {
                     "currently_entitled_tiers": {"data": [{"id": "t1", "type": "tier"}]},
                     "user": {"data": {"id": f"u{n}", "type": "user"}, "links": {"related": "https://x/u"}},
