@@ -1,7 +1,8 @@
 """`python -m bot` runs the bot from .env; `python -m bot demo` runs it against the bundled fakes;
 `python -m bot rotate-key` re-encrypts the stored tokens under a new key; `python -m bot new-key` prints a key;
 `python -m bot commands` prints the slash-command reference (`--readme README.md` rewrites the README's tables);
-`python -m bot backup PATH` copies the database (and its key file) consistently while the bot runs."""
+`python -m bot backup PATH` copies the database (and its key file) consistently while the bot runs;
+`python -m bot migrate-to-postgres` copies the SQLite database into the empty PostgreSQL one DATABASE_URL names."""
 
 from __future__ import annotations
 
@@ -36,7 +37,10 @@ def keep_secrets_out_of_logs(secrets: Iterable[str] = ()) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Patreon → Discord role sync bot")
     parser.add_argument(
-        "mode", nargs="?", choices=("run", "demo", "rotate-key", "new-key", "commands", "backup"), default="run"
+        "mode",
+        nargs="?",
+        choices=("run", "demo", "rotate-key", "new-key", "commands", "backup", "migrate-to-postgres"),
+        default="run",
     )
     parser.add_argument("--once", action="store_true", help="demo: run the scripted walkthrough, then exit")
     parser.add_argument("path", nargs="?", help="backup: the file to write the copy to")
@@ -69,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_rotate_key(config))
     if args.mode == "backup":
         return _backup(config, args.path, force=args.force)
+    if args.mode == "migrate-to-postgres":
+        return asyncio.run(_migrate_to_postgres(config))
     keep_secrets_out_of_logs(secrets_of(config))
     from bot.discord_io.runner import run_bot, setup_logging
 
@@ -104,9 +110,9 @@ async def _rotate_key(config: Config) -> int:
     from bot.store.token_cipher import TokenKeyError
 
     try:
-        print(await rotate_token_key(config.database_path, config.token_encryption_key))
+        print(await rotate_token_key(config.database_path, config.token_encryption_key, config.database_url))
     except StoreUnusable as error:
-        print(f"error: DATABASE_PATH {error}", file=sys.stderr)
+        print(f"error: {'DATABASE_URL' if config.database_url else 'DATABASE_PATH'} {error}", file=sys.stderr)
         return 2
     except TokenKeyError as error:
         print(f"error: {error}; no stored token was changed", file=sys.stderr)
@@ -123,6 +129,9 @@ def _backup(config: Config, path: str | None, *, force: bool) -> int:
 
     if not path:
         print("error: name the backup file: python -m bot backup PATH", file=sys.stderr)
+        return 2
+    if config.database_url:
+        print("error: backup copies the SQLite file; back up DATABASE_URL's PostgreSQL with pg_dump", file=sys.stderr)
         return 2
     try:
         result = backup_database(
@@ -141,3 +150,30 @@ def _backup(config: Config, path: str | None, *, force: bool) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+async def _migrate_to_postgres(config: Config) -> int:
+    """DATABASE_PATH's SQLite database into the empty PostgreSQL one DATABASE_URL names; one line either way."""
+    from bot.store.files import StoreUnusable
+    from bot.store.pg_import import ImportRefused, migrate_to_postgres
+    from bot.store.token_cipher import TokenCipher, TokenKeyError
+
+    if not config.database_url:
+        print("error: set DATABASE_URL=postgresql://… (and TOKEN_ENCRYPTION_KEY) to copy into", file=sys.stderr)
+        return 2
+    try:
+        cipher = TokenCipher.from_setting(config.token_encryption_key)
+        result = await migrate_to_postgres(config.database_path, config.database_url, cipher)
+    except (ImportRefused, StoreUnusable) as error:
+        print(f"error: {error}; nothing was copied", file=sys.stderr)
+        return 2
+    except TokenKeyError as error:
+        print(
+            f"error: {error} (set TOKEN_ENCRYPTION_KEY to the key the SQLite database uses, e.g. the contents of"
+            f" {config.database_path}.key); nothing was copied",
+            file=sys.stderr,
+        )
+        return 2
+    print(result.summary(config.database_url))
+    print("next: keep DATABASE_URL and TOKEN_ENCRYPTION_KEY set and start the bot; keep the SQLite file as a backup")
+    return 0

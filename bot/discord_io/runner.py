@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
@@ -35,7 +36,8 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
     """Returns the process exit code: 0 on a clean stop, 2 when Discord rejects the token or the database, the
     token key or the port can't be used (one line on stderr naming the setting, never a traceback)."""
     try:
-        with exclusive_use(config.database_path):
+        # The SQLite file's lock (one bot per file); PostgreSQL is shared by design and has no file.
+        with contextlib.nullcontext() if config.database_url else exclusive_use(config.database_path):
             problem = listen_problem(config.web_host, config.port)
             if problem is not None:
                 print(f"error: {problem}", file=sys.stderr)

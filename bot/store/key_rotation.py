@@ -11,24 +11,28 @@ from pathlib import Path
 
 from bot.store.facade import Store
 from bot.store.files import exclusive_use
+from bot.store.opening import open_postgres
 from bot.store.token_cipher import TokenCipher, TokenKeyError, key_file_beside, new_key, write_key_file
 
 
-async def rotate_token_key(database_path: Path, setting: str) -> str:
-    """Returns the sentence to show the operator; raises TokenKeyError or StoreUnusable (one line each)."""
+async def rotate_token_key(database_path: Path, setting: str, database_url: str = "") -> str:
+    """Returns the sentence to show the operator; raises TokenKeyError or StoreUnusable (one line each). With
+    DATABASE_URL (PostgreSQL) the key is always the setting's; stop every bot process first."""
+    if database_url:
+        return await _rotate_setting(database_path, TokenCipher.from_setting(setting), database_url)
     with exclusive_use(database_path):
         if setting:
             return await _rotate_setting(database_path, TokenCipher.from_setting(setting))
         return await _rotate_key_file(database_path)
 
 
-async def _rotate_setting(database_path: Path, cipher: TokenCipher) -> str:
+async def _rotate_setting(database_path: Path, cipher: TokenCipher, database_url: str = "") -> str:
     if len(cipher.keys) < 2:
         raise TokenKeyError(
             "TOKEN_ENCRYPTION_KEY holds one key: set it to <new key>,<current key> (python -m bot new-key makes one),"
             " run rotate-key again, then set it to the new key alone"
         )
-    store = await Store.open(database_path, cipher)
+    store = await (open_postgres(database_url, cipher) if database_url else Store.open(database_path, cipher))
     try:
         count = await store.reencrypt_tokens(cipher)
     finally:

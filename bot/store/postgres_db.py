@@ -148,6 +148,15 @@ class PostgresConnection:
                 await transaction.rollback()
 
     @asynccontextmanager
+    async def bulk(self) -> AsyncIterator[Any]:
+        """The asyncpg connection inside one transaction of its own, for COPY (migrate-to-postgres); other calls
+        wait until it commits, or rolls back on an error."""
+        async with self._turn:
+            await self._abandon()
+            async with self._connection.transaction():
+                yield self._connection
+
+    @asynccontextmanager
     async def migration_lock(self) -> AsyncIterator[None]:
         """One process migrates at a time (a session advisory lock), the others wait and then find it done."""
         async with self._turn:

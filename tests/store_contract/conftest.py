@@ -22,6 +22,8 @@ from tests.store_contract.cluster import start_cluster
 
 DSN_SETTING = "STORE_CONTRACT_POSTGRES_DSN"
 _passed = {"postgres": 0}
+#: Node ids of the cases that run on PostgreSQL: the `postgres` backend, or asking for the server itself.
+_on_postgres: set[str] = set()
 
 
 @pytest.fixture(scope="session")
@@ -89,8 +91,15 @@ async def store(open_store) -> Store:  # type: ignore[no-untyped-def]
     return await open_store()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        on_postgres = "[postgres" in item.nodeid or "postgres_dsn" in getattr(item, "fixturenames", ())
+        if on_postgres and "store_contract/" in item.nodeid:
+            _on_postgres.add(item.nodeid)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and report.passed and "[postgres" in report.nodeid:
+    if report.when == "call" and report.passed and report.nodeid in _on_postgres:
         _passed["postgres"] += 1
 
 
