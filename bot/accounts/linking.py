@@ -12,17 +12,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.accounts.oauth_state import LinkState
-from bot.domain.models import MembershipSnapshot, PatreonUser, PatronStatus
-from bot.patreon.client import PatreonClient
+from bot.domain.models import Identity, MembershipSnapshot, PatreonUser, PatronStatus, TokenPair
+from bot.patreon.creator_api import CreatorClient, sees_every_membership
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonError
 from bot.store import Link, Store, patron_subject
-from bot.sync.campaign import CampaignService, CampaignUnavailable
+from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected
 from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
 
 log = logging.getLogger(__name__)
 
-#: `identity` alone: with it, /identity still includes the patron's membership of our own campaign.
-PATRON_SCOPES = ("identity",)
+#: `identity.memberships`: without it /identity shows only the membership of the client owner's campaign, so a
+#: patron of a connected campaign would look like no patron (docs/patreon-api.md, "Creators and campaigns").
+PATRON_SCOPES = ("identity", "identity.memberships")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class UnlinkResult:
 class LinkingService:
     def __init__(
         self,
-        client: PatreonClient,
+        client: CreatorClient,
         store: Store,
         campaign: CampaignService,
         reconcile: ReconcileService,
@@ -102,6 +103,14 @@ class LinkingService:
             tokens = await self.client.exchange_code(code)
             identity = await self.client.get_identity(tokens.access_token)
             campaign_id = await campaign.campaign_id()
+            membership, known = await self._membership_of(campaign, campaign_id, identity, tokens)
+        except CreatorTokenRejected as error:  # the creator's token, confirming the member: not the patron's sign-in
+            log.warning("link for user=%s: the creator's token was refused: %s", state.discord_user_id, error)
+            return _failure(
+                "Patreon isn't answering right now.",
+                "Nothing was changed. Please run /patreon link again in a few minutes.",
+                502,
+            )
         except PatreonAuthError as error:
             log.warning("link for user=%s failed at Patreon: %s", state.discord_user_id, error)
             return _failure(
@@ -127,7 +136,6 @@ class LinkingService:
         )
         if refusal is not None:
             return refusal
-        membership = identity.membership_for(campaign_id)
         previous = await self.store.get_link_by_discord(state.discord_user_id)
         await self.store.save_tokens(patron_subject(identity.user.id), tokens)
         replaced = await self.store.save_link(state.discord_user_id, identity.user.id, state.guild_id, "oauth")
@@ -135,14 +143,43 @@ class LinkingService:
             await self.store.delete_tokens(patron_subject(previous.patreon_user_id))
         if membership is not None:
             await self.store.save_membership(_with_user(membership, identity.user.id, self.clock()), campaign_id)
-        else:
+        elif known:
             await self.store.delete_membership(identity.user.id, campaign_id)
+        else:
+            log.info(
+                "link patreon=%s: the token can't see campaign %s; the stored membership stands",
+                identity.user.id,
+                campaign_id,
+            )
+            membership = await self.store.get_membership(identity.user.id, campaign_id)
         log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
         await self._hand_links_replaced(state.discord_user_id, identity.user, (replaced, previous))
         is_new_link = previous is None or previous.patreon_user_id != identity.user.id
         return await self._grant_after_link(
             state.guild_id, state.discord_user_id, identity.user, membership, is_new_link, campaign_id
         )
+
+    async def _membership_of(
+        self, campaign: CampaignService, campaign_id: str, identity: Identity, tokens: TokenPair
+    ) -> tuple[MembershipSnapshot | None, bool]:
+        """(the patron's membership of the campaign, whether an absent one means "no membership").
+
+        Absent means "can't see" unless the token has `identity.memberships` or the campaign is the client owner's
+        (the .env campaign). A connected campaign's membership read with the patron's token is confirmed with the
+        creator's token (`/members/{id}`, the source of truth of webhooks and refreshes) before it is stored.
+        """
+        membership = identity.membership_for(campaign_id)
+        if membership is None:
+            return None, campaign.from_env or sees_every_membership(tokens)
+        member_id = membership.member_id
+        if campaign.from_env or member_id is None:
+            return membership, True
+        confirmed = await campaign.with_creator_token(
+            lambda token: self.client.confirm_member(token, campaign_id, member_id)
+        )
+        if confirmed is not None and confirmed.patreon_user_id not in (None, identity.user.id):
+            raise PatreonBadResponse(f"member {member_id} belongs to patreon={confirmed.patreon_user_id}")
+        return confirmed, True
 
     async def _ownership_refusal(
         self, patreon_user_id: str, social_discord_id: int | None, discord_user_id: int

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from bot.accounts.status_report import NOT_HERE, member_status
 from bot.domain.models import MembershipSnapshot
 from bot.patreon.client import PatreonClient
+from bot.patreon.creator_api import sees_every_membership
 from bot.patreon.errors import PatreonAuthError, PatreonError, PatreonNotFound
 from bot.store import Link, Store, patron_subject
 from bot.sync.campaign import CampaignService, CampaignUnavailable, grant_refused
@@ -159,7 +160,7 @@ class SelfRefresh:
         self, campaign: CampaignService, patreon_id: str, campaign_id: str, known: MembershipSnapshot | None
     ) -> tuple[MembershipSnapshot | None, str | None]:
         """(the membership, or None when Patreon says there is none; the member id a None is about)."""
-        answered, by_identity = await self._by_patron_token(patreon_id, campaign_id)
+        answered, by_identity = await self._by_patron_token(patreon_id, campaign_id, campaign.from_env)
         if answered:
             return by_identity, None
         if known is None or known.member_id is None:
@@ -175,9 +176,13 @@ class SelfRefresh:
             raise NoFreshLook()
         return _owned(snapshot, patreon_id, self.clock()), None
 
-    async def _by_patron_token(self, patreon_id: str, campaign_id: str) -> tuple[bool, MembershipSnapshot | None]:
+    async def _by_patron_token(
+        self, patreon_id: str, campaign_id: str, owners_campaign: bool
+    ) -> tuple[bool, MembershipSnapshot | None]:
         """(whether the patron's own token answered, the membership it shows: None when they aren't a member).
-        It doesn't answer without a usable token (none stored, refused, or it belongs to someone else)."""
+        It doesn't answer without a usable token (none stored, refused, or it belongs to someone else), nor about
+        an absent membership it can't see: one of a campaign not the client owner's (`owners_campaign`, the .env
+        campaign) shows only with `identity.memberships`, so then the creator's read decides."""
         subject = patron_subject(patreon_id)
         tokens = await self.store.get_tokens(subject)
         if tokens is None:
@@ -202,6 +207,9 @@ class SelfRefresh:
                 log.warning("refresh patreon=%s: the stored token belongs to patreon=%s", patreon_id, identity.user.id)
                 return False, None
             membership = identity.membership_for(campaign_id)
+            if membership is None and not (owners_campaign or sees_every_membership(tokens)):
+                log.info("refresh patreon=%s: the patron's token can't see campaign %s", patreon_id, campaign_id)
+                return False, None
             return True, None if membership is None else _owned(membership, patreon_id, self.clock())
         return False, None
 

@@ -51,7 +51,7 @@ async def test_the_button_goes_to_the_bot_then_discord_identify_then_patreon_ide
     assert query["client_id"] == ["fake-client"]
     assert query["redirect_uri"] == [world.redirect_uri]
     assert query["response_type"] == ["code"]
-    assert query["scope"] == ["identity"], "a patron grants only what the bot needs"
+    assert query["scope"] == ["identity identity.memberships"], "a patron grants only what the bot needs"
 
 
 async def test_unlink_removes_only_roles_the_bot_granted(world):
