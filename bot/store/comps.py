@@ -98,13 +98,25 @@ class CompStore(SqlRunner):
         return _parse(row[0]) if row is not None and row[0] else None
 
     async def end_comps(self, comps: Iterable[Comp], now: datetime, why: str) -> list[Comp]:
-        """End these comps if still active; returns the ones this call ended (each comp ends once)."""
+        """End these comps if still active and unchanged; returns the ones this call ended (each comp ends once).
+
+        The row must still end when the caller read it (`expires_at`): a renewal since the read (the expiry sweep
+        awaits the role jobs in between) is left active."""
         ended: list[Comp] = []
         for comp in comps:
             written = await self._run(
                 "UPDATE comps SET state = ?, ended_at = ?, ended_why = ? WHERE guild_id = ? AND discord_user_id = ?"
-                " AND role_id = ? AND state = ?",
-                (ENDED, iso_utc(now), why[:100], comp.guild_id, comp.user_id, comp.role_id, ACTIVE),
+                " AND role_id = ? AND state = ? AND expires_at = ?",
+                (
+                    ENDED,
+                    iso_utc(now),
+                    why[:100],
+                    comp.guild_id,
+                    comp.user_id,
+                    comp.role_id,
+                    ACTIVE,
+                    iso_utc(comp.expires_at),
+                ),
             )
             if written.rowcount:
                 ended.append(comp)
