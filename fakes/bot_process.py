@@ -18,8 +18,10 @@ waiting out a back-off, and answers the queue's counts; `GET /queue` answers the
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
+import traceback
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.__main__ import keep_secrets_out_of_logs
-from bot.config import load_config
+from bot.config import Config, load_config
 from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
 from bot.discord_io.log_redaction import secrets_of
@@ -36,7 +38,13 @@ from bot.store import Store
 from bot.store.files import exclusive_use
 from fakes.world import Clock
 
-SETTLE_TIMEOUT = 90.0
+#: Each wait's own deadline, in seconds: generous, as CI runs the whole suite on 2 loaded cores, and each under the
+#: parent's (tests/convergence/process_world.py adds a margin), so a wait that runs out answers 504 with what it
+#: waited for instead of the parent's connection timing out without a word.
+READY_WAITS = (("discord.py ready", 90.0), ("the start-up refresh", 120.0), ("the start-up queue", 120.0))
+READY_TIMEOUT = sum(seconds for _what, seconds in READY_WAITS)
+SETTLE_TIMEOUT = 150.0
+REFRESH_TIMEOUT = 150.0
 
 
 async def queue_counts(bot: PatronBot) -> dict[str, int]:
@@ -51,21 +59,31 @@ async def queue_counts(bot: PatronBot) -> dict[str, int]:
 
 
 async def settle(bot: PatronBot, *, events: bool, timeout: float = SETTLE_TIMEOUT) -> dict[str, int]:
-    """Until nothing is due, running or waiting out a back-off (the workers' own `wait_idle` skips back-offs)."""
+    """Until nothing is due, running or waiting out a back-off (the workers' own `wait_idle` skips back-offs).
+
+    One deadline for the whole wait (each worker's wait gets what is left of it), so the answer always comes
+    within `timeout`, and a timeout says which signal never came: a worker that stayed busy, or work still queued.
+    """
     services = bot.services
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+
+    async def idle() -> None:
+        for worker in (services.webhook_applier, services.jobs):
+            try:
+                await worker.wait_idle(max(0.0, deadline - loop.time()))
+            except TimeoutError as error:
+                counts = await queue_counts(bot)
+                raise TimeoutError(f"{worker.name} stayed busy for {timeout:.0f} s: {counts}") from error
+
     while True:
-        remaining = max(0.1, deadline - loop.time())
-        await services.webhook_applier.wait_idle(remaining)
-        await services.jobs.wait_idle(remaining)
+        await idle()
         counts = await queue_counts(bot)
         if counts["pending_jobs"] == 0 and (not events or counts["pending_events"] == 0):
-            await services.webhook_applier.wait_idle(remaining)
-            await services.jobs.wait_idle(remaining)
+            await idle()  # what the last pass queued (a job from an event) is done too
             return await queue_counts(bot)
         if loop.time() > deadline:
-            raise TimeoutError(f"the queues did not drain in {timeout:.0f} s: {counts}")
+            raise TimeoutError(f"work still queued (or backing off) after {timeout:.0f} s: {counts}")
         await asyncio.sleep(0.02)
 
 
@@ -79,16 +97,17 @@ def announce_control_port(path: Path, port: int) -> None:
 def control_app(bot: PatronBot, clock: Clock) -> web.Application:
     async def ready(_request: web.Request) -> web.Response:
         """Each wait has its own deadline, together under the parent's, so a start that hangs says where."""
-        waits = (
-            ("discord.py ready", bot.wait_until_ready(), 30.0),
-            ("the start-up refresh", bot.services.scheduler.first_run_done.wait(), 40.0),
-            ("the start-up queue", settle(bot, events=False, timeout=40.0), 45.0),
-        )
-        for what, waiting, seconds in waits:
+        waits = {
+            "discord.py ready": bot.wait_until_ready,
+            "the start-up refresh": bot.services.scheduler.first_run_done.wait,
+            "the start-up queue": lambda: settle(bot, events=False, timeout=READY_WAITS[2][1] - 1),
+        }
+        for what, seconds in READY_WAITS:
             try:
-                await asyncio.wait_for(waiting, timeout=seconds)
-            except TimeoutError:
-                return web.json_response({"error": f"{what} not done in {seconds:.0f} s"}, status=504)
+                await asyncio.wait_for(waits[what](), timeout=seconds)
+            except TimeoutError as error:
+                detail = f": {error}" if str(error) else ""
+                return web.json_response({"error": f"{what} not done in {seconds:.0f} s{detail}"}, status=504)
         return web.json_response({"ok": True})
 
     async def set_clock(request: web.Request) -> web.Response:
@@ -98,7 +117,10 @@ def control_app(bot: PatronBot, clock: Clock) -> web.Application:
         return web.json_response({"ok": True})
 
     async def refresh(_request: web.Request) -> web.Response:
-        report = await bot.services.refresh.run("convergence test")
+        try:
+            report = await asyncio.wait_for(bot.services.refresh.run("convergence test"), REFRESH_TIMEOUT)
+        except TimeoutError:
+            return web.json_response({"error": f"the refresh did not finish in {REFRESH_TIMEOUT:.0f} s"}, status=504)
         return web.json_response({"ok": report.ok, "detail": report.detail})
 
     async def settle_view(request: web.Request) -> web.Response:
@@ -128,28 +150,51 @@ async def serve() -> int:
     clock.offset = timedelta(seconds=float(os.environ.get("BOT_CLOCK_OFFSET_SECONDS", "0")))
     with exclusive_use(config.database_path):
         store = await Store.open(config.database_path)
-        point_discord_at(config.discord_base_url)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            bot = PatronBot(config, store, session, clock, guild_ready_timeout=0.05)
-            services = bot.services
-            # Retries back off in milliseconds instead of seconds, as FakeWorld.fast_retries does in-process.
-            services.patreon.retry_base_delay = 0.01
-            services.jobs.retry_base = 0.05
-            services.webhook_applier.retry_base = 0.05
-            # With back-offs that short, 12 attempts span 100 s instead of a deployment's hours: more attempts, so a
-            # test's Patreon outage can't use up an event's attempts while a real one of that length wouldn't.
-            services.webhook_applier.max_attempts = 40
-            services.webhook_applier.retry_cap = 2.0
-            services.jobs.retry_cap = 2.0
-            runner = web.AppRunner(control_app(bot, clock), access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            announce_control_port(Path(os.environ["BOT_CONTROL_FILE"]), runner.addresses[0][1])
-            async with bot:
-                await bot.start(config.discord_token)
+        try:
+            await run_bot(config, store, clock)
+        finally:
+            await store.close()
     return 0
 
 
+async def run_bot(config: Config, store: Store, clock: Clock) -> None:
+    point_discord_at(config.discord_base_url)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        bot = PatronBot(config, store, session, clock, guild_ready_timeout=0.05)
+        services = bot.services
+        # Retries back off in milliseconds instead of seconds, as FakeWorld.fast_retries does in-process.
+        services.patreon.retry_base_delay = 0.01
+        services.jobs.retry_base = 0.05
+        services.webhook_applier.retry_base = 0.05
+        # With back-offs that short, 12 attempts span 100 s instead of a deployment's hours: more attempts, so a
+        # test's Patreon outage can't use up an event's attempts while a real one of that length wouldn't.
+        services.webhook_applier.max_attempts = 40
+        services.webhook_applier.retry_cap = 2.0
+        services.jobs.retry_cap = 2.0
+        runner = web.AppRunner(control_app(bot, clock), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        announce_control_port(Path(os.environ["BOT_CONTROL_FILE"]), runner.addresses[0][1])
+        async with bot:
+            await bot.start(config.discord_token)
+
+
+def main() -> None:
+    """Exit whatever happened: a start that failed (its web port taken, say) left the store's thread and
+    discord.py's behind, and a process they keep alive answers nothing, so the parent couldn't tell it from a
+    hang (it waited out its HTTP timeout, then replayed the example into a flaky failure)."""
+    code = 1
+    try:
+        code = asyncio.run(serve())
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(serve()))
+    main()

@@ -78,11 +78,16 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
         self.discord_trouble = False
         self.steps = 0
         self.rules_run: dict[str, int] = {}
+        self.broken = False
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
+        try:
+            return self.loop.run_until_complete(coroutine)
+        except BaseException:
+            self.broken = True  # the example failed here: teardown asks nothing more of this world
+            raise
 
     @staticmethod
     def _rule_name() -> str:
@@ -90,7 +95,7 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            if self.world is not None and self.world.process is not None:
+            if self.world is not None and self.world.process is not None and not self.broken:
                 self.last_refresh()
         finally:
             self._close()
@@ -147,10 +152,19 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
         for discord_id in MEMBERS:
             self.look_at(discord_id)
 
+    def say(self, text: str) -> None:
+        """hypothesis' note, also in the world's steps.txt: a flaky failure prints no steps, the file keeps them."""
+        note(text)
+        with (self.folder / "steps.txt").open("a") as steps:
+            steps.write(text + "\n")
+
     def tick(self) -> None:
         """Every rule starts here: count it, and end an outage that has lasted long enough."""
         self.steps += 1
         self.rules_run[self._rule_name()] = self.rules_run.get(self._rule_name(), 0) + 1
+        caller = sys._getframe(1)
+        arguments = {k: v for k, v in caller.f_locals.items() if k not in ("self", "data")}
+        self.say(f"step {self.steps}: {caller.f_code.co_name}({arguments}) patreon_down={self.patreon_down}")
         if self.patreon_down:
             self.outage_left -= 1
             if self.outage_left < 0:
@@ -188,7 +202,7 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
             lifetime_cents=1000 if specials else None,
         )
         limits = RateLimits.real() if self.role_window is None else scaled_real_limits(self.role_window)
-        note(f"world in {self.folder}")
+        self.say(f"world in {self.folder}")
         self.world = ProcessWorld(self.folder, server, limits)
         self.run(self.world.start())
         self.model = RoleModel(server, catalogue(self.w.fake.patreon))
@@ -212,7 +226,7 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
     def _change(self, member: int, change: PledgeChange, delivery: str, trigger: str) -> None:
         patreon_id = PATREON_IDS[member]
         apply_change(self.w.fake.patreon, patreon_id, change, self.now())
-        note(f"{NAMES[member]}: {change}, webhook {delivery}")
+        self.say(f"{NAMES[member]}: {change}, webhook {delivery}")
         body = self.w.fake.patreon.render_member_webhook_body(trigger, patreon_id)
         if delivery == "later":
             self.later.append((patreon_id, trigger, body))
@@ -297,7 +311,7 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
     def refresh(self) -> None:
         self.tick()
         report = self.run(self.w.refresh())
-        note(f"refresh: {report}")
+        self.say(f"refresh: {report}")
         if self.patreon_down:
             assert not report["ok"], "a refresh can't succeed while Patreon is down"
             self.run(self._drain())
@@ -351,12 +365,13 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
         self.linked[member] = False
         self.look_at(member)
 
-    async def _wait_answer(self, interaction: InteractionRecord) -> None:
-        for _ in range(500):
-            if interaction.content:
-                return
+    async def _wait_answer(self, interaction: InteractionRecord, timeout: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not interaction.content:
+            if loop.time() > deadline:
+                raise AssertionError(f"/patreon unlink was not answered in {timeout:.0f} s\n{self.w.log_tail()}")
             await asyncio.sleep(0.02)
-        raise AssertionError("the command was never answered")
 
     # -- the promise ---------------------------------------------------------------------------------------------
 
@@ -390,7 +405,9 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
             for name, (want, have) in wrong.items()
             if NAMES[m] == name
         ]
-        raise AssertionError("roles differ from the oracle:\n" + "\n".join(lines) + f"\nqueue {queue}")
+        raise AssertionError(
+            "roles differ from the oracle:\n" + "\n".join(lines) + f"\nqueue {queue}\nworld in {self.folder}"
+        )
 
 
 __all__ = ["ARTIST_ROLE", "ConvergenceMachine"]

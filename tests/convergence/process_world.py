@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +18,7 @@ import aiohttp
 
 from bot.domain.models import GuildSettings, RoleMode
 from bot.store import Store
+from fakes.bot_process import READY_TIMEOUT, REFRESH_TIMEOUT, SETTLE_TIMEOUT
 from fakes.discord import RateLimits
 from fakes.discord.rate_limits import Window
 from fakes.world import PATREON_IDS, SEED, Clock, FakeWorld
@@ -30,6 +33,37 @@ FREE_ROLE = 730000000000000013
 TRIAL_ROLE = 730000000000000014
 LIFETIME_ROLE = 730000000000000015
 HAND_ROLES = (SEED.vip_role, ARTIST_ROLE)
+#: The parent waits this much longer than the child's own deadline for a call, so the child's 504 (which says what
+#: it waited for) always comes first; a call with no deadline of its own in the child gets QUICK_CALL.
+MARGIN = 60.0
+QUICK_CALL = 60.0
+#: How long a started bot may take to announce its control port (it imports discord.py first, on a loaded machine).
+ANNOUNCE_TIMEOUT = 120.0
+#: A taken web port is waited for this long before each start, and a start that lost the race tried this often.
+PORT_WAIT = 60.0
+PORT_ATTEMPTS = 5
+#: How long a bot whose control API dropped /ready may take to exit before it counts as broken, not exiting.
+EXIT_GRACE = 15.0
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a listener could bind the port now (with SO_REUSEADDR, as asyncio's server does)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def listeners_on(port: int) -> str:
+    """`ss`'s line for whoever listens on the port now (which process took it), or why it can't say."""
+    try:
+        found = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"(ss failed: {error})"
+    return found.stdout.strip() or "(nobody listens now)"
 
 
 def scaled_real_limits(window_seconds: float) -> RateLimits:
@@ -49,6 +83,8 @@ class ProcessWorld:
         self.http: aiohttp.ClientSession | None = None
         self.starts = 0
         self.port_retries = 0
+        #: Who listened on the web port when a start lost it (`ss -ltnp`), for the failure's note.
+        self.port_clashes: list[str] = []
         self.exit_code: int | None = None
 
     @property
@@ -64,8 +100,7 @@ class ProcessWorld:
         guild.add_role(TRIAL_ROLE, "Trial", position=3)
         guild.add_role(LIFETIME_ROLE, "Supporter", position=2)
         await self._seed_store()
-        # Above the child's own deadlines (fakes/bot_process.py), so a hang reports where it is.
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=150))
+        self.http = aiohttp.ClientSession()  # each call has its own timeout (`call`)
         await self.spawn()
 
     async def _seed_store(self) -> None:
@@ -98,16 +133,30 @@ class ProcessWorld:
     async def spawn(self) -> None:
         """Start a bot on the database and wait until its start-up refresh and queue are done.
 
-        A start that finds its web port taken is tried again (up to 5 times, half a second apart): other test
-        runs share this machine and pick ports from the same range, and the port must stay the same, since the
-        fakes' OAuth redirects and the webhook name it. A bot that doesn't release its port fails all 5.
+        The web port must stay the same (the fakes' OAuth redirects and the webhook name it), but other test runs
+        on this machine pick ports from the same range and may hold it for a while: the start waits until the port
+        can be bound (as the real entry point checks it), and a start that still lost the race is tried again.
+        A bot that doesn't release its port fails them all, saying so.
         """
-        for attempt in range(1, 6):
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            await self._wait_for_port()
             if await self._start_once():
                 return
-            note_text = self.log_tail(3)
-            if "address already in use" not in note_text or attempt == 5:
-                raise AssertionError(f"the bot exited with {self.exit_code}: {self.log_tail()}")
+            if "address already in use" not in self.log_tail(10) or attempt == PORT_ATTEMPTS:
+                clashes = f"; the port's listeners at each clash: {self.port_clashes}" if self.port_clashes else ""
+                raise AssertionError(f"the bot exited with {self.exit_code}{clashes}: {self.log_tail()}")
+            self.port_retries += 1
+            self.port_clashes.append(listeners_on(self.fake.web_port))
+            clash = f"web port {self.fake.web_port} taken at start {self.starts}: {self.port_clashes[-1]}"
+            print(clash, file=sys.stderr)
+            await asyncio.sleep(1.0)
+
+    async def _wait_for_port(self, timeout: float = PORT_WAIT) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not port_is_free(self.fake.web_port):
+            if loop.time() > deadline:
+                raise AssertionError(f"the bot's web port {self.fake.web_port} stayed taken for {timeout:.0f} s")
             self.port_retries += 1
             await asyncio.sleep(0.5)
 
@@ -131,12 +180,16 @@ class ProcessWorld:
         ready = asyncio.ensure_future(self._wait_ready())
         try:
             done, _ = await asyncio.wait({exited, ready}, return_when=asyncio.FIRST_COMPLETED)
-            if ready in done:
-                ready.result()
-                return True
-            self.exit_code = process.returncode
-            self.process = None
-            return False
+            if ready in done and ready.exception() is not None and exited not in done:
+                # The control API dropped /ready: the bot is exiting (a failed start), or it broke. Which one
+                # decides whether the start is tried again, so give its exit a moment to show.
+                await asyncio.wait({exited}, timeout=EXIT_GRACE)
+            if exited.done():
+                self.exit_code = process.returncode
+                self.process = None
+                return False
+            ready.result()
+            return True
         finally:
             for task in (exited, ready):
                 if not task.done():
@@ -144,24 +197,35 @@ class ProcessWorld:
 
     async def _wait_ready(self) -> None:
         assert self.http is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ANNOUNCE_TIMEOUT
         while not self.control_file.exists():
+            if loop.time() > deadline:
+                raise AssertionError(f"the bot never announced its control port in {ANNOUNCE_TIMEOUT:.0f} s")
             await asyncio.sleep(0.05)
         self.control_port = int(self.control_file.read_text())
-        await self.call("GET", "/ready")
+        await self.call("GET", "/ready", timeout=READY_TIMEOUT + MARGIN)
 
     def log_tail(self, lines: int = 40) -> str:
         path = self.folder / f"bot-{self.starts}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    async def call(self, method: str, path: str, **params: Any) -> dict[str, Any]:
+    async def call(self, method: str, path: str, *, timeout: float = QUICK_CALL, **params: Any) -> dict[str, Any]:
+        """One control call; a failure or a timeout says which call, what the bot answered and its log's tail."""
         assert self.http is not None
         url = f"http://127.0.0.1:{self.control_port}{path}"
-        async with self.http.request(method, url, params={k: str(v) for k, v in params.items()}) as response:
-            body = await response.json()
-            if response.status != 200:
-                raise AssertionError(f"{method} {path}: {response.status} {body}\n{self.log_tail()}")
-            return dict(body)
+        query = {k: str(v) for k, v in params.items()}
+        try:
+            async with self.http.request(
+                method, url, params=query, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                body = await response.json()
+        except TimeoutError:
+            raise AssertionError(f"{method} {path}: no answer in {timeout:.0f} s\n{self.log_tail()}") from None
+        if response.status != 200:
+            raise AssertionError(f"{method} {path}: {response.status} {body}\n{self.log_tail()}")
+        return dict(body)
 
     async def kill(self) -> None:
         """SIGKILL: nothing of the bot's shutdown runs; the kernel closes its sockets, database and lock."""
@@ -179,10 +243,10 @@ class ProcessWorld:
         await self.call("POST", "/clock", offset=self.clock.offset.total_seconds())
 
     async def settle(self, *, events: bool = True) -> dict[str, Any]:
-        return await self.call("POST", "/settle", events=1 if events else 0)
+        return await self.call("POST", "/settle", timeout=SETTLE_TIMEOUT + MARGIN, events=1 if events else 0)
 
     async def refresh(self) -> dict[str, Any]:
-        return await self.call("POST", "/refresh")
+        return await self.call("POST", "/refresh", timeout=REFRESH_TIMEOUT + MARGIN)
 
     async def queue(self) -> dict[str, Any]:
         return await self.call("GET", "/queue")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
@@ -55,7 +54,7 @@ class TroubleRules:
         self.discord_trouble = True
         for member, change in changes:
             apply_change(self.w.fake.patreon, PATREON_IDS[member], change, self.now())
-            note(f"{NAMES[member]}: {change}, then the bot is killed")
+            self.say(f"{NAMES[member]}: {change}, then the bot is killed")
         self.run(self._kill_mid_queue([member for member, _ in changes], patreon_dies_too))
 
     async def _kill_mid_queue(self, members: list[int], patreon_dies_too: bool) -> None:
@@ -70,20 +69,25 @@ class TroubleRules:
             if self.patreon_down:
                 self.waiting.add(patreon_id)
         if not self.patreon_down:
-            for _ in range(500):  # the events are applied (their jobs may still wait): only then is this exact
-                if (await self.w.queue())["pending_events"] == 0:
-                    break
-                await asyncio.sleep(0.01)
+            await self._events_applied()  # their jobs may still wait: only then is the oracle's view exact
             for member in members:
                 self.learn(PATREON_IDS[member])
         queued = await self.w.queue()
-        note(f"killed with {queued}")
+        self.say(f"killed with {queued}")
         if patreon_dies_too and not self.patreon_down:
             self._begin_outage(2)
         await self.w.restart()
         await self._drain()
         if not self.patreon_down:
             self.learn_everything()  # the start-up refresh
+
+    async def _events_applied(self, timeout: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (queued := await self.w.queue())["pending_events"]:
+            if loop.time() > deadline:
+                raise AssertionError(f"webhook events not applied in {timeout:.0f} s: {queued}\n{self.w.log_tail()}")
+            await asyncio.sleep(0.02)
 
     @rule(member=MEMBER, change=CHANGES, data=st.data())
     def gateway_lags_while_a_moderator_and_a_webhook_act(
@@ -106,7 +110,7 @@ class TroubleRules:
                 self.model.hand_add(member, role)
             patreon_id = PATREON_IDS[member]
             apply_change(fake.patreon, patreon_id, change, self.now())
-            note(f"{NAMES[member]} (gateway late): moderator toggles {role}; {change}, webhook now")
+            self.say(f"{NAMES[member]} (gateway late): moderator toggles {role}; {change}, webhook now")
             body = fake.patreon.render_member_webhook_body("members:pledge:update", patreon_id)
             self.run(self._deliver(patreon_id, "members:pledge:update", body))
         finally:
