@@ -272,9 +272,24 @@ class ReconcileService:
         if membership is None or membership.patron_status is None:
             return
         left = (member_plan.granted - outcome.removed - forgotten) & tier_roles
-        if outcome.removed & tier_roles and not left and not member_plan.decision.hold:
+        taken = outcome.removed & tier_roles
+        if taken and not left and not member_plan.decision.hold:
+            if await self._comps_ended(guild_id, user_id, taken):
+                log.info("guild=%s user=%s: the last tier role went with its comp: no lapse", guild_id, user_id)
+                return
             await self.store.record_lapse(guild_id, user_id, self.clock())
             log.info("guild=%s user=%s lapsed: the last tier role the bot gave was taken", guild_id, user_id)
+
+    async def _comps_ended(self, guild_id: int, user_id: int, roles: frozenset[int]) -> bool:
+        """Whether every one of these roles had a comp that is over (expired or revoked): then the removal is the
+        comp's end, not a paid entitlement's, and an `uncomp` (Manage Roles suffices) must never start a kick.
+        A comp once given on a role spares a later lapse of that role too: the safe side."""
+        now = self.clock()
+        for role_id in roles:
+            comp = await self.store.get_comp(guild_id, user_id, role_id)
+            if comp is None or comp.active_at(now):
+                return False
+        return True
 
     async def _apply(self, guild_id: int, user_id: int, plan: RolePlan, reason: str, priority: float) -> None:
         """The plan's calls, adds first; with a limiter each call holds a slot of its own, so the next waiter
