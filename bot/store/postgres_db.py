@@ -33,6 +33,11 @@ _ROWS = re.compile(r"^\s*(SELECT|WITH|VALUES)\b|\bRETURNING\b", re.IGNORECASE)
 _MIGRATION_LOCK = 0x7061_7472_6F6E  # "patron"
 
 
+#: Plan every statement for its parameters: asyncpg prepares each one, and PostgreSQL's generic plan for the
+#: refresh's `IN (…500 ids…)` reads scanned the whole memberships table (20,000 unchanged members: 9.7 s, 0.2 s so).
+_SESSION = {"plan_cache_mode": "force_custom_plan"}
+
+
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
@@ -199,7 +204,7 @@ def _changed(status: str) -> int:
 async def connect(url: str) -> PostgresConnection:
     """Connect (StoreUnusable in one line, without the password, when the server can't be used)."""
     try:
-        connection = await asyncpg.connect(url, timeout=15)
+        connection = await asyncpg.connect(url, timeout=15, server_settings=_SESSION)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as error:
         raise StoreUnusable(f"{redacted(url)}: can't connect ({type(error).__name__}: {_first_line(error)})") from None
     return PostgresConnection(connection)
