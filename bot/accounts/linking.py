@@ -297,6 +297,8 @@ class LinkingService:
             return UnlinkResult(was_linked=False)
         await self.store.delete_tokens(patron_subject(link.patreon_user_id))
         outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "unlinked")
+        for outcome in outcomes:  # a lapse belongs to the link: relinking (perhaps another account) starts afresh
+            await self.store.clear_lapse(outcome.guild_id, discord_user_id)
         removed = tuple(
             self.gateway.role_name(outcome.guild_id, role_id)
             for outcome in outcomes

@@ -130,8 +130,11 @@ class LapseKicks:
             rank = self.gateway.member_rank(guild_id, user_id)
             if membership is None or membership.patron_status is None:
                 candidate.spared = "not linked to a patron of the campaign here any more"
-            elif member_plan.decision.hold or member_plan.decision.desired & tier_roles:
-                candidate.spared = "entitled to a tier role again (or on hold)"
+            elif member_plan.decision.desired & tier_roles and not member_plan.decision.hold:
+                await self.store.clear_lapse(guild_id, user_id)  # entitled again: a later lapse counts afresh
+                continue
+            elif member_plan.decision.hold:
+                candidate.spared = "on hold (grace period or paid-through time)"
             elif rank is None:
                 candidate.spared = "not known to the bot"
             else:

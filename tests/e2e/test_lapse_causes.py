@@ -9,7 +9,7 @@ from datetime import timedelta
 from fakes.world import SEED
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
-from tests.e2e.test_lapse_kicks import give_bot_kick_members, kicks, sweep
+from tests.e2e.test_lapse_kicks import give_bot_kick_members, kicks, lapse, sweep
 
 
 async def lapses(world) -> dict[int, object]:
@@ -37,3 +37,16 @@ async def test_an_uncomp_or_a_comps_end_taking_an_ex_patrons_last_tier_role_is_n
     world.clock.advance(days=5)
     await world.refresh()
     assert await sweep(world) == [] and kicks(world) == [] and SEED.carol in world.guild.members
+async def test_a_lapse_before_an_unlink_is_forgotten_so_a_relink_is_not_kicked_for_it(world):
+    give_bot_kick_members(world)
+    assert "Saved" in await admin(world, ["settings"], {"kick_after_days": 30})
+    await lapse(world, SEED.bob, "p-bob")
+    assert SEED.bob in await lapses(world)
+    interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.bob, "patreon", ["unlink"])
+    await interaction.wait_response(timeout=10)
+    await wait_for(lambda: "Unlinked" in (interaction.content or ""))
+    assert SEED.bob not in await lapses(world), "unlinking forgets the lapse"
+    world.clock.advance(days=40)
+    await world.link(SEED.bob)  # relinked to his former-patron account: no tier role, a fresh start
+    await world.refresh()
+    assert await sweep(world) == [] and kicks(world) == [] and SEED.bob in world.guild.members
