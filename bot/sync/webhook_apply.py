@@ -80,7 +80,9 @@ class WebhookApplier(BackgroundWorker):
         async with self._pass_lock:  # two passes at once could fetch and apply the same events twice
             self._busy = True
             try:
-                return await self._apply_batch()
+                # Someone waits on these: the refresh's next pages (and the work each brings) wait for this pass.
+                async with self.client.budget.urgent():
+                    return await self._apply_batch()
             finally:
                 self._busy = False
 
