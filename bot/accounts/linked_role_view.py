@@ -5,8 +5,10 @@ paid-through). The metadata follows the first server by id that acts for the cam
 with that server's rules and the membership the engine itself would plan with there (`ReconcileService.plan_member`,
 so a link by hand made in another server counts for nothing, as for roles). A link by hand counts nowhere here: it
 is an admin's word in one server, and the metadata is seen in every server. A user in acting servers of two
-campaigns gets nothing, since one campaign's values would meet the other's Links requirements. Unlinked: all zeros
-and false. Linked but in no acting server: no opinion, Discord keeps what it has (as roles are left alone there).
+campaigns gets nothing, since one campaign's values would meet the other's Links requirements; the others carry
+their campaign's id (the `campaign` record), which a requirement must name when several campaigns are connected.
+Unlinked: all zeros and false. Linked but in no acting server: no opinion, Discord keeps what it has (as roles are
+left alone there).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class LinkedRoleView:
         settings = await self.store.get_settings(guild_id)
         tiers = await self.store.get_tiers(campaign)
         name = membership.full_name if membership is not None else None
-        return metadata_for(membership, settings, tiers, self.clock(), last), name
+        return metadata_for(membership, settings, tiers, self.clock(), last, campaign), name
 
 
 def describe_connection(connection: RoleConnection | None) -> str:

@@ -2,7 +2,7 @@
 
 Discord keeps one role connection per (application, user), shown in every server; server admins then require, on
 any role, values of these records (Server Settings → Roles → Links). The records are what admins see, so the names
-say what they mean. At most 5 records are allowed (docs/discord-api.md, Linked Roles); the bot uses 4:
+say what they mean. At most 5 records are allowed (docs/discord-api.md, Linked Roles); the bot uses all 5:
 
 - `patron` (BOOLEAN_EQUAL): the policy would give a paid tier's roles now, a declined payment's grace and a
   cancelled pledge's paid-through period included: the same rule as the bot-managed roles.
@@ -11,6 +11,11 @@ say what they mean. At most 5 records are allowed (docs/discord-api.md, Linked R
 - `lifetime_support` (INTEGER_GREATER_THAN_OR_EQUAL): lifetime support in whole units of the campaign's currency.
 - `patron_since` (DATETIME_LESS_THAN_OR_EQUAL): when the current pledge began, so a requirement of N days means
   "a patron for at least N days"; absent when not a patron.
+- `campaign` (INTEGER_EQUAL): the Patreon campaign id these values are about (0: none). Discord shows one connection
+  in every server and decides at claim time, so with several campaigns in one install a patron of campaign B would
+  meet campaign A's server's `tier_rank >= 1`; a requirement that also says `campaign = <A's id>` can't be met by
+  B's values. (Pushing zeros to everyone with several campaigns was the other choice; it would end Linked Roles for
+  any install that connects a second campaign.)
 
 `metadata_for` asks the policy itself (bot/domain/policy.py `decide_roles`) over a tier map that gives each tier
 a stand-in role, so grace, paid-through, trials, the billing-day gap and inferred tiers mean exactly what they mean
@@ -29,7 +34,7 @@ from bot.domain.policy import decide_roles
 
 PLATFORM_NAME = "Patreon"
 SCOPES = ("identify", "role_connections.write")
-BOOLEAN_EQUAL, INTEGER_GREATER_THAN_OR_EQUAL, DATETIME_LESS_THAN_OR_EQUAL = 7, 2, 5
+BOOLEAN_EQUAL, INTEGER_GREATER_THAN_OR_EQUAL, INTEGER_EQUAL, DATETIME_LESS_THAN_OR_EQUAL = 7, 2, 3, 5
 
 #: The records registered at start-up: (type, key, name, description), what admins pick from in Discord.
 METADATA_RECORDS: tuple[tuple[int, str, str, str], ...] = (
@@ -47,6 +52,12 @@ METADATA_RECORDS: tuple[tuple[int, str, str, str], ...] = (
         "Everything paid to the campaign, in whole units of its currency",
     ),
     (DATETIME_LESS_THAN_OR_EQUAL, "patron_since", "Patron for (days)", "Days since the current pledge began"),
+    (
+        INTEGER_EQUAL,
+        "campaign",
+        "Patreon campaign id",
+        "The campaign these values are about: with several campaigns, require your campaign's id",
+    ),
 )
 
 
@@ -64,6 +75,8 @@ class LinkedRoleMetadata:
     tier_rank: int = 0
     lifetime_support: int = 0
     patron_since: datetime | None = None
+    #: The campaign id the values are about (0: none, e.g. unlinked).
+    campaign: int = 0
 
     def payload(self) -> dict[str, str]:
         """Discord's `metadata` object: every value string-ified; a date only when there is one."""
@@ -71,6 +84,7 @@ class LinkedRoleMetadata:
             "patron": "1" if self.patron else "0",
             "tier_rank": str(self.tier_rank),
             "lifetime_support": str(self.lifetime_support),
+            "campaign": str(self.campaign),
         }
         if self.patron_since is not None:
             values["patron_since"] = self.patron_since.astimezone(UTC).replace(microsecond=0).isoformat()
@@ -84,6 +98,7 @@ class LinkedRoleMetadata:
             tier_rank=int(values.get("tier_rank", "0")),
             lifetime_support=int(values.get("lifetime_support", "0")),
             patron_since=datetime.fromisoformat(since) if since else None,
+            campaign=int(values.get("campaign", "0")),
         )
 
     def describe(self) -> str:
@@ -112,14 +127,16 @@ def metadata_for(
     tiers: Mapping[str, Tier],
     now: datetime,
     last_pushed: LinkedRoleMetadata = NOTHING,
+    campaign_id: str | None = None,
 ) -> LinkedRoleMetadata:
     """The metadata the policy gives this membership under `settings` (the grace and paid-through rules) at `now`.
 
     `last_pushed` plays the part of the roles a member holds: while the policy holds (a billing-day gap, an unsettled
     charge) the rank last pushed is kept rather than dropped, as held roles are.
     """
+    campaign = int(campaign_id) if campaign_id is not None and campaign_id.isdigit() else 0
     if membership is None:
-        return NOTHING
+        return replace(NOTHING, campaign=campaign)
     ranks = tier_ranks(tiers)
     ids = sorted(ranks)
     stand_in = {tier_id: index for index, tier_id in enumerate(ids, start=1)}
@@ -135,4 +152,5 @@ def metadata_for(
         tier_rank=rank,
         lifetime_support=max(0, membership.campaign_lifetime_support_cents) // 100,
         patron_since=membership.pledge_relationship_start if rank > 0 else None,
+        campaign=campaign,
     )

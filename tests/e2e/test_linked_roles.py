@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from bot.accounts.linked_roles import schema_payload
 from bot.store.role_connections import discord_subject
+from fakes.browser import Browser
 from fakes.world import DISCORD_CLIENT_SECRET, PATREON_IDS, SEED, FakeWorld, page_text
 from tests.e2e.polling import wait_for
-from tests.e2e.test_campaign_two_servers import OTHER, two_campaigns  # noqa: F401 (a fixture)
+from tests.e2e.test_campaign_two_servers import BEN, CAMPAIGN_B, OTHER, two_campaigns  # noqa: F401 (a fixture)
 
 SILVER_PLUS = 730000000000000077  # Discord grants it from the Links requirement; the bot never touches it
 VERIFY = "/discord/linked-role"
@@ -63,7 +64,7 @@ async def test_a_linked_role_follows_the_pledge(world):
     unlink = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["unlink"])
     await unlink.wait_response(timeout=5)
     await wait_for(lambda: SILVER_PLUS not in world.roles_of(SEED.alice))
-    assert metadata_of(world, SEED.alice) == {"patron": "0", "tier_rank": "0", "lifetime_support": "0"}
+    assert metadata_of(world, SEED.alice) == {"patron": "0", "tier_rank": "0", "lifetime_support": "0", "campaign": "0"}
     # Every call to the per-user endpoint carried the user's own Bearer token: the bot token never went there.
     assert world.discord.role_connections.calls and all(c.user_id for c in world.discord.role_connections.calls)
 
@@ -233,7 +234,7 @@ async def test_values_of_one_campaign_never_open_another_campaigns_linked_role(t
     world.discord.role_connections.set_role_requirements(OTHER, eve_linked, {"tier_rank": 1})
     status, page = await world.browser_of(SEED.alice).open(world.bot_url + VERIFY)
     assert status == 200, page_text(page)
-    assert metadata_of(world, SEED.alice) == {"patron": "0", "tier_rank": "0", "lifetime_support": "0"}
+    assert metadata_of(world, SEED.alice) == {"patron": "0", "tier_rank": "0", "lifetime_support": "0", "campaign": "0"}
     assert eve_linked not in world.discord.guild(OTHER).member(SEED.alice).role_ids
 
 
@@ -299,3 +300,29 @@ async def test_the_linked_role_lasts_through_the_decline_grace_and_goes_when_it_
     await world.refresh("grace over")
     await wait_for(lambda: SILVER_PLUS not in world.roles_of(SEED.alice))
     assert SEED.gold_role not in world.roles_of(SEED.alice)
+
+
+async def test_a_connected_campaigns_values_carry_its_id_so_another_campaigns_requirement_is_not_met(
+    two_campaigns,  # noqa: F811
+):
+    """Ben pays campaign B and is only in Eve's server; the connection Discord shows in every server carries B's
+    id, so a requirement of A's server that names A's campaign (README: needed with several campaigns) stays unmet
+    when he joins A's server and claims its role before the bot pushes again."""
+    world = two_campaigns
+    await set_up(world)
+    world.browsers[BEN] = Browser(world.discord.base_url, "ben")
+    world.guild.remove_member(BEN)
+    status, page = await world.browser_of(BEN).open(world.bot_url + VERIFY)
+    assert status == 200, page_text(page)
+    values = metadata_of(world, BEN)
+    assert values["patron"] == "1" and values["campaign"] == CAMPAIGN_B, values
+    campaign_a = int(world.patreon.campaign.id)
+    world.discord.role_connections.set_role_requirements(
+        SEED.guild_id, SILVER_PLUS, {"tier_rank": 1, "campaign": campaign_a}
+    )
+    assert not world.discord.role_connections.meets(SEED.guild_id, SILVER_PLUS, BEN), "B's values don't open A's role"
+    eve_linked = 730000000000000078
+    world.discord.guild(OTHER).add_role(eve_linked, "Eve's supporters", position=3)
+    requirement = {"tier_rank": 1, "campaign": int(CAMPAIGN_B)}
+    world.discord.role_connections.set_role_requirements(OTHER, eve_linked, requirement)
+    assert world.discord.role_connections.meets(OTHER, eve_linked, BEN), "B's own role is met"

@@ -96,6 +96,7 @@ def test_the_payload_is_stringified_and_round_trips():
         "tier_rank": "2",
         "lifetime_support": "123",
         "patron_since": "2025-01-02T00:00:00+00:00",
+        "campaign": "0",
     }
     assert LinkedRoleMetadata.from_payload(payload) == metadata
-    assert NOTHING.payload() == {"patron": "0", "tier_rank": "0", "lifetime_support": "0"}
+    assert NOTHING.payload() == {"patron": "0", "tier_rank": "0", "lifetime_support": "0", "campaign": "0"}
