@@ -73,6 +73,7 @@ async def _copy(source: Store, target: Store) -> ImportResult:
                 f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
                 f" COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
             )
+    await pg.executescript("ANALYZE")  # the planner's statistics now, not at autovacuum's next visit
     for table, expected in counts.items():
         copied = await _count(target, table)
         if copied != expected:
