@@ -118,11 +118,15 @@ class PostgresConnection:
         query = self._translated.get(sql)
         if query is None:
             query = self._translated[sql] = numbered_placeholders(sql)
+        if not rows:
+            return PostgresCursor((), 0)
         async with self._turn:
             if self._transaction is None and _WRITE.match(sql):
                 self._transaction = self._connection.transaction()
                 await self._transaction.start()
             try:
+                if len(rows) > 1:
+                    return await self._pipelined(sql, query, rows)
                 if _ROWS.search(sql):
                     found: list[Any] = []
                     for values in rows:
@@ -135,6 +139,17 @@ class PostgresConnection:
             except BaseException:
                 await self._abandon()
                 raise
+
+    async def _pipelined(self, sql: str, query: str, rows: list[Sequence[Any]]) -> PostgresCursor:
+        """Many rows in one round trip (asyncpg's `fetchmany`); a write without RETURNING gets `RETURNING 1`, so
+        the rows it hands back count what it changed, as SQLite's rowcount does (a conflict skipped: no row)."""
+        if _ROWS.search(sql):
+            found = await self._connection.fetchmany(query, rows)
+            return PostgresCursor(found, len(found))
+        counted = self._translated.get(f"counted:{sql}")
+        if counted is None:
+            counted = self._translated[f"counted:{sql}"] = f"{query.rstrip().rstrip(';')} RETURNING 1"
+        return PostgresCursor((), len(await self._connection.fetchmany(counted, rows)))
 
     async def _script(self, script: str) -> PostgresCursor:
         async with self._turn:
