@@ -104,6 +104,14 @@ class DmOutboxStore(SqlRunner):
         )
         await self._db.commit()
 
+    async def postpone_dm(self, dm_id: int, when: datetime, error: str) -> None:
+        """Not tried now, the stamp kept: whether the interrupted send arrived is still to be checked."""
+        await self._run(
+            "UPDATE dm_outbox SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
+            (iso_utc(when), error, dm_id),
+        )
+        await self._db.commit()
+
     async def dms_blocked_since(self, user_id: int, since: datetime) -> bool:
         """Whether Discord refused a DM to this member (50007) since `since`: the next one costs no call."""
         async with self._db.execute(

@@ -9,8 +9,9 @@ Exactly once, as far as Discord lets us: each send carries the row's id as Disco
 `enforce_nonce` (discord.py sets it with a nonce), so a resend of the same row within Discord's window ("the past
 few minutes", Create Message) returns the message already made instead of a second one. The row is stamped before
 the call; a row found stamped after a restart is resent with its nonce when the stamp is younger than
-`NONCE_TRUST`, else dropped with a log line: after that long Discord might make a second message, and a courtesy
-DM is better lost once than doubled (roles never depend on it).
+`NONCE_TRUST`. An older stamp is past the nonce's window, so the DM channel is read back first (`find_sent`,
+matching our own message's text since the stamp): found, the row is done; absent, it is sent; Discord unreadable,
+it waits for a later pass. A crash loses no DM (review C3: a restart slower than a minute used to drop it).
 
 A member who doesn't take DMs (Discord's 50007) costs one failed call: the row is marked blocked, logged once, and
 for `BLOCKED_MEMORY` every later DM to them is marked blocked without a call. Other refusals are not retried;
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: A stamped send younger than this is resent with its nonce after a restart (Discord keeps nonces "a few minutes").
 NONCE_TRUST = timedelta(seconds=60)
+#: How far before the row's stamp the DM channel is searched (the bot's clock against Discord's snowflakes).
+CLOCK_SKEW = timedelta(minutes=5)
 #: After a 50007, later DMs to that member are not tried for this long.
 BLOCKED_MEMORY = timedelta(days=30)
 MAX_ATTEMPTS = 5
@@ -67,6 +70,8 @@ class DmSender(Protocol):
     def guild_name(self, guild_id: int) -> str: ...
 
     async def send(self, user_id: int, text: str, nonce: str) -> tuple[DmOutcome, str]: ...
+
+    async def find_sent(self, user_id: int, text: str, since: datetime) -> bool | None: ...
 
 
 def _declined(membership: MembershipSnapshot) -> bool:
@@ -242,11 +247,25 @@ class PatronDms:
         if await self.store.dms_blocked_since(dm.discord_user_id, now - BLOCKED_MEMORY):
             await self.store.finish_dm(dm.id, DM_BLOCKED, now, "refused a DM before")
             return 0  # logged when Discord said so; this one costs no call
-        if dm.sending_at is not None and now - dm.sending_at > NONCE_TRUST:
-            await self.store.finish_dm(dm.id, DM_DROPPED, now, "a send was interrupted too long ago to repeat safely")
-            log.warning("%s: not sent again: an earlier try was cut short %s ago", where, now - dm.sending_at)
-            return 0
         text = render(kind, self._values(sender, dm))
+        if dm.sending_at is not None and now - dm.sending_at > NONCE_TRUST:
+            found = await sender.find_sent(dm.discord_user_id, text, dm.sending_at - CLOCK_SKEW)
+            if found is None and dm.attempts + 1 < MAX_ATTEMPTS:
+                delay = timedelta(seconds=self.retry_base * 2**dm.attempts)
+                await self.store.postpone_dm(dm.id, now + delay, "couldn't read the DM channel back")
+                log.info(
+                    "%s: an earlier try was cut short; Discord couldn't say if it arrived; again in %s", where, delay
+                )
+                return 0
+            if found is None:
+                await self.store.finish_dm(dm.id, DM_FAILED, now, "couldn't read the DM channel back")
+                log.warning("%s: given up: Discord never said whether an interrupted send arrived", where)
+                return 0
+            if found:
+                await self.store.finish_dm(dm.id, DM_SENT, self.clock())
+                log.info("%s: an earlier try cut short %s ago had arrived: not sent again", where, now - dm.sending_at)
+                return 0
+            log.info("%s: an earlier try cut short %s ago never arrived: sending it", where, now - dm.sending_at)
         await self.store.mark_dm_sending(dm.id, now)
         outcome, detail = await sender.send(dm.discord_user_id, text, f"dm-{dm.id}")
         done = self.clock()

@@ -14,6 +14,11 @@ What is modelled, with sources (discord/discord-api-docs):
   for a bot counting on it.
 - Rate limits are the gate's (fakes/discord/rate_limits.py): the message route's bucket is per channel, so per DM
   channel, under the global 50 per second; `POST /users/@me/channels` takes the default route's window.
+- `docs/resources/message.md` "Get Channel Messages": `limit` 1-100 (default 50; else 400 50035), at most one of
+  `around`/`before`/`after`; the array is newest first, and with `after` it holds the messages immediately after
+  that id (discord.py's `history(after=...)` pages on with `data[0]`, the newest). A message read back carries no
+  `nonce` (it is only echoed by Create Message and the gateway), so a bot can't find its message by nonce. Only DM
+  channels are listed here; a guild channel's listing is not modelled (404).
 """
 
 from __future__ import annotations
@@ -134,6 +139,30 @@ class DmChannels:
         channel.messages.append(message)
         return json_response(message)
 
+    def list_messages(self, request: web.Request, channel_id: int) -> web.Response:
+        """GET /channels/{dm}/messages: newest first; with `after`, the `limit` messages right after that id."""
+        query = request.query
+        anchors = [key for key in ("around", "before", "after") if key in query]
+        limit_text = query.get("limit", "50")
+        if len(anchors) > 1 or not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+            raise errors.DiscordAPIError(400, 50035, "Invalid Form Body")
+        if any(not query[key].isdigit() for key in anchors):
+            raise errors.DiscordAPIError(400, 50035, "Invalid Form Body")
+        limit = int(limit_text)
+        ordered = sorted(self.channels[channel_id].messages, key=lambda message: int(message["id"]))
+        if "after" in query:
+            page = [m for m in ordered if int(m["id"]) > int(query["after"])][:limit]
+        elif "before" in query:
+            page = [m for m in ordered if int(m["id"]) < int(query["before"])][-limit:]
+        elif "around" in query:
+            pivot = int(query["around"])
+            page = [m for m in ordered if int(m["id"]) < pivot][-(limit // 2) :] if limit > 1 else []
+            page += [m for m in ordered if int(m["id"]) >= pivot][: limit - len(page)]
+        else:
+            page = ordered[-limit:]
+        shown = [{key: value for key, value in message.items() if key != "nonce"} for message in reversed(page)]
+        return json_response(shown)
+
     # ---- helpers -------------------------------------------------------------------------------
 
     def _user(self, user_id: int) -> dict[str, Any] | None:
@@ -149,6 +178,16 @@ class DmChannels:
 
 class DmAwareMessageRoutes(MessageRoutes):
     """The channel message routes, with a DM channel's sends answered by `DmChannels` (guild rules don't apply)."""
+
+    def register(self, app: web.Application, prefix: str) -> None:
+        super().register(app, prefix)
+        app.router.add_get(prefix + "/channels/{channel_id}/messages", self.list_messages)
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        channel_id = request.match_info["channel_id"]
+        if not channel_id.isdigit() or not self.fake.dm_channels.is_dm(int(channel_id)):
+            raise errors.DiscordAPIError(404, 0, "404: Not Found (the fake lists DM channels only)")
+        return self.fake.dm_channels.list_messages(request, int(channel_id))
 
     async def send_message(self, request: web.Request) -> web.Response:
         channel_id = request.match_info["channel_id"]
