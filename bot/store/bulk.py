@@ -98,8 +98,11 @@ class BulkStore(SqlRunner):
         listed = [s for s in snapshots if s.patreon_user_id is not None]
         stored: dict[tuple[str, str], tuple[bytes | None, str]] = {}
         by_campaign: dict[str, list[object]] = {}
-        for s in listed:
-            by_campaign.setdefault(campaign_key(s, campaign_id), []).append(s.patreon_user_id)
+        if campaign_id is not None:  # a listing's page: one campaign (100,000 members a refresh, so no per-member key)
+            by_campaign[campaign_id] = [s.patreon_user_id for s in listed]
+        else:
+            for s in listed:
+                by_campaign.setdefault(campaign_key(s, campaign_id), []).append(s.patreon_user_id)
         for key, user_ids in by_campaign.items():
             for ids in _chunks(user_ids):
                 marks = ",".join("?" * len(ids))
@@ -114,8 +117,8 @@ class BulkStore(SqlRunner):
         for snapshot in listed:
             user_id = snapshot.patreon_user_id
             assert user_id is not None
-            key = campaign_key(snapshot, campaign_id)
-            tombstone = gone.get((key, user_id))
+            key = campaign_id if campaign_id is not None else campaign_key(snapshot, None)
+            tombstone = gone.get((key, user_id)) if gone else None
             if tombstone is not None and (snapshot.observed_at or fallback) < tombstone[1]:
                 gone_member, _ = tombstone
                 if gone_member is None or snapshot.member_id in (None, gone_member):
