@@ -1,4 +1,5 @@
-"""The one store: SQLite behind the `Store` facade, migrations by version, the durable queues and bulk writes."""
+"""The one store: SQLite (or PostgreSQL, with DATABASE_URL) behind the `Store` facade, migrations by version per
+engine, the durable queues and bulk writes."""
 
 from bot.store.facade import CREATOR_SUBJECT, LAST_REFRESH, WEBHOOK_LAST_SEEN, Link, Store, patron_subject
 
