@@ -260,7 +260,9 @@ def build_services(
             clock,
             after_connect=after_connect,
         ),
-        connections=CampaignConnections(store, patreon, campaigns, participation, gateway, config.public_base_url),
+        connections=CampaignConnections(
+            store, patreon, campaigns, participation, gateway, config.public_base_url, pacer=pacer
+        ),
         linked_role_flow=linked_role_flow,
         role_connections=role_connections,
         admin=admin,

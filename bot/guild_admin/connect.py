@@ -7,6 +7,7 @@ binding: every call names the server the command ran in, and only that server's 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from bot.sync.campaign import CREATOR_REJECTED_FACT, CampaignService, CampaignUn
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.participation import Participation
 from bot.sync.reconcile import RoleGateway
+from bot.sync.role_pacing import RoleCallPacer
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,11 @@ class CampaignConnections:
         participation: Participation,
         gateway: RoleGateway,
         public_base_url: str,
+        pacer: RoleCallPacer | None = None,
     ) -> None:
+        """`pacer`: the role calls' pacer, so a final sync of a big server waits its turn like any role call."""
         self.store = store
+        self.pacer = pacer
         self.patreon = patreon
         self.campaigns = campaigns
         self.participation = participation
@@ -130,12 +135,12 @@ class CampaignConnections:
         taken = 0
         for user_id, granted in (await self.store.grants_in_guild(guild_id)).items():
             held = await self.gateway.member_roles(guild_id, user_id)
-            remove = frozenset(granted) & (held or frozenset())
-            if remove:
-                await self.gateway.set_member_roles(
-                    guild_id, user_id, frozenset(), remove, "Patreon campaign disconnected: final sync"
-                )
-                taken += len(remove)
+            for role_id in sorted(frozenset(granted) & (held or frozenset())):
+                async with self.pacer.call(guild_id) if self.pacer is not None else contextlib.nullcontext():
+                    await self.gateway.set_member_roles(
+                        guild_id, user_id, frozenset(), frozenset({role_id}), "Patreon campaign disconnected"
+                    )
+                taken += 1
             await self.store.forget_grants(guild_id, user_id, granted)
         log.info("guild=%s: %d role(s) the bot gave taken back after disconnect", guild_id, taken)
         return taken
