@@ -23,6 +23,7 @@ from bot.guild_admin.service import AdminService
 from bot.observability.metrics import BotMetrics, RefreshFigures
 from bot.observability.probes import DiscordProbe
 from bot.observability.readiness import Readiness
+from bot.patreon.budget import RequestBudget
 from bot.patreon.client import PatreonClient
 from bot.patreon.creator_api import CreatorClient
 from bot.store import Store
@@ -110,6 +111,7 @@ def build_services(
         redirect_uri=config.patreon_redirect_uri,
         user_agent=USER_AGENT,
         clock=clock,
+        budget=RequestBudget(),  # the one budget: every campaign's refresh and look-up share Patreon's client limit
     )
     # The portal shows the creator pair without an expiry: treat it as due for refresh in a week.
     seed = (
