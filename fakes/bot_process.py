@@ -11,6 +11,8 @@ are). The parent (tests/convergence/) runs the fakes and starts this with the wo
 Control API (loopback only, no secrets in it):
 `GET /ready` waits until discord.py is ready and the start-up refresh and what it queued are done;
 `POST /clock?offset=<seconds>` moves the clock; `POST /refresh` runs one refresh and answers its report;
+`GET /pending-events` answers the Patreon users whose webhook events are pending; `GET /cached-roles?guild=&user=`
+answers a member's roles as discord.py's cache has them (null: not cached);
 `POST /settle?events=0|1` waits until no role job (and, with `events=1`, no webhook event) is pending, even one
 waiting out a back-off, and answers the queue's counts; `GET /queue` answers them at once.
 """
@@ -22,7 +24,7 @@ import logging
 import os
 import sys
 import traceback
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -108,7 +110,9 @@ def control_app(bot: PatronBot, clock: Clock) -> web.Application:
             except TimeoutError as error:
                 detail = f": {error}" if str(error) else ""
                 return web.json_response({"error": f"{what} not done in {seconds:.0f} s{detail}"}, status=504)
-        return web.json_response({"ok": True})
+        report = bot.services.refresh.last_report  # the start-up refresh's: a failed one is done too
+        refreshed = {"ok": report.ok, "detail": report.detail} if report is not None else None
+        return web.json_response({"ok": True, "startup_refresh": refreshed})
 
     async def set_clock(request: web.Request) -> web.Response:
         clock.offset = timedelta(seconds=float(request.query["offset"]))
@@ -133,12 +137,26 @@ def control_app(bot: PatronBot, clock: Clock) -> web.Application:
     async def queue(_request: web.Request) -> web.Response:
         return web.json_response(await queue_counts(bot))
 
+    async def pending_events(_request: web.Request) -> web.Response:
+        """The Patreon users whose webhook events are still pending (not applied yet, or retrying)."""
+        users = await bot.services.store.pending_webhook_patreon_ids(datetime(9999, 1, 1, tzinfo=UTC))
+        return web.json_response({"patreon_ids": sorted(users)})
+
+    async def cached_roles(request: web.Request) -> web.Response:
+        """The member's roles in discord.py's own cache (no overlay of the bot's writes); null when not cached."""
+        guild = bot.get_guild(int(request.query["guild"]))
+        member = guild.get_member(int(request.query["user"])) if guild is not None else None
+        roles = None if member is None else sorted(role.id for role in member.roles if not role.is_default())
+        return web.json_response({"roles": roles})
+
     app = web.Application()
     app.router.add_get("/ready", ready)
     app.router.add_post("/clock", set_clock)
     app.router.add_post("/refresh", refresh)
     app.router.add_post("/settle", settle_view)
     app.router.add_get("/queue", queue)
+    app.router.add_get("/cached-roles", cached_roles)
+    app.router.add_get("/pending-events", pending_events)
     return app
 
 

@@ -209,7 +209,14 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
         for discord_id, roles in ((SEED.alice, {SEED.vip_role}),):
             for role in roles:
                 self.model.member(discord_id).hand.add(role)
-        self.learn_everything()  # the start-up refresh
+        self.startup_refresh_saw_everyone()
+        self.learn_everything()
+
+    def startup_refresh_saw_everyone(self) -> None:
+        """The oracle learns everyone at a start only if the bot's start-up refresh did: with Patreon up, it must
+        have succeeded (a failed one also ends the start, so /ready says which)."""
+        report = self.w.startup_refresh
+        assert report is not None and report["ok"], f"the start-up refresh failed with Patreon up: {report}"
 
     # -- Patreon -------------------------------------------------------------------------------------------------
 
@@ -330,6 +337,7 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
             return  # see MemberRoles.ever_granted
         self.w.fake.guild.member(member).role_ids.add(role)
         self.model.hand_add(member, role)
+        self.run(self.w.bot_has_seen_roles(member))
 
     @rule(member=MEMBER, data=st.data())
     def moderator_takes_a_role(self, member: int, data: st.DataObject) -> None:
@@ -340,6 +348,7 @@ class ConvergenceMachine(TroubleRules, RuleBasedStateMachine):
         role = data.draw(st.sampled_from(held), label="role taken")
         self.w.fake.guild.member(member).role_ids.discard(role)
         self.model.hand_remove(member, role)
+        self.run(self.w.bot_has_seen_roles(member))
 
     @precondition(lambda self: not self.patreon_down)
     @rule(member=MEMBER)

@@ -83,6 +83,8 @@ class ProcessWorld:
         self.http: aiohttp.ClientSession | None = None
         self.starts = 0
         self.port_retries = 0
+        #: The last start's refresh report ({"ok", "detail"}), as /ready answered it.
+        self.startup_refresh: dict[str, Any] | None = None
         #: Who listened on the web port when a start lost it (`ss -ltnp`), for the failure's note.
         self.port_clashes: list[str] = []
         self.exit_code: int | None = None
@@ -204,7 +206,8 @@ class ProcessWorld:
                 raise AssertionError(f"the bot never announced its control port in {ANNOUNCE_TIMEOUT:.0f} s")
             await asyncio.sleep(0.05)
         self.control_port = int(self.control_file.read_text())
-        await self.call("GET", "/ready", timeout=READY_TIMEOUT + MARGIN)
+        answer = await self.call("GET", "/ready", timeout=READY_TIMEOUT + MARGIN)
+        self.startup_refresh = answer.get("startup_refresh")
 
     def log_tail(self, lines: int = 40) -> str:
         path = self.folder / f"bot-{self.starts}.log"
@@ -250,6 +253,27 @@ class ProcessWorld:
 
     async def queue(self) -> dict[str, Any]:
         return await self.call("GET", "/queue")
+
+    async def pending_event_users(self) -> set[str]:
+        return set((await self.call("GET", "/pending-events"))["patreon_ids"])
+
+    async def bot_has_seen_roles(self, discord_id: int, timeout: float = 60.0) -> None:
+        """Until the bot's member cache shows this member's roles as the fake Discord has them: a moderator's edit
+        reaches the bot by the gateway, and a refresh (or a job) planned before it arrives plans from the old roles
+        (the next refresh would fix that, but the oracle holds the bot to having seen it). A member the bot doesn't
+        cache (unlinked, holding none of its grants) is never planned, so there is nothing to wait for."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            cached = (await self.call("GET", "/cached-roles", guild=SEED.guild_id, user=discord_id))["roles"]
+            actual = sorted(self.fake.roles_of(discord_id))
+            if cached is None or cached == actual:
+                return
+            if loop.time() > deadline:
+                raise AssertionError(
+                    f"the bot's cache still shows {discord_id} with {cached}, Discord {actual}, after {timeout:.0f} s"
+                )
+            await asyncio.sleep(0.02)
 
     async def close(self) -> None:
         if self.process is not None and self.process.returncode is None:

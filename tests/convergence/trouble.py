@@ -58,7 +58,11 @@ class TroubleRules:
         self.run(self._kill_mid_queue([member for member, _ in changes], patreon_dies_too))
 
     async def _kill_mid_queue(self, members: list[int], patreon_dies_too: bool) -> None:
+        """What the oracle learns follows what the bot did, asked of the bot after the restart: with Patreon up,
+        the start-up refresh saw everyone; with it down, the events applied before the kill were seen then (nothing
+        changed since), and the ones still pending wait for the outage's end, as any event recorded during one."""
         fake = self.w.fake
+        sent: list[str] = []
         for member in members:
             patreon_id = PATREON_IDS[member]
             if fake.patreon.campaign.member_by_user.get(patreon_id) is None:
@@ -66,28 +70,35 @@ class TroubleRules:
             body = fake.patreon.render_member_webhook_body("members:pledge:update", patreon_id)
             status, _ = await fake.patreon.send_webhook("members:pledge:update", None, body_override=body)
             assert 200 <= status < 300
-            if self.patreon_down:
-                self.waiting.add(patreon_id)
+            sent.append(patreon_id)
         if not self.patreon_down:
-            await self._events_applied()  # their jobs may still wait: only then is the oracle's view exact
-            for member in members:
-                self.learn(PATREON_IDS[member])
-        queued = await self.w.queue()
-        self.say(f"killed with {queued}")
+            await self._events_applied()  # their jobs may still wait out Discord's 503s: that is the point
+        self.say(f"killed with {await self.w.queue()}")
         if patreon_dies_too and not self.patreon_down:
             self._begin_outage(2)
         await self.w.restart()
         await self._drain()
         if not self.patreon_down:
-            self.learn_everything()  # the start-up refresh
+            self.startup_refresh_saw_everyone()
+            self.learn_everything()
+            return
+        pending = await self.w.pending_event_users()
+        for patreon_id in sent:
+            if patreon_id in pending:
+                self.waiting.add(patreon_id)
+            else:
+                self.learn(patreon_id)
 
     async def _events_applied(self, timeout: float = 60.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        polls = 0
         while (queued := await self.w.queue())["pending_events"]:
+            polls += 1
             if loop.time() > deadline:
                 raise AssertionError(f"webhook events not applied in {timeout:.0f} s: {queued}\n{self.w.log_tail()}")
             await asyncio.sleep(0.02)
+        self.say(f"events applied after {polls} poll(s): {queued}")
 
     @rule(member=MEMBER, change=CHANGES, data=st.data())
     def gateway_lags_while_a_moderator_and_a_webhook_act(
@@ -115,3 +126,4 @@ class TroubleRules:
             self.run(self._deliver(patreon_id, "members:pledge:update", body))
         finally:
             fake.release_member_updates()
+        self.run(self.w.bot_has_seen_roles(member))  # the late events have reached the bot's cache
