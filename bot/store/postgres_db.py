@@ -84,8 +84,11 @@ class PostgresCursor:
 class PostgresConnection:
     """aiosqlite's connection, as far as the store uses it, over asyncpg."""
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(self, connection: asyncpg.Connection, url: str = "") -> None:
         self._connection = connection
+        #: To connect again after the server dropped the connection (a restart, a failover).
+        self._url = url
+        self._closing = False
         self._turn = asyncio.Lock()
         self._transaction: Any = None
         self._translated: dict[str, str] = {}
@@ -111,6 +114,7 @@ class PostgresConnection:
 
     async def close(self) -> None:
         async with self._turn:
+            self._closing = True
             await self._abandon()
             await self._connection.close()
 
@@ -121,6 +125,7 @@ class PostgresConnection:
         if not rows:
             return PostgresCursor((), 0)
         async with self._turn:
+            await self._reconnect_if_dropped()
             if self._transaction is None and _WRITE.match(sql):
                 self._transaction = self._connection.transaction()
                 await self._transaction.start()
@@ -151,8 +156,17 @@ class PostgresConnection:
             counted = self._translated[f"counted:{sql}"] = f"{query.rstrip().rstrip(';')} RETURNING 1"
         return PostgresCursor((), len(await self._connection.fetchmany(counted, rows)))
 
+    async def _reconnect_if_dropped(self) -> None:
+        """The server dropped the connection: the call that found out failed (and its open transaction is gone, as
+        after a crash); this one connects again (StoreUnusable, one line, while the server is still away)."""
+        if self._connection.is_closed() and not self._closing and self._url:
+            self._transaction = None
+            self._connection = (await connect(self._url))._connection
+            log.warning("reconnected to PostgreSQL after the server dropped the connection")
+
     async def _script(self, script: str) -> PostgresCursor:
         async with self._turn:
+            await self._reconnect_if_dropped()
             try:
                 await self._connection.execute(script)
             except BaseException:
@@ -222,7 +236,7 @@ async def connect(url: str) -> PostgresConnection:
         connection = await asyncpg.connect(url, timeout=15, server_settings=_SESSION)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as error:
         raise StoreUnusable(f"{redacted(url)}: can't connect ({type(error).__name__}: {_first_line(error)})") from None
-    return PostgresConnection(connection)
+    return PostgresConnection(connection, url)
 
 
 def _first_line(error: BaseException) -> str:

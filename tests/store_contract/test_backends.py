@@ -126,3 +126,29 @@ def test_database_url_selects_postgres_only_with_a_token_key_and_hides_its_passw
         with pytest.raises(ConfigError, match=named) as refused:
             load_config({**CONFIG, **env}, env_file=None)
         assert "hunter2" not in str(refused.value)
+
+
+async def test_a_dropped_connection_fails_at_most_one_call_and_the_store_reconnects(postgres_dsn, cipher):
+    """A PostgreSQL restart or failover must not leave the bot with a dead store until someone restarts it."""
+    await fresh_postgres(postgres_dsn)
+    store = await open_postgres(postgres_dsn, cipher)
+    try:
+        await store.set_fact("before", 1)
+        admin = await asyncpg.connect(postgres_dsn)
+        try:
+            dropped = await admin.fetchval(
+                "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid != pg_backend_pid() AND datname = current_database()) AS gone"
+            )
+        finally:
+            await admin.close()
+        assert dropped >= 1
+        try:  # the call that finds the connection gone may fail (if asyncpg hadn't noticed yet); the next works
+            await store.get_fact("before")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
+            pass
+        assert await store.get_fact("before") == 1
+        await store.set_fact("after", 2)
+        assert await store.get_fact("after") == 2
+    finally:
+        await store.close()
