@@ -10,8 +10,6 @@ from bot.discord_io.client import PatronBot
 from bot.web.app import create_web_app
 from bot.web.connect_routes import add_connect_routes
 from bot.web.health_routes import add_health_routes
-from bot.web.connect_routes import add_connect_routes
-from bot.web.health_routes import add_health_routes
 from bot.web.limits import WebLimits
 from bot.web.link_routes import add_link_routes
 from bot.web.linked_role_routes import add_linked_role_routes
@@ -29,7 +27,6 @@ class WebServer(commands.Cog):
         config = self.bot.config
         app = create_web_app(self.bot.services.linking, self.bot.services.webhooks)
         add_link_routes(app, self.bot.services.link_flow)
-        add_connect_routes(app, self.bot.services.connect_flow)
         add_connect_routes(app, self.bot.services.connect_flow)
         add_linked_role_routes(
             app, self.bot.services.linked_role_flow, cookie_secure=self.bot.services.link_flow.cookie_secure
