@@ -3,6 +3,8 @@ token key, an unknown scheme or an unreachable server stop start-up with one lin
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
 from pathlib import Path
 
@@ -143,12 +145,42 @@ async def test_a_dropped_connection_fails_at_most_one_call_and_the_store_reconne
         finally:
             await admin.close()
         assert dropped >= 1
-        try:  # the call that finds the connection gone may fail (if asyncpg hadn't noticed yet); the next works
+        # The call that finds the connection gone may fail (if asyncpg hadn't noticed yet); the next one works.
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
             await store.get_fact("before")
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
-            pass
         assert await store.get_fact("before") == 1
         await store.set_fact("after", 2)
         assert await store.get_fact("after") == 2
     finally:
         await store.close()
+
+
+#: Statements SQLite takes and PostgreSQL refuses; the store writes the portable form (bot/store/database.py).
+SQLITE_ONLY = re.compile(
+    r"\b(INSERT|UPDATE) OR (REPLACE|IGNORE)\b|[(\s]\? IS NULL|\bjson_\w+\(|\bstrftime\(|\bAUTOINCREMENT\b"
+)
+#: Where SQLite's own statements belong: its migrations, its connection set-up, its backup.
+SQLITE_FILES = {"schema.py", "opening.py", "backup.py"}
+
+
+def test_the_stores_shared_statements_use_no_sqlite_only_construct():
+    """A new statement in a mixin runs on both engines; the contract cases catch behaviour, this catches a
+    statement none of them happens to reach."""
+    import ast
+
+    found = []
+    for path in sorted((Path(__file__).parents[2] / "bot" / "store").glob("*.py")):
+        if path.name in SQLITE_FILES:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
+            if text and id(node) not in docstrings and SQLITE_ONLY.search(text):
+                found.append(f"{path.name}:{node.lineno}: {text.strip()[:80]}")
+    assert found == []
