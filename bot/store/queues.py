@@ -77,6 +77,11 @@ class SqlRunner:
     An aiosqlite cursor that is merely dropped is finalised by the garbage collector on the event-loop thread,
     racing the database thread: under load SQLite then answers "bad parameter or other API misuse". Every write
     goes through these helpers, and every read uses `async with`.
+
+    No write reads rows back on SQLite (no `RETURNING`): aiosqlite would read them in a later worker-thread call,
+    and until then the write statement is still active, so a commit another coroutine queued in between fails with
+    "cannot commit transaction - SQL statements in progress". A write ends within its one call; a pending SELECT
+    does not block a commit.
     """
 
     _db: Database
@@ -118,25 +123,34 @@ class QueueStore(SqlRunner):
         """Record one delivery (pending when there is something to apply) and, in the same commit, a fact.
         `addressed_campaign_id`: the campaign whose URL and secret it came through (the one it is applied for)."""
         when = iso_utc(received_at)
-        async with self._db.execute(
+        insert = (
             "INSERT INTO webhook_events (received_at, trigger, resource_type, member_id, patreon_user_id,"
             " campaign_id, body_sha256, state, next_attempt_at, finished_at, addressed_campaign_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                when,
-                trigger,
-                resource_type,
-                member_id,
-                patreon_user_id,
-                campaign_id,
-                body_sha256,
-                PENDING if applicable else IGNORED,
-                when,
-                None if applicable else when,
-                addressed_campaign_id,
-            ),
-        ) as cursor:
-            event_id = int((await cursor.fetchone())[0])
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        values = (
+            when,
+            trigger,
+            resource_type,
+            member_id,
+            patreon_user_id,
+            campaign_id,
+            body_sha256,
+            PENDING if applicable else IGNORED,
+            when,
+            None if applicable else when,
+            addressed_campaign_id,
+        )
+        if self._dialect == SQLITE:
+            # Not RETURNING: on aiosqlite its row is read by a second worker-thread call, and until then the INSERT
+            # is an open write statement, so any other call's commit queued in between fails ("cannot commit
+            # transaction - SQL statements in progress"). A plain INSERT finishes within its one call.
+            written = await self._run(insert, values)
+            assert written.lastrowid is not None
+            event_id = written.lastrowid
+        else:  # asyncpg has every row before the call returns; PostgreSQL has no lastrowid
+            async with self._db.execute(insert + " RETURNING id", values) as cursor:
+                event_id = int((await cursor.fetchone())[0])
         if seen_fact is not None:
             await self._run(UPSERT_FACT, (seen_fact[0], json.dumps(seen_fact[1])))
         await self._db.commit()
