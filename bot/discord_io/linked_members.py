@@ -3,7 +3,8 @@
 Why: a server can have 1,000,000 members of whom 5,000 are patrons, and the bot needs the roles of linked members
 only. So discord.py doesn't chunk servers at start-up and keeps no member it wasn't asked for or told about
 (`MemberCacheFlags.none()`: no member is cached from GUILD_CREATE or GUILD_MEMBER_ADD). At each fresh READY the bot
-asks Discord for its linked members (and anyone holding a role it gave) with gateway op 8 REQUEST_GUILD_MEMBERS by
+asks each server for the linked members whose link can matter there (patrons of the campaign it follows, hand links
+made there, anyone holding a role it gave: `PatronBot._members_to_ask_for`) with gateway op 8 REQUEST_GUILD_MEMBERS by
 `user_ids`, at most 100 per request (Discord's cap), cached as they arrive; discord.py then keeps them current from
 GUILD_MEMBER_UPDATE/REMOVE. A member nobody asked about yet (a new link) is asked for the first time it is needed.
 
@@ -13,8 +14,9 @@ minutes. A smaller server whose linked members would need more than `FULL_LIST_M
 its whole member list instead (one request, answered in chunks of 1000; Discord allows one per server per 30 s):
 cheaper than hundreds of id requests, and it holds at most `FULL_LIST_MAX_MEMBERS` members.
 
-Once a server's linked members were all asked for, the bot knows them: a linked member not in memory is not a
-member of that server (`knows_all`). That says nothing about people who aren't linked (auto-match must ask).
+Once those were all asked for (`knows_all`), a member asked for and not in memory is not a member of that server;
+anyone not asked for is asked on first use (`requested` is False for them). That says nothing about people who
+aren't linked (auto-match must ask).
 """
 
 from __future__ import annotations

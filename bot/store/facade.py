@@ -207,6 +207,17 @@ class Store(
         ) as cursor:
             return {int(row[0]): row[1] async for row in cursor}
 
+    async def links_of_patrons_in(self, guild_id: int, campaign_id: str) -> set[int]:
+        """Discord users whose link can give roles in this guild: links of the campaign's patrons (a membership
+        stored under it) counting here, and hand links made here. Start-up asks Discord for these members only."""
+        async with self._db.execute(
+            "SELECT discord_user_id FROM links WHERE (source = ? AND linked_in_guild_id = ?) OR (source != ? AND"
+            " EXISTS (SELECT 1 FROM memberships WHERE memberships.campaign_id = ?"
+            " AND memberships.patreon_user_id = links.patreon_user_id))",
+            (ADMIN_SOURCE, guild_id, ADMIN_SOURCE, campaign_id),
+        ) as cursor:
+            return {int(row[0]) async for row in cursor}
+
     async def all_links(self) -> list[Link]:
         async with self._db.execute("SELECT * FROM links ORDER BY discord_user_id") as cursor:
             return [_link(row) async for row in cursor]

@@ -187,6 +187,10 @@ class RefreshPlanner:
                     continue
                 guild.planned.add(user_id)
             result.planned += 1
+            if members[user_id] is None and not grants.get(user_id) and not comps.get(user_id):
+                # No membership of this campaign, no grant, no comp: the plan is empty whatever the member holds,
+                # so Discord isn't asked (start-up asks each server only for links that can matter there).
+                continue
             actual = self.gateway.cached_member_roles(guild_id, user_id)
             if actual is None and not self.gateway.knows_member(guild_id, user_id):
                 try:
