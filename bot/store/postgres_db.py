@@ -141,8 +141,8 @@ class PostgresConnection:
                 for values in rows:
                     changed += _changed(await self._connection.execute(query, *values))
                 return PostgresCursor((), changed)
-            except BaseException:
-                await self._abandon()
+            except BaseException as error:
+                await self._after_failure(error)
                 raise
 
     async def _pipelined(self, sql: str, query: str, rows: list[Sequence[Any]]) -> PostgresCursor:
@@ -169,11 +169,22 @@ class PostgresConnection:
             await self._reconnect_if_dropped()
             try:
                 await self._connection.execute(script)
-            except BaseException:
-                if not self._connection.is_closed() and self._connection.is_in_transaction():
+            except BaseException as error:
+                if _connection_failed(error):
+                    self._connection.terminate()
+                elif not self._connection.is_closed() and self._connection.is_in_transaction():
                     await self._connection.execute("ROLLBACK")
                 raise
         return PostgresCursor((), -1)
+
+    async def _after_failure(self, error: BaseException) -> None:
+        """A statement failed: roll its transaction back; when the connection itself failed (the server went away
+        or cut it), drop it so the next call connects again."""
+        if _connection_failed(error):
+            self._transaction = None
+            self._connection.terminate()
+        else:
+            await self._abandon()
 
     async def _abandon(self) -> None:
         if self._transaction is not None:
@@ -222,6 +233,14 @@ class _Statement:
 
     async def __aexit__(self, *_: object) -> None:
         return None
+
+
+def _connection_failed(error: BaseException) -> bool:
+    """The connection, not the statement, failed: a network error, or the server ending the session (SQLSTATE
+    class 08, connection exception, or 57P, an administrator's shutdown or a restart)."""
+    if isinstance(error, (OSError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)):
+        return True
+    return isinstance(error, asyncpg.PostgresError) and str(getattr(error, "sqlstate", "")).startswith(("08", "57P"))
 
 
 def _changed(status: str) -> int:
