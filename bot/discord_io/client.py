@@ -90,12 +90,30 @@ class PatronBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("ready as %s in %d server(s)", self.user, len(self.guilds))
         self._start_member_load(list(self.guilds))
-        if len(self.guilds) > 1 and not self.config.allowed_guild_ids:
-            log.warning(
-                "the bot is in %d servers and ALLOWED_GUILD_IDS is empty, so no server acts for the campaign; "
-                "list the creator's servers in ALLOWED_GUILD_IDS",
-                len(self.guilds),
+        await self._check_ownership_rule()
+
+    async def _check_ownership_rule(self) -> None:
+        """Warn when the `.env` campaign's ownership rule (bot/sync/participation.py) leaves servers out: no
+        ALLOWED_GUILD_IDS and two or more servers not bound to a connected campaign, so none of those acts. Not
+        when there is no `.env` campaign, or at most one server is unbound (every other one follows its binding)."""
+        if self.services.campaigns.env is None:
+            log.info("no .env campaign: every server acts only for the campaign it is bound to")
+            return
+        if self.config.allowed_guild_ids:
+            log.info(
+                "the .env campaign acts in the %d server(s) of ALLOWED_GUILD_IDS", len(self.config.allowed_guild_ids)
             )
+            return
+        bound = await self.services.store.guild_bindings()
+        unbound = [guild.id for guild in self.guilds if guild.id not in bound]
+        if len(unbound) > 1:
+            log.warning(
+                "the bot is in %d servers not bound to a connected campaign and ALLOWED_GUILD_IDS is empty, so none "
+                "of them acts for the .env campaign; list the creator's servers in ALLOWED_GUILD_IDS",
+                len(unbound),
+            )
+        else:
+            log.info("ALLOWED_GUILD_IDS is not needed: %d server(s) not bound to a connected campaign", len(unbound))
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         self._start_member_load([guild])
