@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import quote
 
@@ -30,7 +30,7 @@ from bot.accounts.connect_state import (
 )
 from bot.accounts.link_flow import DiscordSignIn, DiscordSignInRefused, DiscordSignInUnavailable
 from bot.accounts.linking import LinkResult
-from bot.accounts.oauth_state import StateError, issue_binding, read_binding
+from bot.accounts.oauth_state import StateError, issue_binding, new_browser_proof, read_binding
 from bot.domain.models import Campaign, TokenPair
 from bot.patreon.creator_api import CREATOR_SCOPES, MEMBER_TRIGGERS, CreatorClient
 from bot.patreon.errors import PatreonAuthError, PatreonError
@@ -162,15 +162,18 @@ class ConnectFlow:
                 "Nothing was connected. The server's admin runs /patreon-admin connect and opens it themselves.",
                 403,
             )
-        patreon_state = issue_connect_patreon_state(self._key, state)
-        return ConnectStep(redirect=self._patreon.authorize_url(patreon_state, CREATOR_SCOPES))
+        proof = new_browser_proof()
+        binding = read_binding(self._key, cookie)
+        value, _ = issue_binding(self._key, proof, binding.browser_id if binding else None)
+        patreon_state = issue_connect_patreon_state(self._key, replace(state, browser_proof=proof))
+        return ConnectStep(redirect=self._patreon.authorize_url(patreon_state, CREATOR_SCOPES), cookie=value)
 
     async def patreon_callback(self, params: Mapping[str, str], cookie: str | None) -> ConnectStep:
         try:
             state = verify_connect_patreon_state(self._key, params.get("state", ""), self._clock())
         except StateError as error:
             return _fail("This connect link can't be used.", str(error))
-        if not self._same_browser(state, cookie):
+        if not self._same_browser(state, cookie, proof=True):
             log.warning("connect for guild=%s refused: Patreon callback without its cookie", state.guild_id)
             return _fail("This sign-in was started in another browser.", _AGAIN, 403)
         if not await self._store.consume_state(state.nonce, state.expires_at):
@@ -206,7 +209,7 @@ class ConnectFlow:
         except StateError as error:
             return _fail("This choice can't be used.", str(error))
         state = pick.state
-        if not self._same_browser(state, cookie):
+        if not self._same_browser(state, cookie, proof=True):
             return _fail("This choice was started in another browser.", _AGAIN, 403)
         if campaign_id not in pick.campaign_ids:
             return _fail("That campaign wasn't one of the choices.", "Nothing was connected.", 400)
@@ -299,9 +302,11 @@ class ConnectFlow:
         await self._campaigns.set_webhook(campaign_id, created.id, created.secret)
         return f"Its webhook is registered at {uri}."
 
-    def _same_browser(self, state: ConnectState, cookie: str | None) -> bool:
+    def _same_browser(self, state: ConnectState, cookie: str | None, *, proof: bool = False) -> bool:
+        """The cookie names this attempt, or (after Discord's step, `proof`) holds its browser proof."""
         binding = read_binding(self._key, cookie)
-        return binding is not None and binding.nonce == state.nonce
+        expected = state.browser_proof if proof else state.nonce
+        return binding is not None and bool(expected) and binding.nonce == expected
 
 
 async def _run(work: Awaitable[object]) -> object:

@@ -34,6 +34,10 @@ class ConnectState:
     expires_at: datetime
     #: The server's name when the button was made, for the pages (signed, so the bot's own words).
     guild_name: str = ""
+    #: After Discord's step only: the random value the Discord callback put in this browser's cookie. The start
+    #: page's cookie names the nonce, which rides in a URL anyone can forward; this proof exists only in the
+    #: browser that passed the admin's sign-in (bot/accounts/oauth_state.py says why).
+    browser_proof: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ def _fields(state: ConnectState) -> dict[str, Any]:
         "n": state.nonce,
         "e": int(state.expires_at.timestamp()),
         "s": state.guild_name,
+        **({"p": state.browser_proof} if state.browser_proof else {}),
     }
 
 
@@ -119,6 +124,7 @@ def _state(fields: dict[str, Any], now: datetime) -> ConnectState:
             nonce=str(fields["n"]),
             expires_at=datetime.fromtimestamp(int(fields["e"]), UTC),
             guild_name=str(fields.get("s", "")),
+            browser_proof=str(fields.get("p", "")),
         )
     except (KeyError, TypeError, ValueError):
         raise StateError(_INVALID) from None
