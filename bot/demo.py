@@ -13,6 +13,7 @@ from pathlib import Path
 from bot.accounts.panel import LINK_ID
 from fakes.browser import Browser
 from fakes.discord import RateLimits
+from fakes.discord.interactions import InteractionRecord
 from fakes.world import SEED, FakeWorld, button_url, page_text
 
 log = logging.getLogger("demo")
@@ -113,6 +114,19 @@ async def _refresh_and_report(world: FakeWorld) -> None:
     for message in report.followups.values():
         for line in message["content"].splitlines():
             _say(f"   {line}")
+    options = {"member": SEED.dave, "role": SEED.bronze_role, "days": 30, "reason": "stream moderator"}
+    comp = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["comp"], options=options)
+    await _settle(lambda: SEED.bronze_role in world.roles_of(SEED.dave) and bool(_answers(comp)))
+    _say("   The owner comps Dave, who doesn't pledge: /patreon-admin comp member:@dave role:@Bronze Patron days:30")
+    _say(f"   {_answers(comp)[-1]}")
+    _say(f"   Dave's roles now: {_names(world.roles_of(SEED.dave))} (the engine takes it back when the 30 days end)")
+
+
+def _answers(interaction: InteractionRecord) -> list[str]:
+    """What a command answered so far: its response and follow-ups, in order."""
+    texts = [(r.get("data") or {}).get("content") or r.get("content") or "" for r in interaction.responses]
+    texts += [m.get("content") or "" for m in interaction.followups.values()]
+    return [text for text in texts if text]
 
 
 GET_ROLES = 740000000000000009
