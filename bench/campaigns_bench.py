@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.bot_runner import BenchBot, LoopStalls, Span, add_log_option, free_port, peak_rss_mb, setup_logging
-from bench.campaigns_world import CampaignsFakes
+from bench.campaigns_world import campaigns_fakes
+from bench.fakes_process import FakesProcess
 from bot.patreon.budget import Priority
 
 
@@ -75,7 +76,7 @@ class WebhookJobs:
 
 
 async def run(args: argparse.Namespace) -> int:
-    fakes = CampaignsFakes().start()
+    fakes = campaigns_fakes().start()
     with tempfile.TemporaryDirectory(prefix="campaigns-bench-") as tmp:
         try:
             return await measure(args, fakes, Path(tmp) / "bot.sqlite3")
@@ -83,7 +84,7 @@ async def run(args: argparse.Namespace) -> int:
             fakes.stop()
 
 
-async def measure(args: argparse.Namespace, fakes: CampaignsFakes, db_path: Path) -> int:
+async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) -> int:
     print(
         f"seeding {args.campaigns} campaigns x {args.members:,} patrons ({args.linked} linked each; fakes in a child"
         " process), starting the bot ...",

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import random
-import resource
 import sqlite3
 import time
-import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 from typing import Any
 
 import aiohttp
 
+from bench.fakes_process import FakesProcess
 from bench.seeding import BOT_TOKEN, BOT_USER_ID, CLIENT_ID, CLIENT_SECRET, OWNER_ID, TIERS, USER_AGENT
 from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap, TokenPair
 from bot.patreon.client import PatreonClient
@@ -260,59 +257,6 @@ class CampaignsWorld:
         return {"checked": checked, "wrong": wrong}
 
 
-def serve(conn: Connection) -> None:
-    asyncio.run(_serve(conn))
-
-
-async def _serve(conn: Connection) -> None:
-    world = CampaignsWorld()
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            command, kwargs = await loop.run_in_executor(None, conn.recv)
-            if command == "stop":
-                break
-            try:
-                if command == "rusage":
-                    usage = resource.getrusage(resource.RUSAGE_SELF)
-                    result: Any = {"cpu": usage.ru_utime + usage.ru_stime, "maxrss_mb": usage.ru_maxrss / 1024}
-                else:
-                    result = await getattr(world, command)(**kwargs)
-                conn.send(("ok", result))
-            except Exception:
-                conn.send(("error", traceback.format_exc()))
-    finally:
-        await world.close()
-        conn.send(("ok", None))
-
-
-class CampaignsFakes:
-    """The parent's handle on the child (as bench/fakes_process.py, with this world)."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=serve, args=(child,), name="bench-campaigns-fakes", daemon=True)
-
-    def start(self) -> CampaignsFakes:
-        self._process.start()
-        return self
-
-    def request(self, command: str, **kwargs: Any) -> Any:
-        self._conn.send((command, kwargs))
-        status, result = self._conn.recv()
-        if status != "ok":
-            raise RuntimeError(f"fakes process: {command} failed:\n{result}")
-        return result
-
-    async def call(self, command: str, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: self.request(command, **kwargs))
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            try:
-                self.request("stop")
-            finally:
-                self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.terminate()
+def campaigns_fakes() -> FakesProcess:
+    """The fakes in a child process, as bench/fakes_process.py runs them, holding this world."""
+    return FakesProcess(CampaignsWorld, name="bench-campaigns-fakes")

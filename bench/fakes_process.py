@@ -15,19 +15,20 @@ import asyncio
 import multiprocessing
 import resource
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from bench.seeding import World
 
 
-def serve(conn: Connection) -> None:
-    """The child's main: answer (command, kwargs) requests until "stop"."""
-    asyncio.run(_serve(conn))
+def serve(conn: Connection, world_type: Callable[[], Any] = World) -> None:
+    """The child's main: answer (command, kwargs) requests to a `world_type()` until "stop"."""
+    asyncio.run(_serve(conn, world_type))
 
 
-async def _serve(conn: Connection) -> None:
-    world = World()
+async def _serve(conn: Connection, world_type: Callable[[], Any]) -> None:
+    world = world_type()
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -51,10 +52,11 @@ async def _serve(conn: Connection) -> None:
 class FakesProcess:
     """The parent's handle: `request` blocks, `call` awaits without blocking the bot's event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, world_type: Callable[[], Any] = World, name: str = "bench-fakes") -> None:
+        """`world_type`: a module-level class (the spawned child imports it by name), bench/seeding.py's by default."""
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=serve, args=(child,), name="bench-fakes", daemon=True)
+        self._process = context.Process(target=serve, args=(child, world_type), name=name, daemon=True)
 
     def start(self) -> FakesProcess:
         self._process.start()
