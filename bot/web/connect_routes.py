@@ -15,7 +15,8 @@ from aiohttp import web
 
 from bot.accounts.connect_flow import CONNECT_PICK_PATH, CONNECT_START_PATH, ConnectFlow, ConnectStep
 from bot.accounts.linking import LinkResult
-from bot.accounts.oauth_state import COOKIE_LIFETIME, COOKIE_NAME
+from bot.accounts.oauth_state import COOKIE_NAME
+from bot.web.browser_cookie import set_browser_cookie
 from bot.web.pages import render_result_page
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,5 @@ def _answer(flow: ConnectFlow, step: ConnectStep) -> web.StreamResponse:
         text = render_result_page(result)
         response = web.Response(text=text, status=result.status, content_type="text/html", headers=_HEADERS)
     if step.cookie is not None:
-        response.set_cookie(
-            COOKIE_NAME,
-            step.cookie,
-            max_age=int(COOKIE_LIFETIME.total_seconds()),
-            path="/",
-            httponly=True,
-            samesite="Lax",
-            secure=flow.cookie_secure,
-        )
+        set_browser_cookie(response, step.cookie, secure=flow.cookie_secure)
     return response

@@ -1,8 +1,6 @@
 """The link flow's pages: the start page, Discord's and Patreon's callbacks, and the undo button's POST.
 
-The cookie that binds a browser to its attempt is HttpOnly (no script reads it), SameSite=Lax (sent on the top-level
-redirects back from Discord and Patreon, never on another site's POST, so the undo form can't be forged from
-elsewhere) and Secure when the public URL is https.
+The cookie that binds a browser to its attempt is set by bot/web/browser_cookie.py (its flags and why).
 """
 
 from __future__ import annotations
@@ -14,7 +12,8 @@ from aiohttp import web
 
 from bot.accounts.link_flow import START_PATH, FlowStep, LinkFlow
 from bot.accounts.linking import LinkResult
-from bot.accounts.oauth_state import COOKIE_LIFETIME, COOKIE_NAME
+from bot.accounts.oauth_state import COOKIE_NAME
+from bot.web.browser_cookie import set_browser_cookie
 from bot.web.connect_routes import connect_callback
 from bot.web.discord_sign_in import DISCORD_CALLBACK_PATH
 from bot.web.pages import render_link_page, render_result_page
@@ -89,13 +88,5 @@ def _answer(flow: LinkFlow, step: FlowStep) -> web.StreamResponse:
         text = render_link_page(result, step.undo_token) if step.is_link_result else render_result_page(result)
         response = web.Response(text=text, status=result.status, content_type="text/html", headers=_HEADERS)
     if step.cookie is not None:
-        response.set_cookie(
-            COOKIE_NAME,
-            step.cookie,
-            max_age=int(COOKIE_LIFETIME.total_seconds()),
-            path="/",
-            httponly=True,
-            samesite="Lax",
-            secure=flow.cookie_secure,
-        )
+        set_browser_cookie(response, step.cookie, secure=flow.cookie_secure)
     return response

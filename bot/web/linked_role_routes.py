@@ -14,7 +14,8 @@ from aiohttp import web
 from bot.accounts.link_flow import FlowStep
 from bot.accounts.linked_role_flow import VERIFY_PATH, LinkedRoleFlow
 from bot.accounts.linking import LinkResult
-from bot.accounts.oauth_state import COOKIE_LIFETIME, COOKIE_NAME
+from bot.accounts.oauth_state import COOKIE_NAME
+from bot.web.browser_cookie import set_browser_cookie
 from bot.web.discord_bearer import LINKED_ROLE_CALLBACK_PATH
 from bot.web.pages import render_result_page
 
@@ -53,15 +54,7 @@ async def _serve(request: web.Request, cookie_secure: bool, *, start: bool) -> w
         text = render_result_page(result)
         response = web.Response(text=text, status=result.status, content_type="text/html", headers=_HEADERS)
     if step.cookie is not None:
-        response.set_cookie(
-            COOKIE_NAME,
-            step.cookie,
-            max_age=int(COOKIE_LIFETIME.total_seconds()),
-            path="/",
-            httponly=True,
-            samesite="Lax",
-            secure=cookie_secure,
-        )
+        set_browser_cookie(response, step.cookie, secure=cookie_secure)
     return response
 
 
