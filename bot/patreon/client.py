@@ -277,7 +277,9 @@ class PatreonClient:
             }
         }
         body = await self._request("POST", f"{API_PREFIX}/webhooks", token=access_token, json_body=document)
-        return self._parse(jsonapi.parse_webhook, body)
+        created = self._read_created_webhook(body)
+        log.info("patreon webhook %s created on campaign %s for %s", created.id, campaign_id, uri)
+        return created
 
     async def update_webhook(
         self,
@@ -299,6 +301,14 @@ class PatreonClient:
         document = {"data": {"id": webhook_id, "type": "webhook", "attributes": attributes}}
         path = f"{API_PREFIX}/webhooks/{quote(webhook_id, safe='')}"
         body = await self._request("PATCH", path, token=access_token, json_body=document)
+        return self._read_webhook(body)
+
+    def _read_created_webhook(self, body: Any) -> Webhook:
+        """The answer to a create (CreatorClient reads it strictly, refusing one without its secret)."""
+        return self._parse(jsonapi.parse_webhook, body)
+
+    def _read_webhook(self, body: Any) -> Webhook:
+        """The answer to an update (CreatorClient reads it strictly)."""
         return self._parse(jsonapi.parse_webhook, body)
 
     async def delete_webhook(self, access_token: str, webhook_id: str) -> None:

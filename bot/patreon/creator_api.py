@@ -12,9 +12,7 @@ from the rest. Facts: docs/patreon-api.md, "Creators and campaigns".
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
 
 from bot.domain.models import MembershipSnapshot, TokenPair
 from bot.patreon._document import (
@@ -130,40 +128,11 @@ class CreatorClient(PatreonClient):
         body = await self._request("GET", f"{API_PREFIX}/webhooks", token=access_token, params=params)
         return self._parse(parse_webhooks_strict, body)
 
-    async def create_webhook(self, access_token: str, campaign_id: str, uri: str, triggers: Sequence[str]) -> Webhook:
-        """Register `uri` on the campaign; the answer's secret signs its deliveries (refused if missing)."""
-        document = {
-            "data": {
-                "type": "webhook",
-                "attributes": {"triggers": list(triggers), "uri": uri},
-                "relationships": {"campaign": {"data": {"type": "campaign", "id": campaign_id}}},
-            }
-        }
-        body = await self._request("POST", f"{API_PREFIX}/webhooks", token=access_token, json_body=document)
-        created = self._parse(lambda doc: parse_webhook_strict(doc, need_secret=True), body)
-        log.info("patreon webhook %s created on campaign %s for %s", created.id, campaign_id, uri)
-        return created
+    def _read_created_webhook(self, body: Any) -> Webhook:
+        """A created webhook's secret signs its deliveries: an answer without it is refused."""
+        return self._parse(lambda doc: parse_webhook_strict(doc, need_secret=True), body)
 
-    async def update_webhook(
-        self,
-        access_token: str,
-        webhook_id: str,
-        *,
-        uri: str | None = None,
-        triggers: Sequence[str] | None = None,
-        paused: bool | None = None,
-    ) -> Webhook:
-        """Change a webhook; `paused=False` also makes Patreon send what it queued while the hook was paused."""
-        attributes: dict[str, Any] = {}
-        if uri is not None:
-            attributes["uri"] = uri
-        if triggers is not None:
-            attributes["triggers"] = list(triggers)
-        if paused is not None:
-            attributes["paused"] = paused
-        document = {"data": {"id": webhook_id, "type": "webhook", "attributes": attributes}}
-        path = f"{API_PREFIX}/webhooks/{quote(webhook_id, safe='')}"
-        body = await self._request("PATCH", path, token=access_token, json_body=document)
+    def _read_webhook(self, body: Any) -> Webhook:
         return self._parse(parse_webhook_strict, body)
 
     async def forget_webhook(self, access_token: str, webhook_id: str) -> bool:
