@@ -11,7 +11,6 @@ from the rest. Facts: docs/patreon-api.md, "Creators and campaigns".
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from bot.domain.models import MembershipSnapshot, TokenPair
@@ -29,8 +28,6 @@ from bot.patreon.client import API_PREFIX, WEBHOOK_FIELDS, PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonError, PatreonNotFound
 from bot.patreon.jsonapi import Webhook
 from bot.patreon.values import as_datetime
-
-log = logging.getLogger(__name__)
 
 #: What a creator grants to connect a campaign (issue 10): no e-mail scope.
 CREATOR_SCOPES = ("identity", "campaigns", "campaigns.members", "w:campaigns.webhook")
