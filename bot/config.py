@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from bot.domain.models import SECRET, redacted_repr
+from bot.domain.shards import ShardSpec
 from bot.store.token_cipher import parse_keys
 
 REAL_PATREON_BASE_URL = "https://www.patreon.com"
@@ -85,6 +86,10 @@ class Config:
     role_window_seconds: float = 10.0
     #: Bearer token for /metrics; empty turns /metrics off (404).
     metrics_token: str = field(default="", metadata=SECRET)
+    #: Discord sharding (`SHARD_COUNT`, `SHARD_IDS`): None runs one unsharded gateway connection; otherwise this
+    #: process runs `shard_ids` (empty: all) of `shard_count` shards and owns only their servers.
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         return redacted_repr(self)
@@ -109,6 +114,13 @@ class Config:
     @property
     def uses_real_discord(self) -> bool:
         return self.discord_base_url == REAL_DISCORD_BASE_URL
+
+    @property
+    def shards(self) -> ShardSpec:
+        """The shards this process runs (count 1, id 0 when unsharded): which servers it owns."""
+        if self.shard_count is None:
+            return ShardSpec()
+        return ShardSpec(self.shard_count, self.shard_ids or tuple(range(self.shard_count)))
 
 
 _REQUIRED = (
@@ -155,6 +167,13 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
     campaign_id = text("PATREON_CAMPAIGN_ID") or None
     if campaign_id is not None and not campaign_id.isdigit():
         raise ConfigError(f"PATREON_CAMPAIGN_ID must be a number, got {campaign_id!r}")
+    shard_count, shard_ids = _shards(
+        text("SHARD_COUNT"),
+        text("SHARD_IDS"),
+        database_url=text("DATABASE_URL"),
+        env_campaign=bool(given),
+        allowed_guilds=text("ALLOWED_GUILD_IDS"),
+    )
 
     return Config(
         discord_token=text("DISCORD_TOKEN"),
@@ -189,6 +208,8 @@ def load_config(env: Mapping[str, str] | None = None, env_file: str | Path | Non
         ),
         role_window_seconds=_number(text("ROLE_WINDOW_SECONDS") or "10", "ROLE_WINDOW_SECONDS"),
         metrics_token=_metrics_token(text("METRICS_TOKEN")),
+        shard_count=shard_count,
+        shard_ids=shard_ids,
     )
 
 
@@ -248,6 +269,49 @@ def _metrics_token(value: str) -> str:
         raise ConfigError("METRICS_TOKEN must be at least 16 characters without spaces; make one with: "
                           "python -m bot new-key")
     return value
+
+
+#: More than Discord would ever ask one bot for (it recommends about one shard per 1,000 servers).
+MAX_SHARD_COUNT = 100_000
+
+
+def _shards(
+    count_text: str, ids_text: str, *, database_url: str, env_campaign: bool, allowed_guilds: str
+) -> tuple[int | None, tuple[int, ...]]:
+    """SHARD_COUNT and SHARD_IDS. A process running only some of the shards shares the work with other processes,
+    so they need one database they can all use at once (PostgreSQL; an SQLite file is one process's), and the
+    `.env` campaign's one-server rule can't be judged by a process that sees only its own shards' servers."""
+    if not count_text:
+        if ids_text:
+            raise ConfigError("SHARD_IDS needs SHARD_COUNT (the total number of shards across every process)")
+        return None, ()
+    count = _integer(count_text, "SHARD_COUNT", low=1, high=MAX_SHARD_COUNT)
+    parts = [part.strip() for part in ids_text.split(",")] if ids_text else []
+    if not all(part.isdigit() for part in parts):
+        raise ConfigError(f"SHARD_IDS must be comma-separated shard numbers, got {ids_text!r}")
+    ids = tuple(int(part) for part in parts)
+    outside = sorted({shard for shard in ids if shard >= count})
+    if outside:
+        raise ConfigError(
+            f"SHARD_IDS {','.join(map(str, outside))} not below SHARD_COUNT {count} (shards are numbered 0 to "
+            f"{count - 1})"
+        )
+    repeated = sorted({shard for shard in ids if ids.count(shard) > 1})
+    if repeated:
+        raise ConfigError(f"SHARD_IDS names shard {','.join(map(str, repeated))} more than once")
+    if ids and len(ids) < count:
+        if not database_url:
+            raise ConfigError(
+                f"SHARD_IDS runs {len(ids)} of {count} shards, so other processes run the rest and share the "
+                "database: set DATABASE_URL to PostgreSQL (an SQLite file serves one process only)"
+            )
+        if env_campaign and not allowed_guilds:
+            raise ConfigError(
+                "SHARD_IDS runs only some shards and the .env creator tokens are set: list the creator's servers in "
+                "ALLOWED_GUILD_IDS (a process that sees only its own shards' servers can't apply the one-server "
+                "rule)"
+            )
+    return count, ids
 
 
 def _id_list(value: str, name: str) -> tuple[int, ...]:
