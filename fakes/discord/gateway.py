@@ -8,6 +8,15 @@ A large guild (more members than the IDENTIFY's `large_threshold`, 50 unless the
 250) comes in GUILD_CREATE without its offline members, as on Discord ("the gateway will only send offline members
 if a guild has less than the large_threshold members"; without GUILD_PRESENCES every member counts as offline, so
 only the bot itself is listed). The client asks for the rest with op 8 (fakes/discord/member_requests.py).
+
+Sharding, as Discord's gateway documentation ("Sharding", https://discord.com/developers/docs/events/gateway#sharding)
+describes it: an IDENTIFY may carry `shard: [shard_id, num_shards]`; that session then gets only the servers with
+`(guild_id >> 22) % num_shards == shard_id`, in READY's `guilds` and as GUILD_CREATEs, and only their events
+("Gateway events that do not contain a `guild_id` will only be sent to the first shard", i.e. DMs go to shard 0).
+"Each shard can only support a maximum of 2500 guilds, and apps that are in 2500+ guilds *must* enable sharding":
+a session that would hold more is closed with 4011 "Sharding required", and a shard id not below the count (or a
+malformed `shard`) with 4010 "Invalid shard" (Discord's gateway close event codes,
+https://discord.com/developers/docs/topics/opcodes-and-status-codes#gateway-gateway-close-event-codes).
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from .permissions import EVENT_INTENTS, INTENT_GUILD_MEMBERS
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_MS = 41250
+#: Discord's limit of servers one gateway session may hold (close 4011 past it).
+MAX_GUILDS_PER_SESSION = 2500
 HISTORY_LIMIT = 2000
 DEFAULT_LARGE_THRESHOLD, MAX_LARGE_THRESHOLD = 50, 250
 
@@ -55,6 +66,16 @@ class GatewaySession:
         """Whether the session's intents cover this event."""
         needed = EVENT_INTENTS.get(event)
         return needed is None or bool(self.intents & needed)
+
+    def owns(self, guild_id: int | str | None) -> bool:
+        """Whether Discord routes this server's events to this session: every server unsharded; else its shard's
+        (`(guild_id >> 22) % num_shards`), and an event of no server (a DM) to shard 0 only."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return (int(guild_id) >> 22) % count == shard_id
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Number the event, keep it for RESUME, and send it if a socket is attached."""
@@ -115,6 +136,8 @@ class GatewayHub:
         self.sessions: dict[str, GatewaySession] = {}
         self.connections: set[GatewayConnection] = set()
         self.identify_count = 0
+        #: Each answered IDENTIFY's `shard` ([id, count], None unsharded), in order.
+        self.identified_shards: list[tuple[int, int] | None] = []
         self.resume_count = 0
         self._ready_changed = asyncio.Event()
         #: Members whose GUILD_MEMBER_UPDATE events are being held back, and the held events in order.
@@ -169,20 +192,22 @@ class GatewayHub:
         return len(self._held_updates)
 
     def _fan_out(self, event: str, data: dict[str, Any]) -> None:
+        guild_id = data.get("guild_id")
         for session in self.live_sessions():
-            if session.wants(event):
+            if session.wants(event) and session.owns(guild_id):
                 session.dispatch(event, data)
 
     def announce_guild(self, guild: FakeGuild) -> None:
-        """GUILD_CREATE for a guild the bot joined while connected."""
+        """GUILD_CREATE for a guild the bot joined while connected (to the sessions of its shard)."""
         for session in self.live_sessions():
-            session.dispatch("GUILD_CREATE", self._guild_create(session, guild))
+            if session.owns(guild.id):
+                session.dispatch("GUILD_CREATE", self._guild_create(session, guild))
 
     def dispatch_interaction(self, data: dict[str, Any]) -> None:
-        """Interactions go to one session only: the most recently identified connected one."""
-        attached = [s for s in self.live_sessions() if s.connection is not None]
+        """Interactions go to one session only: the most recently identified connected one of the server's shard."""
+        attached = [s for s in self.live_sessions() if s.connection is not None and s.owns(data.get("guild_id"))]
         if not attached:
-            raise RuntimeError("no bot is connected to the fake gateway; cannot deliver the interaction")
+            raise RuntimeError("no bot is connected to the fake gateway for that server; cannot deliver it")
         attached[-1].dispatch("INTERACTION_CREATE", data)
 
     @property
@@ -278,14 +303,22 @@ class GatewayHub:
             await connection.stop()
             await connection.ws.close(code=4004, message=b"Authentication failed.")
             return
+        shard = data.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            await connection.stop()
+            await connection.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        session = GatewaySession(int(data.get("intents", 0)), shard, _large_threshold(data))
+        guilds = [guild for guild in self._guilds() if session.owns(guild.id)]
+        if len(guilds) > MAX_GUILDS_PER_SESSION:
+            await connection.stop()
+            await connection.ws.close(code=4011, message=b"Sharding required.")
+            return
         self.identify_count += 1
-        threshold = int(data.get("large_threshold") or DEFAULT_LARGE_THRESHOLD)
-        threshold = min(max(threshold, DEFAULT_LARGE_THRESHOLD), MAX_LARGE_THRESHOLD)
-        session = GatewaySession(int(data.get("intents", 0)), data.get("shard"), threshold)
+        self.identified_shards.append(None if shard is None else (int(shard[0]), int(shard[1])))
         self.sessions[session.session_id] = session
         connection.session = session
         session.connection = connection
-        guilds = self._guilds()
         ready: dict[str, Any] = {
             "v": 10,
             "user": self._bot_user(),
@@ -358,12 +391,25 @@ class GatewayHub:
 
     def _request_members(self, connection: GatewayConnection, data: dict[str, Any]) -> None:
         session = connection.session
-        if session is None:
-            return
+        if session is None or not session.owns(str(data.get("guild_id") or "0")):
+            return  # another shard's server: this session knows nothing of it
         guild = next((g for g in self._guilds() if str(g.id) == str(data.get("guild_id"))), None)
         answers = self._member_desk.answer(guild, data, has_members_intent=bool(session.intents & INTENT_GUILD_MEMBERS))
         for event, payload in answers:
             session.dispatch(event, payload)
+
+
+def _valid_shard(shard: object) -> bool:
+    """`[shard_id, num_shards]` with 0 <= shard_id < num_shards."""
+    if not isinstance(shard, list) or len(shard) != 2 or not all(type(part) is int for part in shard):
+        return False
+    shard_id, count = shard
+    return count >= 1 and 0 <= shard_id < count
+
+
+def _large_threshold(data: dict[str, Any]) -> int:
+    threshold = int(data.get("large_threshold") or DEFAULT_LARGE_THRESHOLD)
+    return min(max(threshold, DEFAULT_LARGE_THRESHOLD), MAX_LARGE_THRESHOLD)
 
 
 def _member_key(data: dict[str, Any]) -> tuple[str, str]:

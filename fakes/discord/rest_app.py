@@ -6,6 +6,7 @@ follow Discord's rules (one initial callback, within 3 seconds; token valid for 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ MESSAGE_CALLBACKS = {4, 5}
 """Callback types that create the original response message."""
 
 TOKEN_LIFETIME = 15 * 60
+#: Servers per shard behind GET /gateway/bot's recommendation.
+GUILDS_PER_RECOMMENDED_SHARD = 1000
 
 
 class AppRoutes:
@@ -87,9 +90,13 @@ class AppRoutes:
         return json_response({"url": self.fake.gateway_url})
 
     async def get_gateway_bot(self, request: web.Request) -> web.Response:
-        """GET /gateway/bot (AutoShardedBot uses it)."""
+        """GET /gateway/bot (AutoShardedBot without a shard count uses it): `shards` is "the recommended number of
+        shards to use when connecting" (Discord's "Get Gateway Bot"). Discord doesn't publish how it picks it; its
+        sharding guide speaks of about 1,000 servers per shard and requires a shard per 2,500, so the fake
+        recommends one shard per 1,000 servers, at least one."""
         limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        return json_response({"url": self.fake.gateway_url, "shards": 1, "session_start_limit": limit})
+        shards = max(1, math.ceil(len(self.fake.guilds) / GUILDS_PER_RECOMMENDED_SHARD))
+        return json_response({"url": self.fake.gateway_url, "shards": shards, "session_start_limit": limit})
 
     # ---- commands ------------------------------------------------------------------------------
 
