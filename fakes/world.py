@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
+from typing import ClassVar
 
 import aiohttp
 
@@ -20,11 +21,14 @@ from bot.config import Config, load_config
 from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
 from bot.store import Store
+from bot.store.opening import open_configured
+from bot.store.token_cipher import TokenCipher, new_key
 from bot.sync.refresh import RefreshReport
 from bot.web.webhook_receiver import MEMBER_TRIGGERS
 from fakes.browser import Browser
 from fakes.discord import FakeDiscord, RateLimits, RecordedCall
 from fakes.patreon import FakePatreon
+from fakes.postgres import drop_database, fresh_database
 
 BOT_TOKEN = "fake-bot-token"
 CLIENT_ID = "fake-client"
@@ -90,6 +94,9 @@ def free_port() -> int:
 
 
 class FakeWorld:
+    #: PostgreSQL databases made by worlds in this process so far: how a test runner tells which tests ran on one.
+    postgres_databases_made: ClassVar[int] = 0
+
     def __init__(
         self,
         db_path: Path,
@@ -97,11 +104,14 @@ class FakeWorld:
         *,
         bot_host: str = "127.0.0.1",
         rate_limits: RateLimits | None = None,
+        postgres_server: str | None = None,
     ) -> None:
         """`rate_limits` None raises the fake Discord's limits (`RateLimits.relaxed()`): e2e tests need speed. The
         demo passes `RateLimits.real()`; one e2e test about the limits can call `discord.set_rate_limits(...)`.
         The bot paces its role calls to the same member-role window (`ROLE_CALLS_PER_GUILD`/`ROLE_WINDOW_SECONDS`,
-        as a deployment would set them), so a test with a short window stays fast without lying to the bot."""
+        as a deployment would set them), so a test with a short window stays fast without lying to the bot.
+        `postgres_server` (a PostgreSQL server's DSN): the bot's data goes to a database of the world's own there
+        (made by `start`, dropped by `close`; DATABASE_URL and TOKEN_ENCRYPTION_KEY) instead of the file `db_path`."""
         self.rate_limits = rate_limits or RateLimits.relaxed()
         self.db_path = db_path
         self.web_port = web_port or free_port()
@@ -133,10 +143,17 @@ class FakeWorld:
         self.extra_environment: dict[str, str] = {}
         #: False: no creator tokens nor webhook secret in .env, so campaigns come only from `/patreon-admin connect`.
         self.env_campaign = True
+        self.postgres_server = postgres_server
+        #: This world's own PostgreSQL database (empty: the SQLite file), and the key its tokens are sealed with.
+        self.database_url = ""
+        self._key = new_key() if postgres_server else ""
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self, *, start_bot: bool = True) -> FakeWorld:
+        if self.postgres_server and not self.database_url:
+            self.database_url = await fresh_database(self.postgres_server, "e2e")
+            FakeWorld.postgres_databases_made += 1
         await self.discord.start()
         await self.patreon.start()
         self._seed_discord()
@@ -156,6 +173,9 @@ class FakeWorld:
             await browser.close()
         await self.patreon.close()
         await self.discord.close()
+        if self.postgres_server and self.database_url:
+            await drop_database(self.postgres_server, self.database_url)
+            self.database_url = ""
 
     def environment(self) -> dict[str, str]:
         """The settings a deployment would put in .env, pointing at the fakes."""
@@ -176,6 +196,7 @@ class FakeWorld:
             "DISCORD_BASE_URL": self.discord.base_url,
             "ROLE_CALLS_PER_GUILD": str(self.rate_limits.member_role.limit),
             "ROLE_WINDOW_SECONDS": repr(self.rate_limits.member_role.seconds),
+            **({"DATABASE_URL": self.database_url, "TOKEN_ENCRYPTION_KEY": self._key} if self.database_url else {}),
             **self.extra_environment,
         } | ({} if self.env_campaign else dict.fromkeys(_ENV_CAMPAIGN_SETTINGS, ""))
 
@@ -183,9 +204,16 @@ class FakeWorld:
     def config(self) -> Config:
         return load_config(self.environment(), env_file=None)
 
+    async def open_store(self) -> Store:
+        """The bot's database, opened as `python -m bot` opens it: the SQLite file, or this world's PostgreSQL
+        database. Tests and helpers that change the store behind the bot's back use this, never the file."""
+        config = self.config
+        cipher = TokenCipher.from_setting(config.token_encryption_key) if config.token_encryption_key else None
+        return await open_configured(config.database_url, config.database_path, cipher)
+
     async def start_bot(self) -> PatronBot:
         point_discord_at(self.discord.base_url)
-        self.store = await Store.open(self.db_path)
+        self.store = await self.open_store()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         bot = PatronBot(self.config, self.store, self._session, self.clock, guild_ready_timeout=0.05)
         await bot.login(BOT_TOKEN)
@@ -261,7 +289,7 @@ class FakeWorld:
         """The admin's choices (the bot turned on, tier→role map, log channel) as if made with the admin commands."""
         from bot.domain.models import GuildSettings
 
-        store = await Store.open(self.db_path)
+        store = await self.open_store()
         try:
             await store.map_tier_role(SEED.guild_id, SEED.gold_tier, SEED.gold_role)
             await store.map_tier_role(SEED.guild_id, SEED.bronze_tier, SEED.bronze_role)
