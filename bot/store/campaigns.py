@@ -3,15 +3,21 @@
 A campaign's creator tokens live in `tokens` under its `token_subject`, sealed like every token; its webhook secret
 is sealed the same way here. A server follows at most one campaign (`guild_campaigns`): the binding is what lets a
 server act for a campaign, so only the connect flow (the creator's own OAuth) writes it.
+
+A server whose admin disconnected it keeps a marker (`service_state`, `guild-disconnected:<id>`, written in the
+same commit as the unbinding, cleared by the next `bind_guild`): `guild_bindings` maps it to `DISCONNECTED`, which
+no campaign is, so it follows nothing and the `.env` campaign's ownership rule (bot/sync/participation.py) never
+takes it back, nor counts it as a rival of the creator's server.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.store.queues import SqlRunner, iso_utc
+from bot.store.queues import UPSERT_FACT, SqlRunner, iso_utc
 from bot.store.token_cipher import TokenCipher
 
 #: The campaign key of rows migrated from a database whose campaign id was not known yet; `adopt_unknown_campaign`
@@ -21,6 +27,9 @@ ENV_SOURCE = "env"
 OAUTH_SOURCE = "oauth"
 ACTIVE = "active"
 REVOKED = "revoked"
+#: What `guild_bindings` says of a server disconnected on purpose: no campaign has this id (Patreon's are digits).
+DISCONNECTED = "(disconnected)"
+_DISCONNECTED_PREFIX = "guild-disconnected:"
 
 #: Tables whose rows belong to one campaign (`campaign_id` column): what `adopt_unknown_campaign` re-keys.
 #: Each with the rest of its primary key.
@@ -131,6 +140,8 @@ class CampaignStore(SqlRunner):
         record = await self.get_campaign(campaign_id)
         guilds = await self.guilds_following(campaign_id)
         self._bindings = None
+        for guild_id in guilds:
+            await self._mark_disconnected(guild_id, campaign_id)
         await self._run("DELETE FROM guild_campaigns WHERE campaign_id = ?", (campaign_id,))
         await self._run("DELETE FROM campaigns WHERE campaign_id = ?", (campaign_id,))
         if record is not None:
@@ -163,16 +174,32 @@ class CampaignStore(SqlRunner):
             " campaign_id = excluded.campaign_id, bound_by = excluded.bound_by, bound_at = excluded.bound_at",
             (guild_id, campaign_id, by, iso_utc(at or datetime.now(UTC))),
         )
+        await self._run("DELETE FROM service_state WHERE key = ?", (f"{_DISCONNECTED_PREFIX}{guild_id}",))
         await self._db.commit()
 
     async def unbind_guild(self, guild_id: int) -> str | None:
-        """Stop the server following a campaign; return the campaign it followed, if any."""
+        """Stop the server following a campaign, on purpose (a disconnect): it follows none from now on, the `.env`
+        campaign included, until it is bound again. Return the campaign it followed, if any."""
         binding = await self.guild_binding(guild_id)
         if binding is not None:
             self._bindings = None
+            await self._mark_disconnected(guild_id, binding.campaign_id)
             await self._run("DELETE FROM guild_campaigns WHERE guild_id = ?", (guild_id,))
             await self._db.commit()
         return None if binding is None else binding.campaign_id
+
+    async def _mark_disconnected(self, guild_id: int, campaign_id: str) -> None:
+        """Part of an unbinding's commit (the caller commits): a crash can't leave the server unbound unmarked."""
+        value = json.dumps({"campaign_id": campaign_id, "at": iso_utc(datetime.now(UTC))})
+        await self._run(UPSERT_FACT, (f"{_DISCONNECTED_PREFIX}{guild_id}", value))
+
+    async def disconnected_guilds(self) -> frozenset[int]:
+        """The servers disconnected on purpose and not bound since."""
+        async with self._db.execute(
+            "SELECT key FROM service_state WHERE key LIKE ?", (f"{_DISCONNECTED_PREFIX}%",)
+        ) as cursor:
+            keys = [str(row[0]) async for row in cursor]
+        return frozenset(int(key.removeprefix(_DISCONNECTED_PREFIX)) for key in keys)
 
     async def guild_binding(self, guild_id: int) -> GuildBinding | None:
         async with self._db.execute("SELECT * FROM guild_campaigns WHERE guild_id = ?", (guild_id,)) as cursor:
@@ -180,10 +207,13 @@ class CampaignStore(SqlRunner):
         return None if row is None else _binding(row)
 
     async def guild_bindings(self) -> dict[int, str]:
-        """Every explicit binding: server → campaign id (a copy; read from memory after the first call)."""
+        """Every explicit choice: server → the campaign id it is bound to, or `DISCONNECTED` for a server whose
+        admin disconnected it (a copy; read from memory after the first call)."""
         if self._bindings is None:
+            found = dict.fromkeys(await self.disconnected_guilds(), DISCONNECTED)
             async with self._db.execute("SELECT guild_id, campaign_id FROM guild_campaigns") as cursor:
-                self._bindings = {int(row[0]): row[1] async for row in cursor}
+                found.update({int(row[0]): row[1] async for row in cursor})
+            self._bindings = found
         return dict(self._bindings)
 
     async def guilds_following(self, campaign_id: str) -> list[int]:

@@ -9,7 +9,7 @@ import pytest
 
 from bot.domain.models import MembershipSnapshot, PatronStatus, Tier
 from bot.store import CREATOR_SUBJECT
-from bot.store.campaigns import UNKNOWN_CAMPAIGN, campaign_token_subject
+from bot.store.campaigns import DISCONNECTED, UNKNOWN_CAMPAIGN, campaign_token_subject
 from bot.store.codec import snapshot_hash
 from bot.store.patron_report import iter_stored_memberships, stored_memberships
 
@@ -115,9 +115,14 @@ async def test_campaigns_keep_their_webhook_secret_sealed_and_servers_follow_one
     await store.set_campaign_state("c2", "revoked")
     assert [c.campaign_id for c in await store.campaign_records()] == ["c1", "c2"]
     assert await store.forget_campaign("c2") == [G2]
-    assert await store.guild_bindings() == {G1: "c1"}
+    assert await store.guild_bindings() == {G1: "c1", G2: DISCONNECTED}, "a disconnected server follows nothing"
     assert await store.get_campaign("c2") is None
-    assert await store.unbind_guild(G1) == "c1" and await store.guild_bindings() == {}
+    assert await store.unbind_guild(G1) == "c1"
+    assert await store.guild_bindings() == {G1: DISCONNECTED, G2: DISCONNECTED}
+    assert await store.guild_binding(G1) is None and await store.disconnected_guilds() == {G1, G2}
+    await store.bind_guild(G1, "c1", ANN)  # connecting again clears the mark
+    assert await store.guild_bindings() == {G1: "c1", G2: DISCONNECTED}
+    assert await store.disconnected_guilds() == {G2}
 
 
 async def test_rows_migrated_without_a_campaign_are_re_keyed_and_the_real_ones_win(store):
