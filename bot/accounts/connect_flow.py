@@ -6,7 +6,9 @@ state's salt says it is this flow) → the creator's campaigns (a picker when se
 the token pair stored, the server bound, the tiers read, the webhook registered through the API. The admin and the
 creator may be different people at one keyboard: the admin signs in to Discord, then whoever signs in to Patreon
 approves (only the campaigns that Patreon account owns are offered). A forwarded button fails at Discord's step;
-a Patreon redirect replayed in another browser fails at the cookie; each attempt binds once.
+a Patreon redirect replayed in another browser fails at the cookie; each attempt binds once. A creator's pair
+waiting for the picker lives only as long as its attempt (15 minutes): `PendingConnectSweeper` forgets abandoned
+ones at start-up and every few minutes, and each new connect button does too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from bot.accounts.connect_state import (
@@ -35,9 +37,11 @@ from bot.domain.models import Campaign, TokenPair
 from bot.patreon.creator_api import CREATOR_SCOPES, MEMBER_TRIGGERS, CreatorClient
 from bot.patreon.errors import PatreonAuthError, PatreonError
 from bot.store import Store
+from bot.store.campaigns import pending_connect_subject
 from bot.sync.campaign import CampaignUnavailable
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.participation import Participation
+from bot.sync.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,8 @@ CONNECT_PICK_PATH = "/connect/pick"
 WEBHOOK_PATH = "/patreon/webhook"
 _UNAVAILABLE = "Nothing was connected. Try again in a few minutes."
 _AGAIN = "Nothing was connected. Run /patreon-admin connect again in Discord, and open it in the same browser."
+#: How often abandoned pickers' creator pairs are looked for: a pair outlives its 15-minute attempt by at most this.
+PENDING_SWEEP_EVERY = timedelta(minutes=5)
 
 
 class ConnectRefused(Exception):
@@ -102,6 +108,8 @@ class ConnectFlow:
         self._clock = clock
         self._after_connect = after_connect
         self._background: set[asyncio.Task[object]] = set()
+        #: Started with the web app (bot/web/connect_routes.py), stopped by `close`.
+        self.sweeper = PendingConnectSweeper(self.forget_abandoned, clock)
 
     @property
     def cookie_secure(self) -> bool:
@@ -109,6 +117,7 @@ class ConnectFlow:
 
     async def close(self) -> None:
         """Stop the work started after a connect (the bot is shutting down; the scheduled refresh catches up)."""
+        await self.sweeper.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -125,9 +134,17 @@ class ConnectFlow:
             raise ConnectRefused(
                 "Connecting isn't set up yet: the bot's owner must set DISCORD_CLIENT_ID and DISCORD_CLIENT_SECRET."
             )
+        await self.forget_abandoned()
         token, _ = issue_connect_state(self._key, guild_id, admin_id, self._clock(), guild_name)
         log.info("connect button made for guild=%s by user=%s", guild_id, admin_id)
         return f"{self._public}{CONNECT_START_PATH}?state={quote(token)}"
+
+    async def forget_abandoned(self) -> int:
+        """Forget the creator pairs of pickers whose attempt ended unpicked; they are creator tokens."""
+        forgotten = await self._store.forget_pending_connects(self._clock())
+        if forgotten:
+            log.info("connect: the creator tokens of %d abandoned campaign picker(s) forgotten", forgotten)
+        return forgotten
 
     async def start(self, state_token: str, cookie: str | None) -> ConnectStep:
         try:
@@ -197,7 +214,7 @@ class ConnectFlow:
             )
         if len(owned) == 1:
             return await self._connect(state, tokens, owned[0])
-        await self._store.save_tokens(_pending_subject(state.nonce), tokens)
+        await self._store.save_tokens(pending_connect_subject(state.nonce, state.expires_at), tokens)
         choices = tuple((campaign.id, campaign.name or campaign.vanity or campaign.id) for campaign in owned)
         pick = issue_pick(self._key, state, tuple(campaign.id for campaign in owned))
         return ConnectStep(choices=choices, pick_token=pick, guild_name=state.guild_name)
@@ -215,7 +232,7 @@ class ConnectFlow:
             return _fail("That campaign wasn't one of the choices.", "Nothing was connected.", 400)
         if not await self._store.consume_state(f"pick:{state.nonce}", state.expires_at):
             return _fail("This choice was already made.", "Run /patreon-admin connect again in Discord.")
-        subject = _pending_subject(state.nonce)
+        subject = pending_connect_subject(state.nonce, state.expires_at)
         tokens = await self._store.get_tokens(subject)
         await self._store.delete_tokens(subject)
         if tokens is None:
@@ -317,10 +334,30 @@ async def _run(work: Awaitable[object]) -> object:
         return None
 
 
-def _pending_subject(nonce: str) -> str:
-    """Where the creator's pair waits while the picker is open (sealed like every token pair)."""
-    return f"connect-pending:{nonce}"
-
-
 def _fail(headline: str, detail: str, status: int = 400) -> ConnectStep:
     return ConnectStep(result=LinkResult(False, headline, detail, status=status))
+
+
+class PendingConnectSweeper(BackgroundWorker):
+    """Runs `ConnectFlow.forget_abandoned` at start and then every `PENDING_SWEEP_EVERY` of the clock."""
+
+    name = "abandoned connect pickers"
+
+    def __init__(self, sweep: Callable[[], Awaitable[int]], clock: Callable[[], datetime]) -> None:
+        super().__init__(clock)
+        self._sweep = sweep
+        self._next: datetime | None = None
+
+    async def work(self) -> bool:
+        now = self.clock()
+        if self._next is not None and now < self._next:
+            return False
+        self._next = now + PENDING_SWEEP_EVERY
+        await self._sweep()
+        return False
+
+    async def next_due(self) -> datetime | None:
+        return self._next
+
+    async def busy(self) -> bool:
+        return False

@@ -45,6 +45,16 @@ def campaign_token_subject(campaign_id: str) -> str:
     return f"campaign:{campaign_id}"
 
 
+#: Where a creator's token pair waits while the connect flow's campaign picker is open (`pending_connect_subject`).
+PENDING_CONNECT_PREFIX = "connect-pending:"
+
+
+def pending_connect_subject(nonce: str, expires_at: datetime) -> str:
+    """The picker's pair, named with the moment its attempt ends, so `forget_pending_connects` can tell an
+    abandoned one from its name alone (the tokens' own `updated_at` is the wall clock, not the bot's)."""
+    return f"{PENDING_CONNECT_PREFIX}{int(expires_at.timestamp())}:{nonce}"
+
+
 def _secret_label(campaign_id: str) -> str:
     return f"campaign:{campaign_id}/webhook"
 
@@ -148,6 +158,19 @@ class CampaignStore(SqlRunner):
             await self._run("DELETE FROM tokens WHERE subject = ?", (record.token_subject,))
         await self._db.commit()
         return guilds
+
+    async def forget_pending_connects(self, now: datetime) -> int:
+        """Delete the creator pairs of connect attempts that ended by `now` unpicked (an abandoned picker), and any
+        whose name tells no end (written before names carried it); one commit; return how many."""
+        async with self._db.execute(
+            "SELECT subject FROM tokens WHERE subject LIKE ?", (f"{PENDING_CONNECT_PREFIX}%",)
+        ) as cursor:
+            subjects = [str(row[0]) async for row in cursor]
+        expired = [subject for subject in subjects if _pending_ends(subject) <= now.timestamp()]
+        if expired:
+            await self._run_many("DELETE FROM tokens WHERE subject = ?", [(subject,) for subject in expired])
+            await self._db.commit()
+        return len(expired)
 
     def _campaign(self, row: Any) -> CampaignRecord:
         secret = row["webhook_secret"]
@@ -275,3 +298,9 @@ def _binding(row: Any) -> GuildBinding:
         bound_by=None if row["bound_by"] is None else int(row["bound_by"]),
         bound_at=datetime.fromisoformat(row["bound_at"]),
     )
+
+
+def _pending_ends(subject: str) -> float:
+    """When a pending connect pair's attempt ends, from its name (0: unreadable, so already ended)."""
+    end, _, nonce = subject.removeprefix(PENDING_CONNECT_PREFIX).partition(":")
+    return float(end) if end.isdigit() and nonce else 0.0

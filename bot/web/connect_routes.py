@@ -8,7 +8,7 @@ the link flow's (HttpOnly, SameSite=Lax, Secure on https), so the picker's POST 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from html import escape
 
 from aiohttp import web
@@ -38,6 +38,16 @@ def add_connect_routes(app: web.Application, flow: ConnectFlow) -> None:
     app[CONNECT_FLOW_KEY] = flow
     app.router.add_get(CONNECT_START_PATH, connect_start)
     app.router.add_post(CONNECT_PICK_PATH, connect_pick)
+    app.cleanup_ctx.append(_sweep_abandoned_pickers)
+
+
+async def _sweep_abandoned_pickers(app: web.Application) -> AsyncIterator[None]:
+    """While the pages are served, abandoned pickers' creator tokens are forgotten (at start, then every few
+    minutes): the picker is the only way to use them, so they live no longer than it does."""
+    sweeper = app[CONNECT_FLOW_KEY].sweeper
+    sweeper.start()
+    yield
+    await sweeper.stop()
 
 
 async def connect_callback(request: web.Request, which: str) -> web.StreamResponse | None:
