@@ -180,7 +180,16 @@ def build_services(
         participation=participation,
         on_outcome=after_reconcile,
     )
-    linking = LinkingService(patreon, store, campaign, reconcile, gateway, clock)
+
+    def count_link(how: str) -> None:  # the metrics are built last, below: they read the refresh
+        observability.metrics.count_link(how)
+
+    def count_unlink(who: str) -> None:
+        observability.metrics.count_unlink(who)
+
+    linking = LinkingService(
+        patreon, store, campaign, reconcile, gateway, clock, on_linked=count_link, on_unlinked=count_unlink
+    )
     discord_sign_in = DiscordSignInClient(
         session,
         base_url=config.discord_base_url,
@@ -215,7 +224,7 @@ def build_services(
     kicks = LapseKicks(
         store, reconcile, gateway if isinstance(gateway, KickGateway) else None, participation, clock
     )
-    applier = WebhookApplier(store, patreon, campaigns, reconcile, jobs, gateway, clock)
+    applier = WebhookApplier(store, patreon, campaigns, reconcile, jobs, gateway, clock, on_auto_linked=count_link)
     webhooks = WebhookReceiver(
         campaigns.webhook_secrets,
         store,
@@ -234,6 +243,7 @@ def build_services(
         clock,
         dirty_members,
         on_changed=patron_dms.on_memberships_changed,
+        on_auto_linked=count_link,
     )
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
 

@@ -218,7 +218,7 @@ class LinkFlow:
         )
         if not same:
             return _failure("There is nothing to undo.", "This link was already removed or made again since.", 409)
-        unlinked = await self._linking.unlink(grant.discord_user_id)
+        unlinked = await self._linking.unlink(grant.discord_user_id, who="undo")
         log.info("link undone on its result page: discord=%s patreon=%s", grant.discord_user_id, grant.patreon_user_id)
         return LinkResult(
             ok=True, headline="The link was undone.", detail=f"Nothing is linked any more. {unlinked.describe()}"

@@ -16,6 +16,7 @@ from bot.domain.models import Identity, MembershipSnapshot, PatreonUser, PatronS
 from bot.patreon.creator_api import CreatorClient, sees_every_membership
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonError
 from bot.store import Link, Store, patron_subject
+from bot.store.facade import ADMIN_SOURCE
 from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected
 from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
 
@@ -66,13 +67,21 @@ class LinkingService:
         reconcile: ReconcileService,
         gateway: RoleGateway,
         clock: Callable[[], datetime],
+        *,
+        on_linked: Callable[[str], None] = lambda how: None,
+        on_unlinked: Callable[[str], None] = lambda who: None,
     ) -> None:
+        """`on_linked(how)` hears of each new link made here ("oauth", "admin"): a Discord user linked to a Patreon
+        account they weren't linked to (signing in again to the same account is no new link); `on_unlinked(who)` of
+        each link removed ("patron", "admin", "undo"). bot/services.py hands in the metrics' counters."""
         self.client = client
         self.store = store
         self.campaign = campaign
         self.reconcile = reconcile
         self.gateway = gateway
         self.clock = clock
+        self._on_linked = on_linked
+        self._on_unlinked = on_unlinked
 
     async def server_refusal(self, guild_id: int) -> str | None:
         """Why this server doesn't act for the campaign (bot/sync/participation.py), or None: no link starts or
@@ -155,6 +164,8 @@ class LinkingService:
         log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
         await self._hand_links_replaced(state.discord_user_id, identity.user, (replaced, previous))
         is_new_link = previous is None or previous.patreon_user_id != identity.user.id
+        if is_new_link:
+            self._on_linked("oauth")
         return await self._grant_after_link(
             state.guild_id, state.discord_user_id, identity.user, membership, is_new_link, campaign_id
         )
@@ -286,15 +297,24 @@ class LinkingService:
             roles_given=roles_given,
         )
 
-    async def unlink(self, discord_user_id: int) -> UnlinkResult:
+    async def link_by_hand(self, discord_user_id: int, patreon_user_id: str, guild_id: int) -> None:
+        """An admin's `link-user`, once bot/guild_admin has checked who may make it: stored and counted here."""
+        previous = await self.store.get_link_by_discord(discord_user_id)
+        await self.store.save_link(discord_user_id, patreon_user_id, guild_id, ADMIN_SOURCE)
+        if previous is None or previous.patreon_user_id != patreon_user_id:
+            self._on_linked("admin")
+
+    async def unlink(self, discord_user_id: int, *, who: str = "patron") -> UnlinkResult:
         """Forget the link and the tokens, then take back only the roles this bot granted.
 
         The pair is also opted out of auto-match, or the next refresh would link it again from the patron's
-        Discord connection on Patreon; linking it explicitly again (OAuth, an admin) lifts the opt-out.
+        Discord connection on Patreon; linking it explicitly again (OAuth, an admin) lifts the opt-out. `who`:
+        "patron" (`/patreon unlink`, the panel's button), "admin" (`unlink-user`) or "undo" (the result page).
         """
         link = await self.store.delete_link(discord_user_id, opt_out_at=self.clock())
         if link is None:
             return UnlinkResult(was_linked=False)
+        self._on_unlinked(who)
         await self.store.delete_tokens(patron_subject(link.patreon_user_id))
         outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "unlinked")
         for outcome in outcomes:  # a lapse belongs to the link: relinking (perhaps another account) starts afresh

@@ -20,7 +20,6 @@ from bot.domain.policy import managed_role_ids
 from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.patreon.errors import PatreonError
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN, Store
-from bot.store.facade import ADMIN_SOURCE
 from bot.sync.campaign import CampaignService, CampaignUnavailable
 from bot.sync.participation import ENABLE_HINT, Participation
 from bot.sync.reconcile import MemberPlan, ReconcileOutcome, ReconcileService, RoleChangeError, RoleGateway
@@ -330,7 +329,7 @@ class AdminService:
         if previous is not None and previous.linked_in_guild_id not in (None, guild_id):
             raise AdminError("That member was linked in another server; only that server's admins can change it.")
         self._assert_outranks(guild_id, invoker, await self.reconcile.managed_roles(guild_id))
-        await self.store.save_link(discord_user_id, patreon_user_id, guild_id, ADMIN_SOURCE)
+        await self.linking.link_by_hand(discord_user_id, patreon_user_id, guild_id)
         outcome = await self.reconcile.reconcile_member(guild_id, discord_user_id, "linked by an admin")
         await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")
         if await self.store.get_membership(patreon_user_id, await self.reconcile.campaign_key(guild_id)) is None:
@@ -354,7 +353,7 @@ class AdminService:
                     "(the link gives no roles here)."
                 )
             raise AdminError("That member linked in another server; they can run `/patreon unlink` themselves.")
-        return await self.linking.unlink(discord_user_id)
+        return await self.linking.unlink(discord_user_id, who="admin")
 
     async def _assert_takes_part(self, guild_id: int) -> None:
         """Nothing changes for the campaign from a server that doesn't act for it (bot/sync/participation.py)."""

@@ -3,7 +3,8 @@ process (the tests, the benches) each count only their own work.
 
 Counts that already live elsewhere (Patreon answers in the Patreon client, Discord role calls in the Discord
 adapter, the queue and the links in the store, the last refresh in the refresh service) are read when Prometheus
-scrapes, through the callables handed to the constructor; only webhook results are counted here, by the web app.
+scrapes, through the callables handed to the constructor; only webhook results (by the web app) and links made and
+removed (by the linking service, through hooks bot/services.py wires) are counted here.
 
 What is never a label: a token, an e-mail, a Discord user id, a Patreon user id. Server (guild) ids label the queue
 gauges: an operator must see which server is behind, a guild id is visible to every member of that server and
@@ -24,6 +25,10 @@ from prometheus_client.registry import Collector
 
 PREFIX = "patreon_role_sync"
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+#: How a link is made (the store's link sources) and who removes one: the only label values the counters take.
+LINK_WAYS = ("oauth", "admin", "auto")
+UNLINK_WHO = ("patron", "admin", "undo")
 
 #: A webhook's HTTP answer (bot/web/app.py and bot/web/webhook_receiver.py decide it) → the result it is counted as.
 WEBHOOK_RESULTS = {202: "accepted", 200: "ignored", 400: "malformed", 401: "bad_signature", 413: "too_large"}
@@ -105,6 +110,14 @@ class BotMetrics:
             f"{PREFIX}_webhook_events", "Recorded webhook events by state", ["state"], registry=r
         )
         self.links = Gauge(f"{PREFIX}_links", "Linked patrons by how the link was made", ["source"], registry=r)
+        self.links_made = Counter(
+            f"{PREFIX}_links_made", "Links made (a new Patreon account for a Discord user) by how", ["how"], registry=r
+        )
+        self.unlinks = Counter(f"{PREFIX}_unlinks", "Links removed by who asked", ["who"], registry=r)
+        for how in LINK_WAYS:  # every way shows from the first scrape, at 0, so a rate() has a start
+            self.links_made.labels(how)
+        for who in UNLINK_WHO:
+            self.unlinks.labels(who)
         self.refresh_duration = Gauge(
             f"{PREFIX}_last_refresh_duration_seconds", "How long the last finished refresh took", registry=r
         )
@@ -120,6 +133,13 @@ class BotMetrics:
 
     def count_webhook(self, status: int) -> None:
         self.webhooks.labels(webhook_result(status)).inc()
+
+    def count_link(self, how: str) -> None:
+        """`how`: one of LINK_WAYS; anything else is counted as "other", so a label never carries free text."""
+        self.links_made.labels(how if how in LINK_WAYS else "other").inc()
+
+    def count_unlink(self, who: str) -> None:
+        self.unlinks.labels(who if who in UNLINK_WHO else "other").inc()
 
     async def render(self) -> bytes:
         """The text exposition, with the store's figures read now (one cheap GROUP BY each)."""

@@ -12,7 +12,7 @@ that guild for now; the next refresh or webhook tries again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bot.domain.models import MembershipSnapshot
@@ -32,8 +32,10 @@ async def auto_match(
     reconcile: ReconcileService,
     snapshots: Iterable[MembershipSnapshot],
     now: datetime,
+    on_linked: Callable[[str], None] = lambda how: None,
 ) -> list[tuple[int, str]]:
-    """Link what can be linked at `now`; return the new (discord id, patreon id) pairs (`reconcile` logs them)."""
+    """Link what can be linked at `now`; return the new (discord id, patreon id) pairs (`reconcile` logs them).
+    `on_linked("auto")` hears of each (the metrics' link counter)."""
     guilds = [
         guild_id
         for guild_id in await reconcile.acting_guild_ids()
@@ -72,6 +74,7 @@ async def auto_match(
             stored[discord_id] = link.patreon_user_id if link is not None else ""
         if stored.get(discord_id) == patreon_id and guild_id is not None:
             made.append((discord_id, patreon_id))
+            on_linked(AUTO_SOURCE)
             log.info("auto-matched discord=%s to patreon=%s in guild=%s", discord_id, patreon_id, guild_id)
             await reconcile.log_event(
                 guild_id,

@@ -146,12 +146,15 @@ class RefreshService:
         page_size: int = MAX_PAGE_SIZE,
         on_changed: Callable[[Sequence[MembershipSnapshot], str], Awaitable[None]] | None = None,
         campaign_concurrency: int = 1,
+        on_auto_linked: Callable[[str], None] = lambda how: None,
     ) -> None:
         """`dirty` is where the Discord adapter marks members whose roles changed on Discord. `campaigns`: every
         campaign refreshed, each for the servers that follow it (one `CampaignService`: that campaign alone).
         `on_changed(snapshots, campaign id)` hears each page's members whose snapshot changed, once stored (the
-        opt-in DMs: a declined payment keeps its roles, so no role job would tell them)."""
+        opt-in DMs: a declined payment keeps its roles, so no role job would tell them). `on_auto_linked`: each
+        link auto-match makes (bot/sync/auto_match.py)."""
         self.client = client
+        self.on_auto_linked = on_auto_linked
         self.store = store
         self.campaigns = campaigns if isinstance(campaigns, CampaignRegistry) else CampaignRegistry.of(campaigns)
         self.reconcile = reconcile
@@ -295,7 +298,9 @@ class RefreshService:
             self._unplanned = True  # once forgotten, a gone member is found again only by a full plan
             gone = await self.store.delete_memberships_except(listing.listed, report.started_at, key)
             report.snapshots_forgotten = len(gone)
-            matched = await auto_match(self.store, self.gateway, self.reconcile, listing.unmatched, self.clock())
+            matched = await auto_match(
+                self.store, self.gateway, self.reconcile, listing.unmatched, self.clock(), self.on_auto_linked
+            )
             report.auto_linked = len(matched)
             unlisted = set(gone) | await self.store.pending_webhook_patreon_ids(report.started_at, key)
             for guild in guilds:

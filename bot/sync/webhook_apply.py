@@ -49,9 +49,12 @@ class WebhookApplier(BackgroundWorker):
         max_attempts: int = 12,
         retry_base: float = 5.0,
         retry_cap: float = 900.0,
+        on_auto_linked: Callable[[str], None] = lambda how: None,
     ) -> None:
+        """`on_auto_linked`: each link auto-match makes from a webhook's member (bot/sync/auto_match.py)."""
         super().__init__(clock)
         self.store = store
+        self.on_auto_linked = on_auto_linked
         self.client = client
         #: Each event is applied for the campaign whose URL and secret received it, with that creator's token.
         self.campaigns = campaigns if isinstance(campaigns, CampaignRegistry) else CampaignRegistry.of(campaigns)
@@ -170,7 +173,7 @@ class WebhookApplier(BackgroundWorker):
                 await self.store.finish_webhook_events(ids, FAILED, self.clock(), "member has no Patreon user")
                 return
             stored = await self.store.save_membership(snapshot, campaign_id)
-            await auto_match(self.store, self.gateway, self.reconcile, [snapshot], self.clock())
+            await auto_match(self.store, self.gateway, self.reconcile, [snapshot], self.clock(), self.on_auto_linked)
             patreon_ids.add(snapshot.patreon_user_id)
             log.info(
                 "webhook %s member=%s user=%s: %s (%s)",

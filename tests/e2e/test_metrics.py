@@ -95,7 +95,7 @@ async def test_a_scrape_names_no_person_and_holds_no_secret(watched):
     secrets = [TOKEN, WEBHOOK_SECRET, world.patreon.creator_access_token, world.patreon.creator_refresh_token]
     assert [word for word in people + secrets if word in text] == []
     labels = set(re.findall(r'(\w+)="', text))
-    assert labels <= {"result", "status", "guild", "source", "state", "kind"}
+    assert labels <= {"result", "status", "guild", "source", "state", "kind", "how", "who"}
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-of-some-length", f"Basic {TOKEN}", "Bearer"])
