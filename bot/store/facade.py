@@ -16,6 +16,7 @@ import aiosqlite
 from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
 from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore, campaign_key, membership_row
 from bot.store.campaigns import CampaignStore
+from bot.store.claims import ClaimStore
 from bot.store.codec import decode_settings, decode_snapshot, encode_settings
 from bot.store.comps import CompStore
 from bot.store.daily_counts import DailyCountStore
@@ -68,6 +69,7 @@ class Link:
 
 
 class Store(
+    ClaimStore,
     CampaignStore,
     TokenStore,
     QueueStore,

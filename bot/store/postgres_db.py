@@ -92,6 +92,9 @@ class PostgresConnection:
         self._turn = asyncio.Lock()
         self._transaction: Any = None
         self._translated: dict[str, str] = {}
+        #: The connection the advisory locks live on (`advisory_lock`), opened at the first one; and its turn.
+        self._locks: asyncpg.Connection | None = None
+        self._locks_turn = asyncio.Lock()
 
     def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> _Statement:
         return _Statement(self._cursor(sql, [parameters_of(parameters)]))
@@ -117,6 +120,9 @@ class PostgresConnection:
             self._closing = True
             await self._abandon()
             await self._connection.close()
+        async with self._locks_turn:
+            if self._locks is not None and not self._locks.is_closed():
+                await self._locks.close()  # releases every advisory lock still held
 
     async def _cursor(self, sql: str, rows: list[Sequence[Any]]) -> PostgresCursor:
         query = self._translated.get(sql)
@@ -211,6 +217,42 @@ class PostgresConnection:
         finally:
             async with self._turn:
                 await self._connection.execute(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+
+
+    @asynccontextmanager
+    async def advisory_lock(self, key: int) -> AsyncIterator[bool]:
+        """`pg_try_advisory_lock(key)`: yield whether this process got it (never waits), unlock on leaving.
+
+        Session-level, on a connection of its own: what it guards (a campaign's refresh) commits many transactions
+        on the store's connection, and a transaction-level lock would end with the first; the store's connection
+        may also be dropped and reconnected by a failed statement, which would end a session lock silently. A
+        process that dies ends this connection, and PostgreSQL releases the lock with it (after a network cut,
+        when the server notices the connection is gone). Failing to reach the server counts as not getting it."""
+        async with self._locks_turn:
+            try:
+                if self._locks is None or self._locks.is_closed():
+                    self._locks = await asyncpg.connect(self._url, timeout=15, server_settings=_SESSION)
+                locks = self._locks
+                held = bool(await locks.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("advisory lock %d: can't reach PostgreSQL (%s); not taken", key, type(error).__name__)
+                held = False
+        try:
+            yield held
+        finally:
+            if held:
+                await self._advisory_unlock(locks, key)
+
+    async def _advisory_unlock(self, locks: asyncpg.Connection, key: int) -> None:
+        async with self._locks_turn:
+            if locks.is_closed():
+                log.warning("advisory lock %d: its connection ended while it was held (the lock went with it)", key)
+                return
+            try:
+                await locks.fetchval("SELECT pg_advisory_unlock($1)", key)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("advisory lock %d: unlocking failed (%s); dropping its connection", key, error)
+                locks.terminate()
 
 
 class _Statement:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from bot.store.database import SQLITE, Database
+from bot.store.leases import ALL_SHARDS, Shards
 
 #: How far before `now` an urgent job is dated, so it sorts ahead of a refresh's whole batch.
 URGENT_HEAD_START = timedelta(days=1)
@@ -24,6 +25,9 @@ FAILED = "failed"
 SUPERSEDED = "superseded"
 #: Set a fact (`service_state`), replacing its value: written once for both engines.
 UPSERT_FACT = "INSERT INTO service_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+#: A row free to the process `owner` at `now` (bot/store/claims.py): nobody's, its own, or a lease that ran out.
+#: Parameters: owner, now.
+CLAIMABLE = "(claimed_by IS NULL OR claimed_by = ? OR claim_expires_at <= ?)"
 
 
 def iso_utc(moment: datetime) -> str:
@@ -46,6 +50,8 @@ class WebhookEvent:
     received_at: datetime
     #: The campaign whose webhook URL and secret received it (None: recorded without one, by a test).
     addressed_campaign_id: str | None = None
+    #: The process that claimed it (bot/store/claims.py); None when read without a claim.
+    claimed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,9 @@ class RoleJob:
     next_attempt_at: datetime
     last_error: str | None
     reported: bool
+    #: The process that claimed it (bot/store/claims.py): only that one may finish, retry or fail it. None when
+    #: read without a claim (tests, one process): then no owner is checked.
+    claimed_by: str | None = None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -161,35 +170,32 @@ class QueueStore(SqlRunner):
             "SELECT * FROM webhook_events WHERE state = ? AND next_attempt_at <= ? ORDER BY id LIMIT ?",
             (PENDING, iso_utc(now), limit),
         ) as cursor:
-            return [
-                WebhookEvent(
-                    id=int(row["id"]),
-                    trigger=row["trigger"],
-                    member_id=row["member_id"],
-                    patreon_user_id=row["patreon_user_id"],
-                    campaign_id=row["campaign_id"],
-                    attempts=int(row["attempts"]),
-                    received_at=_parse(row["received_at"]) or now,
-                    addressed_campaign_id=row["addressed_campaign_id"],
-                )
-                async for row in cursor
-            ]
+            return [_webhook_event(row, now) async for row in cursor]
 
     async def finish_webhook_events(
-        self, ids: Sequence[int], state: str, now: datetime, error: str | None = None
-    ) -> None:
-        await self._run_many(
-            "UPDATE webhook_events SET state = ?, finished_at = ?, last_error = ? WHERE id = ?",
-            [(state, iso_utc(now), error, event_id) for event_id in ids],
+        self, ids: Sequence[int], state: str, now: datetime, error: str | None = None, *, owner: str | None = None
+    ) -> int:
+        """Say how the events ended; with `owner` (the claimer), only those it still holds. Returns how many."""
+        owned, mine = (" AND claimed_by = ?", (owner,)) if owner is not None else ("", ())
+        written = await self._run_many(
+            f"UPDATE webhook_events SET state = ?, finished_at = ?, last_error = ? WHERE id = ?{owned}",
+            [(state, iso_utc(now), error, event_id, *mine) for event_id in ids],
         )
         await self._db.commit()
+        return written.rowcount
 
-    async def retry_webhook_events(self, ids: Sequence[int], next_attempt_at: datetime, error: str) -> None:
-        await self._run_many(
-            "UPDATE webhook_events SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-            [(iso_utc(next_attempt_at), error, event_id) for event_id in ids],
+    async def retry_webhook_events(
+        self, ids: Sequence[int], next_attempt_at: datetime, error: str, *, owner: str | None = None
+    ) -> int:
+        """Back off, and let go of the claim: whichever process is free when they are due takes them."""
+        owned, mine = (" AND claimed_by = ?", (owner,)) if owner is not None else ("", ())
+        written = await self._run_many(
+            "UPDATE webhook_events SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+            f" claimed_by = NULL, claim_expires_at = NULL WHERE id = ?{owned}",
+            [(iso_utc(next_attempt_at), error, event_id, *mine) for event_id in ids],
         )
         await self._db.commit()
+        return written.rowcount
 
     async def supersede_webhook_events(
         self, received_before: datetime, now: datetime, campaign_id: str | None = None
@@ -261,13 +267,18 @@ class QueueStore(SqlRunner):
             "state = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?", (PENDING, iso_utc(now), limit)
         )
 
-    async def due_role_jobs_per_guild(self, now: datetime, per_guild: int) -> list[RoleJob]:
-        """Each server's first `per_guild` due jobs in due order (the worker serves servers in turn)."""
+    async def due_role_jobs_per_guild(
+        self, now: datetime, per_guild: int, *, owner: str | None = None, shards: Shards = ALL_SHARDS
+    ) -> list[RoleJob]:
+        """Each server's first `per_guild` due jobs in due order (the worker serves servers in turn); only the
+        servers of `shards`, and with `owner` only jobs free to that process (bot/store/claims.py)."""
+        free, free_params = (f" AND {CLAIMABLE}", (owner, iso_utc(now))) if owner is not None else ("", ())
+        shard_sql, shard_params = shards.where()
         async with self._db.execute(
             "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY guild_id ORDER BY next_attempt_at) AS turn"
-            " FROM role_jobs WHERE state = ? AND next_attempt_at <= ?) AS ranked WHERE turn <= ?"
+            f" FROM role_jobs WHERE state = ? AND next_attempt_at <= ?{free}{shard_sql}) AS ranked WHERE turn <= ?"
             " ORDER BY guild_id, turn",
-            (PENDING, iso_utc(now), per_guild),
+            (PENDING, iso_utc(now), *free_params, *shard_params, per_guild),
         ) as cursor:
             return [_role_job(row) async for row in cursor]
 
@@ -298,30 +309,52 @@ class QueueStore(SqlRunner):
         return _parse(row[0]) if row else None
 
     async def finish_role_job(self, job: RoleJob) -> bool:
-        """Delete the job unless it was enqueued again while it ran; say whether it went."""
+        """Delete the job unless it was enqueued again while it ran (then let go of its claim, so it runs again
+        at once), or, when it was claimed, another process has claimed it since; say whether it went."""
+        owned, mine = _owned_by(job)
         result = await self._run(
-            "DELETE FROM role_jobs WHERE guild_id = ? AND discord_user_id = ? AND seq = ?",
-            (job.guild_id, job.user_id, job.seq),
+            f"DELETE FROM role_jobs WHERE guild_id = ? AND discord_user_id = ? AND seq = ?{owned}",
+            (job.guild_id, job.user_id, job.seq, *mine),
+        )
+        if result.rowcount == 0:
+            await self._release_role_job(job)
+        await self._db.commit()
+        return result.rowcount > 0
+
+    async def retry_role_job(self, job: RoleJob, next_attempt_at: datetime, error: str) -> bool:
+        """Back off and let go of the claim; False when another process holds the job now (nothing changed)."""
+        owned, mine = _owned_by(job)
+        result = await self._run(
+            "UPDATE role_jobs SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+            f" claimed_by = NULL, claim_expires_at = NULL WHERE guild_id = ? AND discord_user_id = ?{owned}",
+            (iso_utc(next_attempt_at), error[:500], job.guild_id, job.user_id, *mine),
         )
         await self._db.commit()
         return result.rowcount > 0
 
-    async def retry_role_job(self, job: RoleJob, next_attempt_at: datetime, error: str) -> None:
-        await self._run(
-            "UPDATE role_jobs SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-            " WHERE guild_id = ? AND discord_user_id = ?",
-            (iso_utc(next_attempt_at), error[:500], job.guild_id, job.user_id),
+    async def fail_role_job(self, job: RoleJob, error: str) -> bool:
+        """Park the job as failed (unless a new request arrived meanwhile, or another process holds it now) and
+        mark its failure reported; say whether it was parked."""
+        owned, mine = _owned_by(job)
+        result = await self._run(
+            "UPDATE role_jobs SET state = ?, last_error = ?, reported = 1, attempts = attempts + 1,"
+            " claimed_by = NULL, claim_expires_at = NULL"
+            f" WHERE guild_id = ? AND discord_user_id = ? AND seq = ?{owned}",
+            (FAILED, error[:500], job.guild_id, job.user_id, job.seq, *mine),
         )
+        if result.rowcount == 0:
+            await self._release_role_job(job)
         await self._db.commit()
+        return result.rowcount > 0
 
-    async def fail_role_job(self, job: RoleJob, error: str) -> None:
-        """Park the job as failed (unless a new request arrived meanwhile) and mark its failure reported."""
-        await self._run(
-            "UPDATE role_jobs SET state = ?, last_error = ?, reported = 1, attempts = attempts + 1"
-            " WHERE guild_id = ? AND discord_user_id = ? AND seq = ?",
-            (FAILED, error[:500], job.guild_id, job.user_id, job.seq),
-        )
-        await self._db.commit()
+    async def _release_role_job(self, job: RoleJob) -> None:
+        """Let go of a claimed job that stays queued (a new request arrived while it ran)."""
+        if job.claimed_by is not None:
+            await self._run(
+                "UPDATE role_jobs SET claimed_by = NULL, claim_expires_at = NULL"
+                " WHERE guild_id = ? AND discord_user_id = ? AND claimed_by = ?",
+                (job.guild_id, job.user_id, job.claimed_by),
+            )
 
     async def reschedule_role_jobs(self, now: datetime) -> int:
         """At start-up every pending job is due at once: whatever it waited for may be over."""
@@ -337,6 +370,25 @@ class QueueStore(SqlRunner):
             return [_role_job(row) async for row in cursor]
 
 
+def _owned_by(job: RoleJob) -> tuple[str, tuple[str, ...]]:
+    """The condition (and its parameter) that the row is still the claimer's; nothing for an unclaimed read."""
+    return (" AND claimed_by = ?", (job.claimed_by,)) if job.claimed_by is not None else ("", ())
+
+
+def _webhook_event(row: Any, now: datetime) -> WebhookEvent:
+    return WebhookEvent(
+        id=int(row["id"]),
+        trigger=row["trigger"],
+        member_id=row["member_id"],
+        patreon_user_id=row["patreon_user_id"],
+        campaign_id=row["campaign_id"],
+        attempts=int(row["attempts"]),
+        received_at=_parse(row["received_at"]) or now,
+        addressed_campaign_id=row["addressed_campaign_id"],
+        claimed_by=row["claimed_by"],
+    )
+
+
 def _role_job(row: Any) -> RoleJob:
     return RoleJob(
         guild_id=int(row["guild_id"]),
@@ -348,4 +400,5 @@ def _role_job(row: Any) -> RoleJob:
         next_attempt_at=_parse(row["next_attempt_at"]) or datetime.now(UTC),
         last_error=row["last_error"],
         reported=bool(row["reported"]),
+        claimed_by=row["claimed_by"],
     )

@@ -317,4 +317,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (guild_id, discord_user_id)
     );
     """,
+    # 12 (issue 11, item 6; bot/store/claims.py): a claim on a role job and on a webhook event, so processes
+    # sharing one database never run the same one twice: which process holds it (`claimed_by`, unique per process
+    # run) and until when (`claim_expires_at`, fixed-width UTC text); a claim whose lease ran out (the process was
+    # killed) is free again. NULL: nobody's.
+    """
+    ALTER TABLE role_jobs ADD COLUMN claimed_by TEXT;
+    ALTER TABLE role_jobs ADD COLUMN claim_expires_at TEXT;
+    ALTER TABLE webhook_events ADD COLUMN claimed_by TEXT;
+    ALTER TABLE webhook_events ADD COLUMN claim_expires_at TEXT;
+    """,
 )

@@ -1,17 +1,18 @@
 """The PostgreSQL schema as its own ordered list of migrations; `store_schema.version` says how many have run.
 
 Append only, like bot/store/schema.py, and numbered on its own: PostgreSQL starts at the SQLite schema as of
-SQLite migration 11, in one step. The tables, columns and keys match SQLite's (tests/store_contract compares
-them), so one set of SQL statements serves both. Where the engines differ: Discord ids are BIGINT (SQLite's
-INTEGER is 64-bit), the snapshot hash is BYTEA, row ids are identities, and `guild_campaigns` carries no foreign
-key because SQLite never enforced it (the store removes bindings itself; the same rows must be legal on both).
-Times stay fixed-width UTC text, as in SQLite, so comparisons and the codec are shared.
+SQLite migration 11, in one step; each later one mirrors one SQLite migration (2: SQLite's 12). The tables,
+columns and keys match SQLite's (tests/store_contract compares them), so one set of SQL statements serves both.
+Where the engines differ: Discord ids are BIGINT (SQLite's INTEGER is 64-bit), the snapshot hash is BYTEA, row ids
+are identities, and `guild_campaigns` carries no foreign key because SQLite never enforced it (the store removes
+bindings itself; the same rows must be legal on both). Times stay fixed-width UTC text, as in SQLite, so
+comparisons and the codec are shared.
 """
 
 from __future__ import annotations
 
 #: The SQLite migration the PostgreSQL schema has caught up with (a test fails when SQLite moves past it).
-SQLITE_EQUIVALENT = 11
+SQLITE_EQUIVALENT = 12
 
 MIGRATIONS_POSTGRES: tuple[str, ...] = (
     # 1: everything SQLite migrations 1-11 built.
@@ -215,5 +216,12 @@ MIGRATIONS_POSTGRES: tuple[str, ...] = (
         lapsed_at TEXT NOT NULL,
         PRIMARY KEY (guild_id, discord_user_id)
     );
+    """,
+    # 2: SQLite migration 12, the claims on role jobs and webhook events (bot/store/claims.py).
+    """
+    ALTER TABLE role_jobs ADD COLUMN claimed_by TEXT;
+    ALTER TABLE role_jobs ADD COLUMN claim_expires_at TEXT;
+    ALTER TABLE webhook_events ADD COLUMN claimed_by TEXT;
+    ALTER TABLE webhook_events ADD COLUMN claim_expires_at TEXT;
     """,
 )

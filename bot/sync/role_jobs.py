@@ -11,6 +11,10 @@ take turns, so one server's long drain never holds the slots another server's jo
 blocking). Within a server, jobs start in due order: a webhook's or a link's job is dated a day back
 (`URGENT_HEAD_START`), so it starts next, and its calls go first among those waiting for the server's bucket
 (bot/sync/role_pacing.py keeps every server under its bucket and all under the global limit).
+
+Several processes may share the queue (PostgreSQL, issue 11): each works only its shards' servers (`Claimer.shards`)
+and claims a job before starting it (bot/store/claims.py), so no job runs in two processes; while a job runs its
+claim is renewed every third of the lease, and a killed process's jobs are free again once their lease ran out.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from bot.store import Store
+from bot.store.leases import Claimer
 from bot.store.queues import RoleJob
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.role_pacing import ROLE_CALLS_PER_SECOND, RoleCallPacer, TokenBucket, describe_duration
@@ -56,10 +61,15 @@ class RoleJobs(BackgroundWorker):
         retry_base: float = 2.0,
         retry_cap: float = 600.0,
         pacer: RoleCallPacer | None = None,
+        claimer: Claimer | None = None,
     ) -> None:
         """`pacer` is the one the reconcile engine's calls go through (None: unpaced); the queue reads its rate
-        for honest estimates of how long queued changes take."""
+        for honest estimates of how long queued changes take. `claimer`: this process's owner id, lease and
+        shards (None: a fresh owner id, every server)."""
         super().__init__(clock)
+        self.claimer = claimer or Claimer()
+        #: When the running jobs' claims are next renewed (a third of the lease after the last renewal).
+        self._renew_at: datetime | None = None
         self.pacer = pacer
         self.store = store
         self.reconcile = reconcile
@@ -96,22 +106,29 @@ class RoleJobs(BackgroundWorker):
     # -- the worker --------------------------------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Jobs left pending at the last stop or crash are due at once."""
+        """Jobs left pending at the last stop or crash are due at once (on SQLite, claimed or not: only this
+        process uses the file)."""
+        await self.store.release_claims_of_earlier_runs()
         resumed = await self.store.reschedule_role_jobs(self.clock())
         pending = len(await self.store.pending_role_jobs())
         if pending:
             log.info("role queue: resuming %d pending job(s) (%d were waiting out a back-off)", pending, resumed)
 
     async def work(self) -> bool:
-        """Start due jobs, one server at a time in turn, each only while its server has a free slot."""
+        """Start due jobs, one server at a time in turn, each only while its server has a free slot and once this
+        process has claimed it."""
+        await self._renew_claims()
         room = self.max_in_flight - len(self._in_flight)
         if room <= 0:
             return False
         epoch = self._epoch
         running = Counter(guild_id for guild_id, _user in self._in_flight)
         # Each server's first jobs only (its running ones may show up among them): one server's thousands of
-        # jobs can't crowd another's out of the answer.
-        due = await self.store.due_role_jobs_per_guild(self.clock(), per_guild=2 * self.per_guild)
+        # jobs can't crowd another's out of the answer. Only this process's servers, and jobs nobody else holds.
+        now = self.clock()
+        due = await self.store.due_role_jobs_per_guild(
+            now, 2 * self.per_guild, owner=self.claimer.owner, shards=self.claimer.shards
+        )
         queues: dict[int, deque[RoleJob]] = {}
         for job in due:
             # A job that finished while the query ran may show up as due from before its update.
@@ -125,22 +142,53 @@ class RoleJobs(BackgroundWorker):
             first = self._turn % len(guilds)
             guilds = guilds[first:] + guilds[:first]
             self._turn += 1
-        started, progress = 0, True
+        chosen: list[RoleJob] = []
+        progress = True
         while room > 0 and progress:
             progress = False
             for guild_id in guilds:
                 if room > 0 and queues[guild_id] and running[guild_id] < self.per_guild:
-                    self._start(queues[guild_id].popleft())
+                    chosen.append(queues[guild_id].popleft())
                     running[guild_id] += 1
-                    room, started, progress = room - 1, started + 1, True
-        return started > 0
+                    room, progress = room - 1, True
+        # In the order chosen: the claim may come back in any order, and `seq` may have moved meanwhile.
+        claimed = {
+            job.key: job
+            for job in await self.store.claim_role_jobs(
+                [job.key for job in chosen], owner=self.claimer.owner, now=now, lease=self.claimer.lease
+            )
+        }
+        for job in chosen:
+            if job.key in claimed:
+                self._start(claimed[job.key])
+        if claimed and self._renew_at is None:
+            self._renew_at = now + self.claimer.lease / 3
+        return bool(claimed)
 
     async def next_due(self) -> datetime | None:
-        # While jobs run, each one's end wakes the loop; otherwise sleep until the earliest back-off ends.
-        return None if self._in_flight else await self.store.next_role_job_due()
+        # While jobs run, each one's end wakes the loop (and the claims' renewal is due); otherwise sleep until the
+        # earliest back-off ends, or another process's claim runs out.
+        if self._in_flight:
+            return self._renew_at
+        return await self.store.next_claimable_role_job(owner=self.claimer.owner, shards=self.claimer.shards)
 
     async def busy(self) -> bool:
-        return bool(self._in_flight) or bool(await self.store.due_role_jobs(self.clock(), limit=1))
+        return bool(self._in_flight) or bool(
+            await self.store.due_role_jobs_per_guild(
+                self.clock(), 1, owner=self.claimer.owner, shards=self.claimer.shards
+            )
+        )
+
+    async def _renew_claims(self) -> None:
+        """Every third of the lease, extend the running jobs' claims by a lease, so a long job keeps its own."""
+        now = self.clock()
+        if not self._in_flight:
+            self._renew_at = None
+        elif self._renew_at is not None and now >= self._renew_at:
+            self._renew_at = now + self.claimer.lease / 3
+            await self.store.renew_role_job_claims(
+                list(self._in_flight), owner=self.claimer.owner, until=now + self.claimer.lease
+            )
 
     async def drain(self, timeout: float) -> None:
         """Give running jobs `timeout` seconds, then cancel them (they stay queued)."""
