@@ -23,7 +23,7 @@ from bot.guild_admin.service import AdminService
 from bot.observability.metrics import BotMetrics, RefreshFigures
 from bot.observability.probes import DiscordProbe
 from bot.observability.readiness import Readiness
-from bot.patreon.budget import RequestBudget
+from bot.patreon.budget import CLIENT_LIMIT, RequestBudget
 from bot.patreon.client import PatreonClient
 from bot.patreon.creator_api import CreatorClient
 from bot.store import Store
@@ -32,6 +32,7 @@ from bot.sync.campaign import CampaignService
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.channel_log import ChannelLog
 from bot.sync.comp_expiry import CompExpiry
+from bot.sync.other_shards import OtherShards
 from bot.sync.participation import Participation
 from bot.sync.patron_dms import PatronDms
 from bot.sync.plan_scope import DirtyMembers
@@ -39,7 +40,7 @@ from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
 from bot.sync.refresh import RefreshReport, RefreshScheduler, RefreshService
 from bot.sync.role_connection_push import RoleConnectionPusher
 from bot.sync.role_jobs import RoleJobs
-from bot.sync.role_pacing import RoleCallPacer
+from bot.sync.role_pacing import ROLE_CALLS_BURST, ROLE_CALLS_PER_SECOND, RoleCallPacer, TokenBucket
 from bot.sync.webhook_apply import WebhookApplier
 from bot.web.discord_bearer import LINKED_ROLE_CALLBACK_PATH, DiscordBearerClient
 from bot.web.discord_sign_in import DISCORD_CALLBACK_PATH, DiscordSignInClient
@@ -111,7 +112,9 @@ def build_services(
         redirect_uri=config.patreon_redirect_uri,
         user_agent=USER_AGENT,
         clock=clock,
-        budget=RequestBudget(),  # the one budget: every campaign's refresh and look-up share Patreon's client limit
+        # The one budget: every campaign's refresh and look-up share Patreon's client limit (with shards, each
+        # process its share of it: the limit is the client's, whichever process calls).
+        budget=RequestBudget(limit=max(2, int(CLIENT_LIMIT * _share(config)))),
     )
     # The portal shows the creator pair without an expiry: treat it as due for refresh in a week.
     seed = (
@@ -157,7 +160,13 @@ def build_services(
 
     campaigns = CampaignRegistry(store, connected_campaign, env=campaign if seed is not None else None)
     participation = Participation(store, gateway.guild_ids, config.allowed_guild_ids, campaigns)
-    pacer = RoleCallPacer(per_guild=config.role_calls_per_guild, window_seconds=config.role_window_seconds)
+    # Discord's global limit is the bot token's, across every shard's process: each keeps to its share of it.
+    share = _share(config)
+    pacer = RoleCallPacer(
+        per_guild=config.role_calls_per_guild,
+        window_seconds=config.role_window_seconds,
+        global_bucket=TokenBucket(ROLE_CALLS_PER_SECOND * share, max(1.0, ROLE_CALLS_BURST * share)),
+    )
     patron_dms = PatronDms(
         store,
         clock,
@@ -171,6 +180,10 @@ def build_services(
         await patron_dms.on_outcome(outcome, cause)
         await role_connections.on_reconciled(outcome.user_id)  # Linked Roles follow at once, not at the next scan
 
+    # With shards: a member's work in the servers other processes own goes to them as role jobs in the database.
+    other_shards = OtherShards(
+        store, config.shards, participation, lambda keys, cause: jobs.enqueue_many(keys, cause, urgent=True)
+    )
     reconcile = ReconcileService(
         store,
         gateway,
@@ -179,6 +192,7 @@ def build_services(
         channel_log=channel_log,
         participation=participation,
         on_outcome=after_reconcile,
+        hand_off=None if config.shards.every_shard else other_shards.hand_off,
     )
 
     def count_link(how: str) -> None:  # the metrics are built last, below: they read the refresh
@@ -295,6 +309,11 @@ def build_services(
         lapse_kicks=kicks,
         kick_sweeper=LapseKickSweeper(kicks, clock),
     )
+
+
+def _share(config: Config) -> float:
+    """This process's part of the limits every process of the bot shares: its shards of all (1 unsharded)."""
+    return len(config.shards.ids) / config.shards.count
 
 
 def _observability(

@@ -1,4 +1,14 @@
-"""The discord.py Bot: builds the services, loads the cogs, syncs the slash commands."""
+"""The discord.py Bot: builds the services, loads the cogs, syncs the slash commands.
+
+Sharded (`SHARD_COUNT`, bot/domain/shards.py), `make_bot` builds an `AutoShardedBot` that runs this process's
+`SHARD_IDS`: discord.py then holds only those shards' servers, so everything that walks `guilds` (the refresh's
+plan, the linked-member requests, stats, weekly reports, kick sweeps) touches only the servers this process owns,
+and role jobs for any other server wait in the shared database for the process that owns it. Every process
+answers the web endpoints. What a process keeps in memory about the shared database (the connected campaigns and
+their webhook secrets, the store's server-to-campaign bindings) is re-read every `SHARED_STATE_RELOAD_SECONDS`
+when other processes share it, so a campaign connected, re-hooked or disconnected through another process's web
+endpoint is served here within that time (no cross-process events: a periodic re-read is simple and bounded).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +30,9 @@ from bot.store import Store
 from bot.sync.reconcile import FOLLOWS_NOTHING, utc_now
 
 log = logging.getLogger(__name__)
+
+#: With other processes on the database: how often the connected campaigns (and bindings) are read again.
+SHARED_STATE_RELOAD_SECONDS = 5.0
 
 #: Loaded in this order by setup_hook; cogs.panel attaches `panel` to cogs.admin's group and registers the panel's
 #: persistent view (`add_view`) and its unlink answers (`add_dynamic_items`), so old panels work after a restart.
@@ -60,6 +73,7 @@ class PatronBot(commands.Bot):
             config, store, session, self.role_gateway, clock, discord=self.role_gateway
         )
         self._member_loads: set[asyncio.Task[None]] = set()
+        self._shared_state_reload: asyncio.Task[None] | None = None
         self.web_port: int | None = None
         self.tree.error(self.on_app_command_error)
 
@@ -74,6 +88,22 @@ class PatronBot(commands.Bot):
         await self.tree.sync()
         log.info("slash commands synced")
         self._warm_up_task = asyncio.create_task(self._load_campaign_tiers())
+        if not self.config.shards.every_shard:
+            self._shared_state_reload = asyncio.create_task(self._reload_shared_state(), name="shared state reload")
+
+    async def _reload_shared_state(self, every: float = SHARED_STATE_RELOAD_SECONDS) -> None:
+        """What another process changed in the shared database (campaign_registry.reload says what)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.services.campaigns.reload()
+            except Exception:  # a database hiccup: the next round tries again, the served state stays
+                log.warning("could not re-read the connected campaigns; trying again in %.0f s", every, exc_info=True)
+
+    async def close(self) -> None:
+        if self._shared_state_reload is not None:
+            self._shared_state_reload.cancel()
+        await super().close()
 
     async def _load_campaign_tiers(self) -> None:
         """Tier titles and amounts for autocomplete, status and the policy; stale ones stay on failure."""
@@ -162,3 +192,24 @@ class PatronBot(commands.Bot):
             await interaction.followup.send(message, ephemeral=True)
         else:
             await interaction.response.send_message(message, ephemeral=True)
+
+
+class ShardedPatronBot(PatronBot, commands.AutoShardedBot):
+    """PatronBot over discord.py's AutoShardedClient: `shard_ids` of `shard_count`, one gateway session each."""
+
+
+def make_bot(
+    config: Config,
+    store: Store,
+    session: aiohttp.ClientSession,
+    clock: Callable[[], datetime] = utc_now,
+    **options: object,
+) -> PatronBot:
+    """The bot for this config: unsharded (one gateway session, every server), or this process's shards."""
+    if config.shard_count is None:
+        return PatronBot(config, store, session, clock, **options)
+    shards = config.shards
+    log.info("gateway: %s", shards.describe())
+    return ShardedPatronBot(
+        config, store, session, clock, shard_count=shards.count, shard_ids=list(shards.ids), **options
+    )

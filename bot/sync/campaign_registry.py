@@ -30,6 +30,8 @@ class CampaignRegistry:
         self._build = build
         self.env = env
         self._connected: dict[str, CampaignService] = {}
+        #: Bumped by every change made here, so a `reload` that read the store before one doesn't undo it.
+        self._changes = 0
 
     @classmethod
     def of(cls, service: CampaignService) -> CampaignRegistry:
@@ -55,6 +57,27 @@ class CampaignRegistry:
             len(self._connected),
         )
 
+    async def reload(self) -> None:
+        """Serve the connected campaigns as stored now: with several bot processes on one database (shards),
+        another process may have connected, disconnected or re-hooked one (a new webhook secret). A served
+        campaign keeps its service (its token lock); only its secret follows the store. The wiring calls this every
+        few seconds, so a change made elsewhere is served here within that (bot/discord_io/client.py)."""
+        changes = self._changes
+        records = {r.campaign_id: r for r in await self.store.campaign_records() if r.source == OAUTH_SOURCE}
+        if changes != self._changes:
+            return  # this process changed something while the store was read: the next reload sees both
+        for campaign_id in [c for c in self._connected if c not in records]:
+            del self._connected[campaign_id]
+            log.info("campaign %s was disconnected by another process; no longer served here", campaign_id)
+        for campaign_id, record in records.items():
+            service = self._connected.get(campaign_id)
+            if service is None:
+                self._connected[campaign_id] = self._build(record)
+                log.info("campaign %s was connected by another process; served here too", campaign_id)
+            elif service.webhook_secret != (record.webhook_secret or ""):
+                service.webhook_secret = record.webhook_secret or ""
+                log.info("campaign %s: its webhook secret was changed by another process", campaign_id)
+
     # -- the connect helper's API ------------------------------------------------------------------
 
     async def add(
@@ -71,12 +94,14 @@ class CampaignRegistry:
         service = self._build(record)
         await self.store.set_fact(service.fact_key(CREATOR_REJECTED_FACT), None)
         self._connected[campaign_id] = service
+        self._changes += 1
         log.info("campaign %s connected", campaign_id)
         return service
 
     async def set_webhook(self, campaign_id: str, webhook_id: str | None, webhook_secret: str | None) -> None:
         """The campaign's webhook changed (registered, re-created, deleted): stored, and served at once."""
         await self.store.set_campaign_webhook(campaign_id, webhook_id, webhook_secret)
+        self._changes += 1
         service = self._connected.get(campaign_id)
         if service is not None:
             service.webhook_secret = webhook_secret or ""
@@ -85,6 +110,7 @@ class CampaignRegistry:
         """Disconnect: forget the campaign, its bindings and its creator tokens; return the servers that
         followed it. Roles the bot gave stay (a final sync takes them back)."""
         self._connected.pop(campaign_id, None)
+        self._changes += 1
         guilds = await self.store.forget_campaign(campaign_id)
         log.info("campaign %s disconnected; %d server(s) no longer follow it", campaign_id, len(guilds))
         return guilds

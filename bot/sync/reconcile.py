@@ -154,6 +154,7 @@ class ReconcileService:
         channel_log: ChannelLog | None,
         participation: Participation | None = None,
         on_outcome: Callable[[ReconcileOutcome, str], Awaitable[None]] | None = None,
+        hand_off: Callable[[int, str], Awaitable[object]] | None = None,
     ) -> None:
         """`limiter` paces every role call, whoever asks, under the server's bucket and the global one: discord.py
         learns a bucket only by exceeding it (None: no pacing, one gateway call per member). `channel_log`
@@ -161,7 +162,8 @@ class ReconcileService:
         says which servers act for the campaign; the engine changes no role anywhere else (None: every server
         the bot is in, for tests of the engine alone; `build_services` always passes one). `on_outcome(outcome,
         cause)` hears every reconcile of a member of a server that takes part, after its roles changed (the opt-in
-        DMs, bot/sync/patron_dms.py, which never raises)."""
+        DMs, bot/sync/patron_dms.py, which never raises). `hand_off(user_id, cause)` queues the member's role jobs
+        in the servers other processes own (bot/sync/other_shards.py; None: this process owns every server)."""
         self.store = store
         self.gateway = gateway
         self.clock = clock
@@ -169,6 +171,7 @@ class ReconcileService:
         self.channel_log = channel_log
         self.participation = participation
         self.on_outcome = on_outcome
+        self._hand_off = hand_off
         self._locks: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
 
     async def plan_member(self, guild_id: int, user_id: int, *, explain: bool = True) -> MemberPlan | None:
@@ -389,7 +392,13 @@ class ReconcileService:
                 outcome = ReconcileOutcome(guild_id, user_id, error=str(error), permanent=error.permanent)
             if outcome.in_guild:
                 outcomes.append(outcome)
+        await self.hand_off(user_id, cause)
         return outcomes
+
+    async def hand_off(self, user_id: int, cause: str) -> None:
+        """The member's role jobs for the servers of other shards, which their own processes run."""
+        if self._hand_off is not None:
+            await self._hand_off(user_id, cause)
 
     async def managed_roles(self, guild_id: int) -> frozenset[int]:
         return managed_role_ids(await self.store.get_settings(guild_id), await self.store.get_tier_roles(guild_id))

@@ -196,6 +196,7 @@ class WebhookApplier(BackgroundWorker):
                     if (link.counts_in(guild_id) or await self.store.granted_roles(guild_id, link.discord_user_id))
                     and await self._follows(guild_id, campaign_id)
                 ]
+                await self.reconcile.hand_off(link.discord_user_id, f"webhook {trigger}")  # other shards' servers
         if keys:
             await self.jobs.enqueue_many(keys, f"webhook {trigger}", urgent=True)
         await self.store.finish_webhook_events(ids, DONE, self.clock())

@@ -1,0 +1,68 @@
+"""Work for the servers other bot processes own, handed to them through the shared database.
+
+With shards (bot/domain/shards.py) each process changes roles only in its own shards' servers: discord.py holds
+nothing of the others. But a patron's link, unlink or own refresh, and a webhook event, can reach any process (the
+web endpoints sit behind one load balancer; an event is applied by whichever process claims it), and the patron may
+be in servers of every shard. So whoever does that work reconciles the servers it owns and queues a role job for
+each server of another shard where the member has something at stake there: roles the bot gave them, or a link
+that counts there to a patron of the campaign it follows. The owning process claims and runs the job, and its
+reconcile reads everything afresh: the job only says "look at this member here".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from bot.domain.shards import ShardSpec
+from bot.store import Link, Store
+from bot.sync.participation import Participation
+
+log = logging.getLogger(__name__)
+
+#: Persists role jobs (the queue's `enqueue_many`, urgent: a person waits for them).
+Enqueue = Callable[[Sequence[tuple[int, int]], str], Awaitable[object]]
+
+
+class OtherShards:
+    def __init__(self, store: Store, shards: ShardSpec, participation: Participation, enqueue: Enqueue) -> None:
+        self.store = store
+        self.shards = shards
+        self.participation = participation
+        self.enqueue = enqueue
+
+    async def acting_guild_ids(self) -> list[int]:
+        """The servers of other shards that take part, as the database knows them (settings saved, a campaign
+        followed). None when this process runs every shard."""
+        if self.shards.every_shard:
+            return []
+        known = set(await self.store.configured_guild_ids()) | set(await self.store.guild_bindings())
+        return [
+            guild_id
+            for guild_id in sorted(known)
+            if not self.shards.owns(guild_id) and await self.participation.refusal(guild_id) is None
+        ]
+
+    async def hand_off(self, user_id: int, cause: str) -> int:
+        """Queue this member's role job in each server of another shard where something may change for them;
+        return how many were queued."""
+        if self.shards.every_shard:
+            return 0
+        link = await self.store.get_link_by_discord(user_id)
+        keys = [
+            (guild_id, user_id)
+            for guild_id in await self.acting_guild_ids()
+            if await self.store.granted_roles(guild_id, user_id) or await self._patron_there(link, guild_id)
+        ]
+        if keys:
+            await self.enqueue(keys, cause)
+            log.info("user=%s: %d role job(s) queued for other shards' servers (%s)", user_id, len(keys), cause)
+        return len(keys)
+
+    async def _patron_there(self, link: Link | None, guild_id: int) -> bool:
+        if link is None or not link.counts_in(guild_id):
+            return False
+        campaign = await self.participation.campaign_for(guild_id)
+        if campaign is None:
+            return False
+        return await self.store.get_membership(link.patreon_user_id, await campaign.storage_key()) is not None

@@ -1,0 +1,134 @@
+"""Several bot processes on one database (shards): what one process changes, another serves; what one process can't
+do (a server of another shard), it hands to the owner as a role job in the database.
+
+Two registries over one store stand for two processes' memories of the same database.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, TokenPair
+from bot.domain.shards import ShardSpec
+from bot.store import Store
+from bot.store.campaigns import CampaignRecord
+from bot.sync.campaign import CampaignService
+from bot.sync.campaign_registry import CampaignRegistry
+from bot.sync.other_shards import OtherShards
+from bot.sync.participation import Participation
+
+CAMPAIGN, OTHER_CAMPAIGN = "5001", "5002"
+BASE = (810000000000000000 >> 22) << 22
+SHARD0 = [BASE + (n << 23) for n in range(3)]  # (id >> 22) even
+SHARD1 = [BASE + (n << 23) + (1 << 22) for n in range(3)]  # odd
+USER, PATRON = 750000000000000001, "p-alice"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def pair() -> TokenPair:
+    return TokenPair("access", "refresh", now() + timedelta(days=30))
+
+
+def registry(store: Store) -> CampaignRegistry:
+    def build(record: CampaignRecord) -> CampaignService:
+        return CampaignService(
+            None,  # type: ignore[arg-type]  # nothing here asks Patreon
+            store,
+            None,
+            now,
+            record.campaign_id,
+            on_token_rejected=None,
+            token_subject=record.token_subject,
+            source=record.source,
+            webhook_secret=record.webhook_secret or "",
+        )
+
+    return CampaignRegistry(store, build)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    opened = await Store.open(tmp_path / "shared.sqlite3")
+    yield opened
+    await opened.close()
+
+
+async def test_a_campaign_connected_rehooked_and_disconnected_elsewhere_is_served_here_after_a_reload(store):
+    here, elsewhere = registry(store), registry(store)
+    await here.load()
+    await elsewhere.load()
+    await elsewhere.add(CAMPAIGN, pair(), "first-secret")
+    assert here.connected_service(CAMPAIGN) is None and here.webhook_secrets(CAMPAIGN) == []
+    await here.reload()
+    served = here.connected_service(CAMPAIGN)
+    assert served is not None and here.webhook_secrets(CAMPAIGN) == ["first-secret"]
+
+    await elsewhere.set_webhook(CAMPAIGN, "hook-2", "second-secret")  # e.g. webhook repair on another process
+    await here.reload()
+    assert here.webhook_secrets(CAMPAIGN) == ["second-secret"], "the replaced secret opens nothing any more"
+    assert here.connected_service(CAMPAIGN) is served, "the service (its token lock) is kept"
+
+    await elsewhere.remove(CAMPAIGN)
+    await here.reload()
+    assert here.connected_service(CAMPAIGN) is None and here.webhook_secrets(CAMPAIGN) == []
+
+
+async def test_a_reload_keeps_what_this_process_just_connected(store):
+    here = registry(store)
+    await here.load()
+    await here.add(CAMPAIGN, pair(), "secret")
+    await here.reload()
+    assert here.connected_service(CAMPAIGN) is not None
+
+
+async def seeded(store: Store) -> Participation:
+    campaigns = registry(store)
+    await campaigns.load()
+    await campaigns.add(CAMPAIGN, pair(), "secret")
+    await campaigns.add(OTHER_CAMPAIGN, pair(), "other-secret")
+    for guild_id in (*SHARD0, *SHARD1):
+        await store.save_settings(GuildSettings(guild_id=guild_id, enabled=guild_id != SHARD1[2]))
+    for guild_id in (SHARD0[0], SHARD1[0], SHARD1[2]):
+        await store.bind_guild(guild_id, CAMPAIGN, None)
+    for guild_id in (SHARD0[1], SHARD1[1]):
+        await store.bind_guild(guild_id, OTHER_CAMPAIGN, None)
+    await store.save_link(USER, PATRON, None, "oauth")
+    snapshot = MembershipSnapshot(
+        member_id="m-1", campaign_id=CAMPAIGN, patreon_user_id=PATRON, patron_status=PatronStatus.ACTIVE,
+        observed_at=now(),
+    )
+    await store.save_membership(snapshot, CAMPAIGN)
+    return Participation(store, list, (), campaigns)
+
+
+async def test_a_member_is_handed_to_the_other_shards_servers_where_something_is_at_stake(store):
+    participation = await seeded(store)
+    queued: list[tuple[list[tuple[int, int]], str]] = []
+
+    async def enqueue(keys, cause):
+        queued.append((list(keys), cause))
+
+    shard_zero = OtherShards(store, ShardSpec(2, (0,)), participation, enqueue)
+    assert await shard_zero.acting_guild_ids() == [SHARD1[0], SHARD1[1]]  # SHARD1[2] is not turned on
+    assert await shard_zero.hand_off(USER, "linked") == 1
+    # Only the other shard's server of the campaign she pledges to: the other campaign's server has nothing for her.
+    assert queued == [([(SHARD1[0], USER)], "linked")]
+
+    await store.record_grants(SHARD1[1], USER, [1234], "earlier")  # a role the bot gave her there: to take back
+    queued.clear()
+    assert await shard_zero.hand_off(USER, "unlinked") == 2
+    assert sorted(queued[0][0]) == [(SHARD1[0], USER), (SHARD1[1], USER)]
+
+
+async def test_one_process_running_every_shard_hands_nothing_off(store):
+    participation = await seeded(store)
+
+    async def enqueue(keys, cause):
+        raise AssertionError("nothing to hand off")
+
+    every = OtherShards(store, ShardSpec(2, (0, 1)), participation, enqueue)
+    assert await every.acting_guild_ids() == []
+    assert await every.hand_off(USER, "linked") == 0
