@@ -12,7 +12,8 @@ enabled, and plans the members it could not show. Only ids are kept across pages
 Patron tokens close to expiry are refreshed on the way.
 
 Which members are planned (only what changed, with a full re-plan at start-up, on `/patreon-admin sync`, daily
-and when a guild's settings or tier map change) is bot/sync/plan_scope.py.
+and when a guild's settings or tier map change) is bot/sync/plan_scope.py; the walk through the pages (store,
+plan and queue each, `IncompleteListing`) is bot/sync/refresh_listing.py.
 
 A member listed without its user (a deleted Patreon account, or a page that lost the relationship) is matched
 back to the user stored under its member id (a membership never changes hands); one that can't be matched is
@@ -34,57 +35,33 @@ a refresh that fails before that leaves them to the webhook applier.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import dataclasses
-import gc
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.models import MembershipSnapshot
 from bot.patreon.budget import Priority
 from bot.patreon.client import MAX_PAGE_SIZE, PatreonClient
-from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonCursorExpired, PatreonError
+from bot.patreon.errors import PatreonError
 from bot.store import LAST_REFRESH, Store
 from bot.sync.auto_match import auto_match
 from bot.sync.batch_plan import GuildInputs, RefreshPlanner, load_guild_inputs
-from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected, grant_refused
+from bot.sync.campaign import CampaignService, CampaignUnavailable, grant_refused
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.plan_scope import DirtyMembers, GuildScope
 from bot.sync.reconcile import ReconcileService, RoleGateway
-from bot.sync.refresh_schedule import RefreshRotation, run_each
+from bot.sync.refresh_listing import LISTING_GC_THRESHOLD as LISTING_GC_THRESHOLD  # bench/parse_bench.py reads it here
+from bot.sync.refresh_listing import ListingReader, check_unconfirmed_forget, fewer_collections
+from bot.sync.refresh_schedule import SKIPPED, OneProcessAtATime, RefreshRotation, run_each
 from bot.sync.role_jobs import RoleJobs
 
 log = logging.getLogger(__name__)
 
 PATRON_TOKEN_MARGIN = timedelta(days=7)
 KEEP_WEBHOOK_EVENTS = timedelta(days=7)
-#: Without a reported total, a refresh may forget at most this fraction of the stored memberships.
-MAX_UNCONFIRMED_FORGET = 0.5
-#: Allocations between two young-generation collections while a listing is parsed (Python's default: 700).
-LISTING_GC_THRESHOLD = 50_000
-
-
-@contextlib.contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Collect cyclic garbage less often while pages are parsed: each page's JSON makes ~100,000 short-lived objects,
-    and with discord.py's member cache alive every collection they trigger walks millions of objects (1.2 of 7 s
-    of a 100,000-member refresh went to the collector). Reference counting still frees the pages as before."""
-    previous = gc.get_threshold()
-    gc.set_threshold(max(previous[0], LISTING_GC_THRESHOLD), *previous[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-
-
-class IncompleteListing(PatreonBadResponse):
-    """The listing ended without error but cannot be the whole campaign; the refresh forgets nobody."""
-
-
 @dataclass
 class RefreshReport:
     ok: bool
@@ -121,17 +98,6 @@ class RefreshReport:
         return data
 
 
-@dataclass
-class _Listing:
-    """What one attempt at the listing keeps across pages: ids, never snapshots (but auto-match's few)."""
-
-    listed: set[str] = field(default_factory=set)
-    unlinkable: set[str] = field(default_factory=set)
-    total: int | None = None
-    #: Listed members with a Discord account on Patreon who are not linked (auto-match's candidates).
-    unmatched: list[MembershipSnapshot] = field(default_factory=list)
-
-
 class RefreshService:
     def __init__(
         self,
@@ -162,16 +128,18 @@ class RefreshService:
         self.gateway = gateway
         self.clock = clock
         self.dirty = dirty
-        self.on_changed = on_changed
         self.scope = GuildScope()
         self.page_size = page_size
         #: How many campaigns refresh side by side (bot/sync/refresh_schedule.py says why one by default).
         self.campaign_concurrency = campaign_concurrency
         #: Which campaign goes first: the one whose last complete refresh is the oldest.
         self.rotation = RefreshRotation()
+        #: One process at a time refreshes a campaign (several may share the database); the others skip it.
+        self.exclusive = OneProcessAtATime(store)
         self._lock = asyncio.Lock()
         #: Set while something is stored or forgotten but not yet planned (a failure then needs a full plan).
         self._unplanned_flag: contextvars.ContextVar[bool] = contextvars.ContextVar("unplanned", default=False)
+        self.listing = ListingReader(client, store, jobs, self._unplanned_flag, on_changed)
         self.last_report: RefreshReport | None = None
         #: The servers each campaign (by its token subject, one per campaign) acted in at its last refresh.
         self._acting: dict[str, list[int]] = {}
@@ -203,13 +171,20 @@ class RefreshService:
             ordered = self.rotation.order(services, lambda campaign: campaign.token_subject)
 
             async def one(campaign: CampaignService) -> RefreshReport:
-                report = await self._run_campaign(campaign, cause, marked, overflowed)
+                report = await self.exclusive.run(
+                    f"refresh {campaign.token_subject}",
+                    lambda: self._run_campaign(campaign, cause, marked, overflowed),
+                )
+                if report is None:  # another process refreshes it now: no failure, and its marks wait for us
+                    self.dirty.restore(marked, overflowed)
+                    now = self.clock()
+                    return RefreshReport(ok=True, cause=cause, started_at=now, finished_at=now, detail=SKIPPED)
                 self.rotation.finished(campaign.token_subject, report.ok)
                 return report
 
             reports = await run_each(ordered, one, self.campaign_concurrency)
-            if any(report.ok for report in reports):
-                await self._refresh_patron_tokens_and_prune(reports)
+            if any(report.ok for report in reports):  # patron tokens: one process at a time, or both spend one
+                await self.exclusive.run("patron tokens", lambda: self._refresh_patron_tokens_and_prune(reports))
             report = _combined(reports, cause, self.clock())
             self.last_report = report
             return report
@@ -290,10 +265,10 @@ class RefreshService:
             planner = RefreshPlanner(self.store, self.gateway, guilds, tiers, now, key)
             auto_matching = any(guild.settings.auto_match_discord for guild in guilds)
             with fewer_collections():
-                listing = await self._stream_listing(report, planner, auto_matching, campaign)
+                listing = await self.listing.stream(report, planner, auto_matching, campaign, self.page_size)
             key = await campaign.storage_key()
             if listing.total is None:
-                await self._check_unconfirmed_forget(listing.listed, report.started_at, key)
+                await check_unconfirmed_forget(self.store, listing.listed, report.started_at, key)
             # The listing is complete: from here on absence counts.
             self._unplanned = True  # once forgotten, a gone member is found again only by a full plan
             gone = await self.store.delete_memberships_except(listing.listed, report.started_at, key)
@@ -308,7 +283,7 @@ class RefreshService:
                     guild, unlisted, marked.get(guild.guild_id, set()), key
                 )
                 await planner.plan_members(guild, members | {discord_id for discord_id, _ in matched})
-            await self._enqueue(planner, report)
+            await self.listing.enqueue(planner, report)
         except BaseException:
             self.dirty.restore(marked, overflowed)  # not planned: the next refresh plans them
             if self._unplanned:  # stored (or forgotten) but maybe not planned: only a full plan would see it now
@@ -355,112 +330,6 @@ class RefreshService:
         if state is not None:
             members |= await self.store.links_made_since(guild.guild_id, state.started_wall)
         return members | marked
-
-    async def _enqueue(self, planner: RefreshPlanner, report: RefreshReport) -> None:
-        jobs = planner.result.take_jobs()
-        if jobs:
-            await self.jobs.enqueue_many(jobs, "refresh")
-            report.jobs_queued += len(jobs)
-
-    async def _stream_listing(
-        self, report: RefreshReport, planner: RefreshPlanner, auto_matching: bool, campaign: CampaignService
-    ) -> _Listing:
-        """Walk every page, storing and planning each; return what the sweep needs, or raise: a partial listing
-        is never returned (what its pages showed is stored and planned already)."""
-        campaign_id = await campaign.campaign_id()
-        planner.campaign_id = campaign_id
-        token = await campaign.creator_access_token()
-        for attempt in (1, 2):
-            listing = _Listing()
-            report.pages = report.members_listed = 0
-            try:
-                async for page in self.client.iter_member_pages(token, campaign_id, self.page_size):
-                    report.pages += 1
-                    report.members_listed += len(page.members)
-                    if page.total is not None:
-                        listing.total = page.total if listing.total is None else min(listing.total, page.total)
-                    await self._take_page(page.members, listing, planner, report, auto_matching, campaign_id)
-                unlinkable = report.members_without_user = len(listing.unlinkable)
-                if unlinkable:
-                    log.info("refresh: %d listed member(s) have no Patreon user and can't be linked", unlinkable)
-                if listing.total is not None and len(listing.listed) + unlinkable < listing.total:
-                    also = f" (and {unlinkable} without a Patreon account)" if unlinkable else ""
-                    raise IncompleteListing(
-                        f"the listing ended after {len(listing.listed)} member(s){also} in {report.pages} page(s), "
-                        f"but Patreon reported {listing.total}"
-                    )
-                return listing
-            except PatreonCursorExpired:
-                if attempt == 2:
-                    raise
-                log.info("refresh: Patreon expired the listing's cursor after %d page(s); starting over", report.pages)
-            except PatreonAuthError as error:
-                if attempt == 2 or error.status != 401 or isinstance(error, CreatorTokenRejected):
-                    raise
-                token = await campaign.creator_access_token(stale=token)
-        raise AssertionError("unreachable")
-
-    async def _take_page(
-        self,
-        page: Sequence[MembershipSnapshot],
-        listing: _Listing,
-        planner: RefreshPlanner,
-        report: RefreshReport,
-        auto_matching: bool,
-        campaign_id: str,
-    ) -> None:
-        """Store one page, plan what it changed and queue those jobs; remember only its ids."""
-        self._unplanned = True  # until the page's jobs are queued: a failure in between asks for a full plan
-        members = [m for m in page if m.patreon_user_id is not None]
-        without_user = [m for m in page if m.patreon_user_id is None]
-        if without_user:
-            on_page = {m.patreon_user_id for m in members}
-            members += await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
-        changed = await self.store.save_membership_page(members, campaign_id)
-        report.snapshots_saved += len(changed)
-        if changed and self.on_changed is not None:
-            await self.on_changed(changed, campaign_id)
-        listing.listed.update(m.patreon_user_id for m in members if m.patreon_user_id is not None)
-        await planner.plan_page(members, {m.patreon_user_id for m in changed if m.patreon_user_id is not None})
-        await self._enqueue(planner, report)
-        self._unplanned = False
-        if auto_matching:
-            social = [m for m in members if m.social_discord_id is not None and m.patreon_user_id is not None]
-            if social:
-                linked = await self.store.linked_patreon_ids(m.patreon_user_id for m in social if m.patreon_user_id)
-                listing.unmatched += [m for m in social if m.patreon_user_id not in linked]
-
-    async def _match_members_without_user(
-        self,
-        listing: _Listing,
-        without_user: list[MembershipSnapshot],
-        on_page: set[str | None],
-        report: RefreshReport,
-        campaign_id: str,
-    ) -> list[MembershipSnapshot]:
-        """Give each member listed without its user the user stored under its member id; count the ones left
-        unlinkable (distinct members no stored membership matches) in `listing`."""
-        known = await self.store.patreon_users_by_member_id(
-            (m.member_id for m in without_user if m.member_id), campaign_id
-        )
-        matched: list[MembershipSnapshot] = []
-        for index, member in enumerate(without_user):
-            user_id = known.get(member.member_id or "")
-            if user_id is not None and user_id not in listing.listed and user_id not in on_page:
-                matched.append(dataclasses.replace(member, patreon_user_id=user_id))
-                on_page.add(user_id)
-            else:
-                listing.unlinkable.add(member.member_id or f"(no id) page {report.pages} #{index}")
-        return matched
-
-    async def _check_unconfirmed_forget(self, listed: set[str], started: datetime, campaign_id: str) -> None:
-        """Without a total, refuse a listing that would forget more than `MAX_UNCONFIRMED_FORGET` of the stored."""
-        stored = await self.store.membership_count(campaign_id)
-        gone = len(await self.store.memberships_not_listed(listed, started, campaign_id))
-        if gone > stored * MAX_UNCONFIRMED_FORGET:
-            raise IncompleteListing(
-                f"the listing reported no total and would forget {gone} of {stored} stored member(s)"
-            )
 
     async def _refresh_patron_tokens(self) -> int:
         """Refresh linked patrons' tokens that expire within a week; a refused one is dropped (the link stays).

@@ -103,7 +103,7 @@ def test_the_listing_gc_threshold_is_put_back_even_when_the_listing_fails():
 
     import pytest
 
-    from bot.sync.refresh import LISTING_GC_THRESHOLD, fewer_collections
+    from bot.sync.refresh_listing import LISTING_GC_THRESHOLD, fewer_collections
 
     before = gc.get_threshold()
     with pytest.raises(RuntimeError), fewer_collections():
