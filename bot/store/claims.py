@@ -24,8 +24,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
+from bot.domain.shards import ShardSpec
 from bot.store.database import POSTGRES, SQLITE
-from bot.store.leases import ALL_SHARDS, Shards
+from bot.store.leases import ALL_SHARDS, shard_condition
 from bot.store.queues import (
     CLAIMABLE,
     PENDING,
@@ -66,6 +67,8 @@ _CLAIM_EVENTS_SQLITE = f"""
     WHERE id IN (SELECT id FROM webhook_events WHERE state = '{PENDING}' AND next_attempt_at <= ? AND {CLAIMABLE}
                  ORDER BY id LIMIT ?)
 """
+#: How often `exclusive(wait=…)` asks PostgreSQL again for a lock another process holds.
+RETRY_LOCK_EVERY = 0.05
 #: When a pending row is next workable for `owner`: when due, or when another's lease ends if that is later.
 _NEXT_FREE = (
     "MIN(CASE WHEN claimed_by IS NULL OR claimed_by = ? OR claim_expires_at <= next_attempt_at"
@@ -119,9 +122,9 @@ class ClaimStore(SqlRunner):
         await self._db.commit()
         return written.rowcount
 
-    async def next_claimable_role_job(self, *, owner: str, shards: Shards = ALL_SHARDS) -> datetime | None:
+    async def next_claimable_role_job(self, *, owner: str, shards: ShardSpec = ALL_SHARDS) -> datetime | None:
         """When this process's next job is workable: its due time, or the end of another process's lease."""
-        shard_sql, shard_params = shards.where()
+        shard_sql, shard_params = shard_condition(shards)
         async with self._db.execute(
             f"SELECT {_NEXT_FREE} FROM role_jobs WHERE state = ?{shard_sql}", (owner, PENDING, *shard_params)
         ) as cursor:
@@ -168,15 +171,18 @@ class ClaimStore(SqlRunner):
 
     # -- both ----------------------------------------------------------------------------------------
 
-    async def release_claims_of_earlier_runs(self) -> int:
-        """At start-up on SQLite, whose file only this process uses: every claim is a dead predecessor's, free
-        now rather than when its lease ends. On PostgreSQL other processes hold claims: nothing is released."""
+    async def release_claims_of_earlier_runs(self, owner: str) -> int:
+        """At start-up on SQLite, whose file only this process uses: every claim but `owner`'s (this run's) is a
+        dead predecessor's, free now rather than when its lease ends. On PostgreSQL other processes hold claims:
+        nothing is released."""
         if self._dialect != SQLITE:
             return 0
         released = 0
         for table in ("role_jobs", "webhook_events"):
             written = await self._run(
-                f"UPDATE {table} SET claimed_by = NULL, claim_expires_at = NULL WHERE claimed_by IS NOT NULL"
+                f"UPDATE {table} SET claimed_by = NULL, claim_expires_at = NULL"
+                " WHERE claimed_by IS NOT NULL AND claimed_by != ?",
+                (owner,),
             )
             released += max(written.rowcount, 0)
         await self._db.commit()
@@ -185,8 +191,9 @@ class ClaimStore(SqlRunner):
     # -- one holder at a time --------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def exclusive(self, name: str) -> AsyncIterator[bool]:
-        """Yield whether this process now holds `name` alone (False: someone else does; don't wait for it).
+    async def exclusive(self, name: str, *, wait: float = 0.0) -> AsyncIterator[bool]:
+        """Yield whether this process now holds `name` alone: False when someone else does (`wait`: seconds to
+        keep trying first; 0, the refresh's choice, never waits).
 
         In-process first (an asyncio lock), then, on PostgreSQL, a session-level `pg_try_advisory_lock` on a
         connection kept for locks alone (bot/store/postgres_db.py `advisory_lock` says why). Released on leaving;
@@ -194,13 +201,28 @@ class ClaimStore(SqlRunner):
         if self._exclusive_locks is None:
             self._exclusive_locks = {}
         local = self._exclusive_locks.setdefault(name, asyncio.Lock())
-        if local.locked():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        if not local.locked():
+            await local.acquire()  # free: taken without a pause, so nobody can come in between
+        elif wait <= 0:
             yield False
             return
-        async with local:  # no await between the check and taking it: nobody else can come in between
+        else:
+            try:
+                await asyncio.wait_for(local.acquire(), timeout=wait)
+            except TimeoutError:
+                yield False
+                return
+        try:
             if self._dialect != POSTGRES:
                 yield True
                 return
-            async with self._db.advisory_lock(lock_key(name)) as held:  # type: ignore[attr-defined]
-                yield held
-
+            while True:
+                async with self._db.advisory_lock(lock_key(name)) as held:  # type: ignore[attr-defined]
+                    if held or loop.time() >= deadline:
+                        yield held
+                        return
+                await asyncio.sleep(min(RETRY_LOCK_EVERY, max(0.0, deadline - loop.time())))
+        finally:
+            local.release()

@@ -4,8 +4,8 @@ Several bot processes may share one PostgreSQL database (issue 11, item 6). Each
 event before running it (bot/store/claims.py), under its own `owner` id, unique per process run, so a restarted
 process never mistakes its predecessor's claims for its own. A claim lasts `lease` and is renewed while the work
 runs (`LeaseRenewal`); a process that dies stops renewing, and once the lease has run out another process may
-claim the work again. Role jobs are claimed only for the servers of this process's shards (`Shards`), the ones its
-Discord gateway connection serves.
+claim the work again. Role jobs are claimed only for the servers of this process's shards (bot/domain/shards.py
+`ShardSpec`), the ones its Discord gateway connection serves.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
+
+from bot.domain.shards import ShardSpec
 
 log = logging.getLogger(__name__)
 
@@ -35,43 +37,18 @@ def new_owner_id() -> str:
     return f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-@dataclass(frozen=True)
-class Shards:
-    """Discord's sharding: a server belongs to shard `(guild_id >> 22) % count`; this process serves `ids`.
-
-    The default, one shard, is every server (one process, or SQLite)."""
-
-    count: int = 1
-    ids: frozenset[int] = frozenset({0})
-
-    def __post_init__(self) -> None:
-        if self.count < 1:
-            raise ValueError("the shard count must be at least 1")
-        if not self.ids or any(not 0 <= shard < self.count for shard in self.ids):
-            raise ValueError(f"shard ids must be between 0 and {self.count - 1}")
-
-    @classmethod
-    def of(cls, count: int, ids: Collection[int] | None = None) -> Shards:
-        """`ids` None: every shard of `count` (one process running them all)."""
-        return cls(count, frozenset(range(count) if ids is None else ids))
-
-    @property
-    def everything(self) -> bool:
-        return len(self.ids) == self.count
-
-    def owns(self, guild_id: int) -> bool:
-        return (guild_id >> 22) % self.count in self.ids
-
-    def where(self, column: str = "guild_id") -> tuple[str, tuple[int, ...]]:
-        """An SQL condition (with `AND`) keeping this process's servers, and its parameters; empty for all.
-        `>>` and `%` mean the same on both engines for 64-bit ids."""
-        if self.everything:
-            return "", ()
-        marks = ", ".join("?" for _ in self.ids)
-        return f" AND ({column} >> 22) % ? IN ({marks})", (self.count, *sorted(self.ids))
+#: Every server: one process, or SQLite.
+ALL_SHARDS = ShardSpec()
 
 
-ALL_SHARDS = Shards()
+def shard_condition(shards: ShardSpec, column: str = "guild_id") -> tuple[str, tuple[int, ...]]:
+    """An SQL condition (with `AND`) keeping the servers of `shards` (bot/domain/shards.py's rule), and its
+    parameters; empty when the process runs every shard. `>>` and `%` mean the same on both engines for 64-bit
+    ids."""
+    if shards.every_shard:
+        return "", ()
+    marks = ", ".join("?" for _ in shards.ids)
+    return f" AND ({column} >> 22) % ? IN ({marks})", (shards.count, *sorted(shards.ids))
 
 
 @dataclass(frozen=True)
@@ -80,7 +57,7 @@ class Claimer:
 
     owner: str = field(default_factory=new_owner_id)
     lease: timedelta = DEFAULT_LEASE
-    shards: Shards = ALL_SHARDS
+    shards: ShardSpec = ALL_SHARDS
 
     def __post_init__(self) -> None:
         if self.lease <= timedelta(0):

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+from bot.domain.shards import ShardSpec
 from bot.store.database import SQLITE, Database
-from bot.store.leases import ALL_SHARDS, Shards
+from bot.store.leases import ALL_SHARDS, shard_condition
 
 #: How far before `now` an urgent job is dated, so it sorts ahead of a refresh's whole batch.
 URGENT_HEAD_START = timedelta(days=1)
@@ -268,12 +269,12 @@ class QueueStore(SqlRunner):
         )
 
     async def due_role_jobs_per_guild(
-        self, now: datetime, per_guild: int, *, owner: str | None = None, shards: Shards = ALL_SHARDS
+        self, now: datetime, per_guild: int, *, owner: str | None = None, shards: ShardSpec = ALL_SHARDS
     ) -> list[RoleJob]:
         """Each server's first `per_guild` due jobs in due order (the worker serves servers in turn); only the
         servers of `shards`, and with `owner` only jobs free to that process (bot/store/claims.py)."""
         free, free_params = (f" AND {CLAIMABLE}", (owner, iso_utc(now))) if owner is not None else ("", ())
-        shard_sql, shard_params = shards.where()
+        shard_sql, shard_params = shard_condition(shards)
         async with self._db.execute(
             "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY guild_id ORDER BY next_attempt_at) AS turn"
             f" FROM role_jobs WHERE state = ? AND next_attempt_at <= ?{free}{shard_sql}) AS ranked WHERE turn <= ?"

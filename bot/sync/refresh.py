@@ -183,7 +183,7 @@ class RefreshService:
                 return report
 
             reports = await run_each(ordered, one, self.campaign_concurrency)
-            if any(report.ok for report in reports):  # patron tokens: one process at a time, or both spend one
+            if any(report.ok for report in reports):  # one process at a time: a patron's refresh token works once
                 await self.exclusive.run("patron tokens", lambda: self._refresh_patron_tokens_and_prune(reports))
             report = _combined(reports, cause, self.clock())
             self.last_report = report

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -68,3 +72,39 @@ async def run_each(items: Sequence[T], run: Callable[[T], Awaitable[R]], concurr
             task.cancel()
         raise
     return [task.result() for task in tasks]
+
+
+class ExclusiveLocks(Protocol):
+    """The store's `exclusive` (bot/store/claims.py): one holder of a name at a time, across processes."""
+
+    def exclusive(self, name: str, *, wait: float = 0.0) -> AbstractAsyncContextManager[bool]: ...
+
+
+#: A skipped campaign's report says this; it is no failure.
+SKIPPED = "skipped: another process is refreshing this campaign now"
+
+
+class OneProcessAtATime:
+    """Runs a piece of work only when no other process (sharing the database) runs the same one.
+
+    Why: several bot processes share one PostgreSQL database (issue 11), and each refreshes on its own timer; two
+    listing one campaign at once would ask Patreon twice and race each other's writes. So a campaign's refresh
+    takes its lock (an advisory lock on PostgreSQL, an in-process lock on SQLite, whose file one process owns) and a
+    process that can't get it skips the campaign this round instead of waiting: the holder is doing that work now.
+    One log line when a name starts being skipped, none while it stays skipped.
+    """
+
+    def __init__(self, locks: ExclusiveLocks) -> None:
+        self._locks = locks
+        self._skipping: set[str] = set()
+
+    async def run(self, name: str, work: Callable[[], Awaitable[R]]) -> R | None:
+        """`work()`'s result, or None when another holder has `name` (nothing ran)."""
+        async with self._locks.exclusive(name) as held:
+            if held:
+                self._skipping.discard(name)
+                return await work()
+        if name not in self._skipping:
+            self._skipping.add(name)
+            log.info("%s: skipped, another process is doing it now (said once until it runs here again)", name)
+        return None

@@ -108,7 +108,7 @@ class RoleJobs(BackgroundWorker):
     async def resume(self) -> None:
         """Jobs left pending at the last stop or crash are due at once (on SQLite, claimed or not: only this
         process uses the file)."""
-        await self.store.release_claims_of_earlier_runs()
+        await self.store.release_claims_of_earlier_runs(self.claimer.owner)
         resumed = await self.store.reschedule_role_jobs(self.clock())
         pending = len(await self.store.pending_role_jobs())
         if pending:

@@ -4,6 +4,10 @@ The payload only says which member changed. Re-fetching and storing the snapshot
 duplicated, reordered or late delivery can never roll state back. A 404 means the membership is gone. When
 Patreon can't be reached the events stay pending and are retried with back-off (nothing is removed meanwhile);
 after `max_attempts` they are given up, and the next complete refresh covers them anyway.
+
+Every process may run an applier on one database (issue 11): a pass claims its events first (bot/store/claims.py),
+so each is applied once, and renews the claims while it runs; a killed process's events are free again after the
+lease.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from bot.domain.models import MembershipSnapshot
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonError, PatreonNotFound, PatreonRequestError
 from bot.store import Store
+from bot.store.leases import Claimer, LeaseRenewal
 from bot.store.queues import DONE, FAILED, IGNORED, WebhookEvent
 from bot.sync.auto_match import auto_match
 from bot.sync.campaign import CampaignService, CampaignUnavailable
@@ -50,9 +55,12 @@ class WebhookApplier(BackgroundWorker):
         retry_base: float = 5.0,
         retry_cap: float = 900.0,
         on_auto_linked: Callable[[str], None] = lambda how: None,
+        claimer: Claimer | None = None,
     ) -> None:
-        """`on_auto_linked`: each link auto-match makes from a webhook's member (bot/sync/auto_match.py)."""
+        """`on_auto_linked`: each link auto-match makes from a webhook's member (bot/sync/auto_match.py).
+        `claimer`: this process's owner id and lease for claiming events (None: a fresh owner id)."""
         super().__init__(clock)
+        self.claimer = claimer or Claimer()
         self.store = store
         self.on_auto_linked = on_auto_linked
         self.client = client
@@ -72,8 +80,15 @@ class WebhookApplier(BackgroundWorker):
     async def work(self) -> bool:
         return await self.apply_due() > 0
 
+    async def resume(self) -> None:
+        """On SQLite, a dead predecessor's claims are let go at once (a failure here costs only their lease)."""
+        try:
+            await self.store.release_claims_of_earlier_runs(self.claimer.owner)
+        except Exception as error:
+            log.warning("webhook applier: could not let go of earlier runs' claims (%s); their lease ends them", error)
+
     async def next_due(self) -> datetime | None:
-        return await self.store.next_webhook_event_due()
+        return await self.store.next_claimable_webhook_event(owner=self.claimer.owner)
 
     async def busy(self) -> bool:
         return self._busy or bool(await self.store.due_webhook_events(self.clock(), limit=1))
@@ -90,7 +105,15 @@ class WebhookApplier(BackgroundWorker):
                 self._busy = False
 
     async def _apply_batch(self) -> int:
-        events = await self.store.due_webhook_events(self.clock(), limit=self.batch)
+        claimer = self.claimer
+        events = await self.store.claim_due_webhook_events(
+            self.clock(), self.batch, owner=claimer.owner, lease=claimer.lease
+        )
+        ids = [event.id for event in events]
+
+        async def renew() -> None:
+            await self.store.renew_webhook_event_claims(ids, owner=claimer.owner, until=self.clock() + claimer.lease)
+
         by_member: dict[tuple[str, str], list[WebhookEvent]] = {}
         for event in events:
             by_member.setdefault((event.addressed_campaign_id or "", event.member_id or ""), []).append(event)
@@ -101,7 +124,7 @@ class WebhookApplier(BackgroundWorker):
                 campaign = self._campaign(addressed)
                 if campaign is None:
                     log.warning("webhook member=%s: campaign %s is no longer connected; ignored", member_id, addressed)
-                    await self.store.finish_webhook_events(
+                    await self._finish(
                         [e.id for e in group], IGNORED, self.clock(), "campaign not connected"
                     )
                     return
@@ -111,7 +134,8 @@ class WebhookApplier(BackgroundWorker):
                     log.exception("webhook member=%s: applying failed", member_id)
                     await self._retry_later(member_id, group, f"{type(error).__name__}: {error}")
 
-        await asyncio.gather(*(one(addressed, member, group) for (addressed, member), group in by_member.items()))
+        async with LeaseRenewal(renew, claimer.lease, self.name):
+            await asyncio.gather(*(one(addressed, member, group) for (addressed, member), group in by_member.items()))
         return len(events)
 
     def _campaign(self, addressed: str) -> CampaignService | None:
@@ -139,7 +163,7 @@ class WebhookApplier(BackgroundWorker):
                     snapshot = await self._fetch(campaign, stored_id)
         except PatreonRequestError as error:
             log.warning("webhook member=%s: Patreon refused the re-fetch (%s); events %s failed", member_id, error, ids)
-            await self.store.finish_webhook_events(ids, FAILED, self.clock(), str(error)[:500])
+            await self._finish(ids, FAILED, self.clock(), str(error)[:500])
             return
         except (PatreonError, CampaignUnavailable) as error:
             await self._retry_later(member_id, events, str(error))
@@ -165,12 +189,12 @@ class WebhookApplier(BackgroundWorker):
         else:
             if snapshot.campaign_id is not None and snapshot.campaign_id != campaign_id:
                 log.warning("webhook member=%s belongs to campaign %s, not ours; ignored", member_id, campaign_id)
-                await self.store.finish_webhook_events(ids, IGNORED, self.clock(), "another campaign")
+                await self._finish(ids, IGNORED, self.clock(), "another campaign")
                 return
             if snapshot.patreon_user_id is None:
                 snapshot = dataclasses.replace(snapshot, patreon_user_id=hint_user)
             if snapshot.patreon_user_id is None:
-                await self.store.finish_webhook_events(ids, FAILED, self.clock(), "member has no Patreon user")
+                await self._finish(ids, FAILED, self.clock(), "member has no Patreon user")
                 return
             stored = await self.store.save_membership(snapshot, campaign_id)
             await auto_match(self.store, self.gateway, self.reconcile, [snapshot], self.clock(), self.on_auto_linked)
@@ -199,7 +223,7 @@ class WebhookApplier(BackgroundWorker):
                 await self.reconcile.hand_off(link.discord_user_id, f"webhook {trigger}")  # other shards' servers
         if keys:
             await self.jobs.enqueue_many(keys, f"webhook {trigger}", urgent=True)
-        await self.store.finish_webhook_events(ids, DONE, self.clock())
+        await self._finish(ids, DONE, self.clock())
 
     async def _follows(self, guild_id: int, campaign_id: str) -> bool:
         key = await self.reconcile.campaign_key(guild_id)
@@ -222,8 +246,14 @@ class WebhookApplier(BackgroundWorker):
                 attempts,
                 error,
             )
-            await self.store.finish_webhook_events(ids, FAILED, self.clock(), error[:500])
+            await self._finish(ids, FAILED, self.clock(), error[:500])
             return
         delay = min(self.retry_cap, self.retry_base * 2 ** (attempts - 1))
         log.info("webhook member=%s: Patreon unavailable (%s); retry %d in %.0fs", member_id, error, attempts, delay)
-        await self.store.retry_webhook_events(ids, self.clock() + timedelta(seconds=delay), error[:500])
+        await self.store.retry_webhook_events(
+            ids, self.clock() + timedelta(seconds=delay), error[:500], owner=self.claimer.owner
+        )
+
+    async def _finish(self, ids: list[int], state: str, now: datetime, error: str | None = None) -> None:
+        """Only events this process still holds: after its lease ran out another one may have taken them."""
+        await self.store.finish_webhook_events(ids, state, now, error, owner=self.claimer.owner)
