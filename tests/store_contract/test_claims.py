@@ -180,6 +180,32 @@ async def test_the_exclusive_lock_admits_one_holder_and_is_free_after_it(two):
         assert after, "free once its holder let go"
 
 
+async def test_waiting_for_the_exclusive_lock_gets_it_once_the_holder_lets_go_or_gives_up(two):
+    first, second = two
+    let_go, holding = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with first.exclusive("creator token") as held:
+            assert held
+            holding.set()
+            await let_go.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.wait_for(holding.wait(), 10)
+    async with second.exclusive("creator token", wait=0.2) as gave_up:
+        assert not gave_up, "still held after the wait"
+
+    async def waiter() -> bool:
+        async with second.exclusive("creator token", wait=30) as held:
+            return held
+
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    let_go.set()
+    await holder
+    assert await waiting, "taken as soon as the holder let go"
+
+
 HOLDER = """
 import asyncio, sys
 from bot.store.opening import open_postgres
