@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,7 +15,7 @@ from bot.accounts.linked_role_view import LinkedRoleView
 from bot.accounts.linked_roles import PLATFORM_NAME
 from bot.accounts.linking import LinkingService
 from bot.config import Config
-from bot.domain.models import TokenPair
+from bot.domain.models import MembershipSnapshot, TokenPair
 from bot.guild_admin.comps import CompService
 from bot.guild_admin.connect import CampaignConnections
 from bot.guild_admin.lapse_kicks import KickGateway, LapseKicks, LapseKickSweeper
@@ -28,6 +28,7 @@ from bot.patreon.client import PatreonClient
 from bot.patreon.creator_api import CreatorClient
 from bot.store import Store
 from bot.store.campaigns import CampaignRecord
+from bot.store.leases import Claimer
 from bot.sync.campaign import CampaignService
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.channel_log import ChannelLog
@@ -102,8 +103,13 @@ def build_services(
     clock: Callable[[], datetime],
     *,
     discord: DiscordProbe | None = None,
+    claimer: Claimer | None = None,
 ) -> Services:
-    """`discord`: the Discord adapter's gateway state and role-call counts (None where there is no Discord)."""
+    """`discord`: the Discord adapter's gateway state and role-call counts (None where there is no Discord).
+    `claimer`: who this process is when it claims queued work, for how long, and which shards' servers it claims
+    jobs of (bot/store/leases.py; None: a fresh owner id, the default lease, the configured shards)."""
+    if claimer is None:
+        claimer = Claimer(shards=config.shards)
     patreon = CreatorClient(
         session,
         base_url=config.patreon_base_url,
@@ -182,7 +188,7 @@ def build_services(
 
     # With shards: a member's work in the servers other processes own goes to them as role jobs in the database.
     other_shards = OtherShards(
-        store, config.shards, participation, lambda keys, cause: jobs.enqueue_many(keys, cause, urgent=True)
+        store, config.shards, participation, lambda keys, cause, urgent: jobs.enqueue_many(keys, cause, urgent=urgent)
     )
     reconcile = ReconcileService(
         store,
@@ -232,13 +238,15 @@ def build_services(
         after_link=role_connections.note,
     )
     linked_role_flow = LinkedRoleFlow(config.signing_key, bearer, patreon, role_connections, reconcile, store, clock)
-    jobs = RoleJobs(store, reconcile, gateway, clock, pacer=pacer)
+    jobs = RoleJobs(store, reconcile, gateway, clock, pacer=pacer, claimer=claimer)
     admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation)
     comps = CompService(store, reconcile, gateway, participation, clock)
     kicks = LapseKicks(
         store, reconcile, gateway if isinstance(gateway, KickGateway) else None, participation, clock
     )
-    applier = WebhookApplier(store, patreon, campaigns, reconcile, jobs, gateway, clock, on_auto_linked=count_link)
+    applier = WebhookApplier(
+        store, patreon, campaigns, reconcile, jobs, gateway, clock, on_auto_linked=count_link, claimer=claimer
+    )
     webhooks = WebhookReceiver(
         campaigns.webhook_secrets,
         store,
@@ -247,6 +255,11 @@ def build_services(
         legacy_campaign=lambda: campaigns.env.known_campaign_id() if campaigns.env is not None else None,
     )
     dirty_members = DirtyMembers()
+
+    async def memberships_changed(snapshots: Sequence[MembershipSnapshot], campaign_id: str) -> None:
+        await patron_dms.on_memberships_changed(snapshots, campaign_id)
+        await other_shards.memberships_changed(snapshots, campaign_id)  # their servers, planned by their process
+
     refresh = RefreshService(
         patreon,
         store,
@@ -256,7 +269,7 @@ def build_services(
         gateway,
         clock,
         dirty_members,
-        on_changed=patron_dms.on_memberships_changed,
+        on_changed=memberships_changed,
         on_auto_linked=count_link,
     )
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)

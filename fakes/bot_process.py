@@ -6,20 +6,29 @@ are). The parent (tests/convergence/) runs the fakes and starts this with the wo
 
 - `BOT_CONTROL_FILE`: where to write the loopback port of the small control API below (the parent's only window
   into the bot), once it listens;
-- `BOT_CLOCK_OFFSET_SECONDS`: where the injected clock starts (real time plus this offset, as `fakes.world.Clock`).
+- `BOT_CLOCK_OFFSET_SECONDS`: where the injected clock starts (real time plus this offset, as `fakes.world.Clock`);
+- `BOT_LEASE_SECONDS` (optional): how long this process's claims on queued work hold (bot/store/leases.py), so a
+  test can show a killed process's claims taken over within seconds instead of a deployment's minute.
+
+The .env may name a PostgreSQL database (`DATABASE_URL`, then no lock file: several processes share it) and shards
+(`SHARD_COUNT`, `SHARD_IDS`): the bot is built as `python -m bot` builds it (`make_bot`), so two of these on one
+database with one shard each are two processes of one sharded bot (tests/shards/).
 
 Control API (loopback only, no secrets in it):
 `GET /ready` waits until discord.py is ready and the start-up refresh and what it queued are done;
 `POST /clock?offset=<seconds>` moves the clock; `POST /refresh` runs one refresh and answers its report;
 `GET /pending-events` answers the Patreon users whose webhook events are pending; `GET /cached-roles?guild=&user=`
-answers a member's roles as discord.py's cache has them (null: not cached);
-`POST /settle?events=0|1` waits until no role job (and, with `events=1`, no webhook event) is pending, even one
-waiting out a back-off, and answers the queue's counts; `GET /queue` answers them at once.
+answers a member's roles as discord.py's cache has them (null: not cached); `GET /guilds` answers the servers
+discord.py holds (this process's shards') and the shards it runs;
+`POST /settle?events=0|1` waits until no role job of this process's servers (and, with `events=1`, no webhook
+event) is pending, even one waiting out a back-off, and answers the queue's counts; `GET /queue` answers them at
+once (`pending_jobs` counts this process's servers, `pending_jobs_elsewhere` the other shards').
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -32,12 +41,15 @@ from aiohttp import web
 
 from bot.__main__ import keep_secrets_out_of_logs
 from bot.config import Config, load_config
-from bot.discord_io.client import PatronBot
+from bot.discord_io.client import PatronBot, make_bot
 from bot.discord_io.endpoint import point_discord_at
 from bot.discord_io.log_redaction import secrets_of
 from bot.discord_io.runner import setup_logging
 from bot.store import Store
 from bot.store.files import exclusive_use
+from bot.store.leases import Claimer
+from bot.store.opening import open_configured
+from bot.store.token_cipher import TokenCipher
 from fakes.world import Clock
 
 #: Each wait's own deadline, in seconds: generous, as CI runs the whole suite on 2 loaded cores, and each under the
@@ -50,11 +62,14 @@ REFRESH_TIMEOUT = 150.0
 
 
 async def queue_counts(bot: PatronBot) -> dict[str, int]:
-    store = bot.services.store
+    """The shared database's queues as this process sees them: its own servers' jobs apart from the others'."""
+    store, shards = bot.services.store, bot.config.shards
     events = await store.webhook_event_counts()
+    pending = await store.pending_role_jobs()
     return {
-        "pending_jobs": len(await store.pending_role_jobs()),
-        "failed_jobs": len(await store.failed_role_jobs()),
+        "pending_jobs": sum(1 for job in pending if shards.owns(job.guild_id)),
+        "pending_jobs_elsewhere": sum(1 for job in pending if not shards.owns(job.guild_id)),
+        "failed_jobs": sum(1 for job in await store.failed_role_jobs() if shards.owns(job.guild_id)),
         "pending_events": int(events.get("pending", 0)),
         "failed_events": int(events.get("failed", 0)),
     }
@@ -149,8 +164,15 @@ def control_app(bot: PatronBot, clock: Clock) -> web.Application:
         roles = None if member is None else sorted(role.id for role in member.roles if not role.is_default())
         return web.json_response({"roles": roles})
 
+    async def guilds(_request: web.Request) -> web.Response:
+        shards = bot.config.shards
+        held = sorted(guild.id for guild in bot.guilds)
+        return web.json_response({"guilds": [str(g) for g in held], "shard_ids": list(shards.ids),
+                                  "shard_count": shards.count})
+
     app = web.Application()
     app.router.add_get("/ready", ready)
+    app.router.add_get("/guilds", guilds)
     app.router.add_post("/clock", set_clock)
     app.router.add_post("/refresh", refresh)
     app.router.add_post("/settle", settle_view)
@@ -166,8 +188,10 @@ async def serve() -> int:
     setup_logging(config.log_level)
     clock = Clock()
     clock.offset = timedelta(seconds=float(os.environ.get("BOT_CLOCK_OFFSET_SECONDS", "0")))
-    with exclusive_use(config.database_path):
-        store = await Store.open(config.database_path)
+    # The SQLite file's lock, as `python -m bot` takes it; PostgreSQL is shared by design (shards).
+    with contextlib.nullcontext() if config.database_url else exclusive_use(config.database_path):
+        cipher = TokenCipher.from_setting(config.token_encryption_key) if config.token_encryption_key else None
+        store = await open_configured(config.database_url, config.database_path, cipher)
         try:
             await run_bot(config, store, clock)
         finally:
@@ -178,7 +202,9 @@ async def serve() -> int:
 async def run_bot(config: Config, store: Store, clock: Clock) -> None:
     point_discord_at(config.discord_base_url)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        bot = PatronBot(config, store, session, clock, guild_ready_timeout=0.05)
+        lease = os.environ.get("BOT_LEASE_SECONDS")
+        claimer = Claimer(lease=timedelta(seconds=float(lease)), shards=config.shards) if lease else None
+        bot = make_bot(config, store, session, clock, claimer=claimer, guild_ready_timeout=0.05)
         services = bot.services
         # Retries back off in milliseconds instead of seconds, as FakeWorld.fast_retries does in-process.
         services.patreon.retry_base_delay = 0.01

@@ -13,6 +13,7 @@ endpoint is served here within that time (no cross-process events: a periodic re
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -27,12 +28,15 @@ from bot.discord_io.roles import DiscordRoleGateway
 from bot.guild_admin.service import AdminError
 from bot.services import Services, build_services
 from bot.store import Store
+from bot.store.leases import Claimer
 from bot.sync.reconcile import FOLLOWS_NOTHING, utc_now
 
 log = logging.getLogger(__name__)
 
-#: With other processes on the database: how often the connected campaigns (and bindings) are read again.
+#: With other processes on the database: how often the connected campaigns (and bindings) are read again, and
+#: how often the queue workers look for work another process handed over (no cross-process wake-up signal).
 SHARED_STATE_RELOAD_SECONDS = 5.0
+HANDED_WORK_POLL_SECONDS = 1.0
 
 #: Loaded in this order by setup_hook; cogs.panel attaches `panel` to cogs.admin's group and registers the panel's
 #: persistent view (`add_view`) and its unlink answers (`add_dynamic_items`), so old panels work after a restart.
@@ -53,8 +57,12 @@ class PatronBot(commands.Bot):
         store: Store,
         session: aiohttp.ClientSession,
         clock: Callable[[], datetime] = utc_now,
+        *,
+        claimer: Claimer | None = None,
         **options: object,
     ) -> None:
+        """`claimer`: how this process claims queued work (bot/store/leases.py; None: the configured shards, a
+        fresh owner id and the default lease). `options` go to discord.py."""
         intents = discord.Intents.default()
         intents.members = True  # GUILD_MEMBER_ADD/UPDATE/REMOVE keep the linked members current
         super().__init__(
@@ -70,7 +78,7 @@ class PatronBot(commands.Bot):
         self.config = config
         self.role_gateway = DiscordRoleGateway(self)
         self.services: Services = build_services(
-            config, store, session, self.role_gateway, clock, discord=self.role_gateway
+            config, store, session, self.role_gateway, clock, discord=self.role_gateway, claimer=claimer
         )
         self._member_loads: set[asyncio.Task[None]] = set()
         self._shared_state_reload: asyncio.Task[None] | None = None
@@ -91,14 +99,21 @@ class PatronBot(commands.Bot):
         if not self.config.shards.every_shard:
             self._shared_state_reload = asyncio.create_task(self._reload_shared_state(), name="shared state reload")
 
-    async def _reload_shared_state(self, every: float = SHARED_STATE_RELOAD_SECONDS) -> None:
-        """What another process changed in the shared database (campaign_registry.reload says what)."""
-        while True:
-            await asyncio.sleep(every)
+    async def _reload_shared_state(self) -> None:
+        """What another process changed in the shared database (campaign_registry.reload says what), and the work
+        it handed over: a role job for a server of this shard, or a webhook event whose process died before it
+        applied it. A woken worker that finds nothing due costs one query and sleeps again."""
+        polls_per_reload = round(SHARED_STATE_RELOAD_SECONDS / HANDED_WORK_POLL_SECONDS)
+        for poll in itertools.count(1):
+            await asyncio.sleep(HANDED_WORK_POLL_SECONDS)
+            self.services.jobs.wake()
+            self.services.webhook_applier.wake()
+            if poll % polls_per_reload:
+                continue
             try:
                 await self.services.campaigns.reload()
             except Exception:  # a database hiccup: the next round tries again, the served state stays
-                log.warning("could not re-read the connected campaigns; trying again in %.0f s", every, exc_info=True)
+                log.warning("could not re-read the connected campaigns; trying again soon", exc_info=True)
 
     async def close(self) -> None:
         if self._shared_state_reload is not None:
@@ -203,13 +218,16 @@ def make_bot(
     store: Store,
     session: aiohttp.ClientSession,
     clock: Callable[[], datetime] = utc_now,
+    *,
+    claimer: Claimer | None = None,
     **options: object,
 ) -> PatronBot:
     """The bot for this config: unsharded (one gateway session, every server), or this process's shards."""
     if config.shard_count is None:
-        return PatronBot(config, store, session, clock, **options)
+        return PatronBot(config, store, session, clock, claimer=claimer, **options)
     shards = config.shards
     log.info("gateway: %s", shards.describe())
     return ShardedPatronBot(
-        config, store, session, clock, shard_count=shards.count, shard_ids=list(shards.ids), **options
+        config, store, session, clock, claimer=claimer, shard_count=shards.count, shard_ids=list(shards.ids),
+        **options,
     )

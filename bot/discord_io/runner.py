@@ -17,7 +17,7 @@ import discord
 from discord.ext import commands
 
 from bot.config import Config
-from bot.discord_io.client import PatronBot
+from bot.discord_io.client import make_bot
 from bot.discord_io.endpoint import point_discord_at
 from bot.store import Store
 from bot.store.files import StoreUnusable, exclusive_use
@@ -86,7 +86,7 @@ async def _serve(config: Config, store: Store, clock: Callable[[], datetime]) ->
         point_discord_at(config.discord_base_url)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            bot = PatronBot(config, store, session, clock)
+            bot = make_bot(config, store, session, clock)
             stopping = set()
             # Hosts stop processes with SIGTERM: close the Discord session and the web server cleanly.
             asyncio.get_running_loop().add_signal_handler(

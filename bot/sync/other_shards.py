@@ -14,14 +14,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from bot.domain.models import MembershipSnapshot
 from bot.domain.shards import ShardSpec
 from bot.store import Link, Store
 from bot.sync.participation import Participation
 
 log = logging.getLogger(__name__)
 
-#: Persists role jobs (the queue's `enqueue_many`, urgent: a person waits for them).
-Enqueue = Callable[[Sequence[tuple[int, int]], str], Awaitable[object]]
+#: Persists role jobs (the queue's `enqueue_many`): keys, cause, urgent (a person waits for them).
+Enqueue = Callable[[Sequence[tuple[int, int]], str, bool], Awaitable[object]]
 
 
 class OtherShards:
@@ -43,21 +44,41 @@ class OtherShards:
             if not self.shards.owns(guild_id) and await self.participation.refusal(guild_id) is None
         ]
 
-    async def hand_off(self, user_id: int, cause: str) -> int:
+    async def hand_off(self, user_id: int, cause: str, *, urgent: bool = True) -> int:
         """Queue this member's role job in each server of another shard where something may change for them;
         return how many were queued."""
-        if self.shards.every_shard:
+        return await self.hand_off_many([user_id], cause, urgent=urgent)
+
+    async def hand_off_many(self, user_ids: Sequence[int], cause: str, *, urgent: bool) -> int:
+        if self.shards.every_shard or not user_ids:
             return 0
-        link = await self.store.get_link_by_discord(user_id)
-        keys = [
-            (guild_id, user_id)
-            for guild_id in await self.acting_guild_ids()
-            if await self.store.granted_roles(guild_id, user_id) or await self._patron_there(link, guild_id)
-        ]
+        guilds = await self.acting_guild_ids()
+        keys: list[tuple[int, int]] = []
+        for user_id in user_ids if guilds else ():
+            link = await self.store.get_link_by_discord(user_id)
+            keys += [
+                (guild_id, user_id)
+                for guild_id in guilds
+                if await self.store.granted_roles(guild_id, user_id) or await self._patron_there(link, guild_id)
+            ]
         if keys:
-            await self.enqueue(keys, cause)
-            log.info("user=%s: %d role job(s) queued for other shards' servers (%s)", user_id, len(keys), cause)
+            await self.enqueue(keys, cause, urgent)
+            log.info("%d role job(s) queued for other shards' servers (%s)", len(keys), cause)
         return len(keys)
+
+    async def memberships_changed(self, snapshots: Sequence[MembershipSnapshot], _campaign_id: str) -> None:
+        """A refresh stored these changed memberships: the other shards' processes would see them unchanged when
+        their own refresh lists the campaign (the snapshot is stored already), so their members' jobs go to them
+        now, at the refresh's priority."""
+        if self.shards.every_shard:
+            return
+        linked = await self.store.linked_patreon_ids(s.patreon_user_id for s in snapshots if s.patreon_user_id)
+        users = []
+        for patreon_id in sorted(linked):
+            link = await self.store.get_link_by_patreon(patreon_id)
+            if link is not None:
+                users.append(link.discord_user_id)
+        await self.hand_off_many(users, "refresh", urgent=False)
 
     async def _patron_there(self, link: Link | None, guild_id: int) -> bool:
         if link is None or not link.counts_in(guild_id):

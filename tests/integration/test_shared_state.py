@@ -108,7 +108,8 @@ async def test_a_member_is_handed_to_the_other_shards_servers_where_something_is
     participation = await seeded(store)
     queued: list[tuple[list[tuple[int, int]], str]] = []
 
-    async def enqueue(keys, cause):
+    async def enqueue(keys, cause, urgent):
+        assert urgent
         queued.append((list(keys), cause))
 
     shard_zero = OtherShards(store, ShardSpec(2, (0,)), participation, enqueue)
@@ -126,7 +127,7 @@ async def test_a_member_is_handed_to_the_other_shards_servers_where_something_is
 async def test_one_process_running_every_shard_hands_nothing_off(store):
     participation = await seeded(store)
 
-    async def enqueue(keys, cause):
+    async def enqueue(keys, cause, urgent):
         raise AssertionError("nothing to hand off")
 
     every = OtherShards(store, ShardSpec(2, (0, 1)), participation, enqueue)

@@ -1,0 +1,34 @@
+"""The two-process tests need a PostgreSQL server (several bot processes share one database, which an SQLite file
+can't be). The server is the one .ci/run starts (STORE_CONTRACT_POSTGRES_DSN, or E2E_POSTGRES_DSN when given), else
+a throwaway cluster from Debian's binaries (fakes/postgres.py). Without either the tests skip on a developer's
+machine, saying why, and fail in CI (CI set), so CI never passes without having run them. Each world gets a
+fresh database of its own on the server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from fakes.postgres import start_cluster
+
+SERVER_SETTINGS = ("STORE_CONTRACT_POSTGRES_DSN", "E2E_POSTGRES_DSN")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    given = next((os.environ[name] for name in SERVER_SETTINGS if os.environ.get(name)), None)
+    if given:
+        yield given
+        return
+    try:
+        cluster = start_cluster()
+    except RuntimeError as why:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI for the two-process tests: {why}")
+        pytest.skip(f"no PostgreSQL server for the two-process tests: {why}")
+    try:
+        yield cluster.dsn
+    finally:
+        cluster.stop()
