@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from bot.domain.models import MembershipSnapshot
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonError, PatreonNotFound, PatreonRequestError
-from bot.store import Store
+from bot.store import Link, Store
 from bot.store.leases import Claimer, LeaseRenewal
 from bot.store.queues import DONE, FAILED, IGNORED, WebhookEvent
 from bot.sync.auto_match import auto_match
@@ -197,7 +197,12 @@ class WebhookApplier(BackgroundWorker):
                 await self._finish(ids, FAILED, self.clock(), "member has no Patreon user")
                 return
             stored = await self.store.save_membership(snapshot, campaign_id)
-            await auto_match(self.store, self.gateway, self.reconcile, [snapshot], self.clock(), self.on_auto_linked)
+            if snapshot.social_discord_id is not None and not await self._linked(snapshot.patreon_user_id):
+                # Only a patron linked to nobody can be matched; auto_match reads every acting server's settings
+                # first, which for a linked patron (most webhooks) was that many reads behind the refresh's writes.
+                await auto_match(
+                    self.store, self.gateway, self.reconcile, [snapshot], self.clock(), self.on_auto_linked
+                )
             patreon_ids.add(snapshot.patreon_user_id)
             log.info(
                 "webhook %s member=%s user=%s: %s (%s)",
@@ -211,19 +216,36 @@ class WebhookApplier(BackgroundWorker):
         for patreon_id in patreon_ids:
             link = await self.store.get_link_by_patreon(patreon_id)
             if link is not None:
-                # Acting servers only; a server where the link doesn't count still gets a job when it holds our
-                # grants, so the job can take them back.
-                # Only the servers that follow this campaign: another campaign's patron changes nothing there.
-                keys += [
-                    (guild_id, link.discord_user_id)
-                    for guild_id in await self.reconcile.member_guilds(link.discord_user_id)
-                    if (link.counts_in(guild_id) or await self.store.granted_roles(guild_id, link.discord_user_id))
-                    and await self._follows(guild_id, campaign_id)
-                ]
+                keys += await self._servers_to_tell(link, campaign_id)
                 await self.reconcile.hand_off(link.discord_user_id, f"webhook {trigger}")  # other shards' servers
         if keys:
             await self.jobs.enqueue_many(keys, f"webhook {trigger}", urgent=True)
         await self._finish(ids, DONE, self.clock())
+
+    async def _linked(self, patreon_user_id: str) -> bool:
+        return await self.store.get_link_by_patreon(patreon_user_id) is not None
+
+    async def _servers_to_tell(self, link: Link, campaign_id: str) -> list[tuple[int, int]]:
+        """The (server, member) jobs a change of this campaign's patron needs: servers that follow the campaign
+        (another campaign's patron changes nothing there) and act, where the member may be (memory doesn't say they
+        aren't), and where the link counts or our grants are held (so the job can take them back).
+
+        Followers are picked first: which campaign a server follows is read from memory, whether it acts from its
+        settings, so only this campaign's servers are read. Asking every acting server first (50 campaigns: 50
+        settings reads a webhook, each queued behind the refresh's writes on the one connection) made a webhook
+        wait seconds while the campaigns refreshed (bench/campaigns_bench.py)."""
+        user_id, gateway = link.discord_user_id, self.gateway
+        keys: list[tuple[int, int]] = []
+        for guild_id in gateway.guild_ids():
+            if not await self._follows(guild_id, campaign_id):
+                continue
+            if gateway.knows_member(guild_id, user_id) and gateway.cached_member_roles(guild_id, user_id) is None:
+                continue  # Discord said they aren't a member there
+            if await self.reconcile.participation_refusal(guild_id) is not None:
+                continue  # the server doesn't act (not turned on, or not the creator's)
+            if link.counts_in(guild_id) or await self.store.granted_roles(guild_id, user_id):
+                keys.append((guild_id, user_id))
+        return keys
 
     async def _follows(self, guild_id: int, campaign_id: str) -> bool:
         key = await self.reconcile.campaign_key(guild_id)
