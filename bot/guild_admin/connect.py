@@ -3,6 +3,8 @@ the roles after a disconnect, and what `check` says of a creator who revoked the
 
 Connecting itself is the browser flow (bot/accounts/connect_flow.py). Nothing here acts on another server's
 binding: every call names the server the command ran in, and only that server's binding is read or removed.
+Which campaign a server follows decides who gets every role its policy hands out, so `connect_refusal` holds the
+connect command to the rank rule `link-user` follows (bot/guild_admin/rank.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.accounts.connect_flow import webhook_uri
+from bot.domain.policy import managed_role_ids
 from bot.guild_admin.health import HealthLine
+from bot.guild_admin.rank import InvokerRank
 from bot.patreon.creator_api import MEMBER_TRIGGERS, CreatorClient
 from bot.patreon.errors import PatreonError
 from bot.patreon.jsonapi import Webhook
@@ -73,6 +77,24 @@ class CampaignConnections:
         self.participation = participation
         self.gateway = gateway
         self.public_base_url = public_base_url
+
+    # -- who may connect ------------------------------------------------------------------------------
+
+    async def connect_refusal(self, guild_id: int, invoker: InvokerRank) -> str | None:
+        """Why this admin may not make a connect button here, or None. The campaign decides whose patrons get
+        every role the server's policy hands out (a re-bind takes the old campaign's back), so, as for
+        `link-user`, each must sit below the asker's highest role; the owner is exempt. A server with nothing
+        mapped yet hands out nothing, so any owner or Manage Server admin connects it."""
+        settings = await self.store.get_settings(guild_id)
+        roles = managed_role_ids(settings, await self.store.get_tier_roles(guild_id))
+        refusal = invoker.refusal(roles, lambda role_id: self.gateway.role_name(guild_id, role_id), "change who gets")
+        if refusal is None:
+            return None
+        binding = await self.store.guild_binding(guild_id)
+        log.info("guild=%s: connect refused to user=%s, below a role the policy hands out", guild_id, invoker.user_id)
+        if binding is not None and binding.bound_by not in (None, invoker.user_id):
+            return f"{refusal.rstrip('.')}; campaign {binding.campaign_id} was connected here by <@{binding.bound_by}>."
+        return refusal
 
     # -- disconnect ---------------------------------------------------------------------------------
 
