@@ -239,6 +239,11 @@ class CampaignStore(SqlRunner):
             self._bindings = found
         return dict(self._bindings)
 
+    def forget_cached_bindings(self) -> None:
+        """The next `guild_bindings` reads the table again: another process on the same database (shards) may
+        have bound or unbound a server (CampaignRegistry.reload calls this every few seconds)."""
+        self._bindings = None
+
     async def guilds_following(self, campaign_id: str) -> list[int]:
         async with self._db.execute(
             "SELECT guild_id FROM guild_campaigns WHERE campaign_id = ? ORDER BY guild_id", (campaign_id,)

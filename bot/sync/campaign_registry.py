@@ -58,10 +58,12 @@ class CampaignRegistry:
         )
 
     async def reload(self) -> None:
-        """Serve the connected campaigns as stored now: with several bot processes on one database (shards),
-        another process may have connected, disconnected or re-hooked one (a new webhook secret). A served
+        """Serve the connected campaigns (and the servers bound to them) as stored now: with several bot processes
+        on one database (shards), another process may have connected, disconnected or re-hooked one (a new webhook
+        secret), or bound a server to one (the connect flow's callback lands on any process). A served
         campaign keeps its service (its token lock); only its secret follows the store. The wiring calls this every
         few seconds, so a change made elsewhere is served here within that (bot/discord_io/client.py)."""
+        self.store.forget_cached_bindings()  # which server follows which campaign: read afresh at the next look
         changes = self._changes
         records = {r.campaign_id: r for r in await self.store.campaign_records() if r.source == OAUTH_SOURCE}
         if changes != self._changes:

@@ -133,3 +133,25 @@ async def test_one_process_running_every_shard_hands_nothing_off(store):
     every = OtherShards(store, ShardSpec(2, (0, 1)), participation, enqueue)
     assert await every.acting_guild_ids() == []
     assert await every.hand_off(USER, "linked") == 0
+
+
+async def test_a_server_bound_by_another_process_follows_its_campaign_here_after_a_reload(tmp_path):
+    """The connect flow's callback may land on any process: its binding must reach the process that owns the
+    server, whose store keeps the bindings in memory."""
+    path = tmp_path / "shared.sqlite3"
+    here_store, elsewhere_store = await Store.open(path), await Store.open(path)
+    try:
+        here, elsewhere = registry(here_store), registry(elsewhere_store)
+        await elsewhere.load()
+        await elsewhere.add(CAMPAIGN, pair(), "secret")
+        await here.load()
+        participation = Participation(here_store, list, (), here)
+        assert await participation.campaign_for(SHARD1[0]) is None  # read (and kept in memory) before the bind
+        await elsewhere.bind_guild(SHARD1[0], CAMPAIGN, by=None)
+        assert await participation.campaign_for(SHARD1[0]) is None, "still the copy in memory"
+        await here.reload()
+        follows = await participation.campaign_for(SHARD1[0])
+        assert follows is not None and follows.known_campaign_id() == CAMPAIGN
+    finally:
+        await here_store.close()
+        await elsewhere_store.close()
