@@ -10,7 +10,7 @@ get roles from a campaign the server didn't choose: a disconnected server follow
 
 from bot.domain.models import GuildSettings
 from fakes.world import SEED, FakeWorld, page_text
-from tests.e2e.conftest import postgres_server
+from tests.e2e.backend import postgres_server
 from tests.e2e.connect_world import B_ROLE, B_TIER, BEN, CAMPAIGN_B, EVE, OTHER, OTHER_LOG, connect
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
