@@ -8,7 +8,8 @@ are). The parent (tests/convergence/) runs the fakes and starts this with the wo
   into the bot), once it listens;
 - `BOT_CLOCK_OFFSET_SECONDS`: where the injected clock starts (real time plus this offset, as `fakes.world.Clock`);
 - `BOT_LEASE_SECONDS` (optional): how long this process's claims on queued work hold (bot/store/leases.py), so a
-  test can show a killed process's claims taken over within seconds instead of a deployment's minute.
+  test can show a killed process's claims taken over within seconds instead of a deployment's minute;
+- `BOT_SHARD_LOCK_WAIT` (optional): how long a start waits for its shards to be free (bot/discord_io/runner.py).
 
 The .env may name a PostgreSQL database (`DATABASE_URL`, then no lock file: several processes share it) and shards
 (`SHARD_COUNT`, `SHARD_IDS`): the bot is built as `python -m bot` builds it (`make_bot`), so two of these on one
@@ -44,7 +45,7 @@ from bot.config import Config, load_config
 from bot.discord_io.client import PatronBot, make_bot
 from bot.discord_io.endpoint import point_discord_at
 from bot.discord_io.log_redaction import secrets_of
-from bot.discord_io.runner import setup_logging
+from bot.discord_io.runner import SHARD_LOCK_WAIT, setup_logging, shards_held, shards_taken
 from bot.store import Store
 from bot.store.files import exclusive_use
 from bot.store.leases import Claimer
@@ -193,7 +194,12 @@ async def serve() -> int:
         cipher = TokenCipher.from_setting(config.token_encryption_key) if config.token_encryption_key else None
         store = await open_configured(config.database_url, config.database_path, cipher)
         try:
-            await run_bot(config, store, clock)
+            wait = float(os.environ.get("BOT_SHARD_LOCK_WAIT", SHARD_LOCK_WAIT))
+            async with shards_held(store, config, wait) as taken:
+                if taken:  # as `python -m bot` refuses it: exit code 2 and one line
+                    print(f"error: {shards_taken(taken, config.shards)}", file=sys.stderr)
+                    return 2
+                await run_bot(config, store, clock)
         finally:
             await store.close()
     return 0

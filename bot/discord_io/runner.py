@@ -9,7 +9,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import aiohttp
@@ -19,6 +19,7 @@ from discord.ext import commands
 from bot.config import Config
 from bot.discord_io.client import make_bot
 from bot.discord_io.endpoint import point_discord_at
+from bot.domain.shards import ShardSpec
 from bot.store import Store
 from bot.store.files import StoreUnusable, exclusive_use
 from bot.store.opening import open_configured
@@ -26,6 +27,10 @@ from bot.store.token_cipher import TokenCipher, TokenKeyError
 from bot.sync.reconcile import utc_now
 
 log = logging.getLogger(__name__)
+
+#: How long a starting process waits for its shards to be free: a process killed a moment ago holds them until
+#: PostgreSQL notices its connection is gone (a supervisor restarts it at once).
+SHARD_LOCK_WAIT = 15.0
 
 
 def setup_logging(level: str) -> None:
@@ -44,12 +49,47 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
                 return 2
             cipher = TokenCipher.from_setting(config.token_encryption_key) if config.token_encryption_key else None
             store = await open_configured(config.database_url, config.database_path, cipher)
-            return await _serve(config, store, clock)
+            try:
+                async with shards_held(store, config) as taken:
+                    if taken:
+                        print(f"error: {shards_taken(taken, config.shards)}", file=sys.stderr)
+                        return 2
+                    return await _serve(config, store, clock)
+            finally:
+                await store.close()  # after the shards are let go: their locks live on the store's connection
     except StoreUnusable as error:
         print(f"error: {'DATABASE_URL' if config.database_url else 'DATABASE_PATH'} {error}", file=sys.stderr)
     except TokenKeyError as error:
         print(f"error: {error}; the stored tokens were left as they are", file=sys.stderr)
     return 2
+
+
+@contextlib.asynccontextmanager
+async def shards_held(store: Store, config: Config, wait: float = SHARD_LOCK_WAIT) -> AsyncIterator[list[int]]:
+    """Hold each shard this process runs for as long as it runs (an advisory lock on PostgreSQL, freed with the
+    process's connection when it dies), so a second process started with an overlapping SHARD_IDS stops at once
+    instead of running a shard twice (each of its servers' events and commands handled by two processes). Yields the
+    shard ids another process holds (empty: all are ours). Unsharded, or on the SQLite file (its lock file is one
+    process's), there is nothing to hold."""
+    if config.shard_count is None or not config.database_url:
+        yield []
+        return
+    shards = config.shards
+    async with contextlib.AsyncExitStack() as stack:
+        taken = [
+            shard
+            for shard in shards.ids
+            if not await stack.enter_async_context(store.exclusive(f"shard {shard} of {shards.count}", wait=wait))
+        ]
+        yield taken
+
+
+def shards_taken(taken: list[int], shards: ShardSpec) -> str:
+    """The one line a start refused for shards another process runs says."""
+    return (
+        f"SHARD_IDS {','.join(map(str, taken))}: another process runs {'that shard' if len(taken) == 1 else 'those'}"
+        f" of SHARD_COUNT {shards.count} on this database (every shard must be run by exactly one process)"
+    )
 
 
 def listen_problem(host: str, port: int) -> str | None:
@@ -109,6 +149,4 @@ async def _serve(config: Config, store: Store, clock: Callable[[], datetime]) ->
         # Someone took the port between the check above and the web server's start.
         print(f"error: {_listen_error(config.web_host, config.port, error.original)}", file=sys.stderr)
         return 2
-    finally:
-        await store.close()
     return 0

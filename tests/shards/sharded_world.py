@@ -98,6 +98,22 @@ class BotChild:
         self.control_port = int(control_file.read_text())
         self.startup_refresh = (await self.call("GET", "/ready", timeout=READY_TIMEOUT + MARGIN))["startup_refresh"]
 
+    async def run_until_exit(self, timeout: float = ANNOUNCE_TIMEOUT) -> int:
+        """Start a process that is expected to refuse to run: its exit code."""
+        self.starts += 1
+        keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+        env = {**keep, "PYTHONPATH": str(REPO), **self.environment, "BOT_CONTROL_FILE": str(self.folder / "none")}
+        with self.log_path().open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "fakes.bot_process", cwd=self.folder, env=env, stdout=log, stderr=log
+            )
+        try:
+            return await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise AssertionError(f"{self.name} kept running:\n{self.log_tail()}") from None
+
     async def call(self, method: str, path: str, *, timeout: float = QUICK_CALL, **params: Any) -> dict[str, Any]:
         """One control call; a failure says which, what the bot answered and its log's tail."""
         url = f"http://127.0.0.1:{self.control_port}{path}"

@@ -17,9 +17,9 @@ import time
 
 import aiohttp
 
-from fakes.world import PATREON_IDS, SEED
+from fakes.world import PATREON_IDS, SEED, free_port
 from tests.convergence.trouble import PATREON_API
-from tests.shards.sharded_world import ERIN, ERIN_PATREON, MEMBERS, ShardedWorld
+from tests.shards.sharded_world import ERIN, ERIN_PATREON, MEMBERS, BotChild, ShardedWorld
 
 ALICE, BOB, CAROL, DAVE = (PATREON_IDS[MEMBERS[name]] for name in ("alice", "bob", "carol", "dave"))
 
@@ -133,3 +133,22 @@ async def wait_until(condition, what: str, timeout: float = 60.0) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"{what} did not happen in {timeout:.0f} s")
         await asyncio.sleep(0.02)
+
+
+async def test_a_second_process_for_a_running_shard_refuses_to_start(tmp_path, postgres_server):
+    """Two processes on one shard would both answer its servers' commands and events: the second one stops."""
+    world = ShardedWorld(tmp_path, postgres_server)
+    try:
+        await world.start()
+        second = world.bots[1]
+        intruder = BotChild(tmp_path, "intruder", second.environment | {
+            "PORT": str(free_port()), "BOT_SHARD_LOCK_WAIT": "1",
+        }, 0)
+        try:
+            assert await intruder.run_until_exit() == 2
+            assert "SHARD_IDS 1: another process runs that shard of SHARD_COUNT 2" in intruder.log_tail()
+        finally:
+            await intruder.close()
+        assert (await second.call("GET", "/guilds"))["shard_ids"] == [1], "the running one goes on"
+    finally:
+        await world.close()
