@@ -1,14 +1,15 @@
 """`/patreon-admin connect`: a server admin's browser, Discord's proof of who they are, the creator's Patreon OAuth.
 
-button → `/connect/start` (a cookie binds this browser to the attempt) → Discord `identify` (must be the admin who
-ran the command) → Patreon OAuth with CREATOR_SCOPES → `/patreon/callback` (the one registered redirect URL; the
-state's salt says it is this flow) → the creator's campaigns (a picker when several, a signed single-use form) →
-the token pair stored, the server bound, the tiers read, the webhook registered through the API. The admin and the
-creator may be different people at one keyboard: the admin signs in to Discord, then whoever signs in to Patreon
-approves (only the campaigns that Patreon account owns are offered). A forwarded button fails at Discord's step;
-a Patreon redirect replayed in another browser fails at the cookie; each attempt binds once. A creator's pair
-waiting for the picker lives only as long as its attempt (15 minutes): `PendingConnectSweeper` forgets abandoned
-ones at start-up and every few minutes, and each new connect button does too.
+button → `/connect/start` (a cookie binds this browser to the attempt) → Discord `identify` (must be the admin who ran
+the command, in the browser the start page bound Discord's state to) → Patreon OAuth with CREATOR_SCOPES →
+`/patreon/callback` (the one registered redirect URL; the state's salt says it is this flow) → the creator's campaigns
+(a picker when several, a signed single-use form) → the token pair stored, the server bound, the tiers read, the webhook
+registered through the API. The admin and the creator may be different people at one keyboard: the admin signs in to
+Discord, then whoever signs in to Patreon approves (only the campaigns that Patreon account owns are offered). A
+forwarded button fails at Discord's step, and so does the admin's own unopened Discord callback replayed in the
+creator's browser after her start link; a Patreon redirect replayed in another browser fails at the cookie; each attempt
+binds once. A creator's pair waiting for the picker lives only as long as its attempt (15 minutes):
+`PendingConnectSweeper` forgets abandoned ones at start-up and every few minutes, and each new connect button does too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from bot.accounts.connect_state import (
 )
 from bot.accounts.link_flow import DiscordSignIn, DiscordSignInRefused, DiscordSignInUnavailable
 from bot.accounts.linking import LinkResult
-from bot.accounts.oauth_state import StateError, issue_binding, new_browser_proof, read_binding
+from bot.accounts.oauth_state import (
+    StateError,
+    holds_start_proof,
+    issue_binding,
+    issue_discord_state,
+    new_browser_proof,
+    read_binding,
+    read_discord_state,
+)
 from bot.domain.models import Campaign, TokenPair
 from bot.patreon.creator_api import CREATOR_SCOPES, MEMBER_TRIGGERS, CreatorClient
 from bot.patreon.errors import PatreonAuthError, PatreonError
@@ -124,7 +133,7 @@ class ConnectFlow:
 
     def owns(self, state_token: str) -> bool:
         """Whether a Discord or Patreon callback's state is this flow's (the link flow takes every other)."""
-        return bool(state_token) and is_connect_state(self._key, state_token)
+        return bool(state_token) and is_connect_state(self._key, read_discord_state(state_token).start_token)
 
     def webhook_uri(self, campaign_id: str) -> str:
         return webhook_uri(self._public, campaign_id)
@@ -152,16 +161,21 @@ class ConnectFlow:
         except StateError as error:
             return _fail("This connect link can't be used.", str(error))
         known = read_binding(self._key, cookie)
-        value, _ = issue_binding(self._key, state.nonce, known.browser_id if known else None)
-        return ConnectStep(redirect=self._discord.authorize_url(state_token), cookie=value)
+        value, binding = issue_binding(self._key, state.nonce, known.browser_id if known else None)
+        discord_state = issue_discord_state(self._key, state_token, binding)  # Discord's step: this browser only
+        return ConnectStep(redirect=self._discord.authorize_url(discord_state), cookie=value)
 
     async def discord_callback(self, params: Mapping[str, str], cookie: str | None) -> ConnectStep:
-        """Only the admin who ran the command goes on to Patreon."""
+        """Only the admin who ran the command goes on to Patreon, in the browser that opened the start page (Eve's
+        own unopened callback replayed after her start link in the creator's browser fails here)."""
+        step = read_discord_state(params.get("state", ""))
         try:
-            state = verify_connect_state(self._key, params.get("state", ""), self._clock())
+            state = verify_connect_state(self._key, step.start_token, self._clock())
         except StateError as error:
             return _fail("This connect link can't be used.", str(error))
-        if not self._same_browser(state, cookie):
+        started_here = holds_start_proof(self._key, step, read_binding(self._key, cookie))
+        if not self._same_browser(state, cookie) or not started_here:
+            log.warning("connect for guild=%s refused: Discord callback in another browser", state.guild_id)
             return _fail("This sign-in was started in another browser.", _AGAIN, 403)
         if params.get("error"):
             return _fail("You didn't allow Discord sign-in.", "Nothing was connected.", 200)
@@ -191,6 +205,8 @@ class ConnectFlow:
         except StateError as error:
             return _fail("This connect link can't be used.", str(error))
         if not self._same_browser(state, cookie, proof=True):
+            # Used up, so the URL pasted back to whoever started it can't bind there (review F5).
+            await self._store.consume_state(state.nonce, state.expires_at)
             log.warning("connect for guild=%s refused: Patreon callback without its cookie", state.guild_id)
             return _fail("This sign-in was started in another browser.", _AGAIN, 403)
         if not await self._store.consume_state(state.nonce, state.expires_at):

@@ -1,7 +1,9 @@
 """The link flow's steps: the bot's start page, Discord's proof of identity, Patreon's callback, and undo.
 
 button → `/link/start` (sets a cookie binding this browser to the attempt) → Discord OAuth2 `identify` →
-`/discord/callback` (the Discord user must be the one the button was made for) → Patreon OAuth →
+`/discord/callback` (the Discord user must be the one the button was made for, and Discord's state must carry the
+start page's proof of this browser, so the attacker's own unopened callback fails in a victim's browser even right
+after his start link) → Patreon OAuth →
 `/patreon/callback` (the cookie must hold the proof the Discord callback gave this browser) → the link. A forwarded
 button fails at Discord's step, because Discord signs in the person holding the browser, not the person who ran the
 command; a Patreon redirect replayed into another browser fails at the cookie, even when the attacker first made
@@ -28,12 +30,15 @@ from bot.accounts.oauth_state import (
     BrowserBinding,
     LinkState,
     StateError,
+    holds_start_proof,
     issue_binding,
+    issue_discord_state,
     issue_patreon_state,
     issue_state,
     issue_undo,
     new_browser_proof,
     read_binding,
+    read_discord_state,
     read_undo,
     verify_patreon_state,
     verify_state,
@@ -135,18 +140,22 @@ class LinkFlow:
         if (refused := await self._server_refused(state)) is not None:
             return refused
         known = read_binding(self._key, cookie)
-        value, _ = issue_binding(self._key, state.nonce, known.browser_id if known else None)
+        value, binding = issue_binding(self._key, state.nonce, known.browser_id if known else None)
         log.info("link started for user=%s in guild=%s", state.discord_user_id, state.guild_id)
-        return FlowStep(redirect=self._discord.authorize_url(state_token), cookie=value)
+        discord_state = issue_discord_state(self._key, state_token, binding)  # Discord's step: this browser only
+        return FlowStep(redirect=self._discord.authorize_url(discord_state), cookie=value)
 
     async def discord_callback(self, params: Mapping[str, str], cookie: str | None) -> FlowStep:
-        """Discord says who signed in: only the user the button was made for goes on to Patreon."""
+        """Discord says who signed in: only the user the button was made for, in the browser that opened the start
+        page (an attacker's own callback replayed after his start link in a victim's browser fails here)."""
+        step = read_discord_state(params.get("state", ""))
         try:
-            state = verify_state(self._key, params.get("state", ""), self._clock())
+            state = verify_state(self._key, step.start_token, self._clock())
         except StateError as error:
             return _fail("This link can't be used.", str(error))
         browser = self._browser_of(state, cookie)
-        if browser is None:
+        if browser is None or not holds_start_proof(self._key, step, browser):
+            log.warning("link for user=%s refused: Discord callback in another browser", state.discord_user_id)
             return _fail("This sign-in was started in another browser.", _RUN_AGAIN, 403)
         if (refused := await self._server_refused(state)) is not None:
             return refused
@@ -185,6 +194,8 @@ class LinkFlow:
             return _fail("This link can't be used.", str(error))
         browser = self._browser_of(state, cookie, proof=True)
         if browser is None:
+            # Used up, so the URL pasted back to whoever started it can't finish there (review F5).
+            await self._store.consume_state(state.nonce, state.expires_at)
             log.warning("link for user=%s refused: Patreon callback without its cookie", state.discord_user_id)
             return _fail("This sign-in was started in another browser.", _RUN_AGAIN, 403)
         if (refused := await self._server_refused(state)) is not None:

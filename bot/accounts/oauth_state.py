@@ -3,6 +3,12 @@
 - the **start state** rides in the `/patreon link` button: one attempt, for one (guild, Discord user), 15 minutes;
 - the **browser cookie** is set by the bot's start page and names the attempt (its nonce) and the browser, so a
   forwarded button can't be finished in another browser;
+- the **Discord state** is the start state plus a **start proof** of the browser that opened the start page (a keyed
+  hash of its cookie's browser id and the attempt): the start state rides in a URL anyone holding the button knows,
+  so without the proof an attacker's own unused `/discord/callback?code=…&state=…` (his code, his button) opened in a
+  victim's browser right after his start link found the cookie it wanted there, and the Patreon step went on in the
+  victim's browser (review F1). The attacker never sees the victim's browser id, so he can't make that proof; two
+  tabs of one browser get the same one;
 - the **Patreon state** is only minted after Discord's OAuth2 proved who is at the keyboard; Patreon's callback
   accepts nothing else, so the Discord step can't be skipped. It carries a fresh **browser proof** that the Discord
   callback also writes into that browser's cookie: the start page copies the attempt's nonce out of a URL anyone
@@ -18,7 +24,10 @@ record (keyed by the nonce) makes each attempt single-use.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
+from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +42,9 @@ COOKIE_LIFETIME = STATE_LIFETIME + UNDO_WINDOW
 COOKIE_NAME = "patreon_link"
 
 _START, _PATREON, _BROWSER, _UNDO = "link-start", "link-patreon", "link-browser", "link-undo"
+_DISCORD_PROOF = b"discord-step-proof"
+#: Joins the start state and the start proof in Discord's state: in neither's alphabet (base64url and ".").
+_PROOF_SEPARATOR = "~"
 _INVALID = "This link is not valid. Run /patreon link again to get a fresh one."
 _FOREIGN = "This link was not issued by this bot. Run /patreon link again to get a fresh one."
 _EXPIRED = "This link has expired. Run /patreon link again to get a fresh one."
@@ -87,6 +99,35 @@ def issue_patreon_state(key: bytes, state: LinkState) -> str:
 
 def verify_patreon_state(key: bytes, token: str, now: datetime) -> LinkState:
     return _load_state(key, _PATREON, token, now)
+
+
+@dataclass(frozen=True)
+class DiscordStepState:
+    """What comes back in Discord's `state`: the button's start state and the start page's proof of the browser."""
+
+    start_token: str
+    proof: str
+
+
+def issue_discord_state(key: bytes, start_token: str, binding: BrowserBinding) -> str:
+    """The state the start page sends to Discord: the start state, bound to the browser it just set `binding` in."""
+    return f"{start_token}{_PROOF_SEPARATOR}{_start_proof(key, binding)}"
+
+
+def read_discord_state(token: str) -> DiscordStepState:
+    """Split Discord's state; a token without a proof (not a Discord state) comes back whole with an empty proof."""
+    start_token, separator, proof = token.rpartition(_PROOF_SEPARATOR)
+    return DiscordStepState(start_token, proof) if separator else DiscordStepState(token, "")
+
+
+def holds_start_proof(key: bytes, step: DiscordStepState, binding: BrowserBinding | None) -> bool:
+    """Whether this browser's cookie is the one the start page bound Discord's state to."""
+    return binding is not None and bool(step.proof) and hmac.compare_digest(step.proof, _start_proof(key, binding))
+
+
+def _start_proof(key: bytes, binding: BrowserBinding) -> str:
+    message = b"\0".join((_DISCORD_PROOF, binding.browser_id.encode(), binding.nonce.encode()))
+    return urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode().rstrip("=")
 
 
 def issue_binding(key: bytes, nonce: str, browser_id: str | None = None) -> tuple[str, BrowserBinding]:
