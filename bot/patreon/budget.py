@@ -17,6 +17,12 @@ Two lanes, because someone waits on a look-up and nobody waits on a listing page
 A 429 (with its Retry-After) pauses the whole budget, every lane and every campaign: the limit is the client's,
 so one caller's 429 means everyone's next request would get one too.
 
+Each token has its own window as well (Patreon documents 100 requests per minute per token): a request that names
+its token (`slot(..., token=...)`) also takes one of that token's `token_limit` slots, freed `token_window_seconds`
+(+ margin) after the request ended, like the client's. A waiter whose token is spent waits for it alone: waiters of
+other tokens go past it, so one creator's burst of look-ups never holds another campaign's. Only a hash of the
+token is kept (never the token: this object shows up in reprs and logs).
+
 Urgent work (`async with budget.urgent():`, a webhook applier's pass) also holds refresh requests back while it
 runs, for at most `refresh_hold_seconds` per waiting page: a listing page costs the bot far more than its request
 (parsing, storing and planning 1,000 members), so a webhook applied while pages keep coming waits behind that
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -43,6 +50,9 @@ CLIENT_WINDOW_SECONDS = 2.0
 REFRESH_SHARE = 0.8
 #: The longest urgent work holds back one refresh request (so a stream of webhooks never starves the refresh).
 REFRESH_HOLD_SECONDS = 1.0
+#: Patreon's documented per-token limit (November 2024): 100 requests per minute per token.
+TOKEN_LIMIT = 100
+TOKEN_WINDOW_SECONDS = 60.0
 
 
 class Priority(IntEnum):
@@ -62,6 +72,30 @@ class BudgetFigures:
     pauses: int = 0
     #: The most requests the budget ever counted in one window (running plus recently ended).
     peak_in_window: int = 0
+    #: The most requests one token ever had in its window (running plus recently ended).
+    peak_per_token: int = 0
+    #: Grants that had to wait because their token's window was full (others went past them meanwhile).
+    token_waits: int = 0
+
+
+def token_id(token: str | None) -> str | None:
+    """What the budget keeps of a token: a short hash, never the token."""
+    return None if token is None else hashlib.blake2b(token.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class _TokenWindow:
+    running: int = 0
+    ended: deque[float] = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class _Waiter:
+    future: asyncio.Future[None]
+    #: The request's token id (None: no token, so no window of its own).
+    tid: str | None
+    #: Passed over at least once because its token's window was full.
+    token_held: bool = False
 
 
 class RequestBudget:
@@ -75,21 +109,30 @@ class RequestBudget:
         refresh_share: float = REFRESH_SHARE,
         margin_seconds: float = 0.02,
         refresh_hold_seconds: float = REFRESH_HOLD_SECONDS,
+        token_limit: int = TOKEN_LIMIT,
+        token_window_seconds: float = TOKEN_WINDOW_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 2 or window_seconds <= 0 or not 0 < refresh_share <= 1:
             raise ValueError("a budget needs at least two requests per window of positive length")
+        if token_limit < 1 or token_window_seconds <= 0:
+            raise ValueError("a token's window needs at least one request and a positive length")
         self.limit = limit
         self.window_seconds = window_seconds
         self.margin_seconds = margin_seconds
         #: Slots the refresh lane may hold at once (at least one, and at least one left for look-ups).
         self.refresh_limit = max(1, min(limit - 1, int(limit * refresh_share)))
+        self.token_limit = token_limit
+        self.token_window_seconds = token_window_seconds
         self._monotonic = monotonic
         self._running: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._ended: deque[tuple[float, Priority]] = deque()
-        self._lookups: deque[asyncio.Future[None]] = deque()
+        #: Waiters hold (future, token id); a waiter without a token has no window of its own.
+        self._lookups: deque[_Waiter] = deque()
         #: Refresh waiters by key, in the order keys last got a slot (round-robin: the front goes next).
-        self._refresh: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._refresh: OrderedDict[str, deque[_Waiter]] = OrderedDict()
+        #: Per token id: its requests running and recently ended (only tokens with either are kept).
+        self._tokens: dict[str, _TokenWindow] = {}
         self._paused_until = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.refresh_hold_seconds = refresh_hold_seconds
@@ -99,7 +142,10 @@ class RequestBudget:
         self.figures = BudgetFigures()
 
     def __repr__(self) -> str:
-        return f"RequestBudget({self.limit} per {self.window_seconds:g}s, refresh {self.refresh_limit})"
+        return (
+            f"RequestBudget({self.limit} per {self.window_seconds:g}s, refresh {self.refresh_limit}, "
+            f"{self.token_limit} per {self.token_window_seconds:g}s per token)"
+        )
 
     @property
     def paused_for(self) -> float:
@@ -107,8 +153,8 @@ class RequestBudget:
         return max(0.0, self._paused_until - self._monotonic())
 
     def waiting(self, priority: Priority | None = None) -> int:
-        lookups = sum(1 for f in self._lookups if not f.done())
-        refresh = sum(1 for q in self._refresh.values() for f in q if not f.done())
+        lookups = sum(1 for w in self._lookups if not w.future.done())
+        refresh = sum(1 for q in self._refresh.values() for w in q if not w.future.done())
         return {None: lookups + refresh, Priority.LOOKUP: lookups, Priority.REFRESH: refresh}[priority]
 
     def pause(self, seconds: float) -> None:
@@ -133,20 +179,24 @@ class RequestBudget:
             self._grant()
 
     @contextlib.asynccontextmanager
-    async def slot(self, priority: Priority = Priority.LOOKUP, key: str = "") -> AsyncIterator[None]:
-        """Hold one slot for the duration of one HTTP attempt."""
+    async def slot(
+        self, priority: Priority = Priority.LOOKUP, key: str = "", token: str | None = None
+    ) -> AsyncIterator[None]:
+        """Hold one slot for the duration of one HTTP attempt; `token` (the request's bearer token, if any) also
+        takes a slot of that token's own window."""
         asked = self._monotonic()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tid = token_id(token)
         if priority is Priority.LOOKUP:
-            self._lookups.append(future)
+            self._lookups.append(_Waiter(future, tid))
         else:
-            self._refresh.setdefault(key, deque()).append(future)
+            self._refresh.setdefault(key, deque()).append(_Waiter(future, tid))
         self._grant()
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():  # granted as we were cancelled: give the slot back
-                self._release(priority, count=False)
+                self._release(priority, tid, count=False)
             raise
         waited = self._monotonic() - asked
         figures = self.figures
@@ -155,13 +205,59 @@ class RequestBudget:
         try:
             yield
         finally:
-            self._release(priority)
+            self._release(priority, tid)
 
-    def _release(self, priority: Priority, *, count: bool = True) -> None:
+    def _release(self, priority: Priority, tid: str | None, *, count: bool = True) -> None:
+        now = self._monotonic()
         self._running[priority] -= 1
         if count:
-            self._ended.append((self._monotonic(), priority))
+            self._ended.append((now, priority))
+        if tid is not None:
+            window = self._tokens[tid]
+            window.running -= 1
+            if count:
+                window.ended.append(now)
+            elif not window.running and not window.ended:
+                del self._tokens[tid]
         self._grant()
+
+    def _token_room(self, tid: str | None, now: float) -> bool:
+        """Whether this token's window has a free slot (a request without a token always has)."""
+        if tid is None:
+            return True
+        window = self._tokens.get(tid)
+        if window is None:
+            return True
+        hold = self.token_window_seconds + self.margin_seconds
+        while window.ended and window.ended[0] + hold <= now:
+            window.ended.popleft()
+        if not window.running and not window.ended:
+            del self._tokens[tid]
+            return True
+        return window.running + len(window.ended) < self.token_limit
+
+    def _take(self, priority: Priority, waiter: _Waiter) -> None:
+        self._running[priority] += 1
+        if waiter.tid is not None:
+            window = self._tokens.setdefault(waiter.tid, _TokenWindow())
+            window.running += 1
+            self.figures.peak_per_token = max(self.figures.peak_per_token, window.running + len(window.ended))
+        self.figures.token_waits += waiter.token_held
+        waiter.future.set_result(None)
+
+    def _spent(self, waiter: _Waiter, spent: set[str], now: float) -> bool:
+        """Whether the waiter's token has no slot now (then it is remembered in `spent` and marked held)."""
+        if waiter.tid is None or (waiter.tid not in spent and self._token_room(waiter.tid, now)):
+            return False
+        spent.add(waiter.tid)
+        waiter.token_held = True
+        return True
+
+    def _token_frees_at(self, tids: set[str]) -> float | None:
+        """When the first of these spent tokens gets a slot back by time (a running request's end wakes us too)."""
+        hold = self.token_window_seconds + self.margin_seconds
+        moments = [self._tokens[t].ended[0] + hold for t in tids if t in self._tokens and self._tokens[t].ended]
+        return min(moments) if moments else None
 
     def _in_window(self, now: float) -> tuple[int, int]:
         """(every slot taken, refresh slots taken): running, plus ended less than a window ago."""
@@ -179,48 +275,67 @@ class RequestBudget:
             self._schedule(now)
             return
         total, refresh = self._in_window(now)
+        spent: set[str] = set()  # tokens whose window is full: their waiters wait, the others go past them
+        kept: deque[_Waiter] = deque()
         while self._lookups and total < self.limit:
-            future = self._lookups.popleft()
-            if future.done():
+            waiter = self._lookups.popleft()
+            if waiter.future.done():
                 continue
-            self._running[Priority.LOOKUP] += 1
+            if self._spent(waiter, spent, now):
+                kept.append(waiter)
+                continue
+            self._take(Priority.LOOKUP, waiter)
             total += 1
-            future.set_result(None)
+        self._lookups.extendleft(reversed(kept))
+        # A look-up that could go now goes before any refresh request (it waits only when the client's window is full)
+        lookups_held = any(not w.future.done() and w.tid not in spent for w in self._lookups)
         if self._urgent and self._refresh:
             self._held_since = now if self._held_since is None else self._held_since
             if now - self._held_since < self.refresh_hold_seconds:
                 self.figures.peak_in_window = max(self.figures.peak_in_window, total)
-                self._schedule(now, hold_ends=self._held_since + self.refresh_hold_seconds)
+                self._schedule(
+                    now,
+                    hold_ends=self._held_since + self.refresh_hold_seconds,
+                    token_frees=self._token_frees_at(spent) if spent else None,
+                )
                 return
             self._held_since = now  # held long enough: one round goes, then the next hold starts
-        while self._refresh and total < self.limit and refresh < self.refresh_limit and not self._lookups:
+        waiting_keys: list[tuple[str, deque[_Waiter]]] = []  # keys whose next waiter's token is spent
+        while self._refresh and total < self.limit and refresh < self.refresh_limit and not lookups_held:
             key, queue = next(iter(self._refresh.items()))
-            future = queue.popleft()
+            if not queue[0].future.done() and self._spent(queue[0], spent, now):
+                waiting_keys.append((key, self._refresh.pop(key)))  # keeps its turn for when its token frees
+                continue
+            waiter = queue.popleft()
             if queue:
                 self._refresh.move_to_end(key)  # this campaign had its turn: the next campaign goes first
             else:
                 del self._refresh[key]
-            if future.done():
+            if waiter.future.done():
                 continue
-            self._running[Priority.REFRESH] += 1
+            self._take(Priority.REFRESH, waiter)
             total += 1
             refresh += 1
-            future.set_result(None)
+        for key, queue in reversed(waiting_keys):
+            self._refresh[key] = queue
+            self._refresh.move_to_end(key, last=False)
         self.figures.peak_in_window = max(self.figures.peak_in_window, total)
-        self._schedule(now)
+        self._schedule(now, token_frees=self._token_frees_at(spent) if spent else None)
 
-    def _schedule(self, now: float, hold_ends: float | None = None) -> None:
-        """Wake when the pause or a hold ends or the oldest ended slot leaves the window, if anyone still waits."""
+    def _schedule(self, now: float, hold_ends: float | None = None, token_frees: float | None = None) -> None:
+        """Wake when the pause or a hold ends, the oldest ended slot leaves the window or a spent token gets a
+        slot back, if anyone still waits."""
         if self._timer is not None or not self.waiting():
             return
         if now < self._paused_until:
             delay = self._paused_until - now
-        elif hold_ends is not None:
-            delay = max(0.0, hold_ends - now)
-        elif self._ended:
-            delay = max(0.0, self._ended[0][0] + self.window_seconds + self.margin_seconds - now)
         else:
-            return  # everything held is running: its release wakes the waiters
+            moments = [moment for moment in (hold_ends, token_frees) if moment is not None]
+            if self._ended:
+                moments.append(self._ended[0][0] + self.window_seconds + self.margin_seconds)
+            if not moments:
+                return  # everything held is running: its release wakes the waiters
+            delay = max(0.0, min(moments) - now)
         self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
 
     def _timer_fired(self) -> None:

@@ -19,6 +19,7 @@ import pytest
 from bot.patreon import PatreonClient
 from bot.patreon.budget import Priority, RequestBudget
 from fakes.patreon import CREATOR_SCOPES, CampaignState, FakePatreon
+from fakes.patreon.rate_limit import ClientRateLimit
 from tests.e2e.polling import wait_for
 
 REDIRECT = "http://127.0.0.1:8080/patreon/callback"
@@ -171,3 +172,47 @@ async def test_a_pause_longer_than_the_client_waits_fails_a_lookup_at_once(fake,
         await client.get_campaigns(fake.creator_access_token)
     assert getattr(failure.value, "status", None) == 429
     assert len(fake.calls) == before  # nothing sent into Patreon's refusal
+
+
+async def test_each_token_keeps_to_its_own_window_and_never_holds_another_tokens_lookups(fake, session) -> None:
+    # Patreon's 100 a minute per token, scaled to 5 a second for speed; the fake refuses the 6th like Patreon would.
+    fake.rate_limit = ClientRateLimit(per_token=(5, 1.0))
+    budget = RequestBudget(token_limit=5, token_window_seconds=1.0)
+    (a, a_token), (b, b_token) = add_campaigns(fake, 2, 3)
+    done: dict[str, list[float]] = {"a": [], "b": []}
+
+    async def lookup(name: str, state: CampaignState, token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
+        async with (
+            budget.slot(Priority.LOOKUP, token=token),
+            session.get(f"{fake.api_base}/members/{a_member_id(state)}", headers=headers) as response,
+        ):
+            status = response.status
+        done[name].append(time.monotonic())
+        return status
+
+    started = time.monotonic()
+    a_calls = [asyncio.create_task(lookup("a", a, a_token)) for _ in range(12)]  # three of A's windows
+    await asyncio.sleep(0)  # A's twelve are queued first
+    b_calls = [asyncio.create_task(lookup("b", b, b_token)) for _ in range(3)]
+    assert await asyncio.gather(*a_calls, *b_calls) == [200] * 15
+    assert fake.http_429 == 0, "no token went past its own window"
+    assert max(done["b"]) - started < 0.5, "B's token had room: its look-ups went past A's spent window"
+    assert max(done["a"]) - started >= 2.0, "A's twelfth waited for A's third window"
+    assert budget.figures.peak_per_token == 5 and budget.figures.token_waits == 7
+    assert a_token not in repr(budget) and a_token not in repr(budget.__dict__), "only a hash of a token is kept"
+
+
+async def test_a_campaign_whose_token_is_spent_lets_the_other_campaigns_pages_go() -> None:
+    budget = RequestBudget(token_limit=2, token_window_seconds=0.3)
+    order: list[str] = []
+
+    async def page(campaign: str) -> None:
+        async with budget.slot(Priority.REFRESH, campaign, token=f"token-{campaign}"):
+            order.append(campaign)
+
+    a_pages = [asyncio.create_task(page("a")) for _ in range(4)]
+    await asyncio.sleep(0)  # A's four are asked for first; its token has room for two
+    b_pages = [asyncio.create_task(page("b")) for _ in range(2)]
+    await asyncio.gather(*a_pages, *b_pages)
+    assert order == ["a", "a", "b", "b", "a", "a"], "B's pages went while A's token waited; then A's went on"
