@@ -180,8 +180,9 @@ async def test_a_server_bound_to_nothing_can_not_turn_itself_on_and_no_command_b
 async def test_a_disconnected_campaigns_server_stops_acting_and_keeps_its_roles(two):
     await two.services.reconcile.reconcile_member(GUILD_B, BEN, "test")
     assert await two.services.campaigns.remove(CAMPAIGN_B) == [GUILD_B]
-    # Unbound, it is just another server to the .env campaign's one-server rule: with two, neither acts.
-    assert "can't tell which are the creator's" in (await two.services.reconcile.participation_refusal(GUILD_B) or "")
+    # Disconnected, it follows no campaign, not the .env one either, and is no rival to the creator's server.
+    assert "doesn't follow a Patreon campaign" in (await two.services.reconcile.participation_refusal(GUILD_B) or "")
+    assert await two.services.reconcile.participation_refusal(GUILD) is None
     assert await two.store.get_tokens(f"campaign:{CAMPAIGN_B}") is None
     await two.services.reconcile.reconcile_member(GUILD_B, BEN, "test")
     assert roles(two, GUILD_B, BEN) == {ROLE_B}, "roles stay until an admin's final sync"
