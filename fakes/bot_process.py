@@ -45,7 +45,7 @@ from bot.config import Config, load_config
 from bot.discord_io.client import PatronBot, make_bot
 from bot.discord_io.endpoint import point_discord_at
 from bot.discord_io.log_redaction import secrets_of
-from bot.discord_io.runner import SHARD_LOCK_WAIT, setup_logging, shards_held, shards_taken
+from bot.discord_io.runner import SHARD_LOCK_WAIT, setup_logging, shards_held
 from bot.store import Store
 from bot.store.files import exclusive_use
 from bot.store.leases import Claimer
@@ -195,9 +195,9 @@ async def serve() -> int:
         store = await open_configured(config.database_url, config.database_path, cipher)
         try:
             wait = float(os.environ.get("BOT_SHARD_LOCK_WAIT", SHARD_LOCK_WAIT))
-            async with shards_held(store, config, wait) as taken:
-                if taken:  # as `python -m bot` refuses it: exit code 2 and one line
-                    print(f"error: {shards_taken(taken, config.shards)}", file=sys.stderr)
+            async with shards_held(store, config, wait) as refusal:
+                if refusal is not None:  # as `python -m bot` refuses it: exit code 2 and one line
+                    print(f"error: {refusal}", file=sys.stderr)
                     return 2
                 await run_bot(config, store, clock)
         finally:

@@ -19,7 +19,6 @@ from discord.ext import commands
 from bot.config import Config
 from bot.discord_io.client import make_bot
 from bot.discord_io.endpoint import point_discord_at
-from bot.domain.shards import ShardSpec
 from bot.store import Store
 from bot.store.files import StoreUnusable, exclusive_use
 from bot.store.opening import open_configured
@@ -50,9 +49,9 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
             cipher = TokenCipher.from_setting(config.token_encryption_key) if config.token_encryption_key else None
             store = await open_configured(config.database_url, config.database_path, cipher)
             try:
-                async with shards_held(store, config) as taken:
-                    if taken:
-                        print(f"error: {shards_taken(taken, config.shards)}", file=sys.stderr)
+                async with shards_held(store, config) as refusal:
+                    if refusal is not None:
+                        print(f"error: {refusal}", file=sys.stderr)
                         return 2
                     return await _serve(config, store, clock)
             finally:
@@ -64,32 +63,57 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
     return 2
 
 
+#: The SHARD_COUNT the sharded processes on this database run with (service_state), to refuse a mixed layout.
+SHARD_LAYOUT_FACT = "shard_count"
+
+
 @contextlib.asynccontextmanager
-async def shards_held(store: Store, config: Config, wait: float = SHARD_LOCK_WAIT) -> AsyncIterator[list[int]]:
+async def shards_held(store: Store, config: Config, wait: float = SHARD_LOCK_WAIT) -> AsyncIterator[str | None]:
     """Hold each shard this process runs for as long as it runs (an advisory lock on PostgreSQL, freed with the
     process's connection when it dies), so a second process started with an overlapping SHARD_IDS stops at once
-    instead of running a shard twice (each of its servers' events and commands handled by two processes). Yields the
-    shard ids another process holds (empty: all are ours). Unsharded, or on the SQLite file (its lock file is one
-    process's), there is nothing to hold."""
+    instead of running a shard twice (each of its servers' events and commands handled by two processes); and
+    refuse a SHARD_COUNT other than the one a running process uses (the two layouts would split the servers
+    differently, so some would have two owners). Yields why this process may not run, or None. Unsharded, or on
+    the SQLite file (its lock file is one process's), there is nothing to hold."""
     if config.shard_count is None or not config.database_url:
-        yield []
+        yield None
         return
     shards = config.shards
     async with contextlib.AsyncExitStack() as stack:
         taken = [
             shard
             for shard in shards.ids
-            if not await stack.enter_async_context(store.exclusive(f"shard {shard} of {shards.count}", wait=wait))
+            if not await stack.enter_async_context(store.exclusive(_shard_lock(shard, shards.count), wait=wait))
         ]
-        yield taken
+        if taken:
+            yield (
+                f"SHARD_IDS {','.join(map(str, taken))}: another process runs "
+                f"{'that shard' if len(taken) == 1 else 'those'} of SHARD_COUNT {shards.count} on this database "
+                "(every shard must be run by exactly one process)"
+            )
+            return
+        running = await store.get_fact(SHARD_LAYOUT_FACT)
+        if isinstance(running, int) and running != shards.count and await _layout_runs(store, running):
+            yield (
+                f"SHARD_COUNT {shards.count}: another process on this database runs with SHARD_COUNT {running}; "
+                "stop every process before changing it"
+            )
+            return
+        await store.set_fact(SHARD_LAYOUT_FACT, shards.count)
+        yield None
 
 
-def shards_taken(taken: list[int], shards: ShardSpec) -> str:
-    """The one line a start refused for shards another process runs says."""
-    return (
-        f"SHARD_IDS {','.join(map(str, taken))}: another process runs {'that shard' if len(taken) == 1 else 'those'}"
-        f" of SHARD_COUNT {shards.count} on this database (every shard must be run by exactly one process)"
-    )
+def _shard_lock(shard: int, count: int) -> str:
+    return f"shard {shard} of {count}"
+
+
+async def _layout_runs(store: Store, count: int) -> bool:
+    """Whether some process holds one of that layout's shards now."""
+    for shard in range(count):
+        async with store.exclusive(_shard_lock(shard, count)) as free:
+            if not free:
+                return True
+    return False
 
 
 def listen_problem(host: str, port: int) -> str | None:

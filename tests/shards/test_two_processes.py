@@ -135,8 +135,9 @@ async def wait_until(condition, what: str, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_second_process_for_a_running_shard_refuses_to_start(tmp_path, postgres_server):
-    """Two processes on one shard would both answer its servers' commands and events: the second one stops."""
+async def test_a_process_for_a_running_shard_or_another_shard_count_refuses_to_start(tmp_path, postgres_server):
+    """Two processes on one shard would both answer its servers' commands and events, and two shard counts would
+    give some servers two owners: the process started second stops, the running ones go on."""
     world = ShardedWorld(tmp_path, postgres_server)
     try:
         await world.start()
@@ -149,6 +150,14 @@ async def test_a_second_process_for_a_running_shard_refuses_to_start(tmp_path, p
             assert "SHARD_IDS 1: another process runs that shard of SHARD_COUNT 2" in intruder.log_tail()
         finally:
             await intruder.close()
+        other_layout = BotChild(tmp_path, "other-layout", second.environment | {
+            "PORT": str(free_port()), "SHARD_COUNT": "3", "SHARD_IDS": "2",
+        }, 0)
+        try:  # shard 2 of 3 is nobody's, but 3 shards split the servers otherwise than the running 2 do
+            assert await other_layout.run_until_exit() == 2
+            assert "SHARD_COUNT 3: another process on this database runs with SHARD_COUNT 2" in other_layout.log_tail()
+        finally:
+            await other_layout.close()
         assert (await second.call("GET", "/guilds"))["shard_ids"] == [1], "the running one goes on"
     finally:
         await world.close()
