@@ -239,7 +239,7 @@ def build_services(
     )
     linked_role_flow = LinkedRoleFlow(config.signing_key, bearer, patreon, role_connections, reconcile, store, clock)
     jobs = RoleJobs(store, reconcile, gateway, clock, pacer=pacer, claimer=claimer)
-    admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation)
+    admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation, clock)
     comps = CompService(store, reconcile, gateway, participation, clock)
     kicks = LapseKicks(
         store, reconcile, gateway if isinstance(gateway, KickGateway) else None, participation, clock

@@ -103,7 +103,9 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     @app_commands.autocomplete(tier=tier_autocomplete)
     async def unmap(self, interaction: discord.Interaction, tier: str, role: discord.Role | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        removed = await self.admin.unmap_tier(guild_id(interaction), tier, role.id if role else None)
+        removed = await self.admin.unmap_tier(
+            guild_id(interaction), tier, role.id if role else None, invoker_rank(interaction)
+        )
         self.bot.dispatch("patreon_mapping_changed", guild_id(interaction))
         await reply(
             interaction,
@@ -195,7 +197,7 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
     @app_commands.describe(member="The Discord member")
     async def unlink_user(self, interaction: discord.Interaction, member: discord.Member) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        result = await self.admin.unlink_user(guild_id(interaction), member.id)
+        result = await self.admin.unlink_user(guild_id(interaction), member.id, invoker_rank(interaction))
         await reply(interaction, f"✅ Unlinked {member.mention}. {result.describe()}")
 
     @app_commands.command(

@@ -30,7 +30,7 @@ def may_manage_server(interaction: discord.Interaction) -> bool:
 
 
 def connect_commands(bot: PatronBot) -> list[app_commands.Command[Any, ..., None] | app_commands.Group]:
-    from cogs.admin import guild_id, reply  # the admin cog's helpers (cogs.admin imports this module)
+    from cogs.admin import guild_id, invoker_rank, reply  # the admin cog's helpers (cogs.admin imports this module)
 
     @app_commands.command(
         name="connect", description="Follow a Patreon campaign here (its creator approves)", extras=WHO_MAY
@@ -69,12 +69,16 @@ def connect_commands(bot: PatronBot) -> list[app_commands.Command[Any, ..., None
         guild = guild_id(interaction)
         connections = bot.services.connections
         parts: list[str] = []
+        invoker = invoker_rank(interaction)
         try:
+            refusal = await connections.take_back_refusal(guild, invoker) if take_back_roles else None
+            if refusal is not None:  # refused before the disconnect, so nothing changes
+                raise ConnectionRefused(refusal)
             if await bot.services.store.guild_binding(guild) is not None or not take_back_roles:
                 done = await connections.disconnect(guild, interaction.user.id)
                 parts.append(done.describe(offer_take_back=not take_back_roles))
             if take_back_roles:
-                parts.append(f"Took back {await connections.take_back_roles(guild)} role(s) the bot gave.")
+                parts.append(f"Took back {await connections.take_back_roles(guild, invoker)} role(s) the bot gave.")
         except ConnectionRefused as refusal:
             parts.append(str(refusal))
         text = " ".join(parts)

@@ -235,7 +235,7 @@ class LinkingService:
                 link.linked_in_guild_id,
             )
             try:
-                if link.linked_in_guild_id is not None:
+                if link.linked_in_guild_id is not None and await self._patron_of(link.linked_in_guild_id, user.id):
                     await self._tell(
                         link.linked_in_guild_id,
                         f"<@{discord_user_id}> signed in to Patreon as {user.full_name or user.id} themselves, which "
@@ -246,6 +246,15 @@ class LinkingService:
                     await self.reconcile.reconcile_user_everywhere(link.discord_user_id, "link by hand replaced")
             except Exception:
                 log.exception("could not finish replacing the admin link of discord=%s", link.discord_user_id)
+
+    async def _patron_of(self, guild_id: int, patreon_user_id: str) -> bool:
+        """Whether this Patreon account is a member of the campaign `guild_id` follows: only then may that server's
+        log name who signed in to it (a hand link made elsewhere, before link-user was scoped, tells it nothing)."""
+        key = await self.reconcile.campaign_key(guild_id)
+        if await self.store.get_membership(patreon_user_id, key) is not None:
+            return True
+        log.info("guild=%s not told of patreon=%s's sign-in: no member of its campaign", guild_id, patreon_user_id)
+        return False
 
     async def _grant_after_link(
         self,

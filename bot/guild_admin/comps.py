@@ -1,11 +1,12 @@
 """`/patreon-admin comp` and `uncomp`: give one member a tier's role for a while, whatever they pledge.
 
 Only a role one of this server's tiers gives can be comped (a role the bot already manages here: never a
-moderator's or an arbitrary role). The rules of every role-giving command apply: a server that takes part, the
-bot able to manage the role, and an admin who could give it by hand (bot/guild_admin/rank.py); taking a comp back
-needs the same. The engine adds the role and records it in the grant ledger like any other, so the comp's end
-(bot/sync/comp_expiry.py), an unlink or an uncomp take it back unless a tier still gives it, and a role the member
-already held by hand stays theirs.
+moderator's or an arbitrary role); unmapping a role's last tier ends its comps (bot/guild_admin/service.py), and
+`uncomp` still takes back an active comp of a role no tier gives. The rules of every role-giving command apply: a
+server that takes part, the bot able to manage the role, and an admin who could give it by hand
+(bot/guild_admin/rank.py); taking a comp back needs the same. The engine adds the role and records it in the grant
+ledger like any other, so the comp's end (bot/sync/comp_expiry.py), an unlink or an uncomp take it back unless a
+tier still gives it, and a role the member already held by hand stays theirs.
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ class CompService:
             outcome_error = outcome.error
         return outcome_error
 
+    async def _has_active_comp(self, guild_id: int, user_id: int, role_id: int) -> bool:
+        current = await self.store.get_comp(guild_id, user_id, role_id)
+        return current is not None and current.active_at(self.clock())
+
     async def _assert_may_touch(
         self, guild_id: int, user_id: int, role_id: int, invoker: InvokerRank, action: str
     ) -> None:
@@ -108,14 +113,18 @@ class CompService:
         if problem is not None:
             raise AdminError(problem)
         tier_roles = (await self.store.get_tier_roles(guild_id)).managed_role_ids()
-        if role_id not in tier_roles:
+        # Taking back reaches a comp of a role no tier gives any more too (one left from before unmap ended them).
+        orphan = action == "take back" and await self._has_active_comp(guild_id, user_id, role_id)
+        if role_id not in tier_roles and not orphan:
             raise AdminError(
                 "Only a role one of this server's tiers gives can be comped; `/patreon-admin map` one first."
             )
         refused = self.gateway.unassignable_roles(guild_id, frozenset({role_id}))
         if role_id in refused:
             raise AdminError(f"I can't manage that role: {refused[role_id]}.")
-        refusal = invoker.refusal({role_id}, lambda role: self.gateway.role_name(guild_id, role), action)
+        refusal = invoker.refusal(
+            {role_id}, lambda role: self.gateway.role_name(guild_id, role), action, removing=action == "take back"
+        )
         if refusal is not None:
             log.info("guild=%s: refused user=%s a comp above their rank", guild_id, invoker.user_id)
             raise AdminError(refusal)

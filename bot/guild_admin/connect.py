@@ -146,9 +146,23 @@ class CampaignConnections:
             )
         return "Its webhook at Patreon is deleted." if deleted else "Patreon had no webhook for it any more."
 
-    async def take_back_roles(self, guild_id: int) -> int:
+    async def take_back_refusal(self, guild_id: int, invoker: InvokerRank) -> str | None:
+        """Why this invoker may not take back every role the bot gave here (one at or above their highest role,
+        which Discord wouldn't let them take away by hand), or None. Asked before the disconnect, so a refused
+        take-back changes nothing."""
+        granted = frozenset().union(*(await self.store.grants_in_guild(guild_id)).values())
+        return invoker.refusal(
+            granted, lambda role_id: self.gateway.role_name(guild_id, role_id), "take back", removing=True
+        )
+
+    async def take_back_roles(self, guild_id: int, invoker: InvokerRank) -> int:
         """After a disconnect: remove every role the bot gave here that the member still holds, and forget the
-        grants; hand-given roles stay. Refused while the server still follows a campaign (its sync does that)."""
+        grants; hand-given roles stay. Refused while the server still follows a campaign (its sync does that),
+        and for an invoker below one of those roles (`take_back_refusal`)."""
+        refusal = await self.take_back_refusal(guild_id, invoker)
+        if refusal is not None:
+            log.info("guild=%s: refused user=%s a take-back above their rank", guild_id, invoker.user_id)
+            raise ConnectionRefused(refusal)
         if await self.participation.campaign_for(guild_id) is not None:
             raise ConnectionRefused(
                 "This server still follows a campaign: run `/patreon-admin disconnect` first (or unmap the tiers "

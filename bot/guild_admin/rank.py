@@ -2,9 +2,11 @@
 
 Discord lets a member with Manage Roles give only the roles strictly below their own highest role; the server
 owner is exempt, and Administrator does *not* lift the limit (Discord's developer documentation, Topics →
-Permissions → Permission Hierarchy). An admin command that makes the bot give a role (`map`, the role options of
-`settings`, `link-user`) would otherwise let a moderator reach above their rank through the bot. The cog reads
-the rank from the interaction's member; this module only compares ids, so it stays pure.
+Permissions → Permission Hierarchy). The same rule holds for taking a role away. An admin command that makes the bot
+give a role (`map`, the role options of `settings`, `link-user`) or take one back or stop managing it (`unmap`,
+`unlink-user`, clearing or replacing a role setting, `disconnect take_back_roles:True`, `uncomp`) would otherwise let
+a moderator reach above their rank through the bot. The cog reads the rank from the interaction's member; this
+module only compares ids, so it stays pure.
 """
 
 from __future__ import annotations
@@ -30,16 +32,22 @@ class InvokerRank:
         return self.owner or role_id in self.roles_below
 
     def refusal(
-        self, role_ids: Iterable[int], role_name: Callable[[int], str], action: str = "make the bot give"
+        self,
+        role_ids: Iterable[int],
+        role_name: Callable[[int], str],
+        action: str = "make the bot give",
+        *,
+        removing: bool = False,
     ) -> str | None:
         """The one-sentence refusal ("You can't {action} @Role: ...") when any of `role_ids` is at or above the
-        invoker's highest role, else None."""
+        invoker's highest role, else None. `removing`: the command takes roles away (or stops managing them)."""
         above = sorted(role_id for role_id in set(role_ids) if not self.may_give(role_id))
         if not above:
             return None
         names = ", ".join(f"@{role_name(role_id)}" for role_id in above)
+        verb = "take away" if removing else "hand out"
         return (
-            f"You can't {action} {names}: Discord only lets you hand out roles below your highest role "
+            f"You can't {action} {names}: Discord only lets you {verb} roles below your highest role "
             f"({self.top_role_name})."
         )
 

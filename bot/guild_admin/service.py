@@ -1,8 +1,10 @@
-"""What server admins do: map tiers to roles, set the policy, preview and run a sync, manual links.
+"""What server admins do: map tiers to roles, set the policy, preview and run a sync, manual links
+(bot/guild_admin/hand_links.py).
 
 Every refusal is an AdminError whose message is a friendly sentence for an ephemeral reply. Two rules hold for
 every command that changes something: the server must act for the campaign (bot/sync/participation.py), and a
-command that makes the bot give a role needs an invoker who could give that role by hand (bot/guild_admin/rank.py).
+command that makes the bot give a role, take one back or stop managing one needs an invoker who could do that by
+hand (bot/guild_admin/rank.py; the checks live in bot/guild_admin/admin_checks.py).
 """
 
 from __future__ import annotations
@@ -10,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bot.accounts.linking import LinkingService, UnlinkResult
 from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, Tier
 from bot.domain.money import SUPPORTED_CURRENCIES
 from bot.domain.policy import managed_role_ids
+from bot.guild_admin.admin_checks import AdminError
+from bot.guild_admin.hand_links import HandLinkCommands
 from bot.guild_admin.rank import NOBODY, InvokerRank
-from bot.patreon.errors import PatreonError
-from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN, Store
-from bot.sync.campaign import CampaignService, CampaignUnavailable
-from bot.sync.participation import ENABLE_HINT, Participation
-from bot.sync.reconcile import MemberPlan, ReconcileOutcome, ReconcileService, RoleChangeError, RoleGateway
-from bot.sync.role_jobs import RoleJobs
+from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
+from bot.sync.participation import ENABLE_HINT
+from bot.sync.reconcile import MemberPlan, ReconcileOutcome, RoleChangeError
+
+__all__ = ["AdminError", "AdminService", "SyncReport", "TierLine"]
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,6 @@ MAX_KICK_DAYS = 3650
 INLINE_SYNC_LIMIT = 25
 
 
-class AdminError(Exception):
-    """A refusal to show the admin as is."""
-
-
 @dataclass(frozen=True)
 class TierLine:
     tier: Tier
@@ -69,26 +66,7 @@ class SyncReport:
     queued: int = 0
 
 
-class AdminService:
-    def __init__(
-        self,
-        store: Store,
-        campaign: CampaignService,
-        reconcile: ReconcileService,
-        linking: LinkingService,
-        jobs: RoleJobs,
-        gateway: RoleGateway,
-        participation: Participation,
-    ) -> None:
-        self.store = store
-        self.campaign = campaign
-        self.reconcile = reconcile
-        self.linking = linking
-        self.jobs = jobs
-        self.gateway = gateway
-        self.participation = participation
-        self._sync_locks: dict[int, asyncio.Lock] = {}
-
+class AdminService(HandLinkCommands):
     async def participation_refusal(self, guild_id: int) -> str | None:
         """Why this server doesn't act for the campaign (shown by `check`), or None."""
         return await self.participation.refusal(guild_id)
@@ -96,19 +74,6 @@ class AdminService:
     async def creators_server_refusal(self, guild_id: int) -> str | None:
         """Why this server may not even see a campaign's tiers (it follows none), or None."""
         return await self.participation.ownership_refusal(guild_id)
-
-    async def campaign_tiers(self, refresh: bool, guild_id: int | None = None) -> dict[str, Tier]:
-        """The tiers of the campaign this guild follows (None: the `.env` campaign), fresh from Patreon when asked
-        and possible, else the stored ones; none when the guild follows no campaign."""
-        campaign = self.campaign if guild_id is None else await self.participation.campaign_for(guild_id)
-        if campaign is None:
-            return {}
-        if refresh:
-            try:
-                return await campaign.refresh_tiers()
-            except (PatreonError, CampaignUnavailable) as error:
-                log.warning("tier refresh failed, using stored tiers: %s", error)
-        return await self.store.get_tiers(await campaign.storage_key())
 
     async def campaign_facts(self, guild_id: int) -> dict[str, object]:
         """What `check` shows of the guild's campaign (`WEBHOOK_LAST_SEEN`, `LAST_REFRESH`), under the plain
@@ -157,14 +122,36 @@ class AdminService:
         await self.reconcile.log_event(guild_id, f"Tier {tier.title} now gives @{self._role(guild_id, role_id)}")
         return tier
 
-    async def unmap_tier(self, guild_id: int, tier_id: str, role_id: int | None) -> int:
+    async def unmap_tier(self, guild_id: int, tier_id: str, role_id: int | None, invoker: InvokerRank = NOBODY) -> int:
+        """Stop giving a tier's role (or all its roles): the next sync takes them back, so the invoker must be
+        able to take each away by hand. A comp of a role no tier gives any more ends with the mapping (the bot
+        manages no other role, and `uncomp` couldn't reach it)."""
         await self._assert_takes_part(guild_id)
         self._assert_can_manage(guild_id)
+        mapped = (await self.store.get_tier_roles(guild_id)).roles_by_tier.get(tier_id, frozenset())
+        stopping = mapped if role_id is None else mapped & {role_id}
+        self._assert_outranks(guild_id, invoker, stopping, "stop giving", removing=True)
         removed = await self.store.unmap_tier_role(guild_id, tier_id, role_id)
         if removed == 0:
             raise AdminError("That tier had no such mapping here; `/patreon-admin tiers` lists the mappings.")
         await self.reconcile.log_event(guild_id, f"Removed {removed} mapping(s) from tier {tier_id}")
+        await self._end_comps_of_unmanaged(guild_id, stopping)
         return removed
+
+    async def _end_comps_of_unmanaged(self, guild_id: int, roles: frozenset[int]) -> None:
+        still_given = (await self.store.get_tier_roles(guild_id)).managed_role_ids()
+        orphaned = roles - still_given
+        if not orphaned:
+            return
+        now = self.clock()
+        comps = [comp for held in (await self.store.guild_comps(guild_id, now)).values() for comp in held]
+        ended = await self.store.end_comps([c for c in comps if c.role_id in orphaned], now, "role unmapped")
+        for comp in ended:
+            log.info("guild=%s: comp of role=%s for user=%s ended by unmap", guild_id, comp.role_id, comp.user_id)
+            await self.reconcile.log_event(
+                guild_id, f"The comp of @{self._role(guild_id, comp.role_id)} for <@{comp.user_id}> ended: no tier "
+                "gives that role any more"
+            )
 
     async def update_settings(self, guild_id: int, invoker: InvokerRank = NOBODY, **changes: object) -> GuildSettings:
         """Validate and save the changed fields; unknown or invalid values change nothing.
@@ -196,6 +183,13 @@ class AdminService:
         for role_id in sorted(roles):
             self._assert_assignable(guild_id, role_id)
         self._assert_outranks(guild_id, invoker, roles)
+        # A role setting cleared or replaced: the bot stops giving the old role and the next sync takes it back.
+        replaced = {
+            old
+            for name in changes.keys() & set(ROLE_SETTINGS)
+            if isinstance(old := getattr(current, name), int) and old != changes[name]
+        }
+        self._assert_outranks(guild_id, invoker, replaced, "stop giving", removing=True)
         updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
         if changes.keys() & WHO_GETS_WHAT:
             handed_out = managed_role_ids(updated, await self.store.get_tier_roles(guild_id))
@@ -295,107 +289,6 @@ class AdminService:
         except RoleChangeError as error:
             return ReconcileOutcome(guild_id, user_id, error=str(error))
         return outcome if outcome.in_guild else None
-
-    async def link_user(self, guild_id: int, discord_user_id: int, patreon_user_id: str, invoker: InvokerRank) -> str:
-        """Link by hand. The link counts only in this server (`Link.counts_in`); it never takes a Patreon account
-        from someone else (unlink them first) and never replaces a link the patron proved (OAuth, auto-match).
-
-        The invoker must be able to give by hand every role this server's policy hands out: the link gives the
-        patron's roles now and whatever tier they move to later.
-        """
-        patreon_user_id = patreon_user_id.strip()
-        if not patreon_user_id.replace("-", "").isalnum():
-            raise AdminError("That doesn't look like a Patreon user id (the number in their profile URL).")
-        await self._assert_takes_part(guild_id)
-        self._assert_can_manage(guild_id)
-        owner = await self.store.get_link_by_patreon(patreon_user_id)
-        if owner is not None and owner.discord_user_id != discord_user_id:
-            if owner.by_hand and owner.linked_in_guild_id != guild_id:
-                raise AdminError(
-                    f"That Patreon account was linked by hand to <@{owner.discord_user_id}> in another server; the "
-                    "patron can sign in with `/patreon link` themselves, which replaces that link."
-                )
-            raise AdminError(
-                f"That Patreon account is already linked to <@{owner.discord_user_id}>; unlink them first."
-            )
-        previous = await self.store.get_link_by_discord(discord_user_id)
-        if previous is not None and not previous.by_hand:
-            if previous.patreon_user_id == patreon_user_id:
-                return "Already linked: they signed in to that Patreon account themselves."
-            raise AdminError(
-                "That member signed in to a Patreon account themselves, and a link by hand never replaces that; "
-                "unlink them first if it's wrong."
-            )
-        if previous is not None and previous.linked_in_guild_id not in (None, guild_id):
-            raise AdminError("That member was linked in another server; only that server's admins can change it.")
-        self._assert_outranks(guild_id, invoker, await self.reconcile.managed_roles(guild_id))
-        await self.linking.link_by_hand(discord_user_id, patreon_user_id, guild_id)
-        outcome = await self.reconcile.reconcile_member(guild_id, discord_user_id, "linked by an admin")
-        await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")
-        if await self.store.get_membership(patreon_user_id, await self.reconcile.campaign_key(guild_id)) is None:
-            return "Linked. Their membership isn't known yet; roles follow at the next refresh."
-        if outcome.error or outcome.blocked:
-            why = outcome.error or "; ".join(outcome.blocked.values())
-            return f"Linked, but some roles couldn't be changed: {why}."
-        return "Linked; their roles are up to date."
-
-    async def unlink_user(self, guild_id: int, discord_user_id: int) -> UnlinkResult:
-        """Only the server a link was made in may remove it (the member can always `/patreon unlink`)."""
-        await self._assert_takes_part(guild_id)
-        self._assert_can_manage(guild_id)
-        link = await self.store.get_link_by_discord(discord_user_id)
-        if link is None:
-            raise AdminError("That member isn't linked.")
-        if link.linked_in_guild_id not in (None, guild_id):
-            if link.by_hand:
-                raise AdminError(
-                    "That member was linked by hand in another server; only that server's admins can unlink them "
-                    "(the link gives no roles here)."
-                )
-            raise AdminError("That member linked in another server; they can run `/patreon unlink` themselves.")
-        return await self.linking.unlink(discord_user_id, who="admin")
-
-    async def _assert_takes_part(self, guild_id: int) -> None:
-        """Nothing changes for the campaign from a server that doesn't act for it (bot/sync/participation.py)."""
-        problem = await self.participation.refusal(guild_id)
-        if problem is not None:
-            raise AdminError(problem)
-
-    def _assert_outranks(
-        self, guild_id: int, invoker: InvokerRank, role_ids: Iterable[int], action: str = "make the bot give"
-    ) -> None:
-        """Discord's own rule for the person asking: only roles below their highest role, unless they own the
-        server (bot/guild_admin/rank.py)."""
-        refusal = invoker.refusal(role_ids, lambda role_id: self._role(guild_id, role_id), action)
-        if refusal is not None:
-            log.info("guild=%s: refused user=%s a role above their rank", guild_id, invoker.user_id)
-            raise AdminError(refusal)
-
-    def _assert_can_manage(self, guild_id: int) -> None:
-        """Every command that changes roles, links or the policy refuses, changing nothing, while the bot
-        lacks Manage Roles: otherwise it would half-happen (a link without roles, a sync that changes nobody)."""
-        problem = self.gateway.missing_permissions(guild_id)
-        if problem is not None:
-            raise AdminError(problem)
-
-    async def _known_tier(self, guild_id: int, tier_id: str) -> Tier:
-        tiers = await self.campaign_tiers(refresh=False, guild_id=guild_id)
-        if tier_id not in tiers:
-            tiers = await self.campaign_tiers(refresh=True, guild_id=guild_id)
-        if tier_id not in tiers:
-            raise AdminError(
-                f"`{tier_id}` isn't one of this campaign's tiers. Pick one from the list, or run "
-                "`/patreon-admin tiers` to see them."
-            )
-        return tiers[tier_id]
-
-    def _assert_assignable(self, guild_id: int, role_id: int) -> None:
-        refusal = self.gateway.unassignable_roles(guild_id, frozenset({role_id}))
-        if role_id in refusal:
-            raise AdminError(f"I can't manage that role: {refusal[role_id]}.")
-
-    def _role(self, guild_id: int, role_id: int) -> str:
-        return self.gateway.role_name(guild_id, role_id)
 
     def _describe_plan(self, plan: MemberPlan) -> str:
         if plan.plan.is_empty and not plan.plan.blocked:

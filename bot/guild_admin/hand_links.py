@@ -1,0 +1,96 @@
+"""`link-user` and `unlink-user`: an admin's links by hand, scoped to this server's own campaign.
+
+A link by hand is only the admin's word, so it may name only a patron of the campaign this server follows (a stored
+membership of it): an admin of another campaign's server learns nothing about a Patreon id (not whose Discord account
+holds it, not whether it is linked), can't block that campaign's own admins from linking it, and never gets the
+log-channel line the patron's own sign-in posts later (bot/accounts/linking.py `_hand_links_replaced`).
+Taking a link away takes the roles the bot gave with it, so `unlink-user` needs an invoker who could take each of
+them away by hand (bot/guild_admin/rank.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.accounts.linking import UnlinkResult
+from bot.guild_admin.admin_checks import AdminChecks, AdminError
+from bot.guild_admin.rank import NOBODY, InvokerRank
+
+log = logging.getLogger(__name__)
+
+#: The one answer for a Patreon id this server's campaign doesn't know, whatever its links elsewhere.
+NOT_OUR_PATRON = (
+    "That Patreon account isn't a member of the campaign this server follows, so it can't be linked here; "
+    "`/patreon-admin patrons` lists the campaign's patrons."
+)
+
+
+class HandLinkCommands(AdminChecks):
+    async def link_user(self, guild_id: int, discord_user_id: int, patreon_user_id: str, invoker: InvokerRank) -> str:
+        """Link by hand. The link counts only in this server (`Link.counts_in`); it never takes a Patreon account
+        from someone else (unlink them first) and never replaces a link the patron proved (OAuth, auto-match).
+
+        The invoker must be able to give by hand every role this server's policy hands out: the link gives the
+        patron's roles now and whatever tier they move to later. The Patreon id must be a member of this server's
+        campaign, checked before anything about its links is read, so the refusal is the same for every id.
+        """
+        patreon_user_id = patreon_user_id.strip()
+        if not patreon_user_id.replace("-", "").isalnum():
+            raise AdminError("That doesn't look like a Patreon user id (the number in their profile URL).")
+        await self._assert_takes_part(guild_id)
+        self._assert_can_manage(guild_id)
+        campaign_key = await self.reconcile.campaign_key(guild_id)
+        if await self.store.get_membership(patreon_user_id, campaign_key) is None:
+            log.info("guild=%s: refused a link by hand of patreon=%s, no member of its campaign", guild_id,
+                     patreon_user_id)
+            raise AdminError(NOT_OUR_PATRON)
+        owner = await self.store.get_link_by_patreon(patreon_user_id)
+        if owner is not None and owner.discord_user_id != discord_user_id:
+            if owner.by_hand and owner.linked_in_guild_id != guild_id:
+                raise AdminError(
+                    f"That Patreon account was linked by hand to <@{owner.discord_user_id}> in another server; the "
+                    "patron can sign in with `/patreon link` themselves, which replaces that link."
+                )
+            raise AdminError(
+                f"That Patreon account is already linked to <@{owner.discord_user_id}>; unlink them first."
+            )
+        previous = await self.store.get_link_by_discord(discord_user_id)
+        if previous is not None and not previous.by_hand:
+            if previous.patreon_user_id == patreon_user_id:
+                return "Already linked: they signed in to that Patreon account themselves."
+            raise AdminError(
+                "That member signed in to a Patreon account themselves, and a link by hand never replaces that; "
+                "unlink them first if it's wrong."
+            )
+        if previous is not None and previous.linked_in_guild_id not in (None, guild_id):
+            raise AdminError("That member was linked in another server; only that server's admins can change it.")
+        self._assert_outranks(guild_id, invoker, await self.reconcile.managed_roles(guild_id))
+        if previous is not None:  # replacing their link by hand takes back the roles the old one gave
+            granted = await self.store.granted_roles(guild_id, discord_user_id)
+            self._assert_outranks(guild_id, invoker, granted, "take back", removing=True)
+        await self.linking.link_by_hand(discord_user_id, patreon_user_id, guild_id)
+        outcome = await self.reconcile.reconcile_member(guild_id, discord_user_id, "linked by an admin")
+        await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")
+        if outcome.error or outcome.blocked:
+            why = outcome.error or "; ".join(outcome.blocked.values())
+            return f"Linked, but some roles couldn't be changed: {why}."
+        return "Linked; their roles are up to date."
+
+    async def unlink_user(self, guild_id: int, discord_user_id: int, invoker: InvokerRank = NOBODY) -> UnlinkResult:
+        """Only the server a link was made in may remove it (the member can always `/patreon unlink`), and only an
+        invoker who could take away by hand every role the bot gave that member here."""
+        await self._assert_takes_part(guild_id)
+        self._assert_can_manage(guild_id)
+        link = await self.store.get_link_by_discord(discord_user_id)
+        if link is None:
+            raise AdminError("That member isn't linked.")
+        if link.linked_in_guild_id not in (None, guild_id):
+            if link.by_hand:
+                raise AdminError(
+                    "That member was linked by hand in another server; only that server's admins can unlink them "
+                    "(the link gives no roles here)."
+                )
+            raise AdminError("That member linked in another server; they can run `/patreon unlink` themselves.")
+        granted = await self.store.granted_roles(guild_id, discord_user_id)
+        self._assert_outranks(guild_id, invoker, granted, "take back", removing=True)
+        return await self.linking.unlink(discord_user_id, who="admin")
