@@ -39,6 +39,10 @@ def connect_commands(bot: PatronBot) -> list[app_commands.Command[Any, ..., None
         guild = guild_id(interaction)
         services = bot.services
         name = interaction.guild.name if interaction.guild is not None else ""
+        rank_refusal = await services.connections.connect_refusal(guild, invoker_rank(interaction))
+        if rank_refusal is not None:
+            await reply(interaction, rank_refusal)
+            return
         try:
             url = await services.connect_flow.button_url(guild, name, interaction.user.id)
         except ConnectRefused as refusal:

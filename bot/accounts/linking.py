@@ -292,7 +292,8 @@ class LinkingService:
             for outcome in outcomes
             for role_id in sorted(outcome.added)
         )
-        summary = outcomes[0].summary if outcomes else "You are not in the server any more."
+        here = next((outcome for outcome in outcomes if outcome.guild_id == guild_id), None)
+        summary = here.summary if here is not None else "You are not in the server any more."
         detail = summary if membership else "You aren't a member of this creator's Patreon yet."
         if problems:
             detail += f" Some roles couldn't be given ({problems[0]}); the server's admins can see why."

@@ -8,7 +8,6 @@ mapped hands out nothing, so any owner or Manage Server admin connects it. The a
 one server's attempt posted from another server's attempt in another browser, and a pick token replayed.
 """
 
-import pytest
 
 from bot.guild_admin.rank import InvokerRank
 from fakes.world import SEED, FakeWorld, page_text
@@ -57,7 +56,6 @@ async def test_an_admin_below_the_mapped_roles_may_not_connect_a_server_another_
         await world.close()
 
 
-@pytest.mark.xfail(strict=True, reason="cogs/connect.py doesn't ask CampaignConnections.connect_refusal yet")
 async def test_the_connect_command_refuses_an_admin_below_the_mapped_roles(tmp_path):
     world = await no_env_world(tmp_path)
     try:

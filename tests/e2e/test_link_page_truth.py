@@ -6,13 +6,11 @@ campaign, and the page's sentence was the first server's verdict of the link's r
 in, the creator's first), not the verdict of the server the link was made in. Each test links in Eve's server
 with both servers connected; the second does it while a refresh is mid-way (the fake Patreon slow on a listing).
 
-The fix is in bot/accounts/linking.py (`LinkingService._grant_after_link`, not this helper's file): the sentence
-must come from the outcome whose `guild_id` is the link's server. Until it lands these tests are strict xfails.
+The fix is in bot/accounts/linking.py (`LinkingService._grant_after_link`): the sentence comes from the outcome
+whose `guild_id` is the link's server.
 """
 
 import asyncio
-
-import pytest
 
 from fakes.world import SEED, FakeWorld, page_text
 from tests.e2e.connect_world import B_ROLE, B_TIER, BEN, EVE, OTHER, connect, link_in, no_env_world
@@ -20,9 +18,6 @@ from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
 
 NOT_MEMBER = "Not a member of the campaign"
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="the link page takes the first server's verdict: needs the fix in linking._grant_after_link"
-)
 
 
 def roles_in(world: FakeWorld, guild_id: int, user_id: int) -> set[int]:
