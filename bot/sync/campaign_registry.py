@@ -4,7 +4,9 @@ Two kinds: the `.env` campaign (the configured creator tokens, imported at start
 followed by the servers the old ownership rule admits, bot/sync/participation.py), and the campaigns connected
 through the creator's own OAuth (`add`), each followed by the servers explicitly bound to it
 (`bind_guild`). A server bound to a campaign follows that one only; the binding is written only by the connect
-flow, which proves the creator consented.
+flow, which proves the creator consented. Once a server is bound to the `.env` campaign itself, its creator has
+shown which servers are theirs, so the old rule's "the only unbound server" no longer admits any server to it
+(`env_connected`, remembered in `service_state` across restarts and disconnects).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from bot.sync.campaign import CREATOR_REJECTED_FACT, CampaignService
 
 log = logging.getLogger(__name__)
 
+#: service_state: the id of the `.env` campaign once a server was bound to it through OAuth (never cleared).
+ENV_CONNECTED_FACT = "env-campaign-connected"
+
 #: Builds the service of a connected campaign from its stored record (the wiring supplies client, clock, alerts).
 ServiceFactory = Callable[[CampaignRecord], CampaignService]
 
@@ -32,6 +37,8 @@ class CampaignRegistry:
         self._connected: dict[str, CampaignService] = {}
         #: Bumped by every change made here, so a `reload` that read the store before one doesn't undo it.
         self._changes = 0
+        #: The campaign id `ENV_CONNECTED_FACT` names (None: no server was ever bound to the `.env` campaign).
+        self._env_connected_id: str | None = None
 
     @classmethod
     def of(cls, service: CampaignService) -> CampaignRegistry:
@@ -51,6 +58,7 @@ class CampaignRegistry:
                 self._connected[record.campaign_id] = self._build(record)
         if self.env is not None:
             await self.env.storage_key()
+        await self._read_env_connected()
         log.info(
             "campaigns: %s%d connected",
             "the .env campaign and " if self.env is not None else "no .env campaign, ",
@@ -66,6 +74,9 @@ class CampaignRegistry:
         self.store.forget_cached_bindings()  # which server follows which campaign: read afresh at the next look
         changes = self._changes
         records = {r.campaign_id: r for r in await self.store.campaign_records() if r.source == OAUTH_SOURCE}
+        found = await self.store.get_fact(ENV_CONNECTED_FACT)  # another process connected the .env campaign
+        if isinstance(found, str):
+            self._env_connected_id = found  # once set, never unset: no await between the read and this write
         if changes != self._changes:
             return  # this process changed something while the store was read: the next reload sees both
         for campaign_id in [c for c in self._connected if c not in records]:
@@ -123,6 +134,30 @@ class CampaignRegistry:
             raise ValueError(f"campaign {campaign_id} is not connected")
         await self.store.bind_guild(guild_id, campaign_id, by)
         log.info("guild=%s now follows campaign %s (bound by user=%s)", guild_id, campaign_id, by)
+        if self.env is not None and self.env.known_campaign_id() == campaign_id:
+            await self._mark_env_connected(campaign_id)
+
+    @property
+    def env_connected(self) -> bool:
+        """Whether the `.env` campaign's creator connected it through OAuth (any server, now or before): then only
+        servers bound to it or listed in ALLOWED_GUILD_IDS follow it (bot/sync/participation.py)."""
+        env_id = self.env.known_campaign_id() if self.env is not None else None
+        return env_id is not None and env_id == self._env_connected_id
+
+    async def _read_env_connected(self) -> None:
+        """From the store: the fact, or a binding to the `.env` campaign made before the fact was kept."""
+        found = await self.store.get_fact(ENV_CONNECTED_FACT)
+        self._env_connected_id = found if isinstance(found, str) else None
+        env_id = self.env.known_campaign_id() if self.env is not None else None
+        if env_id is not None and not self.env_connected and env_id in (await self.store.guild_bindings()).values():
+            await self._mark_env_connected(env_id)
+
+    async def _mark_env_connected(self, campaign_id: str) -> None:
+        if self._env_connected_id == campaign_id:
+            return
+        await self.store.set_fact(ENV_CONNECTED_FACT, campaign_id)
+        self._env_connected_id = campaign_id
+        log.info("the .env campaign %s is connected: the one-server rule no longer admits servers to it", campaign_id)
 
     async def unbind_guild(self, guild_id: int) -> str | None:
         campaign_id = await self.store.unbind_guild(guild_id)

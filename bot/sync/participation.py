@@ -5,7 +5,10 @@ Anyone can add a public bot to their own server, so a server acts only when both
 - it follows a campaign (bot/sync/campaign_registry.py): it is bound to a campaign connected through the creator's
   own OAuth, or, for the `.env` campaign, the bot can tell it belongs to the creator: it is listed in
   `ALLOWED_GUILD_IDS`, or, when that list is empty, the bot is in no other server that isn't bound to a connected
-  campaign (with two such servers and no list, the bot can't tell whose each is, so neither acts);
+  campaign (with two such servers and no list, the bot can't tell whose each is, so neither acts) and the `.env`
+  campaign was never connected through OAuth. Once its creator connected it to a server, that is how the creator
+  says which servers are theirs: a server left unbound (a stranger's, which a binding elsewhere made "the only
+  one") never inherits it, even after that server disconnects;
 - its admin turned the bot on there (`GuildSettings.enabled`, `/patreon-admin settings enabled:True`).
 
 Anything else is refused with the sentence `refusal` returns, which `/patreon-admin check` shows too.
@@ -74,7 +77,7 @@ class Participation:
         if campaign_id is not None:  # bound: that campaign or, when it is gone or revoked, none (not the .env one)
             service = self.campaigns.connected_service(campaign_id)
             return (service, None) if service is not None else (None, NO_CAMPAIGN)
-        if self.campaigns.env is None:
+        if self.campaigns.env is None or (self.campaigns.env_connected and not self.allowed_guild_ids):
             return None, NO_CAMPAIGN
         candidates = [g for g in self.bot_guild_ids() if g not in bound]
         problem = ownership_refusal(guild_id, self.allowed_guild_ids, candidates)
