@@ -25,6 +25,7 @@ from bot.accounts.panel import (
     UNLINK_ID,
     invitation_content,
     panel_content,
+    poster_refusal,
     unlink_answer_id,
 )
 from bot.accounts.patron_replies import NOT_LINKED, unlink_reply
@@ -135,6 +136,24 @@ def missing_rights(channel: discord.TextChannel) -> list[str]:
     return [name for name, held in needed.items() if not held]
 
 
+def assert_may_post(admin: discord.Member | None, channel: discord.TextChannel, *, old: bool = False) -> None:
+    """The admin's own rights in the channel (bot/accounts/panel.py `poster_refusal`); no admin: code, not a
+    command, asks."""
+    if admin is None:
+        return
+    rights = channel.permissions_for(admin)
+    refusal = poster_refusal(
+        channel.mention,
+        owner=channel.guild.owner_id == admin.id,
+        can_view=rights.view_channel,
+        can_send=rights.send_messages,
+        old=old,
+    )
+    if refusal is not None:
+        log.info("guild=%s: panel refused, user=%s can't post in channel=%s", channel.guild.id, admin.id, channel.id)
+        raise AdminError(refusal)
+
+
 class PanelPublisher:
     """Posts, edits and re-renders each server's one panel; a lock per server keeps two runs from posting twice."""
 
@@ -148,8 +167,11 @@ class PanelPublisher:
         currency = (await services.store.get_settings(guild_id)).currency
         return panel_content(title, body, tiers, await services.store.get_tier_roles(guild_id), currency)
 
-    async def publish(self, channel: discord.TextChannel, title: str | None, body: str | None) -> str:
-        """Post the panel, or edit the one already posted in this channel; raises AdminError (nothing posted)."""
+    async def publish(
+        self, channel: discord.TextChannel, title: str | None, body: str | None, admin: discord.Member | None = None
+    ) -> str:
+        """Post the panel, or edit the one already posted in this channel; raises AdminError (nothing posted).
+        `admin`: who asks; they must be able to post in the channel (and in the old panel's, when it moves)."""
         guild_id = channel.guild.id
         refusal = await self.bot.services.admin.participation_refusal(guild_id)
         if refusal is not None:
@@ -161,9 +183,13 @@ class PanelPublisher:
                 f"I can't post in {channel.mention}: I need {' and '.join(missing)} there. Give the bot's role "
                 "those permissions in that channel and run this again; nothing was posted."
             )
+        assert_may_post(admin, channel)
         store = self.bot.services.store
         async with self._locks.setdefault(guild_id, asyncio.Lock()):
             old = await store.get_panel(guild_id)
+            old_channel = self.bot.get_channel(old.channel_id) if old is not None else None
+            if isinstance(old_channel, discord.TextChannel) and old_channel.id != channel.id:
+                assert_may_post(admin, old_channel, old=True)  # moving it deletes the old one
             if old is not None:  # options left out keep what the admin chose before
                 title = title if title is not None else old.title
                 body = body if body is not None else old.body
@@ -246,7 +272,8 @@ def panel_command(publisher: PanelPublisher) -> app_commands.Command[Any, ..., N
         await interaction.response.defer(ephemeral=True, thinking=True)
         if interaction.guild_id != channel.guild.id:  # Discord resolves channel options in the invoking server
             raise AdminError("Pick a channel of this server.")
-        answer = await publisher.publish(channel, title, text)
+        admin = interaction.user if isinstance(interaction.user, discord.Member) else None
+        answer = await publisher.publish(channel, title, text, admin)
         await interaction.followup.send(answer, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
     return panel

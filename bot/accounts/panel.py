@@ -73,3 +73,13 @@ def invitation_content(user_id: int) -> str:
         f"Welcome <@{user_id}>! If you support us on Patreon, press **Link account** to get your patron roles "
         "here; it only takes Discord's and Patreon's sign-in."
     )
+
+
+def poster_refusal(channel: str, *, owner: bool, can_view: bool, can_send: bool, old: bool = False) -> str | None:
+    """Why this admin may not have the bot post (or, `old`, delete) the panel in `channel`: the panel carries the
+    admin's own title and text, so the bot posts only where the admin could post by hand (View Channel and Send
+    Messages there, overwrites included); the server owner may anywhere. None when they may."""
+    if owner or (can_view and can_send):
+        return None
+    where = f"the panel's current channel, {channel}," if old else channel
+    return f"You can't post in {where} yourself, so the bot won't post the panel there for you; nothing was changed."
