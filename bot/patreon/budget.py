@@ -20,8 +20,10 @@ so one caller's 429 means everyone's next request would get one too.
 Each token has its own window as well (Patreon documents 100 requests per minute per token): a request that names
 its token (`slot(..., token=...)`) also takes one of that token's `token_limit` slots, freed `token_window_seconds`
 (+ margin) after the request ended, like the client's. A waiter whose token is spent waits for it alone: waiters of
-other tokens go past it, so one creator's burst of look-ups never holds another campaign's. Only a hash of the
-token is kept (never the token: this object shows up in reprs and logs).
+other tokens go past it, so one creator's burst of look-ups never holds another campaign's. Refresh work may hold
+at most `refresh_share` of a token's window too, so a webhook's look-up with the creator token of a campaign whose
+listing is under way still finds a slot. Only a hash of the token is kept (never the token: this object shows up in
+reprs and logs).
 
 Urgent work (`async with budget.urgent():`, a webhook applier's pass) also holds refresh requests back while it
 runs, for at most `refresh_hold_seconds` per waiting page: a listing page costs the bot far more than its request
@@ -86,7 +88,12 @@ def token_id(token: str | None) -> str | None:
 @dataclass
 class _TokenWindow:
     running: int = 0
-    ended: deque[float] = field(default_factory=deque)
+    running_refresh: int = 0
+    #: (when it ended, whether it was refresh work)
+    ended: deque[tuple[float, bool]] = field(default_factory=deque)
+
+    def refresh_taken(self) -> int:
+        return self.running_refresh + sum(1 for _at, refresh in self.ended if refresh)
 
 
 @dataclass(slots=True)
@@ -124,6 +131,8 @@ class RequestBudget:
         self.refresh_limit = max(1, min(limit - 1, int(limit * refresh_share)))
         self.token_limit = token_limit
         self.token_window_seconds = token_window_seconds
+        #: Slots of one token's window the refresh lane may hold (the rest stay free for that token's look-ups).
+        self.token_refresh_limit = max(1, min(token_limit - 1, int(token_limit * refresh_share)))
         self._monotonic = monotonic
         self._running: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._ended: deque[tuple[float, Priority]] = deque()
@@ -215,25 +224,28 @@ class RequestBudget:
         if tid is not None:
             window = self._tokens[tid]
             window.running -= 1
+            window.running_refresh -= priority is Priority.REFRESH
             if count:
-                window.ended.append(now)
+                window.ended.append((now, priority is Priority.REFRESH))
             elif not window.running and not window.ended:
                 del self._tokens[tid]
         self._grant()
 
-    def _token_room(self, tid: str | None, now: float) -> bool:
-        """Whether this token's window has a free slot (a request without a token always has)."""
+    def _token_room(self, tid: str | None, now: float, priority: Priority) -> bool:
+        """Whether this token's window has a free slot for this lane (a request without a token always has)."""
         if tid is None:
             return True
         window = self._tokens.get(tid)
         if window is None:
             return True
         hold = self.token_window_seconds + self.margin_seconds
-        while window.ended and window.ended[0] + hold <= now:
+        while window.ended and window.ended[0][0] + hold <= now:
             window.ended.popleft()
         if not window.running and not window.ended:
             del self._tokens[tid]
             return True
+        if priority is Priority.REFRESH and window.refresh_taken() >= self.token_refresh_limit:
+            return False
         return window.running + len(window.ended) < self.token_limit
 
     def _take(self, priority: Priority, waiter: _Waiter) -> None:
@@ -241,13 +253,15 @@ class RequestBudget:
         if waiter.tid is not None:
             window = self._tokens.setdefault(waiter.tid, _TokenWindow())
             window.running += 1
+            window.running_refresh += priority is Priority.REFRESH
             self.figures.peak_per_token = max(self.figures.peak_per_token, window.running + len(window.ended))
         self.figures.token_waits += waiter.token_held
         waiter.future.set_result(None)
 
-    def _spent(self, waiter: _Waiter, spent: set[str], now: float) -> bool:
-        """Whether the waiter's token has no slot now (then it is remembered in `spent` and marked held)."""
-        if waiter.tid is None or (waiter.tid not in spent and self._token_room(waiter.tid, now)):
+    def _spent(self, waiter: _Waiter, spent: set[str], now: float, priority: Priority) -> bool:
+        """Whether the waiter's token has no slot for its lane now (then it is remembered in `spent`, which the
+        refresh lane reads only after every look-up was served, and the waiter is marked held)."""
+        if waiter.tid is None or (waiter.tid not in spent and self._token_room(waiter.tid, now, priority)):
             return False
         spent.add(waiter.tid)
         waiter.token_held = True
@@ -256,7 +270,7 @@ class RequestBudget:
     def _token_frees_at(self, tids: set[str]) -> float | None:
         """When the first of these spent tokens gets a slot back by time (a running request's end wakes us too)."""
         hold = self.token_window_seconds + self.margin_seconds
-        moments = [self._tokens[t].ended[0] + hold for t in tids if t in self._tokens and self._tokens[t].ended]
+        moments = [self._tokens[t].ended[0][0] + hold for t in tids if t in self._tokens and self._tokens[t].ended]
         return min(moments) if moments else None
 
     def _in_window(self, now: float) -> tuple[int, int]:
@@ -281,7 +295,7 @@ class RequestBudget:
             waiter = self._lookups.popleft()
             if waiter.future.done():
                 continue
-            if self._spent(waiter, spent, now):
+            if self._spent(waiter, spent, now, Priority.LOOKUP):
                 kept.append(waiter)
                 continue
             self._take(Priority.LOOKUP, waiter)
@@ -303,7 +317,7 @@ class RequestBudget:
         waiting_keys: list[tuple[str, deque[_Waiter]]] = []  # keys whose next waiter's token is spent
         while self._refresh and total < self.limit and refresh < self.refresh_limit and not lookups_held:
             key, queue = next(iter(self._refresh.items()))
-            if not queue[0].future.done() and self._spent(queue[0], spent, now):
+            if not queue[0].future.done() and self._spent(queue[0], spent, now, Priority.REFRESH):
                 waiting_keys.append((key, self._refresh.pop(key)))  # keeps its turn for when its token frees
                 continue
             waiter = queue.popleft()
