@@ -7,10 +7,10 @@ import re
 from html import unescape
 
 from bot.domain.models import GuildSettings
-from bot.store import Store
 from fakes.browser import Browser
 from fakes.discord.interactions import InteractionRecord
 from fakes.world import SEED, FakeWorld, button_url, page_text
+from tests.e2e.backend import postgres_server
 
 EVE = 750000000000000077
 BEN = 750000000000000078  # a patron of Eve's campaign, in both servers
@@ -28,7 +28,7 @@ _RADIO = re.compile(r'<input type="radio" name="campaign" value="([^"]+)"')
 
 async def no_env_world(tmp_path, *, start: bool = True) -> FakeWorld:
     """The seeded world without .env creator tokens, plus Eve's server and campaign B (tier, patron Ben)."""
-    world = FakeWorld(tmp_path / "bot.sqlite3")
+    world = FakeWorld(tmp_path / "bot.sqlite3", postgres_server=postgres_server())
     world.env_campaign = False
     await world.start(start_bot=False)
     del world.patreon.webhooks.hooks[world.webhook.id]  # nobody made a webhook by hand in Patreon's portal
@@ -44,7 +44,7 @@ async def no_env_world(tmp_path, *, start: bool = True) -> FakeWorld:
     campaign.add_user("p-ben", "Ben", None)
     campaign.set_membership("p-ben", patron_status="active_patron", tier_ids=[B_TIER])
     await world.seed_store()
-    store = await Store.open(world.db_path)
+    store = await world.open_store()
     try:  # Eve's admin choices, made before she connects (mapping needs the tiers, so only the switch here)
         await store.save_settings(GuildSettings(guild_id=OTHER, enabled=True, log_channel_id=OTHER_LOG))
     finally:
