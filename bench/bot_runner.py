@@ -25,6 +25,8 @@ from bot.discord_io.client import PatronBot
 from bot.discord_io.endpoint import point_discord_at
 from bot.services import Services
 from bot.store import Store
+from bot.store.opening import open_configured
+from bot.store.token_cipher import TokenCipher
 
 
 def free_port() -> int:
@@ -179,7 +181,9 @@ class BenchBot:
         """Log in, connect and wait for discord.py's ready only (the start-up refresh may still be running)."""
         config = load_config(self.env, env_file=None)
         point_discord_at(config.discord_base_url)
-        self.store = await Store.open(self.db_path)
+        # As `python -m bot` opens it: the SQLite file, or PostgreSQL when the env has DATABASE_URL.
+        key = TokenCipher.from_setting(config.token_encryption_key) if config.token_encryption_key else None
+        self.store = await open_configured(config.database_url, self.db_path, key)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         self.bot = PatronBot(config, self.store, self._session, guild_ready_timeout=0.5)
         await self.bot.login(config.discord_token)

@@ -150,7 +150,7 @@ class World:
             )  # fmt: skip
             guild.member(discord_id).role_ids.replace(plan.add, notify=False)
             grants += [(GUILD_ID, discord_id, role, now.isoformat(), "bench seed") for role in plan.add]
-        store = await Store.open(db_path)
+        store = await self.open_store(db_path)
         try:
             for tier_id, roles in self.tier_roles.roles_by_tier.items():
                 for role in roles:
@@ -160,8 +160,20 @@ class World:
             await store.add_links(((d, p, GUILD_ID, "bench") for p, d in self.links.items()), now)
         finally:
             await store.close()
+        await self.store_grants(db_path, grants)
+
+    async def open_store(self, db_path: str) -> Store:
+        """The bot's store, for seeding (bench/backends_bench.py opens PostgreSQL instead)."""
+        return await Store.open(db_path)
+
+    async def store_grants(self, db_path: str, grants: list[tuple[int, int, int, str, str]]) -> None:
+        """The seeded grant ledger, in one statement straight into the SQLite file."""
         with contextlib.closing(sqlite3.connect(db_path)) as db, db:
             db.executemany("INSERT INTO role_grants VALUES (?, ?, ?, ?, ?)", grants)
+
+    async def read_ledger(self, guild_id: int) -> dict[int, frozenset[int]]:
+        """The bot's grant ledger as it is now (`read_ledger` on the SQLite file)."""
+        return read_ledger(self.db_path, guild_id)
 
     # -- changing pledges -----------------------------------------------------------------------------
 
@@ -192,7 +204,7 @@ class World:
                 self.patreon.remove_membership(user_id)
                 kinds["deleted"] += 1
         listing, now, guild = await self._listing(), utc_now(), self.discord.guild(GUILD_ID)
-        ledger = read_ledger(self.db_path, GUILD_ID)
+        ledger = await self.read_ledger(GUILD_ID)
         differ = role_changes = 0
         for patreon_id, discord_id in self.links.items():
             actual = frozenset(guild.member(discord_id).role_ids)

@@ -5,7 +5,7 @@ only), and N/4 role jobs queued. On PostgreSQL the second pass runs after ANALYZ
 first write (autovacuum); without statistics the planner reads every membership of the campaign for each chunk of
 500 ids (100,000 unchanged members: 6.6 s instead of about 0.4 s). PostgreSQL is BENCH_POSTGRES_DSN (an empty
 database; its `public` schema is dropped and made anew), or a throwaway cluster from Debian's binaries
-(/usr/lib/postgresql/*/bin), run as the `postgres` user under root.
+(fakes/postgres.py, fsync on), run as the `postgres` user under root.
 Last line: `RESULT sqlite_save_s=… postgres_save_s=… sqlite_unchanged_s=… …`.
 """
 
@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import os
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,6 +27,7 @@ from bot.domain.models import MembershipSnapshot, PatronStatus
 from bot.store import Store
 from bot.store.opening import open_postgres
 from bot.store.token_cipher import TokenCipher, new_key
+from fakes.postgres import start_cluster
 
 
 async def measure(store: Store, members: int, analyze: bool = False) -> dict[str, float]:
@@ -57,29 +54,14 @@ def postgres_server() -> Iterator[str]:
     if given:
         yield given
         return
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise SystemExit("no PostgreSQL: set BENCH_POSTGRES_DSN or install Debian's postgresql")
-    binaries = Path(found[-1]).parent
-    folder = Path(tempfile.mkdtemp(prefix="store-bench-pg-"))
-    runner = []
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        runner = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = str(folder / "data")
-    subprocess.run([*runner, str(binaries / "initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*runner, str(binaries / "pg_ctl"), "-D", data, "-l", str(folder / "log"), "-w",
-                    "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True,
-                   capture_output=True)
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        cluster = start_cluster(durable=True)
+    except RuntimeError as why:
+        raise SystemExit(f"no PostgreSQL ({why}): set BENCH_POSTGRES_DSN or install Debian's postgresql") from None
+    try:
+        yield cluster.dsn
     finally:
-        subprocess.run([*runner, str(binaries / "pg_ctl"), "-D", data, "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        cluster.stop()
 
 
 async def main(members: int) -> None:
