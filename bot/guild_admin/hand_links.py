@@ -41,8 +41,7 @@ class HandLinkCommands(AdminChecks):
         self._assert_can_manage(guild_id)
         campaign_key = await self.reconcile.campaign_key(guild_id)
         if await self.store.get_membership(patreon_user_id, campaign_key) is None:
-            log.info("guild=%s: refused a link by hand of patreon=%s, no member of its campaign", guild_id,
-                     patreon_user_id)
+            log.info("guild=%s: link by hand of patreon=%s refused: not its campaign's", guild_id, patreon_user_id)
             raise AdminError(NOT_OUR_PATRON)
         owner = await self.store.get_link_by_patreon(patreon_user_id)
         if owner is not None and owner.discord_user_id != discord_user_id:
