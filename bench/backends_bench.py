@@ -16,9 +16,10 @@ leaves the database inconsistent; SQLite's lose them only when the machine, not 
    is POSTed at `--rate` per second, `--concurrency` at a time; each is timed from its send to the first role call
    fake Discord records for that member (receive, store, re-fetch from Patreon, plan, queue, call).
 2. Refresh: `--changed-percent` of the memberships change on fake Patreon, then one scheduled refresh runs
-   (`services.refresh.run`: list every member, store, plan, enqueue); its wall and CPU seconds are this process's
-   (the bot's, every thread), and on a cluster started here also the PostgreSQL server's own CPU over the same
-   stretch (its processes, from /proc), since work SQLite does in the bot's process PostgreSQL does in its own.
+   (`services.refresh.run`: list every member, store, plan, enqueue; `--full` plans every member); its wall and
+   CPU seconds are this process's (the bot's, every thread), and on a cluster started here also the PostgreSQL
+   server's own CPU over the same stretch (its processes, from /proc), since work SQLite does in the bot's process
+   PostgreSQL does in its own.
    The role jobs then drain and every member's roles are checked against the policy (`wrong`).
 
 Discord's member-role bucket (10 calls per 10 s per server) is raised on both runs, as in the e2e world, with the
@@ -193,6 +194,8 @@ async def _measure(
             flush=True,
         )
         change = await fakes.call("change", percent=args.changed_percent, rng_seed=1)
+        if args.full:
+            bot.services.refresh.request_full_plan(seed["guild_id"])
         server_before = server() if server is not None else 0.0
         span = Span.start()
         report = await bot.services.refresh.run("bench")
@@ -220,21 +223,12 @@ async def _measure(
 
 
 async def run(args: argparse.Namespace) -> int:
-    results = {"sqlite": await measure("sqlite", args, "", None)}
-    given = os.environ.get("BENCH_POSTGRES_DSN")
-    cluster = None if given else start_cluster(durable=True)
-    server_dsn = given or (cluster.dsn if cluster is not None else "")
-    try:
-        database_url = await fresh_database(server_dsn, "bench")
-        try:
-            server = server_cpu(cluster) if cluster is not None else None
-            options = "" if args.synchronous_commit == "on" else "?synchronous_commit=off"
-            results["postgres"] = await measure("postgres", args, database_url + options, server)
-        finally:
-            await drop_database(server_dsn, database_url)
-    finally:
-        if cluster is not None:
-            cluster.stop()
+    results: dict[str, dict[str, float]] = {}
+    for backend in args.order.split(","):
+        if backend == "sqlite":
+            results["sqlite"] = await measure("sqlite", args, "", None)
+        elif backend == "postgres":
+            results["postgres"] = await on_postgres(args)
     print()
     for backend, figures in results.items():
         print(f"{backend:>8}: " + "  ".join(f"{key}={value:.2f}" for key, value in figures.items()))
@@ -252,6 +246,23 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if good else 1
 
 
+async def on_postgres(args: argparse.Namespace) -> dict[str, float]:
+    given = os.environ.get("BENCH_POSTGRES_DSN")
+    cluster = None if given else start_cluster(durable=True)
+    server_dsn = given or (cluster.dsn if cluster is not None else "")
+    try:
+        database_url = await fresh_database(server_dsn, "bench")
+        try:
+            server = server_cpu(cluster) if cluster is not None else None
+            options = "" if args.synchronous_commit == "on" else "?synchronous_commit=off"
+            return await measure("postgres", args, database_url + options, server)
+        finally:
+            await drop_database(server_dsn, database_url)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=10_000, help="linked patrons and guild members to seed")
@@ -259,7 +270,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="deliveries per second (0: as fast as possible)")
     parser.add_argument("--concurrency", type=int, default=10, help="deliveries in flight at once")
     parser.add_argument("--changed-percent", type=float, default=1.0, help="memberships changed before the refresh")
+    parser.add_argument("--full", action="store_true", help="the refresh re-plans every member (as a sync does)")
     parser.add_argument("--discord-limits", choices=("relaxed", "real"), default="relaxed")
+    parser.add_argument(
+        "--order", choices=("sqlite,postgres", "postgres,sqlite"), default="sqlite,postgres",
+        help="which backend runs first (the machine's load drifts; swap to see the order's share)",
+    )  # fmt: skip
     parser.add_argument(
         "--synchronous-commit", choices=("on", "off"), default="on",
         help="PostgreSQL's commit waits for its WAL flush (on, the default) or not (off: SQLite's WAL/NORMAL promise)",
