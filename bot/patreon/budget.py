@@ -23,7 +23,8 @@ its token (`slot(..., token=...)`) also takes one of that token's `token_limit` 
 other tokens go past it, so one creator's burst of look-ups never holds another campaign's. Refresh work may hold
 at most `refresh_share` of a token's window too, so a webhook's look-up with the creator token of a campaign whose
 listing is under way still finds a slot. Only a hash of the token is kept (never the token: this object shows up in
-reprs and logs).
+reprs and logs). The cost, if Patreon counts listing pages against the token (unconfirmed): a 100,000-member
+campaign's 100 pages take at least a minute and a quarter (80 a minute); `token_limit=None` budgets the client only.
 
 Urgent work (`async with budget.urgent():`, a webhook applier's pass) also holds refresh requests back while it
 runs, for at most `refresh_hold_seconds` per waiting page: a listing page costs the bot far more than its request
@@ -116,23 +117,26 @@ class RequestBudget:
         refresh_share: float = REFRESH_SHARE,
         margin_seconds: float = 0.02,
         refresh_hold_seconds: float = REFRESH_HOLD_SECONDS,
-        token_limit: int = TOKEN_LIMIT,
+        token_limit: int | None = TOKEN_LIMIT,
         token_window_seconds: float = TOKEN_WINDOW_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 2 or window_seconds <= 0 or not 0 < refresh_share <= 1:
             raise ValueError("a budget needs at least two requests per window of positive length")
-        if token_limit < 1 or token_window_seconds <= 0:
+        if (token_limit is not None and token_limit < 1) or token_window_seconds <= 0:
             raise ValueError("a token's window needs at least one request and a positive length")
         self.limit = limit
         self.window_seconds = window_seconds
         self.margin_seconds = margin_seconds
         #: Slots the refresh lane may hold at once (at least one, and at least one left for look-ups).
         self.refresh_limit = max(1, min(limit - 1, int(limit * refresh_share)))
+        #: Requests per token window; None: tokens aren't budgeted (only the client's limit is).
         self.token_limit = token_limit
         self.token_window_seconds = token_window_seconds
         #: Slots of one token's window the refresh lane may hold (the rest stay free for that token's look-ups).
-        self.token_refresh_limit = max(1, min(token_limit - 1, int(token_limit * refresh_share)))
+        self.token_refresh_limit = (
+            0 if token_limit is None else max(1, min(token_limit - 1, int(token_limit * refresh_share)))
+        )
         self._monotonic = monotonic
         self._running: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._ended: deque[tuple[float, Priority]] = deque()
@@ -153,7 +157,7 @@ class RequestBudget:
     def __repr__(self) -> str:
         return (
             f"RequestBudget({self.limit} per {self.window_seconds:g}s, refresh {self.refresh_limit}, "
-            f"{self.token_limit} per {self.token_window_seconds:g}s per token)"
+            f"{self.token_limit or 'no limit'} per {self.token_window_seconds:g}s per token)"
         )
 
     @property
@@ -195,7 +199,7 @@ class RequestBudget:
         takes a slot of that token's own window."""
         asked = self._monotonic()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        tid = token_id(token)
+        tid = token_id(token) if self.token_limit is not None else None
         if priority is Priority.LOOKUP:
             self._lookups.append(_Waiter(future, tid))
         else:
@@ -246,7 +250,7 @@ class RequestBudget:
             return True
         if priority is Priority.REFRESH and window.refresh_taken() >= self.token_refresh_limit:
             return False
-        return window.running + len(window.ended) < self.token_limit
+        return self.token_limit is None or window.running + len(window.ended) < self.token_limit
 
     def _take(self, priority: Priority, waiter: _Waiter) -> None:
         self._running[priority] += 1

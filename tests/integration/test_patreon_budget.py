@@ -8,6 +8,7 @@ its Retry-After; and nothing ever reaches the fake past its limit (counted at th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -236,3 +237,11 @@ async def test_a_webhooks_lookup_finds_room_in_the_token_its_campaigns_listing_i
     for task in pages:
         task.cancel()
     await asyncio.gather(*pages, return_exceptions=True)
+
+
+async def test_without_a_token_limit_only_the_clients_window_counts() -> None:
+    budget = RequestBudget(limit=10, token_limit=None)
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(8):  # the refresh lane's share of 10, all at once, on one token
+            await held.enter_async_context(budget.slot(Priority.REFRESH, "a", token="token-a"))
+        assert budget.figures.peak_per_token == 0 and "no limit" in repr(budget)
