@@ -43,6 +43,8 @@ CREATOR_REJECTED_FACT = "creator_token_rejected"
 
 #: OAuth `error` codes with which the token endpoint refuses the grant itself (RFC 6749 §5.2).
 REFUSED_GRANT = "invalid_grant"
+#: Seconds a process waits for another one's creator-token refresh before it answers with the current token.
+TOKEN_LOCK_WAIT = 30.0
 REFUSED_CLIENT = "invalid_client"
 
 
@@ -147,31 +149,52 @@ class CampaignService:
             if isinstance(rejected, dict) and rejected.get("seed") == self._seed:
                 raise CreatorTokenRejected(f"the creator token was refused at {rejected.get('at')}; set new tokens")
             tokens = await self._current_tokens()
-            forced = stale is not None and stale == tokens.access_token
-            if not forced and tokens.expires_at - self._clock() >= REFRESH_MARGIN:
+            if not self._refresh_due(tokens, stale):
                 return tokens.access_token
-            why = "Patreon answered 401" if forced else f"it expires {tokens.expires_at.isoformat()}"
-            log.info("refreshing the creator token: %s", why)
-            try:
-                fresh = await self.client.refresh(tokens.refresh_token)
-            except PatreonError as error:
-                if isinstance(error, PatreonAuthError) and grant_refused(error):
-                    await self._rejected(error)
-                    raise CreatorTokenRejected(str(error), status=error.status, error=error.error) from error
-                if forced or tokens.expires_at <= self._clock():
-                    if isinstance(error, PatreonAuthError):  # not a refusal: callers must not treat it as one
-                        raise PatreonUnavailable(
-                            f"the creator token could not be refreshed for now: {error}", status=error.status
-                        ) from error
-                    raise
-                log.warning(
-                    "creator token refresh failed (%s); the current token is valid until %s",
-                    error,
-                    tokens.expires_at.isoformat(),
-                )
-                return tokens.access_token
-            await self.store.save_tokens(self.token_subject, fresh)
-            return fresh.access_token
+            # Refresh tokens are single use: two processes refreshing one pair would leave the loser with a dead
+            # token, read as the creator's revocation. One process at a time refreshes it; the others wait, then
+            # read the pair again (it is likely fresh by then).
+            async with self.store.exclusive(f"token {self.token_subject}", wait=TOKEN_LOCK_WAIT) as held:
+                if not held:
+                    if tokens.expires_at > self._clock():
+                        log.warning("another process is refreshing the creator token; using the current one")
+                        return tokens.access_token
+                    raise PatreonUnavailable("another process is refreshing the creator token; try again shortly")
+                tokens = await self._current_tokens()
+                if not self._refresh_due(tokens, stale):
+                    return tokens.access_token
+                return await self._refreshed(tokens, stale)
+
+    def _refresh_due(self, tokens: TokenPair, stale: str | None) -> bool:
+        """Close to expiry, or `stale` (the token Patreon just answered 401 to) is still the current one."""
+        forced = stale is not None and stale == tokens.access_token
+        return forced or tokens.expires_at - self._clock() < REFRESH_MARGIN
+
+    async def _refreshed(self, tokens: TokenPair, stale: str | None) -> str:
+        """Refresh the pair at Patreon and store the new one before it is used."""
+        forced = stale is not None and stale == tokens.access_token
+        why = "Patreon answered 401" if forced else f"it expires {tokens.expires_at.isoformat()}"
+        log.info("refreshing the creator token: %s", why)
+        try:
+            fresh = await self.client.refresh(tokens.refresh_token)
+        except PatreonError as error:
+            if isinstance(error, PatreonAuthError) and grant_refused(error):
+                await self._rejected(error)
+                raise CreatorTokenRejected(str(error), status=error.status, error=error.error) from error
+            if forced or tokens.expires_at <= self._clock():
+                if isinstance(error, PatreonAuthError):  # not a refusal: callers must not treat it as one
+                    raise PatreonUnavailable(
+                        f"the creator token could not be refreshed for now: {error}", status=error.status
+                    ) from error
+                raise
+            log.warning(
+                "creator token refresh failed (%s); the current token is valid until %s",
+                error,
+                tokens.expires_at.isoformat(),
+            )
+            return tokens.access_token
+        await self.store.save_tokens(self.token_subject, fresh)
+        return fresh.access_token
 
     async def with_creator_token(self, operation: Callable[[str], Awaitable[T]]) -> T:
         """Run `operation(token)`; on a 401 refresh the token once and run it again."""

@@ -105,3 +105,18 @@ async def test_two_processes_refreshing_together_list_the_campaign_once(world):
         await asyncio.gather(worker, return_exceptions=True)
     assert gateway.guilds[GUILD].members[ANN] == {BRONZE}
     assert patreon.count(LISTING) == listed
+
+
+async def test_two_processes_refreshing_the_creator_token_together_never_revoke_the_campaign(world):
+    """Patreon's refresh tokens are single use: both processes seeing a 401 refresh the pair one after the other,
+    the second reading the first's new pair, so neither spends a dead refresh token (read as the creator's
+    revocation)."""
+    patreon, _gateway, (one, other) = world
+    token = await one.campaign.creator_access_token()
+    fresh = await asyncio.gather(
+        one.campaign.creator_access_token(stale=token), other.campaign.creator_access_token(stale=token)
+    )
+    assert fresh[0] == fresh[1] != token, "one refresh, whose pair both use"
+    assert patreon.count("/api/oauth2/token") == 1
+    for services in (one, other):
+        assert await services.campaign.creator_access_token() == fresh[0], "not refused, not revoked"
