@@ -19,7 +19,6 @@ from datetime import date, datetime, timedelta
 from bot.domain.models import PatronStatus
 from bot.store import Store
 from bot.store.daily_counts import WHOLE_SERVER, DayCount, TierCount
-from bot.store.patron_report import iter_stored_memberships
 from bot.sync.participation import Participation
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ class DailyCounts:
         linked_ids = set((await self.store.links_counting_in(guild_id)).values())
         patrons: Counter[str] = Counter()
         linked: Counter[str] = Counter()
-        async for membership in iter_stored_memberships(self.store, campaign):  # a chunk at a time, not all
+        async for membership in self.store.memberships_to_count(campaign):  # a chunk at a time, not all
             if membership.patron_status is not PatronStatus.ACTIVE or membership.patreon_user_id is None:
                 continue
             is_linked = membership.patreon_user_id in linked_ids
