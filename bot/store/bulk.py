@@ -8,18 +8,23 @@ per page of members and save snapshots with one `executemany`. A listing page is
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.domain.models import MembershipSnapshot
 from bot.store.campaigns import UNKNOWN_CAMPAIGN
-from bot.store.codec import decode_snapshot, encode_snapshot, snapshot_hash
+from bot.store.codec import SNAPSHOT_FIELDS, decode_snapshot, encode_snapshot, snapshot_hash, values_hash
 from bot.store.queues import PENDING, SqlRunner, iso_utc
 
 #: How long "Patreon said this membership is gone" is remembered against late listing pages.
 TOMBSTONE_LIFETIME = timedelta(days=1)
 #: Ids per `IN (...)` query (well under SQLite's variable limit).
 IN_CHUNK = 500
+_USER_ID = SNAPSHOT_FIELDS.index("patreon_user_id")
+#: Rows per read of the "who is gone" sweep.
+SWEEP_CHUNK = 10_000
 #: A link counts in guild ? (`Link.counts_in`, the facade's ADMIN_SOURCE): proven by Patreon, or made by hand there.
 _COUNTS_IN = "(links.source != 'admin' OR links.linked_in_guild_id = ?)"
 
@@ -104,14 +109,7 @@ class BulkStore(SqlRunner):
             for s in listed:
                 by_campaign.setdefault(campaign_key(s, campaign_id), []).append(s.patreon_user_id)
         for key, user_ids in by_campaign.items():
-            for ids in _chunks(user_ids):
-                marks = ",".join("?" * len(ids))
-                async with self._db.execute(
-                    "SELECT patreon_user_id, snapshot_hash, observed_at FROM memberships"
-                    f" WHERE campaign_id = ? AND patreon_user_id IN ({marks})",
-                    (key, *ids),
-                ) as cursor:
-                    stored.update({(key, row[0]): (row[1], row[2]) for row in await cursor.fetchall()})
+            stored.update({(key, user): look for user, look in (await self._stored_looks(key, user_ids)).items()})
         written: list[MembershipSnapshot] = []
         rows: list[tuple[object, ...]] = []
         for snapshot in listed:
@@ -137,6 +135,35 @@ class BulkStore(SqlRunner):
             await self._run_many(UPSERT_MEMBERSHIP, rows)
         await self._db.commit()  # the tombstone prune too: no transaction is left open between pages
         return written
+
+    async def unchanged_rows(self, rows: Sequence[tuple[Any, ...]], campaign_id: str) -> list[bool]:
+        """For each row of one listing page of the campaign (a snapshot's `codec.SNAPSHOT_FIELDS` values), whether
+        the stored membership hashes the same, so `save_membership_page` would skip it and the refresh builds
+        neither its snapshot nor its plan. Never unchanged: a row without a Patreon user (never stored) and a user
+        twice on the page (there the later look wins, which `save_membership_page` decides)."""
+        user_ids: list[str | None] = [row[_USER_ID] for row in rows]
+        known = await self._stored_looks(campaign_id, [user for user in user_ids if user is not None])
+        counts = Counter(user_ids) if len(set(user_ids)) < len(user_ids) else None
+        unchanged: list[bool] = []
+        for user, row in zip(user_ids, rows, strict=True):
+            look = known.get(user) if user is not None and (counts is None or counts[user] == 1) else None
+            unchanged.append(look is not None and look[0] is not None and look[0] == values_hash(row))
+        return unchanged
+
+    async def _stored_looks(
+        self, campaign_id: str, user_ids: Sequence[object]
+    ) -> dict[str, tuple[bytes | None, str]]:
+        """Patreon user → (stored snapshot hash, observed_at) of these users' memberships of the campaign."""
+        found: dict[str, tuple[bytes | None, str]] = {}
+        for ids in _chunks(user_ids):
+            marks = ",".join("?" * len(ids))
+            async with self._db.execute(
+                "SELECT patreon_user_id, snapshot_hash, observed_at FROM memberships"
+                f" WHERE campaign_id = ? AND patreon_user_id IN ({marks})",
+                (campaign_id, *ids),
+            ) as cursor:
+                found.update({row[0]: (row[1], row[2]) for row in await cursor.fetchall()})
+        return found
 
     async def _recent_tombstones(self, now: datetime) -> dict[tuple[str, str], tuple[str | None, datetime]]:
         """(campaign, Patreon user) → (the membership Patreon called gone, when), for the last day (older ones
@@ -185,14 +212,32 @@ class BulkStore(SqlRunner):
         return int(row[0]) if row else 0
 
     async def memberships_not_listed(
-        self, keep: set[str], observed_before: datetime, campaign_id: str | None = None
+        self, keep: set[str], observed_before: datetime, campaign_id: str | None = None, chunk: int = SWEEP_CHUNK
     ) -> list[str]:
-        """What `delete_memberships_except(keep, observed_before)` would forget now, without forgetting it."""
-        async with self._db.execute(
-            f"SELECT DISTINCT patreon_user_id FROM memberships WHERE observed_at < ? AND {_IN_CAMPAIGN}",
-            (iso_utc(observed_before), campaign_id, campaign_id),
-        ) as cursor:
-            return [row[0] async for row in cursor if row[0] not in keep]
+        """What `delete_memberships_except(keep, observed_before)` would forget now, without forgetting it.
+
+        A campaign's rows are read `chunk` at a time along its primary key, each chunk in one call: row by
+        row, aiosqlite hands them over 64 at a time (1,500 thread hops for a campaign of 100,000), and all at once
+        would hold them all (+14 MB at 100,000)."""
+        before = iso_utc(observed_before)
+        if campaign_id is None:
+            async with self._db.execute(
+                "SELECT DISTINCT patreon_user_id FROM memberships WHERE observed_at < ?", (before,)
+            ) as cursor:
+                return [row[0] async for row in cursor if row[0] not in keep]
+        gone: list[str] = []
+        after = ""
+        while True:
+            async with self._db.execute(
+                "SELECT patreon_user_id FROM memberships WHERE campaign_id = ? AND patreon_user_id > ?"
+                " AND observed_at < ? ORDER BY patreon_user_id LIMIT ?",
+                (campaign_id, after, before, chunk),
+            ) as cursor:
+                rows = await cursor.fetchall()
+            gone += [row[0] for row in rows if row[0] not in keep]
+            if len(rows) < chunk:
+                return gone
+            after = rows[-1][0]
 
     async def delete_membership_observed_before(
         self,

@@ -15,9 +15,11 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, R
 
 _SNAPSHOT_DATES = ("last_charge_date", "next_charge_date", "pledge_relationship_start", "observed_at")
 #: `observed_at` is kept in its own column, so that an unchanged member encodes to the same text at every refresh.
-_SNAPSHOT_FIELDS = tuple(field.name for field in dataclasses.fields(MembershipSnapshot) if field.name != "observed_at")
-_snapshot_values = attrgetter(*_SNAPSHOT_FIELDS)
+#: What `snapshot_hash` packs, in this order (the listing's fast reader builds its rows in the same order).
+SNAPSHOT_FIELDS = tuple(field.name for field in dataclasses.fields(MembershipSnapshot) if field.name != "observed_at")
+_snapshot_values = attrgetter(*SNAPSHOT_FIELDS)
 _pack = msgspec.msgpack.Encoder().encode
+_blake2b = hashlib.blake2b
 
 
 def snapshot_hash(snapshot: MembershipSnapshot) -> bytes:
@@ -32,18 +34,23 @@ def snapshot_hash(snapshot: MembershipSnapshot) -> bytes:
     hashed by its `repr`, under a prefix no msgpack array starts with. A collision (1 in 2**64 per change) would
     delay that member's change to the daily full re-plan (bot/sync/refresh.py) or its next webhook.
     """
-    values = _snapshot_values(snapshot)
+    return values_hash(_snapshot_values(snapshot))
+
+
+def values_hash(values: tuple[Any, ...]) -> bytes:
+    """`snapshot_hash` of the snapshot whose `SNAPSHOT_FIELDS` values these are, without building it (the
+    refresh hashes a listing page's rows and builds only the changed members)."""
     try:
         packed = _pack(values)
     except (OverflowError, TypeError):
         packed = b"repr:" + repr(values).encode()
-    return hashlib.blake2b(packed, digest_size=8).digest()
+    return _blake2b(packed, digest_size=8).digest()
 
 
 def encode_snapshot(snapshot: MembershipSnapshot) -> str:
     """What Patreon said, without when: equal text means an unchanged member (the refresh skips rewriting it)."""
     # A shallow copy: every field is immutable, and `dataclasses.asdict` (a deep copy) costs a full refresh seconds.
-    data = {name: getattr(snapshot, name) for name in _SNAPSHOT_FIELDS}
+    data = {name: getattr(snapshot, name) for name in SNAPSHOT_FIELDS}
     for name in _SNAPSHOT_DATES:
         if data.get(name) is not None:
             data[name] = data[name].isoformat()

@@ -24,6 +24,7 @@ from bot.domain import billing
 from bot.domain.comps import Comp
 from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.domain.policy import managed_role_ids
+from bot.patreon.member_pages import ROW_FIELDS, MemberRows
 from bot.store import Store
 from bot.sync.reconcile import RoleChangeError, RoleGateway, plan_member_roles
 
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 
 #: Members planned between two yields to the event loop (planning 100,000 takes seconds of CPU).
 YIELD_EVERY = 500
+_USER_ID, _STATUS = ROW_FIELDS.index("patreon_user_id"), ROW_FIELDS.index("patron_status")
+_LAST_CHARGE_STATUS = ROW_FIELDS.index("last_charge_status")
+
+
+def time_matters(status: PatronStatus | None, last_charge_status: str | None) -> bool:
+    """Whether time alone can change the policy's decision for a member of this standing: only a declined payment
+    (its grace runs out) and a pledge that is no longer active (its paid-through time runs out)."""
+    return status is not None and (status != PatronStatus.ACTIVE or last_charge_status == billing.DECLINED)
 
 
 def may_change_by_time(membership: MembershipSnapshot, since: datetime, now: datetime, grace_days: int) -> bool:
@@ -40,8 +49,7 @@ def may_change_by_time(membership: MembershipSnapshot, since: datetime, now: dat
     and a cancelled pledge (kept until the paid-through date: the next charge date, or the last paid charge plus
     its cadence). A superset is fine (it costs one plan); tests/unit/test_plan_scope.py holds it to the policy.
     """
-    status = membership.patron_status
-    if status is None or (status == PatronStatus.ACTIVE and membership.last_charge_status != billing.DECLINED):
+    if not time_matters(membership.patron_status, membership.last_charge_status):
         return False
     since, now = billing.as_utc(since), billing.as_utc(now)
     moments: list[datetime] = []
@@ -145,20 +153,23 @@ class RefreshPlanner:
         self.campaign_id = campaign_id
         self.result = BatchPlan()
 
-    async def plan_page(self, page: Sequence[MembershipSnapshot], changed: set[str]) -> None:
+    async def plan_page(self, page: MemberRows, changed: set[str]) -> None:
         """Plan the members of one listing page: all of them in a full guild, else the ones whose snapshot
-        `changed` (by Patreon user id) or whose roles time may have changed."""
+        `changed` (by Patreon user id) or whose roles time may have changed (read from the rows first, so an
+        unchanged member's snapshot is never built)."""
         for guild in self.guilds:
             if guild.full:
-                subject = list(page)
+                subject = list(page.snapshots())
             else:
                 assert guild.since is not None
                 since, grace = guild.since, guild.settings.decline_grace_days
-                subject = [
-                    m
-                    for m in page
-                    if m.patreon_user_id in changed or may_change_by_time(m, since, self.now, grace)
-                ]
+                subject = []
+                for index, row in enumerate(page.rows):
+                    if row[_USER_ID] in changed or (
+                        time_matters(row[_STATUS], row[_LAST_CHARGE_STATUS])
+                        and may_change_by_time(page.snapshot(index), since, self.now, grace)
+                    ):
+                        subject.append(page.snapshot(index))
             if not subject:
                 continue
             by_patreon = {m.patreon_user_id: m for m in subject if m.patreon_user_id is not None}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from bot.domain.models import MembershipSnapshot
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonCursorExpired
+from bot.patreon.member_pages import ROW_FIELDS, MemberRows
 from bot.store import Store
 from bot.sync.batch_plan import RefreshPlanner
 from bot.sync.campaign import CampaignService, CreatorTokenRejected
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_UNCONFIRMED_FORGET = 0.5
 #: Allocations between two young-generation collections while a listing is parsed (Python's default: 700).
 LISTING_GC_THRESHOLD = 50_000
+_USER_ID, _SOCIAL = ROW_FIELDS.index("patreon_user_id"), ROW_FIELDS.index("social_discord_id")
 
 
 @contextlib.contextmanager
@@ -108,11 +110,12 @@ class ListingReader:
             report.pages = report.members_listed = 0
             try:
                 async for page in self.client.iter_member_pages(token, campaign_id, page_size):
+                    members = MemberRows.of_page(page)
                     report.pages += 1
-                    report.members_listed += len(page.members)
+                    report.members_listed += len(members)
                     if page.total is not None:
                         listing.total = page.total if listing.total is None else min(listing.total, page.total)
-                    await self._take_page(page.members, listing, planner, report, auto_matching, campaign_id)
+                    await self._take_page(members, listing, planner, report, auto_matching, campaign_id)
                 unlinkable = report.members_without_user = len(listing.unlinkable)
                 if unlinkable:
                     log.info("refresh: %d listed member(s) have no Patreon user and can't be linked", unlinkable)
@@ -135,33 +138,41 @@ class ListingReader:
 
     async def _take_page(
         self,
-        page: Sequence[MembershipSnapshot],
+        page: MemberRows,
         listing: Listing,
         planner: RefreshPlanner,
         report: RefreshReport,
         auto_matching: bool,
         campaign_id: str,
     ) -> None:
-        """Store one page, plan what it changed and queue those jobs; remember only its ids."""
+        """Store one page, plan what it changed and queue those jobs; remember only its ids. A member's snapshot is
+        built only when the store writes it, the planner plans it or auto-match may link it: a member whose row
+        hashes as stored is skipped by the store anyway (`Store.unchanged_rows`)."""
         self.unplanned.set(True)  # until the page's jobs are queued: a failure in between asks for a full plan
-        members = [m for m in page if m.patreon_user_id is not None]
-        without_user = [m for m in page if m.patreon_user_id is None]
-        if without_user:
-            on_page = {m.patreon_user_id for m in members}
-            members += await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
-        changed = await self.store.save_membership_page(members, campaign_id)
+        members = page
+        if any(row[_USER_ID] is None for row in page.rows):
+            with_user = [m for m in page.snapshots() if m.patreon_user_id is not None]
+            without_user = [m for m in page.snapshots() if m.patreon_user_id is None]
+            on_page = {m.patreon_user_id for m in with_user}
+            with_user += await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
+            members = MemberRows.of_snapshots(with_user)
+        unchanged = await self.store.unchanged_rows(members.rows, campaign_id)
+        candidates = [members.snapshot(index) for index, same in enumerate(unchanged) if not same]
+        changed = await self.store.save_membership_page(candidates, campaign_id)
         report.snapshots_saved += len(changed)
         if changed and self.on_changed is not None:
             await self.on_changed(changed, campaign_id)
-        listing.listed.update(m.patreon_user_id for m in members if m.patreon_user_id is not None)
+        listing.listed.update(row[_USER_ID] for row in members.rows)
         await planner.plan_page(members, {m.patreon_user_id for m in changed if m.patreon_user_id is not None})
         await self.enqueue(planner, report)
         self.unplanned.set(False)
         if auto_matching:
-            social = [m for m in members if m.social_discord_id is not None and m.patreon_user_id is not None]
+            social = [index for index, row in enumerate(members.rows) if row[_SOCIAL] is not None]
             if social:
-                linked = await self.store.linked_patreon_ids(m.patreon_user_id for m in social if m.patreon_user_id)
-                listing.unmatched += [m for m in social if m.patreon_user_id not in linked]
+                linked = await self.store.linked_patreon_ids(members.rows[index][_USER_ID] for index in social)
+                listing.unmatched += [
+                    members.snapshot(index) for index in social if members.rows[index][_USER_ID] not in linked
+                ]
 
     async def _match_members_without_user(
         self,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.domain.models import MembershipSnapshot, PatronStatus, Tier
+from bot.patreon.member_pages import MemberRows
 from bot.store import CREATOR_SUBJECT
 from bot.store.campaigns import DISCONNECTED, UNKNOWN_CAMPAIGN, campaign_token_subject
 from bot.store.codec import snapshot_hash
@@ -46,6 +47,39 @@ async def test_a_refresh_page_writes_only_the_members_patreon_describes_differen
     assert await store.membership_count("c1") == 5
     assert await store.patreon_users_by_member_id(["m-p3", "m-zz"], "c1") == {"m-p3": "p3"}
     assert set(await store.memberships_of(["p1", "p4", "nobody"], "c1")) == {"p1", "p4"}
+
+
+async def test_a_listing_row_is_unchanged_only_when_its_hash_is_the_stored_one_of_its_campaign(store):
+    """`unchanged_rows` decides which members of a page the refresh never builds: only a row that hashes as the
+    stored snapshot of the same campaign, and never a user twice on the page (there the later look wins)."""
+    stored = [member("p1", T0), member("p2", T0), member("p4", T0, campaign="c2")]
+    await store.save_memberships(stored[:2], campaign_id="c1")
+    await store.save_memberships(stored[2:], campaign_id="c2")
+    later = T0 + timedelta(minutes=15)
+    page = [
+        member("p1", later),  # as stored: observed_at is not what Patreon said
+        member("p2", later, PatronStatus.FORMER),  # changed
+        member("p3", later),  # new
+        member("p4", later, campaign="c2"),  # stored, but under another campaign
+        MembershipSnapshot("m-x", "c1", None),  # no user: never stored
+    ]
+    rows = [MemberRows.of_snapshots(page).rows[i] for i in range(len(page))]
+    assert await store.unchanged_rows(rows, "c1") == [True, False, False, False, False]
+    assert await store.unchanged_rows([rows[0], rows[0]], "c1") == [False, False]
+    assert await store.unchanged_rows(rows[3:4], "c2") == [True]
+    assert await store.unchanged_rows([], "c1") == []
+
+
+async def test_the_sweep_reads_a_campaign_a_chunk_at_a_time_and_finds_every_absentee(store):
+    await store.save_memberships([member(f"p{i}", T0) for i in range(7)], campaign_id="c1")
+    await store.save_memberships([member(f"p{i}", T0, campaign="c2") for i in range(3)], campaign_id="c2")
+    seen_since = member("p5", T0 + timedelta(hours=1), PatronStatus.FORMER)  # a webhook's look since it began
+    await store.save_memberships([seen_since], campaign_id="c1")
+    before = T0 + timedelta(minutes=1)
+    for chunk in (1, 2, 3, 10_000):
+        gone = await store.memberships_not_listed({"p0", "p3"}, before, "c1", chunk=chunk)
+        assert gone == ["p1", "p2", "p4", "p6"], chunk
+    assert sorted(await store.memberships_not_listed({"p0"}, before)) == ["p1", "p2", "p3", "p4", "p6"]
 
 
 async def test_a_tombstone_keeps_a_late_page_from_bringing_a_membership_back_but_not_a_renewal(store):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +20,15 @@ from hypothesis import strategies as st
 
 from bot.patreon.client import MEMBER_REQUEST_FIELDS
 from bot.patreon.jsonapi import JsonApiError, MissingAttributes, parse_members_page
-from bot.patreon.member_pages import FAST_FIELDS, parse_members_text, read_members_page
+from bot.patreon.member_pages import (
+    FAST_FIELDS,
+    ROW_FIELDS,
+    ListingPage,
+    MemberRows,
+    parse_members_text,
+    read_members_page,
+)
+from bot.store.codec import SNAPSHOT_FIELDS, snapshot_hash, values_hash
 from tests.samples import sample, sample_paths
 from tests.unit.test_jsonapi_strict import FULL_MEMBER, FULL_TIER
 
@@ -260,3 +269,39 @@ def test_a_snapshot_from_either_path_is_a_fresh_copy_per_page() -> None:
     b = read_members_page(json.dumps(second), OBSERVED, MEMBER_REQUEST_FIELDS)
     assert a is not None and b is not None
     assert a.members[0].last_charge_date != b.members[0].last_charge_date
+
+
+# ---------------------------------------------------------------- rows: hashed as their snapshots, built when asked
+
+
+def test_a_row_holds_what_the_store_s_hash_packs_in_its_order() -> None:
+    assert ROW_FIELDS == SNAPSHOT_FIELDS
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_pages())
+def test_a_row_hashes_as_the_snapshot_it_builds_and_either_path_gives_the_same_rows(text: str) -> None:
+    """The refresh compares a row's hash with the stored `snapshot_hash` before building anything: any difference
+    would rewrite (and plan) an unchanged member at every refresh, or skip a changed one."""
+    fast = read_members_page(text, OBSERVED, MEMBER_REQUEST_FIELDS)
+    if fast is None:
+        return
+    rows = MemberRows.of_page(fast)
+    old = MemberRows.of_page(parse_members_page(json.loads(text), OBSERVED, MEMBER_REQUEST_FIELDS))
+    assert rows.rows == old.rows
+    for index, row in enumerate(rows.rows):
+        assert values_hash(row) == snapshot_hash(rows.snapshot(index)) == snapshot_hash(old.snapshot(index))
+
+
+def test_a_listing_page_builds_a_snapshot_only_when_asked_and_once() -> None:
+    when = datetime(2026, 11, 1, tzinfo=UTC)
+    page = read_members_page(json.dumps(canonical_page(3)), when, MEMBER_REQUEST_FIELDS)
+    assert isinstance(page, ListingPage)
+    rows = MemberRows.of_page(page)
+    assert rows is page.member_rows and len(rows) == 3
+    second = rows.snapshot(1)
+    assert second is rows.snapshot(1) and second.observed_at == when and second.patreon_user_id == "u1"
+    assert page.members[1] is second, "the page's members are the rows' snapshots"
+    old = parse_members_page(canonical_page(3), when, MEMBER_REQUEST_FIELDS)
+    assert page == old and old == page and hash(page) == hash(old)
+    assert MemberRows.of_page(old).snapshot(2) is old.members[2]
