@@ -180,6 +180,7 @@ def build_services(
         lambda guild_id: reconcile.campaign_key(guild_id),
         gateway.role_name,
         lambda user_id: reconcile.member_guilds(user_id),
+        claimer=claimer,  # a DM goes out once, from the process owning its server (bot/store/dm_outbox.py)
     )
 
     async def after_reconcile(outcome: ReconcileOutcome, cause: str) -> None:

@@ -178,7 +178,7 @@ class ClaimStore(SqlRunner):
         if self._dialect != SQLITE:
             return 0
         released = 0
-        for table in ("role_jobs", "webhook_events"):
+        for table in ("role_jobs", "webhook_events", "dm_outbox"):
             written = await self._run(
                 f"UPDATE {table} SET claimed_by = NULL, claim_expires_at = NULL"
                 " WHERE claimed_by IS NOT NULL AND claimed_by != ?",

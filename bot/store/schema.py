@@ -327,4 +327,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE webhook_events ADD COLUMN claimed_by TEXT;
     ALTER TABLE webhook_events ADD COLUMN claim_expires_at TEXT;
     """,
+    # 13 (issue 11, item 6; bot/store/dm_outbox.py): a claim on a queued DM, as on a role job (12), so processes
+    # sharing one database never both send one: which process holds it and until when; NULL: nobody's.
+    """
+    ALTER TABLE dm_outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE dm_outbox ADD COLUMN claim_expires_at TEXT;
+    """,
 )

@@ -12,7 +12,7 @@ comparisons and the codec are shared.
 from __future__ import annotations
 
 #: The SQLite migration the PostgreSQL schema has caught up with (a test fails when SQLite moves past it).
-SQLITE_EQUIVALENT = 12
+SQLITE_EQUIVALENT = 13
 
 MIGRATIONS_POSTGRES: tuple[str, ...] = (
     # 1: everything SQLite migrations 1-11 built.
@@ -223,5 +223,10 @@ MIGRATIONS_POSTGRES: tuple[str, ...] = (
     ALTER TABLE role_jobs ADD COLUMN claim_expires_at TEXT;
     ALTER TABLE webhook_events ADD COLUMN claimed_by TEXT;
     ALTER TABLE webhook_events ADD COLUMN claim_expires_at TEXT;
+    """,
+    # 3: SQLite migration 13, the claim on a queued DM (bot/store/dm_outbox.py).
+    """
+    ALTER TABLE dm_outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE dm_outbox ADD COLUMN claim_expires_at TEXT;
     """,
 )

@@ -19,12 +19,19 @@ Discord being down is retried a few times, backing off. DMs go out one at a time
 treats a bot opening many DMs fast as spam). Only a server that takes part, with that DM on, sends; only a link
 proven by Patreon (OAuth, auto-match) gets a DM, since a link made by hand could tie a member to someone else's
 Patreon account; and a DM carries nothing but this member's own values (bot/domain/dm_templates.py).
+
+Once across processes sharing the database (issue 11, item 6): each reads only its shards' servers' rows and claims
+a row before delivering it (bot/store/dm_outbox.py `claim_dm`, renewed while the delivery runs); the stamp needs the
+claim still held and each outcome is written only by its holder, so a process cut off mid-send neither sends after
+losing the row nor overwrites what its successor did. A process killed mid-send leaves its claim to run out and its
+stamp behind: the next owner goes by the nonce or the DM channel, as above, so the DM is neither lost nor doubled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -36,6 +43,7 @@ from bot.domain.dm_templates import SAMPLE_REASON, SAMPLE_ROLES, SAMPLE_UNTIL, D
 from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, TierRoleMap
 from bot.store import Store
 from bot.store.dm_outbox import DM_BLOCKED, DM_DROPPED, DM_FAILED, DM_SENT, QueuedDm
+from bot.store.leases import Claimer, LeaseRenewal
 from bot.sync.participation import Participation
 from bot.sync.reconcile import ReconcileOutcome
 
@@ -97,8 +105,12 @@ class PatronDms:
         *,
         pace_seconds: float = 1.0,
         retry_base: float = 30.0,
+        claimer: Claimer | None = None,
     ) -> None:
+        """`claimer`: who this process is when it claims a DM, and whose servers' DMs it sends (None: a fresh
+        owner id, every shard)."""
         self.store = store
+        self.claimer = claimer if claimer is not None else Claimer()
         self.clock = clock
         self.participation = participation
         self.campaign_key = campaign_key
@@ -211,12 +223,16 @@ class PatronDms:
 
     async def run(self, sender: DmSender, idle_seconds: float = 60.0) -> None:
         """Send what is due, then wait for a new DM, the next retry's time, or `idle_seconds`."""
+        try:  # on SQLite a stopped predecessor's claims go now (else this loop would sleep until their lease ends)
+            await self.store.release_claims_of_earlier_runs(self.claimer.owner)
+        except Exception as error:
+            log.warning("DM outbox: could not let go of earlier runs' claims (%s); their lease ends them", error)
         while True:
             self._wake.clear()  # before the pass: a DM queued during it wakes the next one
             wait = idle_seconds
             try:
                 await self.drain(sender)
-                due = await self.store.next_dm_due()
+                due = await self.store.next_dm_due(owner=self.claimer.owner, shards=self.claimer.shards)
                 if due is not None:  # a retry waiting out its back-off
                     wait = min(wait, max(0.0, (due - self.clock()).total_seconds()))
             except Exception:  # a store hiccup must not end the DMs for good
@@ -228,11 +244,24 @@ class PatronDms:
     async def drain(self, sender: DmSender) -> int:
         """One pass over the due rows; how many DMs went out."""
         sent = 0
-        for dm in await self.store.due_dms(self.clock()):
+        claimer = self.claimer
+        for due in await self.store.due_dms(self.clock(), owner=claimer.owner, shards=claimer.shards):
             if sent:
                 await asyncio.sleep(self.pace_seconds)
-            sent += await self._deliver(sender, dm)
+            dm = await self.store.claim_dm(due.id, owner=claimer.owner, now=self.clock(), lease=claimer.lease)
+            if dm is None:
+                continue  # another process claimed it since the read, or it is done
+            async with LeaseRenewal(functools.partial(self._renew, dm.id), claimer.lease, f"DM {dm.id}"):
+                sent += await self._deliver(sender, dm)
         return sent
+
+    async def _renew(self, dm_id: int) -> None:
+        await self.store.renew_dm_claim(dm_id, owner=self.claimer.owner, until=self.clock() + self.claimer.lease)
+
+    async def _finish(self, dm: QueuedDm, state: str, error: str | None = None) -> None:
+        """The outcome, written only while this process holds the row's claim."""
+        if not await self.store.finish_dm(dm.id, state, self.clock(), error, owner=self.claimer.owner):
+            log.warning("dm=%s: another process took this DM over; its outcome stands, not %s", dm.id, state)
 
     async def _deliver(self, sender: DmSender, dm: QueuedDm) -> int:
         now = self.clock()
@@ -241,48 +270,52 @@ class PatronDms:
         settings = await self.store.get_settings(dm.guild_id)
         refusal = await self.participation.refusal(dm.guild_id)
         if refusal is not None or not wants(settings, kind):
-            await self.store.finish_dm(dm.id, DM_DROPPED, now, refusal or "turned off")
+            await self._finish(dm, DM_DROPPED, refusal or "turned off")
             log.info("%s: not sent (%s)", where, refusal or "the server turned this DM off")
             return 0
         if await self.store.dms_blocked_since(dm.discord_user_id, now - BLOCKED_MEMORY):
-            await self.store.finish_dm(dm.id, DM_BLOCKED, now, "refused a DM before")
+            await self._finish(dm, DM_BLOCKED, "refused a DM before")
             return 0  # logged when Discord said so; this one costs no call
         text = render(kind, self._values(sender, dm))
         if dm.sending_at is not None and now - dm.sending_at > NONCE_TRUST:
             found = await sender.find_sent(dm.discord_user_id, text, dm.sending_at - CLOCK_SKEW)
             if found is None and dm.attempts + 1 < MAX_ATTEMPTS:
                 delay = timedelta(seconds=self.retry_base * 2**dm.attempts)
-                await self.store.postpone_dm(dm.id, now + delay, "couldn't read the DM channel back")
+                await self.store.postpone_dm(
+                    dm.id, now + delay, "couldn't read the DM channel back", owner=self.claimer.owner
+                )
                 log.info(
                     "%s: an earlier try was cut short; Discord couldn't say if it arrived; again in %s", where, delay
                 )
                 return 0
             if found is None:
-                await self.store.finish_dm(dm.id, DM_FAILED, now, "couldn't read the DM channel back")
+                await self._finish(dm, DM_FAILED, "couldn't read the DM channel back")
                 log.warning("%s: given up: Discord never said whether an interrupted send arrived", where)
                 return 0
             if found:
-                await self.store.finish_dm(dm.id, DM_SENT, self.clock())
+                await self._finish(dm, DM_SENT)
                 log.info("%s: an earlier try cut short %s ago had arrived: not sent again", where, now - dm.sending_at)
                 return 0
             log.info("%s: an earlier try cut short %s ago never arrived: sending it", where, now - dm.sending_at)
-        await self.store.mark_dm_sending(dm.id, now)
+        if not await self.store.mark_dm_sending(dm.id, now, owner=self.claimer.owner):
+            log.warning("%s: not sent: this process's claim ran out before the send (another process has it)", where)
+            return 0
         outcome, detail = await sender.send(dm.discord_user_id, text, f"dm-{dm.id}")
         done = self.clock()
         if outcome is DmOutcome.SENT:
-            await self.store.finish_dm(dm.id, DM_SENT, done)
+            await self._finish(dm, DM_SENT)
             log.info("%s: sent", where)
             return 1
         if outcome is DmOutcome.BLOCKED:
-            await self.store.finish_dm(dm.id, DM_BLOCKED, done, detail)
+            await self._finish(dm, DM_BLOCKED, detail)
             log.warning("%s: the member doesn't take DMs from the bot (%s); none is tried for 30 days", where, detail)
             return 0
         if outcome is DmOutcome.RETRY and dm.attempts + 1 < MAX_ATTEMPTS:
             delay = timedelta(seconds=self.retry_base * 2**dm.attempts)
-            await self.store.retry_dm_at(dm.id, done + delay, detail)
+            await self.store.retry_dm_at(dm.id, done + delay, detail, owner=self.claimer.owner)
             log.info("%s: Discord didn't answer (%s); trying again in %s", where, detail, delay)
             return 0
-        await self.store.finish_dm(dm.id, DM_FAILED, done, detail)
+        await self._finish(dm, DM_FAILED, detail)
         log.warning("%s: given up: %s", where, detail)
         return 0
 
