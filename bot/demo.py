@@ -18,6 +18,13 @@ from fakes.world import SEED, FakeWorld, button_url, page_text
 
 log = logging.getLogger("demo")
 
+STEP_TIMEOUT = 60.0
+"""How long one step may wait for its signal: far above a loaded machine's seconds, so only a real stall fails."""
+
+
+class DemoStepError(Exception):
+    """A step's signal (a command's answer, a role in the fake Discord, the queue idle) never came."""
+
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
@@ -38,6 +45,9 @@ async def run_demo(web_port: int = 8080, once: bool = False) -> int:
             await _walkthrough(world)
             if not once:
                 await _stay_up(world)
+        except DemoStepError as error:
+            print(f"demo failed: {error}", file=sys.stderr, flush=True)
+            return 1
         finally:
             await world.close()
     return 0
@@ -60,19 +70,23 @@ async def _walkthrough(world: FakeWorld) -> None:
     status, html = await world.open_in_browser(url)
     _say(f"   [{status}] {page_text(html)}")
     _say(f"   (pages she saw, first time in this browser: {', '.join(_page_names(world, SEED.alice))})")
-    await _settle(lambda: SEED.gold_role in world.roles_of(SEED.alice))
+    await _settle("3", "@Gold Patron on Alice", lambda: SEED.gold_role in world.roles_of(SEED.alice))
     _say(f"   Her roles in the server now: {_role_names(world, SEED.alice)}")
     _say("   (VIP was given by a moderator; the bot will never take it away.)")
     interaction = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["status"])
-    await interaction.wait_response(timeout=5)
-    await _settle(lambda: "Linked" in (interaction.content or ""))
+    await _settle("4", "/patreon status's answer (Linked ...)", lambda: "Linked" in (interaction.content or ""))
     _say("4) /patreon status tells her why:")
     for line in (interaction.content or "").splitlines():
         _say(f"   {line}")
     _say("5) Alice moves to the Bronze tier on Patreon; Patreon sends the bot a signed webhook:")
     world.patreon.set_membership("p-alice", patron_status="active_patron", tier_ids=[SEED.bronze_tier])
     status = await _deliver(world, "members:pledge:update", "p-alice", world.patreon.campaign.id)
-    await world.settle()
+    await _idle(world, "5")
+    await _settle(
+        "5",
+        "@Bronze Patron instead of @Gold Patron on Alice",
+        lambda: world.roles_of(SEED.alice) & {SEED.gold_role, SEED.bronze_role} == {SEED.bronze_role},
+    )
     _say(f"   webhook answered {status}; her roles now: {_role_names(world, SEED.alice)}")
     await _refresh_and_report(world)
     await _panel_walkthrough(world)
@@ -83,11 +97,11 @@ async def _walkthrough(world: FakeWorld) -> None:
 async def _connect_walkthrough(world: FakeWorld) -> None:
     """No campaign is connected at first: the owner connects theirs, and the bot registers the webhook."""
     check = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["check"])
-    await _settle(lambda: "campaign" in (check.content or ""))
+    await _settle("0", "/patreon-admin check's answer", lambda: "campaign" in (check.content or ""))
     _say("0) Nothing is connected yet. /patreon-admin check says:")
     _say(f"   {(check.content or '').strip().splitlines()[0]}")
     command = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["connect"])
-    await command.wait_response(timeout=5)
+    await _answered(command, "1", "/patreon-admin connect's button")
     url = button_url(command.components)
     _say("1) The owner runs /patreon-admin connect and gets a private button:")
     _say(f"   {url[:110]}...")
@@ -104,19 +118,26 @@ async def _refresh_and_report(world: FakeWorld) -> None:
     """`/patreon refresh` (a lost webhook, read again by the patron) and `/patreon-admin patrons`."""
     world.patreon.set_membership("p-alice", patron_status="active_patron", tier_ids=[SEED.gold_tier])  # no webhook
     refresh = await world.discord.invoke_slash(SEED.guild_id, SEED.alice, "patreon", ["refresh"])
-    await _settle(lambda: "Read your membership" in (refresh.content or ""))
+    await _settle("6", "/patreon refresh's answer", lambda: "Read your membership" in (refresh.content or ""))
     _say("6) Alice goes back to Gold but the webhook is lost; she runs /patreon refresh:")
     for line in (refresh.content or "").splitlines():
         _say(f"   {line}")
     report = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["patrons"])
-    await _settle(lambda: any(m.get("attachments") for m in report.followups.values()))
+    def csv_or_error() -> bool:
+        attached = any(message.get("attachments") for message in report.followups.values())
+        return attached or any("went wrong" in answer for answer in _answers(report))
+
+    await _settle("7", "/patreon-admin patrons' answer with patrons.csv attached", csv_or_error)
+    if not any(message.get("attachments") for message in report.followups.values()):
+        raise DemoStepError(f"step 7: /patreon-admin patrons answered {_answers(report)[-1]!r}, not patrons.csv")
     _say("7) The owner runs /patreon-admin patrons (a summary, and patrons.csv attached):")
     for message in report.followups.values():
         for line in message["content"].splitlines():
             _say(f"   {line}")
     options = {"member": SEED.dave, "role": SEED.bronze_role, "days": 30, "reason": "stream moderator"}
     comp = await world.discord.invoke_slash(SEED.guild_id, SEED.owner_id, "patreon-admin", ["comp"], options=options)
-    await _settle(lambda: SEED.bronze_role in world.roles_of(SEED.dave) and bool(_answers(comp)))
+    await _settle("7 (comp)", "/patreon-admin comp's answer", lambda: any("Comped" in a for a in _answers(comp)))
+    await _settle("7 (comp)", "@Bronze Patron on Dave", lambda: SEED.bronze_role in world.roles_of(SEED.dave))
     _say("   The owner comps Dave, who doesn't pledge: /patreon-admin comp member:@dave role:@Bronze Patron days:30")
     _say(f"   {_answers(comp)[-1]}")
     _say(f"   Dave's roles now: {_names(world.roles_of(SEED.dave))} (the engine takes it back when the 30 days end)")
@@ -136,11 +157,13 @@ ERIN = 750000000000000005
 async def _panel_walkthrough(world: FakeWorld) -> None:
     """The admin posts the Link-account panel once; a new patron clicks it instead of typing a command."""
     world.guild.add_text_channel(GET_ROLES, name="get-roles")
-    await _settle(lambda: world.bot is not None and world.bot.get_channel(GET_ROLES) is not None)
+    await _settle(
+        "8", "the bot to see #get-roles", lambda: world.bot is not None and world.bot.get_channel(GET_ROLES) is not None
+    )
     command = await world.discord.invoke_slash(
         SEED.guild_id, SEED.owner_id, "patreon-admin", ["panel"], options={"channel": GET_ROLES}
     )
-    await _settle(lambda: "panel" in (command.content or ""))
+    await _settle("8", "/patreon-admin panel's answer", lambda: "panel" in (command.content or ""))
     _say(f"8) The server's owner runs /patreon-admin panel channel:#get-roles once: {command.content}")
     panel = world.discord.messages(GET_ROLES)[-1]
     for line in panel["content"].splitlines():
@@ -149,19 +172,15 @@ async def _panel_walkthrough(world: FakeWorld) -> None:
     _say(f"   | [{'] ['.join(labels)}]")
     world.patreon.add_user(user_id="p-erin", full_name="Erin")
     world.patreon.set_membership("p-erin", patron_status="active_patron", tier_ids=[SEED.gold_tier])
-    world.guild.add_member(ERIN, username="erin")
-    def bot_sees_erin() -> bool:
-        guild = world.bot.get_guild(SEED.guild_id) if world.bot is not None else None
-        return guild is not None and guild.get_member(ERIN) is not None
-
-    await _settle(bot_sees_erin)
+    world.guild.add_member(ERIN, username="erin")  # the click carries her member object: no cache to wait for
     click = await world.discord.click_button(SEED.guild_id, ERIN, GET_ROLES, int(panel["id"]), LINK_ID)
-    await click.wait_response(timeout=5)
+    await _answered(click, "9", "the Link account button's private answer")
     _say("9) Erin, a new Gold patron, never types a command: she clicks Link account and gets a private answer:")
     _say(f"   {click.content}")
     world.patreon.next_authorizing_user = "p-erin"
     status, html = await world.open_in_browser(click.link_buttons()[0]["url"], as_user=ERIN)
     _say(f"   She follows its button: [{status}] {page_text(html)[:100]}...")
+    await _settle("9", "@Gold Patron on Erin", lambda: SEED.gold_role in world.roles_of(ERIN))
     _say(f"   Her roles now: {_role_names(world, ERIN)}")
 
 
@@ -191,22 +210,22 @@ def _seed_eve(world: FakeWorld) -> None:
 async def _second_server(world: FakeWorld) -> None:
     """Eve connects her own campaign to her own server: the two servers never see each other's patrons."""
     command = await world.discord.invoke_slash(EVES_SERVER, EVE, "patreon-admin", ["connect"])
-    await command.wait_response(timeout=5)
+    await _answered(command, "10", "Eve's /patreon-admin connect button")
     world.patreon.approve_next_as("p-eve")
     status, html = await world.open_in_browser(button_url(command.components), as_user=EVE)
     _say("10) In another server, Eve runs /patreon-admin connect and approves her own campaign on Patreon:")
     _say(f"   [{status}] {page_text(html)}")
     for name, options in (("settings", {"enabled": True}), ("map", {"tier": EVES_TIER, "role": EVE_ROLE})):
         done = await world.discord.invoke_slash(EVES_SERVER, EVE, "patreon-admin", [name], options=options)
-        await done.wait_responses(2, timeout=10)  # deferred, then the answer
+        await _answered(done, "10", f"Eve's /patreon-admin {name} answer", count=2)  # deferred, then the answer
     _say("    She turns the bot on there and maps Eve's tier to @Eve Patron.")
     world.patreon.next_authorizing_user = "p-ben"
     link = await world.discord.invoke_slash(EVES_SERVER, BEN, "patreon", ["link"])
-    await link.wait_response(timeout=5)
+    await _answered(link, "11", "Ben's /patreon link button")
     status, html = await world.open_in_browser(button_url(link.components), as_user=BEN)
     _say(f"11) Ben, Eve's patron, links in her server: [{status}] {page_text(html)}")
-    await world.settle()
-    await _settle(lambda: EVE_ROLE in _roles_in(world, EVES_SERVER, BEN))
+    await _idle(world, "11")
+    await _settle("11", "@Eve Patron on Ben in Eve's Server", lambda: EVE_ROLE in _roles_in(world, EVES_SERVER, BEN))
     in_eves = _names(_roles_in(world, EVES_SERVER, BEN))
     _say(f"    Ben's roles in Eve's Server: {in_eves}; in Creator's Server: {_names(world.roles_of(BEN))}")
     alice = _names(_roles_in(world, EVES_SERVER, SEED.alice))
@@ -275,11 +294,31 @@ async def _command(world: FakeWorld, words: list[str]) -> str:
     return f"webhook {trigger} answered {status}; {name} now has: {_role_names(world, discord_id)}{note}"
 
 
-async def _settle(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+async def _settle(step: str, what: str, predicate: Callable[[], bool], timeout: float = STEP_TIMEOUT) -> None:
+    """Wait for a positive signal (the fake Discord's recorded state); a step that never gets it stops the demo
+    with its name and what it waited for, instead of running on into the next step."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate() and loop.time() < deadline:
+    while not predicate():
+        if loop.time() > deadline:
+            raise DemoStepError(f"step {step}: no {what} after {timeout:.0f} s")
         await asyncio.sleep(0.05)
+
+
+async def _answered(interaction: InteractionRecord, step: str, what: str, count: int = 1) -> None:
+    """The bot answered the interaction (`count` bodies: 2 for a deferral and its answer)."""
+    try:
+        await interaction.wait_responses(count, timeout=STEP_TIMEOUT)
+    except TimeoutError as error:
+        raise DemoStepError(f"step {step}: no {what} after {STEP_TIMEOUT:.0f} s ({error})") from None
+
+
+async def _idle(world: FakeWorld, step: str) -> None:
+    """No webhook event or role job due or running."""
+    try:
+        await world.settle(timeout=STEP_TIMEOUT)
+    except TimeoutError as error:
+        raise DemoStepError(f"step {step}: the bot's queues still busy after {STEP_TIMEOUT:.0f} s ({error})") from None
 
 
 async def _deliver(world: FakeWorld, trigger: str, patreon_id: str, campaign_id: str) -> int:

@@ -433,10 +433,12 @@ class ReconcileService:
         settings = await self.store.get_settings(guild_id)
         if settings.log_channel_id is None:
             return
-        if queued and self.channel_log is not None:
-            self.channel_log.add(settings.log_channel_id, text)
-        else:
+        if self.channel_log is None:
             await self.gateway.post_log(settings.log_channel_id, text)
+        elif queued:
+            self.channel_log.add(settings.log_channel_id, text)
+        else:  # a decision someone waits for: posted now, but never held up by the channel's rate limit
+            await self.channel_log.post_soon(settings.log_channel_id, text)
 
     async def log_event(self, guild_id: int, text: str, *, queued: bool = False) -> None:
         await self._log(guild_id, text, queued)

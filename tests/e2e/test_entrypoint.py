@@ -64,7 +64,7 @@ async def test_demo_walkthrough_runs_with_no_accounts(tmp_path):
     assert "Patreon now has webhook" in stdout and "/patreon/webhook/" in stdout
     assert "Ben's roles in Eve's Server: @Eve Patron; in Creator's Server: none" in stdout
     assert "Alice (a patron of the first campaign) in Eve's Server: none" in stdout
-    assert "Read your membership from Patreon just now." in stdout and "patrons.csv" in stdout
+    assert "Read your membership from Patreon just now." in stdout and "Every patron as CSV" in stdout
     assert "Dave's roles now: @Bronze Patron" in stdout  # issue 12, item 4: a comp in the demo
     assert "Gave @Gold Patron" in stderr  # the role change is logged
 
