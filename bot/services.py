@@ -272,6 +272,7 @@ def build_services(
         dirty_members,
         on_changed=memberships_changed,
         on_auto_linked=count_link,
+        on_forgotten=other_shards.memberships_forgotten,  # their roles elsewhere, taken back by their process
     )
     scheduler = RefreshScheduler(refresh, config.refresh_interval_minutes)
 

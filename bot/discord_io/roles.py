@@ -242,7 +242,14 @@ class DiscordRoleGateway(KickCalls):
         return user.name if user else str(user_id)
 
     async def post_log(self, channel_id: int, text: str) -> None:
-        channel = self.client.get_channel(channel_id)
+        """A line to a server's log channel. A channel this process hasn't cached is most likely one of another
+        shard's servers (a link's OAuth callback, or a webhook, landed here): posting needs no cache, only the
+        channel's id over HTTP (discord.py's `get_partial_messageable`), so the line goes out from here rather than
+        being dropped; Discord's own permission check still applies, and its refusal is logged as below. The id is
+        the server's own setting (a channel option of its slash command, which Discord limits to that server)."""
+        channel: object = self.client.get_channel(channel_id)
+        if channel is None:
+            channel = self.client.get_partial_messageable(channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             log.warning("log channel %s is not a text channel the bot can see", channel_id)
             return

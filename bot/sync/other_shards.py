@@ -12,7 +12,7 @@ reconcile reads everything afresh: the job only says "look at this member here".
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from bot.domain.models import MembershipSnapshot
 from bot.domain.shards import ShardSpec
@@ -72,13 +72,25 @@ class OtherShards:
         now, at the refresh's priority."""
         if self.shards.every_shard:
             return
-        linked = await self.store.linked_patreon_ids(s.patreon_user_id for s in snapshots if s.patreon_user_id)
+        users = await self._linked_users(s.patreon_user_id for s in snapshots if s.patreon_user_id)
+        await self.hand_off_many(users, "refresh", urgent=False)
+
+    async def memberships_forgotten(self, patreon_ids: Sequence[str], _campaign_id: str) -> None:
+        """A complete listing forgot these members (gone from the campaign): their stored membership is deleted
+        already, so the other shards' processes would never see them go. Each linked one's job goes to the servers
+        where the bot gave them roles (the reconcile there takes them back), at the refresh's priority."""
+        if self.shards.every_shard or not patreon_ids:
+            return
+        await self.hand_off_many(await self._linked_users(patreon_ids), "refresh", urgent=False)
+
+    async def _linked_users(self, patreon_ids: Iterable[str]) -> list[int]:
+        """The Discord users linked to these Patreon users, in Patreon id order."""
         users = []
-        for patreon_id in sorted(linked):
+        for patreon_id in sorted(await self.store.linked_patreon_ids(patreon_ids)):
             link = await self.store.get_link_by_patreon(patreon_id)
             if link is not None:
                 users.append(link.discord_user_id)
-        await self.hand_off_many(users, "refresh", urgent=False)
+        return users
 
     async def _patron_there(self, link: Link | None, guild_id: int) -> bool:
         if link is None or not link.counts_in(guild_id):

@@ -113,12 +113,15 @@ class RefreshService:
         on_changed: Callable[[Sequence[MembershipSnapshot], str], Awaitable[None]] | None = None,
         campaign_concurrency: int = 1,
         on_auto_linked: Callable[[str], None] = lambda how: None,
+        on_forgotten: Callable[[Sequence[str], str], Awaitable[None]] | None = None,
     ) -> None:
         """`dirty` is where the Discord adapter marks members whose roles changed on Discord. `campaigns`: every
         campaign refreshed, each for the servers that follow it (one `CampaignService`: that campaign alone).
         `on_changed(snapshots, campaign id)` hears each page's members whose snapshot changed, once stored (the
         opt-in DMs: a declined payment keeps its roles, so no role job would tell them). `on_auto_linked`: each
-        link auto-match makes (bot/sync/auto_match.py)."""
+        link auto-match makes (bot/sync/auto_match.py). `on_forgotten(patreon ids, campaign key)` hears who a
+        complete listing forgot (with shards: their roles in other processes' servers go to those processes)."""
+        self.on_forgotten = on_forgotten
         self.client = client
         self.on_auto_linked = on_auto_linked
         self.store = store
@@ -273,6 +276,8 @@ class RefreshService:
             self._unplanned = True  # once forgotten, a gone member is found again only by a full plan
             gone = await self.store.delete_memberships_except(listing.listed, report.started_at, key)
             report.snapshots_forgotten = len(gone)
+            if gone and self.on_forgotten is not None:
+                await self.on_forgotten(gone, key)
             matched = await auto_match(
                 self.store, self.gateway, self.reconcile, listing.unmatched, self.clock(), self.on_auto_linked
             )

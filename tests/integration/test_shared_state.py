@@ -16,12 +16,16 @@ from bot.sync.campaign import CampaignService
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.other_shards import OtherShards
 from bot.sync.participation import Participation
+from bot.sync.plan_scope import DirtyMembers
+from bot.sync.refresh import RefreshService
+from fakes.sync_harness import GUILD, SyncHarness
 
 CAMPAIGN, OTHER_CAMPAIGN = "5001", "5002"
 BASE = (810000000000000000 >> 22) << 22
 SHARD0 = [BASE + (n << 23) for n in range(3)]  # (id >> 22) even
 SHARD1 = [BASE + (n << 23) + (1 << 22) for n in range(3)]  # odd
 USER, PATRON = 750000000000000001, "p-alice"
+HARNESS_CAMPAIGN = "7654321"
 
 
 def now() -> datetime:
@@ -155,3 +159,57 @@ async def test_a_server_bound_by_another_process_follows_its_campaign_here_after
     finally:
         await here_store.close()
         await elsewhere_store.close()
+
+
+async def test_a_member_the_refresh_forgot_is_handed_to_the_other_shards_servers_where_the_bot_gave_roles(store):
+    """The listing no longer shows her and the refresh deleted her stored membership: another shard's process would
+    never see her go (its own refresh finds nothing stored to forget), so her job goes to it now."""
+    participation = await seeded(store)
+    queued: list[tuple[list[tuple[int, int]], str, bool]] = []
+
+    async def enqueue(keys, cause, urgent):
+        queued.append((sorted(keys), cause, urgent))
+
+    await store.record_grants(SHARD1[0], USER, [1234], "refresh")  # her Gold role there, the bot's to take back
+    await store.delete_memberships_except(set(), now() + timedelta(seconds=1), CAMPAIGN)
+    shard_zero = OtherShards(store, ShardSpec(2, (0,)), participation, enqueue)
+    await shard_zero.memberships_forgotten([PATRON, "p-nobody-linked"], CAMPAIGN)
+    assert queued == [([(SHARD1[0], USER)], "refresh", False)], "only where something is at stake, at refresh priority"
+
+    queued.clear()
+    every = OtherShards(store, ShardSpec(2, (0, 1)), participation, enqueue)
+    await every.memberships_forgotten([PATRON], CAMPAIGN)
+    assert queued == [], "one process running every shard plans its own servers"
+
+
+async def test_the_refresh_tells_who_it_forgot_and_the_services_wire_it_to_the_other_shards(tmp_path):
+    """RefreshService's `on_forgotten` hears the Patreon ids a complete listing forgot, with the campaign's key;
+    build_services passes OtherShards.memberships_forgotten."""
+    h = await SyncHarness(tmp_path / "bot.sqlite3", campaign_id=HARNESS_CAMPAIGN).start()
+    try:
+        services = h.services
+        assert services is not None and h.store is not None
+        h.patreon.add_tier("2001", "Gold", 1000)
+        for patreon_id in ("p-ann", "p-cat"):
+            h.patreon.add_user(patreon_id, patreon_id)
+            h.patreon.set_membership(patreon_id, "active_patron", tier_ids=["2001"])
+        await h.store.map_tier_role(GUILD, "2001", 630000000000000001)
+        heard: list[tuple[list[str], str]] = []
+
+        async def forgotten(patreon_ids, campaign_key):
+            heard.append((sorted(patreon_ids), campaign_key))
+
+        refresh = RefreshService(
+            services.patreon, h.store, services.campaigns, services.reconcile, services.jobs, h.gateway, h.clock,
+            DirtyMembers(), on_forgotten=forgotten,
+        )
+        assert (await refresh.run("first")).ok
+        assert heard == [], "nobody forgotten, nothing told"
+        h.patreon.remove_membership("p-cat")
+        report = await refresh.run("cat left")
+        assert report.ok and report.snapshots_forgotten == 1, report.detail
+        assert heard == [(["p-cat"], HARNESS_CAMPAIGN)]
+        assert services.refresh.on_forgotten is not None
+        assert services.refresh.on_forgotten.__func__ is OtherShards.memberships_forgotten  # type: ignore[attr-defined]
+    finally:
+        await h.close()

@@ -196,8 +196,11 @@ class ShardedWorld:
             for server in self.servers:
                 await store.map_tier_role(server.guild_id, SEED.gold_tier, server.gold)
                 await store.map_tier_role(server.guild_id, SEED.bronze_tier, server.bronze)
-                await store.save_settings(
-                    GuildSettings(guild_id=server.guild_id, enabled=True, log_channel_id=server.log_channel)
+                await store.save_settings(  # Erin's server sends the opt-in welcome DM
+                    GuildSettings(
+                        guild_id=server.guild_id, enabled=True, log_channel_id=server.log_channel,
+                        dm_welcome=server is self.erins_server,
+                    )
                 )
             for discord_id in MEMBERS.values():
                 await store.save_link(discord_id, PATREON_IDS[discord_id], None, "oauth")
@@ -253,6 +256,29 @@ class ShardedWorld:
         held = self.fake.discord.guild(server.guild_id).member(discord_id).role_ids
         names = {server.gold: "gold", server.bronze: "bronze"}
         return {names[role] for role in held if role in names}
+
+    def dm_posts(self, user_id: int) -> list[str]:
+        """The text of every DM Discord accepted for this user, one per accepted POST (a resend with the same
+        nonce counts again, though Discord makes no second message of it)."""
+        dms = self.fake.discord.dm_channels
+        channels = {channel_id for channel_id, channel in dms.channels.items() if channel.user_id == user_id}
+        return [
+            str(call.json.get("content", "")) if isinstance(call.json, dict) else ""
+            for call in self.fake.discord.calls_matching("POST", r"^/channels/\d+/messages$")
+            if call.status < 300 and int(call.path.split("/")[2]) in channels
+        ]
+
+    async def dm_states(self, user_id: int) -> list[tuple[str, str]]:
+        """(kind, state) of each DM queued for this user, from the shared database."""
+        store = await self.fake.open_store()
+        try:
+            return [(kind, state) for _guild, _user, kind, state in await store.dm_states(user_id)]
+        finally:
+            await store.close()
+
+    def log_lines(self, server: Server) -> list[str]:
+        """What the bot posted to the server's log channel."""
+        return [str(message.get("content", "")) for message in self.fake.discord.messages(server.log_channel)]
 
     def role_calls(self) -> Counter[tuple[int, int, str, int]]:
         """Every member-role change Discord accepted: (guild, member, PUT or DELETE, role) → how many times."""

@@ -1,8 +1,10 @@
 """Two bot processes, one shard each, on one PostgreSQL database (issue 11, item 6).
 
 What it shows: each process holds only its shard's servers; pledges that change (webhooks delivered to either
-process, a refresh, a link whose OAuth callbacks land on the other shard's process) get every role changed exactly
-once in every server (each accepted PUT/DELETE counted per server, member and role); and when one process is
+process, a refresh, a link whose OAuth callbacks land on the other shard's process, a member the refresh of the
+other process forgets) get every role changed exactly once in every server (each accepted PUT/DELETE counted per
+server, member and role); the link's log line reaches its server from the process that took the callback, and its
+welcome DM goes out once, from the process holding the server; and when one process is
 killed with SIGKILL, the work goes on as a sharded bot can: the survivor keeps serving its shard and the web
 endpoints (webhooks included), the dead shard's role jobs wait in the database, and a replacement with the same
 SHARD_IDS takes them over (the one the dead process had claimed once its lease ran out), with Patreon down, so
@@ -73,6 +75,18 @@ async def test_two_shards_change_every_role_once_and_survive_a_kill(tmp_path, po
         await second.settle()
         assert world.roles(world.erins_server, ERIN) == {"gold"}
         expect_once(world)
+        # Process 0 posted the link's line to Erin's server's log channel, a server it doesn't hold (before: dropped).
+        assert any(f"<@{ERIN}> linked Patreon account" in line for line in world.log_lines(world.erins_server)), (
+            world.log_lines(world.erins_server)
+        )
+        # Her welcome DM (queued by process 1's reconcile of the handed-over job) went out once, from the process
+        # holding her server: it names the server and her role (process 0 knows neither).
+        await wait_until(lambda: world.dm_posts(ERIN), "Erin's welcome DM")
+        assert await world.dm_states(ERIN) == [("welcome", "sent")]
+        for bot in world.bots:
+            await bot.settle()
+        [welcome] = world.dm_posts(ERIN)
+        assert "Server " in welcome and "Gold Patron" in welcome, welcome
 
         # A change no webhook told: each process's refresh plans its own servers.
         world.pledge(CAROL, SEED.bronze_tier)
@@ -81,6 +95,15 @@ async def test_two_shards_change_every_role_once_and_survive_a_kill(tmp_path, po
         for bot in world.bots:
             await bot.settle()
         expect_roles(world, {carol: {"bronze"}})
+        expect_once(world)
+
+        # Alice leaves the campaign. Only process 0 refreshes: its complete listing forgets her, and her roles in
+        # process 1's servers go to process 1 as role jobs (process 1's own refresh has nothing stored to forget).
+        world.fake.patreon.remove_membership(ALICE)
+        assert (await first.refresh())["ok"]
+        for bot in (first, second):
+            await bot.settle()
+        expect_roles(world, {alice: set(), bob: {"gold"}, carol: {"bronze"}})
         expect_once(world)
 
         # Process 1 dies holding a claim: Dave's role call in its server is in Discord's hands when it is killed.
@@ -118,7 +141,7 @@ async def test_two_shards_change_every_role_once_and_survive_a_kill(tmp_path, po
         assert second.startup_refresh is not None and second.startup_refresh["ok"] is False
         counts = await second.settle()
         assert counts["pending_jobs"] == 0 and counts["failed_jobs"] == 0, counts
-        expect_roles(world, {alice: {"bronze"}, bob: {"gold"}, carol: {"gold"}, dave: {"gold"}})
+        expect_roles(world, {alice: set(), bob: {"gold"}, carol: {"gold"}, dave: {"gold"}})
         assert world.roles(world.erins_server, ERIN) == {"gold"}
         expect_once(world)
     finally:
