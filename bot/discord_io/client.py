@@ -151,7 +151,13 @@ class PatronBot(commands.Bot):
             return
         bound = await self.services.store.guild_bindings()
         unbound = [guild.id for guild in self.guilds if guild.id not in bound]
-        if len(unbound) > 1:
+        if unbound and self.services.campaigns.env_connected:  # the one-server rule ended (campaign_registry.py)
+            log.info(
+                "the .env campaign was connected through OAuth, so only servers bound to it act for it; %d "
+                "server(s) not bound to a campaign follow none until /patreon-admin connect there or ALLOWED_GUILD_IDS",
+                len(unbound),
+            )
+        elif len(unbound) > 1:
             log.warning(
                 "the bot is in %d servers not bound to a connected campaign and ALLOWED_GUILD_IDS is empty, so none "
                 "of them acts for the .env campaign; list the creator's servers in ALLOWED_GUILD_IDS",
