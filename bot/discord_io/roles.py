@@ -113,9 +113,18 @@ class UnconfirmedRoleWrites:
                 del self._writes[key]
 
 
+#: A log channel of a server this process doesn't hold, once Discord refused it (deleted, or the bot lost access),
+#: is not tried again for this long: each refusal counts toward Discord's invalid-request limit (a ban past 10,000
+#: in 10 minutes), and a busy sync could post hundreds of lines.
+UNPOSTABLE_SECONDS = 600.0
+
+
 class DiscordRoleGateway(KickCalls):
     def __init__(self, client: commands.Bot, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
+        self._monotonic = monotonic
+        #: Uncached log channels Discord refused: channel id -> when they may be tried again (monotonic).
+        self._unpostable: dict[int, float] = {}
         #: Our own role writes the cache hasn't confirmed; every read of a member's roles goes through it.
         self.pending_writes = UnconfirmedRoleWrites(GRANT_SETTLE_TIME.total_seconds(), monotonic)
         #: The members held in memory: linked ones, asked for by id (bot/discord_io/linked_members.py).
@@ -246,9 +255,12 @@ class DiscordRoleGateway(KickCalls):
         shard's servers (a link's OAuth callback, or a webhook, landed here): posting needs no cache, only the
         channel's id over HTTP (discord.py's `get_partial_messageable`), so the line goes out from here rather than
         being dropped; Discord's own permission check still applies, and its refusal is logged as below. The id is
-        the server's own setting (a channel option of its slash command, which Discord limits to that server)."""
+        the server's own setting (a channel option of its slash command, which Discord limits to that server).
+        A process holding every server posts only to channels it has cached, as before."""
         channel: object = self.client.get_channel(channel_id)
-        if channel is None:
+        if channel is None and not self._holds_every_server():
+            if self._unpostable.get(channel_id, 0.0) > self._monotonic():
+                return  # refused a moment ago: logged then
             channel = self.client.get_partial_messageable(channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             log.warning("log channel %s is not a text channel the bot can see", channel_id)
@@ -256,7 +268,20 @@ class DiscordRoleGateway(KickCalls):
         try:
             await channel.send(text[:2000], allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as error:
+            if isinstance(channel, discord.PartialMessageable) and isinstance(
+                error, discord.Forbidden | discord.NotFound
+            ):
+                self._unpostable[channel_id] = self._monotonic() + UNPOSTABLE_SECONDS
+                log.warning("could not post to log channel %s: %s; not tried for %.0f s", channel_id, error,
+                            UNPOSTABLE_SECONDS)
+                return
             log.warning("could not post to log channel %s: %s", channel_id, error)
+
+    def _holds_every_server(self) -> bool:
+        """discord.py's own view: an AutoShardedClient running some of its shards holds only their servers."""
+        ids = getattr(self.client, "shard_ids", None)
+        count = self.client.shard_count
+        return ids is None or count is None or set(range(count)) <= set(ids)
 
     async def _member(self, guild_id: int, user_id: int) -> discord.Member | None:
         guild = self.client.get_guild(guild_id)
