@@ -1,7 +1,7 @@
 """The PostgreSQL schema as its own ordered list of migrations; `store_schema.version` says how many have run.
 
 Append only, like bot/store/schema.py, and numbered on its own: PostgreSQL starts at the SQLite schema as of
-SQLite migration 11, in one step; each later one mirrors one SQLite migration (2: SQLite's 12). The tables,
+SQLite migration 11, in one step; each later one mirrors one SQLite migration (2: SQLite's 12, 3: 13). The tables,
 columns and keys match SQLite's (tests/store_contract compares them), so one set of SQL statements serves both.
 Where the engines differ: Discord ids are BIGINT (SQLite's INTEGER is 64-bit), the snapshot hash is BYTEA, row ids
 are identities, and `guild_campaigns` carries no foreign key because SQLite never enforced it (the store removes
