@@ -26,7 +26,7 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, T
 from bot.domain.policy import decide_roles, managed_role_ids
 from bot.guild_admin.service import AdminError
 from bot.store import Store
-from bot.store.patron_report import stored_memberships
+from bot.store.patron_report import REPORT_CHUNK
 from bot.sync.participation import Participation
 from bot.sync.reconcile import RoleGateway
 
@@ -57,7 +57,7 @@ STATUS_WORDS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PatronRow:
     """One member of the campaign as this server sees them."""
 
@@ -201,12 +201,19 @@ class ServerView:
     user_name: Callable[[int], str]
 
 
-def build_report(memberships: Iterable[MembershipSnapshot], server: ServerView, now: datetime) -> PatronsReport:
-    """The report from stored facts (pure: the tests feed it directly too)."""
-    discord_by_patreon = {patreon: discord for discord, patreon in server.links.items()}
-    managed = managed_role_ids(server.settings, server.tier_roles)
-    report = PatronsReport()
-    for membership in sorted(memberships, key=lambda m: ((m.full_name or "").lower(), m.patreon_user_id or "")):
+class ReportBuilder:
+    """Builds the report one membership at a time, so the store's snapshots can stream through it a chunk at a time:
+    what stays is one small `PatronRow` a patron (the CSV's content), never the snapshots."""
+
+    def __init__(self, server: ServerView, now: datetime) -> None:
+        self.server = server
+        self.now = now
+        self._discord_by_patreon = {patreon: discord for discord, patreon in server.links.items()}
+        self._managed = managed_role_ids(server.settings, server.tier_roles)
+        self._rows: list[PatronRow] = []
+
+    def add(self, membership: MembershipSnapshot) -> None:
+        server = self.server
         patreon_id = membership.patreon_user_id or ""
         tiers = tuple(
             server.tiers[tier].title if tier in server.tiers else tier for tier in membership.entitled_tier_ids
@@ -218,11 +225,22 @@ def build_report(memberships: Iterable[MembershipSnapshot], server: ServerView, 
             status=describe_status(membership),
             paying=membership.patron_status is PatronStatus.ACTIVE,
         )
-        discord_id = discord_by_patreon.get(patreon_id)
+        discord_id = self._discord_by_patreon.get(patreon_id)
         if discord_id is not None:
-            row = _with_member(row, membership, discord_id, server, managed, now)
-        report.rows.append(row)
-    return report
+            row = _with_member(row, membership, discord_id, server, self._managed, self.now)
+        self._rows.append(row)
+
+    def report(self) -> PatronsReport:
+        """The rows by Patreon name (case aside), then Patreon user id."""
+        return PatronsReport(rows=sorted(self._rows, key=lambda row: (row.patreon_name.lower(), row.patreon_user_id)))
+
+
+def build_report(memberships: Iterable[MembershipSnapshot], server: ServerView, now: datetime) -> PatronsReport:
+    """The report from stored facts (pure: the tests feed it directly too)."""
+    builder = ReportBuilder(server, now)
+    for membership in memberships:
+        builder.add(membership)
+    return builder.report()
 
 
 def _with_member(
@@ -256,9 +274,11 @@ async def patrons_report(
     guild_id: int,
     now: datetime,
     campaign_id: str | None = None,
+    chunk: int = REPORT_CHUNK,
 ) -> PatronsReport:
     """The report for this server; AdminError where the server doesn't take part (the campaign's patrons are the
-    creator's business)."""
+    creator's business). The campaign's memberships are read `chunk` at a time: a campaign of 100,000 never has
+    all its snapshots in memory at once."""
     problem = await participation.refusal(guild_id)
     if problem is not None:
         raise AdminError(problem)
@@ -287,7 +307,10 @@ async def patrons_report(
         role_name=lambda role_id: gateway.role_name(guild_id, role_id),
         user_name=gateway.user_name,
     )
-    report = build_report(await stored_memberships(store, campaign_id), server, now)
+    builder = ReportBuilder(server, now)
+    async for membership in store.iter_stored_memberships(campaign_id, chunk):  # a chunk at a time, never all
+        builder.add(membership)
+    report = builder.report()
     report.comps = [
         f"<@{comp.user_id}>: @{server.role_name(comp.role_id)}, {comp.describe()}"
         for comps in (await store.guild_comps(guild_id, now)).values()

@@ -25,6 +25,7 @@ from bot.store.dm_outbox import DmOutboxStore
 from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
 from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher, postgres_db
 from bot.store.panels import PanelStore
+from bot.store.patron_report import PatronReportStore
 from bot.store.queues import UPSERT_FACT, QueueStore, iso_utc
 from bot.store.role_connections import RoleConnectionStore
 from bot.store.schema import MIGRATIONS
@@ -80,6 +81,7 @@ class Store(
     DailyCountStore,
     DmOutboxStore,
     CompStore,
+    PatronReportStore,
 ):
     """All persistence goes through here; methods commit before they return.
 
