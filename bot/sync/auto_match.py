@@ -2,7 +2,9 @@
 
 Patreon reports `social_connections.discord.user_id` for such patrons. A match is made only when neither the
 Discord user nor the Patreon user is linked yet, so an OAuth or admin link is never overridden, and only for a
-Discord user who is a member of a server that acts for the campaign and has `auto_match_discord` enabled. The
+Discord user who is a member of a server that acts for the campaign of the membership that matched (its stored row
+is that campaign's, same member id) and has `auto_match_discord` enabled: a server following another campaign
+neither makes the match nor hears of it in its log channel (it would learn who pledges to another creator). The
 match is Patreon's word, like OAuth, so it counts in every acting server (`Link.counts_in`). A pair whose link was
 removed on purpose (`/patreon unlink`, an admin's unlink-user) is never matched again: the unlink records an
 opt-out that only an explicit OAuth or admin link of that pair lifts. A member lookup Discord fails (5xx) skips
@@ -48,14 +50,21 @@ async def auto_match(
         return []
     links, linked_patreon = await _known_links(store, candidates)
     opted_out = await store.auto_match_optouts()
+    unlinked = [
+        s
+        for s in candidates
+        if s.social_discord_id not in links
+        and s.patreon_user_id not in linked_patreon
+        and (s.social_discord_id, s.patreon_user_id) not in opted_out
+    ]
+    members_of = await _campaign_members(store, reconcile, guilds, unlinked)
     rows: list[tuple[int, str, int | None, str]] = []
-    for snapshot in candidates:
+    for snapshot in unlinked:
         discord_id, patreon_id = snapshot.social_discord_id, snapshot.patreon_user_id
         if discord_id is None or patreon_id is None or discord_id in links or patreon_id in linked_patreon:
             continue
-        if (discord_id, patreon_id) in opted_out:
-            continue
-        guild_id = await _guild_with_member(gateway, guilds, discord_id)
+        own = [guild_id for guild_id in guilds if members_of(guild_id, snapshot)]
+        guild_id = await _guild_with_member(gateway, own, discord_id)
         if guild_id is None:
             continue
         rows.append((discord_id, patreon_id, guild_id, AUTO_SOURCE))
@@ -82,6 +91,24 @@ async def auto_match(
                 queued=True,
             )
     return made
+
+
+async def _campaign_members(
+    store: Store, reconcile: ReconcileService, guilds: list[int], snapshots: list[MembershipSnapshot]
+) -> Callable[[int, MembershipSnapshot], bool]:
+    """Whether a snapshot is a membership of the campaign a guild follows: its stored row under that campaign's
+    key has the same member id (a listing's members carry no campaign of their own; one read per campaign)."""
+    keys = {guild_id: await reconcile.campaign_key(guild_id) for guild_id in guilds}
+    patreon_ids = [s.patreon_user_id for s in snapshots if s.patreon_user_id is not None]
+    stored = {key: await store.memberships_of(patreon_ids, key) for key in set(keys.values())} if patreon_ids else {}
+
+    def member_of(guild_id: int, snapshot: MembershipSnapshot) -> bool:
+        if keys[guild_id] is None:  # the engine alone, without participation: every campaign counts everywhere
+            return True
+        row = stored.get(keys[guild_id], {}).get(snapshot.patreon_user_id or "")
+        return row is not None and row.member_id == snapshot.member_id
+
+    return member_of
 
 
 async def _known_links(store: Store, snapshots: list[MembershipSnapshot]) -> tuple[dict[int, str], set[str]]:
