@@ -58,14 +58,3 @@ class PatronReportStore(SqlRunner):
                 return
             after_user, after_campaign = rows[-1][2], rows[-1][3]
 
-
-async def stored_memberships(store: PatronReportStore, campaign_id: str | None = None) -> list[MembershipSnapshot]:
-    """`store.stored_memberships` (for callers written before it was a store method)."""
-    return await store.stored_memberships(campaign_id)
-
-
-def iter_stored_memberships(
-    store: PatronReportStore, campaign_id: str | None = None, chunk: int = REPORT_CHUNK
-) -> AsyncIterator[MembershipSnapshot]:
-    """`store.iter_stored_memberships` (bot/guild_admin/stats.py still calls it so)."""
-    return store.iter_stored_memberships(campaign_id, chunk)

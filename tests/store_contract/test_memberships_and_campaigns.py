@@ -12,7 +12,6 @@ from bot.patreon.member_pages import MemberRows
 from bot.store import CREATOR_SUBJECT
 from bot.store.campaigns import DISCONNECTED, UNKNOWN_CAMPAIGN, campaign_token_subject
 from bot.store.codec import snapshot_hash
-from bot.store.patron_report import iter_stored_memberships, stored_memberships
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 G1, G2 = 900_000_000_000_000_001, 900_000_000_000_000_002
@@ -100,8 +99,8 @@ async def test_a_complete_listing_forgets_only_its_campaigns_absentees(store):
     assert await store.memberships_not_listed({"p1"}, T0 + timedelta(minutes=1), "c1") == ["p2"]
     assert await store.delete_memberships_except({"p1"}, T0 + timedelta(minutes=1), "c1") == ["p2"]
     assert await store.links_without_membership(G1, "c1") == {ANN}
-    assert [s.patreon_user_id for s in await stored_memberships(store)] == ["p1", "p3"]
-    assert [s.patreon_user_id for s in await stored_memberships(store, "c2")] == ["p3"]
+    assert [s.patreon_user_id for s in await store.stored_memberships()] == ["p1", "p3"]
+    assert [s.patreon_user_id for s in await store.stored_memberships("c2")] == ["p3"]
     await store.delete_membership("p3", "c2")
     assert await store.membership_count() == 1
 
@@ -110,13 +109,13 @@ async def test_memberships_read_a_chunk_at_a_time_are_every_one_once_in_order(st
     # Two campaigns share user ids, so a chunk can end between p2 of c1 and p2 of c2 (the keyset takes both).
     await store.save_memberships([member(f"p{i}", T0) for i in range(5)], campaign_id="c1")
     await store.save_memberships([member(f"p{i}", T0, campaign="c2") for i in (1, 2, 7)], campaign_id="c2")
-    every = [(s.patreon_user_id, s.campaign_id) for s in await stored_memberships(store)]
+    every = [(s.patreon_user_id, s.campaign_id) for s in await store.stored_memberships()]
     for chunk in (1, 2, 3, 1000):
-        read = [(s.patreon_user_id, s.campaign_id) async for s in iter_stored_memberships(store, chunk=chunk)]
+        read = [(s.patreon_user_id, s.campaign_id) async for s in store.iter_stored_memberships(chunk=chunk)]
         assert sorted(read) == sorted(every) and len(read) == 8, chunk
-        of_c2 = [s.patreon_user_id async for s in iter_stored_memberships(store, "c2", chunk=chunk)]
+        of_c2 = [s.patreon_user_id async for s in store.iter_stored_memberships("c2", chunk=chunk)]
         assert of_c2 == ["p1", "p2", "p7"], chunk
-    assert [s async for s in iter_stored_memberships(store, "none", chunk=2)] == []
+    assert [s async for s in store.iter_stored_memberships("none", chunk=2)] == []
 
 
 async def test_tiers_belong_to_their_campaign(store):
