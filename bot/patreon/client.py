@@ -362,7 +362,7 @@ class PatreonClient:
             failure: PatreonUnavailable
             try:
                 async with (
-                    self.budget.slot(priority, key),
+                    self.budget.slot(priority, key, token),
                     self._session.request(
                         method,
                         url,

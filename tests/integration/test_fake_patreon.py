@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import statistics
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -399,14 +397,14 @@ async def test_each_member_sample_round_trips_through_the_fake(name: str) -> Non
 # ---------------------------------------------------------------- scale
 
 
-async def test_100k_members_seed_fast_and_pages_render_well_under_100ms(http) -> None:
+async def test_100k_members_seed_and_page_through_in_pages_of_1000(http) -> None:
+    """A 100,000-member campaign (what the benches list) seeds and pages like Patreon: 1,000 a page, each page's
+    cursor leading to the next, no member twice. How fast is the benches' business, not a test's."""
     fake = FakePatreon()
     await fake.start()
     try:
         fake.add_tier("1001", "Bronze", 500)
-        started = time.perf_counter()
         fake.seed_members(100_000, rng_seed=3)
-        assert time.perf_counter() - started < 5.0
         params = {
             "include": "currently_entitled_tiers,user",
             "fields[member]": "patron_status,currently_entitled_amount_cents,last_charge_status,full_name",
@@ -414,13 +412,13 @@ async def test_100k_members_seed_fast_and_pages_render_well_under_100ms(http) ->
             "fields[tier]": "title,amount_cents",
             "page[count]": "1000",
         }
-        timings: list[float] = []
+        seen: set[str] = set()
         for _ in range(5):
-            started = time.perf_counter()
             status, doc = await get(http, fake, f"{API}/campaigns/{fake.campaign.id}/members", **params)
-            timings.append(time.perf_counter() - started)
             assert status == 200 and len(doc["data"]) == 1000
+            seen.update(member["id"] for member in doc["data"])
             params["page[cursor]"] = doc["meta"]["pagination"]["cursors"]["next"]
-        assert statistics.median(timings) < 0.1, timings
+        assert len(seen) == 5000, "every page new members"
+        assert doc["meta"]["pagination"]["total"] == 100_000
     finally:
         await fake.close()

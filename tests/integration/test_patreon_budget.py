@@ -245,3 +245,14 @@ async def test_without_a_token_limit_only_the_clients_window_counts() -> None:
         for _ in range(8):  # the refresh lane's share of 10, all at once, on one token
             await held.enter_async_context(budget.slot(Priority.REFRESH, "a", token="token-a"))
         assert budget.figures.peak_per_token == 0 and "no limit" in repr(budget)
+
+
+async def test_the_client_keeps_each_token_to_its_window_at_the_fake(fake, session) -> None:
+    """The client names each request's bearer token to the budget, so a burst of look-ups with one creator token
+    stays inside that token's window at a fake that enforces it (Patreon documents a per-token limit): none 429."""
+    fake.rate_limit = ClientRateLimit(per_token=(5, 0.5))
+    ((state, token),) = add_campaigns(fake, 1, 3)
+    client = make_client(session, fake, budget=RequestBudget(token_limit=5, token_window_seconds=0.5))
+    member_id = a_member_id(state)
+    snapshots = await asyncio.gather(*(client.get_member(token, member_id) for _ in range(12)))
+    assert len(snapshots) == 12 and fake.rate_limit.refused == 0
