@@ -24,7 +24,9 @@ other tokens go past it, so one creator's burst of look-ups never holds another 
 at most `refresh_share` of a token's window too, so a webhook's look-up with the creator token of a campaign whose
 listing is under way still finds a slot. Only a hash of the token is kept (never the token: this object shows up in
 reprs and logs). The cost, if Patreon counts listing pages against the token (unconfirmed): a 100,000-member
-campaign's 100 pages take at least a minute and a quarter (80 a minute); `token_limit=None` budgets the client only.
+campaign's 100 pages take at least a minute and a quarter (80 a minute). Off unless asked for (`token_limit=None`,
+the default, budgets the client only): every webhook is one creator-token look-up, so a flood of deliveries for one
+campaign would queue at 80 a minute; `TOKEN_LIMIT` is Patreon's figure for whoever switches it on.
 
 Urgent work (`async with budget.urgent():`, a webhook applier's pass) also holds refresh requests back while it
 runs, for at most `refresh_hold_seconds` per waiting page: a listing page costs the bot far more than its request
@@ -117,7 +119,7 @@ class RequestBudget:
         refresh_share: float = REFRESH_SHARE,
         margin_seconds: float = 0.02,
         refresh_hold_seconds: float = REFRESH_HOLD_SECONDS,
-        token_limit: int | None = TOKEN_LIMIT,
+        token_limit: int | None = None,
         token_window_seconds: float = TOKEN_WINDOW_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
