@@ -4,7 +4,7 @@ A cluster is Debian's initdb/pg_ctl in a temp folder on a free local port, run a
 root (PostgreSQL refuses to run as root), stopped and removed by `stop()`. Given a server (its DSN names a database
 to connect to, e.g. `postgres`), `fresh_database` creates an empty database of its own beside it, so worlds that
 run at once or one after another never see each other's rows, and `drop_database` removes it again.
-(tests/store_contract/cluster.py starts its cluster the same way.)
+(The contract suite, tests/shards and the benches all start their cluster here.)
 """
 
 from __future__ import annotations

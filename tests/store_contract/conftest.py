@@ -18,7 +18,7 @@ import pytest
 from bot.store import Store
 from bot.store.opening import open_postgres
 from bot.store.token_cipher import TokenCipher, new_key
-from tests.store_contract.cluster import start_cluster
+from fakes.postgres import start_cluster
 
 DSN_SETTING = "STORE_CONTRACT_POSTGRES_DSN"
 _passed = {"postgres": 0}
