@@ -5,7 +5,8 @@ membership of it): an admin of another campaign's server learns nothing about a 
 holds it, not whether it is linked), can't block that campaign's own admins from linking it, and never gets the
 log-channel line the patron's own sign-in posts later (bot/accounts/linking.py `_hand_links_replaced`).
 Taking a link away takes the roles the bot gave with it, so `unlink-user` needs an invoker who could take each of
-them away by hand (bot/guild_admin/rank.py).
+them away by hand (bot/guild_admin/rank.py), and a patron's own link (OAuth, auto-match), which counts in every
+server, only while the bot gives them nothing in another server, where this invoker's rank is unknown.
 """
 
 from __future__ import annotations
@@ -90,6 +91,23 @@ class HandLinkCommands(AdminChecks):
                     "(the link gives no roles here)."
                 )
             raise AdminError("That member linked in another server; they can run `/patreon unlink` themselves.")
+        if not link.by_hand and await self._grants_elsewhere(guild_id, discord_user_id):
+            log.info(
+                "guild=%s: unlink-user of discord=%s refused: own link with roles elsewhere", guild_id, discord_user_id
+            )
+            raise AdminError(
+                "That member linked their own Patreon account and has roles from it in another server, so only they "
+                "can unlink it, with `/patreon unlink`."
+            )
         granted = await self.store.granted_roles(guild_id, discord_user_id)
         self._assert_outranks(guild_id, invoker, granted, "take back", removing=True)
         return await self.linking.unlink(discord_user_id, who="admin")
+
+    async def _grants_elsewhere(self, guild_id: int, discord_user_id: int) -> bool:
+        """A patron's own link counts in every server, and unlinking takes back its roles in all of them, but the
+        invoker's rank is known only here: while the bot holds roles for them in another server (any shard's; the
+        ledger is shared), an admin here mustn't take those away."""
+        for other in await self.store.configured_guild_ids():
+            if other != guild_id and await self.store.granted_roles(other, discord_user_id):
+                return True
+        return False
