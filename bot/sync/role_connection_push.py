@@ -6,7 +6,8 @@ durable), and an unchanged one costs no call. The queue is drained with the user
 (`PUT /users/@me/applications/{app}/role-connection`; the bot token is never sent there, Discord refuses it):
 
 - a token about to expire is refreshed first, and the new pair is stored before it is used (Discord rotates the
-  refresh token);
+  refresh token); with several processes on one database one drains the queue at a time, and a user's refresh runs
+  under a lock of its own after reading the stored pair again, so no refresh token is ever spent twice;
 - 401/403 or a refused refresh marks that user's connection revoked and drops the pair: pushes stop for them alone,
   nothing blocks anyone else, and `/patreon status` shows it;
 - a 429 waits its `retry_after` (a global one pauses every push), other failures back off and stay queued;
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 #: Refresh a token this long before it expires (Discord's live a week).
 REFRESH_MARGIN = timedelta(hours=1)
 MAX_BACKOFF = timedelta(hours=1)
+#: Seconds a push waits for another process's refresh of the same user's Discord token (then it reads the new pair).
+TOKEN_LOCK_WAIT = 30.0
+#: Held while a process drains the push queue: one process pushes at a time (others skip the round).
+PUSH_LOCK = "role connection pushes"
+#: How long a process that found another one pushing waits before it looks again (rather than spinning).
+OTHER_PUSHER_PAUSE = timedelta(seconds=2)
 
 
 class RoleConnectionRefused(Exception):
@@ -161,10 +168,16 @@ class RoleConnectionPusher(BackgroundWorker):
             await self._scan()
         if self._paused_until is not None and now < self._paused_until:
             return False
-        due = await self.store.due_pushes(now, limit=20)
-        for connection in due:
-            await self._push(connection)
-            await asyncio.sleep(1.0 / self.per_second)
+        # The queue is one table for every process: one drains it at a time, so no user is pushed twice at once.
+        async with self.store.exclusive(PUSH_LOCK) as held:
+            if not held:
+                log.debug("linked roles: another process is pushing; this one skips the round")
+                self._paused_until = max(self._paused_until or now, now + OTHER_PUSHER_PAUSE)
+                return False
+            due = await self.store.due_pushes(now, limit=20)
+            for connection in due:
+                await self._push(connection)
+                await asyncio.sleep(1.0 / self.per_second)
         return bool(due)
 
     async def next_due(self) -> datetime | None:
@@ -230,7 +243,7 @@ class RoleConnectionPusher(BackgroundWorker):
                 )
             except RoleConnectionRefused:
                 # The access token may have died early; one refresh decides whether the user's grant still holds.
-                tokens = await self._refreshed(user_id, tokens)
+                tokens = await self._refreshed(user_id, stale=tokens.access_token)
                 await self.client.put_role_connection(
                     tokens.access_token, self.platform_name, connection.platform_username, metadata
                 )
@@ -258,12 +271,29 @@ class RoleConnectionPusher(BackgroundWorker):
         tokens = await self.store.get_tokens(discord_subject(user_id))
         if tokens is None:
             raise RoleConnectionRefused("no Discord token is stored")
-        if tokens.expires_at - REFRESH_MARGIN <= self.clock():
-            return await self._refreshed(user_id, tokens)
+        if self._expiring(tokens):
+            return await self._refreshed(user_id, stale=None)
         return tokens
 
-    async def _refreshed(self, user_id: int, tokens: TokenPair) -> TokenPair:
-        fresh = await self.client.refresh(tokens.refresh_token)
-        await self.store.save_tokens(discord_subject(user_id), fresh)  # before use: the old refresh token is spent
+    def _expiring(self, tokens: TokenPair) -> bool:
+        return tokens.expires_at - REFRESH_MARGIN <= self.clock()
+
+    async def _refreshed(self, user_id: int, *, stale: str | None) -> TokenPair:
+        """Refresh the user's pair unless someone else just did (`stale`: the access token Discord refused).
+
+        Refresh tokens are single use: two processes (or a push and the verification page) refreshing one pair
+        would leave the loser with `invalid_grant`, read as the user's revocation, and its revoke would delete the
+        winner's new pair. So one at a time refreshes it, and each reads the stored pair again first."""
+        subject = discord_subject(user_id)
+        async with self.store.exclusive(f"token {subject}", wait=TOKEN_LOCK_WAIT) as held:
+            if not held:
+                raise RoleConnectionUnavailable("another process is refreshing this user's Discord token")
+            tokens = await self.store.get_tokens(subject)
+            if tokens is None:
+                raise RoleConnectionRefused("no Discord token is stored")
+            if tokens.access_token != stale and not self._expiring(tokens):
+                return tokens  # refreshed meanwhile by whoever held the lock
+            fresh = await self.client.refresh(tokens.refresh_token)
+            await self.store.save_tokens(subject, fresh)  # before use: the old refresh token is spent
         log.info("linked roles: refreshed user=%s's Discord token", user_id)
         return fresh
