@@ -234,16 +234,39 @@ class Store(
     # -- membership snapshots ----------------------------------------------------------------------
 
     async def save_membership(self, snapshot: MembershipSnapshot, campaign_id: str | None = None) -> bool:
-        """Store the snapshot under its campaign unless a newer one is already stored; say whether it was stored.
+        """Store the snapshot under its campaign unless a newer one is already stored, or Patreon said this
+        membership was gone after it was read (a tombstone, the rule `save_membership_page` applies too); say
+        whether it was stored.
 
-        This is what keeps an old webhook, arriving late, from rolling state back.
+        This is what keeps an old webhook, arriving late, from rolling state back, and another process's look
+        fetched before its 404 from bringing a lapsed membership back.
         """
         if snapshot.patreon_user_id is None:
             raise ValueError("a membership without a Patreon user id cannot be stored")
         key = campaign_key(snapshot, campaign_id)
-        result = await self._run(UPSERT_MEMBERSHIP, membership_row(snapshot, datetime.now(UTC), key))
+        row = membership_row(snapshot, datetime.now(UTC), key)
+        look = (key, snapshot.patreon_user_id, row[5], snapshot.member_id, snapshot.member_id)
+        if await self._gone_after(look):
+            return False
+        result = await self._run(UPSERT_MEMBERSHIP, row)
         await self._db.commit()
+        if result.rowcount > 0 and await self._gone_after(look):  # another process's 404 landed in between
+            await self._run(
+                "DELETE FROM memberships WHERE campaign_id = ? AND patreon_user_id = ? AND observed_at = ?", look[:3]
+            )
+            await self._db.commit()
+            return False
         return result.rowcount > 0
+
+    async def _gone_after(self, look: tuple[object, ...]) -> bool:
+        """Whether a tombstone of (campaign, user) is later than the look and covers its membership id (a
+        renewal has another id; a tombstone without one covers every membership of the user)."""
+        async with self._db.execute(
+            "SELECT 1 FROM membership_tombstones WHERE campaign_id = ? AND patreon_user_id = ? AND gone_at > ?"
+            " AND (member_id IS NULL OR CAST(? AS TEXT) IS NULL OR member_id = ?)",
+            look,
+        ) as cursor:
+            return await cursor.fetchone() is not None
 
     async def get_membership(self, patreon_user_id: str, campaign_id: str | None = None) -> MembershipSnapshot | None:
         """The user's membership of `campaign_id` (None: of any campaign, the latest look)."""
