@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.accounts.status_report import NOT_HERE, member_status
-from bot.domain.models import MembershipSnapshot
+from bot.domain.models import MembershipSnapshot, TokenPair
 from bot.patreon.client import PatreonClient
 from bot.patreon.creator_api import sees_every_membership
 from bot.patreon.errors import PatreonAuthError, PatreonError, PatreonNotFound
@@ -36,6 +36,8 @@ USER_COOLDOWN = timedelta(seconds=60)
 #: All patrons together: at most this many refreshes per `GLOBAL_WINDOW` (each costs one to three Patreon calls).
 GLOBAL_LIMIT = 30
 GLOBAL_WINDOW = timedelta(seconds=60)
+#: Seconds `/patreon refresh` waits for another refresh of the same patron's token (then it reads the new pair).
+PATRON_TOKEN_LOCK_WAIT = 10.0
 
 NOT_LINKED = "You haven't linked a Patreon account yet: run `/patreon link` to connect it and get your roles."
 PATREON_DOWN = "Patreon didn't answer just now, so nothing was changed; please try again in a few minutes."
@@ -189,14 +191,10 @@ class SelfRefresh:
             return False, None
         for attempt in range(2):
             if attempt or tokens.expires_at <= self.clock():
-                try:
-                    tokens = await self.client.refresh(tokens.refresh_token)
-                except PatreonAuthError as error:
-                    if grant_refused(error):
-                        log.info("refresh patreon=%s: the patron's refresh token was refused", patreon_id)
-                        return False, None
-                    raise
-                await self.store.save_tokens(subject, tokens)  # single use: stored before it is used
+                refreshed = await self._refreshed(subject, stale=tokens.access_token if attempt else None)
+                if refreshed is None:
+                    return False, None
+                tokens = refreshed
             try:
                 identity = await self.client.get_identity(tokens.access_token)
             except PatreonAuthError as error:
@@ -212,6 +210,30 @@ class SelfRefresh:
                 return False, None
             return True, None if membership is None else _owned(membership, patreon_id, self.clock())
         return False, None
+
+    async def _refreshed(self, subject: str, *, stale: str | None) -> TokenPair | None:
+        """The patron's pair, refreshed unless someone else just did (`stale`: the access token Patreon refused);
+        None when it is gone or refused. Refresh tokens are single use and the refresh's patron-token pass uses the
+        same one: one at a time refreshes it (bot/sync/refresh.py takes the same lock), each reading the pair again
+        first, so neither spends a token the other already rotated."""
+        async with self.store.exclusive(f"token {subject}", wait=PATRON_TOKEN_LOCK_WAIT) as held:
+            if not held:
+                log.info("refresh %s: another process is refreshing the patron's token", subject)
+                return None
+            tokens = await self.store.get_tokens(subject)
+            if tokens is None:
+                return None
+            if tokens.access_token != stale and tokens.expires_at > self.clock():
+                return tokens  # refreshed meanwhile
+            try:
+                fresh = await self.client.refresh(tokens.refresh_token)
+            except PatreonAuthError as error:
+                if grant_refused(error):
+                    log.info("refresh %s: the patron's refresh token was refused", subject)
+                    return None
+                raise
+            await self.store.save_tokens(subject, fresh)  # single use: stored before it is used
+            return fresh
 
 
 def _owned(membership: MembershipSnapshot, patreon_id: str, now: datetime) -> MembershipSnapshot:

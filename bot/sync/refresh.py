@@ -344,19 +344,25 @@ class RefreshService:
         """
         refreshed = 0
         due = await self.store.tokens_expiring("patron:", self.clock() + PATRON_TOKEN_MARGIN)
-        for subject, tokens in due:
-            try:
-                fresh = await self.client.refresh(tokens.refresh_token, priority=Priority.REFRESH)
-            except PatreonError as error:
-                if grant_refused(error, client_too=False):
-                    log.warning("patron token %s was refused (%s); dropped, the link stays", subject, error)
-                    await self.store.delete_tokens(subject)
+        for subject, listed in due:
+            # One at a time with the patron's own `/patreon refresh` (bot/accounts/self_refresh.py): the refresh
+            # token is single use, so a pair rotated (or unlinked) meanwhile is neither refreshed nor dropped.
+            async with self.store.exclusive(f"token {subject}") as held:
+                tokens = await self.store.get_tokens(subject) if held else None
+                if tokens is None or tokens.refresh_token != listed.refresh_token:
                     continue
-                log.info("patron token %s: refresh failed for now (%s)", subject, error)
-                continue
-            if await self.store.get_tokens(subject) is not None:  # not unlinked meanwhile
-                await self.store.save_tokens(subject, fresh)
-                refreshed += 1
+                try:
+                    fresh = await self.client.refresh(tokens.refresh_token, priority=Priority.REFRESH)
+                except PatreonError as error:
+                    if grant_refused(error, client_too=False):
+                        log.warning("patron token %s was refused (%s); dropped, the link stays", subject, error)
+                        await self.store.delete_tokens(subject)
+                        continue
+                    log.info("patron token %s: refresh failed for now (%s)", subject, error)
+                    continue
+                if await self.store.get_tokens(subject) is not None:  # not unlinked meanwhile
+                    await self.store.save_tokens(subject, fresh)
+                    refreshed += 1
         return refreshed
 
 
