@@ -22,6 +22,7 @@ from bot.domain.models import MembershipSnapshot
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonError, PatreonNotFound, PatreonRequestError
 from bot.store import Link, Store
+from bot.store.campaigns import OAUTH_SOURCE
 from bot.store.leases import Claimer, LeaseRenewal
 from bot.store.queues import DONE, FAILED, IGNORED, WebhookEvent
 from bot.sync.auto_match import auto_match
@@ -121,22 +122,39 @@ class WebhookApplier(BackgroundWorker):
 
         async def one(addressed: str, member_id: str, group: list[WebhookEvent]) -> None:
             async with gate:
-                campaign = self._campaign(addressed)
-                if campaign is None:
-                    log.warning("webhook member=%s: campaign %s is no longer connected; ignored", member_id, addressed)
-                    await self._finish(
-                        [e.id for e in group], IGNORED, self.clock(), "campaign not connected"
-                    )
-                    return
                 try:
+                    campaign = self._campaign(addressed)
+                    if campaign is None:
+                        await self._not_served(addressed, member_id, group)
+                        return
                     await self._apply_member(campaign, member_id, group)
                 except Exception as error:  # one bad member must not stall the others; bounded retries
                     log.exception("webhook member=%s: applying failed", member_id)
                     await self._retry_later(member_id, group, f"{type(error).__name__}: {error}")
 
         async with LeaseRenewal(renew, claimer.lease, self.name):
+            if any(self._campaign(addressed) is None for addressed, _ in by_member):
+                await self._reload_campaigns()
             await asyncio.gather(*(one(addressed, member, group) for (addressed, member), group in by_member.items()))
         return len(events)
+
+    async def _reload_campaigns(self) -> None:
+        """Another process may have connected a campaign (and recorded its first webhook) since this one's last
+        reload, which runs only every few seconds: serve what the database says before giving such an event up."""
+        try:
+            await self.campaigns.reload()
+        except Exception as error:  # the event retries below rather than being ignored
+            log.warning("webhook applier: could not reload the connected campaigns (%s)", error)
+
+    async def _not_served(self, addressed: str, member_id: str, events: list[WebhookEvent]) -> None:
+        """An event of a campaign this process doesn't serve even after a reload: ignored when the database has no
+        such connected campaign (disconnected), else retried (this process will serve it at its next reload)."""
+        record = await self.store.get_campaign(addressed) if addressed else None
+        if record is not None and record.source == OAUTH_SOURCE:
+            await self._retry_later(member_id, events, f"campaign {addressed} is not served here yet")
+            return
+        log.warning("webhook member=%s: campaign %s is no longer connected; ignored", member_id, addressed)
+        await self._finish([e.id for e in events], IGNORED, self.clock(), "campaign not connected")
 
     def _campaign(self, addressed: str) -> CampaignService | None:
         """The campaign an event was addressed to; '' (the legacy URL, or recorded before its id was known) is
