@@ -9,8 +9,9 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 import discord
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 #: How long a starting process waits for its shards to be free: a process killed a moment ago holds them until
 #: PostgreSQL notices its connection is gone (a supervisor restarts it at once).
 SHARD_LOCK_WAIT = 15.0
+#: How often a sharded process checks it still holds its shards (`run_while_held`).
+SHARD_WATCH_EVERY = 5.0
 
 
 def setup_logging(level: str) -> None:
@@ -53,7 +56,7 @@ async def run_bot(config: Config, clock: Callable[[], datetime] = utc_now) -> in
                     if refusal is not None:
                         print(f"error: {refusal}", file=sys.stderr)
                         return 2
-                    return await _serve(config, store, clock)
+                    return await run_while_held(store, _shard_locks(config), _serve(config, store, clock))
             finally:
                 await store.close()  # after the shards are let go: their locks live on the store's connection
     except StoreUnusable as error:
@@ -105,6 +108,48 @@ async def shards_held(store: Store, config: Config, wait: float = SHARD_LOCK_WAI
 
 def _shard_lock(shard: int, count: int) -> str:
     return f"shard {shard} of {count}"
+
+
+def _shard_locks(config: Config) -> list[str]:
+    """The locks `shards_held` took for this process (none unsharded or on SQLite)."""
+    if config.shard_count is None or not config.database_url:
+        return []
+    return [_shard_lock(shard, config.shards.count) for shard in config.shards.ids]
+
+
+async def run_while_held(
+    store: Store, names: list[str], work: Coroutine[Any, Any, int], every: float = SHARD_WATCH_EVERY
+) -> int:
+    """Run `work` (the bot) while this process still holds each of `names`: a shard lock lost with its PostgreSQL
+    session (a failover, a killed backend) lets another process start that shard, and two processes on one shard
+    handle each of its events twice, so the process stops with one line and exit code 2; its supervisor restarts
+    it, and the new process takes the shard again (or finds it run by another and stops)."""
+    serving = asyncio.ensure_future(work)
+    if not names:
+        return await serving
+    watching = asyncio.ensure_future(_first_lost(store, names, every))
+    try:
+        await asyncio.wait({serving, watching}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        serving.cancel()
+        watching.cancel()
+        raise
+    watching.cancel()
+    if serving.done():
+        return serving.result()
+    print(f"error: {watching.result()} was lost (its PostgreSQL session ended); stopping", file=sys.stderr)
+    serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+    return 2
+
+
+async def _first_lost(store: Store, names: list[str], every: float) -> str:
+    while True:
+        await asyncio.sleep(every)
+        for name in names:
+            if not await store.still_holds(name):
+                return name
 
 
 async def _layout_runs(store: Store, count: int) -> bool:

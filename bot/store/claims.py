@@ -221,8 +221,23 @@ class ClaimStore(SqlRunner):
             while True:
                 async with self._db.advisory_lock(lock_key(name)) as held:  # type: ignore[attr-defined]
                     if held or loop.time() >= deadline:
-                        yield held
+                        try:
+                            yield held
+                        finally:
+                            if held and not await self._db.advisory_held(lock_key(name)):  # type: ignore[attr-defined]
+                                log.error("%s: lost while held (its PostgreSQL session ended); not alone then", name)
                         return
                 await asyncio.sleep(min(RETRY_LOCK_EVERY, max(0.0, deadline - loop.time())))
         finally:
             local.release()
+
+    async def still_holds(self, name: str) -> bool:
+        """Whether this process still holds `name`, taken with `exclusive`: on PostgreSQL the lock's session may have
+        ended (a failover, `pg_terminate_backend`), which frees it for other processes while its holder runs on; the
+        shard locks' watchdog (bot/discord_io/runner.py) asks, and stops the process when one is gone."""
+        local = (self._exclusive_locks or {}).get(name)
+        if local is None or not local.locked():
+            return False
+        if self._dialect != POSTGRES:
+            return True
+        return bool(await self._db.advisory_held(lock_key(name)))  # type: ignore[attr-defined]

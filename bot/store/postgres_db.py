@@ -95,6 +95,10 @@ class PostgresConnection:
         #: The connection the advisory locks live on (`advisory_lock`), opened at the first one; and its turn.
         self._locks: asyncpg.Connection | None = None
         self._locks_turn = asyncio.Lock()
+        #: Each held key and the lock connection it was taken on: a key taken on an earlier connection is gone.
+        self._held: dict[int, tuple[asyncpg.Connection, int]] = {}
+        #: Keys whose `pg_advisory_unlock` failed on a connection still open: unlocked before the next lock.
+        self._unlock_later: list[int] = []
 
     def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> _Statement:
         return _Statement(self._cursor(sql, [parameters_of(parameters)]))
@@ -218,7 +222,6 @@ class PostgresConnection:
             async with self._turn:
                 await self._connection.execute(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
 
-
     @asynccontextmanager
     async def advisory_lock(self, key: int) -> AsyncIterator[bool]:
         """`pg_try_advisory_lock(key)`: yield whether this process got it (never waits), unlock on leaving.
@@ -227,32 +230,78 @@ class PostgresConnection:
         on the store's connection, and a transaction-level lock would end with the first; the store's connection
         may also be dropped and reconnected by a failed statement, which would end a session lock silently. A
         process that dies ends this connection, and PostgreSQL releases the lock with it (after a network cut,
-        when the server notices the connection is gone). Failing to reach the server counts as not getting it."""
+        when the server notices the connection is gone). Failing to reach the server counts as not getting it.
+        Every lock of the process lives on this one session, so nothing here ever ends it on purpose while locks
+        are held; when it ends anyway they are all gone, which `advisory_held` tells their holders."""
         async with self._locks_turn:
             try:
                 if self._locks is None or self._locks.is_closed():
                     self._locks = await asyncpg.connect(self._url, timeout=15, server_settings=_SESSION)
+                    self._unlock_later.clear()  # the old session's locks went with it
                 locks = self._locks
+                await self._unlock_stale(locks)
                 held = bool(await locks.fetchval("SELECT pg_try_advisory_lock($1)", key))
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("advisory lock %d: can't reach PostgreSQL (%s); not taken", key, type(error).__name__)
                 held = False
+            if held:
+                connection, count = self._held.get(key, (locks, 0))
+                self._held[key] = (locks, count + 1 if connection is locks else 1)
         try:
             yield held
         finally:
             if held:
                 await self._advisory_unlock(locks, key)
 
-    async def _advisory_unlock(self, locks: asyncpg.Connection, key: int) -> None:
+    async def advisory_held(self, key: int, timeout: float = 10.0) -> bool:
+        """Whether this process still holds `key`: taken on the lock connection that is open now, and that session
+        still answers (a lost one, e.g. after a failover or `pg_terminate_backend`, released every lock on it). A
+        session that doesn't answer within `timeout` counts as lost: after a network cut PostgreSQL frees its locks
+        when it notices, so a holder must not count on them."""
         async with self._locks_turn:
+            locks = self._locks
+            if locks is None or locks.is_closed() or self._held.get(key, (None, 0))[0] is not locks:
+                return False
+            try:
+                await locks.fetchval("SELECT 1", timeout=timeout)
+            except (TimeoutError, OSError, asyncpg.InterfaceError) as error:
+                log.warning("advisory lock %d: its connection doesn't answer (%s)", key, type(error).__name__)
+                return False
+            except asyncpg.PostgresError as error:
+                if _connection_failed(error):
+                    log.warning("advisory lock %d: its connection ended (%s)", key, error)
+                    return False
+            return True
+
+    async def _advisory_unlock(self, locks: asyncpg.Connection, key: int) -> None:
+        """Let go of one hold of `key`. A failed unlock never ends the session (that would free every other lock
+        this process holds): the key is unlocked again before the next lock is taken, or goes with the session."""
+        async with self._locks_turn:
+            connection, count = self._held.get(key, (locks, 0))
+            if connection is locks:
+                if count > 1:
+                    self._held[key] = (locks, count - 1)
+                else:
+                    self._held.pop(key, None)
             if locks.is_closed():
                 log.warning("advisory lock %d: its connection ended while it was held (the lock went with it)", key)
                 return
             try:
                 await locks.fetchval("SELECT pg_advisory_unlock($1)", key)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("advisory lock %d: unlocking failed (%s); dropping its connection", key, error)
-                locks.terminate()
+                log.warning("advisory lock %d: unlocking failed (%s); unlocked again before the next lock", key, error)
+                if locks is self._locks:
+                    self._unlock_later.append(key)
+
+    async def _unlock_stale(self, locks: asyncpg.Connection) -> None:
+        """The unlocks that failed earlier on this session, tried once more (each releases one hold)."""
+        stale, self._unlock_later = self._unlock_later, []
+        for index, key in enumerate(stale):
+            try:
+                await locks.fetchval("SELECT pg_advisory_unlock($1)", key)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self._unlock_later.extend(stale[index:])
+                raise
 
 
 class _Statement:
