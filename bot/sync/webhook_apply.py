@@ -228,7 +228,7 @@ class WebhookApplier(BackgroundWorker):
                 member_id if stored_id is None else f"{member_id} gone (404), the stored member={stored_id} kept",
                 snapshot.patreon_user_id,
                 snapshot.patron_status or "no pledge",
-                "stored" if stored else "a newer snapshot was already stored",
+                "stored" if stored else "not stored: a newer look, or Patreon's 404 since, is already stored",
             )
         keys: list[tuple[int, int]] = []
         for patreon_id in patreon_ids:
