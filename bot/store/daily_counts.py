@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 from bot.domain.models import MembershipSnapshot
-from bot.store.codec import decode_snapshot
+from bot.store.patron_report import BY_KEY, memberships_in_chunks
 from bot.store.queues import SqlRunner
 
 #: `tier_id` of the row that counts the whole server (every paying patron of the campaign, and the linked ones).
@@ -64,27 +64,8 @@ class DailyCountStore(SqlRunner):
         servers held it for half a minute and every webhook and refresh write waited behind (bench/
         campaigns_bench.py). Each chunk's statement ends before its rows are yielded: no read stays open across the
         caller's awaits."""
-        after_campaign, after_user = campaign_id or "", ""
-        while True:
-            if campaign_id is None:
-                sql = (
-                    "SELECT snapshot, observed_at, campaign_id, patreon_user_id FROM memberships"
-                    " WHERE (campaign_id, patreon_user_id) > (?, ?) ORDER BY campaign_id, patreon_user_id LIMIT ?"
-                )
-                parameters: tuple[object, ...] = (after_campaign, after_user, chunk)
-            else:
-                sql = (
-                    "SELECT snapshot, observed_at, campaign_id, patreon_user_id FROM memberships"
-                    " WHERE campaign_id = ? AND patreon_user_id > ? ORDER BY patreon_user_id LIMIT ?"
-                )
-                parameters = (campaign_id, after_user, chunk)
-            async with self._db.execute(sql, parameters) as cursor:
-                rows = list(await cursor.fetchall())
-            for row in rows:
-                yield decode_snapshot(row[0], datetime.fromisoformat(row[1]))
-            if len(rows) < chunk:
-                return
-            after_campaign, after_user = rows[-1][2], rows[-1][3]
+        async for membership in memberships_in_chunks(self._db, campaign_id, chunk, BY_KEY):
+            yield membership
 
     async def day_counts(self, guild_id: int, since: date) -> list[DayCount]:
         """The server's counts from `since` on, oldest first."""
