@@ -6,29 +6,16 @@ fresh database of its own on the server."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from fakes.postgres import start_cluster
+from tests.postgres_server import postgres_server as running_postgres
 
 SERVER_SETTINGS = ("STORE_CONTRACT_POSTGRES_DSN", "E2E_POSTGRES_DSN")
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    given = next((os.environ[name] for name in SERVER_SETTINGS if os.environ.get(name)), None)
-    if given:
-        yield given
-        return
-    try:
-        cluster = start_cluster()
-    except RuntimeError as why:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI for the two-process tests: {why}")
-        pytest.skip(f"no PostgreSQL server for the two-process tests: {why}")
-    try:
-        yield cluster.dsn
-    finally:
-        cluster.stop()
+    with running_postgres(SERVER_SETTINGS, " for the two-process tests") as dsn:
+        yield dsn

@@ -18,7 +18,7 @@ import pytest
 from bot.store import Store
 from bot.store.opening import open_postgres
 from bot.store.token_cipher import TokenCipher, new_key
-from fakes.postgres import start_cluster
+from tests.postgres_server import postgres_server
 
 DSN_SETTING = "STORE_CONTRACT_POSTGRES_DSN"
 _passed = {"postgres": 0}
@@ -28,20 +28,8 @@ _on_postgres: set[str] = set()
 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    given = os.environ.get(DSN_SETTING)
-    if given:
-        yield given
-        return
-    try:
-        cluster = start_cluster()
-    except RuntimeError as why:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {why}")
-        pytest.skip(f"no PostgreSQL server: {why}")
-    try:
-        yield cluster.dsn
-    finally:
-        cluster.stop()
+    with postgres_server((DSN_SETTING,)) as dsn:
+        yield dsn
 
 
 @pytest.fixture
