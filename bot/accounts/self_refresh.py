@@ -216,7 +216,7 @@ class SelfRefresh:
         None when it is gone or refused. Refresh tokens are single use and the refresh's patron-token pass uses the
         same one: one at a time refreshes it (bot/sync/refresh.py takes the same lock), each reading the pair again
         first, so neither spends a token the other already rotated."""
-        async with self.store.exclusive(f"token {subject}", wait=PATRON_TOKEN_LOCK_WAIT) as held:
+        async with self.store.token_refresh(subject, wait=PATRON_TOKEN_LOCK_WAIT) as held:
             if not held:
                 log.info("refresh %s: another process is refreshing the patron's token", subject)
                 return None

@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 
 from bot.domain.shards import ShardSpec
@@ -189,6 +189,12 @@ class ClaimStore(SqlRunner):
         return released
 
     # -- one holder at a time --------------------------------------------------------------------------
+
+    def token_refresh(self, subject: str, *, wait: float = 0.0) -> AbstractAsyncContextManager[bool]:
+        """`exclusive` for refreshing the token pair stored as `subject`: refresh tokens are single use, so every
+        refresher of one pair (the creator's, a patron's, a Linked Roles member's Discord pair) takes this same lock,
+        then reads the stored pair again before refreshing it."""
+        return self.exclusive(f"token {subject}", wait=wait)
 
     @asynccontextmanager
     async def exclusive(self, name: str, *, wait: float = 0.0) -> AsyncIterator[bool]:

@@ -154,7 +154,7 @@ class CampaignService:
             # Refresh tokens are single use: two processes refreshing one pair would leave the loser with a dead
             # token, read as the creator's revocation. One process at a time refreshes it; the others wait, then
             # read the pair again (it is likely fresh by then).
-            async with self.store.exclusive(f"token {self.token_subject}", wait=TOKEN_LOCK_WAIT) as held:
+            async with self.store.token_refresh(self.token_subject, wait=TOKEN_LOCK_WAIT) as held:
                 if not held:
                     if tokens.expires_at > self._clock():
                         log.warning("another process is refreshing the creator token; using the current one")

@@ -347,7 +347,7 @@ class RefreshService:
         for subject, listed in due:
             # One at a time with the patron's own `/patreon refresh` (bot/accounts/self_refresh.py): the refresh
             # token is single use, so a pair rotated (or unlinked) meanwhile is neither refreshed nor dropped.
-            async with self.store.exclusive(f"token {subject}") as held:
+            async with self.store.token_refresh(subject) as held:
                 tokens = await self.store.get_tokens(subject) if held else None
                 if tokens is None or tokens.refresh_token != listed.refresh_token:
                     continue

@@ -285,7 +285,7 @@ class RoleConnectionPusher(BackgroundWorker):
         would leave the loser with `invalid_grant`, read as the user's revocation, and its revoke would delete the
         winner's new pair. So one at a time refreshes it, and each reads the stored pair again first."""
         subject = discord_subject(user_id)
-        async with self.store.exclusive(f"token {subject}", wait=TOKEN_LOCK_WAIT) as held:
+        async with self.store.token_refresh(subject, wait=TOKEN_LOCK_WAIT) as held:
             if not held:
                 raise RoleConnectionUnavailable("another process is refreshing this user's Discord token")
             tokens = await self.store.get_tokens(subject)
