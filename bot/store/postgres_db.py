@@ -90,7 +90,9 @@ class PostgresConnection:
         self._url = url
         self._closing = False
         self._turn = asyncio.Lock()
-        self._transaction: Any = None
+        #: This connection opened a transaction that is not yet ended (or may have: a BEGIN or COMMIT cancelled
+        #: halfway). Ending it again is harmless: PostgreSQL answers a stray COMMIT or ROLLBACK with a warning.
+        self._open = False
         self._translated: dict[str, str] = {}
         #: The connection the advisory locks live on (`advisory_lock`), opened at the first one; and its turn.
         self._locks: asyncpg.Connection | None = None
@@ -111,9 +113,13 @@ class PostgresConnection:
 
     async def commit(self) -> None:
         async with self._turn:
-            if self._transaction is not None:
-                transaction, self._transaction = self._transaction, None
-                await transaction.commit()
+            if self._in_transaction():
+                try:
+                    await self._connection.execute("COMMIT")
+                except BaseException as error:
+                    await self._after_failure(error)
+                    raise
+                self._open = False
 
     async def rollback(self) -> None:
         async with self._turn:
@@ -136,10 +142,10 @@ class PostgresConnection:
             return PostgresCursor((), 0)
         async with self._turn:
             await self._reconnect_if_dropped()
-            if self._transaction is None and _WRITE.match(sql):
-                self._transaction = self._connection.transaction()
-                await self._transaction.start()
             try:
+                if not self._in_transaction() and _WRITE.match(sql):
+                    self._open = True  # before BEGIN: a BEGIN cancelled halfway may have started it
+                    await self._connection.execute("BEGIN")
                 if len(rows) > 1:
                     return await self._pipelined(sql, query, rows)
                 if _ROWS.search(sql):
@@ -170,7 +176,7 @@ class PostgresConnection:
         """The server dropped the connection: the call that found out failed (and its open transaction is gone, as
         after a crash); this one connects again (StoreUnusable, one line, while the server is still away)."""
         if self._connection.is_closed() and not self._closing and self._url:
-            self._transaction = None
+            self._open = False
             self._connection = (await connect(self._url))._connection
             log.warning("reconnected to PostgreSQL after the server dropped the connection")
 
@@ -191,16 +197,20 @@ class PostgresConnection:
         """A statement failed: roll its transaction back; when the connection itself failed (the server went away
         or cut it), drop it so the next call connects again."""
         if _connection_failed(error):
-            self._transaction = None
+            self._open = False
             self._connection.terminate()
         else:
             await self._abandon()
 
+    def _in_transaction(self) -> bool:
+        return not self._connection.is_closed() and (self._open or self._connection.is_in_transaction())
+
     async def _abandon(self) -> None:
-        if self._transaction is not None:
-            transaction, self._transaction = self._transaction, None
-            if not self._connection.is_closed():
-                await transaction.rollback()
+        """Roll back what this connection has open. Plain statements rather than asyncpg's Transaction objects:
+        one whose BEGIN or COMMIT was cancelled (a task stopped at shutdown) refuses every later rollback."""
+        if self._in_transaction():
+            await self._connection.execute("ROLLBACK")
+        self._open = False
 
     @asynccontextmanager
     async def bulk(self) -> AsyncIterator[Any]:

@@ -84,6 +84,38 @@ async def test_a_failed_statement_rolls_its_transaction_back_and_the_store_goes_
         await store.close()
 
 
+async def test_a_write_cancelled_at_any_step_leaves_the_store_usable_and_closable(postgres_dsn, cipher):
+    """Shutdown cancels tasks mid-statement: a write stopped during its BEGIN, its statement or its COMMIT must
+    neither leave half a transaction for the next caller nor make `close()` fail (CI saw 'cannot rollback; the
+    transaction is in error state' when a refresh was cancelled while its transaction was starting)."""
+    import asyncio
+
+    await fresh_postgres(postgres_dsn)
+    store = await open_postgres(postgres_dsn, cipher)
+    stopped_midway = 0
+    try:
+        for steps in range(40):  # each run lets the write go one more scheduler step before cancelling it
+            write = asyncio.ensure_future(store.set_fact(f"cancelled-{steps}", steps))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            write.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await write
+            stopped_midway += write.cancelled()
+            await store.set_fact("after", steps)  # the next caller's write is whole and its own
+            assert await store.get_fact("after") == steps
+            kept = await store.get_fact(f"cancelled-{steps}")
+            assert kept in (None, steps)
+        assert stopped_midway >= 3, "the sweep never reached the statements it is meant to cancel"
+    finally:
+        await store.close()
+    reopened = await open_postgres(postgres_dsn, cipher)
+    try:
+        assert await reopened.get_fact("after") == 39
+    finally:
+        await reopened.close()
+
+
 async def test_postgres_without_a_token_key_is_refused_before_connecting():
     with pytest.raises(TokenKeyError, match="TOKEN_ENCRYPTION_KEY"):
         await open_postgres("postgresql://bot:hunter2@127.0.0.1:1/bot", None)
