@@ -73,6 +73,14 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _listing_page(text: str, observed_at: datetime, requested: jsonapi.Requested) -> MembersPage:
+    """A listing page whose members are decoded when read; one Patreon sent unreadably is then refused as the
+    client refuses any document (`PatreonBadResponse`)."""
+    return member_pages.parse_listing_text(
+        text, observed_at, requested, refusal=lambda error: PatreonBadResponse(str(error))
+    )
+
+
 def _fields(by_type: jsonapi.Requested) -> dict[str, str]:
     return {f"fields[{kind}]": ",".join(names) for kind, names in by_type.items()}
 
@@ -225,7 +233,8 @@ class PatreonClient:
         refresh work by default: they wait behind look-ups and take turns with other campaigns' pages.
 
         Raises `PatreonCursorExpired` rather than stopping early when Patreon rejects a cursor: a truncated
-        listing would look like "everyone else left".
+        listing would look like "everyone else left". A page's members are decoded when first read (the refresh
+        reads only the changed ones): a member the page can't be read with raises `PatreonBadResponse` then.
         """
         path = f"{API_PREFIX}/campaigns/{quote(campaign_id, safe='')}/members"
         base = {
@@ -240,7 +249,7 @@ class PatreonClient:
             text = await self._request(
                 "GET", path, token=access_token, params=params, priority=priority, key=campaign_id, raw=True
             )
-            page = self._parse(member_pages.parse_members_text, text, self._clock(), MEMBER_REQUEST_FIELDS)
+            page = self._parse(_listing_page, text, self._clock(), MEMBER_REQUEST_FIELDS)
             yield page
             if page.next_cursor is None:
                 return

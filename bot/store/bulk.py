@@ -2,27 +2,26 @@
 
 A refresh of 100,000 members must not cost 100,000 round trips to SQLite, so these load a guild's inputs once
 per page of members and save snapshots with one `executemany`. A listing page is compared with the stored
-`snapshot_hash` (migration 7), so a member Patreon describes as before is neither encoded nor rewritten.
+`listing_hash` (migration 14: the member's bytes as the last listing showed them), else with `snapshot_hash`
+(migration 7: its values), so a member Patreon describes as before is neither decoded, encoded nor rewritten.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.domain.models import MembershipSnapshot
 from bot.store.campaigns import UNKNOWN_CAMPAIGN
-from bot.store.codec import SNAPSHOT_FIELDS, decode_snapshot, encode_snapshot, snapshot_hash, values_hash
+from bot.store.codec import decode_snapshot, encode_snapshot, snapshot_hash
 from bot.store.queues import PENDING, SqlRunner, iso_utc
 
 #: How long "Patreon said this membership is gone" is remembered against late listing pages.
 TOMBSTONE_LIFETIME = timedelta(days=1)
 #: Ids per `IN (...)` query (well under SQLite's variable limit).
 IN_CHUNK = 500
-_USER_ID = SNAPSHOT_FIELDS.index("patreon_user_id")
 #: Rows per read of the "who is gone" sweep.
 SWEEP_CHUNK = 10_000
 #: A link counts in guild ? (`Link.counts_in`, the facade's ADMIN_SOURCE): proven by Patreon, or made by hand there.
@@ -30,13 +29,20 @@ _COUNTS_IN = "(links.source != 'admin' OR links.linked_in_guild_id = ?)"
 
 UPSERT_MEMBERSHIP = """
     INSERT INTO memberships
-        (patreon_user_id, member_id, campaign_id, social_discord_id, snapshot, observed_at, snapshot_hash)
-        VALUES (?, ?, ?, ?, ?, ?, ?)
+        (patreon_user_id, member_id, campaign_id, social_discord_id, snapshot, observed_at, snapshot_hash,
+         listing_hash)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (campaign_id, patreon_user_id) DO UPDATE SET
         member_id = excluded.member_id,
         social_discord_id = excluded.social_discord_id, snapshot = excluded.snapshot,
-        observed_at = excluded.observed_at, snapshot_hash = excluded.snapshot_hash
+        observed_at = excluded.observed_at, snapshot_hash = excluded.snapshot_hash,
+        listing_hash = excluded.listing_hash
     WHERE excluded.observed_at >= memberships.observed_at
+"""
+#: A listing showed the member as stored (by value) in bytes not yet remembered: remember them, unless the stored
+#: snapshot changed since it was compared (a webhook's re-fetch in between).
+_REMEMBER_LISTING_HASH = """
+    UPDATE memberships SET listing_hash = ? WHERE campaign_id = ? AND patreon_user_id = ? AND snapshot_hash = ?
 """
 #: `campaign_id` matches `?` (the first of two equal parameters), or `?` is NULL: every campaign.
 _IN_CAMPAIGN = "(CAST(? AS TEXT) IS NULL OR campaign_id = ?)"
@@ -48,9 +54,14 @@ def campaign_key(snapshot: MembershipSnapshot, campaign_id: str | None) -> str:
 
 
 def membership_row(
-    snapshot: MembershipSnapshot, fallback: datetime, campaign: str, digest: bytes | None = None
+    snapshot: MembershipSnapshot,
+    fallback: datetime,
+    campaign: str,
+    digest: bytes | None = None,
+    listing: bytes | None = None,
 ) -> tuple[object, ...]:
-    """The parameters of `UPSERT_MEMBERSHIP` for one snapshot (`fallback`: when it carries no `observed_at`)."""
+    """The parameters of `UPSERT_MEMBERSHIP` for one snapshot (`fallback`: when it carries no `observed_at`;
+    `listing`: the listing hash of the bytes it was read from, None for any other look, which clears it)."""
     return (
         snapshot.patreon_user_id,
         snapshot.member_id,
@@ -59,7 +70,13 @@ def membership_row(
         encode_snapshot(snapshot),
         iso_utc(snapshot.observed_at or fallback),
         digest if digest is not None else snapshot_hash(snapshot),
+        listing,
     )
+
+
+def _bytes(value: Any) -> bytes | None:
+    """A BLOB as bytes (SQLite gives bytes, asyncpg bytes too; a memoryview or bytearray from elsewhere)."""
+    return None if value is None else bytes(value)
 
 
 def _chunks(values: Sequence[object]) -> Iterable[Sequence[object]]:
@@ -91,7 +108,10 @@ class BulkStore(SqlRunner):
         return stored
 
     async def save_membership_page(
-        self, snapshots: Sequence[MembershipSnapshot], campaign_id: str | None = None
+        self,
+        snapshots: Sequence[MembershipSnapshot],
+        campaign_id: str | None = None,
+        listing_hashes: Mapping[str, bytes] | None = None,
     ) -> list[MembershipSnapshot]:
         """Store one listing page in one transaction; return the snapshots written (new or changed members).
 
@@ -129,26 +149,38 @@ class BulkStore(SqlRunner):
             if before is not None and before[1] > observed:
                 continue
             stored[(key, user_id)] = (digest, observed)  # the same member twice on a page: the later look wins
-            rows.append(membership_row(snapshot, fallback, key, digest))
+            read_from = listing_hashes.get(user_id) if listing_hashes is not None else None
+            rows.append(membership_row(snapshot, fallback, key, digest, read_from))
             written.append(snapshot)
         if rows:
             await self._run_many(UPSERT_MEMBERSHIP, rows)
         await self._db.commit()  # the tombstone prune too: no transaction is left open between pages
         return written
 
-    async def unchanged_rows(self, rows: Sequence[tuple[Any, ...]], campaign_id: str) -> list[bool]:
-        """For each row of one listing page of the campaign (a snapshot's `codec.SNAPSHOT_FIELDS` values), whether
-        the stored membership hashes the same, so `save_membership_page` would skip it and the refresh builds
-        neither its snapshot nor its plan. Never unchanged: a row without a Patreon user (never stored) and a user
-        twice on the page (there the later look wins, which `save_membership_page` decides)."""
-        user_ids: list[str | None] = [row[_USER_ID] for row in rows]
-        known = await self._stored_looks(campaign_id, [user for user in user_ids if user is not None])
-        counts = Counter(user_ids) if len(set(user_ids)) < len(user_ids) else None
-        unchanged: list[bool] = []
-        for user, row in zip(user_ids, rows, strict=True):
-            look = known.get(user) if user is not None and (counts is None or counts[user] == 1) else None
-            unchanged.append(look is not None and look[0] is not None and look[0] == values_hash(row))
-        return unchanged
+    async def listing_looks(
+        self, campaign_id: str, user_ids: Sequence[str | None]
+    ) -> dict[str, tuple[bytes | None, bytes | None]]:
+        """Patreon user → (stored `snapshot_hash`, stored `listing_hash`) of these users' memberships of the
+        campaign: what the refresh compares one listing page with (bot/sync/page_changes.py)."""
+        found: dict[str, tuple[bytes | None, bytes | None]] = {}
+        wanted = [user for user in user_ids if user is not None]
+        for ids in _chunks(wanted):
+            marks = ",".join("?" * len(ids))
+            async with self._db.execute(
+                "SELECT patreon_user_id, snapshot_hash, listing_hash FROM memberships"
+                f" WHERE campaign_id = ? AND patreon_user_id IN ({marks})",
+                (campaign_id, *ids),
+            ) as cursor:
+                found.update({row[0]: (_bytes(row[1]), _bytes(row[2])) for row in await cursor.fetchall()})
+        return found
+
+    async def remember_listing_hashes(self, campaign_id: str, seen: Iterable[tuple[str, bytes, bytes]]) -> None:
+        """(Patreon user, stored snapshot hash, listing hash) of members a listing showed as stored, by value, in
+        bytes not remembered yet: the next listing skips them unread. Not where the snapshot changed meanwhile."""
+        rows = [(listing, campaign_id, user, digest) for user, digest, listing in seen]
+        if rows:
+            await self._run_many(_REMEMBER_LISTING_HASH, rows)
+            await self._db.commit()
 
     async def _stored_looks(
         self, campaign_id: str, user_ids: Sequence[object]

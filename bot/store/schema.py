@@ -333,4 +333,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE dm_outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE dm_outbox ADD COLUMN claim_expires_at TEXT;
     """,
+    # 14 (issue 9, item 4; bot/patreon/member_rows.py): each membership's listing hash, the hash of the raw bytes the
+    # members listing last showed for it, so the next refresh skips an unchanged member without decoding it. Written
+    # only with a snapshot read from those bytes; any other write (a webhook's re-fetch) clears it. NULL: compare
+    # by value (`snapshot_hash`).
+    """
+    ALTER TABLE memberships ADD COLUMN listing_hash BLOB;
+    """,
 )

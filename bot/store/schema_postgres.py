@@ -12,7 +12,7 @@ comparisons and the codec are shared.
 from __future__ import annotations
 
 #: The SQLite migration the PostgreSQL schema has caught up with (a test fails when SQLite moves past it).
-SQLITE_EQUIVALENT = 13
+SQLITE_EQUIVALENT = 14
 
 MIGRATIONS_POSTGRES: tuple[str, ...] = (
     # 1: everything SQLite migrations 1-11 built.
@@ -228,5 +228,9 @@ MIGRATIONS_POSTGRES: tuple[str, ...] = (
     """
     ALTER TABLE dm_outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE dm_outbox ADD COLUMN claim_expires_at TEXT;
+    """,
+    # 4: SQLite migration 14, a membership's listing hash (bot/patreon/member_rows.py).
+    """
+    ALTER TABLE memberships ADD COLUMN listing_hash BYTEA;
     """,
 )

@@ -24,7 +24,7 @@ from bot.domain import billing
 from bot.domain.comps import Comp
 from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.domain.policy import managed_role_ids
-from bot.patreon.member_pages import ROW_FIELDS, MemberRows
+from bot.patreon.member_rows import MemberRows
 from bot.store import Store
 from bot.sync.reconcile import RoleChangeError, RoleGateway, plan_member_roles
 
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 #: Members planned between two yields to the event loop (planning 100,000 takes seconds of CPU).
 YIELD_EVERY = 500
-_USER_ID, _STATUS = ROW_FIELDS.index("patreon_user_id"), ROW_FIELDS.index("patron_status")
-_LAST_CHARGE_STATUS = ROW_FIELDS.index("last_charge_status")
 
 
 def time_matters(status: PatronStatus | None, last_charge_status: str | None) -> bool:
@@ -155,8 +153,8 @@ class RefreshPlanner:
 
     async def plan_page(self, page: MemberRows, changed: set[str]) -> None:
         """Plan the members of one listing page: all of them in a full guild, else the ones whose snapshot
-        `changed` (by Patreon user id) or whose roles time may have changed (read from the rows first, so an
-        unchanged member's snapshot is never built)."""
+        `changed` (by Patreon user id) or whose roles time may have changed (their standing read first, so an
+        unchanged member whose standing time can't change is neither decoded nor built)."""
         for guild in self.guilds:
             if guild.full:
                 subject = list(page.snapshots())
@@ -164,9 +162,9 @@ class RefreshPlanner:
                 assert guild.since is not None
                 since, grace = guild.since, guild.settings.decline_grace_days
                 subject = []
-                for index, row in enumerate(page.rows):
-                    if row[_USER_ID] in changed or (
-                        time_matters(row[_STATUS], row[_LAST_CHARGE_STATUS])
+                for index, user in enumerate(page.user_ids):
+                    if user in changed or (
+                        time_matters(*page.standing(index))
                         and may_change_by_time(page.snapshot(index), since, self.now, grace)
                     ):
                         subject.append(page.snapshot(index))

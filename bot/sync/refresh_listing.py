@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 from bot.domain.models import MembershipSnapshot
 from bot.patreon.client import PatreonClient
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonCursorExpired
-from bot.patreon.member_pages import ROW_FIELDS, MemberRows
+from bot.patreon.member_rows import MemberRows
 from bot.store import Store
 from bot.sync.batch_plan import RefreshPlanner
 from bot.sync.campaign import CampaignService, CreatorTokenRejected
+from bot.sync.page_changes import page_changes
 from bot.sync.role_jobs import RoleJobs
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 MAX_UNCONFIRMED_FORGET = 0.5
 #: Allocations between two young-generation collections while a listing is parsed (Python's default: 700).
 LISTING_GC_THRESHOLD = 50_000
-_USER_ID, _SOCIAL = ROW_FIELDS.index("patreon_user_id"), ROW_FIELDS.index("social_discord_id")
 
 
 @contextlib.contextmanager
@@ -145,33 +145,40 @@ class ListingReader:
         auto_matching: bool,
         campaign_id: str,
     ) -> None:
-        """Store one page, plan what it changed and queue those jobs; remember only its ids. A member's snapshot is
-        built only when the store writes it, the planner plans it or auto-match may link it: a member whose row
-        hashes as stored is skipped by the store anyway (`Store.unchanged_rows`)."""
+        """Store one page, plan what it changed and queue those jobs; remember only its ids. A member is decoded
+        only when its bytes differ from the last listing's (`page_changes`), the planner plans it or auto-match may
+        link it; its snapshot is built only when the store writes it or the planner plans it."""
         self.unplanned.set(True)  # until the page's jobs are queued: a failure in between asks for a full plan
         members = page
-        if any(row[_USER_ID] is None for row in page.rows):
+        if any(user is None for user in page.user_ids):
             with_user = [m for m in page.snapshots() if m.patreon_user_id is not None]
             without_user = [m for m in page.snapshots() if m.patreon_user_id is None]
             on_page = {m.patreon_user_id for m in with_user}
             with_user += await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
             members = MemberRows.of_snapshots(with_user)
-        unchanged = await self.store.unchanged_rows(members.rows, campaign_id)
-        candidates = [members.snapshot(index) for index, same in enumerate(unchanged) if not same]
-        changed = await self.store.save_membership_page(candidates, campaign_id)
+        looks = await self.store.listing_looks(campaign_id, members.user_ids)
+        by_bytes = not any(guild.full for guild in planner.guilds)  # a full re-plan trusts no stored hash
+        changes = page_changes(members, looks, by_bytes)
+        await self.store.remember_listing_hashes(campaign_id, changes.remember)
+        candidates = [members.snapshot(index) for index in changes.changed]
+        hashes = members.listing_hashes
+        read_from = None
+        if hashes is not None:
+            read_from = {user: hashes[i] for i in changes.changed if (user := members.user_ids[i]) is not None}
+        changed = await self.store.save_membership_page(candidates, campaign_id, read_from)
         report.snapshots_saved += len(changed)
         if changed and self.on_changed is not None:
             await self.on_changed(changed, campaign_id)
-        listing.listed.update(row[_USER_ID] for row in members.rows)
+        listing.listed.update(user for user in members.user_ids if user is not None)
         await planner.plan_page(members, {m.patreon_user_id for m in changed if m.patreon_user_id is not None})
         await self.enqueue(planner, report)
         self.unplanned.set(False)
         if auto_matching:
-            social = [index for index, row in enumerate(members.rows) if row[_SOCIAL] is not None]
+            social = [index for index in range(len(members)) if members.social(index) is not None]
             if social:
-                linked = await self.store.linked_patreon_ids(members.rows[index][_USER_ID] for index in social)
+                linked = await self.store.linked_patreon_ids(user for i in social if (user := members.user_ids[i]))
                 listing.unmatched += [
-                    members.snapshot(index) for index in social if members.rows[index][_USER_ID] not in linked
+                    members.snapshot(index) for index in social if members.user_ids[index] not in linked
                 ]
 
     async def _match_members_without_user(

@@ -52,7 +52,10 @@ async def client(fake: FakePatreon) -> AsyncIterator[PatreonClient]:
 
 
 async def listing(client: PatreonClient, fake: FakePatreon) -> list:
-    return [page async for page in client.iter_member_pages(fake.creator_access_token, fake.state.id)]
+    """Every page with every member read: the client decodes a member when it is first read, and refuses then."""
+    pages = [page async for page in client.iter_member_pages(fake.creator_access_token, fake.state.id)]
+    assert all(isinstance(page.members, tuple) for page in pages)
+    return pages
 
 
 def member_id(fake: FakePatreon, user_id: str) -> str:

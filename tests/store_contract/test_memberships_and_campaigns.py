@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.domain.models import MembershipSnapshot, PatronStatus, Tier
-from bot.patreon.member_pages import MemberRows
 from bot.store import CREATOR_SUBJECT
 from bot.store.campaigns import DISCONNECTED, UNKNOWN_CAMPAIGN, campaign_token_subject
 from bot.store.codec import snapshot_hash
@@ -48,25 +47,32 @@ async def test_a_refresh_page_writes_only_the_members_patreon_describes_differen
     assert set(await store.memberships_of(["p1", "p4", "nobody"], "c1")) == {"p1", "p4"}
 
 
-async def test_a_listing_row_is_unchanged_only_when_its_hash_is_the_stored_one_of_its_campaign(store):
-    """`unchanged_rows` decides which members of a page the refresh never builds: only a row that hashes as the
-    stored snapshot of the same campaign, and never a user twice on the page (there the later look wins)."""
-    stored = [member("p1", T0), member("p2", T0), member("p4", T0, campaign="c2")]
-    await store.save_memberships(stored[:2], campaign_id="c1")
-    await store.save_memberships(stored[2:], campaign_id="c2")
+async def test_a_listing_hash_is_kept_only_with_the_snapshot_read_from_its_bytes(store):
+    """The refresh skips a member unread when the stored listing hash is its bytes' (bot/sync/page_changes.py):
+    so a hash is written only with the snapshot read from those bytes, any other write clears it, and one remembered
+    later is taken only while the stored snapshot is still the one it was compared with."""
     later = T0 + timedelta(minutes=15)
-    page = [
-        member("p1", later),  # as stored: observed_at is not what Patreon said
-        member("p2", later, PatronStatus.FORMER),  # changed
-        member("p3", later),  # new
-        member("p4", later, campaign="c2"),  # stored, but under another campaign
-        MembershipSnapshot("m-x", "c1", None),  # no user: never stored
-    ]
-    rows = [MemberRows.of_snapshots(page).rows[i] for i in range(len(page))]
-    assert await store.unchanged_rows(rows, "c1") == [True, False, False, False, False]
-    assert await store.unchanged_rows([rows[0], rows[0]], "c1") == [False, False]
-    assert await store.unchanged_rows(rows[3:4], "c2") == [True]
-    assert await store.unchanged_rows([], "c1") == []
+    page = [member("p1", T0), member("p2", T0), member("p3", T0, campaign="c2")]
+    await store.save_membership_page(page[:2], "c1", {"p1": b"bytes-p1", "p2": b"bytes-p2"})
+    await store.save_membership_page(page[2:], "c2")
+    looks = await store.listing_looks("c1", ["p1", "p2", "p3", None])
+    assert looks == {"p1": (snapshot_hash(page[0]), b"bytes-p1"), "p2": (snapshot_hash(page[1]), b"bytes-p2")}
+    assert await store.listing_looks("c2", ["p3"]) == {"p3": (snapshot_hash(page[2]), None)}
+
+    rewritten = member("p1", later, PatronStatus.FORMER)  # a webhook's re-fetch: not read from the listing
+    assert await store.save_membership(rewritten, "c1")
+    assert (await store.listing_looks("c1", ["p1"]))["p1"] == (snapshot_hash(rewritten), None)
+
+    await store.remember_listing_hashes("c1", [
+        ("p1", snapshot_hash(page[0]), b"stale"),  # compared with the snapshot the webhook replaced: refused
+        ("p2", snapshot_hash(page[1]), b"bytes-p2-spelt-anew"),
+        ("p3", snapshot_hash(page[2]), b"another-campaign"),  # not a member of c1
+    ])  # fmt: skip
+    looks = await store.listing_looks("c1", ["p1", "p2"])
+    assert looks["p1"][1] is None and looks["p2"][1] == b"bytes-p2-spelt-anew"
+    assert (await store.listing_looks("c2", ["p3"]))["p3"][1] is None
+    await store.remember_listing_hashes("c1", [])
+    assert await store.listing_looks("c1", []) == {}
 
 
 async def test_the_sweep_reads_a_campaign_a_chunk_at_a_time_and_finds_every_absentee(store):

@@ -1,0 +1,53 @@
+"""Which members of one listing page changed since they were stored: by their bytes first, then by value.
+
+A member whose listing hash (bot/patreon/member_rows.py) is the one stored is skipped without being decoded: the
+store wrote that hash only with a snapshot read from those same bytes, and any other write cleared it. Any other
+member is decoded and compared by value (`snapshot_hash`); one equal by value in bytes not yet remembered (the
+first listing after an upgrade, Patreon reordering its JSON, a webhook's write) has its new listing hash remembered,
+so the next listing skips it unread. The daily full re-plan compares by value only, a safety net that needs no
+trust in the hashes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.patreon.member_rows import MemberRows
+from bot.store.codec import values_hash
+
+
+@dataclass
+class PageChanges:
+    #: Indices of the members to store and plan (new, changed, or a user twice on the page).
+    changed: list[int] = field(default_factory=list)
+    #: (Patreon user, stored snapshot hash, listing hash) of members equal by value in bytes not remembered yet.
+    remember: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+
+
+def page_changes(
+    page: MemberRows, looks: Mapping[str, tuple[bytes | None, bytes | None]], by_bytes: bool = True
+) -> PageChanges:
+    """`looks`: Patreon user → (stored snapshot hash, stored listing hash), `Store.listing_looks`. Never unchanged:
+    a member without a Patreon user (never stored) and a user twice on the page (there the later look wins, which
+    `Store.save_membership_page` decides). A member it decodes may make the page refused (the page's refusal,
+    `PatreonBadResponse` for the client's pages: bot/patreon/member_rows.py)."""
+    user_ids, hashes = page.user_ids, page.listing_hashes
+    counts = Counter(user_ids) if len(set(user_ids)) < len(user_ids) else None
+    result = PageChanges()
+    for index, user in enumerate(user_ids):
+        look = looks.get(user) if user is not None and (counts is None or counts[user] == 1) else None
+        if look is None:
+            result.changed.append(index)
+            continue
+        stored_value, stored_listing = look
+        listing = hashes[index] if hashes is not None else None
+        if by_bytes and listing is not None and listing == stored_listing:
+            continue
+        if stored_value is None or stored_value != values_hash(page.row(index)):
+            result.changed.append(index)
+        elif listing is not None and listing != stored_listing:
+            assert user is not None
+            result.remember.append((user, stored_value, listing))
+    return result
