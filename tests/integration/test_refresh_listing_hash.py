@@ -12,9 +12,12 @@ from contextlib import closing
 
 from bot.domain.models import PatronStatus
 from fakes.sync_harness import GUILD
-from tests.integration.test_refresh_scope import BEN, GOLD, LINKED, h, refresh  # noqa: F401  (h: the fixture)
+from tests.integration import test_refresh_scope as scope
+from tests.integration.test_refresh_scope import BEN, GOLD, LINKED, refresh
 
 CAMPAIGN = "7654321"
+#: The fixture: Ann, Ben and Cat linked and paying for Gold, Dan paying unlinked, one refresh done.
+h = scope.h
 
 
 async def _listing_hash(h, patreon_id: str) -> bytes | None:
