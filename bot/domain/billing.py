@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from bot.domain.models import MembershipSnapshot
+from bot.domain.models import MembershipSnapshot, PatronStatus
 
 # `last_charge_status` values documented by Patreon (API v2, Dec 2024). "The only successful status is Paid."
 PAID = "Paid"
@@ -77,7 +78,29 @@ def add_days(moment: datetime, days: int) -> datetime:
         return _LATEST if days > 0 else datetime.min.replace(tzinfo=UTC)
 
 
-def cadence_months(membership: MembershipSnapshot) -> int:
+class BillingTimes(Protocol):
+    """The fields time-based decisions read: a `MembershipSnapshot`, or a listing member's few fields read from its
+    bytes without building it (bot/patreon/member_rows.py)."""
+
+    @property
+    def patron_status(self) -> PatronStatus | None: ...
+    @property
+    def last_charge_status(self) -> str | None: ...
+    @property
+    def last_charge_date(self) -> datetime | None: ...
+    @property
+    def next_charge_date(self) -> datetime | None: ...
+    @property
+    def pledge_cadence(self) -> int | None: ...
+
+
+def time_matters(status: PatronStatus | None, last_charge_status: str | None) -> bool:
+    """Whether time alone can change the policy's decision for a member of this standing: only a declined payment
+    (its grace runs out) and a pledge that is no longer active (its paid-through time runs out)."""
+    return status is not None and (status != PatronStatus.ACTIVE or last_charge_status == DECLINED)
+
+
+def cadence_months(membership: BillingTimes) -> int:
     """Months one charge covers: `pledge_cadence` when positive, else the monthly default."""
     cadence = membership.pledge_cadence
     return cadence if cadence is not None and cadence > 0 else DEFAULT_CADENCE_MONTHS

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from bot.domain import billing
 from bot.domain.comps import Comp
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
+from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
 from bot.domain.policy import managed_role_ids
 from bot.patreon.member_rows import MemberRows
 from bot.store import Store
@@ -34,20 +34,14 @@ log = logging.getLogger(__name__)
 YIELD_EVERY = 500
 
 
-def time_matters(status: PatronStatus | None, last_charge_status: str | None) -> bool:
-    """Whether time alone can change the policy's decision for a member of this standing: only a declined payment
-    (its grace runs out) and a pledge that is no longer active (its paid-through time runs out)."""
-    return status is not None and (status != PatronStatus.ACTIVE or last_charge_status == billing.DECLINED)
-
-
-def may_change_by_time(membership: MembershipSnapshot, since: datetime, now: datetime, grace_days: int) -> bool:
+def may_change_by_time(membership: billing.BillingTimes, since: datetime, now: datetime, grace_days: int) -> bool:
     """Whether the policy's decision for this unchanged snapshot may differ between `since` and `now`.
 
     Time matters to the policy only for a declined payment (its grace ends `grace_days` after the last charge)
     and a cancelled pledge (kept until the paid-through date: the next charge date, or the last paid charge plus
     its cadence). A superset is fine (it costs one plan); tests/unit/test_plan_scope.py holds it to the policy.
     """
-    if not time_matters(membership.patron_status, membership.last_charge_status):
+    if not billing.time_matters(membership.patron_status, membership.last_charge_status):
         return False
     since, now = billing.as_utc(since), billing.as_utc(now)
     moments: list[datetime] = []
@@ -153,8 +147,8 @@ class RefreshPlanner:
 
     async def plan_page(self, page: MemberRows, changed: set[str]) -> None:
         """Plan the members of one listing page: all of them in a full guild, else the ones whose snapshot
-        `changed` (by Patreon user id) or whose roles time may have changed (their standing read first, so an
-        unchanged member whose standing time can't change is neither decoded nor built)."""
+        `changed` (by Patreon user id) or whose roles time may have changed (read from their few billing fields,
+        so an unchanged member is built only when time did change something)."""
         for guild in self.guilds:
             if guild.full:
                 subject = list(page.snapshots())
@@ -164,8 +158,7 @@ class RefreshPlanner:
                 subject = []
                 for index, user in enumerate(page.user_ids):
                     if user in changed or (
-                        time_matters(*page.standing(index))
-                        and may_change_by_time(page.snapshot(index), since, self.now, grace)
+                        (times := page.timing(index)) is not None and may_change_by_time(times, since, self.now, grace)
                     ):
                         subject.append(page.snapshot(index))
             if not subject:

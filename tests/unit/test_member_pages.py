@@ -335,17 +335,36 @@ def test_a_member_only_the_old_reader_can_read_makes_the_page_read_the_old_way_w
     assert rows.snapshot(2) == old.snapshot(2) and rows.rows == old.rows
 
 
-def test_an_unread_member_s_standing_and_discord_account_are_those_of_its_row() -> None:
-    doc = canonical_page(3)
+def test_an_unread_member_s_billing_times_and_discord_account_are_those_of_its_row() -> None:
+    doc = canonical_page(4)
     doc["data"][1]["attributes"].update(patron_status="declined_patron", last_charge_status="Declined")
     doc["data"][2]["attributes"]["patron_status"] = "a status Patreon adds one day"
+    doc["data"][3]["attributes"].update(patron_status="active_patron", last_charge_status="Declined")
     unread, read = _rows(doc), _rows(doc)
-    status, charge = ROW_FIELDS.index("patron_status"), ROW_FIELDS.index("last_charge_status")
     social = ROW_FIELDS.index("social_discord_id")
-    for index in range(3):
-        assert unread.standing(index) == (read.row(index)[status], read.row(index)[charge])
+    for index in range(4):
+        read.row(index)
+        assert unread.timing(index) == read.timing(index)
         assert unread.social(index) == read.row(index)[social]
-    assert unread.standing(1) == (PatronStatus.DECLINED, "Declined")
+    assert unread.timing(0) is None, "an active pledge, paid: time can't change its roles"
+    times = read.timing(1)
+    assert times is not None and (times.patron_status, times.last_charge_status) == (PatronStatus.DECLINED, "Declined")
+    assert times.last_charge_date == read.snapshot(1).last_charge_date and times.pledge_cadence == 12
+    assert unread.timing(3) is not None, "active, but its last charge declined: its grace runs out"
+
+
+def test_the_inline_listing_hash_is_the_one_listing_hash_computes() -> None:
+    from bot.patreon import listing_structs as shape
+    from bot.patreon.member_rows import listing_hash
+
+    doc = canonical_page(3)
+    doc["data"][2]["relationships"]["user"]["data"] = None
+    text = json.dumps(doc)
+    page = shape.PAGE.decode(text)
+    users = {r.id: r.attributes for r in page.included if isinstance(r, shape.User)}
+    expected = [listing_hash(m, users.get(m.relationships.user.data.id) if m.relationships.user.data else None)
+                for m in page.data]  # fmt: skip
+    assert read_members_page(text, OBSERVED, MEMBER_REQUEST_FIELDS).member_rows.listing_hashes == expected
 
 
 def test_a_listing_hash_is_stable_and_changes_with_any_byte_of_the_member_its_user_or_its_relationships() -> None:
