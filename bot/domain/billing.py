@@ -100,6 +100,20 @@ def time_matters(status: PatronStatus | None, last_charge_status: str | None) ->
     return status is not None and (status != PatronStatus.ACTIVE or last_charge_status == DECLINED)
 
 
+def time_moments(membership: BillingTimes) -> tuple[datetime | None, datetime | None, datetime | None] | None:
+    """When time alone may change the policy's decision for this member, as (the next charge date, the end of the
+    period the last charge paid for, the last charge date: its decline grace ends a guild's grace days later), all
+    aware UTC; None when time can't matter for its standing (`time_matters`). The store keeps these with each
+    membership so a refresh finds the members due without reading them all (bot/store/bulk.py)."""
+    if not time_matters(membership.patron_status, membership.last_charge_status):
+        return None
+    upcoming = as_utc(membership.next_charge_date) if membership.next_charge_date is not None else None
+    if membership.last_charge_date is None:
+        return upcoming, None, None
+    last = as_utc(membership.last_charge_date)
+    return upcoming, add_months(last, cadence_months(membership)), last
+
+
 def cadence_months(membership: BillingTimes) -> int:
     """Months one charge covers: `pledge_cadence` when positive, else the monthly default."""
     cadence = membership.pledge_cadence

@@ -50,17 +50,6 @@ class MemberAttributes(Struct, gc=False):
     will_pay_amount_cents: int | None
 
 
-class Timing(Struct, gc=False):
-    """What says whether time alone can change an unchanged member's roles (bot/sync/batch_plan.py), read from
-    its bytes without decoding the rest: the standing, and the dates a grace or paid-through period ends by."""
-
-    patron_status: str | None = None
-    last_charge_status: str | None = None
-    last_charge_date: str | None = None
-    next_charge_date: str | None = None
-    pledge_cadence: int | None = None
-
-
 class Member(Struct, tag="member", tag_field="type", gc=False):
     id: str
     attributes: Raw
@@ -136,6 +125,5 @@ FAST_FIELDS: Mapping[str, frozenset[str]] = {
 PAGE = msgspec.json.Decoder(Page)
 MEMBER_ATTRIBUTES = msgspec.json.Decoder(MemberAttributes)
 USER_ATTRIBUTES = msgspec.json.Decoder(UserAttributes)
-TIMING = msgspec.json.Decoder(Timing)
 #: Packs a member's relationships (absent, null and empty apart) for its listing hash.
 pack = msgspec.msgpack.Encoder().encode

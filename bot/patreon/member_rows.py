@@ -18,11 +18,10 @@ import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
-from bot.domain import billing
 from bot.domain.models import MembershipSnapshot, MembersPage, PatronStatus, Tier
 from bot.patreon import listing_structs as shape
 from bot.patreon._document import JsonApiError
@@ -34,10 +33,7 @@ Row = tuple[Any, ...]
 #: packs, so the refresh hashes a row without building its snapshot (tests/unit/test_member_pages.py holds both).
 ROW_FIELDS = tuple(field.name for field in dataclasses.fields(MembershipSnapshot) if field.name != "observed_at")
 _OBSERVED_AT = [field.name for field in dataclasses.fields(MembershipSnapshot)].index("observed_at")
-_USER_ID, _STATUS = ROW_FIELDS.index("patreon_user_id"), ROW_FIELDS.index("patron_status")
-_LAST_CHARGE_STATUS, _SOCIAL = ROW_FIELDS.index("last_charge_status"), ROW_FIELDS.index("social_discord_id")
-_TIME_FIELDS = ("patron_status", "last_charge_status", "last_charge_date", "next_charge_date", "pledge_cadence")
-_TIMES = tuple(ROW_FIELDS.index(name) for name in _TIME_FIELDS)
+_SOCIAL = ROW_FIELDS.index("social_discord_id")
 _snapshot_row = attrgetter(*ROW_FIELDS)
 _STATUSES: dict[str, PatronStatus] = {status.value: status for status in PatronStatus}
 #: Bump when `_row` derives a field differently from the same bytes: every stored listing hash then stops matching,
@@ -46,16 +42,6 @@ ROWS_VERSION = 1
 _PREFIX = shape.pack(("listing", ROWS_VERSION, ROW_FIELDS))
 _sha256 = hashlib.sha256
 _DECLINED = (msgspec.DecodeError, msgspec.ValidationError)
-
-
-class MemberTimes(NamedTuple):
-    """A listing member's `billing.BillingTimes`, read without building its snapshot."""
-
-    patron_status: PatronStatus | None
-    last_charge_status: str | None
-    last_charge_date: datetime | None
-    next_charge_date: datetime | None
-    pledge_cadence: int | None
 
 
 def listing_hash(member: shape.Member, user: msgspec.Raw | None) -> bytes:
@@ -165,27 +151,6 @@ class MemberRows:
 
     def snapshots(self) -> tuple[MembershipSnapshot, ...]:
         return tuple([self.snapshot(index) for index in range(len(self._rows))])
-
-    def timing(self, index: int) -> MemberTimes | None:
-        """The fields time-based decisions read (`billing.BillingTimes`), without decoding the rest of an unread
-        member; None when time can't change anything for its standing (`billing.time_matters`): an active pledge
-        whose last charge wasn't declined, most of a campaign."""
-        row = self._rows[index]
-        if row is None:
-            try:
-                found = shape.TIMING.decode(self._members[index].attributes)
-            except _DECLINED:
-                row = self.row(index)
-            else:
-                text = found.patron_status
-                status = _STATUSES[text] if text in _STATUSES else patron_status(text)
-                if not billing.time_matters(status, found.last_charge_status):
-                    return None
-                last, upcoming = _date(self._dates, found.last_charge_date), _date(self._dates, found.next_charge_date)
-                return MemberTimes(status, found.last_charge_status, last, upcoming, found.pledge_cadence)
-        if not billing.time_matters(row[_STATUS], row[_LAST_CHARGE_STATUS]):
-            return None
-        return MemberTimes(*(row[field] for field in _TIMES))
 
     def social(self, index: int) -> int | None:
         """The Discord account the member's Patreon user connected, decoding only the user of an unread member."""

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.domain import billing
 from bot.domain.models import MembershipSnapshot
 from bot.store.campaigns import UNKNOWN_CAMPAIGN
 from bot.store.codec import decode_snapshot, encode_snapshot, snapshot_hash
@@ -30,19 +31,22 @@ _COUNTS_IN = "(links.source != 'admin' OR links.linked_in_guild_id = ?)"
 UPSERT_MEMBERSHIP = """
     INSERT INTO memberships
         (patreon_user_id, member_id, campaign_id, social_discord_id, snapshot, observed_at, snapshot_hash,
-         listing_hash)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         listing_hash, due_next_charge, due_paid_end, due_last_charge)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (campaign_id, patreon_user_id) DO UPDATE SET
         member_id = excluded.member_id,
         social_discord_id = excluded.social_discord_id, snapshot = excluded.snapshot,
         observed_at = excluded.observed_at, snapshot_hash = excluded.snapshot_hash,
-        listing_hash = excluded.listing_hash
+        listing_hash = excluded.listing_hash, due_next_charge = excluded.due_next_charge,
+        due_paid_end = excluded.due_paid_end, due_last_charge = excluded.due_last_charge
     WHERE excluded.observed_at >= memberships.observed_at
 """
-#: A listing showed the member as stored (by value) in bytes not yet remembered: remember them, unless the stored
-#: snapshot changed since it was compared (a webhook's re-fetch in between).
+#: A listing showed the member as stored (by value) in bytes not yet remembered: remember them (and the moments it
+#: is due at, which a row from before migration 14 lacks), unless the stored snapshot changed since it was compared
+#: (a webhook's re-fetch in between).
 _REMEMBER_LISTING_HASH = """
-    UPDATE memberships SET listing_hash = ? WHERE campaign_id = ? AND patreon_user_id = ? AND snapshot_hash = ?
+    UPDATE memberships SET listing_hash = ?, due_next_charge = ?, due_paid_end = ?, due_last_charge = ?
+    WHERE campaign_id = ? AND patreon_user_id = ? AND snapshot_hash = ?
 """
 #: `campaign_id` matches `?` (the first of two equal parameters), or `?` is NULL: every campaign.
 _IN_CAMPAIGN = "(CAST(? AS TEXT) IS NULL OR campaign_id = ?)"
@@ -71,7 +75,14 @@ def membership_row(
         iso_utc(snapshot.observed_at or fallback),
         digest if digest is not None else snapshot_hash(snapshot),
         listing,
+        *due_columns(snapshot),
     )
+
+
+def due_columns(snapshot: MembershipSnapshot) -> tuple[str | None, str | None, str | None]:
+    """`billing.time_moments` as the store keeps them: fixed-width UTC text, NULL when none."""
+    moments = billing.time_moments(snapshot) or (None, None, None)
+    return tuple(iso_utc(moment) if moment is not None else None for moment in moments)  # type: ignore[return-value]
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -174,13 +185,41 @@ class BulkStore(SqlRunner):
                 found.update({row[0]: (_bytes(row[1]), _bytes(row[2])) for row in await cursor.fetchall()})
         return found
 
-    async def remember_listing_hashes(self, campaign_id: str, seen: Iterable[tuple[str, bytes, bytes]]) -> None:
-        """(Patreon user, stored snapshot hash, listing hash) of members a listing showed as stored, by value, in
-        bytes not remembered yet: the next listing skips them unread. Not where the snapshot changed meanwhile."""
-        rows = [(listing, campaign_id, user, digest) for user, digest, listing in seen]
+    async def remember_listing_hashes(
+        self, campaign_id: str, seen: Iterable[tuple[MembershipSnapshot, bytes, bytes]]
+    ) -> None:
+        """(snapshot, stored snapshot hash, listing hash) of members a listing showed as stored, by value, in bytes
+        not remembered yet: the next listing skips them unread. Not where the snapshot changed meanwhile."""
+        rows = [
+            (listing, *due_columns(snapshot), campaign_id, snapshot.patreon_user_id, digest)
+            for snapshot, digest, listing in seen
+        ]
         if rows:
             await self._run_many(_REMEMBER_LISTING_HASH, rows)
             await self._db.commit()
+
+    async def memberships_due_by_time(
+        self, campaign_id: str, since: datetime, now: datetime, grace_days: int
+    ) -> list[str]:
+        """Patreon users of the campaign whose roles time alone may have changed between `since` and `now`, with a
+        decline grace of `grace_days` (what `batch_plan.may_change_by_time` says of each stored snapshot)."""
+        grace = timedelta(days=grace_days)
+        try:
+            grace_now = iso_utc(now - grace)
+        except OverflowError:  # a grace longer than the calendar: none has ended
+            grace_now = ""
+        try:
+            grace_since = iso_utc(since - grace)
+        except OverflowError:
+            grace_since = ""  # every text sorts after it
+        after, until = iso_utc(since), iso_utc(now)
+        async with self._db.execute(
+            "SELECT patreon_user_id FROM memberships WHERE campaign_id = ? AND ("
+            "(due_next_charge > ? AND due_next_charge <= ?) OR (due_paid_end > ? AND due_paid_end <= ?)"
+            " OR (due_last_charge > ? AND due_last_charge <= ?))",
+            (campaign_id, after, until, after, until, grace_since, grace_now),
+        ) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
 
     async def _stored_looks(
         self, campaign_id: str, user_ids: Sequence[object]

@@ -333,11 +333,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE dm_outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE dm_outbox ADD COLUMN claim_expires_at TEXT;
     """,
-    # 14 (issue 9, item 4; bot/patreon/member_rows.py): each membership's listing hash, the hash of the raw bytes the
-    # members listing last showed for it, so the next refresh skips an unchanged member without decoding it. Written
-    # only with a snapshot read from those bytes; any other write (a webhook's re-fetch) clears it. NULL: compare
-    # by value (`snapshot_hash`).
+    # 14 (issue 9, item 4; bot/patreon/member_rows.py, bot/domain/billing.py `time_moments`): each membership's
+    # listing hash, the hash of the raw bytes the members listing last showed for it, so the next refresh skips an
+    # unchanged member without decoding it (written only with a snapshot read from those bytes; any other write, a
+    # webhook's re-fetch, clears it; NULL: compare by value); and the moments time alone may change its roles at
+    # (the next charge, the end of the paid period, the last charge: fixed-width UTC text, NULL when time can't
+    # matter), so a refresh asks for the members due instead of reading every one. Rows from before are filled in
+    # by the first listing, a full re-plan (every start-up is one).
     """
     ALTER TABLE memberships ADD COLUMN listing_hash BLOB;
+    ALTER TABLE memberships ADD COLUMN due_next_charge TEXT;
+    ALTER TABLE memberships ADD COLUMN due_paid_end TEXT;
+    ALTER TABLE memberships ADD COLUMN due_last_charge TEXT;
     """,
 )

@@ -229,8 +229,11 @@ MIGRATIONS_POSTGRES: tuple[str, ...] = (
     ALTER TABLE dm_outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE dm_outbox ADD COLUMN claim_expires_at TEXT;
     """,
-    # 4: SQLite migration 14, a membership's listing hash (bot/patreon/member_rows.py).
+    # 4: SQLite migration 14, a membership's listing hash and its moments due (bot/patreon/member_rows.py).
     """
     ALTER TABLE memberships ADD COLUMN listing_hash BYTEA;
+    ALTER TABLE memberships ADD COLUMN due_next_charge TEXT;
+    ALTER TABLE memberships ADD COLUMN due_paid_end TEXT;
+    ALTER TABLE memberships ADD COLUMN due_last_charge TEXT;
     """,
 )

@@ -8,8 +8,9 @@ is never overwritten by this older view. A member Discord fails to look up (5xx,
 the job looks again when it runs, and retries within its own bounds.
 
 A guild is planned in full (every member a page shows) or for changes only (`GuildInputs.full`); which, and why,
-is the refresh's decision (bot/sync/plan_scope.py). For changes only, a listed member whose snapshot is unchanged
-is still planned when time alone may have changed their roles (`may_change_by_time`).
+is the refresh's decision (bot/sync/plan_scope.py). For changes only, a member whose snapshot is unchanged is still
+planned when time alone may have changed their roles (`may_change_by_time`): the store finds those from the moments
+it keeps with each membership (`Store.memberships_due_by_time`), and the refresh plans them after the listing.
 """
 
 from __future__ import annotations
@@ -41,17 +42,13 @@ def may_change_by_time(membership: billing.BillingTimes, since: datetime, now: d
     and a cancelled pledge (kept until the paid-through date: the next charge date, or the last paid charge plus
     its cadence). A superset is fine (it costs one plan); tests/unit/test_plan_scope.py holds it to the policy.
     """
-    if not billing.time_matters(membership.patron_status, membership.last_charge_status):
+    found = billing.time_moments(membership)
+    if found is None:
         return False
     since, now = billing.as_utc(since), billing.as_utc(now)
-    moments: list[datetime] = []
-    if membership.next_charge_date is not None:
-        moments.append(billing.as_utc(membership.next_charge_date))
-    if membership.last_charge_date is not None:
-        last = billing.as_utc(membership.last_charge_date)
-        moments.append(billing.add_months(last, billing.cadence_months(membership)))
-        moments.append(billing.add_days(last, grace_days))
-    return any(since < moment <= now for moment in moments)
+    upcoming, paid_end, last = found
+    grace_end = billing.add_days(last, grace_days) if last is not None else None
+    return any(moment is not None and since < moment <= now for moment in (upcoming, paid_end, grace_end))
 
 
 @dataclass
@@ -147,20 +144,12 @@ class RefreshPlanner:
 
     async def plan_page(self, page: MemberRows, changed: set[str]) -> None:
         """Plan the members of one listing page: all of them in a full guild, else the ones whose snapshot
-        `changed` (by Patreon user id) or whose roles time may have changed (read from their few billing fields,
-        so an unchanged member is built only when time did change something)."""
+        `changed` (by Patreon user id; the ones time may have changed come from the store after the listing)."""
         for guild in self.guilds:
             if guild.full:
                 subject = list(page.snapshots())
             else:
-                assert guild.since is not None
-                since, grace = guild.since, guild.settings.decline_grace_days
-                subject = []
-                for index, user in enumerate(page.user_ids):
-                    if user in changed or (
-                        (times := page.timing(index)) is not None and may_change_by_time(times, since, self.now, grace)
-                    ):
-                        subject.append(page.snapshot(index))
+                subject = [page.snapshot(index) for index, user in enumerate(page.user_ids) if user in changed]
             if not subject:
                 continue
             by_patreon = {m.patreon_user_id: m for m in subject if m.patreon_user_id is not None}

@@ -22,8 +22,8 @@ from bot.store.codec import values_hash
 class PageChanges:
     #: Indices of the members to store and plan (new, changed, or a user twice on the page).
     changed: list[int] = field(default_factory=list)
-    #: (Patreon user, stored snapshot hash, listing hash) of members equal by value in bytes not remembered yet.
-    remember: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    #: (index, stored snapshot hash, listing hash) of members equal by value in bytes not remembered yet.
+    remember: list[tuple[int, bytes, bytes]] = field(default_factory=list)
 
 
 def page_changes(
@@ -48,6 +48,5 @@ def page_changes(
         if stored_value is None or stored_value != values_hash(page.row(index)):
             result.changed.append(index)
         elif listing is not None and listing != stored_listing:
-            assert user is not None
-            result.remember.append((user, stored_value, listing))
+            result.remember.append((index, stored_value, listing))
     return result

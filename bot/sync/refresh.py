@@ -285,7 +285,7 @@ class RefreshService:
             unlisted = set(gone) | await self.store.pending_webhook_patreon_ids(report.started_at, key)
             for guild in guilds:
                 members = await self._members_not_on_a_page(
-                    guild, unlisted, marked.get(guild.guild_id, set()), key
+                    guild, unlisted, marked.get(guild.guild_id, set()), now, key
                 )
                 await planner.plan_members(guild, members | {discord_id for discord_id, _ in matched})
             await self.listing.enqueue(planner, report)
@@ -322,15 +322,20 @@ class RefreshService:
         return [guild for key, acting in self._acting.items() if key != campaign.token_subject for guild in acting]
 
     async def _members_not_on_a_page(
-        self, guild: GuildInputs, unlisted: set[str], marked: set[int], campaign_key: str | None = None
+        self, guild: GuildInputs, unlisted: set[str], marked: set[int], now: datetime, campaign_key: str | None = None
     ) -> set[int]:
         """Who in `guild` the pages could not plan: holders of a grant without a link that counts there and, in
         full, every member linked to no stored membership; for changes only, the members of `unlisted` Patreon
-        users (gone, or with a pending webhook), those marked on Discord, and links made since the last plan."""
+        users (gone, or with a pending webhook), those whose roles time alone may have changed since the last plan
+        (their standing's moments, kept by the store), those marked on Discord, and links made since the last plan."""
         members = await self.store.grant_holders_without_link(guild.guild_id)
         if guild.full:
             return members | await self.store.links_without_membership(guild.guild_id, campaign_key)
-        members |= set(await self.store.links_counting_in_for_patreon(guild.guild_id, unlisted))
+        due: list[str] = []
+        if campaign_key is not None and guild.since is not None:
+            grace = guild.settings.decline_grace_days
+            due = await self.store.memberships_due_by_time(campaign_key, guild.since, now, grace)
+        members |= set(await self.store.links_counting_in_for_patreon(guild.guild_id, unlisted | set(due)))
         state = self.scope.state(guild.guild_id)
         if state is not None:
             members |= await self.store.links_made_since(guild.guild_id, state.started_wall)

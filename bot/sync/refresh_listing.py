@@ -159,7 +159,8 @@ class ListingReader:
         looks = await self.store.listing_looks(campaign_id, members.user_ids)
         by_bytes = not any(guild.full for guild in planner.guilds)  # a full re-plan trusts no stored hash
         changes = page_changes(members, looks, by_bytes)
-        await self.store.remember_listing_hashes(campaign_id, changes.remember)
+        remembered = [(members.snapshot(index), digest, listing) for index, digest, listing in changes.remember]
+        await self.store.remember_listing_hashes(campaign_id, remembered)
         candidates = [members.snapshot(index) for index in changes.changed]
         hashes = members.listing_hashes
         read_from = None

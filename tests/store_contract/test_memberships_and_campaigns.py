@@ -64,9 +64,9 @@ async def test_a_listing_hash_is_kept_only_with_the_snapshot_read_from_its_bytes
     assert (await store.listing_looks("c1", ["p1"]))["p1"] == (snapshot_hash(rewritten), None)
 
     await store.remember_listing_hashes("c1", [
-        ("p1", snapshot_hash(page[0]), b"stale"),  # compared with the snapshot the webhook replaced: refused
-        ("p2", snapshot_hash(page[1]), b"bytes-p2-spelt-anew"),
-        ("p3", snapshot_hash(page[2]), b"another-campaign"),  # not a member of c1
+        (page[0], snapshot_hash(page[0]), b"stale"),  # compared with the snapshot the webhook replaced: refused
+        (page[1], snapshot_hash(page[1]), b"bytes-p2-spelt-anew"),
+        (page[2], snapshot_hash(page[2]), b"another-campaign"),  # not a member of c1
     ])  # fmt: skip
     looks = await store.listing_looks("c1", ["p1", "p2"])
     assert looks["p1"][1] is None and looks["p2"][1] == b"bytes-p2-spelt-anew"

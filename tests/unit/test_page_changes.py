@@ -38,7 +38,7 @@ def test_a_member_whose_bytes_are_the_stored_ones_is_skipped_without_being_decod
     readable = [values_hash(rows.row(index)) for index in (1, 2)]
     looks = {"u0": (b"whatever-its-value", hashes[0]), "u1": (readable[0], hashes[1]), "u2": (readable[1], None)}
     changes = page_changes(rows, looks)
-    assert changes.changed == [] and changes.remember == [("u2", readable[1], hashes[2])]
+    assert changes.changed == [] and changes.remember == [(2, readable[1], hashes[2])]
     with pytest.raises(MissingAttributes, match="pledge_cadence"):
         page_changes(rows, looks, by_bytes=False)  # the full re-plan reads member 0, and Patreon's page is refused
 
@@ -56,7 +56,7 @@ def test_a_member_whose_bytes_changed_is_read_and_compared_by_value() -> None:
     }
     changes = page_changes(rows, looks)
     assert changes.changed == [3]
-    assert changes.remember == [("u0", same, hashes[0]), ("u2", other, hashes[2])]
+    assert changes.remember == [(0, same, hashes[0]), (2, other, hashes[2])]
     looks["u2"] = (b"a webhook's newer look", None)
     assert page_changes(rows, looks).changed == [2, 3]
 
