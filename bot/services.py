@@ -23,7 +23,7 @@ from bot.guild_admin.service import AdminService
 from bot.observability.metrics import BotMetrics, RefreshFigures
 from bot.observability.probes import DiscordProbe
 from bot.observability.readiness import Readiness
-from bot.patreon.budget import CLIENT_LIMIT, RequestBudget
+from bot.patreon.budget import CLIENT_LIMIT, TOKEN_LIMIT, RequestBudget
 from bot.patreon.client import PatreonClient
 from bot.patreon.creator_api import CreatorClient
 from bot.store import Store
@@ -118,11 +118,13 @@ def build_services(
         redirect_uri=config.patreon_redirect_uri,
         user_agent=USER_AGENT,
         clock=clock,
-        # The one budget: every campaign's refresh and look-up share Patreon's client limit (with shards, each
-        # process its share of it: the limit is the client's, whichever process calls). Patreon's per-token limit
-        # (100 a minute) is not budgeted yet: a creator token's webhook look-ups would then queue at 80 a minute, and
-        # a charge day's flood of deliveries needs coalescing into a listing first (docs/patreon-api.md).
-        budget=RequestBudget(limit=max(2, int(CLIENT_LIMIT * _share(config))), token_limit=None),
+        # The one budget: every campaign's refresh and look-up share Patreon's client limit, and each token keeps to
+        # Patreon's 100 a minute (with shards, each process its share of both: any process may use a campaign's
+        # creator token for a webhook). A charge day's flood of look-ups with one creator token is turned into one
+        # listing of the campaign instead (bot/sync/webhook_flood.py; docs/patreon-api.md "Rate limits").
+        budget=RequestBudget(
+            limit=max(2, int(CLIENT_LIMIT * _share(config))), token_limit=max(1, int(TOKEN_LIMIT * _share(config)))
+        ),
     )
     # The portal shows the creator pair without an expiry: treat it as due for refresh in a week.
     seed = (
@@ -247,8 +249,20 @@ def build_services(
     kicks = LapseKicks(
         store, reconcile, gateway if isinstance(gateway, KickGateway) else None, participation, clock
     )
+    async def list_flooded(campaign: CampaignService, cause: str, *, wait: float) -> RefreshReport | None:
+        return await refresh.refresh_campaign(campaign, cause, wait=wait)  # a webhook flood's one listing
+
     applier = WebhookApplier(
-        store, patreon, campaigns, reconcile, jobs, gateway, clock, on_auto_linked=count_link, claimer=claimer
+        store,
+        patreon,
+        campaigns,
+        reconcile,
+        jobs,
+        gateway,
+        clock,
+        on_auto_linked=count_link,
+        claimer=claimer,
+        list_campaign=list_flooded,
     )
     webhooks = WebhookReceiver(
         campaigns.webhook_secrets,

@@ -22,11 +22,15 @@ its token (`slot(..., token=...)`) also takes one of that token's `token_limit` 
 (+ margin) after the request ended, like the client's. A waiter whose token is spent waits for it alone: waiters of
 other tokens go past it, so one creator's burst of look-ups never holds another campaign's. Refresh work may hold
 at most `refresh_share` of a token's window too, so a webhook's look-up with the creator token of a campaign whose
-listing is under way still finds a slot. Only a hash of the token is kept (never the token: this object shows up in
-reprs and logs). The cost, if Patreon counts listing pages against the token (unconfirmed): a 100,000-member
-campaign's 100 pages take at least a minute and a quarter (80 a minute). Off unless asked for (`token_limit=None`,
-the default, budgets the client only): every webhook is one creator-token look-up, so a flood of deliveries for one
-campaign would queue at 80 a minute; `TOKEN_LIMIT` is Patreon's figure for whoever switches it on.
+listing is under way still finds a slot (look-ups of a token go before its pages, and may use all its slots).
+Only a hash of the token is kept (never the token: this object shows up in reprs and logs). Patreon says
+refreshing a token doesn't reset its limit, so `carry_token_window(old, new)` makes a refreshed token count in its
+predecessor's window. The bot budgets it (bot/services.py passes `token_limit=TOKEN_LIMIT`, each process its share):
+strictly read, listing pages count against the token, so a 100,000-member campaign's 100 pages take at least a
+minute and a quarter (80 a minute), and a flood of webhook look-ups with one creator token would queue at 100 a
+minute; bot/sync/webhook_flood.py turns such a flood into one listing, asking `token_room` how many look-ups the
+token can still send now. `token_limit=None` (the constructor's default, for tests of the client limit alone)
+budgets the client only.
 
 Urgent work (`async with budget.urgent():`, a webhook applier's pass) also holds refresh requests back while it
 runs, for at most `refresh_hold_seconds` per waiting page: a listing page costs the bot far more than its request
@@ -148,6 +152,8 @@ class RequestBudget:
         self._refresh: OrderedDict[str, deque[_Waiter]] = OrderedDict()
         #: Per token id: its requests running and recently ended (only tokens with either are kept).
         self._tokens: dict[str, _TokenWindow] = {}
+        #: A refreshed token's id -> the id of the window it counts in (its first predecessor's).
+        self._carried: dict[str, str] = {}
         self._paused_until = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.refresh_hold_seconds = refresh_hold_seconds
@@ -201,7 +207,7 @@ class RequestBudget:
         takes a slot of that token's own window."""
         asked = self._monotonic()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        tid = token_id(token) if self.token_limit is not None else None
+        tid = self._window_id(token)
         if priority is Priority.LOOKUP:
             self._lookups.append(_Waiter(future, tid))
         else:
@@ -221,6 +227,53 @@ class RequestBudget:
             yield
         finally:
             self._release(priority, tid)
+
+    def _window_id(self, token: str | None) -> str | None:
+        """The id of the window a token counts in (None: no token, or tokens aren't budgeted)."""
+        if self.token_limit is None or token is None:
+            return None
+        tid = token_id(token)
+        assert tid is not None
+        return self._carried.get(tid, tid)
+
+    def carry_token_window(self, old: str, new: str) -> None:
+        """`new` replaces `old` (a refresh): Patreon doesn't reset the limit, so `new` counts in `old`'s window."""
+        old_window, new_id = self._window_id(old), token_id(new)
+        if old_window is not None and new_id is not None and new_id != old_window:
+            self._carried[new_id] = old_window
+
+    def token_room(self, token: str | None, priority: Priority = Priority.LOOKUP) -> int | None:
+        """How many more requests of this lane the token's window takes now, before anyone waits for it to roll
+        (None: tokens aren't budgeted, or no token). Requests already waiting for the token are counted as taken."""
+        tid = self._window_id(token)
+        if tid is None or self.token_limit is None:
+            return None
+        now = self._monotonic()
+        queued = sum(1 for w in self._lookups if w.tid == tid and not w.future.done())
+        if priority is Priority.REFRESH:
+            queued += sum(1 for q in self._refresh.values() for w in q if w.tid == tid and not w.future.done())
+        if not self._token_room(tid, now, Priority.LOOKUP):
+            return 0
+        window = self._tokens.get(tid)
+        taken = 0 if window is None else window.running + len(window.ended)
+        room = self.token_limit - taken
+        if priority is Priority.REFRESH and window is not None:
+            room = min(room, self.token_refresh_limit - window.refresh_taken())
+        elif priority is Priority.REFRESH:
+            room = min(room, self.token_refresh_limit)
+        return max(0, room - queued)
+
+    def token_frees_in(self, token: str | None) -> float:
+        """Seconds until the token's window has room for one more look-up (0: it has now; while every slot is
+        held by a running request, the window's length: a guess on the safe side)."""
+        if self.token_room(token) != 0:
+            return 0.0
+        tid = self._window_id(token)
+        window = self._tokens.get(tid) if tid is not None else None
+        if window is None or not window.ended:
+            return self.token_window_seconds
+        hold = self.token_window_seconds + self.margin_seconds
+        return max(0.0, window.ended[0][0] + hold - self._monotonic())
 
     def _release(self, priority: Priority, tid: str | None, *, count: bool = True) -> None:
         now = self._monotonic()

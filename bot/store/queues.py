@@ -198,6 +198,19 @@ class QueueStore(SqlRunner):
         await self._db.commit()
         return written.rowcount
 
+    async def defer_webhook_events(
+        self, ids: Sequence[int], until: datetime, *, owner: str, release: bool = False
+    ) -> int:
+        """Not due before `until`, attempts unchanged, for those `owner` still holds: a listing covers them
+        (bot/sync/webhook_flood.py), and a crash leaves them due at `until`. `release` lets go of the claim too."""
+        let_go = ", claimed_by = NULL, claim_expires_at = NULL" if release else ""
+        written = await self._run_many(
+            f"UPDATE webhook_events SET next_attempt_at = ?{let_go} WHERE id = ? AND claimed_by = ? AND state = ?",
+            [(iso_utc(until), event_id, owner, PENDING) for event_id in ids],
+        )
+        await self._db.commit()
+        return written.rowcount
+
     async def supersede_webhook_events(
         self, received_before: datetime, now: datetime, campaign_id: str | None = None
     ) -> int:

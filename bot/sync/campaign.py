@@ -194,6 +194,8 @@ class CampaignService:
             )
             return tokens.access_token
         await self.store.save_tokens(self.token_subject, fresh)
+        # Patreon: refreshing doesn't reset the token's rate limit, so the new token counts in the old one's window.
+        self.client.budget.carry_token_window(tokens.access_token, fresh.access_token)
         return fresh.access_token
 
     async def with_creator_token(self, operation: Callable[[str], Awaitable[T]]) -> T:

@@ -192,6 +192,17 @@ class RefreshService:
             self.last_report = report
             return report
 
+    async def refresh_campaign(self, campaign: CampaignService, cause: str, *, wait: float) -> RefreshReport | None:
+        """One campaign's listing now, outside the periodic run (a webhook flood: bot/sync/webhook_flood.py), under
+        the same per-campaign lock, waiting up to `wait` s for whoever holds it (their listing may have started
+        before what the caller needs listed); None when it stayed held. Marks on Discord wait for the periodic run."""
+        async with self.store.exclusive(f"refresh {campaign.token_subject}", wait=wait) as held:
+            if not held:
+                return None
+            report = await self._run_campaign(campaign, cause, {}, set())
+        self.rotation.finished(campaign.token_subject, report.ok)
+        return report
+
     async def _refresh_patron_tokens_and_prune(self, reports: list[RefreshReport]) -> None:
         """Once per run, not per campaign: patron tokens belong to people, and the event log is one table."""
         try:

@@ -8,6 +8,10 @@ after `max_attempts` they are given up, and the next complete refresh covers the
 Every process may run an applier on one database (issue 11): a pass claims its events first (bot/store/claims.py),
 so each is applied once, and renews the claims while it runs; a killed process's events are free again after the
 lease.
+
+A flood (more look-ups of one campaign than its creator token can send now, and more than a listing of it costs)
+is answered by one listing of the campaign instead (bot/sync/webhook_flood.py), and look-ups its token has no room
+for wait for its window outside the pass, so a spent token never holds another campaign's webhooks.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from bot.sync.campaign import CampaignService, CampaignUnavailable
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.reconcile import ReconcileService, RoleGateway
 from bot.sync.role_jobs import RoleJobs
+from bot.sync.webhook_flood import FloodListings, ListCampaign
 from bot.sync.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -57,9 +62,11 @@ class WebhookApplier(BackgroundWorker):
         retry_cap: float = 900.0,
         on_auto_linked: Callable[[str], None] = lambda how: None,
         claimer: Claimer | None = None,
+        list_campaign: ListCampaign | None = None,
     ) -> None:
         """`on_auto_linked`: each link auto-match makes from a webhook's member (bot/sync/auto_match.py).
-        `claimer`: this process's owner id and lease for claiming events (None: a fresh owner id)."""
+        `claimer`: this process's owner id and lease for claiming events (None: a fresh owner id).
+        `list_campaign`: the refresh's `refresh_campaign`, which answers a flood (None: floods are looked up)."""
         super().__init__(clock)
         self.claimer = claimer or Claimer()
         self.store = store
@@ -77,6 +84,7 @@ class WebhookApplier(BackgroundWorker):
         self.retry_cap = retry_cap
         self._busy = False
         self._pass_lock = asyncio.Lock()
+        self.floods = FloodListings(store, client.budget, list_campaign, clock, self.claimer)
 
     async def work(self) -> bool:
         return await self.apply_due() > 0
@@ -92,7 +100,11 @@ class WebhookApplier(BackgroundWorker):
         return await self.store.next_claimable_webhook_event(owner=self.claimer.owner)
 
     async def busy(self) -> bool:
-        return self._busy or bool(await self.store.due_webhook_events(self.clock(), limit=1))
+        """A flood listing under way counts: the events it took over are applied when it ends."""
+        return self._busy or self.floods.active or bool(await self.store.due_webhook_events(self.clock(), limit=1))
+
+    async def drain(self, timeout: float) -> None:
+        await self.floods.close()
 
     async def apply_due(self) -> int:
         """One pass over the due events, one fetch per member; return how many events were handled."""
@@ -110,6 +122,8 @@ class WebhookApplier(BackgroundWorker):
         events = await self.store.claim_due_webhook_events(
             self.clock(), self.batch, owner=claimer.owner, lease=claimer.lease
         )
+        handled = len(events)
+        events = await self._take_floods(events)
         ids = [event.id for event in events]
 
         async def renew() -> None:
@@ -136,7 +150,19 @@ class WebhookApplier(BackgroundWorker):
             if any(self._campaign(addressed) is None for addressed, _ in by_member):
                 await self._reload_campaigns()
             await asyncio.gather(*(one(addressed, member, group) for (addressed, member), group in by_member.items()))
-        return len(events)
+        return handled
+
+    async def _take_floods(self, events: list[WebhookEvent]) -> list[WebhookEvent]:
+        """The events to look up in this pass: each campaign's flood goes to a listing, and look-ups its token has
+        no room for now wait for its window (bot/sync/webhook_flood.py)."""
+        by_campaign: dict[str, list[WebhookEvent]] = {}
+        for event in events:
+            by_campaign.setdefault(event.addressed_campaign_id or "", []).append(event)
+        kept: list[WebhookEvent] = []
+        for addressed, group in by_campaign.items():
+            campaign = self._campaign(addressed)
+            kept += group if campaign is None else await self.floods.take(campaign, group)
+        return sorted(kept, key=lambda event: event.id)
 
     async def _reload_campaigns(self) -> None:
         """Another process may have connected a campaign (and recorded its first webhook) since this one's last

@@ -70,7 +70,9 @@ def build_app(fake: FakePatreon) -> web.Application:
             return api_error(403, "Forbidden", "Requests must send a User-Agent header.", code=None)
         if request.path.startswith("/api/") and fake.rate_limit is not None:
             bearer = request.headers.get("Authorization", "")
-            retry_after = fake.rate_limit.check(bearer[7:] if bearer.startswith("Bearer ") else None)
+            token = bearer[7:] if bearer.startswith("Bearer ") else None
+            known = fake.tokens.by_access.get(token) if token else None  # its grant: a refresh doesn't reset it
+            retry_after = fake.rate_limit.check(token, known.user_id if known is not None else None)
             if retry_after is not None:
                 return throttled(retry_after)
         fault = fake.faults.take(request.path)

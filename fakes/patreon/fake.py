@@ -48,7 +48,8 @@ class FakePatreon(WebhookControl):
         now: datetime | None = None,
         rate_limit: ClientRateLimit | str | None = REAL_LIMIT,
     ) -> None:
-        """`rate_limit`: Patreon's 100 requests per 2 s per client by default; None relaxes it (say why)."""
+        """`rate_limit`: Patreon's 100 requests per 2 s per client and 100 per minute per token by default
+        (fakes/patreon/rate_limit.py); None relaxes both (say why)."""
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uris = tuple(redirect_uris)
@@ -60,7 +61,7 @@ class FakePatreon(WebhookControl):
         self.tokens = TokenStore(token_lifetime)
         self.webhooks = WebhookRegistry()
         self.faults = FaultPlan()
-        #: The per-client limit every `/api/` request is counted against (None: not enforced).
+        #: The per-client and per-token limits every `/api/` request is counted against (None: not enforced).
         self.rate_limit: ClientRateLimit | None = (
             ClientRateLimit()
             if rate_limit == REAL_LIMIT

@@ -1,17 +1,26 @@
-"""Patreon's per-client request limit, enforced by the fake by default, so the bot's budget is proven against it.
+"""Patreon's request limits, both enforced by the fake by default, so the bot's budget is proven against them.
 
-Documented (docs.patreon.com, "Rate limits", November 2024): 100 requests per 2 seconds per client, and 100 per
-minute per access token; a client must handle 429. What a 429 looks like (observed since December 2024): a
-`Retry-After` header in whole seconds, and a JSON:API error body `{"errors": [{"code": null, "code_name":
-"RequestThrottled", "retry_after_seconds": N, "status": "429", ...}]}` (`fakes.patreon.app` sends exactly that).
+Documented (docs.patreon.com, "Rate limits", November 2024): 100 requests per 2 seconds per client, **and** 100 per
+minute per access token; the limits may change, refreshing a token doesn't reset them, and a client must handle
+429. What a 429 looks like (observed since December 2024): a `Retry-After` header in whole seconds, and a JSON:API
+error body `{"errors": [{"code": null, "code_name": "RequestThrottled", "retry_after_seconds": N, "status":
+"429", ...}]}` (`fakes.patreon.app` sends exactly that, for either limit).
 
-Unconfirmed, so the fake takes the strictest reading: whether the window is fixed or sliding (the fake slides it:
-no 2 s span may hold more than `limit` requests), whether a refused request counts (here it does, so a client that
-keeps hammering stays refused), and what Retry-After says (here: the whole seconds until the window has room, at
-least 1). Every request under `/api/` counts, the token endpoint included: the fake serves one client. The
-per-token limit is available (`per_token`) but off by default: the documented refresh of a 100,000-member campaign
-walks 100 pages with one creator token, and whether Patreon counts those against the token is unconfirmed.
-Tests that need speed may relax the limit explicitly (`FakePatreon(rate_limit=None)` or `fake.rate_limit = None`).
+Unconfirmed, so the fake takes the strictest reading of each:
+- whether a window is fixed or sliding: the fake slides both (no 2 s span may hold more than 100 requests of the
+  client, no 60 s span more than 100 of one token);
+- whether a refused request counts: here it does, towards both windows, so a client that keeps hammering stays
+  refused;
+- what Retry-After says: the whole seconds until every window the request broke has room again, at least 1;
+- what counts against a token: every request under `/api/` that carries it as its bearer, listing pages and
+  webhook-API calls included (a 100,000-member campaign's 100 pages take at least a minute with one token);
+- what "a token" is, given that refreshing doesn't reset the limit: the grant (the user the token was issued to,
+  for this one client), so a refreshed pair goes on counting in its predecessor's window. A bearer the fake
+  doesn't know counts under its own string.
+Every request under `/api/` counts towards the client's window, the token endpoint included (it carries no
+bearer, so no token's). Tests that need speed relax the limits explicitly, with a comment why:
+`FakePatreon(rate_limit=None)`, `fake.rate_limit = None`, or `ClientRateLimit(per_token=None)` to keep the
+client's window only. The demo and the benches keep the defaults.
 """
 
 from __future__ import annotations
@@ -46,31 +55,40 @@ class _Window:
 
 @dataclass
 class ClientRateLimit:
-    """The client's sliding window (and optionally one per token); `http_429` counts what it refused."""
+    """The client's sliding window and one per token (grant); `http_429` counts what it refused."""
 
     limit: int = CLIENT_LIMIT
     seconds: float = CLIENT_WINDOW_SECONDS
-    per_token: tuple[int, float] | None = None
+    #: (requests, seconds) per token; None: tokens aren't limited (a test that says why).
+    per_token: tuple[int, float] | None = (TOKEN_LIMIT, TOKEN_WINDOW_SECONDS)
     monotonic: Callable[[], float] = time.monotonic
     #: 429s this limit sent (scripted 429s are counted by `FakePatreon.http_429`, which includes these).
     refused: int = 0
+    #: Of `refused`, those a token's window refused (the client's had room, or both were full).
+    refused_per_token: int = 0
     #: The most requests seen in one window, refused ones included.
     peak: int = 0
+    #: The most requests one token had in its window, refused ones included.
+    peak_per_token: int = 0
     _client: _Window = field(init=False)
     _tokens: dict[str, _Window] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._client = _Window(self.limit, self.seconds)
 
-    def check(self, token: str | None) -> int | None:
-        """Count a request; None to serve it, else the whole seconds of its 429's Retry-After."""
+    def check(self, token: str | None, grant: str | None = None) -> int | None:
+        """Count a request with this bearer `token` (None: none) of this `grant` (the token's user, when the fake
+        knows the token); None to serve it, else the whole seconds of its 429's Retry-After."""
         now = self.monotonic()
         wait = self._client.admit(now)
         self.peak = max(self.peak, len(self._client.arrivals))
         if token is not None and self.per_token is not None:
-            window = self._tokens.setdefault(token, _Window(*self.per_token))
+            key = f"grant:{grant}" if grant is not None else f"token:{token}"
+            window = self._tokens.setdefault(key, _Window(*self.per_token))
             token_wait = window.admit(now)
+            self.peak_per_token = max(self.peak_per_token, len(window.arrivals))
             if token_wait is not None:
+                self.refused_per_token += 1
                 wait = max(wait or 0.0, token_wait)
         if wait is None:
             return None
