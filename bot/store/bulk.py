@@ -16,8 +16,8 @@ from typing import Any
 from bot.domain import billing
 from bot.domain.models import MembershipSnapshot
 from bot.store.campaigns import UNKNOWN_CAMPAIGN
-from bot.store.codec import decode_snapshot, encode_snapshot, snapshot_hash
-from bot.store.queues import PENDING, SqlRunner, iso_utc
+from bot.store.codec import encode_snapshot, snapshot_hash
+from bot.store.queues import SqlRunner, iso_utc
 
 #: How long "Patreon said this membership is gone" is remembered against late listing pages.
 TOMBSTONE_LIFETIME = timedelta(days=1)
@@ -25,8 +25,6 @@ TOMBSTONE_LIFETIME = timedelta(days=1)
 IN_CHUNK = 500
 #: Rows per read of the "who is gone" sweep.
 SWEEP_CHUNK = 10_000
-#: A link counts in guild ? (`Link.counts_in`, the facade's ADMIN_SOURCE): proven by Patreon, or made by hand there.
-_COUNTS_IN = "(links.source != 'admin' OR links.linked_in_guild_id = ?)"
 
 UPSERT_MEMBERSHIP = """
     INSERT INTO memberships
@@ -49,7 +47,7 @@ _REMEMBER_LISTING_HASH = """
     WHERE campaign_id = ? AND patreon_user_id = ? AND snapshot_hash = ?
 """
 #: `campaign_id` matches `?` (the first of two equal parameters), or `?` is NULL: every campaign.
-_IN_CAMPAIGN = "(CAST(? AS TEXT) IS NULL OR campaign_id = ?)"
+IN_CAMPAIGN = "(CAST(? AS TEXT) IS NULL OR campaign_id = ?)"
 
 
 def campaign_key(snapshot: MembershipSnapshot, campaign_id: str | None) -> str:
@@ -90,7 +88,7 @@ def _bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def _chunks(values: Sequence[object]) -> Iterable[Sequence[object]]:
+def in_chunks(values: Sequence[object]) -> Iterable[Sequence[object]]:
     for start in range(0, len(values), IN_CHUNK):
         yield values[start : start + IN_CHUNK]
 
@@ -175,7 +173,7 @@ class BulkStore(SqlRunner):
         campaign: what the refresh compares one listing page with (bot/sync/page_changes.py)."""
         found: dict[str, tuple[bytes | None, bytes | None]] = {}
         wanted = [user for user in user_ids if user is not None]
-        for ids in _chunks(wanted):
+        for ids in in_chunks(wanted):
             marks = ",".join("?" * len(ids))
             async with self._db.execute(
                 "SELECT patreon_user_id, snapshot_hash, listing_hash FROM memberships"
@@ -226,7 +224,7 @@ class BulkStore(SqlRunner):
     ) -> dict[str, tuple[bytes | None, str]]:
         """Patreon user → (stored snapshot hash, observed_at) of these users' memberships of the campaign."""
         found: dict[str, tuple[bytes | None, str]] = {}
-        for ids in _chunks(user_ids):
+        for ids in in_chunks(user_ids):
             marks = ",".join("?" * len(ids))
             async with self._db.execute(
                 "SELECT patreon_user_id, snapshot_hash, observed_at FROM memberships"
@@ -252,7 +250,7 @@ class BulkStore(SqlRunner):
         webhook re-fetch)."""
         gone = await self.memberships_not_listed(keep, observed_before, campaign_id)
         await self._run_many(
-            f"DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ? AND {_IN_CAMPAIGN}",
+            f"DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ? AND {IN_CAMPAIGN}",
             [(patreon_user_id, iso_utc(observed_before), campaign_id, campaign_id) for patreon_user_id in gone],
         )
         await self._db.commit()
@@ -269,7 +267,7 @@ class BulkStore(SqlRunner):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             async with self._db.execute(
-                f"SELECT member_id, patreon_user_id FROM memberships WHERE {_IN_CAMPAIGN} AND member_id IN ({marks})",
+                f"SELECT member_id, patreon_user_id FROM memberships WHERE {IN_CAMPAIGN} AND member_id IN ({marks})",
                 (campaign_id, campaign_id, *chunk),
             ) as cursor:
                 found.update({row[0]: row[1] async for row in cursor})
@@ -277,7 +275,7 @@ class BulkStore(SqlRunner):
 
     async def membership_count(self, campaign_id: str | None = None) -> int:
         async with self._db.execute(
-            f"SELECT COUNT(*) FROM memberships WHERE {_IN_CAMPAIGN}", (campaign_id, campaign_id)
+            f"SELECT COUNT(*) FROM memberships WHERE {IN_CAMPAIGN}", (campaign_id, campaign_id)
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
@@ -330,7 +328,7 @@ class BulkStore(SqlRunner):
         where = (
             "patreon_user_id = ? AND observed_at < ?"
             " AND (CAST(? AS TEXT) IS NULL OR member_id IS NULL OR member_id = ?)"
-            f" AND {_IN_CAMPAIGN}"
+            f" AND {IN_CAMPAIGN}"
         )
         params = (patreon_user_id, iso_utc(observed_before), member_id, member_id, campaign_id, campaign_id)
         async with self._db.execute(f"SELECT DISTINCT campaign_id FROM memberships WHERE {where}", params) as cursor:
@@ -349,144 +347,3 @@ class BulkStore(SqlRunner):
             )
         await self._db.commit()
         return result.rowcount > 0
-
-    async def link_map(self) -> dict[int, str]:
-        """Every link as Discord user id → Patreon user id."""
-        async with self._db.execute("SELECT discord_user_id, patreon_user_id FROM links") as cursor:
-            return {int(row[0]): row[1] async for row in cursor}
-
-    async def add_links(self, rows: Iterable[tuple[int, str, int | None, str]], linked_at: datetime) -> int:
-        """Insert (discord id, patreon id, guild id, source) links where neither side is linked yet."""
-        result = await self._run_many(
-            "INSERT INTO links VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [(*row, iso_utc(linked_at)) for row in rows],
-        )
-        await self._db.commit()
-        return max(result.rowcount, 0)
-
-    async def add_auto_links(self, rows: Iterable[tuple[int, str, int | None, str]], linked_at: datetime) -> int:
-        """`add_links` for auto-match: a pair with an opt-out (the user unlinked it) is skipped in the same
-        statement, so an unlink that lands while auto-match runs is not undone."""
-        result = await self._run_many(
-            "INSERT INTO links SELECT CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT),"
-            " CAST(? AS TEXT) WHERE NOT EXISTS (SELECT 1 FROM auto_match_optouts WHERE discord_user_id = ?"
-            " AND patreon_user_id = ?) ON CONFLICT DO NOTHING",
-            [(*row, iso_utc(linked_at), row[0], row[1]) for row in rows],
-        )
-        await self._db.commit()
-        return max(result.rowcount, 0)
-
-    async def grants_in_guild(self, guild_id: int) -> dict[int, frozenset[int]]:
-        """The ledger of one guild: member → roles this bot granted them."""
-        grants: dict[int, set[int]] = {}
-        async with self._db.execute(
-            "SELECT discord_user_id, role_id FROM role_grants WHERE guild_id = ?", (guild_id,)
-        ) as cursor:
-            async for row in cursor:
-                grants.setdefault(int(row[0]), set()).add(int(row[1]))
-        return {user: frozenset(roles) for user, roles in grants.items()}
-
-    # -- what the refresh plans, a page or a handful at a time ---------------------------------------
-
-    async def grants_of_users(self, guild_id: int, discord_ids: Iterable[int]) -> dict[int, frozenset[int]]:
-        """The ledger of these members of one guild: member → roles this bot granted them."""
-        grants: dict[int, set[int]] = {}
-        for ids in _chunks(sorted(set(discord_ids))):
-            marks = ",".join("?" * len(ids))
-            async with self._db.execute(
-                f"SELECT discord_user_id, role_id FROM role_grants WHERE guild_id = ? AND discord_user_id IN ({marks})",
-                (guild_id, *ids),
-            ) as cursor:
-                async for row in cursor:
-                    grants.setdefault(int(row[0]), set()).add(int(row[1]))
-        return {user: frozenset(roles) for user, roles in grants.items()}
-
-    async def links_counting_in_for_patreon(self, guild_id: int, patreon_ids: Iterable[str]) -> dict[int, str]:
-        """`links_counting_in(guild_id)` restricted to these Patreon users: Discord user id → Patreon user id."""
-        return await self._links_where(guild_id, "links.patreon_user_id", sorted(set(patreon_ids)))
-
-    async def links_counting_in_for_discord(self, guild_id: int, discord_ids: Iterable[int]) -> dict[int, str]:
-        """`links_counting_in(guild_id)` restricted to these Discord users."""
-        return await self._links_where(guild_id, "links.discord_user_id", sorted(set(discord_ids)))
-
-    async def _links_where(self, guild_id: int, column: str, values: Sequence[object]) -> dict[int, str]:
-        found: dict[int, str] = {}
-        for chunk in _chunks(values):
-            marks = ",".join("?" * len(chunk))
-            async with self._db.execute(
-                f"SELECT discord_user_id, patreon_user_id FROM links WHERE {_COUNTS_IN} AND {column} IN ({marks})",
-                (guild_id, *chunk),
-            ) as cursor:
-                found.update({int(row[0]): row[1] async for row in cursor})
-        return found
-
-    async def linked_patreon_ids(self, patreon_ids: Iterable[str]) -> set[str]:
-        """Which of these Patreon users are linked at all (in any server)."""
-        linked: set[str] = set()
-        for chunk in _chunks(sorted(set(patreon_ids))):
-            marks = ",".join("?" * len(chunk))
-            async with self._db.execute(
-                f"SELECT patreon_user_id FROM links WHERE patreon_user_id IN ({marks})", chunk
-            ) as cursor:
-                linked.update([row[0] async for row in cursor])
-        return linked
-
-    async def memberships_of(
-        self, patreon_ids: Iterable[str], campaign_id: str | None = None
-    ) -> dict[str, MembershipSnapshot]:
-        """The stored snapshots of these Patreon users in the campaign (the ones without a row are absent)."""
-        found: dict[str, MembershipSnapshot] = {}
-        for chunk in _chunks(sorted(set(patreon_ids))):
-            marks = ",".join("?" * len(chunk))
-            async with self._db.execute(
-                "SELECT patreon_user_id, snapshot, observed_at FROM memberships"
-                f" WHERE {_IN_CAMPAIGN} AND patreon_user_id IN ({marks}) ORDER BY observed_at",
-                (campaign_id, campaign_id, *chunk),
-            ) as cursor:
-                found.update(
-                    {row[0]: decode_snapshot(row[1], datetime.fromisoformat(row[2])) async for row in cursor}
-                )
-        return found
-
-    async def links_without_membership(self, guild_id: int, campaign_id: str | None = None) -> set[int]:
-        """Discord users whose link counts here but whose Patreon user has no stored membership of the campaign
-        (left, or never pledged): after a complete listing, the members it showed nothing for."""
-        async with self._db.execute(
-            f"SELECT links.discord_user_id FROM links WHERE {_COUNTS_IN} AND NOT EXISTS"
-            " (SELECT 1 FROM memberships WHERE memberships.patreon_user_id = links.patreon_user_id"
-            f" AND {_IN_CAMPAIGN})",
-            (guild_id, campaign_id, campaign_id),
-        ) as cursor:
-            return {int(row[0]) async for row in cursor}
-
-    async def grant_holders_without_link(self, guild_id: int) -> set[int]:
-        """Members holding a grant of this guild without a link that counts here (unlinked, or linked by hand in
-        another server): their grants are to be taken back."""
-        async with self._db.execute(
-            "SELECT DISTINCT role_grants.discord_user_id FROM role_grants WHERE role_grants.guild_id = ?"
-            f" AND NOT EXISTS (SELECT 1 FROM links WHERE links.discord_user_id = role_grants.discord_user_id"
-            f" AND {_COUNTS_IN})",
-            (guild_id, guild_id),
-        ) as cursor:
-            return {int(row[0]) async for row in cursor}
-
-    async def links_made_since(self, guild_id: int, since: datetime) -> set[int]:
-        """Discord users whose link counting here was made or replaced at or after `since` (the store's clock)."""
-        async with self._db.execute(
-            f"SELECT discord_user_id FROM links WHERE {_COUNTS_IN} AND linked_at >= ?", (guild_id, iso_utc(since))
-        ) as cursor:
-            return {int(row[0]) async for row in cursor}
-
-    async def pending_webhook_patreon_ids(self, received_before: datetime, campaign_id: str | None = None) -> set[str]:
-        """Patreon users of the campaign's webhook events still pending from before `received_before` (by the
-        event's user, or the stored membership of its member id): what a refresh marks superseded must have been
-        planned."""
-        async with self._db.execute(
-            "SELECT COALESCE(webhook_events.patreon_user_id, memberships.patreon_user_id) FROM webhook_events"
-            " LEFT JOIN memberships ON memberships.member_id = webhook_events.member_id"
-            " AND (CAST(? AS TEXT) IS NULL OR memberships.campaign_id = ?)"
-            " WHERE webhook_events.state = ? AND webhook_events.received_at < ?"
-            " AND (CAST(? AS TEXT) IS NULL OR webhook_events.addressed_campaign_id = ?)",
-            (campaign_id, campaign_id, PENDING, iso_utc(received_before), campaign_id, campaign_id),
-        ) as cursor:
-            return {row[0] async for row in cursor if row[0] is not None}

@@ -26,6 +26,7 @@ from bot.store.files import StoreUnusable, explain, keep_private, prepare_databa
 from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher, postgres_db
 from bot.store.panels import PanelStore
 from bot.store.patron_report import PatronReportStore
+from bot.store.plan_inputs import PlanInputsStore
 from bot.store.queues import UPSERT_FACT, QueueStore, iso_utc
 from bot.store.role_connections import RoleConnectionStore
 from bot.store.schema import MIGRATIONS
@@ -75,6 +76,7 @@ class Store(
     TokenStore,
     QueueStore,
     BulkStore,
+    PlanInputsStore,
     PanelStore,
     StatsStore,
     RoleConnectionStore,
@@ -86,8 +88,9 @@ class Store(
     """All persistence goes through here; methods commit before they return.
 
     The connected campaigns and server bindings (`CampaignStore`), the encrypted tokens (`TokenStore`), the durable
-    queues (`QueueStore`), the refresh's bulk reads and writes (`BulkStore`) and the Link-account panels
-    (`PanelStore`) live in their own modules but share this one connection.
+    queues (`QueueStore`), the refresh's bulk reads and writes (`BulkStore`), what its plan reads of a guild
+    (`PlanInputsStore`) and the Link-account panels (`PanelStore`) live in their own modules but share this one
+    connection.
 
     Memberships and tiers belong to one campaign (migration 8). Their methods take `campaign_id`; the sync engine
     always passes it. None is for single-campaign callers (tests, benches): a write goes under the snapshot's own

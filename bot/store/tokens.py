@@ -20,8 +20,7 @@ def _labels(subject: str) -> tuple[str, str]:
 
 
 class TokenStore(SqlRunner):
-    """Mixed into `Store` ahead of `BulkStore`, whose plain-text `tokens_expiring` this replaces; every method
-    commits before it returns."""
+    """Mixed into `Store`; every method commits before it returns."""
 
     _cipher: TokenCipher
 
