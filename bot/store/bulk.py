@@ -171,17 +171,9 @@ class BulkStore(SqlRunner):
     ) -> dict[str, tuple[bytes | None, bytes | None]]:
         """Patreon user → (stored `snapshot_hash`, stored `listing_hash`) of these users' memberships of the
         campaign: what the refresh compares one listing page with (bot/sync/page_changes.py)."""
-        found: dict[str, tuple[bytes | None, bytes | None]] = {}
         wanted = [user for user in user_ids if user is not None]
-        for ids in in_chunks(wanted):
-            marks = ",".join("?" * len(ids))
-            async with self._db.execute(
-                "SELECT patreon_user_id, snapshot_hash, listing_hash FROM memberships"
-                f" WHERE campaign_id = ? AND patreon_user_id IN ({marks})",
-                (campaign_id, *ids),
-            ) as cursor:
-                found.update({row[0]: (_bytes(row[1]), _bytes(row[2])) for row in await cursor.fetchall()})
-        return found
+        rows = await self._of_users(campaign_id, wanted, "snapshot_hash, listing_hash")
+        return {row[0]: (_bytes(row[1]), _bytes(row[2])) for row in rows}
 
     async def remember_listing_hashes(
         self, campaign_id: str, seen: Iterable[tuple[MembershipSnapshot, bytes, bytes]]
@@ -223,15 +215,20 @@ class BulkStore(SqlRunner):
         self, campaign_id: str, user_ids: Sequence[object]
     ) -> dict[str, tuple[bytes | None, str]]:
         """Patreon user → (stored snapshot hash, observed_at) of these users' memberships of the campaign."""
-        found: dict[str, tuple[bytes | None, str]] = {}
+        rows = await self._of_users(campaign_id, user_ids, "snapshot_hash, observed_at")
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    async def _of_users(self, campaign_id: str, user_ids: Sequence[object], columns: str) -> list[Any]:
+        """(patreon_user_id, *columns) of these users' memberships of the campaign, `IN_CHUNK` users a query."""
+        found: list[Any] = []
         for ids in in_chunks(user_ids):
             marks = ",".join("?" * len(ids))
             async with self._db.execute(
-                "SELECT patreon_user_id, snapshot_hash, observed_at FROM memberships"
-                f" WHERE campaign_id = ? AND patreon_user_id IN ({marks})",
+                f"SELECT patreon_user_id, {columns} FROM memberships WHERE campaign_id = ? AND patreon_user_id IN"
+                f" ({marks})",
                 (campaign_id, *ids),
             ) as cursor:
-                found.update({row[0]: (row[1], row[2]) for row in await cursor.fetchall()})
+                found += await cursor.fetchall()
         return found
 
     async def _recent_tombstones(self, now: datetime) -> dict[tuple[str, str], tuple[str | None, datetime]]:
