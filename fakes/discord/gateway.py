@@ -40,6 +40,10 @@ from .permissions import EVENT_INTENTS, INTENT_GUILD_MEMBERS
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_MS = 41250
+#: A heartbeat's ACK comes a network round trip later, as from Discord (tens of ms). Sent at once on loopback, it
+#: can be handled before discord.py's keep-alive thread records the heartbeat as sent (`_last_send` is set after
+#: the send returns), and discord.py then logs "Can't keep up ... 41.3s behind" at every heartbeat.
+HEARTBEAT_ACK_DELAY_SECONDS = 0.02
 #: Discord's limit of servers one gateway session may hold (close 4011 past it).
 MAX_GUILDS_PER_SESSION = 2500
 HISTORY_LIMIT = 2000
@@ -282,7 +286,8 @@ class GatewayHub:
     async def _on_frame(self, connection: GatewayConnection, frame: dict[str, Any]) -> None:
         op, data = frame.get("op"), frame.get("d")
         if op == OP_HEARTBEAT:
-            connection.send({"op": OP_HEARTBEAT_ACK, "d": None, "s": None, "t": None})
+            ack = {"op": OP_HEARTBEAT_ACK, "d": None, "s": None, "t": None}
+            asyncio.get_running_loop().call_later(HEARTBEAT_ACK_DELAY_SECONDS, connection.send, ack)
         elif op == OP_IDENTIFY:
             await self._identify(connection, data or {})
         elif op == OP_RESUME:
