@@ -230,8 +230,11 @@ class FloodListings:
             while state.current is not None:
                 listing = state.current
                 listing.started = True
-                await self._list(state, listing)
+                failed = not await self._list(state, listing)
                 state.current, state.following = state.following, None
+                if failed and state.current is not None:  # no listing again at once: they are looked up meanwhile
+                    listing.ids |= state.current.ids
+                    state.current = None
                 await self._let_go(listing.ids)
         except asyncio.CancelledError:
             for left in (state.current, state.following):
@@ -241,7 +244,8 @@ class FloodListings:
         finally:
             state.task = None
 
-    async def _list(self, state: _CampaignFloods, listing: _Listing) -> None:
+    async def _list(self, state: _CampaignFloods, listing: _Listing) -> bool:
+        """List the campaign for this flood; False when the listing failed (the campaign's floods back off)."""
         assert self.list_campaign is not None
         campaign = state.campaign
         cause = f"webhook flood ({len(listing.ids)} event(s))"
@@ -259,14 +263,15 @@ class FloodListings:
                 campaign.known_campaign_id(),
             )
             self._failed(state)
-            return
+            return False
         if report is None:
             log.info(
                 "webhook flood of campaign %s: another process kept its listing for %.0fs; the events go back",
                 campaign.known_campaign_id(),
                 self.lock_wait,
             )
-        elif report.ok:
+            return True
+        if report.ok:
             state.failures, state.list_again_at = 0, None
             self.listings += 1
             log.info(
@@ -276,14 +281,15 @@ class FloodListings:
                 report.pages,
                 report.patreon_requests,
             )
-        else:
-            log.warning(
-                "webhook flood of campaign %s: the listing failed (%s); its %d event(s) stay pending",
-                campaign.known_campaign_id(),
-                report.detail,
-                len(listing.ids),
-            )
-            self._failed(state)
+            return True
+        log.warning(
+            "webhook flood of campaign %s: the listing failed (%s); its %d event(s) stay pending",
+            campaign.known_campaign_id(),
+            report.detail,
+            len(listing.ids),
+        )
+        self._failed(state)
+        return False
 
     def _failed(self, state: _CampaignFloods) -> None:
         state.failures += 1
