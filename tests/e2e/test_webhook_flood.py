@@ -229,3 +229,44 @@ async def test_campaign_bs_flood_and_listing_never_slow_campaign_as_webhooks(two
     await wait_for(lambda: all(B_ROLE in guild.member(d).role_ids for d, _ in fans), timeout=90)
     assert world.patreon.http_429 == 0
     assert len(world.patreon.calls) - before < B_FANS / 2, "B's flood was answered by a listing"
+
+
+async def test_a_replayed_flood_costs_a_listing_and_rolls_nothing_back(make_world):
+    """Deliveries are signed but carry no timestamp, so whoever captured a charge day's flood can send it again.
+    The replay is answered from what Patreon says now (never from the old bodies), by a listing, not a look-up
+    each, and within Patreon's limits."""
+    world, fans, _ = await make_world(free=150)
+    for _d, patreon_id in fans:
+        world.patreon.set_membership(patreon_id, "active_patron", tier_ids=[SEED.gold_tier], last_charge_status="Paid")
+    captured = [world.patreon.render_member_webhook_body("members:pledge:create", p) for _d, p in fans]
+    for body in captured:
+        assert (await world.patreon.send_webhook("members:pledge:create", None, body_override=body))[0] == 202
+    await wait_for(lambda: all(world.roles_of(d) == {SEED.gold_role} for d, _ in fans), timeout=60)
+    await pledge_bronze_and_deliver(world, fans)
+    await wait_for(lambda: all(world.roles_of(d) == {SEED.bronze_role} for d, _ in fans), timeout=60)
+    await world.settle(timeout=30)
+
+    before = len(world.patreon.calls)
+    for _replay in range(2):
+        for body in captured:  # byte for byte what Patreon sent, with its valid signature
+            assert (await world.patreon.send_webhook("members:pledge:create", None, body_override=body))[0] == 202
+    assert world.store is not None
+
+    async def all_answered() -> bool:
+        return not (await world.store.webhook_event_counts()).get("pending")
+
+    await wait_for(all_answered, timeout=90)
+    await world.settle(timeout=30)
+    assert all(world.roles_of(d) == {SEED.bronze_role} for d, _ in fans), "the old Gold bodies changed nothing"
+    assert world.patreon.http_429 == 0
+    requests = len(world.patreon.calls) - before
+    assert requests < len(captured) * 2 / 3, f"{requests} Patreon requests for {len(captured) * 2} replayed deliveries"
+
+
+async def pledge_bronze_and_deliver(world: FakeWorld, fans: list[tuple[int, str]]) -> None:
+    for _discord_id, patreon_id in fans:
+        world.patreon.set_membership(
+            patreon_id, "active_patron", tier_ids=[SEED.bronze_tier], last_charge_status="Paid"
+        )
+    for _discord_id, patreon_id in fans:
+        assert (await world.send_webhook("members:pledge:update", patreon_id))[0] == 202
