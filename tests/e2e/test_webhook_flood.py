@@ -270,3 +270,26 @@ async def pledge_bronze_and_deliver(world: FakeWorld, fans: list[tuple[int, str]
         )
     for _discord_id, patreon_id in fans:
         assert (await world.send_webhook("members:pledge:update", patreon_id))[0] == 202
+
+
+async def test_a_flood_waits_for_another_process_listing_the_campaign_then_lists_it_again(make_world):
+    """Shards: any process applies events, but one campaign is listed by one process at a time (its refresh lock,
+    `Store.exclusive`). While another holder lists it (that listing may have begun before the flood), the flood's
+    events stay pending, deferred, with no role given from a guess; once the lock is free the flood is listed."""
+    world, fans, _ = await make_world(free=150)
+    assert world.store is not None and world.bot is not None
+    applier, campaign = world.bot.services.webhook_applier, world.bot.services.campaign
+    async with world.store.exclusive(f"refresh {campaign.token_subject}") as held:  # "another process" lists it
+        assert held
+        before = len(world.patreon.calls)
+        await pledge_gold_and_deliver(world, fans)
+        await wait_for(lambda: applier.floods.active, timeout=30)
+        counts = await world.store.webhook_event_counts()
+        assert counts.get("pending", 0) + counts.get("done", 0) == len(fans), counts
+        assert members_pages(world, before, world.patreon.campaign.id) == 0, "nobody else lists it meanwhile"
+        assert applier.floods.active and await applier.busy(), "the applier counts the waiting listing as work"
+    await wait_for(lambda: all(world.roles_of(d) == {SEED.gold_role} for d, _ in fans), timeout=90)
+    await world.settle(timeout=30)
+    assert members_pages(world, before, world.patreon.campaign.id) >= 1
+    assert not (await world.store.webhook_event_counts()).get("pending")
+    assert world.patreon.http_429 == 0
