@@ -17,20 +17,15 @@ Two lanes, because someone waits on a look-up and nobody waits on a listing page
 A 429 (with its Retry-After) pauses the whole budget, every lane and every campaign: the limit is the client's,
 so one caller's 429 means everyone's next request would get one too.
 
-Each token has its own window as well (Patreon documents 100 requests per minute per token): a request that names
-its token (`slot(..., token=...)`) also takes one of that token's `token_limit` slots, freed `token_window_seconds`
-(+ margin) after the request ended, like the client's. A waiter whose token is spent waits for it alone: waiters of
-other tokens go past it, so one creator's burst of look-ups never holds another campaign's. Refresh work may hold
-at most `refresh_share` of a token's window too, so a webhook's look-up with the creator token of a campaign whose
-listing is under way still finds a slot (look-ups of a token go before its pages, and may use all its slots).
-Only a hash of the token is kept (never the token: this object shows up in reprs and logs). Patreon says
-refreshing a token doesn't reset its limit, so `carry_token_window(old, new)` makes a refreshed token count in its
-predecessor's window. The bot budgets it (bot/services.py passes `token_limit=TOKEN_LIMIT`, each process its share):
-strictly read, listing pages count against the token, so a 100,000-member campaign's 100 pages take at least a
-minute and a quarter (80 a minute), and a flood of webhook look-ups with one creator token would queue at 100 a
-minute; bot/sync/webhook_flood.py turns such a flood into one listing, asking `token_room` how many look-ups the
-token can still send now. `token_limit=None` (the constructor's default, for tests of the client limit alone)
-budgets the client only.
+Each token has its own window as well (Patreon: 100 requests per minute per token), budgeted by the bot
+(bot/services.py): a request that names its token (`slot(..., token=...)`) also takes one of that token's
+`token_limit` slots, freed like the client's. A waiter whose token is spent waits for it alone: other tokens'
+waiters go past it. Refresh work may hold at most `refresh_share` of a token's window, so a webhook's look-up with
+the creator token of a campaign being listed still finds a slot. Only a hash of a token is kept (this object shows
+up in reprs and logs). Refreshing doesn't reset Patreon's limit, so `carry_token_window(old, new)` makes the new
+token count in the old one's window. Read strictly (listing pages count), a 100,000-member campaign's 100 pages
+take at least 75 s, and one token's look-ups go at 100 a minute: bot/sync/webhook_flood.py turns a flood of them
+into one listing, weighing `token_room`. `token_limit=None` (the constructor's default) budgets the client only.
 
 Urgent work (`async with budget.urgent():`, a webhook applier's pass) also holds refresh requests back while it
 runs, for at most `refresh_hold_seconds` per waiting page: a listing page costs the bot far more than its request
@@ -243,24 +238,18 @@ class RequestBudget:
             self._carried[new_id] = old_window
 
     def token_room(self, token: str | None, priority: Priority = Priority.LOOKUP) -> int | None:
-        """How many more requests of this lane the token's window takes now, before anyone waits for it to roll
-        (None: tokens aren't budgeted, or no token). Requests already waiting for the token are counted as taken."""
+        """How many more requests of this lane the token's window takes now, counting those already waiting for it
+        (None: tokens aren't budgeted, or no token)."""
         tid = self._window_id(token)
         if tid is None or self.token_limit is None:
             return None
-        now = self._monotonic()
-        queued = sum(1 for w in self._lookups if w.tid == tid and not w.future.done())
+        lanes = (self._lookups,) if priority is Priority.LOOKUP else (self._lookups, *self._refresh.values())
+        queued = sum(1 for lane in lanes for w in lane if w.tid == tid and not w.future.done())
+        self._token_room(tid, self._monotonic(), priority)  # forgets what left the window
+        window = self._tokens.get(tid) or _TokenWindow()
+        room = self.token_limit - window.running - len(window.ended)
         if priority is Priority.REFRESH:
-            queued += sum(1 for q in self._refresh.values() for w in q if w.tid == tid and not w.future.done())
-        if not self._token_room(tid, now, Priority.LOOKUP):
-            return 0
-        window = self._tokens.get(tid)
-        taken = 0 if window is None else window.running + len(window.ended)
-        room = self.token_limit - taken
-        if priority is Priority.REFRESH and window is not None:
             room = min(room, self.token_refresh_limit - window.refresh_taken())
-        elif priority is Priority.REFRESH:
-            room = min(room, self.token_refresh_limit)
         return max(0, room - queued)
 
     def token_frees_in(self, token: str | None) -> float:
