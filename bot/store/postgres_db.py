@@ -186,10 +186,7 @@ class PostgresConnection:
             try:
                 await self._connection.execute(script)
             except BaseException as error:
-                if _connection_failed(error):
-                    self._connection.terminate()
-                elif not self._connection.is_closed() and self._connection.is_in_transaction():
-                    await self._connection.execute("ROLLBACK")
+                await self._after_failure(error)
                 raise
         return PostgresCursor((), -1)
 
@@ -207,10 +204,17 @@ class PostgresConnection:
 
     async def _abandon(self) -> None:
         """Roll back what this connection has open. Plain statements rather than asyncpg's Transaction objects:
-        one whose BEGIN or COMMIT was cancelled (a task stopped at shutdown) refuses every later rollback."""
-        if self._in_transaction():
-            await self._connection.execute("ROLLBACK")
-        self._open = False
+        one whose BEGIN or COMMIT was cancelled (a task stopped at shutdown) refuses every later rollback. A
+        ROLLBACK that doesn't finish (cancelled again while it waits) drops the connection instead, so the server
+        ends the transaction and the next caller, on a new connection, never joins half of someone's write."""
+        try:
+            if self._in_transaction():
+                await self._connection.execute("ROLLBACK")
+        except BaseException:
+            self._connection.terminate()
+            raise
+        finally:
+            self._open = False
 
     @asynccontextmanager
     async def bulk(self) -> AsyncIterator[Any]:

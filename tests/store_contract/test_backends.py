@@ -116,6 +116,43 @@ async def test_a_write_cancelled_at_any_step_leaves_the_store_usable_and_closabl
         await reopened.close()
 
 
+async def test_a_write_cancelled_twice_never_leaves_half_of_it_to_the_next_caller(postgres_dsn, cipher, caplog):
+    """A second cancel can land while the first one's clean-up ROLLBACK waits (a timeout around a call, a task group
+    tearing down): the next, unrelated caller must neither commit the cancelled write's first half with its own,
+    nor have its own write refused by an aborted transaction left open."""
+    import asyncio
+
+    await fresh_postgres(postgres_dsn)
+    store = await open_postgres(postgres_dsn, cipher)
+
+    async def two_rows(n: int) -> None:
+        await store._db.execute("INSERT INTO service_state VALUES (?, '1')", (f"first {n}",))
+        await store._db.execute("INSERT INTO service_state VALUES (?, '2')", (f"second {n}",))
+        await store._db.commit()
+
+    try:
+        for first in range(24):
+            for second in (0, 1, 2, 4):
+                n = first * 10 + second
+                write = asyncio.ensure_future(two_rows(n))
+                for _ in range(first):
+                    await asyncio.sleep(0)
+                write.cancel()
+                for _ in range(second):
+                    await asyncio.sleep(0)
+                write.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await write
+                await store.set_fact(f"innocent {n}", n)  # an aborted transaction left open would refuse it
+                assert await store.get_fact(f"innocent {n}") == n
+                halves = (await store.get_fact(f"first {n}"), await store.get_fact(f"second {n}"))
+                assert halves in ((None, None), (1, 2)), f"cancelled after {first}+{second} steps: {halves}"
+        dropped = [r for r in caplog.records if "reconnected to PostgreSQL" in r.getMessage()]
+        assert dropped, "no second cancel landed in a clean-up ROLLBACK: the sweep missed what it is for"
+    finally:
+        await store.close()
+
+
 async def test_postgres_without_a_token_key_is_refused_before_connecting():
     with pytest.raises(TokenKeyError, match="TOKEN_ENCRYPTION_KEY"):
         await open_postgres("postgresql://bot:hunter2@127.0.0.1:1/bot", None)
