@@ -45,14 +45,15 @@ _DECLINED = (msgspec.DecodeError, msgspec.ValidationError)
 
 
 def listing_hash(member: shape.Member, user: msgspec.Raw | None) -> bytes:
-    """8 bytes that change whenever the member's or its user's bytes or its relationships change. SHA-256 (twice
-    as fast as BLAKE2 here, with the CPU's SHA instructions), cut to 8 bytes: a member can't choose a second page
-    entry of another meaning with the same hash (2**64 work), so can't hide a change of their own pledge."""
+    """16 bytes that change whenever the member's id, its bytes, its user's bytes or its relationships change.
+    SHA-256 (twice as fast as BLAKE2 here, with the CPU's SHA instructions), cut to 16 bytes: a patron who writes
+    both entries himself (a paying one stored, then a cancelled one spelt to collide, his name his to choose) needs
+    2**64 tries, so can't hide a change of his own pledge behind an unchanged hash."""
     # JSON holds no raw NUL byte and no value is "-": the parts can't run into each other. (`MemberRows.deferred`
     # computes the same inline; tests/unit/test_member_pages.py holds the two equal.)
     found = user if user is not None else b"-"
-    parts = (_PREFIX, member.attributes, b"\0", found, b"\0", shape.pack(member.relationships))
-    return _sha256(b"".join(parts)).digest()[:8]
+    parts = (_PREFIX, member.attributes, b"\0", found, b"\0", shape.pack((member.id, member.relationships)))
+    return _sha256(b"".join(parts)).digest()[:16]
 
 
 class MemberRows:
@@ -71,8 +72,9 @@ class MemberRows:
         self._rows = rows
         #: Each member's Patreon user id (None: listed without one).
         self.user_ids = user_ids
-        #: Each member's listing hash; None for a page read by the old reader (compared by value only).
-        self.listing_hashes: list[bytes] | None = None
+        #: Each member's listing hash; None for a page read by the old reader and for a member added by
+        #: `extended` (compared by value only).
+        self.listing_hashes: list[bytes | None] | None = None
         self._observed_at = observed_at
         self._built: list[MembershipSnapshot | None] = built if built is not None else [None] * len(rows)
         self._members: Sequence[shape.Member] = ()
@@ -95,7 +97,7 @@ class MemberRows:
     ) -> MemberRows:
         """The fast reader's rows: user ids and hashes now, rows on demand; `reread` reads the page the old way."""
         user_ids: list[str | None] = []
-        hashes: list[bytes] = []
+        hashes: list[bytes | None] = []
         found, sha256, join, pack, prefix = users.get, _sha256, b"".join, shape.pack, _PREFIX
         for member in members:  # 100,000 a refresh: `listing_hash` inline
             relationships = member.relationships
@@ -107,8 +109,8 @@ class MemberRows:
                 user_id = None
             user_ids.append(user_id)
             user = found(user_id, b"-") if user_id is not None else b"-"
-            digest = sha256(join((prefix, member.attributes, b"\0", user, b"\0", pack(relationships)))).digest()
-            hashes.append(digest[:8])
+            tail = pack((member.id, relationships))
+            hashes.append(sha256(join((prefix, member.attributes, b"\0", user, b"\0", tail))).digest()[:16])
         made = cls([None] * len(members), user_ids, observed_at)
         made.listing_hashes = hashes
         made._members, made._users, made._reread = members, dict(users), reread
@@ -118,6 +120,16 @@ class MemberRows:
     def of_page(cls, page: MembersPage) -> MemberRows:
         """The fast reader's rows, else rows of the snapshots the old reader built."""
         return page.member_rows if isinstance(page, ListingPage) else cls.of_snapshots(page.members)
+
+    def extended(self, snapshots: Sequence[MembershipSnapshot]) -> MemberRows:
+        """These members too, after the page's own (each already built, without a listing hash): members listed
+        without a Patreon user, matched to one by their stored member id, while the page keeps its hashes."""
+        self._rows = [*self._rows, *(_snapshot_row(s) for s in snapshots)]
+        self._built = [*self._built, *snapshots]
+        self.user_ids = [*self.user_ids, *(s.patreon_user_id for s in snapshots)]
+        if self.listing_hashes is not None:
+            self.listing_hashes = [*self.listing_hashes, *([None] * len(snapshots))]
+        return self
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -188,10 +200,11 @@ class MemberRows:
         if self._reread is None:
             raise JsonApiError("a page of snapshots has no member left to read")
         page = self._reread()
-        if [m.patreon_user_id for m in page.members] != self.user_ids:
+        listed = len(self._members)
+        if [m.patreon_user_id for m in page.members] != self.user_ids[:listed]:
             raise JsonApiError("the members page reads differently the second time")  # a reader defect: refuse
-        self._rows = [_snapshot_row(s) for s in page.members]
-        self._built = list(page.members)
+        self._rows[:listed] = [_snapshot_row(s) for s in page.members]
+        self._built[:listed] = list(page.members)
         self._reread = None
 
     def _decode(self, index: int) -> Row:

@@ -148,10 +148,14 @@ class Store(
 
     async def _migrate(self) -> None:
         if self._dialect == POSTGRES:
-            return await postgres_db().migrate(self._db)
-        current = await self.schema_version()
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            await self._run_script(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+            await postgres_db().migrate(self._db)
+        else:
+            current = await self.schema_version()
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                await self._run_script(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+        filled = await self.fill_due_moments()
+        if filled:
+            log.info("store: the moments time may change roles at, read for %d membership(s) (migration 14)", filled)
 
     # -- links -------------------------------------------------------------------------------------
 

@@ -337,9 +337,9 @@ MIGRATIONS: tuple[str, ...] = (
     # listing hash, the hash of the raw bytes the members listing last showed for it, so the next refresh skips an
     # unchanged member without decoding it (written only with a snapshot read from those bytes; any other write, a
     # webhook's re-fetch, clears it; NULL: compare by value); and the moments time alone may change its roles at
-    # (the next charge, the end of the paid period, the last charge: fixed-width UTC text, NULL when time can't
-    # matter), so a refresh asks for the members due instead of reading every one. Rows from before are filled in
-    # by the first listing, a full re-plan (every start-up is one).
+    # (the next charge, the end of the paid period, the last charge: fixed-width UTC text, '' when time can't
+    # matter), so a refresh asks for the members due instead of reading every one. Rows from before (NULL) are
+    # read from their snapshots at the first start after the upgrade (`BulkStore.fill_due_moments`).
     """
     ALTER TABLE memberships ADD COLUMN listing_hash BLOB;
     ALTER TABLE memberships ADD COLUMN due_next_charge TEXT;

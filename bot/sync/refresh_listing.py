@@ -150,12 +150,12 @@ class ListingReader:
         link it; its snapshot is built only when the store writes it or the planner plans it."""
         self.unplanned.set(True)  # until the page's jobs are queued: a failure in between asks for a full plan
         members = page
-        if any(user is None for user in page.user_ids):
-            with_user = [m for m in page.snapshots() if m.patreon_user_id is not None]
-            without_user = [m for m in page.snapshots() if m.patreon_user_id is None]
-            on_page = {m.patreon_user_id for m in with_user}
-            with_user += await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
-            members = MemberRows.of_snapshots(with_user)
+        if any(user is None for user in page.user_ids):  # they stay, ignored as unstored; matched copies are added
+            without_user = [page.snapshot(i) for i, user in enumerate(page.user_ids) if user is None]
+            on_page: set[str | None] = {user for user in page.user_ids if user is not None}
+            members = page.extended(
+                await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
+            )
         looks = await self.store.listing_looks(campaign_id, members.user_ids)
         by_bytes = not any(guild.full for guild in planner.guilds)  # a full re-plan trusts no stored hash
         changes = page_changes(members, looks, by_bytes)
@@ -165,7 +165,11 @@ class ListingReader:
         hashes = members.listing_hashes
         read_from = None
         if hashes is not None:
-            read_from = {user: hashes[i] for i in changes.changed if (user := members.user_ids[i]) is not None}
+            read_from = {
+                user: digest
+                for i in changes.changed
+                if (user := members.user_ids[i]) is not None and (digest := hashes[i]) is not None
+            }
         changed = await self.store.save_membership_page(candidates, campaign_id, read_from)
         report.snapshots_saved += len(changed)
         if changed and self.on_changed is not None:

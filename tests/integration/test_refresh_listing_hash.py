@@ -87,3 +87,16 @@ async def test_the_full_re_plan_compares_every_member_by_value_whatever_the_stor
     assert full.snapshots_saved == 1 and full.full_replan_guilds == 1
     assert (await h.store.get_membership("p-ben", CAMPAIGN)).patron_status == PatronStatus.ACTIVE
     assert GOLD in h.guild.members[BEN]
+
+
+async def test_a_page_with_a_member_of_a_deleted_account_keeps_the_other_members_hashes(h):
+    """A member listed without a Patreon user (a deleted account) is common in a big campaign: the rest of its page
+    must still be skipped by bytes, not read and compared by value at every refresh."""
+    h.patreon.state.delete_account("p-dan")
+    assert (await refresh(h)).ok
+    with closing(sqlite3.connect(h.db_path)) as db:  # as migration 14 leaves an older database
+        db.execute("UPDATE memberships SET listing_hash = NULL")
+        db.commit()
+    report = await refresh(h)
+    assert report.ok and report.snapshots_saved == 0  # Dan matched to his stored user by member id
+    assert all([await _listing_hash(h, pid) is not None for pid in ("p-ann", "p-ben", "p-cat")])

@@ -61,3 +61,25 @@ async def test_the_members_due_by_time_are_the_ones_the_time_rule_picks(store):
         assert sorted(await store.memberships_due_by_time("c1", since, now, grace)) == expected, (since, now, grace)
         checked += len(expected)
     assert checked > 30, "the windows must pick someone for the comparison to mean anything"
+
+
+async def test_rows_from_before_the_moments_get_them_at_the_next_start(open_store):
+    """An upgraded database: migration 14 leaves every older row's moments unknown (NULL), and no listing may ever
+    re-read an unchanged member (pages without listing hashes never do), so the store reads them from the
+    snapshots when it opens; a row whose snapshot can't be read is never due (the daily full re-plan plans it)."""
+    store = await open_store()
+    snapshots = _snapshots(120)
+    await store.save_membership_page(snapshots, "c1")
+    await store._db.execute(
+        "UPDATE memberships SET due_next_charge = NULL, due_paid_end = NULL, due_last_charge = NULL"
+    )
+    await store._db.execute("UPDATE memberships SET snapshot = 'not json' WHERE patreon_user_id = 'p0'")
+    await store._db.commit()
+    since, now = T0 - timedelta(days=20), T0 + timedelta(days=20)
+    assert await store.memberships_due_by_time("c1", since, now, 3) == [], "unknown moments are never due"
+    await store.close()
+
+    reopened = await open_store()
+    expected = sorted(s.patreon_user_id for s in snapshots[1:] if may_change_by_time(s, since, now, 3))
+    assert expected and sorted(await reopened.memberships_due_by_time("c1", since, now, 3)) == expected
+    assert await reopened.fill_due_moments() == 0, "read once"
