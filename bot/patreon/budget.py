@@ -252,6 +252,16 @@ class RequestBudget:
             room = min(room, self.token_refresh_limit - window.refresh_taken())
         return max(0, room - queued)
 
+    def token_lookups(self, token: str | None) -> int | None:
+        """The token's look-ups in its window now: running, recently ended and waiting (None: not budgeted)."""
+        tid = self._window_id(token)
+        if tid is None or self.token_limit is None:
+            return None
+        self._token_room(tid, self._monotonic(), Priority.LOOKUP)  # forgets what left the window
+        window = self._tokens.get(tid) or _TokenWindow()
+        queued = sum(1 for w in self._lookups if w.tid == tid and not w.future.done())
+        return window.running + len(window.ended) - window.refresh_taken() + queued
+
     def token_frees_in(self, token: str | None) -> float:
         """Seconds until the token's window has room for one more look-up (0: it has now; while every slot is
         held by a running request, the window's length: a guess on the safe side)."""

@@ -5,17 +5,17 @@ requests a minute (docs/patreon-api.md "Rate limits"; the budget keeps to it, bo
 day thousands of deliveries arrive for one campaign: looked up one by one they would take 30 minutes for 3,000,
 while one listing (1,000 members a page) answers all of them in a few requests.
 
-The threshold (`flood_wanted`), per campaign and per applier pass: a campaign floods when looking up the pass's
-members (distinct) would leave its creator token fewer free slots than half its window (`FLOOD_ROOM_SHARE`: 50 of
-Patreon's 100 a minute, counting what the token already sent), and a listing of it costs at most a quarter of the
-window (`LISTING_SHARE`: 25 pages, a campaign of up to 24,000 members: its stored members per 1,000, plus one).
-Then one listing answers them, and while it runs or waits every later event of the campaign joins the next one
-(one running and one waiting per campaign at most), so the half of the window kept free is what the listings
-use. Below that, small floods keep the per-member look-up (fresher, and faster for a few). A campaign too big to
-list cheaply is looked up one by one: as many as its token has room for now, the rest deferred until the token
-frees a slot, so a pass never sits on a spent token while other campaigns' webhooks wait. A listing that failed
-makes the campaign's floods look up for a while (`retry_base` doubling up to `retry_cap`), so a broken listing is
-never retried in a loop.
+The threshold (`flood_wanted`), per campaign and per applier pass: a campaign floods when its creator token's
+look-ups in the last minute, with the pass's members (distinct), would be more than half the token's limit
+(`FLOOD_SHARE`: 50 of Patreon's 100 a minute; the campaign's own listing pages don't count, so a webhook during a
+refresh is looked up as ever), and a listing of it costs at most a quarter of the limit (`LISTING_SHARE`: 25
+pages, a campaign of up to 24,000 members: its stored members per 1,000, plus one). Then one listing answers them,
+and while it runs or waits every later event of the campaign joins the next one (one running and one waiting per
+campaign at most), so the other half of the window is left to the listings. Below that, small floods keep the
+per-member look-up (fresher, and faster for a few). A campaign too big to list cheaply is looked up one by one: as
+many as its token has room for now, the rest deferred until the token frees a slot, so a pass never sits on a
+spent token while other campaigns' webhooks wait. A listing that failed makes the campaign's floods look up for a
+while (`retry_base` doubling up to `retry_cap`), so a broken listing is never retried in a loop.
 
 Nothing is lost, and nothing is done early. The events a listing covers stay pending, deferred (not due, attempts
 unchanged, still claimed) while it runs, renewed every third of the lease; only the listing marks them superseded,
@@ -66,19 +66,19 @@ class ListingOutcome(Protocol):
 ListCampaign = Callable[..., Awaitable[ListingOutcome | None]]
 
 
-#: A campaign floods when its look-ups would leave its token less than this share of its window free.
-FLOOD_ROOM_SHARE = 0.5
+#: A campaign floods when its token's look-ups in a window would be more than this share of the token's limit.
+FLOOD_SHARE = 0.5
 #: ... and a listing of it costs at most this share of the token's window.
 LISTING_SHARE = 0.25
 
 
-def flood_wanted(members: int, token_room: int | None, token_limit: int | None, listing_pages: int) -> bool:
+def flood_wanted(members: int, token_lookups: int | None, token_limit: int | None, listing_pages: int) -> bool:
     """Whether `members` look-ups of one campaign are better answered by one listing of `listing_pages` pages:
-    when looking them up would leave the token's window (`token_limit`, `token_room` free now; None: tokens
-    aren't budgeted, never) less than half free, and the listing is cheap (a quarter of the window at most)."""
-    if token_room is None or token_limit is None:
+    when, with the `token_lookups` its token has in its window already, they would be more than half the token's
+    `token_limit` (None: tokens aren't budgeted, never), and the listing is cheap (a quarter of the limit at most)."""
+    if token_lookups is None or token_limit is None:
         return False
-    return token_room - members < token_limit * FLOOD_ROOM_SHARE and listing_pages <= token_limit * LISTING_SHARE
+    return token_lookups + members > token_limit * FLOOD_SHARE and listing_pages <= token_limit * LISTING_SHARE
 
 
 def listing_pages(stored_members: int, page_size: int = MAX_PAGE_SIZE) -> int:
@@ -167,17 +167,20 @@ class FloodListings:
         except Exception as error:  # the look-ups meet the same trouble and handle it (retry, fail)
             log.debug("webhook: no creator token to weigh the look-ups by (%s); looking up", error)
             return events
-        room, limit = self.budget.token_room(token), self.budget.token_limit
-        if room is None or limit is None or room - len(members) >= limit * FLOOD_ROOM_SHARE:
-            return events  # plenty of room: no flood (and no store read to weigh one)
+        budget = self.budget
+        room, looked_up, limit = budget.token_room(token), budget.token_lookups(token), budget.token_limit
+        if room is None or looked_up is None or limit is None:
+            return events
+        if len(members) <= room and looked_up + len(members) <= limit * FLOOD_SHARE:
+            return events  # no flood (and no store read to weigh one)
         pages = listing_pages(await self.store.membership_count(await campaign.storage_key()))
-        if listing_allowed and flood_wanted(len(members), room, limit, pages):
+        if listing_allowed and flood_wanted(len(members), looked_up, limit, pages):
             log.info(
-                "webhook flood: campaign %s has %d member(s) to look up and its token room for %d; a listing "
-                "(about %d page(s)) answers them and what follows",
+                "webhook flood: campaign %s has %d member(s) to look up after %d look-up(s) in its token's window; a "
+                "listing (about %d page(s)) answers them and what follows",
                 campaign.known_campaign_id(),
                 len(members),
-                room,
+                looked_up,
                 pages,
             )
             await self._defer_to(self._listing_for(state, now), events, now)

@@ -83,10 +83,10 @@ async def pledge_gold_and_deliver(world: FakeWorld, fans: list[tuple[int, str]])
 def test_the_threshold_lists_only_a_flood_of_a_campaign_cheap_to_list() -> None:
     pages = listing_pages(3_000)
     assert pages == 4
-    assert not flood_wanted(5, 100, 100, pages), "a few look-ups with a fresh token: looked up"
-    assert not flood_wanted(40, 90, 100, pages), "they leave half the window free: looked up"
-    assert flood_wanted(1, 50, 100, pages), "half the token's minute is spent: a listing answers"
-    assert not flood_wanted(500, 10, 100, listing_pages(100_000)), "101 pages cost more than the token's quarter"
+    assert not flood_wanted(5, 0, 100, pages), "a few look-ups with a fresh token: looked up"
+    assert not flood_wanted(10, 40, 100, pages), "half the token's minute at most: looked up"
+    assert flood_wanted(1, 50, 100, pages), "past half the token's minute in look-ups: a listing answers"
+    assert not flood_wanted(500, 90, 100, listing_pages(100_000)), "101 pages cost more than the token's quarter"
     assert not flood_wanted(500, None, None, pages), "tokens not budgeted: nobody waits, nothing to coalesce"
 
 
