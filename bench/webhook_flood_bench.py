@@ -14,9 +14,10 @@ what the bot's policy gives, after the role calls drained at Discord's pace), an
 until every event is applied. Last line:
 `RESULT patreon_calls=… http_429=… wrong=… flood=… applied_s=…`.
 
-Measured (2 shared cores, December 2026): 3,000 deliveries into 5,000 patrons: 21 Patreon requests (3 listings,
-no look-up), 0 × 429, 0 wrong, every event applied 7.4 s after the first delivery; one by one they would have
-been 3,000 look-ups at 100 a minute.
+Measured (2 shared cores, December 2026): 3,000 deliveries into 5,000 patrons, two runs: 21 and 61 Patreon
+requests (no look-up and 3 listings; 50 look-ups before the flood showed, then 1 listing), 0 x 429, 0 wrong,
+every event applied 7.4 s and 7.2 s after the first delivery; one by one they would have been 3,000 look-ups at
+100 a minute.
 """
 
 from __future__ import annotations
