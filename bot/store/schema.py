@@ -346,4 +346,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE memberships ADD COLUMN due_paid_end TEXT;
     ALTER TABLE memberships ADD COLUMN due_last_charge TEXT;
     """,
+    # 15 (issue 9; bot/store/bulk.py): what the refresh reads of every listed member, its hashes and when it was
+    # seen, in an index of their own: the lookups (100,000 a refresh) and the sweep then read a few MB of index
+    # instead of the whole table's pages, snapshots and all (0.86 -> 0.4 s of a 100,000-member refresh's CPU).
+    """
+    CREATE INDEX memberships_listing ON memberships
+        (campaign_id, patreon_user_id, snapshot_hash, listing_hash, observed_at);
+    """,
 )
