@@ -124,10 +124,18 @@ class CampaignsWorld:
 
     async def _listing(self, campaign_id: str) -> dict[str, MembershipSnapshot]:
         client, token = self._client(), self.campaigns[campaign_id]["token"].access_token
-        self.tiers[campaign_id] = {tier.id: tier for tier in (await client.get_campaign(token, campaign_id)).tiers}
-        listing: dict[str, MembershipSnapshot] = {}
-        async for page in client.iter_member_pages(token, campaign_id):
-            listing.update((m.patreon_user_id, m) for m in page.members if m.patreon_user_id is not None)
+        assert self.patreon is not None
+        # Unmetered: the bench's reads are not the bot's traffic and must not spend the token's window (Patreon
+        # counts 100 requests a minute per token) that the bot's budget keeps the bot under.
+        limit, self.patreon.rate_limit = self.patreon.rate_limit, None
+        try:
+            tiers = (await client.get_campaign(token, campaign_id)).tiers
+            self.tiers[campaign_id] = {tier.id: tier for tier in tiers}
+            listing: dict[str, MembershipSnapshot] = {}
+            async for page in client.iter_member_pages(token, campaign_id):
+                listing.update((m.patreon_user_id, m) for m in page.members if m.patreon_user_id is not None)
+        finally:
+            self.patreon.rate_limit = limit
         return listing
 
     async def _sync_roles_and_store(self, db_path: str) -> None:

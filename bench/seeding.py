@@ -131,10 +131,16 @@ class World:
             user_agent=USER_AGENT,
         )
         token, campaign_id = self.patreon.creator_access_token, self.patreon.campaign.id
-        self.tiers = {tier.id: tier for tier in (await client.get_campaign(token, campaign_id)).tiers}
-        listing: dict[str, MembershipSnapshot] = {}
-        async for page in client.iter_member_pages(token, campaign_id):
-            listing.update((m.patreon_user_id, m) for m in page.members if m.patreon_user_id is not None)
+        # Unmetered: Patreon counts 100 requests a minute per token (per grant, in the fake), and the bot's budget
+        # keeps the bot's own traffic under it; the bench's reads are not the bot's and must not spend its window.
+        limit, self.patreon.rate_limit = self.patreon.rate_limit, None
+        try:
+            self.tiers = {tier.id: tier for tier in (await client.get_campaign(token, campaign_id)).tiers}
+            listing: dict[str, MembershipSnapshot] = {}
+            async for page in client.iter_member_pages(token, campaign_id):
+                listing.update((m.patreon_user_id, m) for m in page.members if m.patreon_user_id is not None)
+        finally:
+            self.patreon.rate_limit = limit
         return listing
 
     async def _sync_roles_and_store(self, db_path: str) -> None:
