@@ -10,7 +10,10 @@ POST /patreon/webhook, C at a time (and at most `--rate` per second when given).
 sent and when fake Discord recorded the first role call for that member (both on the machine's monotonic clock).
 
 Printed: accepted/s (2xx answers per second of sending), webhook→role-call latency p50/p90/p99/max, how many
-Patreon re-fetches and Discord role calls the burst cost, and this process's (the bot's) wall and CPU seconds.
+Patreon calls and Discord role calls the burst cost, and this process's (the bot's) wall and CPU seconds. A burst of
+one campaign's deliveries faster than its creator token's 100 requests a minute is a flood: it is answered by
+listings of the campaign rather than one re-fetch each (bot/sync/webhook_flood.py), so `patreon_calls_expected` is
+the most it may cost (one per delivery), not what it must.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
     print(f"  Discord role calls: {ratio(len(role_calls), expected)}  (a tier change is one PUT and one DELETE)")
     print(f"  role jobs applied: {jobs_applied:,}")
     for path, count in sorted(refetches.items()):
-        print(f"  Patreon calls: {ratio(count, sent)}  {path}/…  (the re-fetch each delivery triggers)")
+        print(f"  Patreon calls: {ratio(count, sent)}  {path}/…  (at most one re-fetch a delivery; a flood lists)")
     print(f"  bot process: wall {spent.wall:.2f}s, CPU {spent.cpu:.2f}s for the burst; peak RSS {peak_rss_mb():.0f} MB")
     print(f"  event loop: longest stall {stalls.longest * 1000:.0f} ms")
     print(
