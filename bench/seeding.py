@@ -284,9 +284,8 @@ class World:
     async def drain_estimate(self, role_calls: int) -> dict[str, float]:
         return {"seconds": self.drain_seconds(role_calls)}
 
-    async def fire_webhooks(self, url: str, count: int, concurrency: int, rate: float, rng_seed: int = 2) -> dict:
-        """Move `count` active patrons to another tier, POST one signed `members:pledge:update` each, and time
-        each from its send to the first role call for that member that fake Discord records."""
+    def move_active_patrons(self, count: int, rng_seed: int) -> list[str]:
+        """Move `count` linked active patrons (picked by `rng_seed`) to another tier on fake Patreon; their ids."""
         assert self.patreon is not None
         rng, state = random.Random(rng_seed), self.patreon.campaign
         active = [
@@ -295,11 +294,18 @@ class World:
             if (member := state.live_member_for(user_id)) is not None and member.patron_status == "active_patron"
         ]
         picked = rng.sample(active, min(count, len(active)))
-        deliveries = []
         for user_id in picked:
             current = state.live_member_for(user_id)
             others = [tier[0] for tier in TIERS if current is None or tier[0] not in current.tier_ids]
             self.patreon.set_membership(user_id, "active_patron", tier_ids=[rng.choice(others)])
+        return picked
+
+    async def fire_webhooks(self, url: str, count: int, concurrency: int, rate: float, rng_seed: int = 2) -> dict:
+        """Move `count` active patrons to another tier, POST one signed `members:pledge:update` each, and time
+        each from its send to the first role call for that member that fake Discord records."""
+        assert self.patreon is not None
+        deliveries = []
+        for user_id in self.move_active_patrons(count, rng_seed):
             body = self.patreon.render_member_webhook_body("members:pledge:update", user_id)
             deliveries.append((self.links[user_id], body, sign(body, WEBHOOK_SECRET)))
         calls_before = len(self.discord.calls)

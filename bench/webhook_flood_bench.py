@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import aiohttp
 
 from bench.bot_runner import add_log_option, setup_logging, start_world
 from bench.fakes_process import FakesProcess
-from bench.seeding import GUILD_ID, TIERS, WEBHOOK_SECRET, World, _nothing_refused
+from bench.seeding import GUILD_ID, WEBHOOK_SECRET, World, _nothing_refused
 from bot.sync.reconcile import plan_member_roles, utc_now
 from fakes.patreon import sign
 
@@ -47,19 +46,8 @@ class FloodWorld(World):
         """Move `count` active patrons to another tier, note the roles the policy then gives everyone, and POST one
         signed delivery per moved patron, `concurrency` at a time."""
         assert self.patreon is not None
-        rng, state = random.Random(rng_seed), self.patreon.campaign
-        active = [
-            user_id
-            for user_id in sorted(self.links)
-            if (member := state.live_member_for(user_id)) is not None and member.patron_status == "active_patron"
-        ]
-        picked = rng.sample(active, min(count, len(active)))
-        bodies = []
-        for user_id in picked:
-            current = state.live_member_for(user_id)
-            others = [tier[0] for tier in TIERS if current is None or tier[0] not in current.tier_ids]
-            self.patreon.set_membership(user_id, "active_patron", tier_ids=[rng.choice(others)])
-            bodies.append(self.patreon.render_member_webhook_body("members:pledge:update", user_id))
+        picked, state = self.move_active_patrons(count, rng_seed), self.patreon.campaign
+        bodies = [self.patreon.render_member_webhook_body("members:pledge:update", user_id) for user_id in picked]
         listing, now, guild = await self._listing(), utc_now(), self.discord.guild(GUILD_ID)
         ledger = await self.read_ledger(GUILD_ID)
         for patreon_id, discord_id in self.links.items():
