@@ -224,6 +224,22 @@ class QueueStore(SqlRunner):
         await self._db.commit()
         return result.rowcount
 
+    async def supersede_webhook_events_by_id(self, event_ids: Sequence[int], now: datetime) -> int:
+        """These events, still pending: a complete listing that started after they arrived answered them (a
+        flood's, bot/sync/webhook_flood.py; by id, whatever URL each came by)."""
+        changed = 0
+        ids = list(event_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            result = await self._run(
+                f"UPDATE webhook_events SET state = ?, finished_at = ? WHERE state = ? AND id IN ({marks})",
+                (SUPERSEDED, iso_utc(now), PENDING, *chunk),
+            )
+            changed += result.rowcount
+        await self._db.commit()
+        return changed
+
     async def prune_webhook_events(self, finished_before: datetime) -> int:
         result = await self._run(
             "DELETE FROM webhook_events WHERE state != ? AND received_at < ?", (PENDING, iso_utc(finished_before))

@@ -84,7 +84,7 @@ class WebhookApplier(BackgroundWorker):
         self.retry_cap = retry_cap
         self._busy = False
         self._pass_lock = asyncio.Lock()
-        self.floods = FloodListings(store, client.budget, list_campaign, clock, self.claimer)
+        self.floods = FloodListings(store, client.budget, list_campaign, clock, self.claimer, on_released=self.wake)
 
     async def work(self) -> bool:
         return await self.apply_due() > 0

@@ -122,8 +122,10 @@ class FloodListings:
         lock_wait: float = LOCK_WAIT,
         retry_base: float = 5.0,
         retry_cap: float = 300.0,
+        on_released: Callable[[], None] = lambda: None,
     ) -> None:
-        """`list_campaign` None: floods are looked up like any webhook (no refresh to list with)."""
+        """`list_campaign` None: floods are looked up like any webhook (no refresh to list with). `on_released`:
+        events a listing let go are due again (the applier wakes, rather than sleeping out their deferral)."""
         self.store = store
         self.budget = budget
         self.list_campaign = list_campaign
@@ -132,6 +134,7 @@ class FloodListings:
         self.lock_wait = lock_wait
         self.retry_base = retry_base
         self.retry_cap = retry_cap
+        self.on_released = on_released
         self._campaigns: dict[str, _CampaignFloods] = {}
         #: Floods answered by a listing since start (tests, benches, /metrics read it).
         self.listings = 0
@@ -277,6 +280,9 @@ class FloodListings:
         if report.ok:
             state.failures, state.list_again_at = 0, None
             self.listings += 1
+            # The listing's own supersede goes by campaign id; these may have come by the legacy URL (no id), and
+            # left pending they would flood again and list again, forever.
+            await self.store.supersede_webhook_events_by_id(sorted(listing.ids), self.clock())
             log.info(
                 "webhook flood of campaign %s: %d event(s) answered by one listing (%d page(s), %d request(s))",
                 campaign.known_campaign_id(),
@@ -296,7 +302,7 @@ class FloodListings:
 
     def _failed(self, state: _CampaignFloods) -> None:
         state.failures += 1
-        delay = min(self.retry_cap, self.retry_base * 2 ** (state.failures - 1))
+        delay = min(self.retry_cap, self.retry_base * 2 ** min(state.failures - 1, 30))  # no float overflow
         state.list_again_at = self.clock() + timedelta(seconds=delay)
 
     async def _let_go(self, ids: set[int]) -> None:
@@ -305,6 +311,8 @@ class FloodListings:
             await self.store.defer_webhook_events(list(ids), self.clock(), owner=self.claimer.owner, release=True)
         except Exception as error:  # their deferral runs out within a lease anyway
             log.warning("webhook flood: could not let %d event(s) go (%s); due within a lease", len(ids), error)
+        else:
+            self.on_released()
 
     async def close(self) -> None:
         """Stop the listings under way; their events go back to pending and due."""

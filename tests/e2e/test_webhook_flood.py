@@ -295,3 +295,38 @@ async def test_a_flood_waits_for_another_process_listing_the_campaign_then_lists
     assert members_pages(world, before, world.patreon.campaign.id) >= 1
     assert not (await world.store.webhook_event_counts()).get("pending")
     assert world.patreon.http_429 == 0
+
+
+async def test_a_flood_that_came_by_the_legacy_url_is_done_after_one_listing_not_listed_forever(make_world):
+    """Events recorded without a campaign id (the `.env` campaign's legacy URL, before the process knew the id)
+    are answered by the campaign's flood listing like any: marked done by id once it completed (review 4, R4-1:
+    superseded only by campaign id, they were let go pending, flooded again and listed again, forever)."""
+    world, fans, _ = await make_world(free=60)
+    services = world.bot.services
+    floods = services.webhook_applier.floods
+    now = services.webhook_applier.clock()
+    stored = await world.store.memberships_of([patreon_id for _d, patreon_id in fans[:55]])
+    assert len(stored) == 55
+    ids = []
+    for patreon_id, membership in stored.items():
+        event = await world.store.record_webhook_event(
+            received_at=now - timedelta(seconds=1),
+            trigger="members:pledge:update",
+            resource_type="member",
+            member_id=membership.member_id,
+            patreon_user_id=patreon_id,
+            campaign_id=None,
+            body_sha256=f"legacy {patreon_id}",
+            applicable=True,
+            addressed_campaign_id="",
+        )
+        ids.append(event)
+    services.webhook_applier.wake()
+
+    async def all_done() -> bool:
+        return not (await world.store.webhook_event_counts()).get("pending")
+
+    assert len(set(ids)) == 55
+    await wait_for(all_done, timeout=90)
+    assert floods.listings == 1, "one listing answered the flood"
+    assert not floods.active
