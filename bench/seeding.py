@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
+from bot.domain.role_plan import RolePlan
 from bot.patreon.client import PatreonClient
 from bot.store import Store
 from bot.sync.reconcile import plan_member_roles, utc_now
@@ -209,15 +210,8 @@ class World:
             else:
                 self.patreon.remove_membership(user_id)
                 kinds["deleted"] += 1
-        listing, now, guild = await self._listing(), utc_now(), self.discord.guild(GUILD_ID)
-        ledger = await self.read_ledger(GUILD_ID)
         differ = role_changes = 0
-        for patreon_id, discord_id in self.links.items():
-            actual = frozenset(guild.member(discord_id).role_ids)
-            _decision, plan = plan_member_roles(
-                listing.get(patreon_id), self.settings, self.tier_roles, self.tiers, now,
-                actual, ledger.get(discord_id, frozenset()), _nothing_refused,
-            )  # fmt: skip
+        for discord_id, actual, plan in await self.plans_now():
             differ += not plan.is_empty
             role_changes += len(plan.add) + len(plan.remove)
             self.expected[discord_id] = plan.final_roles(actual)
@@ -283,6 +277,21 @@ class World:
 
     async def drain_estimate(self, role_calls: int) -> dict[str, float]:
         return {"seconds": self.drain_seconds(role_calls)}
+
+    async def plans_now(self) -> list[tuple[int, frozenset[int], RolePlan]]:
+        """(member, roles held on fake Discord, the policy's plan) for every linked member, over a fresh listing
+        and the bot's ledger as they are now."""
+        listing, now, guild = await self._listing(), utc_now(), self.discord.guild(GUILD_ID)
+        ledger = await self.read_ledger(GUILD_ID)
+        plans = []
+        for patreon_id, discord_id in self.links.items():
+            actual = frozenset(guild.member(discord_id).role_ids)
+            _decision, plan = plan_member_roles(
+                listing.get(patreon_id), self.settings, self.tier_roles, self.tiers, now,
+                actual, ledger.get(discord_id, frozenset()), _nothing_refused,
+            )  # fmt: skip
+            plans.append((discord_id, actual, plan))
+        return plans
 
     def move_active_patrons(self, count: int, rng_seed: int) -> list[str]:
         """Move `count` linked active patrons (picked by `rng_seed`) to another tier on fake Patreon; their ids."""

@@ -34,8 +34,7 @@ import aiohttp
 
 from bench.bot_runner import add_log_option, setup_logging, start_world
 from bench.fakes_process import FakesProcess
-from bench.seeding import GUILD_ID, WEBHOOK_SECRET, World, _nothing_refused
-from bot.sync.reconcile import plan_member_roles, utc_now
+from bench.seeding import WEBHOOK_SECRET, World
 from fakes.patreon import sign
 
 
@@ -48,14 +47,7 @@ class FloodWorld(World):
         assert self.patreon is not None
         picked, state = self.move_active_patrons(count, rng_seed), self.patreon.campaign
         bodies = [self.patreon.render_member_webhook_body("members:pledge:update", user_id) for user_id in picked]
-        listing, now, guild = await self._listing(), utc_now(), self.discord.guild(GUILD_ID)
-        ledger = await self.read_ledger(GUILD_ID)
-        for patreon_id, discord_id in self.links.items():
-            actual = frozenset(guild.member(discord_id).role_ids)
-            _decision, plan = plan_member_roles(
-                listing.get(patreon_id), self.settings, self.tier_roles, self.tiers, now,
-                actual, ledger.get(discord_id, frozenset()), _nothing_refused,
-            )  # fmt: skip
+        for discord_id, actual, plan in await self.plans_now():
             self.expected[discord_id] = plan.final_roles(actual)
         gate, statuses = asyncio.Semaphore(concurrency), [0] * len(bodies)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
