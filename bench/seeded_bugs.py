@@ -5,7 +5,7 @@ tests/convergence with the CI profile on the unchanged copy (it must pass), then
 small patch to product code and runs it again:
 
 1. a grace day off by one: a declined payment keeps its roles a day longer (bot/domain/billing.py);
-2. a lost job on restart: start-up drops the role jobs a killed bot left pending (bot/store/queues.py);
+2. a lost job on restart: start-up drops the role jobs a killed bot left pending (bot/store/role_job_queue.py);
 3. a stale-cache write: role changes PATCH the whole role list from discord.py's cache instead of one
    PUT/DELETE per role (bot/discord_io/roles.py).
 
@@ -52,7 +52,7 @@ BUGS = (
     ),
     SeededBug(
         "lost job on restart",
-        "bot/store/queues.py",
+        "bot/store/role_job_queue.py",
         '"UPDATE role_jobs SET next_attempt_at = ? WHERE state = ? AND next_attempt_at > ?",',
         '"DELETE FROM role_jobs WHERE ? IS NOT NULL AND state = ? AND ? IS NOT NULL",',
     ),

@@ -27,7 +27,8 @@ from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher,
 from bot.store.panels import PanelStore
 from bot.store.patron_report import PatronReportStore
 from bot.store.plan_inputs import PlanInputsStore
-from bot.store.queues import UPSERT_FACT, QueueStore, iso_utc
+from bot.store.queue_store import QueueStore
+from bot.store.queues import UPSERT_FACT, iso_utc
 from bot.store.role_connections import RoleConnectionStore
 from bot.store.schema import MIGRATIONS
 from bot.store.stats import StatsStore
