@@ -33,9 +33,9 @@ async def h(tmp_path: Path) -> AsyncIterator[SyncHarness]:
         await harness.close()
 
 
-async def test_events_a_failed_flood_listing_lets_go_are_looked_up_without_waiting_out_their_deferral(h: SyncHarness) -> None:
-    services = h.services
-    assert services is not None and h.store is not None
+async def test_events_a_failed_flood_listing_lets_go_are_looked_up_not_left_to_their_deferral(h: SyncHarness) -> None:
+    services, store = h.services, h.store
+    assert services is not None and store is not None
     h.patreon.add_tier("2001", "Gold", 1000)
     for patreon_id in FANS:
         h.patreon.add_user(patreon_id, patreon_id)
@@ -45,7 +45,7 @@ async def test_events_a_failed_flood_listing_lets_go_are_looked_up_without_waiti
         assert status == 202
     h.patreon.fail_next(r"/campaigns/[^/]+/members", status=503, count=1000)  # listings fail, look-ups work
     applier = WebhookApplier(
-        h.store,
+        store,
         services.patreon,
         services.campaigns,
         services.reconcile,
@@ -60,14 +60,14 @@ async def test_events_a_failed_flood_listing_lets_go_are_looked_up_without_waiti
     applier.start()
     try:
         async def all_done() -> bool:
-            return await h.store.webhook_event_counts() == {"done": len(FANS)}
+            return await store.webhook_event_counts() == {"done": len(FANS)}
 
         await wait_for(all_done, timeout=120)
-        fact = await h.store.get_fact(LAST_REFRESH)
+        fact = await store.get_fact(LAST_REFRESH)
         assert isinstance(fact, dict) and fact["cause"].startswith("webhook flood") and not fact["ok"], fact
         assert applier.floods.listings == 0, "the flood's listing failed: its events were looked up after it"
         for patreon_id in FANS:
-            stored = await h.store.get_membership(patreon_id)
+            stored = await store.get_membership(patreon_id)
             assert stored is not None and stored.patron_status is PatronStatus.ACTIVE
     finally:
         await applier.stop(timeout=1)
