@@ -27,7 +27,8 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleM
 from bot.patreon.client import PatreonClient
 from bot.store import Store
 from bot.store.campaigns import OAUTH_SOURCE, campaign_token_subject
-from bot.sync.reconcile import plan_member_roles, utc_now
+from bot.sync.member_plan import plan_member_roles
+from bot.sync.reconcile import utc_now
 from fakes.discord import FakeDiscord
 from fakes.patreon import CREATOR_SCOPES, FakePatreon, sign
 

@@ -23,7 +23,8 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleM
 from bot.domain.role_plan import RolePlan
 from bot.patreon.client import PatreonClient
 from bot.store import Store
-from bot.sync.reconcile import plan_member_roles, utc_now
+from bot.sync.member_plan import plan_member_roles
+from bot.sync.reconcile import utc_now
 from fakes.discord import FakeDiscord
 from fakes.discord.crowd import add_crowd
 from fakes.patreon import FakePatreon, sign

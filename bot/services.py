@@ -33,13 +33,15 @@ from bot.sync.campaign import CampaignService
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.channel_log import ChannelLog
 from bot.sync.comp_expiry import CompExpiry
+from bot.sync.member_plan import ReconcileOutcome
 from bot.sync.other_shards import OtherShards
 from bot.sync.participation import Participation
 from bot.sync.patron_dms import PatronDms
 from bot.sync.plan_scope import DirtyMembers
-from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
+from bot.sync.reconcile import ReconcileService
 from bot.sync.refresh import RefreshReport, RefreshScheduler, RefreshService
 from bot.sync.role_connection_push import RoleConnectionPusher
+from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_jobs import RoleJobs
 from bot.sync.role_pacing import ROLE_CALLS_BURST, ROLE_CALLS_PER_SECOND, RoleCallPacer, TokenBucket
 from bot.sync.webhook_apply import WebhookApplier

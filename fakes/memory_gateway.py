@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.sync.reconcile import RoleChangeError
+from bot.sync.role_gateway import RoleChangeError
 
 
 @dataclass

@@ -18,7 +18,9 @@ from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonErro
 from bot.store import Link, Store, patron_subject
 from bot.store.facade import ADMIN_SOURCE
 from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected
-from bot.sync.reconcile import ReconcileOutcome, ReconcileService, RoleGateway
+from bot.sync.member_plan import ReconcileOutcome
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_gateway import RoleGateway
 
 log = logging.getLogger(__name__)
 

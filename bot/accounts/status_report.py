@@ -14,7 +14,8 @@ from bot.domain.billing import cadence_months
 from bot.domain.models import Tier
 from bot.domain.money import DEFAULT_CURRENCY, describe_pledge
 from bot.store import Link, Store
-from bot.sync.reconcile import MemberPlan, ReconcileService
+from bot.sync.member_plan import MemberPlan
+from bot.sync.reconcile import ReconcileService
 
 NOT_HERE = "This server doesn't use the bot for Patreon roles."
 

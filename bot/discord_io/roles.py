@@ -24,7 +24,8 @@ from discord.ext import commands
 from bot.discord_io.kicks import KickCalls
 from bot.discord_io.linked_members import LinkedMembers, MemberLookupFailed
 from bot.discord_io.rate_limit_watch import RateLimitWatch
-from bot.sync.reconcile import GRANT_SETTLE_TIME, RoleChangeError
+from bot.sync.reconcile import GRANT_SETTLE_TIME
+from bot.sync.role_gateway import RoleChangeError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from bot.patreon.errors import PatreonError
 from bot.store import Store
 from bot.sync.campaign import CampaignService, CampaignUnavailable
 from bot.sync.participation import Participation
-from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_jobs import RoleJobs
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ from bot.guild_admin.rank import InvokerRank
 from bot.guild_admin.service import AdminError
 from bot.store import Store
 from bot.sync.participation import Participation
-from bot.sync.reconcile import ReconcileService, RoleChangeError, RoleGateway
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_gateway import RoleChangeError, RoleGateway
 
 log = logging.getLogger(__name__)
 

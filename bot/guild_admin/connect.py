@@ -26,7 +26,7 @@ from bot.store.campaigns import REVOKED
 from bot.sync.campaign import CREATOR_REJECTED_FACT, CampaignService, CampaignUnavailable
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.participation import Participation
-from bot.sync.reconcile import RoleGateway
+from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_pacing import RoleCallPacer
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.domain.models import GuildSettings, Tier, TierRoleMap
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
-from bot.sync.reconcile import RoleGateway
+from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_pacing import describe_duration
 
 

@@ -22,7 +22,8 @@ from bot.domain.kick_rules import MemberRank, kick_refusal
 from bot.domain.models import GuildSettings
 from bot.store import LAST_REFRESH, Store
 from bot.sync.participation import Participation
-from bot.sync.reconcile import ReconcileService, RoleChangeError
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_gateway import RoleChangeError
 from bot.sync.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from bot.guild_admin.service import AdminError
 from bot.store import Store
 from bot.store.patron_report import REPORT_CHUNK
 from bot.sync.participation import Participation
-from bot.sync.reconcile import RoleGateway
+from bot.sync.role_gateway import RoleGateway
 
 log = logging.getLogger(__name__)
 

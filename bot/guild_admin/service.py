@@ -21,8 +21,9 @@ from bot.guild_admin.admin_checks import AdminError
 from bot.guild_admin.hand_links import HandLinkCommands
 from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
+from bot.sync.member_plan import MemberPlan, ReconcileOutcome
 from bot.sync.participation import ENABLE_HINT
-from bot.sync.reconcile import MemberPlan, ReconcileOutcome, RoleChangeError
+from bot.sync.role_gateway import RoleChangeError
 
 __all__ = ["AdminError", "AdminService", "SyncReport", "TierLine"]
 

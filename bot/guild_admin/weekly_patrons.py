@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from bot.guild_admin.patrons_report import attachment, patrons_report
 from bot.store import Store
 from bot.sync.participation import Participation
-from bot.sync.reconcile import RoleGateway
+from bot.sync.role_gateway import RoleGateway
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from datetime import datetime
 
 from bot.domain.models import MembershipSnapshot
 from bot.store import Store
-from bot.sync.reconcile import ReconcileService, RoleChangeError, RoleGateway
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_gateway import RoleChangeError, RoleGateway
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleM
 from bot.domain.policy import managed_role_ids
 from bot.patreon.member_rows import MemberRows
 from bot.store import Store
-from bot.sync.reconcile import RoleChangeError, RoleGateway, plan_member_roles
+from bot.sync.member_plan import plan_member_roles
+from bot.sync.role_gateway import RoleChangeError, RoleGateway
 
 log = logging.getLogger(__name__)
 

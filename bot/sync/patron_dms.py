@@ -44,8 +44,8 @@ from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, T
 from bot.store import Store
 from bot.store.dm_outbox import DM_BLOCKED, DM_DROPPED, DM_FAILED, DM_SENT, QueuedDm
 from bot.store.leases import Claimer, LeaseRenewal
+from bot.sync.member_plan import ReconcileOutcome
 from bot.sync.participation import Participation
-from bot.sync.reconcile import ReconcileOutcome
 
 log = logging.getLogger(__name__)
 

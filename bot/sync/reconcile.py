@@ -1,7 +1,8 @@
 """The one reconcile engine: policy decision → minimal role plan → one Discord call per changed role → ledger.
 
 Webhooks, the periodic refresh, linking, unlinking and admin syncs all come through here, so the
-rules for what may be changed live in one place.
+rules for what may be changed live in one place. What a member's plan and outcome are, and the one planning rule,
+live in bot/sync/member_plan.py; what the engine needs of Discord in bot/sync/role_gateway.py.
 """
 
 from __future__ import annotations
@@ -9,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-from bot.domain.comps import Comp, with_comps
-from bot.domain.models import GuildSettings, MembershipSnapshot, RoleDecision, Tier, TierRoleMap
-from bot.domain.policy import decide_roles, managed_role_ids
-from bot.domain.role_plan import RolePlan, grants_to_forget, plan_roles
+from bot.domain.policy import managed_role_ids
+from bot.domain.role_plan import RolePlan, grants_to_forget
 from bot.store import Store
 from bot.sync.campaign import CampaignService
 from bot.sync.channel_log import ChannelLog
+from bot.sync.member_plan import MemberPlan, ReconcileOutcome, plan_member_roles
 from bot.sync.participation import Participation
+from bot.sync.role_gateway import RateLimiter, RoleChangeError, RoleGateway
 
 #: The campaign key of a guild that follows no campaign: no membership or tier is ever stored under it.
 FOLLOWS_NOTHING = "(no campaign)"
@@ -32,115 +31,8 @@ log = logging.getLogger(__name__)
 GRANT_SETTLE_TIME = timedelta(seconds=60)
 
 
-class RateLimiter(Protocol):
-    """Held around each single role call (bot/sync/role_pacing.py: per server and global buckets)."""
-
-    def call(self, guild_id: int, priority: float = 0.0) -> contextlib.AbstractAsyncContextManager[None]: ...
-
-
-class RoleChangeError(Exception):
-    """Discord refused or failed a role change; `permanent` says whether retrying can help."""
-
-    def __init__(self, message: str, *, permanent: bool, added: frozenset[int] = frozenset()) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        #: Roles that were given before the failure (they stay in the ledger: they are ours).
-        self.added = added
-
-
-class RoleGateway(Protocol):
-    """What the engine needs from Discord; the discord.py adapter implements it."""
-
-    def guild_ids(self) -> list[int]: ...
-
-    async def member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None: ...
-
-    def cached_member_roles(self, guild_id: int, user_id: int) -> frozenset[int] | None:
-        """The member's roles from memory without any request; None when not cached (or not a member)."""
-        ...
-
-    def knows_all_members(self, guild_id: int) -> bool:
-        """True when every *linked* member (and every holder of roles the bot gave) is known, so for them "not
-        cached" means "not a member". It says nothing of anyone else: a big server's other members are never kept."""
-        ...
-
-    def knows_member(self, guild_id: int, user_id: int) -> bool:
-        """True when memory answers for this user here without a request: cached (a member), or Discord was asked
-        and said they aren't one. False means `member_roles` must ask (e.g. a link made elsewhere)."""
-        ...
-
-    def unassignable_roles(self, guild_id: int, role_ids: frozenset[int]) -> dict[int, str]: ...
-
-    def missing_permissions(self, guild_id: int) -> str | None: ...
-
-    async def set_member_roles(
-        self, guild_id: int, user_id: int, add: frozenset[int], remove: frozenset[int], reason: str
-    ) -> None: ...
-
-    def role_name(self, guild_id: int, role_id: int) -> str: ...
-
-    def user_name(self, user_id: int) -> str: ...
-
-    async def post_log(self, channel_id: int, text: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class MemberPlan:
-    guild_id: int
-    user_id: int
-    membership: MembershipSnapshot | None
-    decision: RoleDecision
-    actual: frozenset[int]
-    granted: frozenset[int]
-    plan: RolePlan
-
-
-@dataclass
-class ReconcileOutcome:
-    guild_id: int
-    user_id: int
-    added: frozenset[int] = frozenset()
-    removed: frozenset[int] = frozenset()
-    blocked: dict[int, str] = field(default_factory=dict)
-    summary: str = ""
-    in_guild: bool = True
-    error: str | None = None
-    #: Set with `error`: True when retrying cannot help (missing permission, member gone).
-    permanent: bool = False
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.removed)
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def plan_member_roles(
-    membership: MembershipSnapshot | None,
-    settings: GuildSettings,
-    tier_roles: TierRoleMap,
-    tiers: Mapping[str, Tier],
-    now: datetime,
-    actual: frozenset[int],
-    granted: frozenset[int],
-    unassignable: Callable[[frozenset[int]], Mapping[int, str]],
-    *,
-    explain: bool = True,
-    comps: Sequence[Comp] = (),
-) -> tuple[RoleDecision, RolePlan]:
-    """The policy's decision and the minimal plan for one member: the one rule both the one-member path and
-    the refresh's batch path use, so they can't disagree. `unassignable(roles)` says which of `roles` the bot
-    may not touch, and why. `explain=False` (nothing will show the reasons) builds no per-role reason. `comps`:
-    the member's comps here (bot/domain/comps.py); those active at `now` are wanted too.
-    """
-    decision = decide_roles(
-        membership, settings, tier_roles, tiers, now, held_managed_roles=granted & actual, explain=explain
-    )
-    decision = with_comps(decision, comps, now, explain=explain)
-    touched = frozenset(decision.desired | (granted & actual))
-    return decision, plan_roles(decision, actual, granted, dict(unassignable(touched)))
 
 
 class ReconcileService:

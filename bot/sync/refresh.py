@@ -52,10 +52,11 @@ from bot.sync.batch_plan import GuildInputs, RefreshPlanner, load_guild_inputs
 from bot.sync.campaign import CampaignService, CampaignUnavailable, grant_refused
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.plan_scope import DirtyMembers, GuildScope
-from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.reconcile import ReconcileService
 from bot.sync.refresh_listing import LISTING_GC_THRESHOLD as LISTING_GC_THRESHOLD  # bench/parse_bench.py reads it here
 from bot.sync.refresh_listing import ListingReader, check_unconfirmed_forget, fewer_collections
 from bot.sync.refresh_schedule import SKIPPED, OneProcessAtATime, RefreshRotation, run_each
+from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_jobs import RoleJobs
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,8 @@ from datetime import datetime, timedelta
 from bot.store import Store
 from bot.store.leases import Claimer
 from bot.store.queues import RoleJob
-from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_pacing import ROLE_CALLS_PER_SECOND, RoleCallPacer, TokenBucket, describe_duration
 from bot.sync.worker import BackgroundWorker, log_crash
 

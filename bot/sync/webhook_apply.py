@@ -32,7 +32,8 @@ from bot.store.queues import DONE, FAILED, IGNORED, WebhookEvent
 from bot.sync.auto_match import auto_match
 from bot.sync.campaign import CampaignService, CampaignUnavailable
 from bot.sync.campaign_registry import CampaignRegistry
-from bot.sync.reconcile import ReconcileService, RoleGateway
+from bot.sync.reconcile import ReconcileService
+from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_jobs import RoleJobs
 from bot.sync.webhook_flood import FloodListings, ListCampaign
 from bot.sync.worker import BackgroundWorker

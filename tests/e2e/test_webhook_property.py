@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.domain.policy import decide_roles
-from bot.sync.reconcile import plan_member_roles
+from bot.sync.member_plan import plan_member_roles
 from fakes.patreon.rate_limit import ClientRateLimit
 from fakes.world import PATREON_IDS, SEED
 

@@ -15,7 +15,7 @@ import pytest
 from bot.domain.models import TokenPair
 from bot.store import LAST_REFRESH, patron_subject
 from bot.sync.campaign import CREATOR_REJECTED_FACT
-from bot.sync.reconcile import RoleChangeError
+from bot.sync.role_gateway import RoleChangeError
 from fakes.sync_harness import GUILD, SyncHarness
 
 GOLD, VIP = 630000000000000001, 630000000000000003

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.sync.reconcile import RoleChangeError
+from bot.sync.role_gateway import RoleChangeError
 from fakes.sync_harness import GUILD, SyncHarness
 
 GOLD = 630000000000000001

@@ -13,7 +13,8 @@ import pytest
 from bot.domain.models import GuildSettings
 from bot.domain.shards import ShardSpec
 from bot.store.leases import Claimer
-from bot.sync.reconcile import ReconcileOutcome, ReconcileService
+from bot.sync.member_plan import ReconcileOutcome
+from bot.sync.reconcile import ReconcileService
 from bot.sync.role_jobs import RoleJobs
 from fakes.memory_gateway import MemoryGateway
 from tests.e2e.polling import wait_for

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode, Tier, TierRoleMap
 from bot.domain.policy import decide_roles
-from bot.sync.reconcile import plan_member_roles
+from bot.sync.member_plan import plan_member_roles
 from tests.unit.test_policy import (
     ENTITLEMENTS,
     HELD,
