@@ -10,26 +10,20 @@ It promises:
 * the result depends on values only, never on the order of tiers or of mappings.
 
 The rules, row by row, are in docs/policy.md; tests/unit/test_policy.py checks them against an independent oracle.
+Which tiers a membership is entitled to, and the roles those earn, is bot/domain/tier_entitlement.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
 from bot.domain import billing
-from bot.domain.models import (
-    GuildSettings,
-    MembershipSnapshot,
-    PatronStatus,
-    RoleDecision,
-    RoleMode,
-    Tier,
-    TierRoleMap,
-)
-from bot.domain.money import amount_currency, format_money, same_currency
+from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleDecision, Tier, TierRoleMap
+from bot.domain.money import amount_currency, format_money
+from bot.domain.tier_entitlement import Entitlement, entitlement_of, is_known_free, tier_grants, tier_list
 
 __all__ = ["decide_roles", "managed_role_ids"]
 
@@ -47,16 +41,6 @@ class _Standing(Enum):
 
 
 _SETTLED_ACTIVE_CHARGES = frozenset({None, billing.PAID, billing.PENDING, billing.FREE_TRIAL})
-
-
-@dataclass(frozen=True)
-class _Entitlement:
-    tier_ids: tuple[str, ...]
-    inferred: str | None = None
-    #: Paying, no tier listed, and no tier can be inferred: no catalogue, another currency, or several months a charge.
-    unknowable: bool = False
-    #: Why no tier could be inferred (shown in the summary), when `unknowable`.
-    why: str = "no tier is known"
 
 
 @dataclass
@@ -132,11 +116,11 @@ def _judge(
         return _Verdict(_Standing.NOT_MEMBER, False, "Not a member of the campaign", denial="not a member")
     status = membership.patron_status
     charge = membership.last_charge_status
-    entitlement = _entitlement(membership, tiers, settings.currency)
+    entitlement = entitlement_of(membership, tiers, settings.currency)
     mode = settings.role_mode
     if status is None:
-        free_tiers = [t for t in entitlement.tier_ids if _known_free(t, tiers)]
-        granted, denied = _grant(free_tiers, None, tier_roles, tiers, mode, explain)
+        free_tiers = [t for t in entitlement.tier_ids if is_known_free(t, tiers)]
+        granted, denied = tier_grants(free_tiers, None, tier_roles, tiers, mode, explain)
         return _Verdict(_Standing.FREE, False, "Free member (never pledged)", granted, denied)
     if status == PatronStatus.FORMER:
         return _judge_former(membership, settings, entitlement, tier_roles, tiers, now, held, explain)
@@ -154,7 +138,7 @@ def _judge(
 def _judge_active(
     membership: MembershipSnapshot,
     settings: GuildSettings,
-    entitlement: _Entitlement,
+    entitlement: Entitlement,
     tier_roles: TierRoleMap,
     tiers: Mapping[str, Tier],
     held: frozenset[int],
@@ -165,13 +149,13 @@ def _judge_active(
     gifted = membership.is_gifted
     eligible = entitlement.tier_ids
     if trial and not settings.trial_gets_tier_roles:
-        eligible = tuple(t for t in eligible if _known_free(t, tiers))
-    granted, denied = _grant(eligible, entitlement.inferred, tier_roles, tiers, settings.role_mode, explain)
+        eligible = tuple(t for t in eligible if is_known_free(t, tiers))
+    granted, denied = tier_grants(eligible, entitlement.inferred, tier_roles, tiers, settings.role_mode, explain)
     if trial and not settings.trial_gets_tier_roles:
         for tier_id in entitlement.tier_ids:
             for role in tier_roles.roles_by_tier.get(tier_id, frozenset()) - granted.keys():
                 denied.setdefault(role, "free trial: this server gives trials no tier roles")
-    listed_paid = any(not _known_free(t, tiers) for t in entitlement.tier_ids)
+    listed_paid = any(not is_known_free(t, tiers) for t in entitlement.tier_ids)
     amount = membership.currently_entitled_amount_cents
     if not listed_paid and amount <= 0 and charge in (billing.PAID, billing.PENDING):
         when = _day(membership.last_charge_date)
@@ -187,7 +171,7 @@ def _judge_active(
         verdict = _Verdict(_Standing.UNSETTLED, True, summary, trial=trial, gifted=gifted)
         return _kept(verdict, granted, denied, held, also_held=True, explain=explain)
     kind = "Free-trial patron" if trial else "Gifted patron" if gifted else "Active patron"
-    summary = f"{kind} of {_tier_list(entitlement.tier_ids, tiers)}"
+    summary = f"{kind} of {tier_list(entitlement.tier_ids, tiers)}"
     if entitlement.inferred is not None:
         summary += f" (tier inferred from {_entitled(membership, settings)} entitled)"
     elif charge == billing.PAID and membership.last_charge_date is not None:
@@ -200,7 +184,7 @@ def _judge_active(
 def _judge_declined(
     membership: MembershipSnapshot,
     settings: GuildSettings,
-    entitlement: _Entitlement,
+    entitlement: Entitlement,
     tier_roles: TierRoleMap,
     tiers: Mapping[str, Tier],
     now: datetime,
@@ -217,14 +201,16 @@ def _judge_declined(
         return _Verdict(_Standing.LAPSED, False, f"{declined}; grace ended{_day(ends)}", denial=over)
     until = f"until {ends:%Y-%m-%d}" if ends is not None else "while no charge date is known"
     summary = f"{declined}; roles kept {until} ({days}-day grace)"
-    granted, denied = _grant(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, settings.role_mode, explain)
+    granted, denied = tier_grants(
+        entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, settings.role_mode, explain
+    )
     return _kept(_Verdict(_Standing.DECLINE_GRACE, True, summary), granted, denied, held, explain=explain)
 
 
 def _judge_former(
     membership: MembershipSnapshot,
     settings: GuildSettings,
-    entitlement: _Entitlement,
+    entitlement: Entitlement,
     tier_roles: TierRoleMap,
     tiers: Mapping[str, Tier],
     now: datetime,
@@ -235,7 +221,7 @@ def _judge_former(
     if settings.keep_until_paid_through and through is not None and now < through:
         summary = f"Pledge cancelled; roles kept until {through:%Y-%m-%d} (paid through)"
         mode = settings.role_mode
-        granted, denied = _grant(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, mode, explain)
+        granted, denied = tier_grants(entitlement.tier_ids, entitlement.inferred, tier_roles, tiers, mode, explain)
         return _kept(_Verdict(_Standing.PAID_THROUGH, True, summary), granted, denied, held, explain=explain)
     ended = f"; paid period ended{_day(through)}" if through is not None and now >= through else ""
     return _Verdict(_Standing.FORMER, False, f"Former patron{ended}", denial=f"former patron{ended}")
@@ -270,76 +256,13 @@ def _kept(
     return replace(verdict, granted=kept, denied=refused, denial=denial)
 
 
-def _entitlement(membership: MembershipSnapshot, tiers: Mapping[str, Tier], currency: str) -> _Entitlement:
-    """The tiers `membership` is entitled to, repairing Patreon's blank-tier gap.
-
-    Patreon's `currently_entitled_tiers` is trusted when it lists a paid tier (or one missing from the
-    catalogue). When it lists none, or was absent (`tiers_known` False), but the member pays (status
-    active, or last charge Paid) and `currently_entitled_amount_cents > 0`, the tier is inferred: the
-    highest-amount tier with 0 < amount <= the entitled amount that is not known to be unpublished
-    (ties: smaller id). Free tiers that were listed stay. With no catalogue at all the entitlement is
-    `unknowable`; with a catalogue but no tier that cheap, the member simply has no paid tier.
-
-    Tier prices are monthly and in the campaign's `currency`, so nothing is inferred (`unknowable`, which keeps
-    roles and adds none) from an amount in another currency or one that pays for several months (an annual plan's
-    charge is a year's price, often discounted): comparing those with a monthly price would guess.
-    """
-    listed = tuple(dict.fromkeys(membership.entitled_tier_ids)) if membership.tiers_known else ()
-    amount = membership.currently_entitled_amount_cents
-    paying = membership.patron_status == PatronStatus.ACTIVE or membership.last_charge_status == billing.PAID
-    if any(not _known_free(t, tiers) for t in listed) or not paying or amount <= 0:
-        return _Entitlement(listed)
-    if not same_currency(membership, currency):
-        paid_in = amount_currency(membership, currency)
-        return _Entitlement(
-            listed, unknowable=True, why=f"pays in {paid_in}, not the campaign's {currency}, and no tier is listed"
-        )
-    months = billing.cadence_months(membership)
-    if months > 1:
-        return _Entitlement(listed, unknowable=True, why=f"pays every {months} months and no tier is listed")
-    candidates = [
-        tier_id for tier_id, tier in tiers.items() if 0 < tier.amount_cents <= amount and tier.published is not False
-    ]
-    if not candidates:
-        return _Entitlement(listed, unknowable=not tiers)
-    inferred = min(candidates, key=lambda t: _rank_key(t, tiers))
-    return _Entitlement((*listed, inferred), inferred=inferred)
-
-
-def _grant(
-    tier_ids: Iterable[str],
-    inferred: str | None,
-    tier_roles: TierRoleMap,
-    tiers: Mapping[str, Tier],
-    mode: RoleMode,
-    explain: bool = True,
-) -> tuple[dict[int, str], dict[int, str]]:
-    """Roles earned by `tier_ids` under `mode`, with reasons; and the roles HIGHEST mode passed over (with
-    `explain` only: they matter only as reasons)."""
-    mapped = sorted((t for t in set(tier_ids) if tier_roles.roles_by_tier.get(t)), key=lambda t: _rank_key(t, tiers))
-    chosen = mapped[:1] if mode == RoleMode.HIGHEST else mapped
-    if not explain:
-        return {role: "" for tier_id in chosen for role in tier_roles.roles_by_tier[tier_id]}, {}
-    granted: dict[int, str] = {}
-    for tier_id in chosen:
-        how = "inferred from the entitled amount (Patreon listed no tier)" if tier_id == inferred else "is entitled"
-        for role in sorted(tier_roles.roles_by_tier[tier_id]):
-            granted.setdefault(role, f"tier {_tier_name(tier_id, tiers)} {how}")
-    denied: dict[int, str] = {}
-    for tier_id in mapped[len(chosen) :]:
-        outranks = f"highest-only: {_tier_name(mapped[0], tiers)} outranks {_tier_name(tier_id, tiers)}"
-        for role in sorted(tier_roles.roles_by_tier[tier_id] - granted.keys()):
-            denied.setdefault(role, outranks)
-    return granted, denied
-
-
 def _tier_denial(role: int, verdict: _Verdict, tier_roles: TierRoleMap, tiers: Mapping[str, Tier]) -> str:
     if role in verdict.denied:
         return verdict.denied[role]
     if verdict.denial is not None:
         return verdict.denial
     owners = [t for t, roles in tier_roles.roles_by_tier.items() if role in roles]
-    return f"tier {_tier_list(owners, tiers, keep_free=True)} not entitled"
+    return f"tier {tier_list(owners, tiers, keep_free=True)} not entitled"
 
 
 def _special_roles(
@@ -381,32 +304,6 @@ def _special_roles(
         if role_id is not None:
             entries.setdefault(role_id, []).append((wanted, yes if wanted else no))
     return entries
-
-
-def _rank_key(tier_id: str, tiers: Mapping[str, Tier]) -> tuple[int, int, tuple[int, int, str]]:
-    """Sort key, best first: higher amount, then unknown above Free, then smaller id (numeric if digits)."""
-    tier = tiers.get(tier_id)
-    amount = tier.amount_cents if tier is not None else 0
-    known_free = tier is not None and tier.amount_cents <= 0
-    numeric = tier_id.isascii() and tier_id.isdigit()
-    return (-amount, 1 if known_free else 0, (0, int(tier_id), tier_id) if numeric else (1, 0, tier_id))
-
-
-def _known_free(tier_id: str, tiers: Mapping[str, Tier]) -> bool:
-    tier = tiers.get(tier_id)
-    return tier is not None and tier.amount_cents <= 0
-
-
-def _tier_name(tier_id: str, tiers: Mapping[str, Tier]) -> str:
-    tier = tiers.get(tier_id)
-    return tier.title if tier is not None and tier.title else tier_id
-
-
-def _tier_list(tier_ids: Iterable[str], tiers: Mapping[str, Tier], keep_free: bool = False) -> str:
-    """Tier names best first; the Free tier is left out when a paid one is named (unless keep_free)."""
-    ordered = sorted(set(tier_ids), key=lambda t: _rank_key(t, tiers))
-    shown = ordered if keep_free else [t for t in ordered if not _known_free(t, tiers)] or ordered
-    return ", ".join(_tier_name(t, tiers) for t in shown) or "no tier"
 
 
 def _entitled(membership: MembershipSnapshot, settings: GuildSettings) -> str:
