@@ -7,7 +7,6 @@ limits, interactions) without the network. Point discord.py at `base_url` by set
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,23 +19,28 @@ from .clicks import click_payload
 from .commands import CommandRegistry
 from .dm_channels import DmAwareMessageRoutes, DmChannels
 from .gateway import GatewayHub
+from .gateway_controls import GatewayControls
 from .guild import FakeGuild
 from .interactions import InteractionRecord, OptionBuilder, build_interaction_payload
-from .member_requests import MemberRequest
 from .models import build_message
 from .oauth import DiscordOAuth
 from .rate_limits import RateLimiter, RateLimits
 from .rest_app import AppRoutes
+from .rest_controls import RestControls
 from .rest_guilds import GuildRoutes
 from .role_connections import RoleConnections
 from .snowflake import SnowflakeFactory
-from .transport import API_PREFIX, HoldRule, RecordedCall, RestGate, failure_rule, rate_limited_rule
+from .transport import API_PREFIX, RestGate
 
 DEFAULT_OWNER_ID = 800000000000000009
 
 
-class FakeDiscord:
-    """The whole fake platform: state, control API for tests, and the HTTP/websocket server."""
+class FakeDiscord(GatewayControls, RestControls):
+    """The whole fake platform: state, control API for tests, and the HTTP/websocket server.
+
+    The control API's gateway half is `GatewayControls` (fakes/discord/gateway_controls.py), its REST half (recorded
+    calls, rate limits, faults, holds) `RestControls` (fakes/discord/rest_controls.py).
+    """
 
     def __init__(
         self,
@@ -175,80 +179,7 @@ class FakeDiscord:
                 return guild, channel_id
         raise errors.unknown_channel()
 
-    # ---- gateway -------------------------------------------------------------------------------
-
-    def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a gateway event to every connected bot whose intents cover it."""
-        self._gateway.dispatch(event, data)
-
-    @property
-    def connected(self) -> bool:
-        """True once a bot has IDENTIFYed, got READY and still holds its socket."""
-        return self._gateway.connected
-
-    @property
-    def identify_count(self) -> int:
-        """How many IDENTIFYs were answered (a restarted bot identifies again)."""
-        return self._gateway.identify_count
-
-    @property
-    def resume_count(self) -> int:
-        """How many RESUMEs were accepted."""
-        return self._gateway.resume_count
-
-    async def wait_for_ready_bots(self, count: int = 1, timeout: float = 5.0) -> None:
-        """Wait until `count` bots are connected and have been sent READY + GUILD_CREATEs."""
-        await self._gateway.wait_for_ready(count, timeout)
-
-    def request_reconnect(self) -> None:
-        """Ask connected bots to reconnect (op 7); they RESUME and get the events they missed."""
-        self._gateway.request_reconnect()
-
-    @property
-    def member_requests(self) -> list[MemberRequest]:
-        """Every gateway op 8 REQUEST_GUILD_MEMBERS the bots sent (ids, query, nonce, and the fake's answer)."""
-        return self._gateway.member_requests
-
-    async def drop_gateway_connections(self, code: int = 4000) -> None:
-        """Close the sockets but keep sessions: discord.py RESUMEs after its 0-2 s back-off."""
-        await self._gateway.drop_connections(code)
-
-    async def begin_gateway_outage(self) -> None:
-        """Drop the bots' gateway sockets and leave new ones without HELLO until `end_gateway_outage`."""
-        await self._gateway.begin_outage()
-
-    def end_gateway_outage(self) -> None:
-        self._gateway.end_outage()
-
-    def hold_member_updates(self, guild_id: int, user_id: int) -> None:
-        """Gateway lag: hold this member's GUILD_MEMBER_UPDATE events (REST answers still come at once) until
-        `release_member_updates`; see `GatewayHub.hold_member_updates` for the source."""
-        self._gateway.hold_member_updates(guild_id, user_id)
-
-    def release_member_updates(self) -> int:
-        """Send every held member update in the order the changes happened; returns how many."""
-        return self._gateway.release_member_updates()
-
-    @property
-    def held_member_updates(self) -> int:
-        """How many member updates are waiting (a test's signal that a change happened)."""
-        return self._gateway.held_member_updates
-
-    # ---- recorded REST traffic -----------------------------------------------------------------
-
-    @property
-    def calls(self) -> list[RecordedCall]:
-        """Every REST call in arrival order (including refused and injected ones)."""
-        return list(self._gate.calls)
-
-    def calls_matching(self, method: str, path_regex: str) -> list[RecordedCall]:
-        """Calls with this method whose path (no query string) `re.search`es `path_regex`; anchor with `$`."""
-        pattern = re.compile(path_regex)
-        return [c for c in self._gate.calls if c.method == method.upper() and pattern.search(c.path)]
-
-    def clear_calls(self) -> None:
-        """Forget recorded calls (e.g. after start-up traffic)."""
-        self._gate.calls.clear()
+    # ---- channel messages and commands ---------------------------------------------------------
 
     def messages(self, channel_id: int) -> list[dict[str, Any]]:
         """Messages the bot posted to a channel via POST /channels/{c}/messages."""
@@ -276,64 +207,6 @@ class FakeDiscord:
     def registered_commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
         """Commands synced globally (None) or to one guild."""
         return self.commands.list(guild_id)
-
-    # ---- rate limits (fakes/discord/rate_limits.py) --------------------------------------------
-
-    @property
-    def rate_limits(self) -> RateLimits:
-        """The limits being enforced."""
-        return self._gate.limiter.limits
-
-    @property
-    def rate_limiter(self) -> RateLimiter:
-        """The limits' state: `invalid_requests` (401/403/429 in the last 10 minutes), `banned_for()`, buckets."""
-        return self._gate.limiter
-
-    def set_rate_limits(self, limits: RateLimits) -> None:
-        """Enforce other limits from now on, with fresh buckets and counters (e.g. real limits in one e2e test)."""
-        self._gate.limiter = RateLimiter(limits, self._gate.limiter.clock)
-
-    def rate_limited_calls(self, scope: str | None = None) -> list[RecordedCall]:
-        """Calls answered 429 (enforced or injected), optionally of one scope (`user`, `global`, `shared`)."""
-        return [c for c in self._gate.calls if c.status == 429 and (scope is None or c.scope == scope)]
-
-    # ---- fault injection -----------------------------------------------------------------------
-
-    def inject_rate_limit(
-        self, method: str, path_regex: str, count: int = 1, retry_after: float = 0.05, global_: bool = False
-    ) -> None:
-        """The next `count` calls with this method whose path `re.search`es `path_regex` get a real 429."""
-        self._gate.faults.append(rate_limited_rule(method, path_regex, count, retry_after, global_))
-
-    def fail_next(
-        self,
-        method: str,
-        path_regex: str,
-        status: int = 500,
-        count: int = 1,
-        *,
-        code: int = 0,
-        message: str | None = None,
-    ) -> None:
-        """The next `count` matching calls fail with `status` and Discord's error body.
-
-        discord.py retries 500/502/504/524 itself after 1 s, 3 s, ...; use 503 or 4xx for an immediate error.
-        """
-        self._gate.faults.append(failure_rule(method, path_regex, status, count, code, message))
-
-    def clear_faults(self) -> None:
-        """Forget the injected failures and 429s not yet used (`fail_next`, `inject_rate_limit`): a burst is over."""
-        self._gate.faults.clear()
-
-    def hold_next(self, method: str, path_regex: str, *, seconds: float, count: int = 1) -> HoldRule:
-        """The next `count` matching calls wait before Discord handles them: at most `seconds`, or until the
-        returned rule's `release()`. Its `arrived`/`held` counters say when a call is being held.
-
-        Use it to make Discord slow for one call, so that what happens meanwhile is arranged rather than timed.
-        """
-        rule = HoldRule(method.upper(), re.compile(path_regex), count, seconds)
-        self._gate.holds.append(rule)
-        return rule
 
     # ---- interactions --------------------------------------------------------------------------
 
