@@ -35,7 +35,8 @@ from bench.webhook_bench import percentile
 from bot.domain.models import GuildSettings
 from bot.store import Store
 from fakes.discord import RateLimits, RecordedCall, Window
-from fakes.world import SEED, FakeWorld, role_call_member
+from fakes.role_calls import role_call_member
+from fakes.world import SEED, FakeWorld
 
 MEMBER_BASE = 782000000000000000
 WEBHOOK_BASE = 783000000000000000

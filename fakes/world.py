@@ -1,6 +1,7 @@
 """A whole loopback world: fake Discord, fake Patreon and the real bot, seeded with a campaign and a server.
 
-Shared by the e2e tests, the demo and the benchmarks so they all exercise the same wiring.
+Shared by the e2e tests, the demo and the benchmarks so they all exercise the same wiring. The seeded ids live in
+fakes/seed.py (`SEED` and `PATREON_IDS` are imported from here too), the role-call records in fakes/role_calls.py.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import asyncio
 import random
 import re
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
@@ -26,41 +26,19 @@ from bot.store.token_cipher import TokenCipher, new_key
 from bot.sync.refresh import RefreshReport
 from bot.web.webhook_receiver import MEMBER_TRIGGERS
 from fakes.browser import Browser
-from fakes.discord import FakeDiscord, RateLimits, RecordedCall
+from fakes.discord import FakeDiscord, RateLimits
 from fakes.patreon import FakePatreon
 from fakes.postgres import drop_database, fresh_database
+from fakes.role_calls import RoleCallWatch
+from fakes.seed import PATREON_IDS, SEED
 
 BOT_TOKEN = "fake-bot-token"
 CLIENT_ID = "fake-client"
 CLIENT_SECRET = "fake-secret"
 WEBHOOK_SECRET = "fake-webhook-secret"
 DISCORD_CLIENT_SECRET = "fake-discord-client-secret"
-
-
-@dataclass(frozen=True)
-class Seed:
-    """Ids of everything the world seeds, so tests read as prose."""
-
-    guild_id: int = 710000000000000001
-    owner_id: int = 720000000000000001
-    gold_role: int = 730000000000000001
-    bronze_role: int = 730000000000000002
-    vip_role: int = 730000000000000003  # hand-given by a moderator, never ours to touch
-    above_bot_role: int = 730000000000000004
-    managed_role: int = 730000000000000005
-    log_channel: int = 740000000000000001
-    alice: int = 750000000000000001  # Gold patron
-    bob: int = 750000000000000002  # Bronze patron
-    carol: int = 750000000000000003  # former patron
-    dave: int = 750000000000000004  # free member
-    gold_tier: str = "2001"
-    bronze_tier: str = "2002"
-
-
-SEED = Seed()
 #: What a deployment that connects its campaigns with `/patreon-admin connect` leaves out of .env.
 _ENV_CAMPAIGN_SETTINGS = ("PATREON_CREATOR_ACCESS_TOKEN", "PATREON_CREATOR_REFRESH_TOKEN", "PATREON_WEBHOOK_SECRET")
-PATREON_IDS = {SEED.alice: "p-alice", SEED.bob: "p-bob", SEED.carol: "p-carol", SEED.dave: "p-dave"}
 
 
 class Clock:
@@ -93,7 +71,10 @@ def free_port() -> int:
     raise RuntimeError("no free port between 20000 and 32000")
 
 
-class FakeWorld:
+class FakeWorld(RoleCallWatch):
+    """The fakes and the bot, seeded (fakes/seed.py); what a test reads of the bot's role calls is `RoleCallWatch`
+    (fakes/role_calls.py)."""
+
     #: PostgreSQL databases made by worlds in this process so far: how a test runner tells which tests ran on one.
     postgres_databases_made: ClassVar[int] = 0
 
@@ -335,47 +316,6 @@ class FakeWorld:
     def roles_of(self, discord_id: int) -> set[int]:
         return set(self.guild.member(discord_id).role_ids)
 
-    # -- the background sync ---------------------------------------------------------------------------
-
-    def role_calls(self, user_id: int | None = None) -> list[RecordedCall]:
-        """Every role-change call to Discord for this member (or anyone): the PUT/DELETE of one member role the
-        gateway sends, and any PATCH of the whole role list, so a regression to whole-list writes is counted too."""
-        member = str(user_id) if user_id is not None else r"\d+"
-        whole = self.discord.calls_matching("PATCH", rf"/guilds/{SEED.guild_id}/members/{member}$")
-        single = [
-            call
-            for method in ("PUT", "DELETE")
-            for call in self.discord.calls_matching(method, rf"/guilds/{SEED.guild_id}/members/{member}/roles/\d+$")
-        ]
-        return sorted(whole + single, key=lambda call: call.at)
-
-    def accepted_role_calls(self, guild_id: int) -> list[RecordedCall]:
-        """The member-role PUTs and DELETEs Discord accepted in one server (429s left out), oldest first: what the
-        rate-limit tests and the fairness bench count against the server's bucket."""
-        calls = [
-            call
-            for method in ("PUT", "DELETE")
-            for call in self.discord.calls_matching(method, rf"^/guilds/{guild_id}/members/\d+/roles/\d+$")
-            if call.status != 429
-        ]
-        return sorted(calls, key=lambda call: call.at)
-
-    def fail_role_changes(
-        self, user_id: int, status: int = 503, count: int = 1, *, code: int = 0, message: str | None = None
-    ) -> None:
-        """The next `count` attempts to give this member a role fail, whichever form the gateway uses."""
-        for method, path in (("PATCH", rf"/members/{user_id}$"), ("PUT", rf"/members/{user_id}/roles/\d+$")):
-            self.discord.fail_next(method, path, status=status, count=count, code=code, message=message)
-
-    def hold_member_updates(self, user_id: int) -> None:
-        """Discord's gateway lags: this member's GUILD_MEMBER_UPDATE events wait, so the bot's cache keeps showing
-        their old roles after its own role calls succeed, until `release_member_updates`."""
-        self.discord.hold_member_updates(SEED.guild_id, user_id)
-
-    def release_member_updates(self) -> int:
-        """Send the held member updates in order; returns how many there were."""
-        return self.discord.release_member_updates()
-
     async def send_webhook(self, trigger: str, patreon_user_id: str, **options: object) -> tuple[int, str]:
         """Fake Patreon delivers `trigger` for this user's membership to the bot, signed with the secret."""
         return await self.patreon.send_webhook(trigger, patreon_user_id, **options)  # type: ignore[arg-type]
@@ -394,11 +334,6 @@ class FakeWorld:
         report = await self.bot.services.refresh.run(cause)
         await self.settle()
         return report
-
-
-def role_call_member(call: RecordedCall) -> int:
-    """The member a `/guilds/{g}/members/{u}/roles/{r}` call was for."""
-    return int(call.path.split("/")[4])
 
 
 def button_url(components: list[dict]) -> str:

@@ -17,7 +17,8 @@ import pytest
 from bot.domain.models import GuildSettings
 from bot.store import Store
 from fakes.discord import RateLimits, RecordedCall, Window
-from fakes.world import SEED, FakeWorld, role_call_member
+from fakes.role_calls import role_call_member
+from fakes.world import SEED, FakeWorld
 from tests.e2e.polling import wait_for
 
 WINDOW = 0.5
