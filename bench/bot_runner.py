@@ -73,13 +73,15 @@ class Span:
 
     wall: float = 0.0
     cpu: float = 0.0
+    #: CPU of the thread that started and stopped the span (the event loop's); the rest is aiosqlite's thread.
+    loop_cpu: float = 0.0
 
     @classmethod
     def start(cls) -> Span:
-        return cls(time.perf_counter(), time.process_time())
+        return cls(time.perf_counter(), time.process_time(), time.thread_time())
 
     def stop(self) -> Span:
-        return Span(time.perf_counter() - self.wall, time.process_time() - self.cpu)
+        return Span(time.perf_counter() - self.wall, time.process_time() - self.cpu, time.thread_time() - self.loop_cpu)
 
 
 class LoopStalls:
@@ -155,6 +157,7 @@ class PhaseTimer:
             finally:
                 done, total = span.stop(), self.spans.setdefault(key, Span())
                 total.wall, total.cpu = total.wall + done.wall, total.cpu + done.cpu
+                total.loop_cpu += done.loop_cpu
                 self.written_mb[key] = self.written_mb.get(key, 0.0) + disk_written_mb() - written
 
         setattr(owner, name, timed)

@@ -13,16 +13,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.domain import billing
 from bot.domain.models import MembershipSnapshot
 from bot.store.campaigns import UNKNOWN_CAMPAIGN
-from bot.store.codec import decode_snapshot, encode_snapshot, snapshot_hash
+from bot.store.codec import encode_snapshot, snapshot_hash
+from bot.store.database import SQLITE
+from bot.store.due_moments import due_columns
 from bot.store.queues import SqlRunner, iso_utc
 
 #: How long "Patreon said this membership is gone" is remembered against late listing pages.
 TOMBSTONE_LIFETIME = timedelta(days=1)
 #: Ids per `IN (...)` query (well under SQLite's variable limit).
 IN_CHUNK = 500
+#: Ids per look-up of a listing page's members: one query a page (SQLite and asyncpg take 32,766 parameters).
+PAGE_CHUNK = 1000
 #: Rows per read of the "who is gone" sweep.
 SWEEP_CHUNK = 10_000
 
@@ -75,20 +78,6 @@ def membership_row(
         listing,
         *due_columns(snapshot),
     )
-
-
-def due_columns(snapshot: MembershipSnapshot) -> tuple[str, str, str]:
-    """`billing.time_moments` as the store keeps them: fixed-width UTC text, '' for none (NULL: not known yet, a row
-    from before migration 14 until `fill_due_moments` has read it)."""
-    moments = billing.time_moments(snapshot) or (None, None, None)
-    return tuple(iso_utc(moment) if moment is not None else "" for moment in moments)  # type: ignore[return-value]
-
-
-def _due_of_text(text: str) -> tuple[str, str, str]:
-    try:
-        return due_columns(decode_snapshot(text))
-    except (ValueError, TypeError, KeyError):
-        return "", "", ""
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -174,13 +163,22 @@ class BulkStore(SqlRunner):
         await self._db.commit()  # the tombstone prune too: no transaction is left open between pages
         return written
 
+    async def listing_hashes(self, campaign_id: str, user_ids: Sequence[str | None]) -> dict[str, bytes | None]:
+        """Patreon user → stored `listing_hash` (None: not remembered) of these users' memberships of the campaign:
+        what the refresh compares a listing page's bytes with first (bot/sync/page_changes.py). One column, not
+        `listing_looks`' two: the 99% of a page's members unchanged need no more."""
+        rows = await self._of_users(campaign_id, [user for user in user_ids if user is not None], "listing_hash")
+        return dict(rows) if self._dialect == SQLITE else {row[0]: _bytes(row[1]) for row in rows}
+
     async def listing_looks(
         self, campaign_id: str, user_ids: Sequence[str | None]
     ) -> dict[str, tuple[bytes | None, bytes | None]]:
         """Patreon user → (stored `snapshot_hash`, stored `listing_hash`) of these users' memberships of the
-        campaign: what the refresh compares one listing page with (bot/sync/page_changes.py)."""
+        campaign: what the refresh compares a page's members with by value (bot/sync/page_changes.py)."""
         wanted = [user for user in user_ids if user is not None]
         rows = await self._of_users(campaign_id, wanted, "snapshot_hash, listing_hash")
+        if self._dialect == SQLITE:
+            return {user: (digest, listing) for user, digest, listing in rows}
         return {row[0]: (_bytes(row[1]), _bytes(row[2])) for row in rows}
 
     async def remember_listing_hashes(
@@ -196,51 +194,6 @@ class BulkStore(SqlRunner):
             await self._run_many(_REMEMBER_LISTING_HASH, rows)
             await self._db.commit()
 
-    async def fill_due_moments(self, chunk: int = 1000) -> int:
-        """Give each row from before migration 14 its moments, read from its snapshot (once: at the first start
-        after the upgrade, a chunk a transaction); return how many. A snapshot that can't be read is never due
-        by time (the daily full re-plan still plans it)."""
-        filled = 0
-        while True:
-            async with self._db.execute(
-                "SELECT campaign_id, patreon_user_id, snapshot FROM memberships WHERE due_next_charge IS NULL LIMIT ?",
-                (chunk,),
-            ) as cursor:
-                rows = await cursor.fetchall()
-            if not rows:
-                return filled
-            await self._run_many(
-                "UPDATE memberships SET due_next_charge = ?, due_paid_end = ?, due_last_charge = ?"
-                " WHERE campaign_id = ? AND patreon_user_id = ?",
-                [(*_due_of_text(row[2]), row[0], row[1]) for row in rows],
-            )
-            await self._db.commit()
-            filled += len(rows)
-
-    async def memberships_due_by_time(
-        self, campaign_id: str, since: datetime, now: datetime, grace_days: int
-    ) -> list[str]:
-        """Patreon users of the campaign whose roles time alone may have changed between `since` and `now`, with a
-        decline grace of `grace_days` (what `batch_plan.may_change_by_time` says of each stored snapshot)."""
-        since, now = billing.as_utc(since), billing.as_utc(now)  # naive read as UTC, as the time rule reads it
-        grace = timedelta(days=grace_days)
-        try:
-            grace_now = iso_utc(now - grace)
-        except OverflowError:  # a grace longer than the calendar: none has ended
-            grace_now = ""
-        try:
-            grace_since = iso_utc(since - grace)
-        except OverflowError:
-            grace_since = ""  # every text sorts after it
-        after, until = iso_utc(since), iso_utc(now)
-        async with self._db.execute(
-            "SELECT patreon_user_id FROM memberships WHERE campaign_id = ? AND ("
-            "(due_next_charge > ? AND due_next_charge <= ?) OR (due_paid_end > ? AND due_paid_end <= ?)"
-            " OR (due_last_charge > ? AND due_last_charge <= ?))",
-            (campaign_id, after, until, after, until, grace_since, grace_now),
-        ) as cursor:
-            return [row[0] for row in await cursor.fetchall()]
-
     async def _stored_looks(
         self, campaign_id: str, user_ids: Sequence[object]
     ) -> dict[str, tuple[bytes | None, str]]:
@@ -249,15 +202,19 @@ class BulkStore(SqlRunner):
         return {row[0]: (row[1], row[2]) for row in rows}
 
     async def _of_users(self, campaign_id: str, user_ids: Sequence[object], columns: str) -> list[Any]:
-        """(patreon_user_id, *columns) of these users' memberships of the campaign, `IN_CHUNK` users a query."""
+        """(patreon_user_id, *columns) of these users' memberships of the campaign, a listing page's users a
+        query. SQLite's rows are plain tuples: its `Row` wrapper was a fifth of a 100,000-member look-up."""
         found: list[Any] = []
-        for ids in in_chunks(user_ids):
+        for start in range(0, len(user_ids), PAGE_CHUNK):
+            ids = user_ids[start : start + PAGE_CHUNK]
             marks = ",".join("?" * len(ids))
             async with self._db.execute(
                 f"SELECT patreon_user_id, {columns} FROM memberships WHERE campaign_id = ? AND patreon_user_id IN"
                 f" ({marks})",
                 (campaign_id, *ids),
             ) as cursor:
+                if self._dialect == SQLITE:
+                    cursor.row_factory = None
                 found += await cursor.fetchall()
         return found
 

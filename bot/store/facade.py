@@ -13,7 +13,8 @@ from typing import Any
 
 import aiosqlite
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, Tier, TierRoleMap
 from bot.store.bulk import UPSERT_MEMBERSHIP, BulkStore, campaign_key, membership_row
 from bot.store.campaigns import CampaignStore
 from bot.store.claims import ClaimStore
@@ -22,6 +23,7 @@ from bot.store.comps import CompStore
 from bot.store.daily_counts import DailyCountStore
 from bot.store.database import POSTGRES, SQLITE, Database
 from bot.store.dm_outbox import DmOutboxStore
+from bot.store.due_moments import DueMomentsStore
 from bot.store.files import StoreUnusable, explain, keep_private, prepare_database_file
 from bot.store.opening import PRAGMAS, check_writable, execute, key_file_cipher, postgres_db
 from bot.store.panels import PanelStore
@@ -77,6 +79,7 @@ class Store(
     TokenStore,
     QueueStore,
     BulkStore,
+    DueMomentsStore,
     PlanInputsStore,
     PanelStore,
     StatsStore,
@@ -89,9 +92,9 @@ class Store(
     """All persistence goes through here; methods commit before they return.
 
     The connected campaigns and server bindings (`CampaignStore`), the encrypted tokens (`TokenStore`), the durable
-    queues (`QueueStore`), the refresh's bulk reads and writes (`BulkStore`), what its plan reads of a guild
-    (`PlanInputsStore`) and the Link-account panels (`PanelStore`) live in their own modules but share this one
-    connection.
+    queues (`QueueStore`), the refresh's bulk reads and writes (`BulkStore`), the moments members fall due at
+    (`DueMomentsStore`), what its plan reads of a guild (`PlanInputsStore`) and the Link-account panels
+    (`PanelStore`) live in their own modules but share this one connection.
 
     Memberships and tiers belong to one campaign (migration 8). Their methods take `campaign_id`; the sync engine
     always passes it. None is for single-campaign callers (tests, benches): a write goes under the snapshot's own

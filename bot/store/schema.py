@@ -339,7 +339,7 @@ MIGRATIONS: tuple[str, ...] = (
     # webhook's re-fetch, clears it; NULL: compare by value); and the moments time alone may change its roles at
     # (the next charge, the end of the paid period, the last charge: fixed-width UTC text, '' when time can't
     # matter), so a refresh asks for the members due instead of reading every one. Rows from before (NULL) are
-    # read from their snapshots at the first start after the upgrade (`BulkStore.fill_due_moments`).
+    # read from their snapshots at the first start after the upgrade (`DueMomentsStore.fill_due_moments`).
     """
     ALTER TABLE memberships ADD COLUMN listing_hash BLOB;
     ALTER TABLE memberships ADD COLUMN due_next_charge TEXT;

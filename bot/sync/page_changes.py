@@ -1,7 +1,9 @@
 """Which members of one listing page changed since they were stored: by their bytes first, then by value.
 
 A member whose listing hash (bot/patreon/member_rows.py) is the one stored is skipped without being decoded: the
-store wrote that hash only with a snapshot read from those same bytes, and any other write cleared it. Any other
+store wrote that hash only with a snapshot read from those same bytes, and any other write cleared it. The store is
+asked for the listing hashes first (`differing_bytes`), and for the snapshot hashes only of the members whose bytes
+differ. Any other
 member is decoded and compared by value (`snapshot_hash`); one equal by value in bytes not yet remembered (the
 first listing after an upgrade, Patreon reordering its JSON, a webhook's write) has its new listing hash remembered,
 so the next listing skips it unread. The daily full re-plan compares by value only, a safety net that needs no
@@ -11,7 +13,7 @@ trust in the hashes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.patreon.member_rows import MemberRows
@@ -26,17 +28,39 @@ class PageChanges:
     remember: list[tuple[int, bytes, bytes]] = field(default_factory=list)
 
 
+def differing_bytes(page: MemberRows, stored: Mapping[str, bytes | None]) -> list[int]:
+    """Indices of the members whose listing hash isn't the one stored (`stored`: Patreon user → stored listing
+    hash, `Store.listing_hashes`): the only ones `page_changes` needs to look at when it compares by bytes. A
+    member without a hash, without a Patreon user, or whose user is twice on the page is always among them."""
+    user_ids, hashes = page.user_ids, page.listing_hashes
+    if hashes is None:
+        return list(range(len(user_ids)))
+    unique = len(set(user_ids)) == len(user_ids)
+    counts = None if unique else Counter(user_ids)
+    differ: list[int] = []
+    for index, user in enumerate(user_ids):
+        listing = hashes[index]
+        if user is None or listing is None or stored.get(user) != listing or (counts is not None and counts[user] > 1):
+            differ.append(index)
+    return differ
+
+
 def page_changes(
-    page: MemberRows, looks: Mapping[str, tuple[bytes | None, bytes | None]], by_bytes: bool = True
+    page: MemberRows,
+    looks: Mapping[str, tuple[bytes | None, bytes | None]],
+    by_bytes: bool = True,
+    among: Sequence[int] | None = None,
 ) -> PageChanges:
-    """`looks`: Patreon user → (stored snapshot hash, stored listing hash), `Store.listing_looks`. Never unchanged:
-    a member without a Patreon user (never stored) and a user twice on the page (there the later look wins, which
+    """`looks`: Patreon user → (stored snapshot hash, stored listing hash), `Store.listing_looks`; `among`: the
+    indices to look at (`differing_bytes`; the others are unchanged), else every member. Never unchanged: a member
+    without a Patreon user (never stored) and a user twice on the page (there the later look wins, which
     `Store.save_membership_page` decides). A member it decodes may make the page refused (the page's refusal,
     `PatreonBadResponse` for the client's pages: bot/patreon/member_rows.py)."""
     user_ids, hashes = page.user_ids, page.listing_hashes
     counts = Counter(user_ids) if len(set(user_ids)) < len(user_ids) else None
     result = PageChanges()
-    for index, user in enumerate(user_ids):
+    for index in among if among is not None else range(len(user_ids)):
+        user = user_ids[index]
         look = looks.get(user) if user is not None and (counts is None or counts[user] == 1) else None
         if look is None:
             result.changed.append(index)

@@ -26,7 +26,7 @@ from bot.patreon.member_rows import MemberRows
 from bot.store import Store
 from bot.sync.batch_plan import RefreshPlanner
 from bot.sync.campaign import CampaignService, CreatorTokenRejected
-from bot.sync.page_changes import page_changes
+from bot.sync.page_changes import differing_bytes, page_changes
 from bot.sync.role_jobs import RoleJobs
 
 if TYPE_CHECKING:
@@ -156,9 +156,13 @@ class ListingReader:
             members = page.extended(
                 await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
             )
-        looks = await self.store.listing_looks(campaign_id, members.user_ids)
         by_bytes = not any(guild.full for guild in planner.guilds)  # a full re-plan trusts no stored hash
-        changes = page_changes(members, looks, by_bytes)
+        among = None
+        if by_bytes and members.listing_hashes is not None:
+            among = differing_bytes(members, await self.store.listing_hashes(campaign_id, members.user_ids))
+        wanted = members.user_ids if among is None else [members.user_ids[index] for index in among]
+        looks = await self.store.listing_looks(campaign_id, wanted)
+        changes = page_changes(members, looks, by_bytes, among)
         remembered = [(members.snapshot(index), digest, listing) for index, digest, listing in changes.remember]
         await self.store.remember_listing_hashes(campaign_id, remembered)
         candidates = [members.snapshot(index) for index in changes.changed]

@@ -73,6 +73,21 @@ async def test_a_listing_hash_is_kept_only_with_the_snapshot_read_from_its_bytes
     assert (await store.listing_looks("c2", ["p3"]))["p3"][1] is None
     await store.remember_listing_hashes("c1", [])
     assert await store.listing_looks("c1", []) == {}
+    assert await store.listing_hashes("c1", ["p1", "p2", "p3", None]) == {"p1": None, "p2": b"bytes-p2-spelt-anew"}
+    assert await store.listing_hashes("c2", ["p3"]) == {"p3": None} and await store.listing_hashes("c1", []) == {}
+
+
+async def test_a_page_of_look_ups_answers_for_every_user_asked_whatever_their_number(store):
+    """The refresh asks for a page's users in one query (`PAGE_CHUNK`, bot/store/bulk.py); more are asked a chunk
+    at a time, and every stored user is answered once, in any order, by either look-up."""
+    stored = [member(f"p{i:04}", T0) for i in range(2300)]
+    await store.save_membership_page(stored, "c1", {s.patreon_user_id: f"h{i}".encode() for i, s in enumerate(stored)})
+    asked = [f"p{i:04}" for i in range(2400)][::-1] + [None]
+    hashes = await store.listing_hashes("c1", asked)
+    assert hashes == {f"p{i:04}": f"h{i}".encode() for i in range(2300)}
+    looks = await store.listing_looks("c1", asked)
+    assert looks.keys() == hashes.keys() and all(looks[user][1] == hashes[user] for user in looks)
+    assert looks["p0007"][0] == snapshot_hash(stored[7])
 
 
 async def test_the_sweep_reads_a_campaign_a_chunk_at_a_time_and_finds_every_absentee(store):

@@ -15,7 +15,7 @@ from bot.patreon.jsonapi import MissingAttributes
 from bot.patreon.member_pages import parse_listing_text
 from bot.patreon.member_rows import ListingPage, MemberRows
 from bot.store.codec import values_hash
-from bot.sync.page_changes import page_changes
+from bot.sync.page_changes import differing_bytes, page_changes
 from tests.unit.test_member_pages import canonical_page
 
 
@@ -73,3 +73,23 @@ def test_a_user_twice_on_a_page_and_a_page_read_by_the_old_reader_are_compared_a
     assert snapshots.listing_hashes is None
     stored = {"u0": (values_hash(snapshots.row(0)), b"x"), "u1": (b"changed", b"x")}
     assert page_changes(snapshots, stored).changed == [1] and page_changes(snapshots, stored).remember == []
+
+
+def test_only_the_members_whose_bytes_differ_from_the_stored_ones_are_looked_at() -> None:
+    """`differing_bytes` names whom `page_changes` reads; the member unread stays unread (its page isn't refused),
+    and a user twice on the page, a member without a Patreon user or without a hash is always looked at."""
+    doc = canonical_page(6)
+    del doc["data"][0]["attributes"]["pledge_cadence"]  # unreadable: decoding it would refuse the page
+    doc["data"][4]["relationships"]["user"]["data"]["id"] = "u3"  # u3 twice
+    doc["data"][5]["relationships"]["user"]["data"] = None
+    rows = _rows(doc)
+    hashes = rows.listing_hashes
+    assert hashes is not None
+    stored = {"u0": hashes[0], "u1": b"older bytes", "u2": None, "u3": hashes[3]}
+    among = differing_bytes(rows, stored)
+    assert among == [1, 2, 3, 4, 5]
+    looks = {"u1": (values_hash(rows.row(1)), b"older bytes"), "u2": (b"another value", None)}
+    changes = page_changes(rows, looks, among=among)
+    assert changes.changed == [2, 3, 4, 5] and changes.remember == [(1, looks["u1"][0], hashes[1])]
+    snapshots = MemberRows.of_snapshots(_rows(canonical_page(2)).snapshots())
+    assert differing_bytes(snapshots, {"u0": b"x", "u1": b"x"}) == [0, 1], "no hashes: every member"
