@@ -21,11 +21,12 @@ Each token has its own window as well (Patreon: 100 requests per minute per toke
 (bot/services.py): a request that names its token (`slot(..., token=...)`) also takes one of that token's
 `token_limit` slots, freed like the client's. A waiter whose token is spent waits for it alone: other tokens'
 waiters go past it. Refresh work may hold at most `refresh_share` of a token's window, so a webhook's look-up with
-the creator token of a campaign being listed still finds a slot. Only a hash of a token is kept (this object shows
-up in reprs and logs). Refreshing doesn't reset Patreon's limit, so `carry_token_window(old, new)` makes the new
-token count in the old one's window. Read strictly (listing pages count), a 100,000-member campaign's 100 pages
-take at least 75 s, and one token's look-ups go at 100 a minute: bot/sync/webhook_flood.py turns a flood of them
-into one listing, weighing `token_room`. `token_limit=None` (the constructor's default) budgets the client only.
+the creator token of a campaign being listed still finds a slot. Refreshing doesn't reset Patreon's limit, so
+`carry_token_window(old, new)` makes the new token count in the old one's window. The windows (keyed by a hash of
+each token, forgotten once idle) are bot/patreon/token_windows.py's. Read strictly (listing pages count), a
+100,000-member campaign's 100 pages take at least 75 s, and one token's look-ups go at 100 a minute:
+bot/sync/webhook_flood.py turns a flood of them into one listing, weighing `token_room`. `token_limit=None` (the
+constructor's default) budgets the client only.
 
 Urgent work (`async with budget.urgent():`, a webhook applier's pass) also holds refresh requests back while it
 runs, for at most `refresh_hold_seconds` per waiting page: a listing page costs the bot far more than its request
@@ -37,13 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+from bot.patreon.token_windows import TokenWindows
 
 log = logging.getLogger(__name__)
 
@@ -80,22 +82,6 @@ class BudgetFigures:
     peak_per_token: int = 0
     #: Grants that had to wait because their token's window was full (others went past them meanwhile).
     token_waits: int = 0
-
-
-def token_id(token: str | None) -> str | None:
-    """What the budget keeps of a token: a short hash, never the token."""
-    return None if token is None else hashlib.blake2b(token.encode(), digest_size=8).hexdigest()
-
-
-@dataclass
-class _TokenWindow:
-    running: int = 0
-    running_refresh: int = 0
-    #: (when it ended, whether it was refresh work)
-    ended: deque[tuple[float, bool]] = field(default_factory=deque)
-
-    def refresh_taken(self) -> int:
-        return self.running_refresh + sum(1 for _at, refresh in self.ended if refresh)
 
 
 @dataclass(slots=True)
@@ -145,10 +131,12 @@ class RequestBudget:
         self._lookups: deque[_Waiter] = deque()
         #: Refresh waiters by key, in the order keys last got a slot (round-robin: the front goes next).
         self._refresh: OrderedDict[str, deque[_Waiter]] = OrderedDict()
-        #: Per token id: its requests running and recently ended (only tokens with either are kept).
-        self._tokens: dict[str, _TokenWindow] = {}
-        #: A refreshed token's id -> the id of the window it counts in (its first predecessor's).
-        self._carried: dict[str, str] = {}
+        #: Each token's window (bot/patreon/token_windows.py); None: tokens aren't budgeted.
+        self._windows = (
+            None
+            if token_limit is None
+            else TokenWindows(token_limit, self.token_refresh_limit, token_window_seconds, margin_seconds)
+        )
         self._paused_until = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.refresh_hold_seconds = refresh_hold_seconds
@@ -225,42 +213,43 @@ class RequestBudget:
 
     def _window_id(self, token: str | None) -> str | None:
         """The id of the window a token counts in (None: no token, or tokens aren't budgeted)."""
-        if self.token_limit is None or token is None:
+        if self._windows is None or token is None:
             return None
-        tid = token_id(token)
-        assert tid is not None
-        return self._carried.get(tid, tid)
+        return self._windows.window_id(token, self._monotonic())
 
     def carry_token_window(self, old: str, new: str) -> None:
         """`new` replaces `old` (a refresh): Patreon doesn't reset the limit, so `new` counts in `old`'s window."""
-        old_window, new_id = self._window_id(old), token_id(new)
-        if old_window is not None and new_id is not None and new_id != old_window:
-            self._carried[new_id] = old_window
+        if self._windows is not None:
+            now = self._monotonic()
+            self._windows.carry(old, new, now)
+            self._windows.forget_idle(now, self._waited_on)
+
+    def tokens_kept(self) -> int:
+        """Token ids the budget keeps (windows, refreshed tokens' carried ids): those of tokens used within about
+        the last two windows, however many tokens were used or refreshed since start."""
+        return 0 if self._windows is None else len(self._windows)
+
+    def _waited_on(self) -> set[str]:
+        lanes = (self._lookups, *self._refresh.values())
+        return {w.tid for lane in lanes for w in lane if w.tid is not None and not w.future.done()}
 
     def token_room(self, token: str | None, priority: Priority = Priority.LOOKUP) -> int | None:
         """How many more requests of this lane the token's window takes now, counting those already waiting for it
         (None: tokens aren't budgeted, or no token)."""
         tid = self._window_id(token)
-        if tid is None or self.token_limit is None:
+        if tid is None or self._windows is None:
             return None
         lanes = (self._lookups,) if priority is Priority.LOOKUP else (self._lookups, *self._refresh.values())
         queued = sum(1 for lane in lanes for w in lane if w.tid == tid and not w.future.done())
-        self._token_room(tid, self._monotonic(), priority)  # forgets what left the window
-        window = self._tokens.get(tid) or _TokenWindow()
-        room = self.token_limit - window.running - len(window.ended)
-        if priority is Priority.REFRESH:
-            room = min(room, self.token_refresh_limit - window.refresh_taken())
-        return max(0, room - queued)
+        return max(0, self._windows.room(tid, self._monotonic(), priority is Priority.REFRESH) - queued)
 
     def token_lookups(self, token: str | None) -> int | None:
         """The token's look-ups in its window now: running, recently ended and waiting (None: not budgeted)."""
         tid = self._window_id(token)
-        if tid is None or self.token_limit is None:
+        if tid is None or self._windows is None:
             return None
-        self._token_room(tid, self._monotonic(), Priority.LOOKUP)  # forgets what left the window
-        window = self._tokens.get(tid) or _TokenWindow()
         queued = sum(1 for w in self._lookups if w.tid == tid and not w.future.done())
-        return window.running + len(window.ended) - window.refresh_taken() + queued
+        return self._windows.lookups(tid, self._monotonic()) + queued
 
     def token_frees_in(self, token: str | None) -> float:
         """Seconds until the token's window has room for one more look-up (0: it has now; while every slot is
@@ -268,51 +257,28 @@ class RequestBudget:
         if self.token_room(token) != 0:
             return 0.0
         tid = self._window_id(token)
-        window = self._tokens.get(tid) if tid is not None else None
-        if window is None or not window.ended:
-            return self.token_window_seconds
-        hold = self.token_window_seconds + self.margin_seconds
-        return max(0.0, window.ended[0][0] + hold - self._monotonic())
+        frees = None if tid is None or self._windows is None else self._windows.frees_in(tid, self._monotonic())
+        return self.token_window_seconds if frees is None else frees
 
     def _release(self, priority: Priority, tid: str | None, *, count: bool = True) -> None:
         now = self._monotonic()
         self._running[priority] -= 1
         if count:
             self._ended.append((now, priority))
-        if tid is not None:
-            window = self._tokens[tid]
-            window.running -= 1
-            window.running_refresh -= priority is Priority.REFRESH
-            if count:
-                window.ended.append((now, priority is Priority.REFRESH))
-            elif not window.running and not window.ended:
-                del self._tokens[tid]
+        if tid is not None and self._windows is not None:
+            self._windows.release(tid, now, priority is Priority.REFRESH, count=count)
+            self._windows.forget_idle(now, self._waited_on)
         self._grant()
 
     def _token_room(self, tid: str | None, now: float, priority: Priority) -> bool:
         """Whether this token's window has a free slot for this lane (a request without a token always has)."""
-        if tid is None:
-            return True
-        window = self._tokens.get(tid)
-        if window is None:
-            return True
-        hold = self.token_window_seconds + self.margin_seconds
-        while window.ended and window.ended[0][0] + hold <= now:
-            window.ended.popleft()
-        if not window.running and not window.ended:
-            del self._tokens[tid]
-            return True
-        if priority is Priority.REFRESH and window.refresh_taken() >= self.token_refresh_limit:
-            return False
-        return self.token_limit is None or window.running + len(window.ended) < self.token_limit
+        return tid is None or self._windows is None or self._windows.has_room(tid, now, priority is Priority.REFRESH)
 
     def _take(self, priority: Priority, waiter: _Waiter) -> None:
         self._running[priority] += 1
-        if waiter.tid is not None:
-            window = self._tokens.setdefault(waiter.tid, _TokenWindow())
-            window.running += 1
-            window.running_refresh += priority is Priority.REFRESH
-            self.figures.peak_per_token = max(self.figures.peak_per_token, window.running + len(window.ended))
+        if waiter.tid is not None and self._windows is not None:
+            held = self._windows.take(waiter.tid, priority is Priority.REFRESH)
+            self.figures.peak_per_token = max(self.figures.peak_per_token, held)
         self.figures.token_waits += waiter.token_held
         waiter.future.set_result(None)
 
@@ -327,9 +293,7 @@ class RequestBudget:
 
     def _token_frees_at(self, tids: set[str]) -> float | None:
         """When the first of these spent tokens gets a slot back by time (a running request's end wakes us too)."""
-        hold = self.token_window_seconds + self.margin_seconds
-        moments = [self._tokens[t].ended[0][0] + hold for t in tids if t in self._tokens and self._tokens[t].ended]
-        return min(moments) if moments else None
+        return None if self._windows is None else self._windows.frees_at(tids)
 
     def _in_window(self, now: float) -> tuple[int, int]:
         """(every slot taken, refresh slots taken): running, plus ended less than a window ago."""
