@@ -11,7 +11,9 @@ lease.
 
 A flood (more look-ups of one campaign than its creator token can send now, and more than a listing of it costs)
 is answered by one listing of the campaign instead (bot/sync/webhook_flood.py), and look-ups its token has no room
-for wait for its window outside the pass, so a spent token never holds another campaign's webhooks.
+for wait for its window outside the pass, so a spent token never holds another campaign's webhooks. Each
+campaign's events are weighed and looked up apart from the others' in a pass: weighing reads the creator token,
+which may mean refreshing it at Patreon first, and that holds up only that campaign's events (review 4, R4-4).
 """
 
 from __future__ import annotations
@@ -123,16 +125,11 @@ class WebhookApplier(BackgroundWorker):
         events = await self.store.claim_due_webhook_events(
             self.clock(), self.batch, owner=claimer.owner, lease=claimer.lease
         )
-        handled = len(events)
-        events = await self._take_floods(events)
         ids = [event.id for event in events]
 
-        async def renew() -> None:
+        async def renew() -> None:  # a flood's listing renews its own too; events let go are no longer held
             await self.store.renew_webhook_event_claims(ids, owner=claimer.owner, until=self.clock() + claimer.lease)
 
-        by_member: dict[tuple[str, str], list[WebhookEvent]] = {}
-        for event in events:
-            by_member.setdefault((event.addressed_campaign_id or "", event.member_id or ""), []).append(event)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(addressed: str, member_id: str, group: list[WebhookEvent]) -> None:
@@ -147,23 +144,34 @@ class WebhookApplier(BackgroundWorker):
                     log.exception("webhook member=%s: applying failed", member_id)
                     await self._retry_later(member_id, group, f"{type(error).__name__}: {error}")
 
-        async with LeaseRenewal(renew, claimer.lease, self.name):
-            if any(self._campaign(addressed) is None for addressed, _ in by_member):
-                await self._reload_campaigns()
-            await asyncio.gather(*(one(addressed, member, group) for (addressed, member), group in by_member.items()))
-        return handled
+        async def of_campaign(campaign: CampaignService | None, group: list[WebhookEvent]) -> None:
+            """Weighed for a flood (reading its creator token, which may refresh it at Patreon first), then looked
+            up: apart from the other campaigns', so one campaign's slow token holds up only its own webhooks."""
+            kept = group if campaign is None else await self.floods.take(campaign, group)
+            by_member: dict[tuple[str, str], list[WebhookEvent]] = {}
+            for event in kept:
+                by_member.setdefault((event.addressed_campaign_id or "", event.member_id or ""), []).append(event)
+            await asyncio.gather(*(one(addressed, member, same) for (addressed, member), same in by_member.items()))
 
-    async def _take_floods(self, events: list[WebhookEvent]) -> list[WebhookEvent]:
-        """The events to look up in this pass: each campaign's flood goes to a listing, and look-ups its token has
-        no room for now wait for its window (bot/sync/webhook_flood.py)."""
-        by_campaign: dict[str, list[WebhookEvent]] = {}
+        async with LeaseRenewal(renew, claimer.lease, self.name):
+            if any(self._campaign(event.addressed_campaign_id or "") is None for event in events):
+                await self._reload_campaigns()
+            parts = self._by_campaign(events)
+            outcomes = await asyncio.gather(*(of_campaign(c, g) for c, g in parts), return_exceptions=True)
+        for outcome in outcomes:  # a weighing that failed (the store): the pass fails once every part has ended
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return len(events)
+
+    def _by_campaign(self, events: list[WebhookEvent]) -> list[tuple[CampaignService | None, list[WebhookEvent]]]:
+        """The events by the campaign serving them ('' and the `.env` campaign's id are one), those of a campaign
+        not served here together (None)."""
+        parts: dict[str | None, tuple[CampaignService | None, list[WebhookEvent]]] = {}
         for event in events:
-            by_campaign.setdefault(event.addressed_campaign_id or "", []).append(event)
-        kept: list[WebhookEvent] = []
-        for addressed, group in by_campaign.items():
-            campaign = self._campaign(addressed)
-            kept += group if campaign is None else await self.floods.take(campaign, group)
-        return sorted(kept, key=lambda event: event.id)
+            campaign = self._campaign(event.addressed_campaign_id or "")
+            key = None if campaign is None else campaign.token_subject
+            parts.setdefault(key, (campaign, []))[1].append(event)
+        return list(parts.values())
 
     async def _reload_campaigns(self) -> None:
         """Another process may have connected a campaign (and recorded its first webhook) since this one's last
