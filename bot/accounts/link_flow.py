@@ -198,7 +198,7 @@ class LinkFlow:
             await self._store.consume_state(state.nonce, state.expires_at)
             log.warning("link for user=%s refused: Patreon callback without its cookie", state.discord_user_id)
             return _fail("This sign-in was started in another browser.", _RUN_AGAIN, 403)
-        if (refused := await self._server_refused(state)) is not None:
+        if not state.chooses_home and (refused := await self._server_refused(state)) is not None:
             return refused  # before the code is exchanged or the state used: nothing is stored
         result = await self._linking.complete_link(state, params)
         link = await self._store.get_link_by_discord(state.discord_user_id) if result.ok else None

@@ -8,7 +8,9 @@ browser, is refused before any code is exchanged. Discord then says who signed i
 stored sealed; the metadata pushed is computed from *their* link only (the per-user endpoint is `@me`). Without a
 link they go on to Patreon with the link flow's own Patreon state, bound to the same cookie and to their Discord id,
 so the Patreon account that ends up linked (and described) is the one that signed in in this browser, under the
-link flow's ownership rules (an account linked to someone else is refused).
+link flow's ownership rules (an account linked to someone else is refused). The verification has no server of its
+own: the link lands in the server of the campaign the patron belongs to, chosen from Patreon's answer
+(bot/accounts/link_home.py), never in another creator's server he is merely a member of.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Protocol
 from itsdangerous import BadData, URLSafeSerializer
 
 from bot.accounts.link_flow import FlowStep
+from bot.accounts.link_home import servers_with
 from bot.accounts.linked_roles import LinkedRoleMetadata
 from bot.accounts.linking import PATRON_SCOPES, LinkResult
 from bot.accounts.oauth_state import STATE_LIFETIME, LinkState, issue_binding, issue_patreon_state, read_binding
@@ -123,15 +126,16 @@ class LinkedRoleFlow:
         link = await self._store.get_link_by_discord(user_id)
         if link is not None and not link.by_hand:
             return FlowStep(result=await self._pushed(user_id))
-        guild_id = await self._home_guild(user_id)
-        if guild_id is None:
+        servers = await servers_with(self._reconcile, user_id)
+        if not servers:
             return _fail(
                 "You're not in a server that uses this bot for Patreon roles.",
                 "Your Discord account is connected; join the creator's server and open the role again.",
                 403,
             )
         proof = secrets.token_urlsafe(16)  # Patreon's callback wants the proof this browser's cookie now holds
-        state = LinkState(guild_id, user_id, secrets.token_urlsafe(16), start.expires_at, browser_proof=proof)
+        nonce = secrets.token_urlsafe(16)  # the link's server is chosen from Patreon's answer, not by id here
+        state = LinkState(servers[0], user_id, nonce, start.expires_at, browser_proof=proof, chooses_home=True)
         value, _ = issue_binding(self._key, proof, binding.browser_id)
         patreon_state = issue_patreon_state(self._key, state)
         return FlowStep(redirect=self._patreon.authorize_url(patreon_state, PATRON_SCOPES), cookie=value)
@@ -154,13 +158,6 @@ class LinkedRoleFlow:
             headline="Your Patreon is connected to Discord.",
             detail="Discord didn't take the update just now; it will be sent again within minutes.",
         )
-
-    async def _home_guild(self, user_id: int) -> int | None:
-        """The first server by id that acts for the campaign and has the user: where the new link is made."""
-        for guild_id in sorted(await self._reconcile.member_guilds(user_id)):
-            if await self._reconcile.plan_member(guild_id, user_id) is not None:
-                return guild_id
-        return None
 
     def _read_state(self, token: str) -> _Start | None:
         if not token:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from bot.accounts.link_home import home_of, servers_with
 from bot.accounts.oauth_state import LinkState
 from bot.domain.models import Identity, MembershipSnapshot, PatreonUser, PatronStatus, TokenPair
 from bot.patreon.creator_api import CreatorClient, sees_every_membership
@@ -103,16 +104,24 @@ class LinkingService:
         code = params.get("code", "")
         if not code:
             return _failure("Patreon didn't send an authorisation code.", "Run /patreon link again in Discord.")
-        campaign = await self.reconcile.campaign_for(state.guild_id, fallback=self.campaign)
-        if campaign is None:
+        servers = await servers_with(self.reconcile, state.discord_user_id) if state.chooses_home else []
+        campaign = self.campaign if servers else await self.reconcile.campaign_for(state.guild_id, self.campaign)
+        if campaign is None or (state.chooses_home and not servers):
             return _failure(
                 "This server doesn't follow a Patreon campaign any more.",
                 "Nothing was linked. Ask a server admin to connect the campaign, then run /patreon link again.",
                 409,
             )
+        guild_id = state.guild_id
         try:
             tokens = await self.client.exchange_code(code)
             identity = await self.client.get_identity(tokens.access_token)
+            if state.chooses_home:
+                home = await home_of(self.reconcile, self.store, servers, identity, self.campaign)
+                if home is None:
+                    log.info("no link: patreon=%s, no campaign of user=%s's", identity.user.id, state.discord_user_id)
+                    return _NO_CAMPAIGN
+                guild_id, campaign = home.guild_id, home.campaign
             campaign_id = await campaign.campaign_id()
             membership, known = await self._membership_of(campaign, campaign_id, identity, tokens)
         except CreatorTokenRejected as error:  # the creator's token, confirming the member: not the patron's sign-in
@@ -149,7 +158,7 @@ class LinkingService:
             return refusal
         previous = await self.store.get_link_by_discord(state.discord_user_id)
         await self.store.save_tokens(patron_subject(identity.user.id), tokens)
-        replaced = await self.store.save_link(state.discord_user_id, identity.user.id, state.guild_id, "oauth")
+        replaced = await self.store.save_link(state.discord_user_id, identity.user.id, guild_id, "oauth")
         if previous is not None and previous.patreon_user_id != identity.user.id:
             await self.store.delete_tokens(patron_subject(previous.patreon_user_id))
         if membership is not None:
@@ -163,13 +172,13 @@ class LinkingService:
                 campaign_id,
             )
             membership = await self.store.get_membership(identity.user.id, campaign_id)
-        log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, state.guild_id)
+        log.info("linked discord=%s patreon=%s in guild=%s", state.discord_user_id, identity.user.id, guild_id)
         await self._hand_links_replaced(state.discord_user_id, identity.user, (replaced, previous))
         is_new_link = previous is None or previous.patreon_user_id != identity.user.id
         if is_new_link:
             self._on_linked("oauth")
         return await self._grant_after_link(
-            state.guild_id, state.discord_user_id, identity.user, membership, is_new_link, campaign_id
+            guild_id, state.discord_user_id, identity.user, membership, is_new_link, campaign_id
         )
 
     async def _membership_of(
@@ -368,6 +377,14 @@ class LinkingService:
 
 def _failure(headline: str, detail: str, status: int = 400) -> LinkResult:
     return LinkResult(ok=False, headline=headline, detail=detail, status=status)
+
+
+_NO_CAMPAIGN = _failure(
+    "You aren't a member of the Patreon of a creator whose server you're in.",
+    "Nothing was linked; your Discord account stays connected. Once you join the creator's Patreon, open the "
+    "role's Linked Roles requirement again.",
+    200,
+)
 
 
 def _with_user(membership: MembershipSnapshot, patreon_user_id: str, now: datetime) -> MembershipSnapshot:

@@ -62,6 +62,9 @@ class LinkState:
     expires_at: datetime
     #: Set on the Patreon state only: the random value the Discord callback put in this browser's cookie.
     browser_proof: str = ""
+    #: The Linked Roles verification's: no button, so `guild_id` is only a server that has the user; the link's
+    #: server is chosen from Patreon's answer (bot/accounts/link_home.py).
+    chooses_home: bool = False
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,8 @@ def _state_fields(state: LinkState) -> dict[str, Any]:
     }
     if state.browser_proof:
         fields["p"] = state.browser_proof
+    if state.chooses_home:
+        fields["h"] = 1
     return fields
 
 
@@ -213,6 +218,7 @@ def _load_state(key: bytes, salt: str, token: str, now: datetime) -> LinkState:
             nonce=str(fields["n"]),
             expires_at=datetime.fromtimestamp(int(fields["e"]), UTC),
             browser_proof=str(fields.get("p", "")),
+            chooses_home=fields.get("h") == 1,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         raise StateError(_INVALID) from None
