@@ -79,10 +79,10 @@ def connect_commands(bot: PatronBot) -> list[app_commands.Command[Any, ..., None
             if refusal is not None:  # refused before the disconnect, so nothing changes
                 raise ConnectionRefused(refusal)
             if await bot.services.store.guild_binding(guild) is not None or not take_back_roles:
-                done = await connections.disconnect(guild, interaction.user.id)
+                done = await connections.disconnect(guild, invoker)
                 parts.append(done.describe(offer_take_back=not take_back_roles))
             if take_back_roles:
-                parts.append(f"Took back {await connections.take_back_roles(guild, invoker)} role(s) the bot gave.")
+                parts.append((await connections.take_back_roles(guild, invoker)).describe())
         except ConnectionRefused as refusal:
             parts.append(str(refusal))
         text = " ".join(parts)

@@ -26,7 +26,7 @@ from bot.store.campaigns import REVOKED
 from bot.sync.campaign import CREATOR_REJECTED_FACT, CampaignService, CampaignUnavailable
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.participation import Participation
-from bot.sync.role_gateway import RoleGateway
+from bot.sync.role_gateway import RoleChangeError, RoleGateway
 from bot.sync.role_pacing import RoleCallPacer
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,28 @@ class Disconnected:
         return " ".join(part for part in parts if part)
 
 
+@dataclass(frozen=True)
+class TakeBack:
+    """What `disconnect take_back_roles:True` did: roles taken, and each one Discord wouldn't let the bot take."""
+
+    taken: int
+    #: (member, role name, why) per role not taken; its grant is kept, so running the command again retries it.
+    refused: tuple[tuple[int, str, str], ...] = ()
+    #: At most this many refusals are named in the answer.
+    shown: int = 5
+
+    def describe(self) -> str:
+        head = f"Took back {self.taken} role(s) the bot gave."
+        if not self.refused:
+            return head
+        named = "; ".join(f"@{role} from <@{user}> ({why})" for user, role, why in self.refused[: self.shown])
+        more = f"; and {len(self.refused) - self.shown} more" if len(self.refused) > self.shown else ""
+        return (
+            f"{head} {len(self.refused)} couldn't be taken back: {named}{more}. Fix that and run "
+            "`/patreon-admin disconnect take_back_roles:True` again; it tries only those."
+        )
+
+
 class CampaignConnections:
     def __init__(
         self,
@@ -85,9 +107,7 @@ class CampaignConnections:
         every role the server's policy hands out (a re-bind takes the old campaign's back), so, as for
         `link-user`, each must sit below the asker's highest role; the owner is exempt. A server with nothing
         mapped yet hands out nothing, so any owner or Manage Server admin connects it."""
-        settings = await self.store.get_settings(guild_id)
-        roles = managed_role_ids(settings, await self.store.get_tier_roles(guild_id))
-        refusal = invoker.refusal(roles, lambda role_id: self.gateway.role_name(guild_id, role_id), "change who gets")
+        refusal = await self._policy_rank_refusal(guild_id, invoker, "change who gets")
         if refusal is None:
             return None
         binding = await self.store.guild_binding(guild_id)
@@ -96,11 +116,20 @@ class CampaignConnections:
             return f"{refusal.rstrip('.')}; campaign {binding.campaign_id} was connected here by <@{binding.bound_by}>."
         return refusal
 
+    async def _policy_rank_refusal(self, guild_id: int, invoker: InvokerRank, action: str) -> str | None:
+        settings = await self.store.get_settings(guild_id)
+        roles = managed_role_ids(settings, await self.store.get_tier_roles(guild_id))
+        return invoker.refusal(roles, lambda role_id: self.gateway.role_name(guild_id, role_id), action)
+
     # -- disconnect ---------------------------------------------------------------------------------
 
-    async def disconnect(self, guild_id: int, admin_id: int) -> Disconnected:
+    async def disconnect(self, guild_id: int, invoker: InvokerRank) -> Disconnected:
         """Unbind this server; when no other server follows the campaign, delete its webhook at Patreon and forget
-        its creator tokens. Patreon failing never stops the local disconnect (the hook then gets 401s and pauses)."""
+        its creator tokens. Patreon failing never stops the local disconnect (the hook then gets 401s and pauses).
+
+        Disconnecting freezes every role the policy hands out on whoever holds it (a patron who stops paying keeps
+        it), and the last server's disconnect forgets the creator's tokens, which only `connect` (rank-checked)
+        brings back: so it needs the rank `connect` needs (review 5, R5-3); the owner is exempt."""
         binding = await self.store.guild_binding(guild_id)
         if binding is None:
             current = await self.participation.campaign_for(guild_id)
@@ -110,6 +139,11 @@ class CampaignConnections:
                     "a connection; the bot's owner changes those settings instead."
                 )
             raise ConnectionRefused("This server isn't connected to a Patreon campaign.")
+        refusal = await self._policy_rank_refusal(guild_id, invoker, "disconnect while the policy hands out")
+        if refusal is not None:
+            log.info("guild=%s: disconnect refused to user=%s, below a role the policy hands out", guild_id,
+                     invoker.user_id)
+            raise ConnectionRefused(refusal)
         campaign_id = binding.campaign_id
         others = [g for g in await self.store.guilds_following(campaign_id) if g != guild_id]
         if others:
@@ -118,7 +152,7 @@ class CampaignConnections:
         else:
             webhook = await self._delete_webhook(campaign_id)
             await self.campaigns.remove(campaign_id)
-        log.info("guild=%s disconnected from campaign %s by user=%s", guild_id, campaign_id, admin_id)
+        log.info("guild=%s disconnected from campaign %s by user=%s", guild_id, campaign_id, invoker.user_id)
         holders = len(await self.store.grants_in_guild(guild_id))
         return Disconnected(campaign_id, webhook, len(others), holders)
 
@@ -155,10 +189,14 @@ class CampaignConnections:
             granted, lambda role_id: self.gateway.role_name(guild_id, role_id), "take back", removing=True
         )
 
-    async def take_back_roles(self, guild_id: int, invoker: InvokerRank) -> int:
+    async def take_back_roles(self, guild_id: int, invoker: InvokerRank) -> TakeBack:
         """After a disconnect: remove every role the bot gave here that the member still holds, and forget the
         grants; hand-given roles stay. Refused while the server still follows a campaign (its sync does that),
-        and for an invoker below one of those roles (`take_back_refusal`)."""
+        and for an invoker below one of those roles (`take_back_refusal`).
+
+        A role Discord won't let the bot take (moved above the bot's role, a 5xx) is counted and its grant kept,
+        and the walk goes on: one refused role must not strand every member after it, and a rerun, which skips
+        the roles already taken, tries the kept ones again (review 5, R5-9)."""
         refusal = await self.take_back_refusal(guild_id, invoker)
         if refusal is not None:
             log.info("guild=%s: refused user=%s a take-back above their rank", guild_id, invoker.user_id)
@@ -169,17 +207,40 @@ class CampaignConnections:
                 "and run `/patreon-admin sync` to take roles back while connected)."
             )
         taken = 0
+        refused: list[tuple[int, str, str]] = []
         for user_id, granted in (await self.store.grants_in_guild(guild_id)).items():
-            held = await self.gateway.member_roles(guild_id, user_id)
-            for role_id in sorted(frozenset(granted) & (held or frozenset())):
-                async with self.pacer.call(guild_id) if self.pacer is not None else contextlib.nullcontext():
-                    await self.gateway.set_member_roles(
-                        guild_id, user_id, frozenset(), frozenset({role_id}), "Patreon campaign disconnected"
-                    )
-                taken += 1
-            await self.store.forget_grants(guild_id, user_id, granted)
-        log.info("guild=%s: %d role(s) the bot gave taken back after disconnect", guild_id, taken)
-        return taken
+            try:
+                held = await self.gateway.member_roles(guild_id, user_id)
+            except RoleChangeError as error:
+                refused += [(user_id, self.gateway.role_name(guild_id, role_id), str(error)) for role_id in granted]
+                continue
+            kept: set[int] = set()
+            to_take = frozenset(granted) & (held or frozenset())
+            known_refusals = self.gateway.unassignable_roles(guild_id, to_take)
+            for role_id in sorted(to_take):
+                why = known_refusals.get(role_id) or await self._take_one(guild_id, user_id, role_id)
+                if why:
+                    log.info("guild=%s: couldn't take back role=%s from user=%s: %s", guild_id, role_id, user_id, why)
+                    refused.append((user_id, self.gateway.role_name(guild_id, role_id), why))
+                    kept.add(role_id)
+                else:
+                    taken += 1
+            await self.store.forget_grants(guild_id, user_id, frozenset(granted) - kept)
+        log.info(
+            "guild=%s: %d role(s) the bot gave taken back after disconnect, %d refused", guild_id, taken, len(refused)
+        )
+        return TakeBack(taken, tuple(refused))
+
+    async def _take_one(self, guild_id: int, user_id: int, role_id: int) -> str:
+        """Take one role back; Discord's refusal as a short reason ("" when it was taken)."""
+        try:
+            async with self.pacer.call(guild_id) if self.pacer is not None else contextlib.nullcontext():
+                await self.gateway.set_member_roles(
+                    guild_id, user_id, frozenset(), frozenset({role_id}), "Patreon campaign disconnected"
+                )
+        except RoleChangeError as error:
+            return str(error) or "Discord refused"
+        return ""
 
     # -- the webhook ----------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, Tier
+from bot.domain.guild_settings import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings
+from bot.domain.models import Tier
 from bot.domain.money import SUPPORTED_CURRENCIES
 from bot.domain.policy import managed_role_ids
 from bot.guild_admin.admin_checks import AdminError
@@ -160,7 +161,7 @@ class AdminService(HandLinkCommands):
         `enabled` is the server's consent to act for the campaign: turning it on needs a server the bot can tell is
         the creator's; every other change needs a server that takes part (or this very change turning it on).
         A role option needs an `invoker` who could give that role by hand, and a change of who gets the roles
-        (`WHO_GETS_WHAT`) one who could give every role the policy hands out.
+        (`WHO_GETS_WHAT`), or switching the bot on or off, one who could give every role the policy hands out.
         """
         known = {spec.name for spec in GUILD_SETTINGS}
         unknown = set(changes) - known
@@ -195,11 +196,22 @@ class AdminService(HandLinkCommands):
         if changes.keys() & WHO_GETS_WHAT:
             handed_out = managed_role_ids(updated, await self.store.get_tier_roles(guild_id))
             self._assert_outranks(guild_id, invoker, handed_out, action="change who gets")
+        if updated.enabled != current.enabled:
+            await self._assert_may_switch(guild_id, invoker, updated)
         await self.store.save_settings(updated)
         if updated.enabled != current.enabled:
             state = "now manages Patreon roles here" if updated.enabled else "stopped managing Patreon roles here"
-            await self.reconcile.log_event(guild_id, f"An admin changed the settings: the bot {state}")
+            who = f"<@{invoker.user_id}>" if invoker.user_id else "An admin"
+            await self.reconcile.log_event(guild_id, f"{who} changed the settings: the bot {state}")
         return updated
+
+    async def _assert_may_switch(self, guild_id: int, invoker: InvokerRank, updated: GuildSettings) -> None:
+        """Whether the bot acts decides who holds every role the policy hands out: switched on, it gives them
+        again; switched off, it keeps them on patrons who stopped paying. So both ways need an invoker who could
+        give each of those roles by hand (the owner is exempt), like the "who gets what" settings (review 5, R5-3)."""
+        handed_out = managed_role_ids(updated, await self.store.get_tier_roles(guild_id))
+        verb = "turn the bot on" if updated.enabled else "turn the bot off"
+        self._assert_outranks(guild_id, invoker, handed_out, action=f"{verb} while it hands out")
 
     def _assert_may_change_kicks(self, guild_id: int, invoker: InvokerRank, changes: dict[str, object]) -> None:
         """Kick on lapse removes people: its settings need what kicking by hand needs (Kick Members, and a
