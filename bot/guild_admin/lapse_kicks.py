@@ -1,9 +1,11 @@
 """Kick on lapse (off by default): remove members whose entitlement ended more than `kick_after_days` ago.
 
 Only members the bot knows were entitled and lapsed are ever candidates: the engine records a lapse when it takes
-the last tier role it had given a member who pledged (bot/sync/reconcile.py), so someone who never was a patron
-here, or whose roles were all given by hand, never is one. Before each kick the member is planned again from the
-stored membership: entitled again, on hold (grace, paid-through), comped or unlinked means no kick. The rule of
+the last tier role it had given a member whose own link (OAuth, auto-match) names a pledge Patreon no longer calls
+active (bot/sync/reconcile.py `not_own_lapse`), so someone who never was a patron here, whose roles were all given
+by hand, who is linked by hand, or who still pays while an admin's `unmap` or setting took their role, never is one.
+Before each kick the member is planned again from the stored membership: entitled again, paying again, linked by
+hand, on hold (grace, paid-through), comped or unlinked means no kick. The rule of
 bot/domain/kick_rules.py spares the owner, bots, anyone the bot can't outrank and anyone holding a role the bot
 didn't give at or above the admin's protect role. Upstream failure never removes anyone: kicks happen only while
 the campaign's last refresh listed every member without error and is recent (`REFRESH_FRESH_FOR`).
@@ -22,7 +24,7 @@ from bot.domain.kick_rules import MemberRank, kick_refusal
 from bot.domain.models import GuildSettings
 from bot.store import LAST_REFRESH, Store
 from bot.sync.participation import Participation
-from bot.sync.reconcile import ReconcileService
+from bot.sync.reconcile import ReconcileService, not_own_lapse
 from bot.sync.role_gateway import RoleChangeError
 from bot.sync.worker import BackgroundWorker
 
@@ -129,8 +131,13 @@ class LapseKicks:
                 continue
             membership = member_plan.membership
             rank = self.gateway.member_rank(guild_id, user_id)
+            why_not = not_own_lapse(await self.store.get_link_by_discord(user_id), membership)
             if membership is None or membership.patron_status is None:
                 candidate.spared = "not linked to a patron of the campaign here any more"
+            elif why_not is not None:  # an admin's link or mapping, not their own pledge: never theirs to be kicked
+                await self.store.clear_lapse(guild_id, user_id)
+                log.info("guild=%s user=%s: lapse cleared: %s", guild_id, user_id, why_not)
+                continue
             elif member_plan.decision.desired & tier_roles and not member_plan.decision.hold:
                 await self.store.clear_lapse(guild_id, user_id)  # entitled again: a later lapse counts afresh
                 continue

@@ -13,9 +13,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from bot.domain.models import MembershipSnapshot, PatronStatus
 from bot.domain.policy import managed_role_ids
 from bot.domain.role_plan import RolePlan, grants_to_forget
-from bot.store import Store
+from bot.store import Link, Store
 from bot.sync.campaign import CampaignService
 from bot.sync.channel_log import ChannelLog
 from bot.sync.member_plan import MemberPlan, ReconcileOutcome, plan_member_roles
@@ -33,6 +34,21 @@ GRANT_SETTLE_TIME = timedelta(seconds=60)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def not_own_lapse(link: Link | None, membership: MembershipSnapshot | None) -> str | None:
+    """Why losing the tier roles is not the member's own paid entitlement ending per Patreon, so that kick on lapse
+    must not count it (None: it is). The same rule records a lapse here and spares one at the sweep
+    (bot/guild_admin/lapse_kicks.py): an admin's word (a link by hand, re-pointed at will by a moderator without Kick
+    Members) or an admin's mapping or policy change (an `unmap`, `trial_gets_tier_roles:False`) taking a paying
+    patron's role is never a lapse (review 5, R5-1 and R5-2)."""
+    if link is None or membership is None or membership.patron_status is None:
+        return "never pledged to the campaign here"
+    if link.by_hand:
+        return "linked by hand: only an admin's word ties them to that pledge"
+    if membership.patron_status is PatronStatus.ACTIVE:
+        return "still an active patron at Patreon"
+    return None
 
 
 class ReconcileService:
@@ -154,8 +170,9 @@ class ReconcileService:
         return outcome
 
     async def _note_lapse(self, member_plan: MemberPlan, outcome: ReconcileOutcome, forgotten: set[int]) -> None:
-        """Kick on lapse counts from the moment the engine took the last tier role it had given a member who
-        pledged (bot/guild_admin/lapse_kicks.py); a tier role it adds again (a pledge, a comp) ends the lapse."""
+        """Kick on lapse counts from the moment the engine took the last tier role it had given a member whose own
+        paid entitlement ended at Patreon (`not_own_lapse`; bot/guild_admin/lapse_kicks.py); a tier role it adds
+        again (a pledge, a comp) ends the lapse."""
         guild_id, user_id = member_plan.guild_id, member_plan.user_id
         if not outcome.changed:
             return
@@ -163,17 +180,19 @@ class ReconcileService:
         if outcome.added & tier_roles:
             await self.store.clear_lapse(guild_id, user_id)
             return
-        membership = member_plan.membership
-        if membership is None or membership.patron_status is None:
-            return
         left = (member_plan.granted - outcome.removed - forgotten) & tier_roles
         taken = outcome.removed & tier_roles
-        if taken and not left and not member_plan.decision.hold:
-            if await self._comps_ended(guild_id, user_id, taken):
-                log.info("guild=%s user=%s: the last tier role went with its comp: no lapse", guild_id, user_id)
-                return
-            await self.store.record_lapse(guild_id, user_id, self.clock())
-            log.info("guild=%s user=%s lapsed: the last tier role the bot gave was taken", guild_id, user_id)
+        if not taken or left or member_plan.decision.hold:
+            return
+        why_not = not_own_lapse(await self.store.get_link_by_discord(user_id), member_plan.membership)
+        if why_not is not None:
+            log.info("guild=%s user=%s: the last tier role was taken, no lapse: %s", guild_id, user_id, why_not)
+            return
+        if await self._comps_ended(guild_id, user_id, taken):
+            log.info("guild=%s user=%s: the last tier role went with its comp: no lapse", guild_id, user_id)
+            return
+        await self.store.record_lapse(guild_id, user_id, self.clock())
+        log.info("guild=%s user=%s lapsed: the last tier role the bot gave was taken", guild_id, user_id)
 
     async def _comps_ended(self, guild_id: int, user_id: int, roles: frozenset[int]) -> bool:
         """Whether every one of these roles had a comp that is over (expired or revoked): then the removal is the
