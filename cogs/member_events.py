@@ -1,4 +1,5 @@
-"""Linked users get their roles the moment they join a server; others may be invited to link, once."""
+"""Linked users get their roles the moment they join a server; others may be invited to link, once. Joining or
+leaving forgets a lapse (kick on lapse: a rejoin starts afresh)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ class MemberEvents(commands.Cog):
 
     @commands.Cog.listener()
     async def on_member_join(self, member: discord.Member) -> None:
+        await self.bot.services.lapse_kicks.start_afresh(member.guild.id, member.id)  # a rejoin starts afresh
         if await self.bot.services.store.get_link_by_discord(member.id) is None:
             await invite_new_member(self.bot, member)  # only when the server turned `welcome_link` on
             return
         await self.bot.services.reconcile.reconcile_member(member.guild.id, member.id, "joined the server")
+
+    @commands.Cog.listener()
+    async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
+        """They left (or were kicked or banned): kick on lapse forgets their lapse here."""
+        await self.bot.services.lapse_kicks.start_afresh(payload.guild_id, payload.user.id)
 
     @commands.Cog.listener()
     async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:

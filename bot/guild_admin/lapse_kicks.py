@@ -5,7 +5,8 @@ the last tier role it had given a member whose own link (OAuth, auto-match) name
 active (bot/sync/reconcile.py `not_own_lapse`), so someone who never was a patron here, whose roles were all given
 by hand, who is linked by hand, or who still pays while an admin's `unmap` or setting took their role, never is one.
 Before each kick the member is planned again from the stored membership: entitled again, paying again, linked by
-hand, on hold (grace, paid-through), comped or unlinked means no kick. The rule of
+hand, on hold (grace, paid-through), comped or unlinked means no kick. Leaving or joining the server forgets a
+lapse (`start_afresh`, from the gateway's member events), so a rejoin starts afresh even between two sweeps. The rule of
 bot/domain/kick_rules.py spares the owner, bots, anyone the bot can't outrank and anyone holding a role the bot
 didn't give at or above the admin's protect role. Upstream failure never removes anyone: kicks happen only while
 the campaign's last refresh listed every member without error and is recent (`REFRESH_FRESH_FOR`).
@@ -88,6 +89,11 @@ class LapseKicks:
         self.gateway = gateway
         self.participation = participation
         self.clock = clock
+
+    async def start_afresh(self, guild_id: int, user_id: int) -> None:
+        """The member left or joined this server (cogs/member_events.py): a lapse from before never counts, even when
+        no sweep saw them gone (review 5, R5-10)."""
+        await self.store.clear_lapse(guild_id, user_id)
 
     async def preview(self, guild_id: int) -> KickSweep:
         """Who would go now, and who is spared and why; kicks nobody."""
