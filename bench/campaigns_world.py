@@ -23,7 +23,8 @@ import aiohttp
 
 from bench.fakes_process import FakesProcess
 from bench.seeding import BOT_TOKEN, BOT_USER_ID, CLIENT_ID, CLIENT_SECRET, OWNER_ID, TIERS, USER_AGENT
-from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap, TokenPair
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, Tier, TierRoleMap, TokenPair
 from bot.patreon.client import PatreonClient
 from bot.store import Store
 from bot.store.campaigns import OAUTH_SOURCE, campaign_token_subject

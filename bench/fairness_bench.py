@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bench.bot_runner import add_log_option, setup_logging
 from bench.webhook_bench import percentile
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.store import Store
 from fakes.discord import RateLimits, RecordedCall, Window
 from fakes.role_calls import role_call_member

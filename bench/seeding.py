@@ -19,7 +19,8 @@ from typing import Any
 
 import aiohttp
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, Tier, TierRoleMap
 from bot.domain.role_plan import RolePlan
 from bot.patreon.client import PatreonClient
 from bot.store import Store

@@ -17,7 +17,7 @@ import cogs.connect
 from bot.discord_io.client import PatronBot
 from bot.discord_io.roles import DiscordRoleGateway
 from bot.domain.dm_templates import DmKind
-from bot.domain.models import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKind, SettingSpec
+from bot.domain.guild_settings import GUILD_SETTINGS, GuildSettings, RoleMode, SettingKind, SettingSpec
 from bot.domain.money import format_money
 from bot.guild_admin.health import health_report
 from bot.guild_admin.rank import InvokerRank

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import load_config
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.services import Services, build_services
 from bot.store import Store
 from bot.web.app import create_web_app

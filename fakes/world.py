@@ -268,7 +268,7 @@ class FakeWorld(RoleCallWatch):
 
     async def seed_store(self) -> None:
         """The admin's choices (the bot turned on, tier→role map, log channel) as if made with the admin commands."""
-        from bot.domain.models import GuildSettings
+        from bot.domain.guild_settings import GuildSettings
 
         store = await self.open_store()
         try:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.domain.models import ROLE_SETTINGS, GuildSettings, MembershipSnapshot, RoleMode, Tier, TierRoleMap
+from bot.domain.guild_settings import ROLE_SETTINGS, GuildSettings, RoleMode
+from bot.domain.models import MembershipSnapshot, Tier, TierRoleMap
 from bot.domain.policy import decide_roles
 
 PLATFORM_NAME = "Patreon"

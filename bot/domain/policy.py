@@ -21,7 +21,8 @@ from datetime import datetime
 from enum import Enum
 
 from bot.domain import billing
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleDecision, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, RoleDecision, Tier, TierRoleMap
 from bot.domain.money import amount_currency, format_money
 from bot.domain.tier_entitlement import Entitlement, entitlement_of, is_known_free, tier_grants, tier_list
 

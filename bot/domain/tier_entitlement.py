@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bot.domain import billing
-from bot.domain.models import MembershipSnapshot, PatronStatus, RoleMode, Tier, TierRoleMap
+from bot.domain.guild_settings import RoleMode
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.domain.money import amount_currency, same_currency
 
 

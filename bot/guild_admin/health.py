@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.domain.models import GuildSettings, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import Tier, TierRoleMap
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_pacing import describe_duration

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from bot.domain.guild_settings import GuildSettings
 from bot.domain.kick_rules import MemberRank, kick_refusal
-from bot.domain.models import GuildSettings
 from bot.store import LAST_REFRESH, Store
 from bot.sync.participation import Participation
 from bot.sync.reconcile import ReconcileService, not_own_lapse

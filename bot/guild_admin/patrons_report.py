@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.domain.policy import decide_roles, managed_role_ids
 from bot.guild_admin.service import AdminError
 from bot.store import Store

@@ -11,7 +11,8 @@ from typing import Any
 
 import msgspec
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode
+from bot.domain.guild_settings import GuildSettings, RoleMode
+from bot.domain.models import MembershipSnapshot, PatronStatus
 
 _SNAPSHOT_DATES = ("last_charge_date", "next_charge_date", "pledge_relationship_start", "observed_at")
 #: `observed_at` is kept in its own column, so that an unchanged member encodes to the same text at every refresh.

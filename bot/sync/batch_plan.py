@@ -23,7 +23,8 @@ from datetime import datetime
 
 from bot.domain import billing
 from bot.domain.comps import Comp
-from bot.domain.models import GuildSettings, MembershipSnapshot, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, Tier, TierRoleMap
 from bot.domain.policy import managed_role_ids
 from bot.patreon.member_rows import MemberRows
 from bot.store import Store

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.domain.comps import Comp, with_comps
-from bot.domain.models import GuildSettings, MembershipSnapshot, RoleDecision, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, RoleDecision, Tier, TierRoleMap
 from bot.domain.policy import decide_roles
 from bot.domain.role_plan import RolePlan, plan_roles
 

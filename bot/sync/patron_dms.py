@@ -40,7 +40,8 @@ from typing import Any, Protocol
 
 from bot.domain import billing
 from bot.domain.dm_templates import SAMPLE_REASON, SAMPLE_ROLES, SAMPLE_UNTIL, DmKind, DmValues, render
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, TierRoleMap
 from bot.store import Store
 from bot.store.dm_outbox import DM_BLOCKED, DM_DROPPED, DM_FAILED, DM_SENT, QueuedDm
 from bot.store.leases import Claimer, LeaseRenewal

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.domain.models import GuildSettings, RoleMode
+from bot.domain.guild_settings import GuildSettings, RoleMode
 from bot.store import Store
 from fakes.bot_process import READY_TIMEOUT, REFRESH_TIMEOUT, SETTLE_TIMEOUT
 from fakes.discord import RateLimits

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from html import unescape
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from fakes.browser import Browser
 from fakes.discord.interactions import InteractionRecord
 from fakes.world import SEED, FakeWorld, button_url, page_text

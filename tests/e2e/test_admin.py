@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GUILD_SETTINGS, SettingKind
+from bot.domain.guild_settings import GUILD_SETTINGS, SettingKind
 from bot.guild_admin.service import INLINE_SYNC_LIMIT
 from fakes.world import SEED
 from tests.e2e.polling import wait_for

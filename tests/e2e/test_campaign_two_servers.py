@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings, TokenPair
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import TokenPair
 from bot.store import Store
 from bot.store.campaigns import OAUTH_SOURCE, campaign_token_subject
 from bot.web.webhook_receiver import MEMBER_TRIGGERS

@@ -8,7 +8,7 @@ disconnected, followed the `.env` creator's campaign as soon as the bot was in n
 get roles from a campaign the server didn't choose: a disconnected server follows nothing until it connects again.
 """
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from fakes.world import SEED, FakeWorld, page_text
 from tests.e2e.backend import postgres_server
 from tests.e2e.connect_world import B_ROLE, B_TIER, BEN, CAMPAIGN_B, EVE, OTHER, OTHER_LOG, connect

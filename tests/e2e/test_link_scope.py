@@ -8,7 +8,7 @@ server was turned off must not finish either, at any step.
 
 import pytest
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.store import Store
 from fakes.world import SEED, FakeWorld, page_text
 from tests.e2e.polling import wait_for

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.store import Store
 from fakes.discord import RateLimits, RecordedCall, Window
 from fakes.role_calls import role_call_member

@@ -7,7 +7,7 @@ Senior Staff (Kick + Ban); both sit below the bot's role, so only the rank rule 
 
 import pytest
 
-from bot.domain.models import GUILD_SETTINGS, SettingKind
+from bot.domain.guild_settings import GUILD_SETTINGS, SettingKind
 from fakes.world import SEED
 from tests.e2e.test_admin import admin
 

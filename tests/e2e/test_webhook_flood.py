@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings, TokenPair
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import TokenPair
 from bot.store import LAST_REFRESH, Store
 from bot.store.campaigns import OAUTH_SOURCE, campaign_token_subject
 from bot.sync.webhook_flood import flood_wanted, listing_pages

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TokenPair
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier, TokenPair
 from bot.store.campaigns import ENV_SOURCE, OAUTH_SOURCE
 from bot.web.webhook_receiver import sign
 from fakes.sync_harness import GUILD, SECRET, SyncHarness

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.domain.shards import ShardSpec
 from bot.store import Store
 from bot.store.dm_outbox import DM_PENDING, DM_SENT

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.store import Store
 from bot.sync.reconcile import ReconcileService
 from bot.sync.role_jobs import RoleJobs

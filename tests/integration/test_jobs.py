@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.store import Store
 from bot.sync.channel_log import ChannelLog, pack_messages
 from bot.sync.reconcile import ReconcileService

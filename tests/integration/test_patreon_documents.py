@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.guild_admin.health import health_report
 from bot.patreon import PatreonBadResponse, PatreonClient
 from bot.patreon.client import CAMPAIGN_REQUEST_FIELDS, MEMBER_REQUEST_FIELDS

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier
 from bot.store import Store
 from bot.sync.reconcile import GRANT_SETTLE_TIME, ReconcileService
 from fakes.memory_gateway import MemoryGateway

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings, TokenPair
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import TokenPair
 from bot.patreon.budget import Priority
 from bot.store import LAST_REFRESH
 from fakes.patreon import CREATOR_SCOPES, CampaignState

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, TokenPair
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, TokenPair
 from bot.domain.shards import ShardSpec
 from bot.store import Store
 from bot.store.campaigns import CampaignRecord

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode, Tier, TokenPair
+from bot.domain.guild_settings import GuildSettings, RoleMode
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier, TokenPair
 from bot.store import CREATOR_SUBJECT, Store, patron_subject
 from bot.store.schema import MIGRATIONS
 

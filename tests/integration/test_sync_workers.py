@@ -11,7 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.domain.models import GuildSettings, TokenPair
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import TokenPair
 from bot.patreon.client import PatreonClient
 from bot.store import Store
 from bot.sync.campaign import CampaignService

@@ -5,7 +5,7 @@ follow-up). Real SQLite files, built at the schema the previous version left the
 import json
 import sqlite3
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.store import Store
 from bot.store.codec import encode_settings
 from bot.store.schema import MIGRATIONS

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings, TokenPair
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import TokenPair
 from fakes.sync_harness import GUILD, SyncHarness
 
 CAMPAIGN_A = "7654321"

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.domain.shards import shard_of
 from fakes.bot_process import READY_TIMEOUT, REFRESH_TIMEOUT, SETTLE_TIMEOUT
 from fakes.browser import Browser

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.domain.shards import ShardSpec
 from bot.store.leases import Claimer
 from bot.sync.member_plan import ReconcileOutcome

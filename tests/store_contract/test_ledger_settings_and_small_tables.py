@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from bot.domain.comps import Comp
-from bot.domain.models import GuildSettings, RoleMode, TokenPair
+from bot.domain.guild_settings import GuildSettings, RoleMode
+from bot.domain.models import TokenPair
 from bot.store.daily_counts import TierCount
 from bot.store.dm_outbox import DM_BLOCKED, DM_PENDING, DM_SENT
 from bot.store.panels import PanelRecord

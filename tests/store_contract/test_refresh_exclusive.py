@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from bot.config import load_config
-from bot.domain.models import GuildSettings
+from bot.domain.guild_settings import GuildSettings
 from bot.services import Services, build_services
 from bot.store import LAST_REFRESH
 from bot.sync.refresh_schedule import SKIPPED

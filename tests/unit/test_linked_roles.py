@@ -12,7 +12,8 @@ from bot.accounts.linked_roles import (
     schema_payload,
     tier_ranks,
 )
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier
 
 NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 SINCE = datetime(2025, 1, 2, tzinfo=UTC)

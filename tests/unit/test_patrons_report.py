@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.guild_admin.patrons_report import ServerView, attachment, build_report, safe_cell
 
 NOW = datetime(2026, 1, 10, tzinfo=UTC)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain import billing
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.domain.policy import decide_roles
 from bot.sync.batch_plan import guild_fingerprint, may_change_by_time
 from bot.sync.plan_scope import FULL_REPLAN_INTERVAL, DirtyMembers, GuildScope

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain.billing import DOCUMENTED_CHARGE_STATUSES
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleDecision, RoleMode, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings, RoleMode
+from bot.domain.models import MembershipSnapshot, PatronStatus, RoleDecision, Tier, TierRoleMap
 from bot.domain.policy import _kept, _Standing, _Verdict, decide_roles, managed_role_ids
 
 # --- A small campaign: Free (0), Silver (5.00), Gold (10.00), and an unpublished Platinum (12.00). ---

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain.models import GuildSettings, MembershipSnapshot, PatronStatus, RoleMode, Tier, TierRoleMap
+from bot.domain.guild_settings import GuildSettings, RoleMode
+from bot.domain.models import MembershipSnapshot, PatronStatus, Tier, TierRoleMap
 from bot.domain.policy import decide_roles
 from bot.sync.member_plan import plan_member_roles
 from tests.unit.test_policy import (

@@ -8,7 +8,7 @@ import dataclasses
 
 from discord import AppCommandOptionType
 
-from bot.domain.models import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, SettingKind
+from bot.domain.guild_settings import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings, SettingKind
 from cogs.admin import CLEARABLE_FIELDS, Admin, describe_settings
 
 OPTION_TYPES = {
