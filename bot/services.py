@@ -18,6 +18,7 @@ from bot.config import Config
 from bot.domain.models import MembershipSnapshot, TokenPair
 from bot.guild_admin.comps import CompService
 from bot.guild_admin.connect import CampaignConnections
+from bot.guild_admin.connect_recheck import AdminLookup, ConnectRecheck
 from bot.guild_admin.lapse_kicks import KickGateway, LapseKicks, LapseKickSweeper
 from bot.guild_admin.service import AdminService
 from bot.observability.metrics import BotMetrics, RefreshFigures
@@ -106,8 +107,11 @@ def build_services(
     *,
     discord: DiscordProbe | None = None,
     claimer: Claimer | None = None,
+    admins: AdminLookup | None = None,
 ) -> Services:
     """`discord`: the Discord adapter's gateway state and role-call counts (None where there is no Discord).
+    `admins`: a server admin's standing read from Discord, asked again when a connect binds (None: no Discord, so no
+    connect binds).
     `claimer`: who this process is when it claims queued work, for how long, and which shards' servers it claims
     jobs of (bot/store/leases.py; None: a fresh owner id, the default lease, the configured shards)."""
     if claimer is None:
@@ -299,6 +303,8 @@ def build_services(
         refresh.request_full_plan(guild_id)
         await refresh.run(f"connect of campaign {campaign_id}")
     observability = _observability(config, store, patreon, refresh, clock, discord)
+    public = config.public_base_url
+    connections = CampaignConnections(store, patreon, campaigns, participation, gateway, public, pacer=pacer)
     return Services(
         config=config,
         store=store,
@@ -318,10 +324,9 @@ def build_services(
             store,
             clock,
             after_connect=after_connect,
+            connect_refusal=ConnectRecheck(admins, connections).refusal,
         ),
-        connections=CampaignConnections(
-            store, patreon, campaigns, participation, gateway, config.public_base_url, pacer=pacer
-        ),
+        connections=connections,
         linked_role_flow=linked_role_flow,
         role_connections=role_connections,
         admin=admin,

@@ -104,9 +104,13 @@ class ConnectFlow:
         store: Store,
         clock: Callable[[], datetime],
         after_connect: Callable[[int, str], Awaitable[object]] | None = None,
+        *,
+        connect_refusal: Callable[[int, int], Awaitable[str | None]],
     ) -> None:
         """`after_connect(guild_id, campaign_id)` runs in the background once a server is bound (the wiring
-        starts a refresh, so linked patrons get their roles without waiting for the schedule)."""
+        starts a refresh, so linked patrons get their roles without waiting for the schedule).
+        `connect_refusal(guild_id, admin_id)` asks Discord again whether the admin who made the button may still
+        connect (bot/guild_admin/connect_recheck.py): the button outlives a kick or a demotion by 15 minutes."""
         self._key = signing_key
         self._public = public_base_url.rstrip("/")
         self._discord = discord
@@ -116,6 +120,7 @@ class ConnectFlow:
         self._store = store
         self._clock = clock
         self._after_connect = after_connect
+        self._connect_refusal = connect_refusal
         self._background: set[asyncio.Task[object]] = set()
         #: Started with the web app (bot/web/connect_routes.py), stopped by `close`.
         self.sweeper = PendingConnectSweeper(self.forget_abandoned, clock)
@@ -213,6 +218,8 @@ class ConnectFlow:
             return _fail("This connect link was already used.", "Run /patreon-admin connect again in Discord.")
         if params.get("error"):
             return _fail("The creator didn't approve on Patreon.", "Nothing was connected.", 200)
+        if (refused := await self._refused_now(state)) is not None:
+            return refused  # before the creator's code is exchanged
         try:
             tokens = await self._patreon.exchange_code(params.get("code", ""))
             owned = await self._patreon.get_campaigns(tokens.access_token)
@@ -246,6 +253,10 @@ class ConnectFlow:
             return _fail("This choice was started in another browser.", _AGAIN, 403)
         if campaign_id not in pick.campaign_ids:
             return _fail("That campaign wasn't one of the choices.", "Nothing was connected.", 400)
+        if (refused := await self._refused_now(state)) is not None:  # the creator's pending pair goes at once
+            await self._store.consume_state(f"pick:{state.nonce}", state.expires_at)
+            await self._store.delete_tokens(pending_connect_subject(state.nonce, state.expires_at))
+            return refused
         if not await self._store.consume_state(f"pick:{state.nonce}", state.expires_at):
             return _fail("This choice was already made.", "Run /patreon-admin connect again in Discord.")
         subject = pending_connect_subject(state.nonce, state.expires_at)
@@ -270,6 +281,14 @@ class ConnectFlow:
         name = campaign.name or campaign.vanity or campaign.id
         detail = " ".join([f"{server} now follows {name} (campaign {campaign.id}).", done.webhook, *done.notes])
         return ConnectStep(result=LinkResult(True, f"{server} is connected to {name}.", detail))
+
+    async def _refused_now(self, state: ConnectState) -> ConnectStep | None:
+        """The admin who made the button, asked about again: kicked, demoted, or below a role mapped since."""
+        refusal = await self._connect_refusal(state.guild_id, state.admin_id)
+        if refusal is None:
+            return None
+        log.warning("connect for guild=%s refused at the callback: user=%s may not now", state.guild_id, state.admin_id)
+        return _fail("You can't connect this server any more.", refusal, 403)
 
     async def _conflict(self, guild_id: int, campaign_id: str) -> str | None:
         """Why this server may not be bound to `campaign_id` now: it follows another campaign (re-binding would

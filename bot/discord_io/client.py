@@ -24,6 +24,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Config
+from bot.discord_io.admin_lookup import DiscordAdminLookup
 from bot.discord_io.roles import DiscordRoleGateway
 from bot.guild_admin.service import AdminError
 from bot.services import Services, build_services
@@ -78,7 +79,14 @@ class PatronBot(commands.Bot):
         self.config = config
         self.role_gateway = DiscordRoleGateway(self)
         self.services: Services = build_services(
-            config, store, session, self.role_gateway, clock, discord=self.role_gateway, claimer=claimer
+            config,
+            store,
+            session,
+            self.role_gateway,
+            clock,
+            discord=self.role_gateway,
+            claimer=claimer,
+            admins=DiscordAdminLookup(self),
         )
         self._member_loads: set[asyncio.Task[None]] = set()
         self._shared_state_reload: asyncio.Task[None] | None = None
