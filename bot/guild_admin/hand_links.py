@@ -16,9 +16,15 @@ import logging
 from bot.accounts.linking import UnlinkResult
 from bot.guild_admin.admin_checks import AdminChecks, AdminError
 from bot.guild_admin.rank import NOBODY, InvokerRank
+from bot.store import Link
 
 log = logging.getLogger(__name__)
 
+#: A member linked by hand in another server: that server's word only, which gives no roles here.
+FOREIGN_HAND_LINK = (
+    "That member was linked by hand in another server, which gives no roles here; a link here replaces it once "
+    "Patreon shows this Patreon account connected to their Discord, or they can sign in with `/patreon link`."
+)
 #: The one answer for a Patreon id this server's campaign doesn't know, whatever its links elsewhere.
 NOT_OUR_PATRON = (
     "That Patreon account isn't a member of the campaign this server follows, so it can't be linked here; "
@@ -41,19 +47,27 @@ class HandLinkCommands(AdminChecks):
         await self._assert_takes_part(guild_id)
         self._assert_can_manage(guild_id)
         campaign_key = await self.reconcile.campaign_key(guild_id)
-        if await self.store.get_membership(patreon_user_id, campaign_key) is None:
+        membership = await self.store.get_membership(patreon_user_id, campaign_key)
+        if membership is None:
             log.info("guild=%s: link by hand of patreon=%s refused: not its campaign's", guild_id, patreon_user_id)
             raise AdminError(NOT_OUR_PATRON)
+        # Patreon's own word that this Discord account is that patron's (what auto-match trusts): it outweighs a
+        # link by hand another server made of either account, which is only that server's word (review 5, R5-5).
+        confirmed = membership.social_discord_id == discord_user_id
+        replacing: list[Link] = []
         owner = await self.store.get_link_by_patreon(patreon_user_id)
         if owner is not None and owner.discord_user_id != discord_user_id:
             if owner.by_hand and owner.linked_in_guild_id != guild_id:
+                if not confirmed:
+                    raise AdminError(
+                        f"That Patreon account was linked by hand to <@{owner.discord_user_id}> in another server; "
+                        "the patron can sign in with `/patreon link` themselves, which replaces that link."
+                    )
+                replacing.append(owner)
+            else:
                 raise AdminError(
-                    f"That Patreon account was linked by hand to <@{owner.discord_user_id}> in another server; the "
-                    "patron can sign in with `/patreon link` themselves, which replaces that link."
+                    f"That Patreon account is already linked to <@{owner.discord_user_id}>; unlink them first."
                 )
-            raise AdminError(
-                f"That Patreon account is already linked to <@{owner.discord_user_id}>; unlink them first."
-            )
         previous = await self.store.get_link_by_discord(discord_user_id)
         if previous is not None and not previous.by_hand:
             if previous.patreon_user_id == patreon_user_id:
@@ -63,7 +77,9 @@ class HandLinkCommands(AdminChecks):
                 "unlink them first if it's wrong."
             )
         if previous is not None and previous.linked_in_guild_id not in (None, guild_id):
-            raise AdminError("That member was linked in another server; only that server's admins can change it.")
+            if not confirmed:
+                raise AdminError(FOREIGN_HAND_LINK)
+            replacing.append(previous)
         self._assert_outranks(guild_id, invoker, await self.reconcile.managed_roles(guild_id))
         if previous is not None:  # replacing their link by hand takes back the roles the old one gave
             granted = await self.store.granted_roles(guild_id, discord_user_id)
@@ -71,10 +87,35 @@ class HandLinkCommands(AdminChecks):
         await self.linking.link_by_hand(discord_user_id, patreon_user_id, guild_id)
         outcome = await self.reconcile.reconcile_member(guild_id, discord_user_id, "linked by an admin")
         await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")
+        for old in replacing:
+            await self._foreign_hand_link_replaced(old, discord_user_id, patreon_user_id)
         if outcome.error or outcome.blocked:
             why = outcome.error or "; ".join(outcome.blocked.values())
             return f"Linked, but some roles couldn't be changed: {why}."
         return "Linked; their roles are up to date."
+
+    async def _foreign_hand_link_replaced(self, old: Link, discord_user_id: int, patreon_user_id: str) -> None:
+        """Another server's link by hand gave way to one Patreon confirms: whoever held it loses the roles it gave
+        there. That server is told only when its campaign holds the patron (a foreign creator learns nothing)."""
+        log.info(
+            "link by hand discord=%s patreon=%s (confirmed by Patreon) replaced guild=%s's discord=%s patreon=%s",
+            discord_user_id,
+            patreon_user_id,
+            old.linked_in_guild_id,
+            old.discord_user_id,
+            old.patreon_user_id,
+        )
+        await self.reconcile.reconcile_user_everywhere(old.discord_user_id, "link by hand replaced")
+        other = old.linked_in_guild_id
+        if other is not None and await self.store.get_membership(
+            patreon_user_id, await self.reconcile.campaign_key(other)
+        ):
+            await self.reconcile.log_event(
+                other,
+                f"An admin of another server linked <@{discord_user_id}> to Patreon {patreon_user_id}, which Patreon "
+                f"shows connected to that Discord account; it replaced the link by hand of <@{old.discord_user_id}> "
+                f"to Patreon {old.patreon_user_id} made in this server.",
+            )
 
     async def unlink_user(self, guild_id: int, discord_user_id: int, invoker: InvokerRank = NOBODY) -> UnlinkResult:
         """Only the server a link was made in may remove it (the member can always `/patreon unlink`), and only an
