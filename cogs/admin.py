@@ -21,11 +21,11 @@ from bot.domain.guild_settings import GUILD_SETTINGS, GuildSettings, RoleMode, S
 from bot.domain.money import format_money
 from bot.guild_admin.health import health_report
 from bot.guild_admin.rank import InvokerRank
-from bot.guild_admin.service import AdminService
+from bot.guild_admin.service import AdminError, AdminService
 from bot.sync.role_jobs import ROLE_CALLS_PER_SECOND
 from bot.sync.role_pacing import describe_duration
 from cogs.patron_dms import PatronDmsCog
-from cogs.patrons_report import WeeklyPatronsCog, answer_patrons_report
+from cogs.patrons_report import WeeklyPatronsCog, answer_patrons_report, everyone_can_view
 from cogs.stats import DailyCountCog, answer_stats
 
 #: Patreon's supported currencies as the `currency:` option's choices (bot/domain/money.py).
@@ -156,9 +156,31 @@ class Admin(commands.GroupCog, group_name="patreon-admin", group_description="Pa
         }
         if clear:
             changes[CLEARABLE_FIELDS[clear]] = None
+        await self._assert_private_report_channel(interaction, changes)
         settings = await self.admin.update_settings(guild_id(interaction), invoker_rank(interaction), **changes)
         header = "✅ Saved.\n" if changes else ""
         await reply(interaction, header + describe_settings(settings))
+
+    async def _assert_private_report_channel(
+        self, interaction: discord.Interaction, changes: dict[str, object]
+    ) -> None:
+        """The weekly report lists every patron and their payment status, so it is never routed to a channel
+        @everyone can view (review 5, R5-8); the weekly post checks again when it sends (bot/guild_admin/
+        weekly_patrons.py), since a channel can be opened up later."""
+        guild = interaction.guild
+        touched = "log_channel_id" in changes or changes.get("patrons_report_weekly") is True
+        if guild is None or not touched:
+            return
+        current = await self.bot.services.store.get_settings(guild.id)
+        channel_id = changes.get("log_channel_id", current.log_channel_id)
+        if not changes.get("patrons_report_weekly", current.patrons_report_weekly) or not isinstance(channel_id, int):
+            return
+        channel = guild.get_channel(channel_id)
+        if channel is not None and everyone_can_view(channel):
+            raise AdminError(
+                f"Everyone in the server can read {channel.mention}, and the weekly patrons report lists every "
+                "patron and their payment status: pick a log channel @everyone can't view, or leave the report off."
+            )
 
     @app_commands.command(name="sync", description="Preview (default) or apply the role changes for every member")
     @app_commands.describe(dry_run="Only show what would change (default: yes)")
@@ -271,6 +293,7 @@ def invoker_rank(interaction: discord.Interaction) -> InvokerRank:
         roles_below=frozenset(role.id for role in guild.roles if role < top),
         top_role_name=top.name if top.is_default() else f"@{top.name}",
         kick_members=member.guild_permissions.kick_members,
+        manage_guild=member.guild_permissions.manage_guild,
     )
 
 

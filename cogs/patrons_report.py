@@ -23,6 +23,13 @@ CHECK_EVERY_SECONDS = 3600.0
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
+def everyone_can_view(channel: discord.abc.GuildChannel) -> bool:
+    """Whether @everyone may view the channel, as Discord computes it: the @everyone role's server permissions with
+    the channel's @everyone overwrite applied (Discord's developer documentation, Topics → Permissions → Permission
+    Overwrites; discord.py's `permissions_for(role)` does exactly that for the default role)."""
+    return channel.permissions_for(channel.guild.default_role).view_channel
+
+
 async def answer_patrons_report(bot: PatronBot, interaction: discord.Interaction) -> None:
     """The summary (split under Discord's 2,000 characters) and then the CSV of every patron, all ephemeral."""
     assert interaction.guild_id is not None  # the admin group is guild-only
@@ -54,7 +61,7 @@ class WeeklyPatronsCog(commands.Cog):
         self.bot = bot
         services = bot.services
         self.weekly = WeeklyPatronsPost(
-            services.store, services.gateway, services.admin.participation, services.clock, self._post
+            services.store, services.gateway, services.admin.participation, services.clock, self._post, self._public
         )
         #: Set after each look (tests wait for it instead of sleeping).
         self.looked = asyncio.Event()
@@ -78,6 +85,10 @@ class WeeklyPatronsCog(commands.Cog):
                 log.exception("the weekly patrons report failed; trying again in an hour")
             self.looked.set()
             await asyncio.sleep(CHECK_EVERY_SECONDS)
+
+    def _public(self, channel_id: int) -> bool:
+        channel = self.bot.get_channel(channel_id)
+        return isinstance(channel, discord.abc.GuildChannel) and everyone_can_view(channel)
 
     async def _post(self, channel_id: int, text: str, name: str, data: bytes) -> None:
         channel = self.bot.get_channel(channel_id)

@@ -27,6 +27,8 @@ class InvokerRank:
     top_role_name: str = "@everyone"
     #: Whether they hold Kick Members (the kick-on-lapse settings need it, as kicking by hand would).
     kick_members: bool = False
+    #: Whether they hold Manage Server (where the log and the weekly patrons report go needs it).
+    manage_guild: bool = False
 
     def may_give(self, role_id: int) -> bool:
         return self.owner or role_id in self.roles_below

@@ -178,6 +178,7 @@ class AdminService(HandLinkCommands):
         if threshold is not None and not (isinstance(threshold, int) and threshold >= 0):
             raise AdminError("The lifetime support threshold can't be negative.")
         self._assert_may_change_kicks(guild_id, invoker, changes)
+        self._assert_may_route_patron_data(guild_id, invoker, current, changes)
         currency = changes.get("currency")
         if currency is not None and currency not in SUPPORTED_CURRENCIES:
             raise AdminError(f"The currency must be one Patreon supports: {', '.join(SUPPORTED_CURRENCIES)}.")
@@ -228,6 +229,27 @@ class AdminService(HandLinkCommands):
         threshold = changes.get("kick_protect_rank_id")
         if isinstance(threshold, int):
             self._assert_outranks(guild_id, invoker, {threshold}, action="set the kick threshold at")
+
+    def _assert_may_route_patron_data(
+        self, guild_id: int, invoker: InvokerRank, current: GuildSettings, changes: dict[str, object]
+    ) -> None:
+        """Choosing the log channel, or turning the weekly patrons report on, decides who reads every patron's name
+        and payment status: a server-wide call that Discord itself leaves to Manage Server (the server's own
+        system-messages channel needs it), and that `connect` asks too. So the owner or a Manage Server admin makes
+        it, not any Manage Roles moderator (review 5, R5-8); clearing the channel or turning the report off shows
+        less, so it needs nothing more. The report also never goes where @everyone can read (cogs/admin.py,
+        weekly_patrons.py)."""
+        channel = changes.get("log_channel_id", current.log_channel_id)
+        rerouted = channel is not None and channel != current.log_channel_id
+        report_on = changes.get("patrons_report_weekly") is True and not current.patrons_report_weekly
+        if not (rerouted or report_on) or invoker.owner or invoker.manage_guild:
+            return
+        log.info("guild=%s: refused user=%s a log channel or report change without Manage Server", guild_id,
+                 invoker.user_id)
+        raise AdminError(
+            "Choosing the log channel, or turning on the weekly patrons report, needs the Manage Server permission: "
+            "both show every patron's name and payment status to whoever reads that channel."
+        )
 
     async def _assert_may_change_settings(self, current: GuildSettings, changes: dict[str, object]) -> None:
         turning_on = changes.get("enabled") is True

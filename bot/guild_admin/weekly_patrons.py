@@ -18,6 +18,10 @@ from bot.sync.role_gateway import RoleGateway
 log = logging.getLogger(__name__)
 
 WEEK = timedelta(days=7)
+PUBLIC_CHANNEL_NOTICE = (
+    "📋 The weekly patrons report wasn't posted: everyone in the server can read this channel, and the report lists "
+    "every patron and their payment status. Make the channel private, or pick another log channel, to get it."
+)
 
 
 def posted_fact(guild_id: int) -> str:
@@ -32,9 +36,12 @@ class WeeklyPatronsPost:
         participation: Participation,
         clock: Callable[[], datetime],
         post: Callable[[int, str, str, bytes], Awaitable[None]],
+        everyone_can_view: Callable[[int], bool],
     ) -> None:
         """`post(channel_id, text, file name, file)` sends one message with the file attached (the Discord
-        adapter's)."""
+        adapter's); `everyone_can_view(channel_id)`: whether @everyone may read that channel, as Discord computes it
+        (the report lists every patron and their payment status, so it never goes to such a channel)."""
+        self.everyone_can_view = everyone_can_view
         self.store = store
         self.gateway = gateway
         self.participation = participation
@@ -51,6 +58,11 @@ class WeeklyPatronsPost:
             now = self.clock()
             last = await self.store.get_fact(posted_fact(guild_id))
             if isinstance(last, str) and now - datetime.fromisoformat(last) < WEEK:
+                continue
+            if self.everyone_can_view(settings.log_channel_id):  # opened up since it was chosen (review 5, R5-8)
+                await self.store.set_fact(posted_fact(guild_id), now.isoformat())  # one notice a week, no more
+                log.warning("guild=%s: weekly patrons report withheld: @everyone can view the log channel", guild_id)
+                await self.gateway.post_log(settings.log_channel_id, PUBLIC_CHANNEL_NOTICE)
                 continue
             report = await patrons_report(self.store, self.gateway, self.participation, guild_id, now)
             await self.store.set_fact(posted_fact(guild_id), now.isoformat())  # claimed first: never two a week

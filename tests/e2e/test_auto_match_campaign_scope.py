@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.guild_admin.rank import InvokerRank
 from fakes.world import SEED, FakeWorld
 from tests.e2e.polling import wait_for
 from tests.e2e.test_campaign_two_servers import B_TIER, CAMPAIGN_B, OTHER, two_campaigns  # noqa: F401 (fixture)
@@ -31,7 +32,8 @@ async def eve_auto_matches(two_campaigns):  # noqa: F811
     other.add_member(SEED.bob, username="bob")
     other.add_member(CAT, username="cat")
     await wait_for(lambda: world.bot.get_channel(OTHER_LOG) is not None)
-    await world.bot.services.admin.update_settings(OTHER, auto_match_discord=True, log_channel_id=OTHER_LOG)
+    eve = InvokerRank(user_id=0, owner=True, roles_below=frozenset())  # Eve owns her server (the log channel is hers)
+    await world.bot.services.admin.update_settings(OTHER, eve, auto_match_discord=True, log_channel_id=OTHER_LOG)
     assert not (await world.store.get_settings(SEED.guild_id)).auto_match_discord  # A's server: off
     world.patreon.add_user("p-bob", "Bob", discord_id=SEED.bob)  # A's patron connected Discord on Patreon
     return world

@@ -145,6 +145,9 @@ async def restart_and_look(world: FakeWorld) -> None:
 
 
 async def test_the_weekly_post_comes_once_a_week_even_across_restarts(world):
+    from tests.e2e.test_report_audience import make_private  # the report goes only to a staff channel
+
+    await make_private(world, SEED.log_channel)
     text = await admin(world, ["settings"], {"patrons_report_weekly": True})
     assert "Weekly patrons report in the log channel: on" in text
     await restart_and_look(world)
