@@ -56,7 +56,13 @@ async def test_a_moderator_cannot_set_a_policy_role_above_her_own(world, spec):
 
 @pytest.mark.parametrize(
     "change",
-    [{"lifetime_dollars": 0}, {"grace_days": 60}, {"keep_until_paid_through": False}, {"role_mode": "highest"}],
+    [
+        {"lifetime_dollars": 0},
+        {"grace_days": 60},
+        {"keep_until_paid_through": False},
+        {"role_mode": "highest"},
+        {"currency": "EUR"},  # which amounts are compared with tier prices (a valid code: the rank rule answers)
+    ],
     ids=lambda change: next(iter(change)),
 )
 async def test_a_moderator_cannot_change_who_gets_a_role_above_her(world, change):
