@@ -4,8 +4,9 @@ Discord lets a member with Manage Roles give only the roles strictly below their
 owner is exempt, and Administrator does *not* lift the limit (Discord's developer documentation, Topics →
 Permissions → Permission Hierarchy). The same rule holds for taking a role away. An admin command that makes the bot
 give a role (`map`, the role options of `settings`, `link-user`) or take one back or stop managing it (`unmap`,
-`unlink-user`, clearing or replacing a role setting, `disconnect take_back_roles:True`, `uncomp`) would otherwise let
-a moderator reach above their rank through the bot. The cog reads the rank from the interaction's member; this
+`unlink-user`, clearing or replacing a role setting, `disconnect take_back_roles:True`, `uncomp`), or that decides
+whether the bot acts at all (`settings enabled:`, `disconnect`), would otherwise let a moderator reach above their
+rank through the bot. The cog reads the rank from the interaction's member; this
 module only compares ids, so it stays pure.
 """
 
