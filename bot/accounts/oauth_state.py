@@ -39,7 +39,14 @@ STATE_LIFETIME = timedelta(minutes=15)
 UNDO_WINDOW = timedelta(hours=1)
 #: The cookie outlives an attempt by the undo window, so the undo button still finds it.
 COOKIE_LIFETIME = STATE_LIFETIME + UNDO_WINDOW
+#: The cookie's name over plain http (tests, the demo) and, before the prefix, over https too.
 COOKIE_NAME = "patreon_link"
+#: Its name behind https (review 5, R5-11): browsers keep a `__Host-` cookie only when it is Secure, has Path=/
+#: and no Domain, so no other host (a sibling subdomain) can set one in a patron's browser (bot/web/browser_cookie.py).
+HOST_COOKIE_NAME = "__Host-" + COOKIE_NAME
+#: Marks a cookie value made since the prefix: a value without it was made before and can only finish an attempt
+#: begun before the upgrade (at most STATE_LIFETIME ago), so it is still read under the old name.
+_BINDING_VERSION = 2
 
 _START, _PATREON, _BROWSER, _UNDO = "link-start", "link-patreon", "link-browser", "link-undo"
 _DISCORD_PROOF = b"discord-step-proof"
@@ -136,7 +143,7 @@ def _start_proof(key: bytes, binding: BrowserBinding) -> str:
 def issue_binding(key: bytes, nonce: str, browser_id: str | None = None) -> tuple[str, BrowserBinding]:
     """The cookie value for this attempt; a browser that already has an id keeps it (its undo buttons still work)."""
     binding = BrowserBinding(browser_id or secrets.token_urlsafe(16), nonce)
-    return _dump(key, _BROWSER, {"b": binding.browser_id, "n": binding.nonce}), binding
+    return _dump(key, _BROWSER, {"b": binding.browser_id, "n": binding.nonce, "v": _BINDING_VERSION}), binding
 
 
 def read_binding(key: bytes, cookie: str | None) -> BrowserBinding | None:
@@ -148,6 +155,19 @@ def read_binding(key: bytes, cookie: str | None) -> BrowserBinding | None:
         return BrowserBinding(str(fields["b"]), str(fields["n"]))
     except (BadData, KeyError, TypeError):
         return None
+
+
+def made_before_host_prefix(cookie: str) -> bool:
+    """Whether this cookie value was made by a version before the `__Host-` name (it has no version), read without
+    the key: `read_binding` still checks its signature. Such a value names an attempt begun before the upgrade."""
+    payload, dot, _ = cookie.rpartition(".")
+    if not dot:
+        return False
+    try:
+        fields = URLSafeSerializer(b"", salt=_BROWSER).load_payload(payload.encode())
+    except BadData:
+        return False
+    return isinstance(fields, dict) and "v" not in fields
 
 
 def issue_undo(

@@ -15,8 +15,7 @@ from aiohttp import web
 
 from bot.accounts.connect_flow import CONNECT_PICK_PATH, CONNECT_START_PATH, ConnectFlow, ConnectStep
 from bot.accounts.linking import LinkResult
-from bot.accounts.oauth_state import COOKIE_NAME
-from bot.web.browser_cookie import set_browser_cookie
+from bot.web.browser_cookie import browser_cookie, set_browser_cookie
 from bot.web.pages import render_result_page
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ async def connect_callback(request: web.Request, which: str) -> web.StreamRespon
     if flow is None or not flow.owns(state):
         return None
     params = {key: request.query.get(key, "") for key in ("code", "state", "error")}
-    cookie = request.cookies.get(COOKIE_NAME)
+    cookie = browser_cookie(request.cookies, secure=flow.cookie_secure)
     if which == "discord":
         return _answer(flow, await _guarded(lambda: flow.discord_callback(params, cookie)))
     return _answer(flow, await _guarded(lambda: flow.patreon_callback(params, cookie)))
@@ -65,7 +64,7 @@ async def connect_callback(request: web.Request, which: str) -> web.StreamRespon
 
 async def connect_start(request: web.Request) -> web.StreamResponse:
     flow = request.app[CONNECT_FLOW_KEY]
-    cookie = request.cookies.get(COOKIE_NAME)
+    cookie = browser_cookie(request.cookies, secure=flow.cookie_secure)
     return _answer(flow, await _guarded(lambda: flow.start(request.query.get("state", ""), cookie)))
 
 
@@ -73,7 +72,7 @@ async def connect_pick(request: web.Request) -> web.StreamResponse:
     flow = request.app[CONNECT_FLOW_KEY]
     form = await request.post()
     token, campaign = form.get("pick"), form.get("campaign")
-    cookie = request.cookies.get(COOKIE_NAME)
+    cookie = browser_cookie(request.cookies, secure=flow.cookie_secure)
     return _answer(
         flow,
         await _guarded(

@@ -12,8 +12,7 @@ from aiohttp import web
 
 from bot.accounts.link_flow import START_PATH, FlowStep, LinkFlow
 from bot.accounts.linking import LinkResult
-from bot.accounts.oauth_state import COOKIE_NAME
-from bot.web.browser_cookie import set_browser_cookie
+from bot.web.browser_cookie import browser_cookie, set_browser_cookie
 from bot.web.connect_routes import connect_callback
 from bot.web.discord_sign_in import DISCORD_CALLBACK_PATH
 from bot.web.pages import render_link_page, render_result_page
@@ -39,7 +38,7 @@ def _params(request: web.Request) -> dict[str, str]:
 
 
 def _cookie(request: web.Request) -> str | None:
-    return request.cookies.get(COOKIE_NAME)
+    return browser_cookie(request.cookies, secure=request.app[LINK_FLOW_KEY].cookie_secure)
 
 
 async def link_start(request: web.Request) -> web.StreamResponse:

@@ -1,6 +1,6 @@
 """The Linked Roles pages: the verification URL Discord opens, and Discord's OAuth2 callback for it.
 
-The cookie is the link flow's own (bot/web/link_routes.py: HttpOnly, SameSite=Lax, Secure on https), so a browser
+The cookie is the link flow's own (bot/web/browser_cookie.py: HttpOnly, SameSite=Lax, `__Host-` on https), so a browser
 keeps one id across both flows and the Patreon step that may follow is the link flow's `/patreon/callback`.
 """
 
@@ -14,8 +14,7 @@ from aiohttp import web
 from bot.accounts.link_flow import FlowStep
 from bot.accounts.linked_role_flow import VERIFY_PATH, LinkedRoleFlow
 from bot.accounts.linking import LinkResult
-from bot.accounts.oauth_state import COOKIE_NAME
-from bot.web.browser_cookie import set_browser_cookie
+from bot.web.browser_cookie import browser_cookie, set_browser_cookie
 from bot.web.discord_bearer import LINKED_ROLE_CALLBACK_PATH
 from bot.web.pages import render_result_page
 
@@ -41,7 +40,7 @@ def add_linked_role_routes(app: web.Application, flow: LinkedRoleFlow, *, cookie
 
 async def _serve(request: web.Request, cookie_secure: bool, *, start: bool) -> web.StreamResponse:
     flow = request.app[LINKED_ROLE_FLOW_KEY]
-    cookie = request.cookies.get(COOKIE_NAME)
+    cookie = browser_cookie(request.cookies, secure=cookie_secure)
     params = {key: request.query.get(key, "") for key in ("code", "state", "error")}
     if start:
         step = await _guarded(lambda: flow.start(cookie))

@@ -5,7 +5,7 @@ import re
 from html import unescape
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from bot.accounts.oauth_state import COOKIE_NAME
+from bot.accounts.oauth_state import COOKIE_NAME, HOST_COOKIE_NAME
 from bot.store import patron_subject
 from fakes.world import PATREON_IDS, SEED, FakeWorld, page_text
 
@@ -189,7 +189,9 @@ async def test_the_cookie_is_http_only_lax_and_secure_behind_https(tmp_path):
             assert parse_qs(urlparse(response.headers["Location"]).query)["redirect_uri"] == [
                 "https://roles.example.com/discord/callback"
             ]
-            cookie = response.cookies[COOKIE_NAME]
+            cookie = response.cookies[HOST_COOKIE_NAME]  # `__Host-`: no sibling host can set it (review 5, R5-11)
+            assert COOKIE_NAME not in response.cookies
         assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
+        assert not cookie["domain"], "a __Host- cookie has no Domain, or browsers drop it"
     finally:
         await world.close()

@@ -4,6 +4,7 @@ only, and tampering is caught."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from bot.accounts.oauth_state import (
     STATE_LIFETIME,
@@ -12,6 +13,7 @@ from bot.accounts.oauth_state import (
     issue_patreon_state,
     issue_state,
     issue_undo,
+    made_before_host_prefix,
     read_binding,
     read_undo,
     verify_patreon_state,
@@ -91,3 +93,13 @@ def test_the_undo_token_round_trips_and_is_no_cookie():
     assert grant.issued_at == NOW and grant.linked_at == NOW.isoformat()
     assert read_binding(KEY, token) is None and read_undo(KEY, issue_binding(KEY, "n")[0]) is None
     assert read_undo(KEY, token[:-2]) is None and read_undo(KEY, "") is None
+
+
+def test_only_a_cookie_value_without_a_version_counts_as_made_before_the_host_prefix():
+    """Behind https the plain name is read only for such a value (bot/web/browser_cookie.py): every value made since
+    carries its version, so a tossed one never counts."""
+    new, binding = issue_binding(KEY, "nonce-1")
+    old = str(URLSafeSerializer(KEY, salt="link-browser").dumps({"b": binding.browser_id, "n": "nonce-1"}))
+    assert made_before_host_prefix(old) and read_binding(KEY, old) == binding
+    for value in (new, "", "no-dot", "garbage.sig", ".eJwrzs8rSU0u0c8sKkksyUzLLMnMTgUASg8Hrw.sig", new + "x"):
+        assert not made_before_host_prefix(value), value
