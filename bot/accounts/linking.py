@@ -13,6 +13,7 @@ from datetime import datetime
 
 from bot.accounts.link_home import home_of, servers_with
 from bot.accounts.oauth_state import LinkState
+from bot.domain.dm_templates import plain
 from bot.domain.models import Identity, MembershipSnapshot, PatreonUser, PatronStatus, TokenPair
 from bot.patreon.creator_api import CreatorClient, sees_every_membership
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonError
@@ -249,9 +250,9 @@ class LinkingService:
                 if link.linked_in_guild_id is not None and await self._patron_of(link.linked_in_guild_id, user.id):
                     await self._tell(
                         link.linked_in_guild_id,
-                        f"<@{discord_user_id}> signed in to Patreon as {user.full_name or user.id} themselves, which "
-                        f"replaced the link by hand of <@{link.discord_user_id}> to Patreon {link.patreon_user_id} "
-                        "made in this server.",
+                        f"<@{discord_user_id}> signed in to Patreon as {plain(user.full_name or user.id)} themselves, "
+                        f"which replaced the link by hand of <@{link.discord_user_id}> to Patreon "
+                        f"{plain(link.patreon_user_id)} made in this server.",
                     )
                 if link.discord_user_id != discord_user_id:
                     await self.reconcile.reconcile_user_everywhere(link.discord_user_id, "link by hand replaced")
@@ -284,7 +285,8 @@ class LinkingService:
         )
         try:
             outcomes = await self.reconcile.reconcile_user_everywhere(discord_user_id, "linked")
-            await self._tell(guild_id, f"<@{discord_user_id}> linked Patreon account {user.full_name or user.id}")
+            name = plain(user.full_name or user.id)  # Patreon names are their owners' choice (R5-7): inert text
+            await self._tell(guild_id, f"<@{discord_user_id}> linked Patreon account {name}")
             if is_new_link and membership is not None and membership.patron_status is PatronStatus.ACTIVE:
                 await self._welcome(guild_id, discord_user_id, tier_titles)
         except Exception:
@@ -369,7 +371,7 @@ class LinkingService:
         channel_id = settings.welcome_channel_id or settings.log_channel_id
         if not settings.welcome_on_link or channel_id is None:
             return
-        tier = f" as **{', '.join(tier_titles)}**" if tier_titles else ""
+        tier = f" as **{', '.join(plain(title) for title in tier_titles)}**" if tier_titles else ""
         await self.gateway.post_log(
             channel_id, f"🎉 Welcome <@{discord_user_id}>, and thank you for supporting us on Patreon{tier}!"
         )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from bot.domain.dm_templates import plain
 from bot.domain.models import MembershipSnapshot, PatronStatus
 from bot.domain.policy import managed_role_ids
 from bot.domain.role_plan import RolePlan, grants_to_forget
@@ -315,17 +316,18 @@ class ReconcileService:
         return managed_role_ids(await self.store.get_settings(guild_id), await self.store.get_tier_roles(guild_id))
 
     async def _report(self, outcome: ReconcileOutcome, cause: str, queued: bool = False) -> None:
+        summary = plain(outcome.summary)  # it quotes tier titles, which the creator chose on Patreon (R5-7)
         for role_id in sorted(outcome.added):
             await self._log(
                 outcome.guild_id,
-                f"Gave {self._role(outcome.guild_id, role_id)} to <@{outcome.user_id}> ({cause}: {outcome.summary})",
+                f"Gave {self._role(outcome.guild_id, role_id)} to <@{outcome.user_id}> ({cause}: {summary})",
                 queued,
             )
         for role_id in sorted(outcome.removed):
             await self._log(
                 outcome.guild_id,
                 f"Removed {self._role(outcome.guild_id, role_id)} from <@{outcome.user_id}> "
-                f"({cause}: {outcome.summary})",
+                f"({cause}: {summary})",
                 queued,
             )
         for role_id, why in sorted(outcome.blocked.items()):
