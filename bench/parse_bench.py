@@ -36,10 +36,11 @@ from typing import Any
 import aiohttp
 
 from bot.domain.models import MembershipSnapshot, PatronStatus
-from bot.patreon.client import MEMBER_REQUEST_FIELDS, _decode_json, _fields
+from bot.patreon.client import MEMBER_REQUEST_FIELDS, _fields
 from bot.patreon.jsonapi import parse_members_page
 from bot.patreon.member_pages import read_members_page
 from bot.patreon.member_rows import ListingPage
+from bot.patreon.transport import _decode_json
 from bot.sync.refresh import LISTING_GC_THRESHOLD
 from fakes.patreon import FakePatreon
 
