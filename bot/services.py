@@ -40,7 +40,8 @@ from bot.sync.participation import Participation
 from bot.sync.patron_dms import PatronDms
 from bot.sync.plan_scope import DirtyMembers
 from bot.sync.reconcile import ReconcileService
-from bot.sync.refresh import RefreshReport, RefreshScheduler, RefreshService
+from bot.sync.refresh import RefreshScheduler, RefreshService
+from bot.sync.refresh_report import RefreshReport
 from bot.sync.role_connection_push import RoleConnectionPusher
 from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_jobs import RoleJobs

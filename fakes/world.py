@@ -23,7 +23,7 @@ from bot.discord_io.endpoint import point_discord_at
 from bot.store import Store
 from bot.store.opening import open_configured
 from bot.store.token_cipher import TokenCipher, new_key
-from bot.sync.refresh import RefreshReport
+from bot.sync.refresh_report import RefreshReport
 from bot.web.webhook_receiver import MEMBER_TRIGGERS
 from fakes.browser import Browser
 from fakes.discord import FakeDiscord, RateLimits

@@ -39,7 +39,6 @@ import contextvars
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.models import MembershipSnapshot
@@ -55,6 +54,7 @@ from bot.sync.plan_scope import DirtyMembers, GuildScope
 from bot.sync.reconcile import ReconcileService
 from bot.sync.refresh_listing import LISTING_GC_THRESHOLD as LISTING_GC_THRESHOLD  # bench/parse_bench.py reads it here
 from bot.sync.refresh_listing import ListingReader, check_unconfirmed_forget, fewer_collections
+from bot.sync.refresh_report import RefreshReport, combined
 from bot.sync.refresh_schedule import SKIPPED, OneProcessAtATime, RefreshRotation, run_each
 from bot.sync.role_gateway import RoleGateway
 from bot.sync.role_jobs import RoleJobs
@@ -63,42 +63,6 @@ log = logging.getLogger(__name__)
 
 PATRON_TOKEN_MARGIN = timedelta(days=7)
 KEEP_WEBHOOK_EVENTS = timedelta(days=7)
-@dataclass
-class RefreshReport:
-    ok: bool
-    cause: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    detail: str = ""
-    pages: int = 0
-    members_listed: int = 0
-    snapshots_saved: int = 0
-    snapshots_forgotten: int = 0
-    auto_linked: int = 0
-    #: Members (guild, user) the refresh planned: the changed ones, or all in a guild planned in full.
-    members_planned: int = 0
-    #: Acting servers whose every member was planned (start-up, sync, daily, settings or tier map changed).
-    full_replan_guilds: int = 0
-    members_checked: int = 0
-    #: Members Discord failed to look up while planning; each was queued as a job that looks again.
-    members_unchecked: int = 0
-    roles_differ: int = 0
-    jobs_queued: int = 0
-    patron_tokens_refreshed: int = 0
-    #: Members listed without a Patreon user that no stored membership matches (deleted accounts): never linkable.
-    members_without_user: int = 0
-    #: Patreon HTTP requests this refresh made (retries included).
-    patreon_requests: int = 0
-
-    def fact(self) -> dict[str, object]:
-        """What `/patreon-admin check` shows (LAST_REFRESH)."""
-        data = asdict(self)
-        data["at"] = (self.finished_at or self.started_at).isoformat(timespec="seconds")
-        data["started_at"] = self.started_at.isoformat(timespec="seconds")
-        data.pop("finished_at")
-        return data
-
-
 class RefreshService:
     def __init__(
         self,
@@ -189,7 +153,7 @@ class RefreshService:
             reports = await run_each(ordered, one, self.campaign_concurrency)
             if any(report.ok for report in reports):  # one process at a time: a patron's refresh token works once
                 await self.exclusive.run("patron tokens", lambda: self._refresh_patron_tokens_and_prune(reports))
-            report = _combined(reports, cause, self.clock())
+            report = combined(reports, cause, self.clock())
             self.last_report = report
             return report
 
@@ -381,21 +345,6 @@ class RefreshService:
                     await self.store.save_tokens(subject, fresh)
                     refreshed += 1
         return refreshed
-
-
-def _combined(reports: list[RefreshReport], cause: str, now: datetime) -> RefreshReport:
-    """The one report of a run: the campaign's own, or the sum of several (ok only when every one was)."""
-    if len(reports) == 1:
-        return reports[0]
-    if not reports:
-        return RefreshReport(ok=True, cause=cause, started_at=now, finished_at=now, detail="no campaign is connected")
-    total = RefreshReport(ok=all(r.ok for r in reports), cause=cause, started_at=reports[0].started_at)
-    for name, value in asdict(total).items():
-        if isinstance(value, int) and not isinstance(value, bool):
-            setattr(total, name, sum(getattr(report, name) for report in reports))
-    total.finished_at = reports[-1].finished_at
-    total.detail = "; ".join(f"campaign {i + 1}: {r.detail}" for i, r in enumerate(reports))
-    return total
 
 
 class RefreshScheduler:

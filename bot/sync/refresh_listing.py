@@ -30,7 +30,7 @@ from bot.sync.page_changes import differing_bytes, page_changes
 from bot.sync.role_jobs import RoleJobs
 
 if TYPE_CHECKING:
-    from bot.sync.refresh import RefreshReport
+    from bot.sync.refresh_report import RefreshReport
 
 log = logging.getLogger(__name__)
 
