@@ -18,7 +18,7 @@ from bot.domain.models import Identity, MembershipSnapshot, PatreonUser, PatronS
 from bot.patreon.creator_api import CreatorClient, sees_every_membership
 from bot.patreon.errors import PatreonAuthError, PatreonBadResponse, PatreonError
 from bot.store import Link, Store, patron_subject
-from bot.store.facade import ADMIN_SOURCE
+from bot.store.links import ADMIN_SOURCE
 from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected
 from bot.sync.member_plan import ReconcileOutcome
 from bot.sync.reconcile import ReconcileService
