@@ -212,8 +212,9 @@ class RequestBudget:
             self._release(priority, tid)
 
     def _window_id(self, token: str | None) -> str | None:
-        """The id of the window a token counts in (None: no token, or tokens aren't budgeted)."""
-        if self._windows is None or token is None:
+        """The id of the window a token counts in (None: no token, or tokens aren't budgeted, `token_limit` None
+        even if set so after construction)."""
+        if self._windows is None or self.token_limit is None or token is None:
             return None
         return self._windows.window_id(token, self._monotonic())
 

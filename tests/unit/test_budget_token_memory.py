@@ -90,6 +90,17 @@ async def test_a_carried_id_whose_window_a_request_waits_for_is_kept() -> None:
     await waiting
 
 
+async def test_a_token_limit_turned_off_after_start_budgets_no_token() -> None:
+    """Tests that run many examples on one world turn the per-token budget off (tests/e2e/test_webhook_property.py)."""
+    clock = ManualClock()
+    budget = budget_on(clock, limit=1)
+    await request(budget, "token")
+    assert budget.token_room("token") == 0
+    budget.token_limit = None
+    assert budget.token_room("token") is None and budget.token_lookups("token") is None
+    await asyncio.wait_for(request(budget, "token"), timeout=5)  # not held for the token's minute
+
+
 def test_without_a_token_limit_no_token_is_kept() -> None:
     budget = RequestBudget()
     budget.carry_token_window("a", "b")
