@@ -27,7 +27,7 @@ async def test_a_role_taken_by_hand_on_discord_is_given_back_by_the_next_refresh
 async def test_a_member_update_in_a_server_that_does_not_act_changes_nothing(world):
     await world.link(SEED.alice)
     await world.refresh()
-    await world.bot.services.admin.update_settings(SEED.guild_id, enabled=False)  # this server stops taking part
+    assert "Saved" in await admin(world, ["settings"], {"enabled": False})  # the owner: this server stops taking part
     world.guild.member(SEED.alice).role_ids.discard(SEED.gold_role)
     await wait_for(lambda: SEED.gold_role not in (cached_roles(world, SEED.alice) or {SEED.gold_role}))
     world.discord.clear_calls()
