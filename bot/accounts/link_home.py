@@ -13,9 +13,11 @@ on the result page. What the patron and the admins expect:
 
 So the server is chosen after Patreon's answer, among the servers acting for a campaign that have him: the first
 whose campaign holds his membership (Patreon's `identity.memberships`, or the membership the creator's side stored),
-an active pledge before a declined one before any other membership, then the lowest id. When none of them follows
-a campaign he belongs to, nothing is linked (the rule auto-match follows): a link owned by no server could be
-removed by any server's admin, and no server has a claim on his Patreon name.
+an active pledge before a declined one before any other membership, then the lowest id. When none does but all of
+them follow one campaign (every single-campaign install), the first of them: they are all that creator's, the
+verification was for that creator's role, and his roles follow once he pledges, as with `/patreon link`. Otherwise
+nothing is linked (the rule auto-match follows): another creator's server has no claim on his Patreon name, and a
+link owned by no server could be removed by any server's admin.
 """
 
 from __future__ import annotations
@@ -53,14 +55,17 @@ async def home_of(
     identity: Identity,
     fallback: CampaignService,
 ) -> LinkHome | None:
-    """The first of `servers` whose campaign holds this Patreon identity's membership (the ranking above), or None.
+    """The first of `servers` whose campaign holds this Patreon identity's membership (the ranking above); else,
+    when they all follow one campaign, the first of them; else None.
 
     `fallback` is the campaign of a server without participation (the engine alone, in tests)."""
     best: tuple[tuple[int, int], LinkHome] | None = None
+    followed: dict[str, LinkHome] = {}
     for guild_id in servers:
         campaign = await reconcile.campaign_for(guild_id, fallback=fallback)
         if campaign is None:
             continue
+        followed.setdefault(await campaign.storage_key(), LinkHome(guild_id, campaign))
         membership = identity.membership_for(await campaign.campaign_id())
         if membership is None:
             membership = await store.get_membership(identity.user.id, await campaign.storage_key())
@@ -69,4 +74,6 @@ async def home_of(
         rank = (_RANK.get(membership.patron_status, 2), guild_id)
         if best is None or rank < best[0]:
             best = (rank, LinkHome(guild_id, campaign))
-    return best[1] if best is not None else None
+    if best is not None:
+        return best[1]
+    return next(iter(followed.values())) if len(followed) == 1 else None

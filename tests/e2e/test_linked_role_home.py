@@ -130,3 +130,17 @@ async def test_a_verification_by_someone_in_no_campaign_of_his_servers_links_not
             assert not [line for line in log_of(world, channel) if str(SEED.bob) in line], channel
     finally:
         await world.close()
+
+
+async def test_with_one_campaign_someone_in_none_is_still_linked_in_its_server(world):
+    """Every server of a single-campaign install is the creator's: Dave, who left the Patreon, is linked there as
+    `/patreon link` would (his roles follow once he pledges), and that server's log is told (a control: as before)."""
+    world.patreon.remove_membership("p-dave")
+    await world.refresh()
+    await set_up(world)
+    world.patreon.next_authorizing_user = "p-dave"
+    status, page = await world.browser_of(SEED.dave).open(world.bot_url + VERIFY)
+    assert status == 200 and "aren't a member" in page_text(page), page_text(page)
+    link = await world.store.get_link_by_discord(SEED.dave)
+    assert link is not None and link.linked_in_guild_id == SEED.guild_id
+    await wait_for(lambda: any(f"<@{SEED.dave}> linked Patreon" in line for line in log_of(world, SEED.log_channel)))
