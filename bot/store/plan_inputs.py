@@ -15,7 +15,7 @@ from bot.store.bulk import IN_CAMPAIGN, in_chunks
 from bot.store.codec import decode_snapshot
 from bot.store.queues import PENDING, SqlRunner, iso_utc
 
-#: A link counts in guild ? (`Link.counts_in`, bot/store/links.py's ADMIN_SOURCE): proven by Patreon, or made by hand there.
+#: A link counts in guild ? (`Link.counts_in`, bot/store/links.py): proven by Patreon, or made by hand there.
 _COUNTS_IN = "(links.source != 'admin' OR links.linked_in_guild_id = ?)"
 
 

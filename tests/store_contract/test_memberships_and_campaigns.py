@@ -82,7 +82,7 @@ async def test_a_page_of_look_ups_answers_for_every_user_asked_whatever_their_nu
     at a time, and every stored user is answered once, in any order, by either look-up."""
     stored = [member(f"p{i:04}", T0) for i in range(2300)]
     await store.save_membership_page(stored, "c1", {s.patreon_user_id: f"h{i}".encode() for i, s in enumerate(stored)})
-    asked = [f"p{i:04}" for i in range(2400)][::-1] + [None]
+    asked = [*[f"p{i:04}" for i in range(2400)][::-1], None]
     hashes = await store.listing_hashes("c1", asked)
     assert hashes == {f"p{i:04}": f"h{i}".encode() for i in range(2300)}
     looks = await store.listing_looks("c1", asked)
