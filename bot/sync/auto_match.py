@@ -1,7 +1,7 @@
 """Auto-match: link patrons who connected Discord on Patreon, in servers whose admin turned it on.
 
 Patreon reports `social_connections.discord.user_id` for such patrons. A match is made only when neither the
-Discord user nor the Patreon user is linked yet, so an OAuth or admin link is never overridden, and only for a
+Discord user nor the Patreon user is linked yet, so an OAuth or auto link is never overridden, and only for a
 Discord user who is a member of a server that acts for the campaign of the membership that matched (its stored row
 is that campaign's, same member id) and has `auto_match_discord` enabled: a server following another campaign
 neither makes the match nor hears of it in its log channel (it would learn who pledges to another creator). The
@@ -9,6 +9,13 @@ match is Patreon's word, like OAuth, so it counts in every acting server (`Link.
 removed on purpose (`/patreon unlink`, an admin's unlink-user) is never matched again: the unlink records an
 opt-out that only an explicit OAuth or admin link of that pair lifts. A member lookup Discord fails (5xx) skips
 that guild for now; the next refresh or webhook tries again.
+
+One exception to "not linked yet" (review 5, R5-5): a link by hand of either account made in a server that does
+not follow the matched membership's campaign is only that server's word, counts only there, and must not squat a
+patron of another campaign. Patreon's own word (the pair it proves) replaces it as the patron's sign-in would
+(`save_link`, source "auto"); whoever held it is reconciled everywhere, and its server is told only when its own
+campaign holds that patron. A link by hand made in a server that follows the same campaign stands (that admin's
+word in his own server), an OAuth or auto link always stands, and an opted-out pair is not linked.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bot.domain.models import MembershipSnapshot
-from bot.store import Store
+from bot.store import Link, Store
 from bot.sync.reconcile import ReconcileService
 from bot.sync.role_gateway import RoleChangeError, RoleGateway
 
@@ -51,14 +58,15 @@ async def auto_match(
         return []
     links, linked_patreon = await _known_links(store, candidates)
     opted_out = await store.auto_match_optouts()
-    unlinked = [
+    wanted = [
         s
         for s in candidates
-        if s.social_discord_id not in links
-        and s.patreon_user_id not in linked_patreon
-        and (s.social_discord_id, s.patreon_user_id) not in opted_out
+        if (s.social_discord_id, s.patreon_user_id) not in opted_out
+        and links.get(s.social_discord_id or 0) != s.patreon_user_id
     ]
-    members_of = await _campaign_members(store, reconcile, guilds, unlinked)
+    unlinked = [s for s in wanted if s.social_discord_id not in links and s.patreon_user_id not in linked_patreon]
+    held = [s for s in wanted if s.social_discord_id in links or s.patreon_user_id in linked_patreon]
+    members_of = await _campaign_members(store, reconcile, guilds, wanted)
     rows: list[tuple[int, str, int | None, str]] = []
     for snapshot in unlinked:
         discord_id, patreon_id = snapshot.social_discord_id, snapshot.patreon_user_id
@@ -71,6 +79,24 @@ async def auto_match(
         rows.append((discord_id, patreon_id, guild_id, AUTO_SOURCE))
         links[discord_id] = patreon_id
         linked_patreon.add(patreon_id)
+    made = await _store_matches(store, reconcile, rows, now, on_linked)
+    for snapshot in held:
+        own = [guild_id for guild_id in guilds if members_of(guild_id, snapshot)]
+        pair = await _replace_foreign_hand_links(store, gateway, reconcile, snapshot, own)
+        if pair is not None:
+            made.append(pair)
+            on_linked(AUTO_SOURCE)
+    return made
+
+
+async def _store_matches(
+    store: Store,
+    reconcile: ReconcileService,
+    rows: list[tuple[int, str, int | None, str]],
+    now: datetime,
+    on_linked: Callable[[str], None],
+) -> list[tuple[int, str]]:
+    """Insert the matches of accounts linked to nobody; return those that went in."""
     if not rows:
         return []
     await store.add_auto_links(rows, now)
@@ -92,6 +118,88 @@ async def auto_match(
                 queued=True,
             )
     return made
+
+
+async def _replace_foreign_hand_links(
+    store: Store, gateway: RoleGateway, reconcile: ReconcileService, snapshot: MembershipSnapshot, own: list[int]
+) -> tuple[int, str] | None:
+    """Match a patron one of whose accounts holds a link by hand of another campaign's server (the module's
+    docstring); None when any link in the way stands, or no server of this campaign with auto-match has him."""
+    discord_id, patreon_id = snapshot.social_discord_id, snapshot.patreon_user_id
+    if discord_id is None or patreon_id is None or not own:
+        return None
+    guild_id = await _guild_with_member(gateway, own, discord_id)
+    if guild_id is None:
+        return None
+    # Read again right before the write: a sign-in, an unlink or a match meanwhile decides instead.
+    in_the_way = {
+        link
+        for link in (await store.get_link_by_discord(discord_id), await store.get_link_by_patreon(patreon_id))
+        if link is not None
+    }
+    if not in_the_way or any(
+        (link.discord_user_id, link.patreon_user_id) == (discord_id, patreon_id) for link in in_the_way
+    ):
+        return None
+    for link in in_the_way:
+        if not await _gives_way(store, reconcile, link, snapshot):
+            log.info(
+                "auto-match: discord=%s patreon=%s left alone: linked by %s in guild=%s",
+                discord_id,
+                patreon_id,
+                "hand" if link.by_hand else link.source,
+                link.linked_in_guild_id,
+            )
+            return None
+    if (discord_id, patreon_id) in await store.auto_match_optouts():
+        return None
+    await store.save_link(discord_id, patreon_id, guild_id, AUTO_SOURCE)
+    log.info("auto-matched discord=%s to patreon=%s in guild=%s", discord_id, patreon_id, guild_id)
+    await reconcile.log_event(
+        guild_id,
+        f"Linked <@{discord_id}> to Patreon {patreon_id} automatically (Discord is connected on Patreon)",
+        queued=True,
+    )
+    for link in sorted(in_the_way, key=lambda link: (link.discord_user_id, link.patreon_user_id)):
+        await _hand_link_replaced(store, reconcile, link, discord_id, patreon_id)
+    return discord_id, patreon_id
+
+
+async def _gives_way(store: Store, reconcile: ReconcileService, link: Link, snapshot: MembershipSnapshot) -> bool:
+    """A link by hand made in a server that doesn't follow the snapshot's campaign (its stored row under that
+    server's campaign is not this membership); never an OAuth or auto link, nor one of an unknown server."""
+    if not link.by_hand or link.linked_in_guild_id is None:
+        return False
+    key = await reconcile.campaign_key(link.linked_in_guild_id)
+    if key is None:  # the engine alone: every campaign counts in every server
+        return False
+    row = await store.get_membership(snapshot.patreon_user_id or "", key)
+    return row is None or row.member_id != snapshot.member_id
+
+
+async def _hand_link_replaced(
+    store: Store, reconcile: ReconcileService, old: Link, discord_id: int, patreon_id: str
+) -> None:
+    """Whoever held the replaced link loses what it gave, in every server; its server hears of it only when its
+    own campaign holds the patron (a foreign creator learns nothing of another campaign's patrons)."""
+    log.info(
+        "auto-match discord=%s patreon=%s replaced guild=%s's link by hand discord=%s patreon=%s",
+        discord_id,
+        patreon_id,
+        old.linked_in_guild_id,
+        old.discord_user_id,
+        old.patreon_user_id,
+    )
+    await reconcile.reconcile_user_everywhere(old.discord_user_id, "link by hand replaced")
+    other = old.linked_in_guild_id
+    if other is not None and await store.get_membership(patreon_id, await reconcile.campaign_key(other)):
+        await reconcile.log_event(
+            other,
+            f"Patreon shows <@{discord_id}>'s Discord connected to Patreon {patreon_id}, so they were linked "
+            f"automatically; it replaced the link by hand of <@{old.discord_user_id}> to Patreon "
+            f"{old.patreon_user_id} made in this server.",
+            queued=True,
+        )
 
 
 async def _campaign_members(
