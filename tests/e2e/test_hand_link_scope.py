@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from bot.guild_admin.hand_links import NOT_OUR_PATRON
-from bot.store.facade import ADMIN_SOURCE
+from bot.store.links import ADMIN_SOURCE
 from fakes.world import SEED, FakeWorld, page_text
 from tests.e2e.connect_world import BEN, EVE, OTHER, OTHER_LOG, connect, no_env_world
 from tests.e2e.polling import wait_for
