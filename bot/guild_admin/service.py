@@ -14,6 +14,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
+from bot.domain.dm_templates import plain
 from bot.domain.guild_settings import GUILD_SETTINGS, ROLE_SETTINGS, GuildSettings
 from bot.domain.models import Tier
 from bot.domain.money import SUPPORTED_CURRENCIES
@@ -121,7 +122,8 @@ class AdminService(HandLinkCommands):
         self._assert_outranks(guild_id, invoker, {role_id})
         if not await self.store.map_tier_role(guild_id, tier.id, role_id):
             raise AdminError(f"Tier **{tier.title}** already gives that role.")
-        await self.reconcile.log_event(guild_id, f"Tier {tier.title} now gives @{self._role(guild_id, role_id)}")
+        shown = f"Tier {plain(tier.title)} now gives @{plain(self._role(guild_id, role_id))}"  # inert (review 5, R5-7)
+        await self.reconcile.log_event(guild_id, shown)
         return tier
 
     async def unmap_tier(self, guild_id: int, tier_id: str, role_id: int | None, invoker: InvokerRank = NOBODY) -> int:

@@ -66,3 +66,16 @@ async def test_a_tier_title_is_inert_in_the_gave_line_and_the_welcome(world):
     for words in ("Gave @Gold Patron", "Welcome"):
         line = await line_with(world, words)
         assert EVIL_TIER not in line and "\\*\\*Gold\\*\\*" in line and "\\[renew here\\]" in line, line
+
+
+
+async def test_a_tier_title_is_inert_in_the_now_gives_line_of_a_map(world):
+    world.patreon.add_tier(tier_id=SEED.bronze_tier, title=EVIL_TIER, amount_cents=500)
+    assert world.bot is not None
+    await world.bot.services.campaign.refresh_tiers()
+    extra = 730000000000000020
+    world.guild.add_role(extra, "Supporters", position=7)
+    text = await admin(world, ["map"], {"tier": SEED.bronze_tier, "role": extra})
+    assert "now get" in text, text
+    line = await line_with(world, "now gives")
+    assert EVIL_TIER not in line and "\\*\\*Gold\\*\\*" in line and "\\[renew here\\]" in line, line
