@@ -16,10 +16,12 @@ class MemberEvents(commands.Cog):
 
     @commands.Cog.listener()
     async def on_member_join(self, member: discord.Member) -> None:
-        await self.bot.services.lapse_kicks.start_afresh(member.guild.id, member.id)  # a rejoin starts afresh
+        lapse_kicks = self.bot.services.lapse_kicks
         if await self.bot.services.store.get_link_by_discord(member.id) is None:
-            await invite_new_member(self.bot, member)  # only when the server turned `welcome_link` on
+            await invite_new_member(self.bot, member)  # only when the server turned `welcome_link` on (read first)
+            await lapse_kicks.start_afresh(member.guild.id, member.id)  # a rejoin starts afresh
             return
+        await lapse_kicks.start_afresh(member.guild.id, member.id)  # before the reconcile, which may lapse anew
         await self.bot.services.reconcile.reconcile_member(member.guild.id, member.id, "joined the server")
 
     @commands.Cog.listener()
