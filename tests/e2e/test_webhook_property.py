@@ -38,6 +38,11 @@ def shared_world_property(max_examples: int) -> settings:
     )
 
 
+#: How long an example may take to settle: the fakes keep Discord's member-role bucket (10 calls per 10 s) and
+#: Patreon's client window on, so an example whose changes queue more than a window's worth waits for it; the
+#: properties are about what the roles converge to, not how fast (under load one took more than 10 s).
+SETTLE = 60.0
+
 #: A short history of Patreon changes: which member moves to which state, in order.
 STEPS = st.lists(st.tuples(st.sampled_from(MEMBERS), st.sampled_from(STATES)), min_size=1, max_size=6)
 
@@ -112,10 +117,10 @@ async def test_any_webhook_history_then_one_refresh_gives_exactly_the_policy_rol
         status, _ = await world.patreon.send_webhook(trigger, None, body_override=body)
         assert 200 <= status < 300
         if settle_after:
-            await world.settle()
+            await world.settle(SETTLE)
     report = await world.refresh("property")
     assert report.ok, report.detail
-    await world.settle()
+    await world.settle(SETTLE)
     for discord_id in MEMBERS:
         assert world.roles_of(discord_id) == await expected_roles(world, discord_id), steps
 
@@ -142,6 +147,6 @@ async def test_webhooks_alone_converge_when_each_member_gets_a_delivery_after_it
     for trigger, body in [*order, *final]:  # old states replayed in any order, then one current delivery each
         status, _ = await world.patreon.send_webhook(trigger, None, body_override=body)
         assert 200 <= status < 300
-    await world.settle()
+    await world.settle(SETTLE)
     for discord_id in last_state:
         assert world.roles_of(discord_id) == await expected_roles(world, discord_id), steps
