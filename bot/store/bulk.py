@@ -9,6 +9,7 @@ per page of members and save snapshots with one `executemany`. A listing page is
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,8 +25,9 @@ from bot.store.queues import SqlRunner, iso_utc
 TOMBSTONE_LIFETIME = timedelta(days=1)
 #: Ids per `IN (...)` query (well under SQLite's variable limit).
 IN_CHUNK = 500
-#: Ids per look-up of a listing page's members: one query a page (SQLite and asyncpg take 32,766 parameters).
-PAGE_CHUNK = 1000
+#: Ids per look-up of a listing page's members: one query a page where SQLite takes 32,766 parameters (3.32 on;
+#: asyncpg 32,767), else under the older SQLite's 999.
+PAGE_CHUNK = 1000 if sqlite3.sqlite_version_info >= (3, 32) else IN_CHUNK
 #: Rows per read of the "who is gone" sweep.
 SWEEP_CHUNK = 10_000
 
