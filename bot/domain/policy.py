@@ -26,7 +26,7 @@ from bot.domain.models import MembershipSnapshot, PatronStatus, RoleDecision, Ti
 from bot.domain.money import amount_currency, format_money
 from bot.domain.tier_entitlement import Entitlement, entitlement_of, is_known_free, tier_grants, tier_list
 
-__all__ = ["decide_roles", "managed_role_ids"]
+__all__ = ["decide_roles", "managed_role_ids", "still_pays"]
 
 
 class _Standing(Enum):
@@ -63,6 +63,24 @@ class _Verdict:
 def managed_role_ids(settings: GuildSettings, tier_roles: TierRoleMap) -> frozenset[int]:
     """Every role this policy decides about: all tier roles and the guild's special roles."""
     return tier_roles.managed_role_ids() | settings.special_role_ids()
+
+
+#: Standings in which Patreon's active patron still pays, or is being settled (the roles are held meanwhile).
+_PAYING = frozenset({_Standing.ACTIVE, _Standing.BILLING_GAP, _Standing.UNSETTLED})
+
+
+def still_pays(
+    membership: MembershipSnapshot | None, settings: GuildSettings, tiers: Mapping[str, Tier], now: datetime
+) -> bool:
+    """Whether Patreon calls this member an active patron and this policy still counts that pledge as paid (or not
+    yet settled), whatever roles the server maps: kick on lapse never counts an admin's `unmap` or trial setting
+    against such a patron, but an active patron whose own charge was Fraud/Refunded, or declined past the grace, no
+    longer pays (bot/sync/reconcile.py `not_own_lapse`; review 6, R6-1)."""
+    if membership is None or membership.patron_status != PatronStatus.ACTIVE:
+        return False
+    now = billing.as_utc(now)
+    verdict = _judge(membership, settings, TierRoleMap(), tiers, now, frozenset(), explain=False)
+    return verdict.standing in _PAYING
 
 
 def decide_roles(

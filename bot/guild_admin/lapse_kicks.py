@@ -124,6 +124,7 @@ class LapseKicks:
             sweep.blocked = sweep.blocked or "the protect role no longer exists; set it again"
         lapsed = await self.store.lapses_before(guild_id, now - timedelta(days=settings.kick_after_days))
         tier_roles = (await self.store.get_tier_roles(guild_id)).managed_role_ids()
+        tiers = await self.store.get_tiers(await self.reconcile.campaign_key(guild_id))
         for user_id, lapsed_at in lapsed.items():
             candidate = KickCandidate(user_id, lapsed_at)
             try:
@@ -137,7 +138,8 @@ class LapseKicks:
                 continue
             membership = member_plan.membership
             rank = self.gateway.member_rank(guild_id, user_id)
-            why_not = not_own_lapse(await self.store.get_link_by_discord(user_id), membership)
+            link = await self.store.get_link_by_discord(user_id)
+            why_not = not_own_lapse(link, membership, settings, tiers, now)
             if membership is None or membership.patron_status is None:
                 candidate.spared = "not linked to a patron of the campaign here any more"
             elif why_not is not None:  # an admin's link or mapping, not their own pledge: never theirs to be kicked

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.dm_templates import plain
-from bot.domain.models import MembershipSnapshot, PatronStatus
-from bot.domain.policy import managed_role_ids
+from bot.domain.guild_settings import GuildSettings
+from bot.domain.models import MembershipSnapshot, Tier
+from bot.domain.policy import managed_role_ids, still_pays
 from bot.domain.role_plan import RolePlan, grants_to_forget
 from bot.store import Link, Store
 from bot.sync.campaign import CampaignService
@@ -37,18 +38,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def not_own_lapse(link: Link | None, membership: MembershipSnapshot | None) -> str | None:
+def not_own_lapse(
+    link: Link | None,
+    membership: MembershipSnapshot | None,
+    settings: GuildSettings,
+    tiers: Mapping[str, Tier],
+    now: datetime,
+) -> str | None:
     """Why losing the tier roles is not the member's own paid entitlement ending per Patreon, so that kick on lapse
     must not count it (None: it is). The same rule records a lapse here and spares one at the sweep
     (bot/guild_admin/lapse_kicks.py): an admin's word (a link by hand, re-pointed at will by a moderator without Kick
     Members) or an admin's mapping or policy change (an `unmap`, `trial_gets_tier_roles:False`) taking a paying
-    patron's role is never a lapse (review 5, R5-1 and R5-2)."""
+    patron's role is never a lapse (review 5, R5-1 and R5-2). "Paying" is the policy's own verdict, not the raw
+    status: an active patron whose own charge was Fraud/Refunded, or declined past the grace, lapses (R6-1)."""
     if link is None or membership is None or membership.patron_status is None:
         return "never pledged to the campaign here"
     if link.by_hand:
         return "linked by hand: only an admin's word ties them to that pledge"
-    if membership.patron_status is PatronStatus.ACTIVE:
-        return "still an active patron at Patreon"
+    if still_pays(membership, settings, tiers, now):
+        return "still an active, paying patron at Patreon"
     return None
 
 
@@ -185,7 +193,13 @@ class ReconcileService:
         taken = outcome.removed & tier_roles
         if not taken or left or member_plan.decision.hold:
             return
-        why_not = not_own_lapse(await self.store.get_link_by_discord(user_id), member_plan.membership)
+        why_not = not_own_lapse(
+            await self.store.get_link_by_discord(user_id),
+            member_plan.membership,
+            await self.store.get_settings(guild_id),
+            await self.store.get_tiers(await self.campaign_key(guild_id)),
+            self.clock(),
+        )
         if why_not is not None:
             log.info("guild=%s user=%s: the last tier role was taken, no lapse: %s", guild_id, user_id, why_not)
             return

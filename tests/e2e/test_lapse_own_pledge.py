@@ -132,3 +132,47 @@ async def test_a_free_member_who_loses_a_free_tiers_role_never_lapsed(world):
     await wait_for(lambda: SEED.bronze_role not in world.roles_of(SEED.dave))
     assert SEED.dave not in await lapses(world), "someone who never pledged never lapses"
     await nobody_kicked_after(world, 2, SEED.dave)
+
+
+async def bob_pays_bronze_then(world: FakeWorld, **membership: object) -> None:
+    """Bob signs in holding @Bronze Patron; then Patreon reports his own pledge as `membership` says and a refresh
+    takes the role."""
+    await world.link(SEED.bob)
+    await wait_for(lambda: SEED.bronze_role in world.roles_of(SEED.bob))
+    world.patreon.set_membership("p-bob", tier_ids=[SEED.bronze_tier], **membership)  # type: ignore[arg-type]
+    await world.refresh()
+    await wait_for(lambda: SEED.bronze_role not in world.roles_of(SEED.bob))
+
+
+async def kicked_after(world: FakeWorld, days: int, member: int) -> None:
+    world.clock.advance(days=days)
+    await world.refresh()
+    assert (SEED.guild_id, member) in await sweep(world) and kicks(world, member)
+
+
+async def test_an_active_patron_whose_own_charge_was_fraud_lapses_and_is_kicked(world):
+    """Patreon still says active_patron, but his last charge is Fraud: the policy counts him as not paying (review 6,
+    R6-1), so taking his role is his own entitlement ending, not an admin's change."""
+    give_bot_kick_members(world)
+    assert "Saved" in await admin(world, ["settings"], {"kick_after_days": 1})
+    await bob_pays_bronze_then(world, patron_status="active_patron", last_charge_status="Fraud")
+    assert SEED.bob in await lapses(world), "a fraudulent charge paid for nothing: his own lapse"
+    await kicked_after(world, 2, SEED.bob)
+
+
+async def test_an_active_patron_declined_past_the_grace_keeps_his_lapse_and_is_kicked(world):
+    """Declined as declined_patron past a 3-day grace (a lapse), then Patreon retries and calls him active_patron
+    with the charge still Declined: the policy treats both alike, so the sweep keeps the lapse and kicks him."""
+    give_bot_kick_members(world)
+    assert "Saved" in await admin(world, ["settings"], {"kick_after_days": 1, "grace_days": 3})
+    declined = world.clock() - timedelta(days=5)
+    await bob_pays_bronze_then(world, patron_status="declined_patron", last_charge_date=declined)
+    assert SEED.bob in await lapses(world)
+    world.patreon.set_membership(
+        "p-bob", patron_status="active_patron", tier_ids=[SEED.bronze_tier], last_charge_status="Declined",
+        last_charge_date=declined,
+    )
+    await world.refresh()
+    assert "Would kick nobody" in await admin(world, ["kick-preview"]), "not yet: one day hasn't passed"
+    assert SEED.bob in await lapses(world), "still his own payment failing: the lapse stands"
+    await kicked_after(world, 2, SEED.bob)
