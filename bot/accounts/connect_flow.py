@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
+from bot.accounts.connect_refusal import ConnectRefusal
 from bot.accounts.connect_state import (
     ConnectState,
     is_connect_state,
@@ -105,7 +106,7 @@ class ConnectFlow:
         clock: Callable[[], datetime],
         after_connect: Callable[[int, str], Awaitable[object]] | None = None,
         *,
-        connect_refusal: Callable[[int, int], Awaitable[str | None]],
+        connect_refusal: Callable[[int, int], Awaitable[ConnectRefusal | None]],
     ) -> None:
         """`after_connect(guild_id, campaign_id)` runs in the background once a server is bound (the wiring
         starts a refresh, so linked patrons get their roles without waiting for the schedule).
@@ -218,8 +219,8 @@ class ConnectFlow:
             return _fail("This connect link was already used.", "Run /patreon-admin connect again in Discord.")
         if params.get("error"):
             return _fail("The creator didn't approve on Patreon.", "Nothing was connected.", 200)
-        if (refused := await self._refused_now(state)) is not None:
-            return refused  # before the creator's code is exchanged
+        if (refusal := await self._connect_refusal(state.guild_id, state.admin_id)) is not None:
+            return self._refused(state, refusal)  # before the creator's code is exchanged
         try:
             tokens = await self._patreon.exchange_code(params.get("code", ""))
             owned = await self._patreon.get_campaigns(tokens.access_token)
@@ -253,10 +254,11 @@ class ConnectFlow:
             return _fail("This choice was started in another browser.", _AGAIN, 403)
         if campaign_id not in pick.campaign_ids:
             return _fail("That campaign wasn't one of the choices.", "Nothing was connected.", 400)
-        if (refused := await self._refused_now(state)) is not None:  # the creator's pending pair goes at once
-            await self._store.consume_state(f"pick:{state.nonce}", state.expires_at)
-            await self._store.delete_tokens(pending_connect_subject(state.nonce, state.expires_at))
-            return refused
+        if (refusal := await self._connect_refusal(state.guild_id, state.admin_id)) is not None:
+            if not refusal.retry:  # Discord's own answer: the creator's pending pair goes at once
+                await self._store.consume_state(f"pick:{state.nonce}", state.expires_at)
+                await self._store.delete_tokens(pending_connect_subject(state.nonce, state.expires_at))
+            return self._refused(state, refusal)
         if not await self._store.consume_state(f"pick:{state.nonce}", state.expires_at):
             return _fail("This choice was already made.", "Run /patreon-admin connect again in Discord.")
         subject = pending_connect_subject(state.nonce, state.expires_at)
@@ -282,13 +284,14 @@ class ConnectFlow:
         detail = " ".join([f"{server} now follows {name} (campaign {campaign.id}).", done.webhook, *done.notes])
         return ConnectStep(result=LinkResult(True, f"{server} is connected to {name}.", detail))
 
-    async def _refused_now(self, state: ConnectState) -> ConnectStep | None:
-        """The admin who made the button, asked about again: kicked, demoted, or below a role mapped since."""
-        refusal = await self._connect_refusal(state.guild_id, state.admin_id)
-        if refusal is None:
-            return None
+    def _refused(self, state: ConnectState, refusal: ConnectRefusal) -> ConnectStep:
+        """The admin who made the button, asked about again: kicked, demoted, or below a role mapped since; or
+        Discord didn't answer, which decides nothing (503, the attempt kept)."""
+        if refusal.retry:
+            log.warning("connect for guild=%s: user=%s could not be checked now; kept", state.guild_id, state.admin_id)
+            return _fail("Discord isn't answering right now.", refusal.sentence, 503)
         log.warning("connect for guild=%s refused at the callback: user=%s may not now", state.guild_id, state.admin_id)
-        return _fail("You can't connect this server any more.", refusal, 403)
+        return _fail("You can't connect this server any more.", refusal.sentence, 403)
 
     async def _conflict(self, guild_id: int, campaign_id: str) -> str | None:
         """Why this server may not be bound to `campaign_id` now: it follows another campaign (re-binding would

@@ -120,3 +120,25 @@ async def test_an_admin_removed_while_the_picker_is_open_binds_nothing_and_the_c
         assert await world.store.forget_pending_connects(datetime.now(UTC) + timedelta(days=1)) == 0
     finally:
         await world.close()
+
+
+async def test_discord_not_answering_at_the_pick_forgets_nothing_and_the_same_pick_then_connects(tmp_path):
+    """Review 6, R6-2: a 5xx decides nothing about Eve, so neither her choice nor the creator's pending pair goes."""
+    world, _ = await with_third_server(tmp_path)
+    try:
+        world.patreon.add_campaign("9100002", "p-eve")
+        _, url = await connect_button(world, EVE, THIRD)
+        status, html = await finish(world, url)
+        assert status == 200, page_text(html)
+        action, fields, _ = picker(html)
+        world.discord.fail_next("GET", rf"/guilds/{THIRD}/members/{EVE}$", 503)
+        form = {**fields, "campaign": "9100002"}
+        status, html = await browser(world, "eve").post_form(world.bot_url + action, form)
+        assert status == 503 and "Try again" in page_text(html), page_text(html)
+        assert await world.store.guild_binding(THIRD) is None
+        status, html = await browser(world, "eve").post_form(world.bot_url + action, form)
+        assert status == 200, page_text(html)
+        binding = await world.store.guild_binding(THIRD)
+        assert binding is not None and (binding.campaign_id, binding.bound_by) == ("9100002", EVE)
+    finally:
+        await world.close()

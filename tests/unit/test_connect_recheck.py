@@ -1,15 +1,19 @@
 """The connect callback's second look at the admin (review 5, R5-12) decides nothing it can't check: no Discord
 in the process, or Discord not answering, refuses; only a member who still manages the server reaches the rank
-rule, with the rank Discord reports now."""
+rule, with the rank Discord reports now. Only Discord's own answer ends the attempt: a Discord that didn't answer
+says "try again" (review 6, R6-2)."""
 
 from __future__ import annotations
 
+from bot.accounts.connect_refusal import ConnectRefusal
 from bot.guild_admin.connect_recheck import (
     GONE,
+    NOT_IN_SERVER,
     NOT_MANAGER,
     UNKNOWN,
     AdminLookupFailed,
     AdminStanding,
+    BotNotInServer,
     ConnectRecheck,
 )
 from bot.guild_admin.rank import InvokerRank
@@ -40,14 +44,15 @@ class Connections:
 
 async def test_what_cannot_be_checked_is_refused_and_the_rank_rule_is_asked_last():
     for lookup, expected in (
-        (None, UNKNOWN),
-        (Lookup(AdminLookupFailed("503 upstream")), UNKNOWN),
-        (Lookup(None), GONE),
-        (Lookup(AdminStanding(RANK, manages_server=False)), NOT_MANAGER),
+        (None, ConnectRefusal(UNKNOWN)),
+        (Lookup(AdminLookupFailed("503 upstream")), ConnectRefusal(UNKNOWN, retry=True)),
+        (Lookup(BotNotInServer("404 Unknown Guild")), ConnectRefusal(NOT_IN_SERVER)),
+        (Lookup(None), ConnectRefusal(GONE)),
+        (Lookup(AdminStanding(RANK, manages_server=False)), ConnectRefusal(NOT_MANAGER)),
     ):
         connections = Connections()
         assert await ConnectRecheck(lookup, connections).refusal(5, 7) == expected
         assert connections.asked == []
     connections = Connections()
     refusal = await ConnectRecheck(Lookup(AdminStanding(RANK, manages_server=True)), connections).refusal(5, 7)
-    assert refusal == "You can't change who gets @Gold." and connections.asked == [(5, RANK)]
+    assert refusal == ConnectRefusal("You can't change who gets @Gold.") and connections.asked == [(5, RANK)]
