@@ -40,6 +40,7 @@ class KickCalls:
             is_bot=member.bot or user_id == guild.me.id,
             role_positions={role.id: role.position for role in member.roles if not role.is_default()},
             bot_top_position=guild.me.top_role.position if guild.owner_id != guild.me.id else 1 << 30,
+            joined_at=member.joined_at,
         )
 
     def role_position(self, guild_id: int, role_id: int) -> int | None:

@@ -8,6 +8,7 @@ highest role is not below the bot's (403 50013); this rule refuses first, so not
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class MemberRank:
     role_positions: dict[int, int]
     #: The position of the bot's own highest role.
     bot_top_position: int
+    #: When Discord says they (last) joined the server; None when it doesn't say.
+    joined_at: datetime | None = None
 
 
 def kick_refusal(member: MemberRank, granted: frozenset[int], threshold_position: int | None) -> str | None:

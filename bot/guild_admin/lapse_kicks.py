@@ -6,7 +6,9 @@ active (bot/sync/reconcile.py `not_own_lapse`), so someone who never was a patro
 by hand, who is linked by hand, or who still pays while an admin's `unmap` or setting took their role, never is one.
 Before each kick the member is planned again from the stored membership: entitled again, paying again, linked by
 hand, on hold (grace, paid-through), comped or unlinked means no kick. Leaving or joining the server forgets a
-lapse (`start_afresh`, from the gateway's member events), so a rejoin starts afresh even between two sweeps. The rule of
+lapse (`start_afresh`, from the gateway's member events), so a rejoin starts afresh even between two sweeps, and the
+sweep forgets a lapse from before the member's Discord `joined_at` (a leave and rejoin while the bot was down, whose
+events never reached it: review 6, R6-5). The rule of
 bot/domain/kick_rules.py spares the owner, bots, anyone the bot can't outrank and anyone holding a role the bot
 didn't give at or above the admin's protect role. Upstream failure never removes anyone: kicks happen only while
 the campaign's last refresh listed every member without error and is recent (`REFRESH_FRESH_FOR`).
@@ -138,6 +140,10 @@ class LapseKicks:
                 continue
             membership = member_plan.membership
             rank = self.gateway.member_rank(guild_id, user_id)
+            if rank is not None and rank.joined_at is not None and lapsed_at < rank.joined_at:
+                await self.store.clear_lapse(guild_id, user_id)  # left and rejoined since, unseen: starts afresh
+                log.info("guild=%s user=%s: lapse cleared: rejoined the server after it", guild_id, user_id)
+                continue
             link = await self.store.get_link_by_discord(user_id)
             why_not = not_own_lapse(link, membership, settings, tiers, now)
             if membership is None or membership.patron_status is None:
