@@ -17,6 +17,8 @@ class MemoryGuild:
     #: Roles the bot may not touch, with the reason (above the bot, managed...).
     refused: dict[int, str] = field(default_factory=dict)
     role_names: dict[int, str] = field(default_factory=dict)
+    #: Roles deleted in the server (what Discord would no longer list).
+    deleted: set[int] = field(default_factory=set)
 
 
 class MemoryGateway:
@@ -57,6 +59,10 @@ class MemoryGateway:
 
     def missing_permissions(self, guild_id: int) -> str | None:
         return None
+
+    async def deleted_roles(self, guild_id: int, role_ids: frozenset[int]) -> frozenset[int]:
+        guild = self.guilds.get(guild_id)
+        return role_ids & frozenset(guild.deleted) if guild else frozenset()
 
     async def set_member_roles(
         self, guild_id: int, user_id: int, add: frozenset[int], remove: frozenset[int], reason: str

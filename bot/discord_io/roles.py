@@ -209,6 +209,25 @@ class DiscordRoleGateway(KickCalls):
                 refused[role_id] = reason
         return refused
 
+    async def deleted_roles(self, guild_id: int, role_ids: frozenset[int]) -> frozenset[int]:
+        """Those of `role_ids` Discord no longer has in this server. A role missing from the cached guild (which
+        discord.py keeps by GUILD_CREATE and GUILD_ROLE_CREATE/DELETE) is only a hint: a role created a moment ago
+        may not be cached yet, and only the server's own GET /guilds/{g}/roles, asked then, decides. A server this
+        process doesn't hold, or Discord failing, says nothing is deleted, so no rank check is ever relaxed on a
+        guess (bot/guild_admin/rank.py)."""
+        guild = self.client.get_guild(guild_id)
+        if guild is None or guild.unavailable:
+            return frozenset()
+        uncached = frozenset(role_id for role_id in role_ids if guild.get_role(role_id) is None)
+        if not uncached:
+            return uncached
+        try:
+            listed = {role.id for role in await guild.fetch_roles()}
+        except discord.HTTPException as error:
+            log.warning("guild=%s: couldn't list its roles (%s); none counts as deleted", guild_id, error.status)
+            return frozenset()
+        return uncached - listed
+
     async def set_member_roles(
         self, guild_id: int, user_id: int, add: frozenset[int], remove: frozenset[int], reason: str
     ) -> None:

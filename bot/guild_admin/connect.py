@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.accounts.connect_flow import webhook_uri
@@ -119,7 +119,19 @@ class CampaignConnections:
     async def _policy_rank_refusal(self, guild_id: int, invoker: InvokerRank, action: str) -> str | None:
         settings = await self.store.get_settings(guild_id)
         roles = managed_role_ids(settings, await self.store.get_tier_roles(guild_id))
-        return invoker.refusal(roles, lambda role_id: self.gateway.role_name(guild_id, role_id), action)
+        return invoker.refusal(roles, self._name_in(guild_id), action, gone=await self._gone(guild_id, roles))
+
+    async def _gone(self, guild_id: int, role_ids: frozenset[int]) -> frozenset[int]:
+        """Roles Discord says the server no longer has: the rank rule leaves them out, as nobody can be given or
+        hold them (review 6, R6-3; bot/guild_admin/rank.py says why only Discord's own answer counts)."""
+        gone = await self.gateway.deleted_roles(guild_id, role_ids) if role_ids else frozenset()
+        if gone:
+            log.info("guild=%s: role(s) %s no longer exist in Discord; left out of the rank check", guild_id,
+                     sorted(gone))
+        return gone
+
+    def _name_in(self, guild_id: int) -> Callable[[int], str]:
+        return lambda role_id: self.gateway.role_name(guild_id, role_id)
 
     # -- disconnect ---------------------------------------------------------------------------------
 
@@ -184,10 +196,9 @@ class CampaignConnections:
         """Why this invoker may not take back every role the bot gave here (one at or above their highest role,
         which Discord wouldn't let them take away by hand), or None. Asked before the disconnect, so a refused
         take-back changes nothing."""
-        granted = frozenset().union(*(await self.store.grants_in_guild(guild_id)).values())
-        return invoker.refusal(
-            granted, lambda role_id: self.gateway.role_name(guild_id, role_id), "take back", removing=True
-        )
+        granted: frozenset[int] = frozenset().union(*(await self.store.grants_in_guild(guild_id)).values())
+        gone = await self._gone(guild_id, granted)
+        return invoker.refusal(granted, self._name_in(guild_id), "take back", removing=True, gone=gone)
 
     async def take_back_roles(self, guild_id: int, invoker: InvokerRank) -> TakeBack:
         """After a disconnect: remove every role the bot gave here that the member still holds, and forget the

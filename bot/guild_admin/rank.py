@@ -8,11 +8,17 @@ give a role (`map`, the role options of `settings`, `link-user`) or take one bac
 whether the bot acts at all (`settings enabled:`, `disconnect`), would otherwise let a moderator reach above their
 rank through the bot. The cog reads the rank from the interaction's member; this
 module only compares ids, so it stays pure.
+
+A role the server no longer has (deleted in Discord while still mapped or set) is left out (`gone`): nobody can be
+given it or hold it (Discord refuses a deleted role), so refusing on it protects nothing, and it would lock every
+admin but the owner out of the on/off switch, `disconnect`, `connect` and the `unmap` that clears it (review 6,
+R6-3). Only Discord's own answer makes a role gone (RoleGateway.deleted_roles: a role missing from the cache is
+confirmed by a fresh read of the server's roles), never a cache miss alone, so a role that exists can't slip past.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 
@@ -41,10 +47,12 @@ class InvokerRank:
         action: str = "make the bot give",
         *,
         removing: bool = False,
+        gone: Collection[int] = (),
     ) -> str | None:
         """The one-sentence refusal ("You can't {action} @Role: ...") when any of `role_ids` is at or above the
-        invoker's highest role, else None. `removing`: the command takes roles away (or stops managing them)."""
-        above = sorted(role_id for role_id in set(role_ids) if not self.may_give(role_id))
+        invoker's highest role, else None. `removing`: the command takes roles away (or stops managing them);
+        `gone`: roles Discord says the server no longer has, which count for nobody."""
+        above = sorted(role_id for role_id in set(role_ids) - set(gone) if not self.may_give(role_id))
         if not above:
             return None
         names = ", ".join(f"@{role_name(role_id)}" for role_id in above)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bot.domain.dm_templates import plain
@@ -134,7 +135,7 @@ class AdminService(HandLinkCommands):
         self._assert_can_manage(guild_id)
         mapped = (await self.store.get_tier_roles(guild_id)).roles_by_tier.get(tier_id, frozenset())
         stopping = mapped if role_id is None else mapped & {role_id}
-        self._assert_outranks(guild_id, invoker, stopping, "stop giving", removing=True)
+        self._assert_outranks(guild_id, invoker, await self._existing(guild_id, stopping), "stop giving", removing=True)
         removed = await self.store.unmap_tier_role(guild_id, tier_id, role_id)
         if removed == 0:
             raise AdminError("That tier had no such mapping here; `/patreon-admin tiers` lists the mappings.")
@@ -194,11 +195,11 @@ class AdminService(HandLinkCommands):
             for name in changes.keys() & set(ROLE_SETTINGS)
             if isinstance(old := getattr(current, name), int) and old != changes[name]
         }
-        self._assert_outranks(guild_id, invoker, replaced, "stop giving", removing=True)
+        self._assert_outranks(guild_id, invoker, await self._existing(guild_id, replaced), "stop giving", removing=True)
         updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]
         if changes.keys() & WHO_GETS_WHAT:
             handed_out = managed_role_ids(updated, await self.store.get_tier_roles(guild_id))
-            self._assert_outranks(guild_id, invoker, handed_out, action="change who gets")
+            self._assert_outranks(guild_id, invoker, await self._existing(guild_id, handed_out), "change who gets")
         if updated.enabled != current.enabled:
             await self._assert_may_switch(guild_id, invoker, updated)
         await self.store.save_settings(updated)
@@ -212,9 +213,22 @@ class AdminService(HandLinkCommands):
         """Whether the bot acts decides who holds every role the policy hands out: switched on, it gives them
         again; switched off, it keeps them on patrons who stopped paying. So both ways need an invoker who could
         give each of those roles by hand (the owner is exempt), like the "who gets what" settings (review 5, R5-3)."""
-        handed_out = managed_role_ids(updated, await self.store.get_tier_roles(guild_id))
+        policy = managed_role_ids(updated, await self.store.get_tier_roles(guild_id))
+        handed_out = await self._existing(guild_id, policy)
         verb = "turn the bot on" if updated.enabled else "turn the bot off"
         self._assert_outranks(guild_id, invoker, handed_out, action=f"{verb} while it hands out")
+
+    async def _existing(self, guild_id: int, role_ids: Iterable[int]) -> frozenset[int]:
+        """`role_ids` without those Discord says the server no longer has: a deleted role, still mapped or set,
+        can't be given or held, so the rank rule leaves it out rather than lock every admin but the owner out of
+        the switch and the `unmap` that clears it (review 6, R6-3; bot/guild_admin/rank.py says why only Discord's
+        own answer makes a role gone)."""
+        roles = frozenset(role_ids)
+        gone = await self.gateway.deleted_roles(guild_id, roles) if roles else frozenset()
+        if gone:
+            log.info("guild=%s: role(s) %s no longer exist in Discord; left out of the rank check", guild_id,
+                     sorted(gone))
+        return roles - gone
 
     def _assert_may_change_kicks(self, guild_id: int, invoker: InvokerRank, changes: dict[str, object]) -> None:
         """Kick on lapse removes people: its settings need what kicking by hand needs (Kick Members, and a

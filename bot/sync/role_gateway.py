@@ -51,6 +51,12 @@ class RoleGateway(Protocol):
 
     def missing_permissions(self, guild_id: int) -> str | None: ...
 
+    async def deleted_roles(self, guild_id: int, role_ids: frozenset[int]) -> frozenset[int]:
+        """Those of `role_ids` Discord says this server no longer has (deleted); empty whenever that can't be told
+        for certain (the server not held here, Discord not answering): a role counts as existing unless Discord
+        said otherwise."""
+        ...
+
     async def set_member_roles(
         self, guild_id: int, user_id: int, add: frozenset[int], remove: frozenset[int], reason: str
     ) -> None: ...

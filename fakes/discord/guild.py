@@ -103,6 +103,20 @@ class FakeGuild:
         self._emit("GUILD_ROLE_UPDATE", {"guild_id": str(self.id), "role": role.to_payload()})
         return role
 
+    def delete_role(self, role_id: int) -> None:
+        """Delete a role, as a server admin would in the role settings (DELETE /guilds/{g}/roles/{r}): it goes from
+        the guild and from every member who held it, and bots get GUILD_ROLE_DELETE (guild_id, role_id) and no
+        member update (Discord staff, discord/discord-api-docs#1815: "we iterate over the entire member list to
+        remove the role"). @everyone and managed roles can't be deleted."""
+        role = self.role(role_id)
+        if role.is_default or role.managed:
+            raise ValueError(f"role {role_id} can't be deleted")
+        del self.roles[role_id]
+        for member in self.members.values():
+            if role_id in member.role_ids:
+                member.role_ids.replace(member.role_ids - {role_id}, notify=False)
+        self._emit("GUILD_ROLE_DELETE", {"guild_id": str(self.id), "role_id": str(role_id)})
+
     def set_bot_permissions(
         self,
         manage_roles: bool | None = None,
