@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -212,19 +213,22 @@ class DiscordRoleGateway(KickCalls):
     async def deleted_roles(self, guild_id: int, role_ids: frozenset[int]) -> frozenset[int]:
         """Those of `role_ids` Discord no longer has in this server. A role missing from the cached guild (which
         discord.py keeps by GUILD_CREATE and GUILD_ROLE_CREATE/DELETE) is only a hint: a role created a moment ago
-        may not be cached yet, and only the server's own GET /guilds/{g}/roles, asked then, decides. A server this
-        process doesn't hold, or Discord failing, says nothing is deleted, so no rank check is ever relaxed on a
-        guess (bot/guild_admin/rank.py)."""
+        may not be cached yet, so only the server's own role list, read then (GET /guilds/{g}/roles; GET
+        /guilds/{g} for a server this process doesn't hold: another shard's, at a connect callback), decides.
+        Discord failing says nothing is deleted, so no rank check is ever relaxed on a guess
+        (bot/guild_admin/rank.py)."""
         guild = self.client.get_guild(guild_id)
-        if guild is None or guild.unavailable:
-            return frozenset()
-        uncached = frozenset(role_id for role_id in role_ids if guild.get_role(role_id) is None)
+        held = guild is not None and not guild.unavailable
+        uncached = frozenset(r for r in role_ids if guild is None or not held or guild.get_role(r) is None)
         if not uncached:
             return uncached
         try:
-            listed = {role.id for role in await guild.fetch_roles()}
-        except discord.HTTPException as error:
-            log.warning("guild=%s: couldn't list its roles (%s); none counts as deleted", guild_id, error.status)
+            if guild is not None and held:
+                listed = {role.id for role in await guild.fetch_roles()}
+            else:
+                listed = {role.id for role in (await self.client.fetch_guild(guild_id, with_counts=False)).roles}
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+            log.warning("guild=%s: couldn't list its roles (%s); none counts as deleted", guild_id, error)
             return frozenset()
         return uncached - listed
 
