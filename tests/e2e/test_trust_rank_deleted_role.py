@@ -10,6 +10,7 @@ from fakes.world import SEED, page_text
 from tests.e2e.connect_world import MANAGE_GUILD, MANAGE_ROLES, connect, no_env_world
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
+from tests.e2e.test_disconnect import connected_with_alice
 from tests.e2e.test_trust_rank import MALLORY, SENIOR, add_mallory
 
 OLD = 730000000000000042
@@ -96,6 +97,29 @@ async def test_a_manager_may_disconnect_with_a_deleted_mapped_role(tmp_path):
         add_mallory(world, MANAGE_ROLES | MANAGE_GUILD)
         await map_then_delete_old_supporter(world)
         assert "no longer follows" in await admin(world, ["disconnect"], {}, MALLORY)
+        assert await world.store.guild_binding(SEED.guild_id) is None
+    finally:
+        await world.close()
+
+
+async def test_a_manager_may_take_back_roles_at_disconnect_past_a_deleted_given_role(tmp_path):
+    """The bot gave Alice @Old Supporter before it was deleted: the grant it still remembers can't lock Mallory out
+    of `disconnect take_back_roles:True`; the roles that exist are taken back."""
+    world = await connected_with_alice(tmp_path)
+    try:
+        add_mallory(world, MANAGE_ROLES | MANAGE_GUILD)
+        world.guild.add_role(OLD, "Old Supporter", position=12)
+        await wait_for(lambda: world.bot.get_guild(SEED.guild_id).get_role(OLD) is not None)
+        assert "now get" in await admin(world, ["map"], {"tier": SEED.gold_tier, "role": OLD})
+        await admin(world, ["sync"], {"dry_run": False})
+        await wait_for(lambda: OLD in world.roles_of(SEED.alice))
+        world.guild.delete_role(OLD)
+        await wait_for(lambda: world.bot.get_guild(SEED.guild_id).get_role(OLD) is None)
+        assert OLD in (await world.store.grants_in_guild(SEED.guild_id))[SEED.alice], "the ledger still has it"
+        text = await admin(world, ["disconnect"], {"take_back_roles": True}, MALLORY)
+        assert "no longer follows campaign" in text and "Took back 1 role(s) the bot gave." in text, text
+        await wait_for(lambda: SEED.gold_role not in world.roles_of(SEED.alice))
+        assert await world.store.grants_in_guild(SEED.guild_id) == {}, "the dead role's grant is forgotten too"
         assert await world.store.guild_binding(SEED.guild_id) is None
     finally:
         await world.close()
