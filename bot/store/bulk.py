@@ -165,12 +165,26 @@ class BulkStore(SqlRunner):
         await self._db.commit()  # the tombstone prune too: no transaction is left open between pages
         return written
 
-    async def listing_hashes(self, campaign_id: str, user_ids: Sequence[str | None]) -> dict[str, bytes | None]:
-        """Patreon user → stored `listing_hash` (None: not remembered) of these users' memberships of the campaign:
-        what the refresh compares a listing page's bytes with first (bot/sync/page_changes.py). One column, not
-        `listing_looks`' two: the 99% of a page's members unchanged need no more."""
-        rows = await self._of_users(campaign_id, [user for user in user_ids if user is not None], "listing_hash")
-        return dict(rows) if self._dialect == SQLITE else {row[0]: _bytes(row[1]) for row in rows}
+    async def listing_hashes(self, campaign_id: str, chunk: int = SWEEP_CHUNK) -> dict[str, bytes | None]:
+        """Patreon user → stored `listing_hash` (None: not remembered) of every membership of the campaign: what
+        the refresh compares each listing page's bytes with first (bot/sync/page_changes.py), read once a listing.
+        Read along the index in key order, `chunk` rows a call: a third of the CPU of looking each page's 1,000
+        users up (100,000 seeks), for about 15 MB held while the listing runs."""
+        found: dict[str, bytes | None] = {}
+        after = ""
+        while True:
+            async with self._db.execute(
+                "SELECT patreon_user_id, listing_hash FROM memberships WHERE campaign_id = ? AND patreon_user_id > ?"
+                " ORDER BY patreon_user_id LIMIT ?",
+                (campaign_id, after, chunk),
+            ) as cursor:
+                if self._dialect == SQLITE:
+                    cursor.row_factory = None
+                rows = await cursor.fetchall()
+            found.update(rows if self._dialect == SQLITE else ((row[0], _bytes(row[1])) for row in rows))
+            if len(rows) < chunk:
+                return found
+            after = rows[-1][0]
 
     async def listing_looks(
         self, campaign_id: str, user_ids: Sequence[str | None]

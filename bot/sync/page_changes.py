@@ -1,9 +1,9 @@
 """Which members of one listing page changed since they were stored: by their bytes first, then by value.
 
 A member whose listing hash (bot/patreon/member_rows.py) is the one stored is skipped without being decoded: the
-store wrote that hash only with a snapshot read from those same bytes, and any other write cleared it. The store is
-asked for the listing hashes first (`differing_bytes`), and for the snapshot hashes only of the members whose bytes
-differ. Any other
+store wrote that hash only with a snapshot read from those same bytes, and any other write cleared it. The
+campaign's listing hashes are read once a listing (`Store.listing_hashes`, bot/sync/refresh_listing.py), and the
+snapshot hashes only of the members whose bytes differ (`differing_bytes`). Any other
 member is decoded and compared by value (`snapshot_hash`); one equal by value in bytes not yet remembered (the
 first listing after an upgrade, Patreon reordering its JSON, a webhook's write) has its new listing hash remembered,
 so the next listing skips it unread. The daily full re-plan compares by value only, a safety net that needs no

@@ -66,6 +66,11 @@ class Listing:
     total: int | None = None
     #: Listed members with a Discord account on Patreon who are not linked (auto-match's candidates).
     unmatched: list[MembershipSnapshot] = field(default_factory=list)
+    #: The campaign's stored listing hashes as the attempt began (`Store.listing_hashes`), None for a full re-plan.
+    #: A write while it runs (a webhook's re-fetch, which clears the member's hash) is kept when the member's page
+    #: shows the bytes of the last listing: the listing doesn't put its older-known look over it, and the next
+    #: listing compares that member by value.
+    stored_hashes: dict[str, bytes | None] | None = None
 
 
 class ListingReader:
@@ -105,8 +110,9 @@ class ListingReader:
         campaign_id = await campaign.campaign_id()
         planner.campaign_id = campaign_id
         token = await campaign.creator_access_token()
+        by_bytes = not any(guild.full for guild in planner.guilds)  # a full re-plan trusts no stored hash
         for attempt in (1, 2):
-            listing = Listing()
+            listing = Listing(stored_hashes=await self.store.listing_hashes(campaign_id) if by_bytes else None)
             report.pages = report.members_listed = 0
             try:
                 async for page in self.client.iter_member_pages(token, campaign_id, page_size):
@@ -156,10 +162,8 @@ class ListingReader:
             members = page.extended(
                 await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
             )
-        by_bytes = not any(guild.full for guild in planner.guilds)  # a full re-plan trusts no stored hash
-        among = None
-        if by_bytes and members.listing_hashes is not None:
-            among = differing_bytes(members, await self.store.listing_hashes(campaign_id, members.user_ids))
+        stored, by_bytes = listing.stored_hashes, listing.stored_hashes is not None
+        among = differing_bytes(members, stored) if stored is not None and members.listing_hashes is not None else None
         wanted = members.user_ids if among is None else [members.user_ids[index] for index in among]
         looks = await self.store.listing_looks(campaign_id, wanted)
         changes = page_changes(members, looks, by_bytes, among)

@@ -5,6 +5,7 @@ value whatever the hashes say."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import sqlite3
@@ -12,6 +13,7 @@ from contextlib import closing
 
 from bot.domain.models import PatronStatus
 from fakes.sync_harness import GUILD
+from tests.e2e.polling import wait_for
 from tests.integration import test_refresh_scope as scope
 from tests.integration.test_refresh_scope import BEN, GOLD, LINKED, refresh
 
@@ -100,3 +102,26 @@ async def test_a_page_with_a_member_of_a_deleted_account_keeps_the_other_members
     report = await refresh(h)
     assert report.ok and report.snapshots_saved == 0  # Dan matched to his stored user by member id
     assert all([await _listing_hash(h, pid) is not None for pid in ("p-ann", "p-ben", "p-cat")])
+
+
+async def test_a_webhook_applied_while_the_listing_runs_is_compared_with_the_page_not_skipped(h):
+    """The listing reads the campaign's stored listing hashes once, as it begins (bot/sync/refresh_listing.py); a
+    webhook applied while its first page is on the way clears Ben's hash in the store, not in what the listing read.
+    Ben's page then shows the webhook's new bytes, which differ from the hash the listing read: he is compared by
+    value (not skipped), and his new bytes are remembered with what is stored; nobody else is rewritten."""
+    before = await _listing_hash(h, "p-ben")
+    assert before is not None
+    h.patreon.delay_next(rf"/campaigns/{CAMPAIGN}/members", seconds=1.0)  # the first page takes a while
+    h.patreon.set_membership("p-ben", "former_patron", tier_ids=[])
+    task = asyncio.ensure_future(refresh(h))
+    await wait_for(lambda: any(f"/campaigns/{CAMPAIGN}/members" in path for _m, path, _q in h.patreon.calls))
+    assert (await h.deliver("members:pledge:delete", "p-ben"))[0] == 202
+    await h.apply()
+    assert await _listing_hash(h, "p-ben") is None, "the webhook's write cleared it in the store"
+    report = await task
+    assert report.ok, report.detail
+    assert report.snapshots_saved <= 1, "Ben at most (the webhook's re-fetch and the page may differ in value)"
+    assert (await h.store.get_membership("p-ben", CAMPAIGN)).patron_status == PatronStatus.FORMER
+    assert GOLD not in h.guild.members[BEN]
+    remembered = await _listing_hash(h, "p-ben")
+    assert remembered is not None and remembered != before, "the page's new bytes are remembered"

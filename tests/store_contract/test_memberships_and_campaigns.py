@@ -73,20 +73,24 @@ async def test_a_listing_hash_is_kept_only_with_the_snapshot_read_from_its_bytes
     assert (await store.listing_looks("c2", ["p3"]))["p3"][1] is None
     await store.remember_listing_hashes("c1", [])
     assert await store.listing_looks("c1", []) == {}
-    assert await store.listing_hashes("c1", ["p1", "p2", "p3", None]) == {"p1": None, "p2": b"bytes-p2-spelt-anew"}
-    assert await store.listing_hashes("c2", ["p3"]) == {"p3": None} and await store.listing_hashes("c1", []) == {}
+    assert await store.listing_hashes("c1") == {"p1": None, "p2": b"bytes-p2-spelt-anew"}
+    assert await store.listing_hashes("c2") == {"p3": None} and await store.listing_hashes("c9") == {}
 
 
-async def test_a_page_of_look_ups_answers_for_every_user_asked_whatever_their_number(store):
-    """The refresh asks for a page's users in one query (`PAGE_CHUNK`, bot/store/bulk.py); more are asked a chunk
-    at a time, and every stored user is answered once, in any order, by either look-up."""
+async def test_every_stored_listing_hash_is_read_whatever_the_chunks_and_a_page_looks_up_its_users(store):
+    """The refresh reads a campaign's listing hashes once a listing, a chunk at a time along the key, and looks up
+    a page's users in one query (`PAGE_CHUNK`, bot/store/bulk.py), more a chunk at a time: every stored user is
+    answered once, in any order, and another campaign's never."""
     stored = [member(f"p{i:04}", T0) for i in range(2300)]
     await store.save_membership_page(stored, "c1", {s.patreon_user_id: f"h{i}".encode() for i, s in enumerate(stored)})
+    await store.save_membership_page([member("p0001", T0, campaign="c2")], "c2")
+    expected = {f"p{i:04}": f"h{i}".encode() for i in range(2300)}
+    for chunk in (1, 7, 1000, 2300, 10_000):
+        assert await store.listing_hashes("c1", chunk) == expected, chunk
+    assert await store.listing_hashes("c2", 1) == {"p0001": None}
     asked = [*[f"p{i:04}" for i in range(2400)][::-1], None]
-    hashes = await store.listing_hashes("c1", asked)
-    assert hashes == {f"p{i:04}": f"h{i}".encode() for i in range(2300)}
     looks = await store.listing_looks("c1", asked)
-    assert looks.keys() == hashes.keys() and all(looks[user][1] == hashes[user] for user in looks)
+    assert looks.keys() == expected.keys() and all(looks[user][1] == expected[user] for user in looks)
     assert looks["p0007"][0] == snapshot_hash(stored[7])
 
 
