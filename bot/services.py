@@ -10,6 +10,7 @@ import aiohttp
 
 from bot.accounts.connect_flow import ConnectFlow
 from bot.accounts.link_flow import LinkFlow
+from bot.accounts.link_home import LinkHomes, ServerMembers
 from bot.accounts.linked_role_flow import LinkedRoleFlow
 from bot.accounts.linked_role_view import LinkedRoleView
 from bot.accounts.linked_roles import PLATFORM_NAME
@@ -109,10 +110,13 @@ def build_services(
     discord: DiscordProbe | None = None,
     claimer: Claimer | None = None,
     admins: AdminLookup | None = None,
+    members: ServerMembers | None = None,
 ) -> Services:
     """`discord`: the Discord adapter's gateway state and role-call counts (None where there is no Discord).
     `admins`: a server admin's standing read from Discord, asked again when a connect binds (None: no Discord, so no
     connect binds).
+    `members`: whether a user is in a server, asked of Discord from any process (None: no Discord, so a Linked Roles
+    link lands only in this process's servers).
     `claimer`: who this process is when it claims queued work, for how long, and which shards' servers it claims
     jobs of (bot/store/leases.py; None: a fresh owner id, the default lease, the configured shards)."""
     if claimer is None:
@@ -219,8 +223,10 @@ def build_services(
     def count_unlink(who: str) -> None:
         observability.metrics.count_unlink(who)
 
+    # A link without a button lands in a server that takes part anywhere in the install, not only this process's.
+    homes = LinkHomes(reconcile, store, participation, members, config.allowed_guild_ids)
     linking = LinkingService(
-        patreon, store, campaign, reconcile, gateway, clock, on_linked=count_link, on_unlinked=count_unlink
+        patreon, store, campaign, reconcile, gateway, clock, on_linked=count_link, on_unlinked=count_unlink, homes=homes
     )
     discord_sign_in = DiscordSignInClient(
         session,
@@ -249,7 +255,7 @@ def build_services(
         clock,
         after_link=role_connections.note,
     )
-    linked_role_flow = LinkedRoleFlow(config.signing_key, bearer, patreon, role_connections, reconcile, store, clock)
+    linked_role_flow = LinkedRoleFlow(config.signing_key, bearer, patreon, role_connections, homes, store, clock)
     jobs = RoleJobs(store, reconcile, gateway, clock, pacer=pacer, claimer=claimer)
     admin = AdminService(store, campaign, reconcile, linking, jobs, gateway, participation, clock)
     comps = CompService(store, reconcile, gateway, participation, clock)

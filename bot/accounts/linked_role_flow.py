@@ -25,14 +25,13 @@ from typing import Protocol
 from itsdangerous import BadData, URLSafeSerializer
 
 from bot.accounts.link_flow import FlowStep
-from bot.accounts.link_home import servers_with
+from bot.accounts.link_home import LinkHomes
 from bot.accounts.linked_roles import LinkedRoleMetadata
 from bot.accounts.linking import PATRON_SCOPES, LinkResult
 from bot.accounts.oauth_state import STATE_LIFETIME, LinkState, issue_binding, issue_patreon_state, read_binding
 from bot.domain.models import TokenPair
 from bot.patreon.client import PatreonClient
 from bot.store import Store
-from bot.sync.reconcile import ReconcileService
 from bot.sync.role_connection_push import (
     PushResult,
     RoleConnectionPusher,
@@ -73,15 +72,16 @@ class LinkedRoleFlow:
         discord: LinkedRoleSignIn,
         patreon: PatreonClient,
         pusher: RoleConnectionPusher,
-        reconcile: ReconcileService,
+        homes: LinkHomes,
         store: Store,
         clock: Callable[[], datetime],
     ) -> None:
+        """`homes`: where a verification's link may land (bot/accounts/link_home.py)."""
         self._key = signing_key
         self._discord = discord
         self._patreon = patreon
         self._pusher = pusher
-        self._reconcile = reconcile
+        self._homes = homes
         self._store = store
         self._clock = clock
 
@@ -126,7 +126,7 @@ class LinkedRoleFlow:
         link = await self._store.get_link_by_discord(user_id)
         if link is not None and not link.by_hand:
             return FlowStep(result=await self._pushed(user_id))
-        servers = await servers_with(self._reconcile, user_id)
+        servers = await self._homes.servers_with(user_id)
         if not servers:
             return _fail(
                 "You're not in a server that uses this bot for Patreon roles.",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from bot.accounts.link_home import home_of, servers_with
+from bot.accounts.link_home import LinkHomes
 from bot.accounts.oauth_state import LinkState
 from bot.domain.dm_templates import plain
 from bot.domain.models import Identity, MembershipSnapshot, PatreonUser, PatronStatus, TokenPair
@@ -74,6 +74,7 @@ class LinkingService:
         *,
         on_linked: Callable[[str], None] = lambda how: None,
         on_unlinked: Callable[[str], None] = lambda who: None,
+        homes: LinkHomes | None = None,
     ) -> None:
         """`on_linked(how)` hears of each new link made here ("oauth", "admin"): a Discord user linked to a Patreon
         account they weren't linked to (signing in again to the same account is no new link); `on_unlinked(who)` of
@@ -86,6 +87,8 @@ class LinkingService:
         self.clock = clock
         self._on_linked = on_linked
         self._on_unlinked = on_unlinked
+        #: Where a Linked Roles verification's link lands (bot/accounts/link_home.py); None: this process's servers.
+        self.homes = homes or LinkHomes(reconcile, store)
 
     async def server_refusal(self, guild_id: int) -> str | None:
         """Why this server doesn't act for the campaign (bot/sync/participation.py), or None: no link starts or
@@ -105,7 +108,7 @@ class LinkingService:
         code = params.get("code", "")
         if not code:
             return _failure("Patreon didn't send an authorisation code.", "Run /patreon link again in Discord.")
-        servers = await servers_with(self.reconcile, state.discord_user_id) if state.chooses_home else []
+        servers = await self.homes.servers_with(state.discord_user_id) if state.chooses_home else []
         campaign = self.campaign if servers else await self.reconcile.campaign_for(state.guild_id, self.campaign)
         if campaign is None or (state.chooses_home and not servers):
             return _failure(
@@ -118,7 +121,7 @@ class LinkingService:
             tokens = await self.client.exchange_code(code)
             identity = await self.client.get_identity(tokens.access_token)
             if state.chooses_home:
-                home = await home_of(self.reconcile, self.store, servers, identity, self.campaign)
+                home = await self.homes.home_of(state.discord_user_id, servers, identity, self.campaign)
                 if home is None:
                     log.info("no link: patreon=%s, no campaign of user=%s's", identity.user.id, state.discord_user_id)
                     return _NO_CAMPAIGN

@@ -49,3 +49,13 @@ class DiscordAdminLookup:
             manage_guild=member.guild_permissions.manage_guild,
         )
         return AdminStanding(rank, manages_server=owner or member.guild_permissions.manage_guild)
+
+    async def is_member(self, guild_id: int, user_id: int) -> bool | None:
+        """Whether the user is in the server, as Discord says now, from any process (where a Linked Roles
+        verification's link lands, bot/accounts/link_home.py); None: Discord didn't answer."""
+        try:
+            return await self.standing(guild_id, user_id) is not None
+        except BotNotInServer:
+            return False
+        except AdminLookupFailed:
+            return None

@@ -87,6 +87,7 @@ class PatronBot(commands.Bot):
             discord=self.role_gateway,
             claimer=claimer,
             admins=DiscordAdminLookup(self),
+            members=DiscordAdminLookup(self),
         )
         self._member_loads: set[asyncio.Task[None]] = set()
         self._shared_state_reload: asyncio.Task[None] | None = None
