@@ -26,7 +26,7 @@ fake, pointed = shard_one.fake, shard_one.pointed
 OWNER, ADMIN, MODERATOR, MEMBER, STRANGER = (750000000000000770 + n for n in range(5))
 HEAD, MODS, FANS = 730000000000000771, 730000000000000772, 730000000000000773
 MANAGE_GUILD, MANAGE_ROLES = 1 << 5, 1 << 28
-NO_SUCH_GUILD = 710000000008388609  # shard 1 of 2, a server Discord doesn't know
+NO_SUCH_GUILD = 710000000008388609  # a server Discord doesn't know
 
 
 class Mapped:
