@@ -88,6 +88,16 @@ async def connect(
     return status, html
 
 
+async def connect_both(world: FakeWorld) -> None:
+    """The creator connects the seeded server to campaign A, Eve hers (OTHER) to campaign B: two campaigns."""
+    for user, name, creator, guild in (
+        (SEED.owner_id, "creator", world.patreon.owner_id, SEED.guild_id),
+        (EVE, "eve", "p-eve", OTHER),
+    ):
+        status, html = await connect(world, user, name, creator, guild)
+        assert status == 200, page_text(html)
+
+
 async def link_in(world: FakeWorld, guild: int, user: int, username: str, patreon_id: str) -> tuple[int, str]:
     """`/patreon link` in `guild`, then the person's own browser through Discord and Patreon."""
     world.patreon.next_authorizing_user = patreon_id

@@ -4,7 +4,7 @@ secret opens only its own campaign's URL."""
 
 from datetime import UTC, datetime, timedelta
 
-from fakes.world import SEED, page_text
+from fakes.world import SEED
 from tests.e2e.connect_world import (
     B_ROLE,
     B_TIER,
@@ -12,7 +12,7 @@ from tests.e2e.connect_world import (
     CAMPAIGN_B,
     EVE,
     OTHER,
-    connect,
+    connect_both,
     hooks_at,
     link_in,
     no_env_world,
@@ -26,12 +26,7 @@ async def test_two_servers_on_two_connected_campaigns_never_see_each_others_patr
     world = await no_env_world(tmp_path)
     try:
         campaign_a = world.patreon.campaign.id
-        for user, name, creator, guild in (
-            (SEED.owner_id, "creator", world.patreon.owner_id, SEED.guild_id),
-            (EVE, "eve", "p-eve", OTHER),
-        ):
-            status, html = await connect(world, user, name, creator, guild)
-            assert status == 200, page_text(html)
+        await connect_both(world)
         assert "✅" in await admin(world, ["map"], {"tier": B_TIER, "role": B_ROLE}, EVE, OTHER)
         assert "Gold" not in await admin(world, ["tiers"], {}, EVE, OTHER)
 

@@ -12,8 +12,8 @@ import pytest
 
 from bot.guild_admin.hand_links import NOT_OUR_PATRON
 from bot.store.links import ADMIN_SOURCE
-from fakes.world import SEED, FakeWorld, page_text
-from tests.e2e.connect_world import BEN, EVE, OTHER, OTHER_LOG, connect, no_env_world
+from fakes.world import SEED, FakeWorld
+from tests.e2e.connect_world import BEN, EVE, OTHER, OTHER_LOG, connect_both, no_env_world
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
 
@@ -22,12 +22,7 @@ from tests.e2e.test_admin import admin
 async def two_campaigns(tmp_path):
     world = await no_env_world(tmp_path)
     try:
-        for user, name, creator, guild in (
-            (SEED.owner_id, "creator", world.patreon.owner_id, SEED.guild_id),
-            (EVE, "eve", "p-eve", OTHER),
-        ):
-            status, html = await connect(world, user, name, creator, guild)
-            assert status == 200, page_text(html)
+        await connect_both(world)
         yield world
     finally:
         await world.close()

@@ -11,8 +11,8 @@ of one campaign the same holds on the Patreon side (a link by hand of A's patron
 import pytest
 
 from bot.guild_admin.hand_links import FOREIGN_HAND_LINK
-from fakes.world import SEED, FakeWorld, page_text
-from tests.e2e.connect_world import EVE, OTHER, OTHER_LOG, connect, no_env_world
+from fakes.world import SEED, FakeWorld
+from tests.e2e.connect_world import EVE, OTHER, OTHER_LOG, connect_both, no_env_world
 from tests.e2e.test_admin import admin
 from tests.e2e.test_trust_servers import EVE as SECOND_ADMIN
 from tests.e2e.test_trust_servers import OTHER as SECOND
@@ -24,12 +24,7 @@ from tests.e2e.test_trust_servers import OTHER_LOG as SECOND_LOG
 async def two_campaigns(tmp_path):
     world = await no_env_world(tmp_path)
     try:
-        for user, name, creator, guild in (
-            (SEED.owner_id, "creator", world.patreon.owner_id, SEED.guild_id),
-            (EVE, "eve", "p-eve", OTHER),
-        ):
-            status, html = await connect(world, user, name, creator, guild)
-            assert status == 200, page_text(html)
+        await connect_both(world)
         world.discord.guild(OTHER).add_member(SEED.bob, username="bob")
         await world.refresh()
         yield world

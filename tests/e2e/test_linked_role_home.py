@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from fakes.world import SEED, FakeWorld, page_text
 from tests.e2e.backend import postgres_server
-from tests.e2e.connect_world import B_TIER, BEN, CAMPAIGN_B, EVE, OTHER, OTHER_LOG, connect, no_env_world
+from tests.e2e.connect_world import B_TIER, BEN, CAMPAIGN_B, EVE, OTHER, OTHER_LOG, connect, connect_both, no_env_world
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
 from tests.e2e.test_linked_roles import VERIFY, set_up
@@ -93,12 +93,7 @@ async def test_a_patron_of_eves_campaign_only_is_linked_in_her_server_though_a_s
     """Ben pays B and is in both servers; the creator's server (A) has the lower id and learns nothing of him."""
     world = await no_env_world(tmp_path)
     try:
-        for user, name, creator, guild in (
-            (SEED.owner_id, "creator", world.patreon.owner_id, SEED.guild_id),
-            (EVE, "eve", "p-eve", OTHER),
-        ):
-            status, html = await connect(world, user, name, creator, guild)
-            assert status == 200, page_text(html)
+        await connect_both(world)
         await world.refresh()
         await set_up(world)
         world.patreon.next_authorizing_user = "p-ben"
