@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,9 +87,9 @@ def _bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def in_chunks(values: Sequence[object]) -> Iterable[Sequence[object]]:
-    for start in range(0, len(values), IN_CHUNK):
-        yield values[start : start + IN_CHUNK]
+def in_chunks(values: Sequence[object], size: int = IN_CHUNK) -> Iterable[Sequence[object]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 class BulkStore(SqlRunner):
@@ -171,19 +171,30 @@ class BulkStore(SqlRunner):
         Read along the index in key order, `chunk` rows a call: a third of the CPU of looking each page's 1,000
         users up (100,000 seeks), for about 15 MB held while the listing runs."""
         found: dict[str, bytes | None] = {}
+        async for rows in self._along_key(campaign_id, "listing_hash", "", (), chunk):
+            found.update(rows if self._dialect == SQLITE else ((row[0], _bytes(row[1])) for row in rows))
+        return found
+
+    async def _along_key(
+        self, campaign_id: str, columns: str, also: str, params: tuple[object, ...], chunk: int
+    ) -> AsyncIterator[list[Any]]:
+        """(patreon_user_id, *columns) of the campaign's memberships (`columns`: "" for the id alone; `also`: more
+        of the WHERE, with `params`), `chunk` rows a call along the primary key: row by row, aiosqlite hands them
+        over 64 at a time (1,500 thread hops for a campaign of 100,000), and all at once would hold them all.
+        SQLite's rows are plain tuples."""
         after = ""
         while True:
             async with self._db.execute(
-                "SELECT patreon_user_id, listing_hash FROM memberships WHERE campaign_id = ? AND patreon_user_id > ?"
-                " ORDER BY patreon_user_id LIMIT ?",
-                (campaign_id, after, chunk),
+                f"SELECT patreon_user_id{', ' if columns else ''}{columns} FROM memberships WHERE campaign_id = ?"
+                f" AND patreon_user_id > ?{also} ORDER BY patreon_user_id LIMIT ?",
+                (campaign_id, after, *params, chunk),
             ) as cursor:
                 if self._dialect == SQLITE:
                     cursor.row_factory = None
                 rows = await cursor.fetchall()
-            found.update(rows if self._dialect == SQLITE else ((row[0], _bytes(row[1])) for row in rows))
+            yield rows
             if len(rows) < chunk:
-                return found
+                return
             after = rows[-1][0]
 
     async def listing_looks(
@@ -221,8 +232,7 @@ class BulkStore(SqlRunner):
         """(patreon_user_id, *columns) of these users' memberships of the campaign, a listing page's users a
         query. SQLite's rows are plain tuples: its `Row` wrapper was a fifth of a 100,000-member look-up."""
         found: list[Any] = []
-        for start in range(0, len(user_ids), PAGE_CHUNK):
-            ids = user_ids[start : start + PAGE_CHUNK]
+        for ids in in_chunks(user_ids, PAGE_CHUNK):
             marks = ",".join("?" * len(ids))
             async with self._db.execute(
                 f"SELECT patreon_user_id, {columns} FROM memberships WHERE campaign_id = ? AND patreon_user_id IN"
@@ -283,11 +293,8 @@ class BulkStore(SqlRunner):
     async def memberships_not_listed(
         self, keep: set[str], observed_before: datetime, campaign_id: str | None = None, chunk: int = SWEEP_CHUNK
     ) -> list[str]:
-        """What `delete_memberships_except(keep, observed_before)` would forget now, without forgetting it.
-
-        A campaign's rows are read `chunk` at a time along its primary key, each chunk in one call: row by
-        row, aiosqlite hands them over 64 at a time (1,500 thread hops for a campaign of 100,000), and all at once
-        would hold them all (+14 MB at 100,000)."""
+        """What `delete_memberships_except(keep, observed_before)` would forget now, without forgetting it. A
+        campaign's rows are read `chunk` at a time along its primary key (`_along_key`)."""
         before = iso_utc(observed_before)
         if campaign_id is None:
             async with self._db.execute(
@@ -295,18 +302,9 @@ class BulkStore(SqlRunner):
             ) as cursor:
                 return [row[0] async for row in cursor if row[0] not in keep]
         gone: list[str] = []
-        after = ""
-        while True:
-            async with self._db.execute(
-                "SELECT patreon_user_id FROM memberships WHERE campaign_id = ? AND patreon_user_id > ?"
-                " AND observed_at < ? ORDER BY patreon_user_id LIMIT ?",
-                (campaign_id, after, before, chunk),
-            ) as cursor:
-                rows = await cursor.fetchall()
+        async for rows in self._along_key(campaign_id, "", " AND observed_at < ?", (before,), chunk):
             gone += [row[0] for row in rows if row[0] not in keep]
-            if len(rows) < chunk:
-                return gone
-            after = rows[-1][0]
+        return gone
 
     async def delete_membership_observed_before(
         self,

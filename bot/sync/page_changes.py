@@ -35,8 +35,7 @@ def differing_bytes(page: MemberRows, stored: Mapping[str, bytes | None]) -> lis
     user_ids, hashes = page.user_ids, page.listing_hashes
     if hashes is None:
         return list(range(len(user_ids)))
-    unique = len(set(user_ids)) == len(user_ids)
-    counts = None if unique else Counter(user_ids)
+    counts = _repeats(user_ids)
     differ: list[int] = []
     for index, user in enumerate(user_ids):
         listing = hashes[index]
@@ -57,7 +56,7 @@ def page_changes(
     `Store.save_membership_page` decides). A member it decodes may make the page refused (the page's refusal,
     `PatreonBadResponse` for the client's pages: bot/patreon/member_rows.py)."""
     user_ids, hashes = page.user_ids, page.listing_hashes
-    counts = Counter(user_ids) if len(set(user_ids)) < len(user_ids) else None
+    counts = _repeats(user_ids)
     result = PageChanges()
     for index in among if among is not None else range(len(user_ids)):
         user = user_ids[index]
@@ -74,3 +73,8 @@ def page_changes(
         elif listing is not None and listing != stored_listing:
             result.remember.append((index, stored_value, listing))
     return result
+
+
+def _repeats(user_ids: list[str | None]) -> Counter[str | None] | None:
+    """How often each user is on the page, or None when none is twice (the usual page: no counting)."""
+    return Counter(user_ids) if len(set(user_ids)) < len(user_ids) else None

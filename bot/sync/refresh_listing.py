@@ -163,7 +163,7 @@ class ListingReader:
                 await self._match_members_without_user(listing, without_user, on_page, report, campaign_id)
             )
         stored, by_bytes = listing.stored_hashes, listing.stored_hashes is not None
-        among = differing_bytes(members, stored) if stored is not None and members.listing_hashes is not None else None
+        among = differing_bytes(members, stored) if stored is not None else None
         wanted = members.user_ids if among is None else [members.user_ids[index] for index in among]
         looks = await self.store.listing_looks(campaign_id, wanted)
         changes = page_changes(members, looks, by_bytes, among)
