@@ -26,7 +26,7 @@ from bot.store.campaigns import REVOKED
 from bot.sync.campaign import CREATOR_REJECTED_FACT, CampaignService, CampaignUnavailable
 from bot.sync.campaign_registry import CampaignRegistry
 from bot.sync.participation import Participation
-from bot.sync.role_gateway import RoleChangeError, RoleGateway
+from bot.sync.role_gateway import RoleChangeError, RoleGateway, roles_gone
 from bot.sync.role_pacing import RoleCallPacer
 
 log = logging.getLogger(__name__)
@@ -119,16 +119,8 @@ class CampaignConnections:
     async def _policy_rank_refusal(self, guild_id: int, invoker: InvokerRank, action: str) -> str | None:
         settings = await self.store.get_settings(guild_id)
         roles = managed_role_ids(settings, await self.store.get_tier_roles(guild_id))
-        return invoker.refusal(roles, self._name_in(guild_id), action, gone=await self._gone(guild_id, roles))
-
-    async def _gone(self, guild_id: int, role_ids: frozenset[int]) -> frozenset[int]:
-        """Roles Discord says the server no longer has: the rank rule leaves them out, as nobody can be given or
-        hold them (review 6, R6-3; bot/guild_admin/rank.py says why only Discord's own answer counts)."""
-        gone = await self.gateway.deleted_roles(guild_id, role_ids) if role_ids else frozenset()
-        if gone:
-            log.info("guild=%s: role(s) %s no longer exist in Discord; left out of the rank check", guild_id,
-                     sorted(gone))
-        return gone
+        gone = await roles_gone(self.gateway, guild_id, roles)
+        return invoker.refusal(roles, self._name_in(guild_id), action, gone=gone)
 
     def _name_in(self, guild_id: int) -> Callable[[int], str]:
         return lambda role_id: self.gateway.role_name(guild_id, role_id)
@@ -197,7 +189,7 @@ class CampaignConnections:
         which Discord wouldn't let them take away by hand), or None. Asked before the disconnect, so a refused
         take-back changes nothing."""
         granted: frozenset[int] = frozenset().union(*(await self.store.grants_in_guild(guild_id)).values())
-        gone = await self._gone(guild_id, granted)
+        gone = await roles_gone(self.gateway, guild_id, granted)
         return invoker.refusal(granted, self._name_in(guild_id), "take back", removing=True, gone=gone)
 
     async def take_back_roles(self, guild_id: int, invoker: InvokerRank) -> TakeBack:

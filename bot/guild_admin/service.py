@@ -26,7 +26,7 @@ from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.store import LAST_REFRESH, WEBHOOK_LAST_SEEN
 from bot.sync.member_plan import MemberPlan, ReconcileOutcome
 from bot.sync.participation import ENABLE_HINT
-from bot.sync.role_gateway import RoleChangeError
+from bot.sync.role_gateway import RoleChangeError, roles_gone
 
 __all__ = ["AdminError", "AdminService", "SyncReport", "TierLine"]
 
@@ -219,16 +219,11 @@ class AdminService(HandLinkCommands):
         self._assert_outranks(guild_id, invoker, handed_out, action=f"{verb} while it hands out")
 
     async def _existing(self, guild_id: int, role_ids: Iterable[int]) -> frozenset[int]:
-        """`role_ids` without those Discord says the server no longer has: a deleted role, still mapped or set,
-        can't be given or held, so the rank rule leaves it out rather than lock every admin but the owner out of
-        the switch and the `unmap` that clears it (review 6, R6-3; bot/guild_admin/rank.py says why only Discord's
-        own answer makes a role gone)."""
+        """`role_ids` without those Discord says the server no longer has (`roles_gone`): a deleted role, still
+        mapped or set, would otherwise lock every admin but the owner out of the switch and the `unmap` that
+        clears it."""
         roles = frozenset(role_ids)
-        gone = await self.gateway.deleted_roles(guild_id, roles) if roles else frozenset()
-        if gone:
-            log.info("guild=%s: role(s) %s no longer exist in Discord; left out of the rank check", guild_id,
-                     sorted(gone))
-        return roles - gone
+        return roles - await roles_gone(self.gateway, guild_id, roles)
 
     def _assert_may_change_kicks(self, guild_id: int, invoker: InvokerRank, changes: dict[str, object]) -> None:
         """Kick on lapse removes people: its settings need what kicking by hand needs (Kick Members, and a

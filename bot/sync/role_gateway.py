@@ -7,6 +7,8 @@ tests' in-memory gateway implement them, so the sync engine and everything above
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Iterable
 from typing import Protocol
 
 
@@ -66,3 +68,16 @@ class RoleGateway(Protocol):
     def user_name(self, user_id: int) -> str: ...
 
     async def post_log(self, channel_id: int, text: str) -> None: ...
+
+
+async def roles_gone(gateway: RoleGateway, guild_id: int, role_ids: Iterable[int]) -> frozenset[int]:
+    """Of `role_ids`, those Discord says the server no longer has (one log line when any): the rank rule leaves
+    them out, as nobody can be given or hold them (review 6, R6-3; bot/guild_admin/rank.py says why only Discord's
+    own answer makes a role gone)."""
+    roles = frozenset(role_ids)
+    gone = await gateway.deleted_roles(guild_id, roles) if roles else frozenset()
+    if gone:
+        logging.getLogger(__name__).info(
+            "guild=%s: role(s) %s no longer exist in Discord; left out of the rank check", guild_id, sorted(gone)
+        )
+    return gone
