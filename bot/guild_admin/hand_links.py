@@ -17,6 +17,7 @@ from bot.accounts.linking import UnlinkResult
 from bot.guild_admin.admin_checks import AdminChecks, AdminError
 from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.store import Link
+from bot.sync.role_gateway import roles_gone
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,9 @@ class HandLinkCommands(AdminChecks):
                 "can unlink it, with `/patreon unlink`."
             )
         granted = await self.store.granted_roles(guild_id, discord_user_id)
-        self._assert_outranks(guild_id, invoker, granted, "take back", removing=True)
+        # A grant of a role Discord confirms deleted takes nothing back, so it counts for nobody (review 6, R6-3).
+        held = granted - await roles_gone(self.gateway, guild_id, granted)
+        self._assert_outranks(guild_id, invoker, held, "take back", removing=True)
         return await self.linking.unlink(discord_user_id, who="admin")
 
     async def _grants_elsewhere(self, guild_id: int, discord_user_id: int) -> bool:
