@@ -4,9 +4,10 @@ Only a role one of this server's tiers gives can be comped (a role the bot alrea
 moderator's or an arbitrary role); unmapping a role's last tier ends its comps (bot/guild_admin/service.py), and
 `uncomp` still takes back an active comp of a role no tier gives. The rules of every role-giving command apply: a
 server that takes part, the bot able to manage the role, and an admin who could give it by hand
-(bot/guild_admin/rank.py); taking a comp back needs the same. The engine adds the role and records it in the grant
-ledger like any other, so the comp's end (bot/sync/comp_expiry.py), an unlink or an uncomp take it back unless a
-tier still gives it, and a role the member already held by hand stays theirs.
+(bot/guild_admin/rank.py); taking a comp back needs the same, unless Discord confirms the role deleted (nobody
+holds it, so nothing is taken; a cache miss or a failed read never counts). The engine adds the role and records
+it in the grant ledger like any other, so the comp's end (bot/sync/comp_expiry.py), an unlink or an uncomp take it
+back unless a tier still gives it, and a role the member already held by hand stays theirs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bot.guild_admin.service import AdminError
 from bot.store import Store
 from bot.sync.participation import Participation
 from bot.sync.reconcile import ReconcileService
-from bot.sync.role_gateway import RoleChangeError, RoleGateway
+from bot.sync.role_gateway import RoleChangeError, RoleGateway, roles_gone
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +115,21 @@ class CompService:
         if problem is not None:
             raise AdminError(problem)
         tier_roles = (await self.store.get_tier_roles(guild_id)).managed_role_ids()
+        taking_back = action == "take back"
         # Taking back reaches a comp of a role no tier gives any more too (one left from before unmap ended them).
-        orphan = action == "take back" and await self._has_active_comp(guild_id, user_id, role_id)
+        orphan = taking_back and await self._has_active_comp(guild_id, user_id, role_id)
         if role_id not in tier_roles and not orphan:
             raise AdminError(
                 "Only a role one of this server's tiers gives can be comped; `/patreon-admin map` one first."
             )
-        refused = self.gateway.unassignable_roles(guild_id, frozenset({role_id}))
+        # Ending the comp of a role Discord confirms deleted takes nothing from anyone (nobody can hold it), so it
+        # needs neither the bot's reach over the role nor the asker's rank (review 6, R6-3); giving one never passes.
+        gone = await roles_gone(self.gateway, guild_id, {role_id}) if taking_back else frozenset()
+        refused = {} if gone else self.gateway.unassignable_roles(guild_id, frozenset({role_id}))
         if role_id in refused:
             raise AdminError(f"I can't manage that role: {refused[role_id]}.")
         refusal = invoker.refusal(
-            {role_id}, lambda role: self.gateway.role_name(guild_id, role), action, removing=action == "take back"
+            {role_id}, lambda role: self.gateway.role_name(guild_id, role), action, removing=taking_back, gone=gone
         )
         if refusal is not None:
             log.info("guild=%s: refused user=%s a comp above their rank", guild_id, invoker.user_id)
