@@ -22,6 +22,7 @@ from bot.store.links import ADMIN_SOURCE
 from bot.sync.campaign import CampaignService, CampaignUnavailable, CreatorTokenRejected
 from bot.sync.member_plan import ReconcileOutcome
 from bot.sync.reconcile import ReconcileService
+from bot.sync.replaced_hand_link import settle_replaced_hand_link
 from bot.sync.role_gateway import RoleGateway
 
 log = logging.getLogger(__name__)
@@ -236,40 +237,26 @@ class LinkingService:
         self, discord_user_id: int, user: PatreonUser, lost: tuple[Link | None, Link | None]
     ) -> None:
         """The patron's own sign-in replaced links made by hand (of this Patreon account to someone else, or of this
-        Discord user to another Patreon account): the server whose admin made each is told in its log channel, and
-        whoever held one loses the roles it gave. The new link is stored already, so a failure here is logged only."""
+        Discord user to another Patreon account): whoever held one loses the roles it gave, and the server whose
+        admin made it is told (bot/sync/replaced_hand_link.py). The new link is stored already, so a failure there
+        is logged only; the sign-in itself reconciles this Discord user next (`_grant_after_link`)."""
         for link in {link for link in lost if link is not None and link.by_hand}:
             if link.discord_user_id == discord_user_id and link.patreon_user_id == user.id:
                 continue  # the same pair, now proven by the patron
-            log.info(
-                "patron sign-in discord=%s patreon=%s replaced the admin link discord=%s patreon=%s of guild=%s",
-                discord_user_id,
-                user.id,
-                link.discord_user_id,
-                link.patreon_user_id,
-                link.linked_in_guild_id,
+            line = (
+                f"<@{discord_user_id}> signed in to Patreon as {plain(user.full_name or user.id)} themselves, "
+                f"which replaced the link by hand of <@{link.discord_user_id}> to Patreon "
+                f"{plain(link.patreon_user_id)} made in this server."
             )
-            try:
-                if link.linked_in_guild_id is not None and await self._patron_of(link.linked_in_guild_id, user.id):
-                    await self._tell(
-                        link.linked_in_guild_id,
-                        f"<@{discord_user_id}> signed in to Patreon as {plain(user.full_name or user.id)} themselves, "
-                        f"which replaced the link by hand of <@{link.discord_user_id}> to Patreon "
-                        f"{plain(link.patreon_user_id)} made in this server.",
-                    )
-                if link.discord_user_id != discord_user_id:
-                    await self.reconcile.reconcile_user_everywhere(link.discord_user_id, "link by hand replaced")
-            except Exception:
-                log.exception("could not finish replacing the admin link of discord=%s", link.discord_user_id)
-
-    async def _patron_of(self, guild_id: int, patreon_user_id: str) -> bool:
-        """Whether this Patreon account is a member of the campaign `guild_id` follows: only then may that server's
-        log name who signed in to it (a hand link made elsewhere, before link-user was scoped, tells it nothing)."""
-        key = await self.reconcile.campaign_key(guild_id)
-        if await self.store.get_membership(patreon_user_id, key) is not None:
-            return True
-        log.info("guild=%s not told of patreon=%s's sign-in: no member of its campaign", guild_id, patreon_user_id)
-        return False
+            await settle_replaced_hand_link(
+                self.store,
+                self.reconcile,
+                link,
+                (discord_user_id, user.id),
+                "patron sign-in",
+                line,
+                new_holder_reconciled_next=True,
+            )
 
     async def _grant_after_link(
         self,

@@ -17,6 +17,7 @@ from bot.accounts.linking import UnlinkResult
 from bot.guild_admin.admin_checks import AdminChecks, AdminError
 from bot.guild_admin.rank import NOBODY, InvokerRank
 from bot.store import Link
+from bot.sync.replaced_hand_link import settle_replaced_hand_link
 from bot.sync.role_gateway import roles_gone
 
 log = logging.getLogger(__name__)
@@ -97,26 +98,14 @@ class HandLinkCommands(AdminChecks):
 
     async def _foreign_hand_link_replaced(self, old: Link, discord_user_id: int, patreon_user_id: str) -> None:
         """Another server's link by hand gave way to one Patreon confirms: whoever held it loses the roles it gave
-        there. That server is told only when its campaign holds the patron (a foreign creator learns nothing)."""
-        log.info(
-            "link by hand discord=%s patreon=%s (confirmed by Patreon) replaced guild=%s's discord=%s patreon=%s",
-            discord_user_id,
-            patreon_user_id,
-            old.linked_in_guild_id,
-            old.discord_user_id,
-            old.patreon_user_id,
+        there. That server is told only when its campaign holds the patron (bot/sync/replaced_hand_link.py)."""
+        line = (
+            f"An admin of another server linked <@{discord_user_id}> to Patreon {patreon_user_id}, which Patreon "
+            f"shows connected to that Discord account; it replaced the link by hand of <@{old.discord_user_id}> "
+            f"to Patreon {old.patreon_user_id} made in this server."
         )
-        await self.reconcile.reconcile_user_everywhere(old.discord_user_id, "link by hand replaced")
-        other = old.linked_in_guild_id
-        if other is not None and await self.store.get_membership(
-            patreon_user_id, await self.reconcile.campaign_key(other)
-        ):
-            await self.reconcile.log_event(
-                other,
-                f"An admin of another server linked <@{discord_user_id}> to Patreon {patreon_user_id}, which Patreon "
-                f"shows connected to that Discord account; it replaced the link by hand of <@{old.discord_user_id}> "
-                f"to Patreon {old.patreon_user_id} made in this server.",
-            )
+        new, how = (discord_user_id, patreon_user_id), "link by hand (confirmed by Patreon)"
+        await settle_replaced_hand_link(self.store, self.reconcile, old, new, how, line)
 
     async def unlink_user(self, guild_id: int, discord_user_id: int, invoker: InvokerRank = NOBODY) -> UnlinkResult:
         """Only the server a link was made in may remove it (the member can always `/patreon unlink`), and only an
@@ -150,8 +139,10 @@ class HandLinkCommands(AdminChecks):
     async def _grants_elsewhere(self, guild_id: int, discord_user_id: int) -> bool:
         """A patron's own link counts in every server, and unlinking takes back its roles in all of them, but the
         invoker's rank is known only here: while the bot holds roles for them in another server (any shard's; the
-        ledger is shared), an admin here mustn't take those away."""
+        ledger is shared), an admin here mustn't take those away. A grant of a role Discord confirms deleted there
+        takes nothing back, so it doesn't count (review 6, R6-3); a failed read counts every grant."""
         for other in await self.store.configured_guild_ids():
-            if other != guild_id and await self.store.granted_roles(other, discord_user_id):
+            granted = await self.store.granted_roles(other, discord_user_id) if other != guild_id else frozenset()
+            if granted and granted - await roles_gone(self.gateway, other, granted):
                 return True
         return False

@@ -27,6 +27,7 @@ from datetime import datetime
 from bot.domain.models import MembershipSnapshot
 from bot.store import Link, Store
 from bot.sync.reconcile import ReconcileService
+from bot.sync.replaced_hand_link import settle_replaced_hand_link
 from bot.sync.role_gateway import RoleChangeError, RoleGateway
 
 log = logging.getLogger(__name__)
@@ -180,26 +181,14 @@ async def _gives_way(store: Store, reconcile: ReconcileService, link: Link, snap
 async def _hand_link_replaced(
     store: Store, reconcile: ReconcileService, old: Link, discord_id: int, patreon_id: str
 ) -> None:
-    """Whoever held the replaced link loses what it gave, in every server; its server hears of it only when its
-    own campaign holds the patron (a foreign creator learns nothing of another campaign's patrons)."""
-    log.info(
-        "auto-match discord=%s patreon=%s replaced guild=%s's link by hand discord=%s patreon=%s",
-        discord_id,
-        patreon_id,
-        old.linked_in_guild_id,
-        old.discord_user_id,
-        old.patreon_user_id,
+    """Whoever held the replaced link loses what it gave; its server reads this line only when its own campaign
+    holds the patron (bot/sync/replaced_hand_link.py)."""
+    line = (
+        f"Patreon shows <@{discord_id}>'s Discord connected to Patreon {patreon_id}, so they were linked "
+        f"automatically; it replaced the link by hand of <@{old.discord_user_id}> to Patreon "
+        f"{old.patreon_user_id} made in this server."
     )
-    await reconcile.reconcile_user_everywhere(old.discord_user_id, "link by hand replaced")
-    other = old.linked_in_guild_id
-    if other is not None and await store.get_membership(patreon_id, await reconcile.campaign_key(other)):
-        await reconcile.log_event(
-            other,
-            f"Patreon shows <@{discord_id}>'s Discord connected to Patreon {patreon_id}, so they were linked "
-            f"automatically; it replaced the link by hand of <@{old.discord_user_id}> to Patreon "
-            f"{old.patreon_user_id} made in this server.",
-            queued=True,
-        )
+    await settle_replaced_hand_link(store, reconcile, old, (discord_id, patreon_id), "auto-match", line, queued=True)
 
 
 async def _campaign_members(
