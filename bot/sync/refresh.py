@@ -250,7 +250,9 @@ class RefreshService:
                 await check_unconfirmed_forget(self.store, listing.listed, report.started_at, key)
             # The listing is complete: from here on absence counts.
             self._unplanned = True  # once forgotten, a gone member is found again only by a full plan
-            gone = await self.store.delete_memberships_except(listing.listed, report.started_at, key)
+            gone = await self.store.delete_memberships_except(
+                listing.listed, report.started_at, key, listing.stored_not_listed()
+            )
             report.snapshots_forgotten = len(gone)
             if gone and self.on_forgotten is not None:
                 await self.on_forgotten(gone, key)

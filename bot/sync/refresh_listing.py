@@ -72,6 +72,16 @@ class Listing:
     #: listing compares that member by value.
     stored_hashes: dict[str, bytes | None] | None = None
 
+    def stored_not_listed(self) -> list[str] | None:
+        """The members stored as the attempt began that it didn't list: the only ones its sweep needs to read (a
+        member first stored later was, but for a webhook's look taken just before the refresh began, seen after it
+        began, so is kept anyway; that one waits for the next refresh's sweep, kept a refresh longer, never
+        forgotten early). None for a full re-plan: its sweep reads the whole campaign."""
+        if self.stored_hashes is None:
+            return None
+        listed = self.listed
+        return [user for user in self.stored_hashes if user not in listed]
+
 
 class ListingReader:
     """Streams one campaign's listing into the store and the planner, page by page."""

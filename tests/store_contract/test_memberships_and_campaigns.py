@@ -130,6 +130,22 @@ async def test_a_complete_listing_forgets_only_its_campaigns_absentees(store):
     assert await store.membership_count() == 1
 
 
+async def test_a_sweep_told_whom_the_listing_missed_forgets_only_those_seen_before_it_began(store):
+    """The refresh names the stored members its listing didn't show (`Listing.stored_not_listed`): of those, only
+    ones last seen before the listing began go; the listed, a look since, another campaign's never."""
+    await store.save_memberships([member(f"p{i}", T0) for i in range(4)], campaign_id="c1")
+    await store.save_memberships([member("p5", T0 + timedelta(hours=1))], campaign_id="c1")  # a webhook's look since
+    await store.save_memberships([member("p2", T0, campaign="c2")], campaign_id="c2")
+    before = T0 + timedelta(minutes=1)
+    among = ["p1", "p2", "p3", "p5", "p9"]  # p9: forgotten meanwhile; p3 listed after all
+    assert sorted(await store.delete_memberships_except({"p0", "p3"}, before, "c1", among)) == ["p1", "p2"]
+    assert sorted(s.patreon_user_id for s in await store.stored_memberships("c1")) == ["p0", "p3", "p5"]
+    assert [s.patreon_user_id for s in await store.stored_memberships("c2")] == ["p2"]
+    many = [f"q{i:04}" for i in range(2300)]  # more than one look-up's worth of ids
+    await store.save_memberships([member(user, T0) for user in many], campaign_id="c1")
+    assert sorted(await store.delete_memberships_except(set(), before, "c1", many)) == many
+
+
 async def test_memberships_read_a_chunk_at_a_time_are_every_one_once_in_order(store):
     # Two campaigns share user ids, so a chunk can end between p2 of c1 and p2 of c2 (the keyset takes both).
     await store.save_memberships([member(f"p{i}", T0) for i in range(5)], campaign_id="c1")
