@@ -59,7 +59,7 @@ CAMPAIGN_REQUEST_FIELDS: jsonapi.Requested = {"campaign": CAMPAIGN_FIELDS, "tier
 WEBHOOK_REQUEST_FIELDS: jsonapi.Requested = {"webhook": WEBHOOK_FIELDS}
 
 
-def _listing_page(text: str, observed_at: datetime, requested: jsonapi.Requested) -> MembersPage:
+def _listing_page(text: str | bytes, observed_at: datetime, requested: jsonapi.Requested) -> MembersPage:
     """A listing page whose members are decoded when read; one Patreon sent unreadably is then refused as the
     client refuses any document (`PatreonBadResponse`)."""
     return member_pages.parse_listing_text(

@@ -56,7 +56,7 @@ def parse_members_text(
 
 
 def parse_listing_text(
-    text: str,
+    text: str | bytes,
     observed_at: datetime | None = None,
     requested: Requested | None = None,
     *,
@@ -70,10 +70,12 @@ def parse_listing_text(
 
 
 def _old_reading(text: str | bytes, observed_at: datetime | None, requested: Requested | None) -> MembersPage:
+    if isinstance(text, bytes):  # as the bytes came: a byte that isn't UTF-8 reads as U+FFFD, as in any other answer
+        text = text.decode(errors="replace")
     try:
         document = json.loads(text) if text.strip() else None
     except ValueError:
-        shown = text[:120] if isinstance(text, str) else text[:120].decode(errors="replace")
+        shown = text[:120]
         raise JsonApiError(f"the members page is not JSON: {shown!r}") from None
     return parse_members_page(document, observed_at, requested)  # type: ignore[arg-type]  # None is refused there
 
@@ -91,7 +93,7 @@ def read_members_page(
         return None
     try:
         page = shape.PAGE.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):  # bytes that aren't UTF-8: the old way
         return None
     users: dict[str, msgspec.Raw] = {}
     tiers: dict[str, shape.Tier] = {}

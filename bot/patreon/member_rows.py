@@ -41,7 +41,9 @@ _STATUSES: dict[str, PatronStatus] = {status.value: status for status in PatronS
 ROWS_VERSION = 1
 _PREFIX = shape.pack(("listing", ROWS_VERSION, ROW_FIELDS))
 _sha256 = hashlib.sha256
-_DECLINED = (msgspec.DecodeError, msgspec.ValidationError)
+#: What makes a member's deferred decoding read the whole page the old way: its bytes don't fit the fast reader's
+#: shape, or aren't UTF-8 (the page came as bytes; the old way reads such a byte as U+FFFD).
+_DECLINED = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
 def listing_hash(member: shape.Member, user: msgspec.Raw | None) -> bytes:

@@ -124,7 +124,7 @@ class PatreonTransport:
         raw: bool = False,
     ) -> Any:
         """Send one logical request, retrying 429/5xx/network failures; return the decoded JSON body (`raw`:
-        a 2xx body's text, undecoded). Each
+        a 2xx body's bytes, undecoded). Each
         attempt holds a budget slot of `priority`; `key` (a campaign id) takes turns with other keys' refresh work."""
         url_text = f"{self.base_url}{path}"
         if params:
@@ -159,7 +159,8 @@ class PatreonTransport:
                 ):
                     status = response.status
                     response_headers = response.headers
-                    text = await response.text(errors="replace")
+                    data = await response.read()
+                    encoding = response.get_encoding()
                 self.response_counts[str(status)] += 1
             except (TimeoutError, aiohttp.ClientError) as error:
                 self.response_counts["error"] += 1
@@ -167,7 +168,8 @@ class PatreonTransport:
                 wait = self._backoff(attempt)
             else:
                 if raw and 200 <= status < 300:
-                    return text  # the caller decodes it (a listing page: bot/patreon/member_pages.py)
+                    return data  # the caller decodes it (a listing page: bot/patreon/member_pages.py)
+                text = data.decode(encoding, errors="replace")
                 body = _decode_json(text)
                 if status == 429:
                     asked = _retry_after(response_headers, body)

@@ -13,8 +13,11 @@ trust in the hashes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, count
+from operator import ne
+from typing import cast
 
 from bot.patreon.member_rows import MemberRows
 from bot.store.codec import values_hash
@@ -36,6 +39,9 @@ def differing_bytes(page: MemberRows, stored: Mapping[str, bytes | None]) -> lis
     if hashes is None:
         return list(range(len(user_ids)))
     counts = _repeats(user_ids)
+    if counts is None and None not in hashes:  # the usual page, compared in C: a user None has no stored hash
+        found = cast(Callable[[str | None], bytes | None], stored.get)
+        return list(compress(count(), map(ne, map(found, user_ids), hashes)))
     differ: list[int] = []
     for index, user in enumerate(user_ids):
         listing = hashes[index]

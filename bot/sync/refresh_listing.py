@@ -166,7 +166,7 @@ class ListingReader:
         link it; its snapshot is built only when the store writes it or the planner plans it."""
         self.unplanned.set(True)  # until the page's jobs are queued: a failure in between asks for a full plan
         members = page
-        if any(user is None for user in page.user_ids):  # they stay, ignored as unstored; matched copies are added
+        if None in page.user_ids:  # they stay, ignored as unstored; matched copies are added
             without_user = [page.snapshot(i) for i, user in enumerate(page.user_ids) if user is None]
             on_page: set[str | None] = {user for user in page.user_ids if user is not None}
             members = page.extended(
@@ -192,7 +192,8 @@ class ListingReader:
         report.snapshots_saved += len(changed)
         if changed and self.on_changed is not None:
             await self.on_changed(changed, campaign_id)
-        listing.listed.update(user for user in members.user_ids if user is not None)
+        listing.listed.update(members.user_ids)  # type: ignore[arg-type]  # None with them, dropped next
+        listing.listed.discard(None)
         await planner.plan_page(members, {m.patreon_user_id for m in changed if m.patreon_user_id is not None})
         await self.enqueue(planner, report)
         self.unplanned.set(False)

@@ -334,6 +334,23 @@ def test_a_member_only_the_old_reader_can_read_makes_the_page_read_the_old_way_w
     assert rows.snapshot(2) == old.snapshot(2) and rows.rows == old.rows
 
 
+@pytest.mark.parametrize("where", ["a member's name", "a user's name", "a member id"])
+def test_a_page_with_a_byte_that_isn_t_utf_8_reads_it_as_u_fffd_on_either_path(where: str) -> None:
+    """The client hands the listing's bytes over as they came (bot/patreon/transport.py), where it once decoded them
+    to text with every stray byte replaced: such a byte still reads as U+FFFD, through the old reader, whether the
+    fast reader meets it as it decodes the page or only when it decodes the member (its attributes kept raw)."""
+    doc = canonical_page(3)
+    marker = {"a member's name": "Patron 1", "a user's name": "User 2", "a member id": "m1"}[where]
+    spoilt = json.dumps(doc).encode().replace(f'"{marker}"'.encode(), f'"{marker}'.encode() + b'\xff"', 1)
+    assert b"\xff" in spoilt
+    page = parse_listing_text(spoilt, OBSERVED, MEMBER_REQUEST_FIELDS)
+    expected = old_reading(spoilt.decode(errors="replace"))
+    assert expected[0] == "page" and marker + "\ufffd" in repr(expected[1])
+    assert page.members == expected[1].members and page == expected[1]
+    if isinstance(page, ListingPage):  # the deferred path: decoding the spoilt member reads the whole page again
+        assert page.member_rows.listing_hashes is not None
+
+
 def test_an_unread_member_s_discord_account_is_that_of_its_row() -> None:
     doc = canonical_page(3)
     doc["included"][1]["attributes"]["social_connections"] = None

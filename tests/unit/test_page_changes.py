@@ -93,3 +93,18 @@ def test_only_the_members_whose_bytes_differ_from_the_stored_ones_are_looked_at(
     assert changes.changed == [2, 3, 4, 5] and changes.remember == [(1, looks["u1"][0], hashes[1])]
     snapshots = MemberRows.of_snapshots(_rows(canonical_page(2)).snapshots())
     assert differing_bytes(snapshots, {"u0": b"x", "u1": b"x"}) == [0, 1], "no hashes: every member"
+
+
+def test_a_page_without_a_user_twice_is_compared_as_a_page_with_one() -> None:
+    """The usual page (no user twice, every member hashed) is compared in one pass; it must name the same members as
+    the member-by-member comparison: the stored hash equal is skipped, older, unremembered or unknown bytes and a
+    member without a Patreon user are named."""
+    doc = canonical_page(6)
+    doc["data"][5]["relationships"]["user"]["data"] = None
+    rows = _rows(doc)
+    hashes = rows.listing_hashes
+    assert hashes is not None and rows.user_ids[5] is None
+    stored = {"u0": hashes[0], "u1": b"older bytes", "u2": None, "u4": hashes[4]}  # u3 unknown
+    assert differing_bytes(rows, stored) == [1, 2, 3, 5]
+    assert differing_bytes(rows, {}) == [0, 1, 2, 3, 4, 5]
+    assert differing_bytes(rows, {user: hashes[i] for i, user in enumerate(rows.user_ids) if user}) == [5]
