@@ -140,25 +140,42 @@ class GcTimer:
 
 
 class PhaseTimer:
-    """Wall and CPU seconds spent inside chosen coroutine functions (wrapped on the instance, same behaviour)."""
+    """Wall and CPU seconds spent inside chosen functions (wrapped on the instance or module, same behaviour).
+
+    Three clock reads a call and nothing else: each timed call's cost counts in the CPU the bench measures (reading
+    /proc/self/io around every call, as this once did for the disk writes, was 0.05 s of a 100,000-member refresh)."""
 
     def __init__(self) -> None:
         self.spans: dict[str, Span] = {}
-        self.written_mb: dict[str, float] = {}
+
+    def _add(self, key: str, done: Span) -> None:
+        total = self.spans.setdefault(key, Span())
+        total.wall, total.cpu = total.wall + done.wall, total.cpu + done.cpu
+        total.loop_cpu += done.loop_cpu
 
     def wrap(self, owner: Any, name: str, label: str | None = None) -> None:
-        original = getattr(owner, name)
-        key = label or name
+        """`owner.name`, a coroutine function."""
+        original, key = getattr(owner, name), label or name
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
-            span, written = Span.start(), disk_written_mb()
+            span = Span.start()
             try:
                 return await original(*args, **kwargs)
             finally:
-                done, total = span.stop(), self.spans.setdefault(key, Span())
-                total.wall, total.cpu = total.wall + done.wall, total.cpu + done.cpu
-                total.loop_cpu += done.loop_cpu
-                self.written_mb[key] = self.written_mb.get(key, 0.0) + disk_written_mb() - written
+                self._add(key, span.stop())
+
+        setattr(owner, name, timed)
+
+    def wrap_sync(self, owner: Any, name: str, label: str | None = None) -> None:
+        """`owner.name`, a plain function (a module's: its callers look the name up at each call)."""
+        original, key = getattr(owner, name), label or name
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            span = Span.start()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._add(key, span.stop())
 
         setattr(owner, name, timed)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import statistics
 import sys
 import tempfile
 from collections import Counter
@@ -40,6 +41,7 @@ from bench.bot_runner import (
 )
 from bench.fakes_process import FakesProcess
 from bench.seeding import role_call_user
+from bot.patreon import client as patreon_client
 from bot.patreon.budget import TOKEN_WINDOW_SECONDS
 from bot.sync.batch_plan import RefreshPlanner
 
@@ -61,13 +63,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-drain", action="store_true", help="stop after the refresh (its CPU split only; no role calls checked)"
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="refreshes to measure, each after its own changes (with --no-drain; the median is the RESULT)",
+    )
+    parser.add_argument(
         "--right-after-start-up",
         action="store_true",
         help="measure at once, while the start-up refresh's pages still fill Patreon's per-token window (every page "
         "then waits its turn), instead of when a scheduled refresh comes: the window clear",
     )
     add_log_option(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.repeat > 1 and not args.no_drain:
+        parser.error("--repeat needs --no-drain: the drain checks one refresh's role calls")
+    return args
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -98,57 +109,75 @@ async def measure(args: argparse.Namespace, fakes: FakesProcess, db_path: Path) 
             f"{warm.roles_differ} member(s) differ, {warm.jobs_queued} job(s) (0 and 0: the seed is in sync)"
         )
 
-        if not args.right_after_start_up:
-            # A scheduled refresh comes REFRESH_INTERVAL_MINUTES (15) after the last, when the last one's pages have
-            # left Patreon's per-token window; measured at once, each of the 100 pages would wait its turn.
-            print(f"  waiting {TOKEN_WINDOW_SECONDS + 1:.0f}s for Patreon's per-token window to clear, as a scheduled "
-                  "refresh finds it", flush=True)  # fmt: skip
-            await asyncio.sleep(TOKEN_WINDOW_SECONDS + 1)
-        change = await fakes.call("change", percent=args.changed_percent, rng_seed=args.seed)
-        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(change["kinds"].items()))
-        print(f"changed {change['changed']:,} memberships on fake Patreon ({kinds})")
-        print(f"  members whose roles now differ (policy over a fresh listing vs fake Discord): {change['differ']:,}")
-
-        await fakes.call("mark")
         client, phases = bot.services.patreon, PhaseTimer()
+        phases.wrap(client, "_request", "fetch pages (HTTP, budget)")
+        phases.wrap_sync(patreon_client, "_listing_page", "read pages (decode, hash)")
         for name in ("listing_hashes", "listing_looks", "save_membership_page", "delete_memberships_except"):
             phases.wrap(bot.services.store, name)
         phases.wrap(bot.services.jobs, "enqueue_many")
         phases.wrap(RefreshPlanner, "plan_page", "plan (pages)")
         phases.wrap(RefreshPlanner, "plan_members", "plan (not on a page)")
-        if args.full:
-            bot.services.refresh.request_full_plan(guild_id)
-        requests_before, rss_before, written_before = client.request_count, rss_mb(), disk_written_mb()
         # The listing takes over a minute under Patreon's 100 requests a minute per token (80 for refresh work): the
-        # role-job worker waits until it is done, so the CPU printed for the refresh is its own, not the first jobs'.
+        # role-job worker waits until the last measured refresh is done, so the CPU printed is the refreshes' own.
         await bot.services.jobs.stop()
-        stalls = LoopStalls().start()
-        profiler = _profiler(args.profile)
-        collector = GcTimer().start()
-        span = Span.start()
-        report = await bot.services.refresh.run("bench")
-        listed = span.stop()
-        collector.stop()
-        if profiler is not None:
-            profiler.stop()
-            _write_profile(args.profile, profiler)
-        print(
-            f"  refresh done (the drain follows): CPU {listed.cpu:.2f}s, wall {listed.wall:.2f}s, "
-            f"{report.members_planned:,} planned, {report.jobs_queued:,} job(s); RSS {rss_mb():.0f} MB, "
-            f"peak so far {peak_rss_mb():.0f} MB; the garbage collector {collector.cpu:.2f}s CPU in "
-            f"{collector.collections} collections",
-            flush=True,
-        )
-        print(
-            f"      CPU by thread: the event loop's {listed.loop_cpu:.2f}s, the others' (aiosqlite) "
-            f"{listed.cpu - listed.loop_cpu:.2f}s"
-        )
+        cpu_figures: list[float] = []
+        for round_ in range(1, args.repeat + 1):
+            if args.repeat > 1:
+                print(f"\nround {round_} of {args.repeat}")
+            if not args.right_after_start_up:
+                # A scheduled refresh comes REFRESH_INTERVAL_MINUTES (15) after the last, when the last one's pages
+                # have left Patreon's per-token window; measured at once, each of the 100 pages would wait its turn.
+                print(f"  waiting {TOKEN_WINDOW_SECONDS + 1:.0f}s for Patreon's per-token window to clear, as a "
+                      "scheduled refresh finds it", flush=True)  # fmt: skip
+                idle = Span.start()
+                await asyncio.sleep(TOKEN_WINDOW_SECONDS + 1)
+                waited = idle.stop()
+                print(f"  the bot over the wait: CPU {waited.cpu:.2f}s (the event loop's {waited.loop_cpu:.2f}s; "
+                      "after start-up, the daily patron count most of it)", flush=True)  # fmt: skip
+            change = await fakes.call("change", percent=args.changed_percent, rng_seed=args.seed + round_ - 1)
+            kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(change["kinds"].items()))
+            print(f"changed {change['changed']:,} memberships on fake Patreon ({kinds})")
+            differ = change["differ"]
+            print(f"  members whose roles now differ (policy over a fresh listing vs fake Discord): {differ:,}")
+
+            await fakes.call("mark")
+            phases.spans.clear()
+            if args.full:
+                bot.services.refresh.request_full_plan(guild_id)
+            requests_before, rss_before, written_before = client.request_count, rss_mb(), disk_written_mb()
+            stalls = LoopStalls().start()
+            profiler = _profiler(args.profile)
+            collector = GcTimer().start()
+            span = Span.start()
+            report = await bot.services.refresh.run("bench")
+            listed = span.stop()
+            collector.stop()
+            if profiler is not None:
+                profiler.stop()
+                _write_profile(args.profile, profiler)
+            cpu_figures.append(listed.cpu)
+            print(
+                f"  refresh done: CPU {listed.cpu:.2f}s, wall {listed.wall:.2f}s, {report.members_planned:,} planned, "
+                f"{report.jobs_queued:,} job(s); RSS {rss_mb():.0f} MB, peak so far {peak_rss_mb():.0f} MB; the "
+                f"garbage collector {collector.cpu:.2f}s CPU in {collector.collections} collections; disk writes "
+                f"{disk_written_mb() - written_before:.0f} MB",
+                flush=True,
+            )
+            print(
+                f"      CPU by thread: the event loop's {listed.loop_cpu:.2f}s, the others' (aiosqlite) "
+                f"{listed.cpu - listed.loop_cpu:.2f}s"
+            )
+            if args.no_drain or round_ < args.repeat:
+                _print_split(listed, phases)
         bot.services.jobs.start()
         if args.no_drain:
-            _print_split(listed, phases)
+            figures = ", ".join(f"{cpu:.2f}" for cpu in cpu_figures)
+            if args.repeat > 1:
+                print(f"\nCPU of the {args.repeat} refreshes: {figures} s; median {statistics.median(cpu_figures):.2f}")
             print(
-                f"RESULT plan_cpu_s={listed.cpu:.2f} gc_cpu_s={collector.cpu:.2f} peak_rss_mb={peak_rss_mb():.0f} "
-                f"members_planned={report.members_planned} drained=0"
+                f"RESULT plan_cpu_s={statistics.median(cpu_figures):.2f} plan_cpu_min_s={min(cpu_figures):.2f} "
+                f"plan_cpu_max_s={max(cpu_figures):.2f} gc_cpu_s={collector.cpu:.2f} "
+                f"peak_rss_mb={peak_rss_mb():.0f} members_planned={report.members_planned} drained=0"
             )
             return 0 if report.ok else 1
         await bot.settle(timeout=3600)
@@ -220,14 +249,10 @@ def _print_split(listed: Span, phases: PhaseTimer) -> None:
     """The refresh's wall and CPU by phase; what no phase claims is the listing (HTTP fetch, JSON decode, parse)."""
     rest = Span(listed.wall, listed.cpu, listed.loop_cpu)
     for name, spent in phases.spans.items():
-        disk = phases.written_mb[name]
-        print(
-            f"      {name:<32} wall {spent.wall:6.2f}  CPU {spent.cpu:6.2f} (loop {spent.loop_cpu:5.2f})  "
-            f"disk writes {disk:5.0f} MB"
-        )
+        print(f"      {name:<32} wall {spent.wall:6.2f}  CPU {spent.cpu:6.2f} (loop {spent.loop_cpu:5.2f})")
         rest = Span(rest.wall - spent.wall, rest.cpu - spent.cpu, rest.loop_cpu - spent.loop_cpu)
     print(
-        f"      {'listing (fetch+parse), the rest':<32} wall {rest.wall:6.2f}  CPU {rest.cpu:6.2f} "
+        f"      {'the rest (the listing walk)':<32} wall {rest.wall:6.2f}  CPU {rest.cpu:6.2f} "
         f"(loop {rest.loop_cpu:5.2f})"
     )
 
