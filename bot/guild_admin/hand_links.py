@@ -82,10 +82,13 @@ class HandLinkCommands(AdminChecks):
             if not confirmed:
                 raise AdminError(FOREIGN_HAND_LINK)
             replacing.append(previous)
-        self._assert_outranks(guild_id, invoker, await self.reconcile.managed_roles(guild_id))
+        # A role Discord confirms deleted can't be given or taken back, so it counts for nobody (review 6, R6-3).
+        managed = await self.reconcile.managed_roles(guild_id)
+        self._assert_outranks(guild_id, invoker, managed - await roles_gone(self.gateway, guild_id, managed))
         if previous is not None:  # replacing their link by hand takes back the roles the old one gave
             granted = await self.store.granted_roles(guild_id, discord_user_id)
-            self._assert_outranks(guild_id, invoker, granted, "take back", removing=True)
+            held = granted - await roles_gone(self.gateway, guild_id, granted)
+            self._assert_outranks(guild_id, invoker, held, "take back", removing=True)
         await self.linking.link_by_hand(discord_user_id, patreon_user_id, guild_id)
         outcome = await self.reconcile.reconcile_member(guild_id, discord_user_id, "linked by an admin")
         await self.reconcile.log_event(guild_id, f"An admin linked <@{discord_user_id}> to Patreon {patreon_user_id}")

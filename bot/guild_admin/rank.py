@@ -9,11 +9,13 @@ whether the bot acts at all (`settings enabled:`, `disconnect`), would otherwise
 rank through the bot. The cog reads the rank from the interaction's member; this
 module only compares ids, so it stays pure.
 
-A role the server no longer has (deleted in Discord while still mapped or set) is left out (`gone`): nobody can be
-given it or hold it (Discord refuses a deleted role), so refusing on it protects nothing, and it would lock every
-admin but the owner out of the on/off switch, `disconnect`, `connect` and the `unmap` that clears it (review 6,
-R6-3). Only Discord's own answer makes a role gone (RoleGateway.deleted_roles: a role missing from the cache is
-confirmed by a fresh read of the server's roles), never a cache miss alone, so a role that exists can't slip past.
+A role the server no longer has (deleted in Discord while still mapped, set or remembered as given) is left out
+(`gone`): nobody can be given it or hold it (Discord refuses a deleted role), so refusing on it protects nothing, and
+it would lock every admin but the owner out of the on/off switch, `disconnect`, `connect`, the `unmap` that clears
+it, `link-user` (the roles the policy hands out, and those a replaced link by hand gave), `unlink-user` and `uncomp`
+(review 6, R6-3). Only Discord's own answer makes a role gone (RoleGateway.deleted_roles: a role missing from the
+cache is confirmed by a fresh read of the server's roles), never a cache miss alone, so a role that exists can't
+slip past.
 """
 
 from __future__ import annotations
