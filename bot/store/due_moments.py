@@ -29,6 +29,13 @@ def _due_of_text(text: str) -> tuple[str, str, str]:
         return "", "", ""
 
 
+#: The campaign's members with a moment in (after, until], read from the index of the moments (migration 16).
+DUE_BY_TIME = (
+    "SELECT patreon_user_id FROM memberships WHERE campaign_id = ? AND ("
+    "(due_next_charge > ? AND due_next_charge <= ?) OR (due_paid_end > ? AND due_paid_end <= ?)"
+    " OR (due_last_charge > ? AND due_last_charge <= ?))"
+)
+
 class DueMomentsStore(SqlRunner):
     """Mixed into `Store`; every method commits before it returns."""
 
@@ -70,9 +77,6 @@ class DueMomentsStore(SqlRunner):
             grace_since = ""  # every text sorts after it
         after, until = iso_utc(since), iso_utc(now)
         async with self._db.execute(
-            "SELECT patreon_user_id FROM memberships WHERE campaign_id = ? AND ("
-            "(due_next_charge > ? AND due_next_charge <= ?) OR (due_paid_end > ? AND due_paid_end <= ?)"
-            " OR (due_last_charge > ? AND due_last_charge <= ?))",
-            (campaign_id, after, until, after, until, grace_since, grace_now),
+            DUE_BY_TIME, (campaign_id, after, until, after, until, grace_since, grace_now)
         ) as cursor:
             return [row[0] for row in await cursor.fetchall()]

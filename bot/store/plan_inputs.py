@@ -17,6 +17,8 @@ from bot.store.queues import PENDING, SqlRunner, iso_utc
 
 #: A link counts in guild ? (`Link.counts_in`, bot/store/links.py): proven by Patreon, or made by hand there.
 _COUNTS_IN = "(links.source != 'admin' OR links.linked_in_guild_id = ?)"
+#: The links counting in a server made at or after a time, read from the index of their times (migration 16).
+LINKS_MADE_SINCE = f"SELECT discord_user_id FROM links WHERE {_COUNTS_IN} AND linked_at >= ?"
 
 
 class PlanInputsStore(SqlRunner):
@@ -144,9 +146,7 @@ class PlanInputsStore(SqlRunner):
 
     async def links_made_since(self, guild_id: int, since: datetime) -> set[int]:
         """Discord users whose link counting here was made or replaced at or after `since` (the store's clock)."""
-        async with self._db.execute(
-            f"SELECT discord_user_id FROM links WHERE {_COUNTS_IN} AND linked_at >= ?", (guild_id, iso_utc(since))
-        ) as cursor:
+        async with self._db.execute(LINKS_MADE_SINCE, (guild_id, iso_utc(since))) as cursor:
             return {int(row[0]) async for row in cursor}
 
     async def pending_webhook_patreon_ids(self, received_before: datetime, campaign_id: str | None = None) -> set[str]:

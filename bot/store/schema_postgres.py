@@ -12,7 +12,7 @@ comparisons and the codec are shared.
 from __future__ import annotations
 
 #: The SQLite migration the PostgreSQL schema has caught up with (a test fails when SQLite moves past it).
-SQLITE_EQUIVALENT = 15
+SQLITE_EQUIVALENT = 16
 
 MIGRATIONS_POSTGRES: tuple[str, ...] = (
     # 1: everything SQLite migrations 1-11 built.
@@ -240,5 +240,11 @@ MIGRATIONS_POSTGRES: tuple[str, ...] = (
     """
     CREATE INDEX memberships_listing ON memberships (campaign_id, patreon_user_id)
         INCLUDE (snapshot_hash, listing_hash, observed_at);
+    """,
+    # 6: SQLite migration 16, the moments due and the links made since, answered from indexes.
+    """
+    CREATE INDEX memberships_due ON memberships (campaign_id, due_next_charge, due_paid_end, due_last_charge)
+        INCLUDE (patreon_user_id);
+    CREATE INDEX links_by_linked_at ON links (linked_at);
     """,
 )
