@@ -67,12 +67,11 @@ class PlanInputsStore(SqlRunner):
         grants: dict[int, set[int]] = {}
         for ids in in_chunks(sorted(set(discord_ids))):
             marks = ",".join("?" * len(ids))
-            async with self._db.execute(
+            for row in await self._rows(
                 f"SELECT discord_user_id, role_id FROM role_grants WHERE guild_id = ? AND discord_user_id IN ({marks})",
                 (guild_id, *ids),
-            ) as cursor:
-                async for row in cursor:
-                    grants.setdefault(int(row[0]), set()).add(int(row[1]))
+            ):
+                grants.setdefault(int(row[0]), set()).add(int(row[1]))
         return {user: frozenset(roles) for user, roles in grants.items()}
 
     async def links_counting_in_for_patreon(self, guild_id: int, patreon_ids: Iterable[str]) -> dict[int, str]:
@@ -87,11 +86,11 @@ class PlanInputsStore(SqlRunner):
         found: dict[int, str] = {}
         for chunk in in_chunks(values):
             marks = ",".join("?" * len(chunk))
-            async with self._db.execute(
+            rows = await self._rows(
                 f"SELECT discord_user_id, patreon_user_id FROM links WHERE {_COUNTS_IN} AND {column} IN ({marks})",
                 (guild_id, *chunk),
-            ) as cursor:
-                found.update({int(row[0]): row[1] async for row in cursor})
+            )
+            found.update({int(row[0]): row[1] for row in rows})
         return found
 
     async def linked_patreon_ids(self, patreon_ids: Iterable[str]) -> set[str]:

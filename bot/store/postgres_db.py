@@ -111,6 +111,9 @@ class PostgresConnection:
     def executescript(self, sql_script: str) -> _Statement:
         return _Statement(self._script(sql_script))
 
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> list[Any]:
+        return await (await self._cursor(sql, [parameters_of(parameters)])).fetchall()
+
     async def commit(self) -> None:
         async with self._turn:
             if self._in_transaction():
