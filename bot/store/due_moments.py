@@ -29,7 +29,7 @@ def _due_of_text(text: str) -> tuple[str, str, str]:
         return "", "", ""
 
 
-#: The campaign's members with a moment in (after, until], read from the index of the moments (migration 16).
+#: The campaign's members with a moment in (after, until], read from the listing's index (migration 16).
 DUE_BY_TIME = (
     "SELECT patreon_user_id FROM memberships WHERE campaign_id = ? AND ("
     "(due_next_charge > ? AND due_next_charge <= ?) OR (due_paid_end > ? AND due_paid_end <= ?)"

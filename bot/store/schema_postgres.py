@@ -241,10 +241,11 @@ MIGRATIONS_POSTGRES: tuple[str, ...] = (
     CREATE INDEX memberships_listing ON memberships (campaign_id, patreon_user_id)
         INCLUDE (snapshot_hash, listing_hash, observed_at);
     """,
-    # 6: SQLite migration 16, the moments due and the links made since, answered from indexes.
+    # 6: SQLite migration 16, the moments due (in the listing's index) and the links made since, from indexes.
     """
-    CREATE INDEX memberships_due ON memberships (campaign_id, due_next_charge, due_paid_end, due_last_charge)
-        INCLUDE (patreon_user_id);
+    DROP INDEX memberships_listing;
+    CREATE INDEX memberships_listing ON memberships (campaign_id, patreon_user_id)
+        INCLUDE (snapshot_hash, listing_hash, observed_at, due_next_charge, due_paid_end, due_last_charge);
     CREATE INDEX links_by_linked_at ON links (linked_at);
     """,
 )
