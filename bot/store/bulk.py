@@ -23,6 +23,8 @@ from bot.store.queues import SqlRunner, iso_utc
 
 #: How long "Patreon said this membership is gone" is remembered against late listing pages.
 TOMBSTONE_LIFETIME = timedelta(days=1)
+#: How often the tombstones past their lifetime are deleted (they are ignored from then on anyway).
+TOMBSTONE_PRUNE_EVERY = timedelta(minutes=1)
 #: Ids per `IN (...)` query (well under SQLite's variable limit).
 IN_CHUNK = 500
 #: Ids per look-up of a listing page's members: one query a page where SQLite takes 32,766 parameters (3.32 on;
@@ -94,6 +96,9 @@ def in_chunks(values: Sequence[object], size: int = IN_CHUNK) -> Iterable[Sequen
 
 class BulkStore(SqlRunner):
     """Mixed into `Store`; every method commits before it returns."""
+
+    #: When the tombstones past their lifetime were last deleted (None: not yet by this process).
+    _tombstones_pruned: datetime | None = None
 
     async def save_memberships(
         self, snapshots: Iterable[MembershipSnapshot], chunk: int = 2000, campaign_id: str | None = None
@@ -245,9 +250,16 @@ class BulkStore(SqlRunner):
 
     async def _recent_tombstones(self, now: datetime) -> dict[tuple[str, str], tuple[str | None, datetime]]:
         """(campaign, Patreon user) → (the membership Patreon called gone, when), for the last day (older ones
-        can't race a listing any more)."""
-        await self._run("DELETE FROM membership_tombstones WHERE gone_at < ?", (iso_utc(now - TOMBSTONE_LIFETIME),))
-        rows = await self._rows("SELECT campaign_id, patreon_user_id, member_id, gone_at FROM membership_tombstones")
+        can't race a listing any more). The older ones are deleted at most once a `TOMBSTONE_PRUNE_EVERY`: a
+        listing asks at every page, and each delete is a write and two trips to the database's thread."""
+        cutoff = iso_utc(now - TOMBSTONE_LIFETIME)
+        if self._tombstones_pruned is None or now - self._tombstones_pruned >= TOMBSTONE_PRUNE_EVERY:
+            await self._run("DELETE FROM membership_tombstones WHERE gone_at < ?", (cutoff,))
+            self._tombstones_pruned = now
+        rows = await self._rows(
+            "SELECT campaign_id, patreon_user_id, member_id, gone_at FROM membership_tombstones WHERE gone_at >= ?",
+            (cutoff,),
+        )
         return {(row[0], row[1]): (row[2], datetime.fromisoformat(row[3])) for row in rows}
 
     async def delete_memberships_except(

@@ -79,8 +79,7 @@ class Listing:
         forgotten early). None for a full re-plan: its sweep reads the whole campaign."""
         if self.stored_hashes is None:
             return None
-        listed = self.listed
-        return [user for user in self.stored_hashes if user not in listed]
+        return sorted(self.stored_hashes.keys() - self.listed)
 
 
 class ListingReader:
