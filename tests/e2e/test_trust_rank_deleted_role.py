@@ -16,6 +16,12 @@ from tests.e2e.test_trust_rank import MALLORY, SENIOR, add_mallory
 OLD = 730000000000000042
 
 
+async def drop_from_the_cache_only(world, role_id: int) -> None:
+    """The bot's cache is told the role went (a GUILD_ROLE_DELETE) while Discord still has it: a lagging cache."""
+    world.discord.dispatch("GUILD_ROLE_DELETE", {"guild_id": str(SEED.guild_id), "role_id": str(role_id)})
+    await wait_for(lambda: world.bot.get_guild(SEED.guild_id).get_role(role_id) is None)
+
+
 async def map_then_delete_old_supporter(world) -> None:
     world.guild.add_role(OLD, "Old Supporter", position=12)
     await wait_for(lambda: world.bot.get_guild(SEED.guild_id).get_role(OLD) is not None)
@@ -66,8 +72,7 @@ async def test_a_role_missing_only_from_the_bots_cache_still_counts(world):
     behind a just-created role would: Mallory is still refused, and `unmap` of it too."""
     add_mallory(world)
     assert "now get" in await admin(world, ["map"], {"tier": SEED.gold_tier, "role": SENIOR})
-    world.discord.dispatch("GUILD_ROLE_DELETE", {"guild_id": str(SEED.guild_id), "role_id": str(SENIOR)})
-    await wait_for(lambda: world.bot.get_guild(SEED.guild_id).get_role(SENIOR) is None)
+    await drop_from_the_cache_only(world, SENIOR)
     text = await admin(world, ["settings"], {"enabled": False}, MALLORY)
     assert "You can't turn the bot off while it hands out @" in text
     assert (await world.store.get_settings(SEED.guild_id)).enabled is True, "nothing changed"

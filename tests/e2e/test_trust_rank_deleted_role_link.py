@@ -14,7 +14,7 @@ from fakes.world import SEED
 from tests.e2e.polling import wait_for
 from tests.e2e.test_admin import admin
 from tests.e2e.test_trust_rank import MALLORY, SENIOR, add_mallory
-from tests.e2e.test_trust_rank_deleted_role import OLD
+from tests.e2e.test_trust_rank_deleted_role import OLD, drop_from_the_cache_only
 
 ROLES = rf"/guilds/{SEED.guild_id}/roles$"
 
@@ -92,8 +92,7 @@ async def test_link_by_hand_counts_a_role_missing_only_from_the_bots_cache(world
     cache lagging behind a just-created role would look) while Discord still lists it, so Mallory is refused."""
     add_mallory(world)
     await gold_gives(world, SENIOR)
-    world.discord.dispatch("GUILD_ROLE_DELETE", {"guild_id": str(SEED.guild_id), "role_id": str(SENIOR)})
-    await wait_for(lambda: world.bot.get_guild(SEED.guild_id).get_role(SENIOR) is None)
+    await drop_from_the_cache_only(world, SENIOR)
     text = await link_alice(world)
     assert "You can't make the bot give @" in text, text
     assert await world.store.get_link_by_discord(SEED.alice) is None, "nothing linked"
