@@ -121,6 +121,19 @@ class PlanInputsStore(SqlRunner):
                 )
         return found
 
+    async def hand_linked_memberships(self, campaign_id: str | None = None) -> list[MembershipSnapshot]:
+        """The campaign's stored snapshots whose Patreon user is linked by hand to another Discord user than the one
+        Patreon names for it: the few links auto-match weighs besides the unlinked (bot/sync/auto_match.py)."""
+        rows = await self._rows(
+            "SELECT memberships.snapshot, memberships.observed_at FROM links JOIN memberships"
+            " ON memberships.patreon_user_id = links.patreon_user_id WHERE links.source = 'admin'"
+            " AND memberships.social_discord_id IS NOT NULL"
+            f" AND memberships.social_discord_id != links.discord_user_id AND {IN_CAMPAIGN}"
+            " ORDER BY memberships.patreon_user_id",
+            (campaign_id, campaign_id),
+        )
+        return [decode_snapshot(row[0], datetime.fromisoformat(row[1])) for row in rows]
+
     async def links_without_membership(self, guild_id: int, campaign_id: str | None = None) -> set[int]:
         """Discord users whose link counts here but whose Patreon user has no stored membership of the campaign
         (left, or never pledged): after a complete listing, the members it showed nothing for."""

@@ -15,7 +15,9 @@ not follow the matched membership's campaign is only that server's word, counts 
 patron of another campaign. Patreon's own word (the pair it proves) replaces it as the patron's sign-in would
 (`save_link`, source "auto"); whoever held it is reconciled everywhere, and its server is told only when its own
 campaign holds that patron. A link by hand made in a server that follows the same campaign stands (that admin's
-word in his own server), an OAuth or auto link always stands, and an opted-out pair is not linked.
+word in his own server), an OAuth or auto link always stands, and an opted-out pair is not linked. A refresh and a
+webhook offer only patrons whose Patreon account is linked to nobody, so the few stored memberships whose Patreon
+account is linked by hand to another Discord user than Patreon names (a sock) are weighed too, every time.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ async def auto_match(
     ]
     if not guilds:
         return []
-    candidates = [s for s in snapshots if s.social_discord_id is not None and s.patreon_user_id is not None]
+    offered = [s for s in snapshots if s.social_discord_id is not None and s.patreon_user_id is not None]
+    squatted = await _hand_linked_patreon_accounts(store, reconcile, guilds, offered)
+    candidates = offered + squatted
     if not candidates:
         return []
     links, linked_patreon = await _known_links(store, candidates)
@@ -129,10 +133,41 @@ async def _replace_foreign_hand_links(
     discord_id, patreon_id = snapshot.social_discord_id, snapshot.patreon_user_id
     if discord_id is None or patreon_id is None or not own:
         return None
+    if await _links_giving_way(store, reconcile, snapshot) is None:  # the store first, Discord only if it matters
+        return None
     guild_id = await _guild_with_member(gateway, own, discord_id)
     if guild_id is None:
         return None
     # Read again right before the write: a sign-in, an unlink or a match meanwhile decides instead.
+    in_the_way = await _links_giving_way(store, reconcile, snapshot)
+    if in_the_way is None:
+        return None
+    await store.save_link(discord_id, patreon_id, guild_id, AUTO_SOURCE)
+    log.info("auto-matched discord=%s to patreon=%s in guild=%s", discord_id, patreon_id, guild_id)
+    await reconcile.log_event(
+        guild_id,
+        f"Linked <@{discord_id}> to Patreon {patreon_id} automatically (Discord is connected on Patreon)",
+        queued=True,
+    )
+    for link in sorted(in_the_way, key=lambda link: (link.discord_user_id, link.patreon_user_id)):
+        await _hand_link_replaced(store, reconcile, link, discord_id, patreon_id)
+    if all(link.discord_user_id != discord_id for link in in_the_way):
+        # Only his Patreon account was held (by a sock): nothing above reconciled him, and a refresh plans only
+        # its own campaign's servers.
+        try:
+            await reconcile.reconcile_user_everywhere(discord_id, "auto-matched")
+        except Exception:  # the link stands; the next refresh plans a link made since it last planned
+            log.exception("could not reconcile discord=%s after auto-match replaced a link by hand", discord_id)
+    return discord_id, patreon_id
+
+
+async def _links_giving_way(
+    store: Store, reconcile: ReconcileService, snapshot: MembershipSnapshot
+) -> set[Link] | None:
+    """The links either account holds, when every one gives way to the pair Patreon proves; None when there is
+    none, the pair is linked already (in any way, as for a patron linked to nobody), one stands, or the patron
+    opted out of that pair."""
+    discord_id, patreon_id = snapshot.social_discord_id or 0, snapshot.patreon_user_id or ""
     in_the_way = {
         link
         for link in (await store.get_link_by_discord(discord_id), await store.get_link_by_patreon(patreon_id))
@@ -154,16 +189,7 @@ async def _replace_foreign_hand_links(
             return None
     if (discord_id, patreon_id) in await store.auto_match_optouts():
         return None
-    await store.save_link(discord_id, patreon_id, guild_id, AUTO_SOURCE)
-    log.info("auto-matched discord=%s to patreon=%s in guild=%s", discord_id, patreon_id, guild_id)
-    await reconcile.log_event(
-        guild_id,
-        f"Linked <@{discord_id}> to Patreon {patreon_id} automatically (Discord is connected on Patreon)",
-        queued=True,
-    )
-    for link in sorted(in_the_way, key=lambda link: (link.discord_user_id, link.patreon_user_id)):
-        await _hand_link_replaced(store, reconcile, link, discord_id, patreon_id)
-    return discord_id, patreon_id
+    return in_the_way
 
 
 async def _gives_way(store: Store, reconcile: ReconcileService, link: Link, snapshot: MembershipSnapshot) -> bool:
@@ -189,6 +215,23 @@ async def _hand_link_replaced(
         f"{old.patreon_user_id} made in this server."
     )
     await settle_replaced_hand_link(store, reconcile, old, (discord_id, patreon_id), "auto-match", line, queued=True)
+
+
+async def _hand_linked_patreon_accounts(
+    store: Store, reconcile: ReconcileService, guilds: list[int], offered: list[MembershipSnapshot]
+) -> list[MembershipSnapshot]:
+    """The stored memberships, of the campaigns these servers follow, whose Patreon account is linked by hand to
+    another Discord user than Patreon names: a refresh and a webhook offer only Patreon accounts linked to nobody,
+    so a sock's link by hand of a patron would never be weighed (`_gives_way` decides, as for the Discord side)."""
+    keys = {await reconcile.campaign_key(guild_id) for guild_id in guilds}
+    seen = {(s.patreon_user_id, s.member_id) for s in offered}
+    found: list[MembershipSnapshot] = []
+    for key in [None] if None in keys else sorted(key for key in keys if key is not None):
+        for snapshot in await store.hand_linked_memberships(key):
+            if (snapshot.patreon_user_id, snapshot.member_id) not in seen and snapshot.patreon_user_id is not None:
+                seen.add((snapshot.patreon_user_id, snapshot.member_id))
+                found.append(snapshot)
+    return found
 
 
 async def _campaign_members(
