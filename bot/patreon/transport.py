@@ -8,6 +8,7 @@ blocked at Patreon's edge), and every failure reaches the caller as one of the `
 
 from __future__ import annotations
 
+import codecs
 import collections
 import json
 import logging
@@ -124,7 +125,7 @@ class PatreonTransport:
         raw: bool = False,
     ) -> Any:
         """Send one logical request, retrying 429/5xx/network failures; return the decoded JSON body (`raw`:
-        a 2xx body's bytes, undecoded). Each
+        a 2xx body's bytes, undecoded, or its text when it declares a charset other than UTF-8). Each
         attempt holds a budget slot of `priority`; `key` (a campaign id) takes turns with other keys' refresh work."""
         url_text = f"{self.base_url}{path}"
         if params:
@@ -160,15 +161,15 @@ class PatreonTransport:
                     status = response.status
                     response_headers = response.headers
                     data = await response.read()
-                    encoding = response.get_encoding()
+                    encoding = codecs.lookup(response.get_encoding()).name  # "utf-8", whatever its spelling
                 self.response_counts[str(status)] += 1
             except (TimeoutError, aiohttp.ClientError) as error:
                 self.response_counts["error"] += 1
                 failure = PatreonUnavailable(f"{method} {path}: {type(error).__name__}: {error}".rstrip(": "))
                 wait = self._backoff(attempt)
             else:
-                if raw and 200 <= status < 300:
-                    return data  # the caller decodes it (a listing page: bot/patreon/member_pages.py)
+                if raw and 200 <= status < 300:  # the caller decodes it (a listing page: bot/patreon/member_pages.py)
+                    return data if encoding == "utf-8" else data.decode(encoding, errors="replace")  # as declared
                 text = data.decode(encoding, errors="replace")
                 body = _decode_json(text)
                 if status == 429:

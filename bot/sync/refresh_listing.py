@@ -73,10 +73,12 @@ class Listing:
     stored_hashes: dict[str, bytes | None] | None = None
 
     def stored_not_listed(self) -> list[str] | None:
-        """The members stored as the attempt began that it didn't list: the only ones its sweep needs to read (a
-        member first stored later was, but for a webhook's look taken just before the refresh began, seen after it
-        began, so is kept anyway; that one waits for the next refresh's sweep, kept a refresh longer, never
-        forgotten early). None for a full re-plan: its sweep reads the whole campaign."""
+        """The members stored as the attempt began that it didn't list: the only ones its sweep needs to read. A
+        member first stored later was seen after the refresh began, so is kept anyway, but for one from a look taken
+        just before it began (a webhook's, a sign-in's): that one, and the roles its own job gave, wait for the next
+        complete listing that doesn't show him (kept a refresh longer, never forgotten early; a new patron the
+        listing hasn't caught up with yet isn't forgotten at all). None for a full re-plan: its sweep reads the
+        whole campaign (review 7, R7-1)."""
         if self.stored_hashes is None:
             return None
         return sorted(self.stored_hashes.keys() - self.listed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -307,6 +308,40 @@ async def test_a_success_that_is_not_json_api_is_a_bad_response(session) -> None
             await client.get_identity("token")
         with pytest.raises(PatreonBadResponse, match="no 'data'"):
             await client.get_campaigns("token")
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "iso-8859-1", "utf-16", None])
+async def test_a_listing_page_reads_in_the_charset_it_declares(session, charset: str | None) -> None:
+    """The listing's bytes go to the reader as they came when they are UTF-8 (what Patreon sends, and JSON's
+    default); a page that declares another charset is read in it, as any other answer is."""
+    from tests.unit.test_member_pages import canonical_page  # the fast reader's canonical page
+
+    document = canonical_page(2)
+    document["data"][1]["attributes"]["full_name"] = "José Ñandú"
+    del document["meta"]["pagination"]["cursors"], document["links"]
+    text = json.dumps(document, ensure_ascii=False)
+
+    async def members(_request: web.Request) -> web.Response:
+        body = text.encode(charset or "utf-8")
+        kind = "application/json" + (f"; charset={charset}" if charset else "")
+        return web.Response(body=body, headers={"Content-Type": kind})
+
+    app = web.Application()
+    app.add_routes([web.get("/api/oauth2/v2/campaigns/1/members", members)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        client = PatreonClient(
+            session, base_url=f"http://{host}:{port}", client_id="c", client_secret="s", redirect_uri=REDIRECT,
+            user_agent=USER_AGENT,
+        )  # fmt: skip
+        pages = [page async for page in client.iter_member_pages("token", "1")]
+        assert [m.full_name for m in pages[0].members] == ["User 0", "José Ñandú"]
     finally:
         await runner.cleanup()
 
