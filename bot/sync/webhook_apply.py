@@ -251,8 +251,9 @@ class WebhookApplier(BackgroundWorker):
                 return
             stored = await self.store.save_membership(snapshot, campaign_id)
             if snapshot.social_discord_id is not None and not await self._linked(snapshot.patreon_user_id):
-                # Only a patron linked to nobody can be matched; auto_match reads every acting server's settings
-                # first, which for a linked patron (most webhooks) was that many reads behind the refresh's writes.
+                # Only a patron linked to nobody, or only by hand (which may give way to Patreon's word, R5-5), can be
+                # matched; auto_match reads every acting server's settings first, which for a patron linked himself
+                # (most webhooks) was that many reads behind the refresh's writes.
                 await auto_match(
                     self.store, self.gateway, self.reconcile, [snapshot], self.clock(), self.on_auto_linked
                 )
@@ -276,7 +277,9 @@ class WebhookApplier(BackgroundWorker):
         await self._finish(ids, DONE, self.clock())
 
     async def _linked(self, patreon_user_id: str) -> bool:
-        return await self.store.get_link_by_patreon(patreon_user_id) is not None
+        """Linked by the patron's own sign-in or an auto-match: no match to weigh."""
+        link = await self.store.get_link_by_patreon(patreon_user_id)
+        return link is not None and not link.by_hand
 
     async def _servers_to_tell(self, link: Link, campaign_id: str) -> list[tuple[int, int]]:
         """The (server, member) jobs a change of this campaign's patron needs: servers that follow the campaign

@@ -186,3 +186,21 @@ async def test_eve_cant_make_the_match_take_a_discord_account_its_owner_linked_h
     assert bob is not None and (bob.patreon_user_id, bob.source) == ("p-ben", "oauth")
     sock = await world.store.get_link_by_patreon("p-bob")
     assert sock is not None and (sock.discord_user_id, sock.linked_in_guild_id) == (SOCK, OTHER)
+
+
+async def test_a_foreign_hand_link_of_the_patreon_account_gives_way_to_a_webhooks_auto_match(two_campaigns):  # noqa: F811
+    """A webhook about p-bob weighs the match as a refresh does: his Patreon account linked only by hand in Eve's
+    server doesn't keep him from the Discord account Patreon names."""
+    world: FakeWorld = two_campaigns
+    await add_socks(world)
+    follows_b(world, "p-bob")
+    await world.refresh()
+    await eve_links(world, SOCK, "p-bob")
+    await auto_match_on_and_connected(world, "p-bob")
+    status, _ = await world.send_webhook("members:update", "p-bob")
+    assert status == 202
+    await wait_for(lambda: world.store.get_link_by_discord(SEED.bob))
+    await world.settle()
+    await assert_matched_in_a(world, SEED.bob, "p-bob")
+    assert await world.store.get_link_by_discord(SOCK) is None
+    await wait_for(lambda: SEED.bronze_role in world.roles_of(SEED.bob))
