@@ -42,8 +42,10 @@ class LinkStore(SqlRunner):
     ) -> Link | None:
         """Link the two accounts; return the link this replaced for another Discord user, if any.
 
-        This is the explicit path (OAuth, an admin): it also lifts an auto-match opt-out for this pair, in the
-        same commit. Auto-match itself inserts through `add_auto_links`, which respects opt-outs.
+        This is the explicit path (OAuth, an admin). The patron's own sign-in also lifts an auto-match opt-out
+        for this pair, in the same commit; a link by hand doesn't: it is only its server's word, and another
+        campaign's admin could otherwise undo a patron's own unlink by linking the pair and then re-pointing it.
+        Auto-match itself inserts through `add_auto_links`, which respects opt-outs.
         """
         previous = await self.get_link_by_patreon(patreon_user_id)
         await self._run("DELETE FROM links WHERE patreon_user_id = ?", (patreon_user_id,))
@@ -53,10 +55,11 @@ class LinkStore(SqlRunner):
             " source = excluded.source, linked_at = excluded.linked_at",
             (discord_user_id, patreon_user_id, guild_id, source, _now()),
         )
-        await self._run(
-            "DELETE FROM auto_match_optouts WHERE discord_user_id = ? AND patreon_user_id = ?",
-            (discord_user_id, patreon_user_id),
-        )
+        if source != ADMIN_SOURCE:
+            await self._run(
+                "DELETE FROM auto_match_optouts WHERE discord_user_id = ? AND patreon_user_id = ?",
+                (discord_user_id, patreon_user_id),
+            )
         await self._db.commit()
         if previous is not None and previous.discord_user_id != discord_user_id:
             return previous

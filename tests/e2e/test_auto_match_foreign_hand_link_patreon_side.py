@@ -204,3 +204,23 @@ async def test_a_foreign_hand_link_of_the_patreon_account_gives_way_to_a_webhook
     await assert_matched_in_a(world, SEED.bob, "p-bob")
     assert await world.store.get_link_by_discord(SOCK) is None
     await wait_for(lambda: SEED.bronze_role in world.roles_of(SEED.bob))
+
+
+async def test_eves_links_by_hand_of_bobs_own_pair_dont_undo_his_unlink(two_campaigns):  # noqa: F811
+    """Bob unlinked p-bob himself (an opt-out). Eve, whose server follows B, hand-links him to p-bob in her server,
+    then re-points him to p-ben: had her first link lifted his opt-out, A's auto-match would link the pair again
+    against his own unlink. Only his own sign-in lifts it (helper 71's finding)."""
+    world: FakeWorld = two_campaigns
+    follows_b(world, "p-bob")
+    await auto_match_on_and_connected(world, "p-bob")
+    assert (await world.refresh()).auto_linked == 1
+    await world.bot.services.linking.unlink(SEED.bob)
+    assert await world.store.auto_match_optouts() == {(SEED.bob, "p-bob")}
+    await eve_links(world, SEED.bob, "p-bob")
+    await eve_links(world, SEED.bob, "p-ben")
+    assert await world.store.auto_match_optouts() == {(SEED.bob, "p-bob")}
+    report = await world.refresh()
+    assert report.ok and report.auto_linked == 0
+    link = await world.store.get_link_by_discord(SEED.bob)
+    assert link is not None and (link.patreon_user_id, link.source) == ("p-ben", ADMIN_SOURCE)
+    assert SEED.bronze_role not in world.roles_of(SEED.bob)

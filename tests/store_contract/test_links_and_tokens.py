@@ -43,6 +43,8 @@ async def test_an_unlink_opts_the_pair_out_of_auto_match_until_an_explicit_link(
     assert await store.auto_match_optouts() == {(ANN, "p1")}
     assert await store.add_auto_links([(ANN, "p1", GUILD, "auto"), (BOB, "p2", GUILD, "auto")], T0) == 1
     assert await store.get_link_by_discord(ANN) is None
+    await store.save_link(ANN, "p1", GUILD, "admin")  # an admin's link by hand: only its server's word
+    assert await store.auto_match_optouts() == {(ANN, "p1")}
     await store.save_link(ANN, "p1", GUILD, "oauth")  # Ann links it herself: the opt-out goes
     assert await store.auto_match_optouts() == set()
 
