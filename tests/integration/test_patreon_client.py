@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -281,6 +282,25 @@ async def test_connection_refused_is_unavailable(session) -> None:
     assert client.request_count == 2
 
 
+@contextlib.asynccontextmanager
+async def client_of(session: aiohttp.ClientSession, routes: list[web.RouteDef]) -> AsyncIterator[PatreonClient]:
+    """A client of a one-off server on 127.0.0.1 answering `routes` (what no fake Patreon would send)."""
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield PatreonClient(
+            session, base_url=f"http://{host}:{port}", client_id="c", client_secret="s", redirect_uri=REDIRECT,
+            user_agent=USER_AGENT,
+        )  # fmt: skip
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_success_that_is_not_json_api_is_a_bad_response(session) -> None:
     async def html(_request: web.Request) -> web.Response:
         return web.Response(text="<html>maintenance</html>", content_type="text/html")
@@ -288,28 +308,12 @@ async def test_a_success_that_is_not_json_api_is_a_bad_response(session) -> None
     async def not_jsonapi(_request: web.Request) -> web.Response:
         return web.json_response({"hello": "world"})
 
-    app = web.Application()
-    app.add_routes([web.get("/api/oauth2/v2/identity", html), web.get("/api/oauth2/v2/campaigns", not_jsonapi)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        client = PatreonClient(
-            session,
-            base_url=f"http://{host}:{port}",
-            client_id="c",
-            client_secret="s",
-            redirect_uri=REDIRECT,
-            user_agent=USER_AGENT,
-        )
+    routes = [web.get("/api/oauth2/v2/identity", html), web.get("/api/oauth2/v2/campaigns", not_jsonapi)]
+    async with client_of(session, routes) as client:
         with pytest.raises(PatreonBadResponse, match="not JSON"):
             await client.get_identity("token")
         with pytest.raises(PatreonBadResponse, match="no 'data'"):
             await client.get_campaigns("token")
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("charset", ["utf-8", "iso-8859-1", "utf-16", None])
@@ -328,22 +332,9 @@ async def test_a_listing_page_reads_in_the_charset_it_declares(session, charset:
         kind = "application/json" + (f"; charset={charset}" if charset else "")
         return web.Response(body=body, headers={"Content-Type": kind})
 
-    app = web.Application()
-    app.add_routes([web.get("/api/oauth2/v2/campaigns/1/members", members)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        client = PatreonClient(
-            session, base_url=f"http://{host}:{port}", client_id="c", client_secret="s", redirect_uri=REDIRECT,
-            user_agent=USER_AGENT,
-        )  # fmt: skip
+    async with client_of(session, [web.get("/api/oauth2/v2/campaigns/1/members", members)]) as client:
         pages = [page async for page in client.iter_member_pages("token", "1")]
         assert [m.full_name for m in pages[0].members] == ["User 0", "José Ñandú"]
-    finally:
-        await runner.cleanup()
 
 
 async def test_every_request_sends_our_user_agent(fake, session) -> None:
