@@ -93,13 +93,15 @@ class PlanInputsStore(SqlRunner):
             found.update({int(row[0]): row[1] for row in rows})
         return found
 
-    async def linked_patreon_ids(self, patreon_ids: Iterable[str]) -> set[str]:
-        """Which of these Patreon users are linked at all (in any server)."""
+    async def linked_patreon_ids(self, patreon_ids: Iterable[str], *, by_hand_too: bool = True) -> set[str]:
+        """Which of these Patreon users are linked at all (in any server); without `by_hand_too`, only those linked
+        by their own word (a sign-in, an auto-match): a link by hand may give way to auto-match (R5-5)."""
         linked: set[str] = set()
+        also = "" if by_hand_too else " AND source != 'admin'"
         for chunk in in_chunks(sorted(set(patreon_ids))):
             marks = ",".join("?" * len(chunk))
             async with self._db.execute(
-                f"SELECT patreon_user_id FROM links WHERE patreon_user_id IN ({marks})", chunk
+                f"SELECT patreon_user_id FROM links WHERE patreon_user_id IN ({marks}){also}", chunk
             ) as cursor:
                 linked.update([row[0] async for row in cursor])
         return linked
@@ -120,19 +122,6 @@ class PlanInputsStore(SqlRunner):
                     {row[0]: decode_snapshot(row[1], datetime.fromisoformat(row[2])) async for row in cursor}
                 )
         return found
-
-    async def hand_linked_memberships(self, campaign_id: str | None = None) -> list[MembershipSnapshot]:
-        """The campaign's stored snapshots whose Patreon user is linked by hand to another Discord user than the one
-        Patreon names for it: the few links auto-match weighs besides the unlinked (bot/sync/auto_match.py)."""
-        rows = await self._rows(
-            "SELECT memberships.snapshot, memberships.observed_at FROM links JOIN memberships"
-            " ON memberships.patreon_user_id = links.patreon_user_id WHERE links.source = 'admin'"
-            " AND memberships.social_discord_id IS NOT NULL"
-            f" AND memberships.social_discord_id != links.discord_user_id AND {IN_CAMPAIGN}"
-            " ORDER BY memberships.patreon_user_id",
-            (campaign_id, campaign_id),
-        )
-        return [decode_snapshot(row[0], datetime.fromisoformat(row[1])) for row in rows]
 
     async def links_without_membership(self, guild_id: int, campaign_id: str | None = None) -> set[int]:
         """Discord users whose link counts here but whose Patreon user has no stored membership of the campaign

@@ -7,7 +7,7 @@ is that campaign's, same member id) and has `auto_match_discord` enabled: a serv
 neither makes the match nor hears of it in its log channel (it would learn who pledges to another creator). The
 match is Patreon's word, like OAuth, so it counts in every acting server (`Link.counts_in`). A pair whose link was
 removed on purpose (`/patreon unlink`, an admin's unlink-user) is never matched again: the unlink records an
-opt-out that only an explicit OAuth or admin link of that pair lifts. A member lookup Discord fails (5xx) skips
+opt-out that only the patron's own sign-in to that pair lifts. A member lookup Discord fails (5xx) skips
 that guild for now; the next refresh or webhook tries again.
 
 One exception to "not linked yet" (review 5, R5-5): a link by hand of either account made in a server that does
@@ -16,8 +16,7 @@ patron of another campaign. Patreon's own word (the pair it proves) replaces it 
 (`save_link`, source "auto"); whoever held it is reconciled everywhere, and its server is told only when its own
 campaign holds that patron. A link by hand made in a server that follows the same campaign stands (that admin's
 word in his own server), an OAuth or auto link always stands, and an opted-out pair is not linked. A refresh and a
-webhook offer only patrons whose Patreon account is linked to nobody, so the few stored memberships whose Patreon
-account is linked by hand to another Discord user than Patreon names (a sock) are weighed too, every time.
+webhook offer the patrons whose Patreon account is linked to nobody or only by hand (a sock's link of it).
 """
 
 from __future__ import annotations
@@ -56,9 +55,7 @@ async def auto_match(
     ]
     if not guilds:
         return []
-    offered = [s for s in snapshots if s.social_discord_id is not None and s.patreon_user_id is not None]
-    squatted = await _hand_linked_patreon_accounts(store, reconcile, guilds, offered)
-    candidates = offered + squatted
+    candidates = [s for s in snapshots if s.social_discord_id is not None and s.patreon_user_id is not None]
     if not candidates:
         return []
     links, linked_patreon = await _known_links(store, candidates)
@@ -215,23 +212,6 @@ async def _hand_link_replaced(
         f"{old.patreon_user_id} made in this server."
     )
     await settle_replaced_hand_link(store, reconcile, old, (discord_id, patreon_id), "auto-match", line, queued=True)
-
-
-async def _hand_linked_patreon_accounts(
-    store: Store, reconcile: ReconcileService, guilds: list[int], offered: list[MembershipSnapshot]
-) -> list[MembershipSnapshot]:
-    """The stored memberships, of the campaigns these servers follow, whose Patreon account is linked by hand to
-    another Discord user than Patreon names: a refresh and a webhook offer only Patreon accounts linked to nobody,
-    so a sock's link by hand of a patron would never be weighed (`_gives_way` decides, as for the Discord side)."""
-    keys = {await reconcile.campaign_key(guild_id) for guild_id in guilds}
-    seen = {(s.patreon_user_id, s.member_id) for s in offered}
-    found: list[MembershipSnapshot] = []
-    for key in [None] if None in keys else sorted(key for key in keys if key is not None):
-        for snapshot in await store.hand_linked_memberships(key):
-            if (snapshot.patreon_user_id, snapshot.member_id) not in seen and snapshot.patreon_user_id is not None:
-                seen.add((snapshot.patreon_user_id, snapshot.member_id))
-                found.append(snapshot)
-    return found
 
 
 async def _campaign_members(

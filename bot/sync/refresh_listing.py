@@ -201,7 +201,9 @@ class ListingReader:
         if auto_matching:
             social = [index for index in range(len(members)) if members.social(index) is not None]
             if social:
-                linked = await self.store.linked_patreon_ids(user for i in social if (user := members.user_ids[i]))
+                linked = await self.store.linked_patreon_ids(
+                    (user for i in social if (user := members.user_ids[i])), by_hand_too=False
+                )  # a patron linked only by hand is offered too: that link may give way (bot/sync/auto_match.py)
                 listing.unmatched += [
                     members.snapshot(index) for index in social if members.user_ids[index] not in linked
                 ]

@@ -57,6 +57,7 @@ async def test_a_link_by_hand_counts_only_in_the_server_whose_admin_made_it(stor
     assert await store.links_counting_in_for_patreon(OTHER_GUILD, ["p1", "p2"]) == {BOB: "p2"}
     assert await store.links_counting_in_for_discord(GUILD, [ANN]) == {ANN: "p1"}
     assert await store.linked_patreon_ids(["p1", "p3"]) == {"p1"}
+    assert await store.linked_patreon_ids(["p1", "p2", "p3"], by_hand_too=False) == {"p2"}, "Ann's is by hand"
     assert await store.links_made_since(GUILD, datetime.now(UTC) - timedelta(minutes=1)) == {ANN, BOB}
 
 
