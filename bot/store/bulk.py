@@ -275,27 +275,15 @@ class BulkStore(SqlRunner):
         if among is None or campaign_id is None:
             gone = await self.memberships_not_listed(keep, observed_before, campaign_id)
         else:
-            missed = [user for user in among if user not in keep]
-            gone = await self._observed_before(campaign_id, missed, observed_before)
+            before = iso_utc(observed_before)
+            seen = await self._of_users(campaign_id, [user for user in among if user not in keep], "observed_at")
+            gone = [row[0] for row in seen if row[1] < before]
         await self._run_many(
             f"DELETE FROM memberships WHERE patreon_user_id = ? AND observed_at < ? AND {IN_CAMPAIGN}",
             [(patreon_user_id, iso_utc(observed_before), campaign_id, campaign_id) for patreon_user_id in gone],
         )
         await self._db.commit()
         return gone
-
-    async def _observed_before(self, campaign_id: str, user_ids: Sequence[str], before: datetime) -> list[str]:
-        """Those of `user_ids` whose membership of the campaign is stored and was last seen before `before`."""
-        found: list[str] = []
-        for ids in in_chunks(user_ids, PAGE_CHUNK):
-            marks = ",".join("?" * len(ids))
-            async with self._db.execute(
-                f"SELECT patreon_user_id FROM memberships WHERE campaign_id = ? AND observed_at < ?"
-                f" AND patreon_user_id IN ({marks})",
-                (campaign_id, iso_utc(before), *ids),
-            ) as cursor:
-                found += [row[0] for row in await cursor.fetchall()]
-        return found
 
     async def patreon_users_by_member_id(
         self, member_ids: Iterable[str], campaign_id: str | None = None
