@@ -43,6 +43,18 @@ async def bobs_discord_linked_by_eve(world: FakeWorld) -> None:
     world.patreon.add_user("p-bob", "Bob", discord_id=SEED.bob)
 
 
+async def only_alice_is_matched(world: FakeWorld) -> None:
+    """A turns auto-match on and Alice and Bob connect Discord on Patreon; a refresh matches Alice (Eve's link by
+    hand of her gives way) and no one else."""
+    await world.bot.services.admin.update_settings(SEED.guild_id, auto_match_discord=True)
+    world.patreon.add_user("p-alice", "Alice", discord_id=SEED.alice)
+    world.patreon.add_user("p-bob", "Bob", discord_id=SEED.bob)
+    report = await world.refresh()
+    assert report.ok and report.auto_linked == 1
+    alice = await world.store.get_link_by_discord(SEED.alice)
+    assert alice is not None and (alice.patreon_user_id, alice.source) == ("p-alice", "auto")
+
+
 async def assert_bob_matched_in_a(world: FakeWorld, *, pledges_to_b: bool = False) -> None:
     link = await world.store.get_link_by_discord(SEED.bob)
     assert link is not None
@@ -102,13 +114,7 @@ async def test_a_hand_link_made_in_a_server_of_the_same_campaign_stands(two_camp
     await eve_links(world, SEED.alice, "p-ben")  # Eve's word about Alice, another campaign's server: gives way
     text = await admin(world, ["link-user"], {"member": SEED.bob, "patreon_user_id": "p-carol"})
     assert "Linked" in text, text  # A's owner's word about Bob, in A's own server: stands
-    await world.bot.services.admin.update_settings(SEED.guild_id, auto_match_discord=True)
-    world.patreon.add_user("p-alice", "Alice", discord_id=SEED.alice)
-    world.patreon.add_user("p-bob", "Bob", discord_id=SEED.bob)
-    report = await world.refresh()
-    assert report.ok and report.auto_linked == 1
-    alice = await world.store.get_link_by_discord(SEED.alice)
-    assert alice is not None and (alice.patreon_user_id, alice.source) == ("p-alice", "auto")
+    await only_alice_is_matched(world)
     bob = await world.store.get_link_by_discord(SEED.bob)
     assert bob is not None
     assert (bob.patreon_user_id, bob.linked_in_guild_id, bob.source) == ("p-carol", SEED.guild_id, ADMIN_SOURCE)
@@ -144,13 +150,7 @@ async def test_a_link_the_member_signed_in_to_himself_stands(two_campaigns):  # 
     status, _ = await link_in(world, OTHER, SEED.bob, "bob", "p-ben")  # Bob's own word, in Eve's server
     assert status == 200
     await eve_links(world, SEED.alice, "p-bea")  # the control: a link by hand of Eve's gives way
-    await world.bot.services.admin.update_settings(SEED.guild_id, auto_match_discord=True)
-    world.patreon.add_user("p-alice", "Alice", discord_id=SEED.alice)
-    world.patreon.add_user("p-bob", "Bob", discord_id=SEED.bob)
-    report = await world.refresh()
-    assert report.ok and report.auto_linked == 1
-    alice = await world.store.get_link_by_discord(SEED.alice)
-    assert alice is not None and (alice.patreon_user_id, alice.source) == ("p-alice", "auto")
+    await only_alice_is_matched(world)
     bob = await world.store.get_link_by_discord(SEED.bob)
     assert bob is not None and (bob.patreon_user_id, bob.source) == ("p-ben", "oauth")
     assert await world.store.get_link_by_patreon("p-bob") is None
